@@ -1,0 +1,62 @@
+/**
+ * Every error the API answers with. One class per stable `name`, each carrying its HTTP status, so the API turns
+ * any thrown ApiError into the anchor's `{name, message}` body in one place.
+ */
+export abstract class ApiError extends Error {
+  abstract readonly status: 400 | 401 | 404 | 409 | 500 | 503
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
+  }
+
+  toJSON (): { name: string, message: string } {
+    return { name: this.name, message: this.message }
+  }
+}
+
+function apiError<N extends string, S extends ApiError['status']> (name: N, status: S, defaultMessage: string) {
+  return class extends ApiError {
+    static readonly errorName = name
+    override readonly name = name
+    readonly status = status
+    constructor (message: string = defaultMessage, options?: { cause?: unknown }) {
+      super(message, options)
+    }
+  }
+}
+
+export const ClusterAlreadyInitializedError = apiError('cluster_already_initialized', 409, 'this operation is invalid on an initialized cluster')
+export const ClusterNotInitializedError = apiError('cluster_not_initialized', 409, 'this operation is invalid on an uninitialized cluster')
+export const DatabaseNotModifiableError = apiError('database_not_modifiable', 409, 'the target database is not modifiable in its current state')
+export const OperationAlreadyInProgressError = apiError('operation_already_in_progress', 409, 'an operation is already in progress for the given entity')
+export const DatabaseAlreadyExistsError = apiError('database_already_exists', 409, 'a database already exists with the given ID')
+export const InvalidInputError = apiError('invalid_input', 400, 'invalid input')
+/** Malformed request bodies (not JSON at all); schema violations are InvalidInputError. */
+export const DecodePayloadError = apiError('decode_payload', 400, 'the request body could not be decoded')
+export const OperationNotSupportedError = apiError('operation_not_supported', 400, 'operation not supported by this control plane server')
+export const InvalidJoinTokenError = apiError('invalid_join_token', 401, 'the given join token is invalid')
+export const NotFoundError = apiError('not_found', 404, 'not found')
+export const ServerError = apiError('server_error', 500, 'internal server error')
+export const ShuttingDownError = apiError('shutting_down', 503, 'the server is shutting down')
+
+/** One problem at one place in the input; `path` is `nodes[0].host_ids[1]` style, empty for the whole input. */
+export interface Issue { path: string, message: string }
+
+/** Renders issues the anchor's way: `path: message` lines joined by newlines. */
+export function formatIssues (issues: readonly Issue[]): string {
+  return issues.map(i => i.path === '' ? i.message : `${i.path}: ${i.message}`).join('\n')
+}
+
+export function invalidInput (issues: readonly Issue[]): InstanceType<typeof InvalidInputError> {
+  return new InvalidInputError(formatIssues(issues))
+}
+
+/** Joins path segments: strings become `.field` (or `[key]` when `mapKey`), numbers `[i]`. */
+export function joinPath (segments: ReadonlyArray<string | number | symbol>): string {
+  let out = ''
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`
+    else if (out === '') out = String(s)
+    else out += `.${String(s)}`
+  }
+  return out
+}

@@ -1,0 +1,2 @@
+// Database spec schemas, defaults and validation (filled by the databases work).
+export {}
