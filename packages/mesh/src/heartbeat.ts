@@ -1,0 +1,107 @@
+import { EventEmitter } from 'node:events'
+import type { Logger } from 'pino'
+import type { Mesh } from './mesh.js'
+
+export const HEARTBEAT_TOPIC = '/pgmesh/heartbeat/1'
+
+/** What each host says about itself every interval. `observed` is that host's own observed state, replaced whole. */
+export interface Heartbeat<T = unknown> {
+  host_id: string
+  peer_id: string
+  /** Random per process start, so a restarted host's seq numbers don't look stale. */
+  boot_id: string
+  seq: number
+  sent_at: number
+  observed: T
+}
+
+export type Reachability = 'healthy' | 'unreachable' | 'unknown'
+
+export interface HeartbeatOptions<T> {
+  hostId: string
+  intervalMs?: number
+  /** A host whose last heartbeat is older than this is unreachable. */
+  unreachableAfterMs?: number
+  observe: () => T
+  logger: Logger
+}
+
+/**
+ * Host liveness and observed state by gossip (never in the CRDT: it changes every second). The newest heartbeat of
+ * each host replaces the previous one whole.
+ */
+export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbeat<T>] }> {
+  readonly intervalMs: number
+  readonly unreachableAfterMs: number
+  private readonly latest = new Map<string, { heartbeat: Heartbeat<T>, receivedAt: number }>()
+  private readonly bootId = Math.random().toString(36).slice(2)
+  private seq = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor (private readonly mesh: Mesh, private readonly options: HeartbeatOptions<T>) {
+    super()
+    this.intervalMs = options.intervalMs ?? 1000
+    this.unreachableAfterMs = options.unreachableAfterMs ?? 4000
+    mesh.subscribe(HEARTBEAT_TOPIC, (data) => { this.receive(data) })
+  }
+
+  start (): void {
+    this.beat()
+    this.timer = setInterval(() => { this.beat() }, this.intervalMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** Sends a heartbeat now (also used right after our observed state changed). */
+  beat (): void {
+    const heartbeat: Heartbeat<T> = {
+      host_id: this.options.hostId,
+      peer_id: this.mesh.peerId,
+      boot_id: this.bootId,
+      seq: ++this.seq,
+      sent_at: Date.now(),
+      observed: this.options.observe()
+    }
+    this.record(heartbeat)
+    void this.mesh.publish(HEARTBEAT_TOPIC, new TextEncoder().encode(JSON.stringify(heartbeat))).catch((err: unknown) => {
+      this.options.logger.debug({ err }, 'heartbeat publish failed')
+    })
+  }
+
+  get (hostId: string): { heartbeat: Heartbeat<T>, receivedAt: number } | undefined {
+    return this.latest.get(hostId)
+  }
+
+  reachability (hostId: string, now = Date.now()): Reachability {
+    if (hostId === this.options.hostId) return 'healthy'
+    const last = this.latest.get(hostId)
+    if (last === undefined) return 'unknown'
+    return now - last.receivedAt > this.unreachableAfterMs ? 'unreachable' : 'healthy'
+  }
+
+  forget (hostId: string): void {
+    this.latest.delete(hostId)
+  }
+
+  private receive (data: Uint8Array): void {
+    let heartbeat: Heartbeat<T>
+    try {
+      heartbeat = JSON.parse(new TextDecoder().decode(data)) as Heartbeat<T>
+    } catch {
+      return
+    }
+    if (typeof heartbeat.host_id !== 'string' || typeof heartbeat.seq !== 'number') return
+    const previous = this.latest.get(heartbeat.host_id)?.heartbeat
+    if (previous !== undefined && previous.boot_id === heartbeat.boot_id && previous.seq >= heartbeat.seq) return
+    this.record(heartbeat)
+  }
+
+  private record (heartbeat: Heartbeat<T>): void {
+    this.latest.set(heartbeat.host_id, { heartbeat, receivedAt: Date.now() })
+    this.emit('heartbeat', heartbeat)
+  }
+}

@@ -1,0 +1,5 @@
+import './polyfill.js'
+export { Mesh, type MeshOptions, type PeerTarget } from './mesh.js'
+export { ClusterKey, loadOrCreatePeerKey } from './keys.js'
+export { type Framed } from './framed.js'
+export { Heartbeats, HEARTBEAT_TOPIC, type Heartbeat, type HeartbeatOptions, type Reachability } from './heartbeat.js'

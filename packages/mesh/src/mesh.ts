@@ -1,0 +1,216 @@
+import './polyfill.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { KEEP_ALIVE } from '@libp2p/interface'
+import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import type { Logger } from 'pino'
+import { type Framed, frame } from './framed.js'
+import type { ClusterKey } from './keys.js'
+
+export interface MeshOptions {
+  privateKey: PrivateKey
+  clusterKey: ClusterKey
+  /** Multiaddrs to listen on, e.g. `/ip4/127.0.0.1/tcp/4001`. */
+  listen: string[]
+  /** Addresses to tell other hosts about instead of the listen addresses (NAT, 0.0.0.0 listeners). */
+  announce?: string[]
+  logger: Logger
+}
+
+export interface PeerTarget { peerId: string, addresses: readonly string[] }
+
+type StreamHandler = (channel: Framed, remotePeer: string) => void | Promise<void>
+type MessageHandler = (data: Uint8Array, fromPeer: string) => void
+
+const KEEP_ALIVE_TAG = `${KEEP_ALIVE}-pgmesh`
+
+/**
+ * This host's libp2p node: TCP + pnet + noise + yamux, identify, ping and gossipsub. Small surface on purpose: the
+ * rest of pgmesh sees framed protocol streams, pub/sub topics and "keep these peers connected".
+ */
+export class Mesh {
+  readonly peerId: string
+  private node: Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }> | undefined
+  private readonly handlers = new Map<string, StreamHandler>()
+  private readonly topologies: Array<{ protocol: string, onConnect: (peer: string) => void, onDisconnect: (peer: string) => void }> = []
+  private readonly topicHandlers = new Map<string, MessageHandler[]>()
+  private readonly denied = new Set<string>()
+  private readonly dialing = new Set<string>()
+  private readonly log: Logger
+
+  constructor (private readonly options: MeshOptions) {
+    this.log = options.logger
+    this.peerId = peerIdFromPrivateKey(options.privateKey).toString()
+  }
+
+  /** Registers a protocol handler; call before start(). */
+  handle (protocol: string, handler: StreamHandler): void {
+    this.handlers.set(protocol, handler)
+  }
+
+  /** Notifies when a peer that speaks `protocol` connects or disconnects; call before start(). */
+  onPeer (protocol: string, events: { connect: (peer: string) => void, disconnect: (peer: string) => void }): void {
+    this.topologies.push({ protocol, onConnect: events.connect, onDisconnect: events.disconnect })
+  }
+
+  /** Handles messages on a gossip topic; may be called before or after start(). */
+  subscribe (topic: string, handler: MessageHandler): void {
+    const list = this.topicHandlers.get(topic) ?? []
+    list.push(handler)
+    this.topicHandlers.set(topic, list)
+    if (this.node !== undefined) this.node.services.pubsub.subscribe(topic)
+  }
+
+  async start (): Promise<void> {
+    const { options } = this
+    const denied = this.denied
+    const node = await createLibp2p({
+      start: false,
+      privateKey: options.privateKey,
+      addresses: { listen: options.listen, announce: options.announce ?? [] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionProtector: preSharedKey({ psk: options.clusterKey.toPsk() }),
+      connectionGater: {
+        // Loopback and private addresses are how hosts on one machine or one LAN find each other.
+        denyDialMultiaddr: () => false,
+        denyDialPeer: (peer: PeerId) => denied.has(peer.toString()),
+        denyInboundEncryptedConnection: (peer: PeerId) => denied.has(peer.toString())
+      },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, fallbackToFloodsub: false })
+      }
+    })
+    this.node = node
+    for (const [protocol, handler] of this.handlers) {
+      await node.handle(protocol, (stream: Stream, connection) => {
+        void Promise.resolve(handler(frame(stream), connection.remotePeer.toString())).catch((err: unknown) => {
+          this.log.debug({ err, protocol }, 'stream handler ended with an error')
+        })
+      }, { maxInboundStreams: 64, maxOutboundStreams: 64 })
+    }
+    for (const t of this.topologies) {
+      await node.register(t.protocol, {
+        onConnect: (peer) => { t.onConnect(peer.toString()) },
+        onDisconnect: (peer) => { t.onDisconnect(peer.toString()) }
+      })
+    }
+    node.addEventListener('peer:connect', (evt) => {
+      const peer = evt.detail
+      this.log.debug({ peer: peer.toString() }, 'peer connected')
+      void node.peerStore.merge(peer, { tags: { [KEEP_ALIVE_TAG]: { value: 100 } } }).catch(() => {})
+    })
+    node.addEventListener('peer:disconnect', (evt) => {
+      this.log.debug({ peer: evt.detail.toString() }, 'peer disconnected')
+    })
+    node.services.pubsub.addEventListener('message', (evt) => {
+      const msg = evt.detail
+      const handlers = this.topicHandlers.get(msg.topic)
+      if (handlers === undefined) return
+      const from = msg.type === 'signed' ? msg.from.toString() : ''
+      for (const h of handlers) {
+        try { h(msg.data, from) } catch (err) { this.log.warn({ err, topic: msg.topic }, 'gossip handler failed') }
+      }
+    })
+    await node.start()
+    for (const topic of this.topicHandlers.keys()) node.services.pubsub.subscribe(topic)
+    this.log.info({ peerId: this.peerId, addresses: this.addresses() }, 'mesh started')
+  }
+
+  async stop (): Promise<void> {
+    const node = this.node
+    this.node = undefined
+    if (node !== undefined) await node.stop()
+  }
+
+  private get started (): Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }> {
+    if (this.node === undefined) throw new Error('mesh is not started')
+    return this.node
+  }
+
+  /** Full multiaddrs (ending in /p2p/<peer id>) other hosts can dial. */
+  addresses (): string[] {
+    if (this.node === undefined) return []
+    return this.node.getMultiaddrs().map(ma => ma.toString())
+  }
+
+  connectedPeers (): string[] {
+    if (this.node === undefined) return []
+    return this.node.getPeers().map(p => p.toString())
+  }
+
+  isConnected (peer: string): boolean {
+    return this.connectedPeers().includes(peer)
+  }
+
+  async open (peer: string, protocol: string, signal?: AbortSignal): Promise<Framed> {
+    const stream = await this.started.dialProtocol(peerIdFromString(peer), protocol, { signal })
+    return frame(stream)
+  }
+
+  async publish (topic: string, data: Uint8Array): Promise<number> {
+    const node = this.node
+    if (node === undefined) return 0
+    const result = await node.services.pubsub.publish(topic, data)
+    return result.recipients.length
+  }
+
+  /** Dials a multiaddr that ends in /p2p/<id>; returns the remote peer id. */
+  async dial (address: string, signal?: AbortSignal): Promise<string> {
+    const connection = await this.started.dial(multiaddr(address), { signal })
+    const peer = connection.remotePeer
+    await this.started.peerStore.merge(peer, { tags: { [KEEP_ALIVE_TAG]: { value: 100 } } })
+    return peer.toString()
+  }
+
+  /**
+   * Keeps a connection to every listed peer: dials those that are not connected (in the background, one dial per
+   * peer at a time) and tags them so libp2p's reconnect queue re-dials them when a connection drops.
+   */
+  keepConnected (targets: readonly PeerTarget[]): void {
+    const node = this.node
+    if (node === undefined) return
+    const connected = new Set(this.connectedPeers())
+    for (const target of targets) {
+      if (target.peerId === this.peerId || connected.has(target.peerId) || this.dialing.has(target.peerId) || this.denied.has(target.peerId)) continue
+      if (target.addresses.length === 0) continue
+      this.dialing.add(target.peerId)
+      const peer = peerIdFromString(target.peerId)
+      void (async () => {
+        try {
+          await node.peerStore.merge(peer, {
+            multiaddrs: target.addresses.map(a => multiaddr(stripPeer(a))),
+            tags: { [KEEP_ALIVE_TAG]: { value: 100 } }
+          })
+          await node.dial(peer, { signal: AbortSignal.timeout(5000) })
+        } catch (err) {
+          this.log.debug({ peer: target.peerId, err: (err as Error).message }, 'dial failed; will retry')
+        } finally {
+          this.dialing.delete(target.peerId)
+        }
+      })()
+    }
+  }
+
+  /** Refuses every connection from or to this peer from now on (a removed host). */
+  deny (peer: string): void {
+    if (peer === this.peerId) return
+    this.denied.add(peer)
+    if (this.node !== undefined) void this.node.hangUp(peerIdFromString(peer)).catch(() => {})
+  }
+}
+
+function stripPeer (address: string): string {
+  return address.replace(/\/p2p\/[^/]+$/, '')
+}

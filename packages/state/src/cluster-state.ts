@@ -1,0 +1,137 @@
+import { EventEmitter } from 'node:events'
+import * as A from '@automerge/automerge'
+import type { Logger } from 'pino'
+import { DocLog } from './doc-log.js'
+import { type ChangeMeta, type ClusterDoc, decodeChangeMeta, encodeChangeMeta } from './doc.js'
+
+export type Doc = A.Doc<Partial<ClusterDoc>>
+
+export interface ChangeEvent {
+  origin: 'local' | 'remote'
+  before: A.Heads
+  after: A.Heads
+  /** The peer a remote change came from. */
+  from?: string
+  /** Metadata of the changes that arrived (remote) or were made (local). */
+  changes: ChangeMeta[]
+}
+
+export interface ClusterStateOptions {
+  /** Directory of the snapshot and log. */
+  dir: string
+  hostId: string
+  logger: Logger
+}
+
+/**
+ * Owns this host's replica of the cluster document: every mutation, local or from a peer, goes through here, is
+ * written to the document log, and is announced as a `change` event.
+ */
+export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
+  private current: Doc
+  private log!: DocLog
+  private readonly hostId: string
+  private readonly logger: Logger
+  /** Bytes dropped from a torn log tail at open, for tests and metrics. */
+  droppedBytesAtOpen = 0
+
+  private constructor (options: ClusterStateOptions) {
+    super()
+    this.hostId = options.hostId
+    this.logger = options.logger
+    this.current = A.init<Partial<ClusterDoc>>()
+  }
+
+  static async open (options: ClusterStateOptions): Promise<ClusterState> {
+    const state = new ClusterState(options)
+    const { log, chunks, droppedBytes } = await DocLog.open(options.dir, () => A.save(state.current), options.logger)
+    state.log = log
+    state.droppedBytesAtOpen = droppedBytes
+    let doc = A.init<Partial<ClusterDoc>>()
+    for (const chunk of chunks) doc = A.loadIncremental(doc, chunk)
+    // A fresh actor id on every start: reusing one after a crash that lost local changes would forge history.
+    state.current = A.clone(doc)
+    A.saveIncremental(state.current)
+    return state
+  }
+
+  get doc (): Doc {
+    return this.current
+  }
+
+  get initialized (): boolean {
+    return this.current.cluster?.id !== undefined
+  }
+
+  heads (): A.Heads {
+    return A.getHeads(this.current)
+  }
+
+  /** Creates the cluster's genesis change: the one ancestor every host's document descends from. */
+  async initialize (clusterId: string): Promise<void> {
+    if (this.initialized) throw new Error('cluster document is already initialized')
+    await this.change({ op: 'cluster.init', entity: clusterId }, d => {
+      d.cluster = { id: clusterId, created_at: new Date().toISOString() }
+      d.hosts = {}
+      d.databases = {}
+      d.tasks = {}
+    })
+  }
+
+  /**
+   * Applies a local change and resolves once it is durable on disk. Throws (and changes nothing) if `fn` throws.
+   */
+  async change (meta: Omit<ChangeMeta, 'host' | 'at'>, fn: (doc: ClusterDoc) => void): Promise<void> {
+    const full: ChangeMeta = { host: this.hostId, at: Date.now(), ...meta }
+    const before = A.getHeads(this.current)
+    const next = A.change(this.current, { message: encodeChangeMeta(full) }, d => { fn(d as ClusterDoc) })
+    const after = A.getHeads(next)
+    if (sameHeads(before, after)) return
+    this.current = next
+    const durable = this.log.append(A.saveIncremental(next))
+    this.emit('change', { origin: 'local', before, after, changes: [full] })
+    await durable
+  }
+
+  /**
+   * Runs a document transformation from the replicator (a sync message, a gossiped change). The new changes are
+   * logged in the background: the peer that sent them still has them if this host crashes before the write lands.
+   */
+  applyRemote<R>(from: string, fn: (doc: Doc) => [Doc, R]): R {
+    const before = A.getHeads(this.current)
+    const [next, result] = fn(this.current)
+    const after = A.getHeads(next)
+    this.current = next
+    if (!sameHeads(before, after)) {
+      void this.log.append(A.saveIncremental(next)).catch((err: unknown) => {
+        this.logger.error({ err }, 'failed to persist remote changes')
+      })
+      const changes = A.getChangesMetaSince(next, before).map(c => decodeChangeMeta(c.message)).filter((m): m is ChangeMeta => m !== undefined)
+      this.emit('change', { origin: 'remote', before, after, from, changes })
+    }
+    return result
+  }
+
+  /** The changes made after `heads`, as one incremental save (for gossip). */
+  saveSince (heads: A.Heads): Uint8Array {
+    return A.saveSince(this.current, heads)
+  }
+
+  /** Whole-document size in bytes (a full save: costs time proportional to the document). */
+  sizeBytes (): number {
+    return A.save(this.current).length
+  }
+
+  async flush (): Promise<void> {
+    await this.log.flush()
+  }
+
+  /** Flushes the log and writes a snapshot. */
+  async close (): Promise<void> {
+    await this.log.close()
+  }
+}
+
+function sameHeads (a: A.Heads, b: A.Heads): boolean {
+  return a.length === b.length && a.every((h, i) => h === b[i])
+}

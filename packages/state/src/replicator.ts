@@ -1,0 +1,184 @@
+import * as A from '@automerge/automerge'
+import type { Framed, Mesh } from '@pgmesh/mesh'
+import type { Logger } from 'pino'
+import type { ChangeEvent, ClusterState } from './cluster-state.js'
+
+export const SYNC_PROTOCOL = '/pgmesh/doc-sync/1.0.0'
+export const CHANGES_TOPIC = '/pgmesh/doc-changes/1'
+
+export interface ReplicatorOptions {
+  /** Anti-entropy period: a sync round with every peer even when nothing seems to have changed. */
+  resyncMs?: number
+  logger: Logger
+}
+
+export interface ReplicatorStats {
+  syncMessagesSent: number
+  syncMessagesReceived: number
+  syncBytesSent: number
+  syncBytesReceived: number
+  gossipSent: number
+  gossipReceived: number
+  resyncRounds: number
+}
+
+interface PeerSync {
+  state: A.SyncState
+  out: Framed | undefined
+  opening: Promise<Framed> | undefined
+  /** Writes to one peer go through one chain so sync messages stay in order. */
+  chain: Promise<void>
+}
+
+/**
+ * Replicates the cluster document with every connected host: Automerge's sync protocol over one outbound libp2p
+ * stream per peer (each side writes only on the stream it opened), gossip for new local changes, and a periodic
+ * resync. Gossip alone is not enough: a change published before the gossip mesh forms is lost, and Automerge then
+ * queues every later change of that actor forever.
+ */
+export class DocReplicator {
+  readonly stats: ReplicatorStats = {
+    syncMessagesSent: 0, syncMessagesReceived: 0, syncBytesSent: 0, syncBytesReceived: 0, gossipSent: 0, gossipReceived: 0, resyncRounds: 0
+  }
+
+  private readonly peers = new Map<string, PeerSync>()
+  private timer: NodeJS.Timeout | undefined
+  private readonly log: Logger
+  private readonly resyncMs: number
+  private stopped = false
+  private readonly onChange = (event: ChangeEvent): void => { this.changed(event) }
+
+  constructor (private readonly state: ClusterState, private readonly mesh: Mesh, options: ReplicatorOptions) {
+    this.log = options.logger
+    this.resyncMs = options.resyncMs ?? 2000
+    mesh.handle(SYNC_PROTOCOL, async (channel, peer) => { await this.readLoop(channel, peer) })
+    mesh.onPeer(SYNC_PROTOCOL, {
+      connect: (peer) => { this.connected(peer) },
+      disconnect: (peer) => { this.disconnected(peer) }
+    })
+    mesh.subscribe(CHANGES_TOPIC, (data, from) => { this.gossiped(data, from) })
+  }
+
+  /** Call after the mesh has started. */
+  start (): void {
+    this.state.on('change', this.onChange)
+    for (const peer of this.mesh.connectedPeers()) this.connected(peer)
+    this.timer = setInterval(() => {
+      this.stats.resyncRounds++
+      this.syncAll()
+    }, this.resyncMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    this.stopped = true
+    this.state.off('change', this.onChange)
+    if (this.timer !== undefined) clearInterval(this.timer)
+    for (const peer of this.peers.values()) peer.out?.abort(new Error('replicator stopped'))
+    this.peers.clear()
+  }
+
+  /** Sends a sync message to every known peer (only peers that lack something get one). */
+  syncAll (except?: string): void {
+    for (const peer of this.peers.keys()) if (peer !== except) this.sendSync(peer)
+  }
+
+  private connected (peer: string): void {
+    if (this.stopped) return
+    // A new connection means the peer may have lost or gained anything: start its sync state afresh.
+    const existing = this.peers.get(peer)
+    existing?.out?.abort(new Error('reconnected'))
+    this.peers.set(peer, { state: A.initSyncState(), out: undefined, opening: undefined, chain: Promise.resolve() })
+    this.sendSync(peer)
+  }
+
+  private disconnected (peer: string): void {
+    const existing = this.peers.get(peer)
+    if (existing === undefined) return
+    existing.out?.abort(new Error('disconnected'))
+    this.peers.delete(peer)
+  }
+
+  private changed (event: ChangeEvent): void {
+    if (event.origin === 'local') {
+      const data = this.state.saveSince(event.before)
+      void this.mesh.publish(CHANGES_TOPIC, data).then((recipients) => {
+        if (recipients > 0) this.stats.gossipSent++
+      }, (err: unknown) => { this.log.debug({ err }, 'gossip publish failed') })
+      // Sync as well: gossip may not reach a peer whose gossip mesh is still forming; the sync message is empty
+      // for a peer that already has everything.
+      this.syncAll()
+    } else {
+      // Relay to everybody else, so hosts that are not directly connected still converge.
+      this.syncAll(event.from)
+    }
+  }
+
+  private gossiped (data: Uint8Array, from: string): void {
+    this.stats.gossipReceived++
+    try {
+      this.state.applyRemote(from, doc => [A.loadIncremental(doc, data), undefined])
+    } catch (err) {
+      this.log.warn({ err, from }, 'ignored an undecodable gossiped change')
+    }
+  }
+
+  private sendSync (peer: string): void {
+    const p = this.peers.get(peer)
+    if (p === undefined) return
+    const [nextState, message] = A.generateSyncMessage(this.state.doc, p.state)
+    p.state = nextState
+    if (message === null) return
+    p.chain = p.chain.then(async () => {
+      const out = await this.outbound(peer, p)
+      await out.write(message)
+      this.stats.syncMessagesSent++
+      this.stats.syncBytesSent += message.length
+    }).catch((err: unknown) => {
+      this.log.debug({ peer, err: (err as Error).message }, 'sync send failed; resetting peer sync state')
+      // Whatever was lost in flight is resent from a fresh state on the next round.
+      p.out = undefined
+      p.state = A.initSyncState()
+    })
+  }
+
+  private async outbound (peer: string, p: PeerSync): Promise<Framed> {
+    if (p.out !== undefined) return p.out
+    p.opening ??= this.mesh.open(peer, SYNC_PROTOCOL, AbortSignal.timeout(5000)).finally(() => { p.opening = undefined })
+    p.out = await p.opening
+    return p.out
+  }
+
+  private async readLoop (channel: Framed, peer: string): Promise<void> {
+    for (;;) {
+      let message: Uint8Array
+      try {
+        message = await channel.read()
+      } catch {
+        return
+      }
+      if (this.stopped) return
+      this.stats.syncMessagesReceived++
+      this.stats.syncBytesReceived += message.length
+      let p = this.peers.get(peer)
+      if (p === undefined) {
+        // The peer's inbound stream raced ahead of our connect notification.
+        this.connected(peer)
+        p = this.peers.get(peer)
+        if (p === undefined) return
+      }
+      const target = p
+      try {
+        this.state.applyRemote(peer, doc => {
+          const [next, syncState] = A.receiveSyncMessage(doc, target.state, message)
+          target.state = syncState
+          return [next, undefined]
+        })
+      } catch (err) {
+        this.log.warn({ err, peer }, 'bad sync message; resetting peer sync state')
+        target.state = A.initSyncState()
+      }
+      this.sendSync(peer)
+    }
+  }
+}
