@@ -75,6 +75,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
       d.hosts = {}
       d.databases = {}
       d.tasks = {}
+      d.removed_peers = {}
     })
   }
 

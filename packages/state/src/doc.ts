@@ -7,6 +7,8 @@ export interface ClusterDoc {
   hosts: Record<string, HostRecord>
   databases: Record<string, unknown>
   tasks: Record<string, unknown>
+  /** Peer ids of removed hosts: nobody dials them or accepts their connections again. */
+  removed_peers: Record<string, { host_id: string, removed_at: string }>
 }
 
 export interface ClusterRecord {

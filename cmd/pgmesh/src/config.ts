@@ -1,0 +1,90 @@
+import { readFile } from 'node:fs/promises'
+import { hostname, networkInterfaces } from 'node:os'
+import { resolve } from 'node:path'
+import type { HostConfig } from '@pgmesh/host'
+import { IDENTIFIER_MESSAGE, formatIssues, isIdentifier, issuesFromZod } from '@pgmesh/model'
+import { z } from 'zod'
+
+/** The daemon's settings as they appear in a config file (snake_case), and after merging flags and env. */
+export const FileConfigSchema = z.strictObject({
+  host_id: z.string().refine(isIdentifier, { message: IDENTIFIER_MESSAGE }).optional(),
+  data_dir: z.string().min(1).optional(),
+  http_address: z.string().min(1).optional(),
+  http_port: z.number().int().min(0).max(65535).optional(),
+  api_url: z.url().optional(),
+  listen: z.array(z.string()).optional(),
+  announce: z.array(z.string()).optional(),
+  bootstrap: z.array(z.string()).optional(),
+  cluster_key_file: z.string().optional(),
+  orchestrator: z.enum(['process', 'swarm']).optional(),
+  client_addresses: z.array(z.string()).optional(),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional()
+})
+export type FileConfig = z.infer<typeof FileConfigSchema>
+
+export interface DaemonConfig {
+  host: HostConfig
+  httpAddress: string
+  httpPort: number
+  logLevel: NonNullable<FileConfig['log_level']>
+}
+
+/** Reads and validates a JSON config file; errors name the file and the offending field. */
+export async function loadConfigFile (file: string): Promise<FileConfig> {
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'))
+  } catch (err) {
+    throw new Error(`config file ${file}: ${(err as Error).message}`)
+  }
+  const parsed = FileConfigSchema.safeParse(raw)
+  if (!parsed.success) throw new Error(`config file ${file}:\n${formatIssues(issuesFromZod(parsed.error))}`)
+  return parsed.data
+}
+
+/**
+ * Fills in defaults for whatever neither flags, env nor the file set. `layers` go from lowest to highest priority.
+ */
+export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
+  const merged: FileConfig = {}
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v
+  }
+  const check = FileConfigSchema.safeParse(merged)
+  if (!check.success) throw new Error(formatIssues(issuesFromZod(check.error)))
+  const hostId = merged.host_id ?? defaultHostId()
+  const httpAddress = merged.http_address ?? '0.0.0.0'
+  const httpPort = merged.http_port ?? 3000
+  const clientAddresses = merged.client_addresses ?? defaultClientAddresses(httpAddress)
+  return {
+    httpAddress,
+    httpPort,
+    logLevel: merged.log_level ?? 'info',
+    host: {
+      hostId,
+      dataDir: resolve(merged.data_dir ?? 'pgmesh-data'),
+      apiUrl: merged.api_url ?? `http://${clientAddresses[0] ?? '127.0.0.1'}:${httpPort}`,
+      listen: merged.listen ?? ['/ip4/0.0.0.0/tcp/3100'],
+      announce: merged.announce ?? [],
+      bootstrap: merged.bootstrap ?? [],
+      ...(merged.cluster_key_file === undefined ? {} : { clusterKeyFile: resolve(merged.cluster_key_file) }),
+      orchestrator: merged.orchestrator ?? 'process',
+      clientAddresses
+    }
+  }
+}
+
+/** The short hostname, made into a valid identifier (the anchor's default host id). */
+function defaultHostId (): string {
+  const short = hostname().split('.')[0] ?? 'host'
+  const id = short.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '').slice(0, 36)
+  return id === '' ? 'host' : id
+}
+
+function defaultClientAddresses (httpAddress: string): string[] {
+  if (httpAddress !== '0.0.0.0' && httpAddress !== '::') return [httpAddress]
+  const found = Object.values(networkInterfaces()).flat()
+    .filter((i): i is NonNullable<typeof i> => i !== undefined && i.family === 'IPv4' && !i.internal)
+    .map(i => i.address)
+  return found.length > 0 ? found : ['127.0.0.1']
+}

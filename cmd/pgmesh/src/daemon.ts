@@ -1,0 +1,42 @@
+import { serve, type ServerType } from '@hono/node-server'
+import { createApp } from '@pgmesh/api'
+import { Host } from '@pgmesh/host'
+import pino, { type Logger } from 'pino'
+import type { DaemonConfig } from './config.js'
+
+/** Paths whose values never reach a log line. */
+export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'password', '*.password', '*.*.password', 'req.headers.authorization']
+
+export interface Daemon {
+  host: Host
+  logger: Logger
+  /** Resolves once everything is flushed and closed. */
+  stop: () => Promise<void>
+}
+
+/** `pgmesh run`: the host runtime plus its HTTP server, with a graceful stop (503 for new requests, flush, close). */
+export async function runDaemon (config: DaemonConfig, logger = pino({ level: config.logLevel, redact: REDACT })): Promise<Daemon> {
+  const host = await Host.open(config.host, logger)
+  let draining = false
+  const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
+  await host.start()
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: config.httpAddress, port: config.httpPort }, () => { resolve(s) })
+  })
+  logger.info({ hostId: config.host.hostId, apiUrl: config.host.apiUrl, http: `${config.httpAddress}:${config.httpPort}`, initialized: host.initialized }, 'pgmesh host ready')
+  let stopping: Promise<void> | undefined
+  const stop = async (): Promise<void> => {
+    stopping ??= (async () => {
+      draining = true
+      logger.info('shutting down')
+      await host.stop()
+      await new Promise<void>((resolve) => {
+        server.close(() => { resolve() })
+        if ('closeIdleConnections' in server) server.closeIdleConnections()
+      })
+      logger.info('stopped')
+    })()
+    await stopping
+  }
+  return { host, logger, stop }
+}

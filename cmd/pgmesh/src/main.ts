@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import '@pgmesh/mesh'
+import { Command, Option } from 'commander'
+import pino from 'pino'
+import { ClusterKey } from '@pgmesh/mesh'
+import { type FileConfig, loadConfigFile, resolveConfig } from './config.js'
+import { REDACT, runDaemon } from './daemon.js'
+import { printOpenApi } from './openapi.js'
+
+const program = new Command('pgmesh')
+  .description('Leaderless control plane for distributed PostgreSQL')
+  .showHelpAfterError()
+
+const list = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), ...value.split(',').map(s => s.trim()).filter(s => s !== '')]
+
+program.command('run')
+  .description('run the host daemon')
+  .addOption(new Option('-c, --config <file>', 'JSON config file (flags > env > file)').env('PGMESH_CONFIG'))
+  .addOption(new Option('--host-id <id>', 'this host\'s id (default: short hostname)').env('PGMESH_HOST_ID'))
+  .addOption(new Option('--data-dir <dir>', 'where this host keeps its state (default: ./pgmesh-data)').env('PGMESH_DATA_DIR'))
+  .addOption(new Option('--http-address <addr>', 'HTTP listen address (default: 0.0.0.0)').env('PGMESH_HTTP_ADDRESS'))
+  .addOption(new Option('--http-port <port>', 'HTTP listen port (default: 3000)').env('PGMESH_HTTP_PORT').argParser(v => Number.parseInt(v, 10)))
+  .addOption(new Option('--api-url <url>', 'URL other hosts and clients reach this API at').env('PGMESH_API_URL'))
+  .addOption(new Option('--listen <multiaddr>', 'libp2p listen multiaddr(s), comma separated (default: /ip4/0.0.0.0/tcp/3100)').env('PGMESH_LISTEN').argParser(list))
+  .addOption(new Option('--announce <multiaddr>', 'libp2p addresses to announce instead of the listen ones').env('PGMESH_ANNOUNCE').argParser(list))
+  .addOption(new Option('--bootstrap <multiaddr>', 'join through this host (multiaddr ending in /p2p/<peer id>); with --cluster-key').env('PGMESH_BOOTSTRAP').argParser(list))
+  .addOption(new Option('--cluster-key <file>', 'the cluster\'s private-network key file').env('PGMESH_CLUSTER_KEY'))
+  .addOption(new Option('--orchestrator <kind>', 'how instances run on this host').choices(['process', 'swarm']).env('PGMESH_ORCHESTRATOR'))
+  .addOption(new Option('--client-addresses <addrs>', 'addresses clients reach this host at').env('PGMESH_CLIENT_ADDRESSES').argParser(list))
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).env('PGMESH_LOG_LEVEL'))
+  .action(async (opts: Record<string, unknown>, command: Command) => {
+    const fromFile = typeof opts.config === 'string' ? await loadConfigFile(opts.config) : {}
+    const fromArgs: FileConfig = {}
+    const names: Record<string, keyof FileConfig> = {
+      hostId: 'host_id', dataDir: 'data_dir', httpAddress: 'http_address', httpPort: 'http_port', apiUrl: 'api_url', listen: 'listen',
+      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', clientAddresses: 'client_addresses', logLevel: 'log_level'
+    }
+    const fromEnv: FileConfig = {}
+    for (const [option, key] of Object.entries(names)) {
+      if (opts[option] === undefined) continue
+      const source = command.getOptionValueSource(option)
+      ;((source === 'env' ? fromEnv : fromArgs) as Record<string, unknown>)[key] = opts[option]
+    }
+    const config = resolveConfig(fromFile, fromEnv, fromArgs)
+    const logger = pino({ level: config.logLevel, redact: REDACT })
+    const daemon = await runDaemon(config, logger)
+    let signals = 0
+    const onSignal = (signal: string): void => {
+      if (++signals > 1) process.exit(1)
+      logger.info({ signal }, 'signal received')
+      daemon.stop().then(() => process.exit(0), (err: unknown) => { logger.error({ err }, 'unclean shutdown'); process.exit(1) })
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  })
+
+program.command('openapi')
+  .description('print the OpenAPI document of the v1 API')
+  .action(async () => { await printOpenApi() })
+
+program.command('cluster-key')
+  .description('print a new cluster (private network) key, for joining hosts with --bootstrap')
+  .action(() => { process.stdout.write(ClusterKey.generate().toString() + '\n') })
+
+program.parseAsync().catch((err: unknown) => {
+  pino({ redact: REDACT }).fatal({ err }, (err as Error).message)
+  process.exitCode = 1
+})

@@ -1,0 +1,174 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { Host } from '@pgmesh/host'
+import pino from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type App, createApp, openApiDocument } from './app.js'
+
+const logger = pino({ level: 'silent' })
+let dir: string
+let host: Host
+let app: App
+let draining = false
+
+async function call (method: string, path: string, body?: string | object): Promise<{ status: number, json: any, headers: Headers }> {
+  const init: RequestInit = { method }
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body)
+    init.headers = { 'content-type': 'application/json' }
+  }
+  const res = await app.request(path, init)
+  const text = await res.text()
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), headers: res.headers }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pgmesh-api-'))
+  host = await Host.open({
+    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
+  }, logger)
+  await host.start()
+  app = createApp(host, { logger, isDraining: () => draining })
+})
+
+afterAll(async () => {
+  await host.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('before init', () => {
+  it('answers version and the service-desc link', async () => {
+    const version = await call('GET', '/v1/version')
+    expect(version.status).toBe(200)
+    expect(Object.keys(version.json).sort()).toEqual(['arch', 'revision', 'revision_time', 'version'])
+    const root = await call('GET', '/')
+    expect(root.status).toBe(204)
+    expect(root.headers.get('link')).toBe('</v1/openapi.json>; rel="service-desc"')
+  })
+
+  it('refuses everything else with cluster_not_initialized', async () => {
+    for (const path of ['/v1/cluster', '/v1/hosts', '/v1/hosts/host-1', '/v1/cluster/join-token']) {
+      const res = await call('GET', path)
+      expect(res.status, path).toBe(409)
+      expect(res.json).toEqual({ name: 'cluster_not_initialized', message: 'this operation is invalid on an uninitialized cluster' })
+    }
+  })
+
+  it('rejects a bad cluster id', async () => {
+    const res = await call('GET', '/v1/cluster/init?cluster_id=Bad--Id')
+    expect(res.status).toBe(400)
+    expect(res.json.name).toBe('invalid_input')
+    expect(res.json.message).toMatch(/^query\.cluster_id: valid IDs must be 1-36 characters long/)
+  })
+
+  it('rejects join bodies that are malformed, incomplete, mistyped or carry unknown fields', async () => {
+    const malformed = await call('POST', '/v1/cluster/join', '{"token": ')
+    expect(malformed.status).toBe(400)
+    expect(malformed.json.name).toBe('decode_payload')
+    const missing = await call('POST', '/v1/cluster/join', { token: 'x' })
+    expect(missing.status).toBe(400)
+    expect(missing.json).toEqual({ name: 'invalid_input', message: 'server_urls: missing required field' })
+    const wrongType = await call('POST', '/v1/cluster/join', { token: 5, server_urls: ['http://127.0.0.1:1'] })
+    expect(wrongType.status).toBe(400)
+    expect(wrongType.json.message).toMatch(/^token: .*expected string/)
+    const unknown = await call('POST', '/v1/cluster/join', { token: 't', server_urls: ['http://127.0.0.1:1'], extra: 1 })
+    expect(unknown.status).toBe(400)
+    expect(unknown.json).toEqual({ name: 'invalid_input', message: 'extra: unknown field' })
+    const several = await call('POST', '/v1/cluster/join', { server_urls: ['not a url'] })
+    expect(several.json.message.split('\n')).toHaveLength(2)
+  })
+})
+
+describe('after init', () => {
+  let token: string
+  beforeAll(async () => {
+    const res = await call('GET', '/v1/cluster/init?cluster_id=c1')
+    expect(res.status).toBe(200)
+    token = res.json.token
+  })
+
+  it('returns a token in the anchor format that stays the same', async () => {
+    expect(token).toMatch(/^PGEDGE-[0-9a-f]{64}-[0-9a-f]{32}$/)
+    const again = await call('GET', '/v1/cluster/join-token')
+    expect(again.json).toEqual({ token, server_urls: ['http://127.0.0.1:1'] })
+  })
+
+  it('refuses a second init and a join', async () => {
+    const init = await call('GET', '/v1/cluster/init')
+    expect(init.status).toBe(409)
+    expect(init.json.name).toBe('cluster_already_initialized')
+    const join = await call('POST', '/v1/cluster/join', { token, server_urls: ['http://127.0.0.1:1'] })
+    expect(join.status).toBe(409)
+    expect(join.json.name).toBe('cluster_already_initialized')
+  })
+
+  it('checks join tokens in the internal join-options call', async () => {
+    const bad = await call('POST', '/v1/internal/cluster/join-options', { token: token.slice(0, -1) + (token.endsWith('0') ? '1' : '0'), host_id: 'host-2' })
+    expect(bad.status).toBe(401)
+    expect(bad.json).toEqual({ name: 'invalid_join_token', message: 'the given join token is invalid' })
+    const dup = await call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-1' })
+    expect(dup.status).toBe(400)
+    expect(dup.json.message).toBe('a host with ID host-1 already exists in the cluster')
+    const ok = await call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' })
+    expect(ok.status).toBe(200)
+    expect(ok.json.cluster_id).toBe('c1')
+    expect(ok.json.bootstrap[0]).toMatch(/\/p2p\//)
+  })
+
+  it('lists this host with the anchor fields', async () => {
+    const cluster = await call('GET', '/v1/cluster')
+    expect(cluster.json.id).toBe('c1')
+    expect(cluster.json.status).toEqual({ state: 'available' })
+    const hosts = await call('GET', '/v1/hosts')
+    expect(hosts.json.hosts).toHaveLength(1)
+    const h = hosts.json.hosts[0]
+    expect(h).toMatchObject({ id: 'host-1', orchestrator: 'process', data_dir: dir, client_addresses: ['127.0.0.1'], status: { state: 'healthy' } })
+    expect(h.memory).toMatch(/^\d+(GB|MB|TB)$/)
+    expect(h.status.updated_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)
+  })
+
+  it('guards host removal as the anchor does', async () => {
+    const self = await call('DELETE', '/v1/hosts/host-1')
+    expect(self.status).toBe(400)
+    expect(self.json.message).toBe('a host cannot remove itself from the cluster')
+    const unknown = await call('DELETE', '/v1/hosts/host-9')
+    expect(unknown.status).toBe(404)
+    expect(unknown.json).toEqual({ name: 'not_found', message: 'no host found with the given ID' })
+    const badQuery = await call('DELETE', '/v1/hosts/host-9?force=yes')
+    expect(badQuery.status).toBe(400)
+    const get = await call('GET', '/v1/hosts/host-9')
+    expect(get.status).toBe(404)
+  })
+
+  it('serves metrics in Prometheus text format', async () => {
+    const res = await app.request('/metrics')
+    const text = await res.text()
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/)
+    expect(text).toMatch(/^pgmesh_cluster_hosts 1$/m)
+    expect(text).toMatch(/^pgmesh_document_bytes \d+$/m)
+    expect(text).toMatch(/pgmesh_change_visible_seconds_bucket/)
+  })
+
+  it('answers 503 to new requests while draining, but stays live', async () => {
+    draining = true
+    try {
+      expect((await call('GET', '/v1/hosts')).status).toBe(503)
+      expect((await call('GET', '/livez')).status).toBe(200)
+    } finally {
+      draining = false
+    }
+  })
+})
+
+describe('OpenAPI', () => {
+  it('is served and matches the checked-in spec/openapi.json', async () => {
+    const served = await call('GET', '/v1/openapi.json')
+    expect(served.status).toBe(200)
+    expect(served.json.paths['/v1/cluster/join']).toBeDefined()
+    expect(served.json.paths['/v1/internal/cluster/join-options']).toBeUndefined()
+    const checkedIn = JSON.parse(await readFile(resolve(import.meta.dirname, '../../../spec/openapi.json'), 'utf8'))
+    // Regenerate with `npm run openapi` when this fails.
+    expect(checkedIn).toEqual(openApiDocument(app))
+  })
+})

@@ -1,0 +1,74 @@
+import { OpenAPIHono } from '@hono/zod-openapi'
+import type { Host } from '@pgmesh/host'
+import { ApiError, ClusterNotInitializedError, DecodePayloadError, ServerError, ShuttingDownError, invalidInput, issuesFromZod } from '@pgmesh/model'
+import { HTTPException } from 'hono/http-exception'
+import type { Logger } from 'pino'
+import type { ZodError } from 'zod'
+import { registerClusterRoutes } from './routes/cluster.js'
+import { registerHostRoutes } from './routes/hosts.js'
+import { registerSystemRoutes } from './routes/system.js'
+
+export interface AppOptions {
+  logger: Logger
+  /** True once the server is draining: new requests get 503. */
+  isDraining?: () => boolean
+}
+
+export type App = OpenAPIHono
+
+/** Paths that work before this host belongs to a cluster. */
+const PRE_INIT = new Set(['/v1/version', '/v1/cluster/init', '/v1/cluster/join', '/v1/openapi.json', '/v1/internal/cluster/join-options'])
+
+/**
+ * The v1 API, wire-compatible with pgEdge Control Plane. Every thrown ApiError becomes the anchor's `{name, message}`
+ * response here and only here.
+ */
+export function createApp (host: Host, options: AppOptions): App {
+  const log = options.logger
+  const app = new OpenAPIHono({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const target = result.target === 'json' ? [] : [result.target === 'query' ? 'query' : result.target]
+        throw invalidInput(issuesFromZod(result.error as ZodError, target))
+      }
+    }
+  })
+
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return c.json(err.toJSON(), err.status)
+    if (err instanceof HTTPException && err.status === 400) {
+      return c.json(new DecodePayloadError(`request body could not be decoded: ${err.message}`).toJSON(), 400)
+    }
+    log.error({ err, path: c.req.path }, 'unhandled error')
+    return c.json(new ServerError(err.message).toJSON(), 500)
+  })
+  app.notFound(c => c.json({ name: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404))
+
+  app.use('*', async (c, next) => {
+    if (options.isDraining?.() === true && c.req.path !== '/livez') {
+      c.header('connection', 'close')
+      return c.json(new ShuttingDownError().toJSON(), 503)
+    }
+    const path = c.req.path
+    if (path.startsWith('/v1/') && !PRE_INIT.has(path) && !host.initialized) throw new ClusterNotInitializedError()
+    await next()
+  })
+
+  registerSystemRoutes(app, host)
+  registerClusterRoutes(app, host)
+  registerHostRoutes(app, host)
+
+  app.get('/v1/openapi.json', c => c.json(openApiDocument(app)))
+  return app
+}
+
+export function openApiDocument (app: App): ReturnType<App['getOpenAPIDocument']> {
+  return app.getOpenAPIDocument({
+    openapi: '3.0.3',
+    info: {
+      title: 'pgmesh',
+      version: '1',
+      description: 'Leaderless control plane for distributed PostgreSQL; wire-compatible with the pgEdge Control Plane v1 API.'
+    }
+  })
+}

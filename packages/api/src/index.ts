@@ -1,0 +1,1 @@
+export { createApp, openApiDocument, type App, type AppOptions } from './app.js'

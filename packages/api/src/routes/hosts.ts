@@ -1,0 +1,78 @@
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
+import type { Host, HostView } from '@pgmesh/host'
+import { HostSchema, Identifier, RemoveHostResponseSchema, errorResponses, humanBytes, rfc3339 } from '../schemas.js'
+
+type HostResponse = z.infer<typeof HostSchema>
+
+export function hostResponse (view: HostView): HostResponse {
+  const { record, observed } = view
+  const components = observed?.components ?? {}
+  let state: HostResponse['status']['state'] = view.reachability
+  if (state === 'healthy' && Object.values(components).some(c => !c.healthy)) state = 'degraded'
+  return {
+    id: record.id,
+    orchestrator: record.orchestrator,
+    data_dir: record.data_dir,
+    peer_addresses: [...record.peer_addresses],
+    client_addresses: [...record.client_addresses],
+    api_url: record.api_url,
+    cpus: record.cpus,
+    memory: humanBytes(record.memory),
+    status: {
+      state,
+      ...(view.lastSeen === undefined ? {} : { updated_at: rfc3339(view.lastSeen) }),
+      components
+    },
+    ...(observed === undefined ? {} : { version: observed.version })
+  }
+}
+
+const HostIdParam = z.object({ host_id: Identifier.openapi({ param: { name: 'host_id', in: 'path' } }) })
+
+export function registerHostRoutes (app: OpenAPIHono, host: Host): void {
+  app.openapi(createRoute({
+    method: 'get',
+    path: '/v1/hosts',
+    tags: ['Host'],
+    operationId: 'list-hosts',
+    summary: 'Every host of the cluster with its health',
+    responses: {
+      200: { description: 'Hosts', content: { 'application/json': { schema: z.object({ hosts: z.array(HostSchema) }) } } },
+      ...errorResponses(409, 500)
+    }
+  }), c => c.json({ hosts: host.hostViews().map(hostResponse) }, 200))
+
+  app.openapi(createRoute({
+    method: 'get',
+    path: '/v1/hosts/{host_id}',
+    tags: ['Host'],
+    operationId: 'get-host',
+    summary: 'One host',
+    request: { params: HostIdParam },
+    responses: {
+      200: { description: 'Host', content: { 'application/json': { schema: HostSchema } } },
+      ...errorResponses(400, 404, 409, 500)
+    }
+  }), c => c.json(hostResponse(host.hostView(c.req.valid('param').host_id)), 200))
+
+  app.openapi(createRoute({
+    method: 'delete',
+    path: '/v1/hosts/{host_id}',
+    tags: ['Host'],
+    operationId: 'remove-host',
+    summary: 'Remove a host from the cluster',
+    request: {
+      params: HostIdParam,
+      query: z.strictObject({ force: z.enum(['true', 'false']).optional().openapi({ description: 'remove even if instances are placed on it' }) })
+    },
+    responses: {
+      200: { description: 'Removal task', content: { 'application/json': { schema: RemoveHostResponseSchema } } },
+      ...errorResponses(400, 404, 409, 500)
+    }
+  }), async (c) => {
+    const { host_id: hostId } = c.req.valid('param')
+    const force = c.req.valid('query').force === 'true'
+    const { task } = await host.removeHost(hostId, force)
+    return c.json({ task: task as z.infer<typeof RemoveHostResponseSchema>['task'], update_database_tasks: [] }, 200)
+  })
+}

@@ -1,0 +1,105 @@
+import { z } from '@hono/zod-openapi'
+import { IDENTIFIER_MESSAGE, isIdentifier } from '@pgmesh/model'
+
+export const Identifier = z.string().min(1).max(36).refine(isIdentifier, { message: IDENTIFIER_MESSAGE })
+
+export const ApiErrorSchema = z.object({
+  name: z.string().openapi({ example: 'invalid_input' }),
+  message: z.string().openapi({ example: 'nodes[0].host_ids[1]: host IDs must be unique within a node' })
+}).openapi('APIError')
+
+export const VersionSchema = z.object({
+  version: z.string(),
+  revision: z.string(),
+  revision_time: z.string(),
+  arch: z.string()
+}).openapi('VersionInfo')
+
+export const ClusterJoinTokenSchema = z.strictObject({
+  token: z.string().min(1).openapi({ example: 'PGEDGE-0c8b…-5f1d…' }),
+  server_urls: z.array(z.url()).min(1)
+}).openapi('ClusterJoinToken')
+
+export const JoinOptionsRequestSchema = z.strictObject({
+  token: z.string().regex(/^PGEDGE-[\w]{64}-[\w]{32}$/, { message: 'invalid join token format' }),
+  host_id: Identifier
+}).openapi('JoinOptionsRequest')
+
+export const JoinOptionsSchema = z.object({
+  cluster_id: z.string(),
+  cluster_key: z.string(),
+  bootstrap: z.array(z.string()),
+  heads: z.array(z.string())
+}).openapi('JoinOptions')
+
+export const ComponentStatusSchema = z.object({
+  healthy: z.boolean(),
+  error: z.string().optional(),
+  details: z.record(z.string(), z.unknown()).optional()
+}).openapi('ComponentStatus')
+
+export const HostStatusSchema = z.object({
+  state: z.enum(['healthy', 'unreachable', 'degraded', 'unknown']),
+  updated_at: z.string().optional(),
+  components: z.record(z.string(), ComponentStatusSchema)
+}).openapi('HostStatus')
+
+export const HostSchema = z.object({
+  id: z.string(),
+  orchestrator: z.enum(['process', 'swarm']),
+  data_dir: z.string(),
+  peer_addresses: z.array(z.string()).openapi({ description: 'libp2p multiaddrs of the host' }),
+  client_addresses: z.array(z.string()),
+  api_url: z.string().openapi({ description: 'pgmesh extension: the host\'s HTTP API base URL' }),
+  cpus: z.number().int().optional(),
+  memory: z.string().optional().openapi({ example: '17GB' }),
+  status: HostStatusSchema,
+  version: z.string().optional().openapi({ description: 'pgmesh extension: the host\'s pgmesh version' })
+}).openapi('Host')
+
+export const ClusterSchema = z.object({
+  id: z.string(),
+  status: z.object({ state: z.enum(['available', 'error']) }),
+  hosts: z.array(HostSchema)
+}).openapi('Cluster')
+
+export const TaskSchema = z.object({
+  scope: z.enum(['database', 'host']),
+  entity_id: z.string(),
+  task_id: z.string(),
+  created_at: z.string(),
+  type: z.string(),
+  status: z.enum(['pending', 'running', 'completed', 'failed', 'canceling', 'canceled', 'unknown']),
+  parent_id: z.string().optional(),
+  database_id: z.string().optional(),
+  node_name: z.string().optional(),
+  instance_id: z.string().optional(),
+  host_id: z.string().optional(),
+  completed_at: z.string().optional(),
+  error: z.string().optional()
+}).openapi('Task')
+
+export const RemoveHostResponseSchema = z.object({
+  task: TaskSchema,
+  update_database_tasks: z.array(TaskSchema)
+}).openapi('RemoveHostResponse')
+
+/** Standard error responses, documented once. */
+export function errorResponses (...statuses: Array<400 | 401 | 404 | 409 | 500 | 503>): Record<number, { description: string, content: { 'application/json': { schema: typeof ApiErrorSchema } } }> {
+  const descriptions: Record<number, string> = {
+    400: 'Invalid input', 401: 'Invalid join token', 404: 'Not found', 409: 'Conflict with the cluster or entity state', 500: 'Server error', 503: 'Shutting down'
+  }
+  return Object.fromEntries(statuses.map(s => [s, { description: descriptions[s] ?? 'Error', content: { 'application/json': { schema: ApiErrorSchema } } }]))
+}
+
+/** RFC 3339 with second precision, UTC, as the anchor renders timestamps. */
+export function rfc3339 (date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z')
+}
+
+/** The anchor renders memory in SI units: 16 GiB → "17GB". */
+export function humanBytes (bytes: number): string {
+  const units: Array<[number, string]> = [[1e12, 'TB'], [1e9, 'GB'], [1e6, 'MB'], [1e3, 'kB']]
+  for (const [size, unit] of units) if (bytes >= size) return `${Math.round(bytes / size)}${unit}`
+  return `${bytes}B`
+}

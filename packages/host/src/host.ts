@@ -1,0 +1,417 @@
+import { EventEmitter } from 'node:events'
+import { access, copyFile, mkdir } from 'node:fs/promises'
+import { cpus as osCpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { timingSafeEqual } from 'node:crypto'
+import * as A from '@automerge/automerge'
+import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey, type Reachability } from '@pgmesh/mesh'
+import { ClusterAlreadyInitializedError, ClusterNotInitializedError, InvalidInputError, InvalidJoinTokenError, NotFoundError, ServerError, newTaskId, newUuid } from '@pgmesh/model'
+import { ClusterState, DocReplicator, type HostRecord } from '@pgmesh/state'
+import type { Logger } from 'pino'
+import { HostMetrics } from './metrics.js'
+import { VERSION } from './version.js'
+
+export interface HostConfig {
+  hostId: string
+  dataDir: string
+  /** The HTTP API base URL other hosts and clients use for this host. */
+  apiUrl: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  announce: string[]
+  /** Multiaddrs of hosts to join through at start (with `clusterKeyFile`). */
+  bootstrap: string[]
+  /** A cluster key to join with, copied into the data dir on first start. */
+  clusterKeyFile?: string
+  orchestrator: 'process' | 'swarm'
+  clientAddresses: string[]
+  /** Heartbeat period and the silence after which a host is unreachable. */
+  heartbeatMs?: number
+  unreachableAfterMs?: number
+}
+
+export interface ComponentStatus { healthy: boolean, error?: string, details?: Record<string, unknown> }
+
+/** What a host tells the others about itself in every heartbeat. */
+export interface HostObserved {
+  version: string
+  components: Record<string, ComponentStatus>
+}
+
+export interface HostView {
+  record: HostRecord
+  reachability: Reachability
+  /** When this host last heard from it (its own clock). */
+  lastSeen: Date | undefined
+  observed: HostObserved | undefined
+}
+
+export interface JoinOptions {
+  cluster_id: string
+  cluster_key: string
+  /** Multiaddrs of every known host, the answering host first. */
+  bootstrap: string[]
+  /** The answering host's document heads: the joiner has converged once it holds them. */
+  heads: string[]
+}
+
+const KEY_FILE = 'cluster.key'
+
+/**
+ * One pgmesh host: its cluster document, its place in the mesh and its health. Owns start-up, cluster init and
+ * join, and shutdown; the HTTP API and the reconciler are built on it.
+ */
+export class Host extends EventEmitter<{ initialized: [] }> {
+  readonly metrics: HostMetrics
+  mesh: Mesh | undefined
+  heartbeats: Heartbeats<HostObserved> | undefined
+  replicator: DocReplicator | undefined
+  private keeper: NodeJS.Timeout | undefined
+  private clusterKey: ClusterKey | undefined
+  private stopping = false
+  private readonly startedAt = Date.now()
+  private announcedInitialized = false
+  private registering = false
+
+  private constructor (readonly config: HostConfig, readonly state: ClusterState, private readonly log: Logger) {
+    super()
+    this.metrics = new HostMetrics({
+      peers: () => this.mesh?.connectedPeers().length ?? 0,
+      knownHosts: () => Object.keys(this.state.doc.hosts ?? {}).length,
+      documentBytes: () => this.state.sizeBytes(),
+      replication: () => this.replicator?.stats
+    })
+    state.on('change', (event) => {
+      this.metrics.documentChanges.inc({ origin: event.origin }, event.changes.length)
+      if (event.origin === 'remote') {
+        const now = Date.now()
+        // History that predates this process (the catch-up at join or restart) says nothing about latency.
+        for (const c of event.changes) if (c.at >= this.startedAt) this.metrics.changeVisibleSeconds.observe(Math.max(0, now - c.at) / 1000)
+      }
+      this.afterDocChange()
+    })
+  }
+
+  static async open (config: HostConfig, logger: Logger): Promise<Host> {
+    await mkdir(config.dataDir, { recursive: true })
+    const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
+    return new Host(config, state, logger.child({ component: 'host' }))
+  }
+
+  /** Starts the mesh when this host already belongs to a cluster (or was given a key to join with). */
+  async start (): Promise<void> {
+    const keyFile = join(this.config.dataDir, KEY_FILE)
+    if (!(await exists(keyFile)) && this.config.clusterKeyFile !== undefined) {
+      await copyFile(this.config.clusterKeyFile, keyFile)
+    }
+    if (await exists(keyFile)) {
+      await this.startMesh(await ClusterKey.load(keyFile))
+      this.registerSelf()
+    }
+  }
+
+  /** This host is part of an initialized cluster and listed in its document. */
+  get initialized (): boolean {
+    const own = this.state.doc.hosts?.[this.config.hostId]
+    return this.state.initialized && this.mesh !== undefined && own?.peer_id === this.mesh.peerId
+  }
+
+  requireInitialized (): void {
+    if (!this.initialized) throw new ClusterNotInitializedError()
+  }
+
+  async initCluster (clusterId: string = newUuid()): Promise<{ token: string, server_urls: string[] }> {
+    if (this.initialized || this.state.initialized || this.mesh !== undefined) throw new ClusterAlreadyInitializedError()
+    const key = ClusterKey.generate()
+    await key.save(join(this.config.dataDir, KEY_FILE))
+    await this.state.initialize(clusterId)
+    await this.startMesh(key)
+    await this.writeOwnRecord()
+    this.log.info({ clusterId }, 'cluster initialized')
+    return this.joinToken()
+  }
+
+  joinToken (): { token: string, server_urls: string[] } {
+    this.requireInitialized()
+    return { token: this.key().joinToken(), server_urls: [this.config.apiUrl] }
+  }
+
+  /** Answers a joining host (the internal join-options call): checks its token and hands over the cluster key. */
+  joinOptions (token: string, hostId: string): JoinOptions {
+    this.requireInitialized()
+    if (!constantTimeEqual(token, this.key().joinToken())) throw new InvalidJoinTokenError()
+    const existing = this.state.doc.hosts?.[hostId]
+    if (existing !== undefined) throw new InvalidInputError(`a host with ID ${hostId} already exists in the cluster`)
+    const hosts = Object.values(this.state.doc.hosts ?? {})
+    const self = this.mesh?.addresses() ?? []
+    return {
+      cluster_id: this.state.doc.cluster?.id ?? '',
+      cluster_key: this.key().toString(),
+      bootstrap: [...self, ...hosts.filter(h => h.id !== this.config.hostId).flatMap(h => [...h.peer_addresses])],
+      heads: this.state.heads()
+    }
+  }
+
+  /**
+   * Joins through a member's API: fetches the cluster key, dials the members, and returns once this host holds the
+   * member's document and has added itself to it.
+   */
+  async joinCluster (token: string, serverUrls: string[], timeoutMs = 30_000): Promise<void> {
+    if (this.initialized || this.mesh !== undefined) throw new ClusterAlreadyInitializedError()
+    const options = await fetchJoinOptions(serverUrls, token, this.config.hostId, this.log)
+    const key = ClusterKey.parse(options.cluster_key)
+    if (`PGEDGE-${key.fingerprint()}` !== token.slice(0, 71)) throw new InvalidJoinTokenError()
+    await key.save(join(this.config.dataDir, KEY_FILE))
+    await this.startMesh(key, options.bootstrap)
+    const deadline = Date.now() + timeoutMs
+    while (!A.hasHeads(this.state.doc, options.heads)) {
+      if (Date.now() > deadline) throw new ServerError('timed out waiting for the cluster document from the members')
+      await sleep(20)
+    }
+    await this.writeOwnRecord()
+    this.log.info({ clusterId: options.cluster_id }, 'joined cluster')
+  }
+
+  hostViews (): HostView[] {
+    const now = Date.now()
+    return Object.values(this.state.doc.hosts ?? {})
+      .map(record => this.view(record, now))
+      .sort((a, b) => a.record.id.localeCompare(b.record.id))
+  }
+
+  hostView (hostId: string): HostView {
+    const record = this.state.doc.hosts?.[hostId]
+    if (record === undefined) throw new NotFoundError('no host found with the given ID')
+    return this.view(record, Date.now())
+  }
+
+  /** Removes a host from the cluster (the anchor's guards), and keeps its peer out of the mesh from now on. */
+  async removeHost (hostId: string, force: boolean): Promise<{ task: Record<string, unknown> }> {
+    this.requireInitialized()
+    if (hostId === this.config.hostId) throw new InvalidInputError('a host cannot remove itself from the cluster')
+    const record = this.state.doc.hosts?.[hostId]
+    if (record === undefined) throw new NotFoundError('no host found with the given ID')
+    if (!force && hostHasInstances(this.state.doc.databases ?? {}, hostId)) throw new InvalidInputError('cannot remove host with running instances')
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const task = {
+      scope: 'host', entity_id: hostId, host_id: hostId, task_id: newTaskId(), type: 'remove_host', status: 'completed',
+      created_at: now, completed_at: now
+    }
+    await this.state.change({ op: 'host.remove', entity: hostId }, d => {
+      d.removed_peers[record.peer_id] = { host_id: hostId, removed_at: now }
+      delete d.hosts[hostId]
+      d.tasks[task.task_id] = task
+    })
+    return { task }
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    if (this.keeper !== undefined) clearInterval(this.keeper)
+    this.heartbeats?.stop()
+    this.replicator?.stop()
+    await this.state.close()
+    await this.mesh?.stop()
+  }
+
+  observed (): HostObserved {
+    const peers = this.mesh?.connectedPeers().length ?? 0
+    const others = Object.keys(this.state.doc.hosts ?? {}).filter(id => id !== this.config.hostId).length
+    return {
+      version: VERSION,
+      components: {
+        mesh: {
+          healthy: others === 0 || peers > 0,
+          ...(others > 0 && peers === 0 ? { error: 'not connected to any other host' } : {}),
+          details: { connected_peers: peers, other_hosts: others }
+        },
+        state: { healthy: true, details: { heads: this.state.heads().length } }
+      }
+    }
+  }
+
+  private view (record: HostRecord, now: number): HostView {
+    const last = this.heartbeats?.get(record.id)
+    return {
+      record,
+      reachability: this.heartbeats?.reachability(record.id, now) ?? (record.id === this.config.hostId ? 'healthy' : 'unknown'),
+      lastSeen: record.id === this.config.hostId ? new Date(now) : (last === undefined ? undefined : new Date(last.receivedAt)),
+      observed: record.id === this.config.hostId ? this.observed() : last?.heartbeat.observed
+    }
+  }
+
+  private key (): ClusterKey {
+    if (this.clusterKey === undefined) throw new ClusterNotInitializedError()
+    return this.clusterKey
+  }
+
+  private async startMesh (key: ClusterKey, bootstrap: string[] = this.config.bootstrap): Promise<void> {
+    this.clusterKey = key
+    const logger = this.log.child({ component: 'mesh' })
+    const mesh = new Mesh({
+      privateKey: await loadOrCreatePeerKey(join(this.config.dataDir, 'peer.key')),
+      clusterKey: key,
+      listen: this.config.listen,
+      announce: this.config.announce,
+      logger
+    })
+    const replicator = new DocReplicator(this.state, mesh, { logger: this.log.child({ component: 'replicator' }) })
+    const heartbeats = new Heartbeats<HostObserved>(mesh, {
+      hostId: this.config.hostId,
+      intervalMs: this.config.heartbeatMs,
+      unreachableAfterMs: this.config.unreachableAfterMs,
+      observe: () => this.observed(),
+      logger
+    })
+    await mesh.start()
+    this.mesh = mesh
+    this.replicator = replicator
+    this.heartbeats = heartbeats
+    replicator.start()
+    heartbeats.start()
+    this.dialBootstrap(bootstrap)
+    this.keeper = setInterval(() => { this.keepMeshConnected(bootstrap) }, 2000)
+    this.keeper.unref()
+  }
+
+  private dialBootstrap (bootstrap: readonly string[]): void {
+    const mesh = this.mesh
+    if (mesh === undefined) return
+    for (const address of bootstrap) {
+      if (mesh.addresses().includes(address)) continue
+      void mesh.dial(address, AbortSignal.timeout(5000)).catch((err: unknown) => {
+        this.log.debug({ address, err: (err as Error).message }, 'bootstrap dial failed; will retry')
+      })
+    }
+  }
+
+  /** Dials every host the document lists (the bootstrap peer is only the first contact), and denies removed ones. */
+  private keepMeshConnected (bootstrap: readonly string[]): void {
+    const mesh = this.mesh
+    if (mesh === undefined || this.stopping) return
+    const doc = this.state.doc
+    for (const peer of Object.keys(doc.removed_peers ?? {})) mesh.deny(peer)
+    const hosts = Object.values(doc.hosts ?? {}).filter(h => h.id !== this.config.hostId)
+    if (hosts.length === 0 && mesh.connectedPeers().length === 0) this.dialBootstrap(bootstrap)
+    mesh.keepConnected(hosts.map(h => ({ peerId: h.peer_id, addresses: [...h.peer_addresses] })))
+  }
+
+  private afterDocChange (): void {
+    if (this.mesh === undefined || this.stopping) return
+    this.registerSelf()
+    this.keepMeshConnected(this.config.bootstrap)
+    if (this.initialized && !this.announcedInitialized) {
+      this.announcedInitialized = true
+      this.emit('initialized')
+    }
+  }
+
+  /**
+   * Once the document has arrived, makes sure this host's record is in it and current. Runs on start and after
+   * every document change; a no-op when nothing differs.
+   */
+  private registerSelf (): void {
+    if (!this.state.initialized || this.mesh === undefined || this.registering || this.stopping) return
+    const own = this.state.doc.hosts?.[this.config.hostId]
+    if (own !== undefined && own.peer_id !== this.mesh.peerId) {
+      this.log.error({ hostId: this.config.hostId, peerId: own.peer_id }, 'another peer holds this host id in the cluster; not registering')
+      return
+    }
+    if (this.state.doc.removed_peers?.[this.mesh.peerId] !== undefined) {
+      this.log.warn('this host was removed from the cluster')
+      return
+    }
+    if (own !== undefined && sameRecord(own, this.ownRecord(own.joined_at))) return
+    this.registering = true
+    void this.writeOwnRecord().catch((err: unknown) => { this.log.error({ err }, 'failed to register this host') })
+      .finally(() => { this.registering = false })
+  }
+
+  private ownRecord (joinedAt: string): HostRecord {
+    return {
+      id: this.config.hostId,
+      peer_id: this.mesh?.peerId ?? '',
+      peer_addresses: this.mesh?.addresses() ?? [],
+      client_addresses: this.config.clientAddresses,
+      api_url: this.config.apiUrl,
+      orchestrator: this.config.orchestrator,
+      data_dir: this.config.dataDir,
+      cpus: osCpus().length,
+      memory: totalmem(),
+      joined_at: joinedAt
+    }
+  }
+
+  private async writeOwnRecord (): Promise<void> {
+    const existing = this.state.doc.hosts?.[this.config.hostId]
+    const record = this.ownRecord(existing?.joined_at ?? new Date().toISOString())
+    await this.state.change({ op: existing === undefined ? 'host.join' : 'host.update', entity: record.id }, d => {
+      const current = d.hosts[record.id]
+      if (current === undefined) {
+        d.hosts[record.id] = record
+        return
+      }
+      // Field by field, so a concurrent removal (a delete of the whole record) still wins.
+      for (const [k, v] of Object.entries(record) as Array<[keyof HostRecord, HostRecord[keyof HostRecord]]>) {
+        if (JSON.stringify(current[k]) !== JSON.stringify(v)) (current as unknown as Record<string, unknown>)[k] = v
+      }
+    })
+  }
+}
+
+function sameRecord (a: HostRecord, b: HostRecord): boolean {
+  return JSON.stringify(toPlain(a)) === JSON.stringify(toPlain(b))
+}
+
+function toPlain (r: HostRecord): unknown {
+  return Object.fromEntries(Object.entries(r).sort(([x], [y]) => x.localeCompare(y)).map(([k, v]) => [k, Array.isArray(v) ? [...v] : v]))
+}
+
+/** A host has instances while any database spec places a node on it. */
+function hostHasInstances (databases: Record<string, unknown>, hostId: string): boolean {
+  return Object.values(databases).some((db) => {
+    const spec = (db as { spec?: { nodes?: Array<{ host_ids?: string[] }> }, deleted?: boolean } | undefined)
+    if (spec === undefined || spec.deleted === true) return false
+    return (spec.spec?.nodes ?? []).some(n => (n.host_ids ?? []).includes(hostId))
+  })
+}
+
+async function fetchJoinOptions (serverUrls: string[], token: string, hostId: string, log: Logger): Promise<JoinOptions> {
+  let lastError: unknown = new ServerError('no server URL answered')
+  for (const url of serverUrls) {
+    const base = url.replace(/\/+$/, '')
+    try {
+      const res = await fetch(`${base}/v1/internal/cluster/join-options`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token, host_id: hostId }),
+        signal: AbortSignal.timeout(5000)
+      })
+      if (res.ok) return await res.json() as JoinOptions
+      const body = await res.json().catch(() => ({})) as { name?: string, message?: string }
+      if (res.status === 401) throw new InvalidJoinTokenError()
+      if (res.status === 400) throw new InvalidInputError(body.message ?? 'the member refused the join')
+      lastError = new ServerError(`member ${base} answered ${res.status}: ${body.message ?? ''}`)
+    } catch (err) {
+      if (err instanceof InvalidJoinTokenError || err instanceof InvalidInputError) throw err
+      log.warn({ url: base, err: (err as Error).message }, 'could not reach cluster member')
+      lastError = err
+    }
+  }
+  throw lastError instanceof Error && 'status' in lastError ? lastError : new ServerError(`could not reach any cluster member: ${(lastError as Error).message}`)
+}
+
+function constantTimeEqual (a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+async function exists (file: string): Promise<boolean> {
+  try { await access(file); return true } catch { return false }
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}

@@ -1,0 +1,39 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/** Prometheus figures of one host: mesh, document replication and the process itself. */
+export class HostMetrics {
+  readonly registry = new Registry()
+  readonly changeVisibleSeconds: Histogram
+  readonly documentChanges: Counter<'origin'>
+
+  constructor (source: {
+    peers: () => number
+    knownHosts: () => number
+    documentBytes: () => number
+    replication: () => { syncMessagesSent: number, syncMessagesReceived: number, syncBytesSent: number, syncBytesReceived: number, gossipSent: number, gossipReceived: number, resyncRounds: number } | undefined
+  }) {
+    const r = this.registry
+    collectDefaultMetrics({ register: r, prefix: 'pgmesh_' })
+    new Gauge({ name: 'pgmesh_mesh_peers', help: 'Connected libp2p peers', registers: [r], collect () { this.set(source.peers()) } })
+    new Gauge({ name: 'pgmesh_cluster_hosts', help: 'Hosts in the cluster document', registers: [r], collect () { this.set(source.knownHosts()) } })
+    new Gauge({ name: 'pgmesh_document_bytes', help: 'Size of the cluster document (Automerge save)', registers: [r], collect () { this.set(source.documentBytes()) } })
+    const counter = (name: string, help: string, pick: (s: NonNullable<ReturnType<typeof source.replication>>) => number): void => {
+      // Mirrors a monotonically increasing total kept by the replicator.
+      new Counter({ name, help, registers: [r], collect () { const s = source.replication(); this.reset(); this.inc(s === undefined ? 0 : pick(s)) } })
+    }
+    counter('pgmesh_sync_messages_sent_total', 'Automerge sync messages sent', s => s.syncMessagesSent)
+    counter('pgmesh_sync_messages_received_total', 'Automerge sync messages received', s => s.syncMessagesReceived)
+    counter('pgmesh_sync_bytes_sent_total', 'Automerge sync bytes sent', s => s.syncBytesSent)
+    counter('pgmesh_sync_bytes_received_total', 'Automerge sync bytes received', s => s.syncBytesReceived)
+    counter('pgmesh_sync_rounds_total', 'Periodic anti-entropy sync rounds', s => s.resyncRounds)
+    counter('pgmesh_gossip_changes_sent_total', 'Document changes published by gossip', s => s.gossipSent)
+    counter('pgmesh_gossip_changes_received_total', 'Document changes received by gossip', s => s.gossipReceived)
+    this.documentChanges = new Counter({ name: 'pgmesh_document_changes_total', help: 'Document changes applied', labelNames: ['origin'], registers: [r] })
+    this.changeVisibleSeconds = new Histogram({
+      name: 'pgmesh_change_visible_seconds',
+      help: 'Time from a change being made on its host to it being applied here (wall clocks)',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [r]
+    })
+  }
+}

@@ -1,0 +1,167 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/dist/main.js')
+
+/** A free TCP port on loopback (bound and released; good enough for tests on one machine). */
+export async function freePort (): Promise<number> {
+  return await new Promise((res, rej) => {
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', rej)
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address()
+      srv.close(() => { res(typeof address === 'object' && address !== null ? address.port : 0) })
+    })
+  })
+}
+
+export async function until<T> (what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value !== undefined && value !== false) return value
+    } catch (err) {
+      lastError = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === undefined ? '' : ` (last error: ${(lastError as Error).message})`}`)
+    await new Promise(r => setTimeout(r, everyMs))
+  }
+}
+
+export interface JsonResponse<T = any> { status: number, body: T, headers: Headers }
+
+export interface DaemonOptions {
+  hostId: string
+  dataDir: string
+  httpPort: number
+  p2pPort: number
+  bootstrap?: string[]
+  clusterKeyFile?: string
+  env?: Record<string, string>
+}
+
+/** One `pgmesh run` as a separate OS process on loopback. */
+export class DaemonProcess {
+  private child: ChildProcess | undefined
+  private exited: Promise<void> | undefined
+  output = ''
+
+  constructor (readonly options: DaemonOptions) {}
+
+  get url (): string { return `http://127.0.0.1:${this.options.httpPort}` }
+  get hostId (): string { return this.options.hostId }
+
+  async start (): Promise<void> {
+    const o = this.options
+    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', '127.0.0.1', '--http-port', String(o.httpPort),
+      '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', 'debug']
+    if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
+    if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    this.output = ''
+    child.stdout?.on('data', (d: Buffer) => { this.output += d.toString() })
+    child.stderr?.on('data', (d: Buffer) => { this.output += d.toString() })
+    this.exited = new Promise(res => { child.once('exit', () => { res() }) })
+    await until(`${o.hostId} to answer /readyz`, async () => {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${o.hostId} exited: ${this.output.slice(-2000)}`)
+      const res = await fetch(`${this.url}/readyz`).catch(() => undefined)
+      return res?.status === 200
+    }, 20_000, 50)
+  }
+
+  get running (): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  /** SIGTERM (graceful) or SIGKILL, and wait for the exit. */
+  async stop (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (!this.running) return
+    this.child?.kill(signal)
+    await this.exited
+  }
+
+  async request<T = any> (method: string, path: string, body?: unknown, rawBody?: string): Promise<JsonResponse<T>> {
+    const res = await fetch(`${this.url}${path}`, {
+      method,
+      headers: body !== undefined || rawBody !== undefined ? { 'content-type': 'application/json' } : {},
+      body: rawBody ?? (body === undefined ? undefined : JSON.stringify(body)),
+      signal: AbortSignal.timeout(30_000)
+    })
+    const text = await res.text()
+    let parsed: unknown = text
+    try { parsed = text === '' ? undefined : JSON.parse(text) } catch { /* not JSON */ }
+    return { status: res.status, body: parsed as T, headers: res.headers }
+  }
+
+  async get<T = any> (path: string): Promise<JsonResponse<T>> { return await this.request<T>('GET', path) }
+  async post<T = any> (path: string, body?: unknown): Promise<JsonResponse<T>> { return await this.request<T>('POST', path, body) }
+
+  /** This host's libp2p multiaddr as the cluster knows it. */
+  async multiaddr (): Promise<string> {
+    const res = await this.get<{ peer_addresses: string[] }>(`/v1/hosts/${this.hostId}`)
+    const address = res.body.peer_addresses[0]
+    if (address === undefined) throw new Error(`${this.hostId} has no peer address`)
+    return address
+  }
+}
+
+/** A set of daemons with their own temp dirs and ports, torn down together. */
+export class TestCluster {
+  readonly daemons: DaemonProcess[] = []
+  private constructor (readonly root: string) {}
+
+  static async create (name: string): Promise<TestCluster> {
+    return new TestCluster(await mkdtemp(join(tmpdir(), `pgmesh-${name}-`)))
+  }
+
+  async add (hostId: string, extra: Partial<DaemonOptions> = {}): Promise<DaemonProcess> {
+    const daemon = new DaemonProcess({
+      hostId, dataDir: join(this.root, hostId), httpPort: await freePort(), p2pPort: await freePort(), ...extra
+    })
+    this.daemons.push(daemon)
+    await daemon.start()
+    return daemon
+  }
+
+  /** host-1 inits, then each further host joins with the token. */
+  async initAndJoin (count: number): Promise<DaemonProcess[]> {
+    const first = await this.add('host-1')
+    const init = await first.get<{ token: string, server_urls: string[] }>('/v1/cluster/init?cluster_id=test')
+    if (init.status !== 200) throw new Error(`init failed: ${JSON.stringify(init.body)}`)
+    for (let i = 2; i <= count; i++) {
+      const d = await this.add(`host-${i}`)
+      const res = await d.post('/v1/cluster/join', init.body)
+      if (res.status !== 204) throw new Error(`join of host-${i} failed: ${res.status} ${JSON.stringify(res.body)}`)
+    }
+    return this.daemons
+  }
+
+  async writeFile (name: string, content: string): Promise<string> {
+    const file = join(this.root, name)
+    await writeFile(file, content)
+    return file
+  }
+
+  async destroy (): Promise<void> {
+    await Promise.all(this.daemons.map(async d => { await d.stop('SIGKILL') }))
+    await rm(this.root, { recursive: true, force: true })
+  }
+
+  /** Prints each daemon's log tail; call from a failing test. */
+  dump (): string {
+    return this.daemons.map(d => `--- ${d.hostId}\n${d.output.split('\n').slice(-40).join('\n')}`).join('\n')
+  }
+}
+
+export async function hostStates (d: DaemonProcess): Promise<Record<string, string>> {
+  const res = await d.get<{ hosts: Array<{ id: string, status: { state: string } }> }>('/v1/hosts')
+  if (res.status !== 200) throw new Error(`GET /v1/hosts on ${d.hostId}: ${res.status}`)
+  return Object.fromEntries(res.body.hosts.map(h => [h.id, h.status.state]))
+}
