@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -44,6 +45,9 @@ export interface DaemonOptions {
   bootstrap?: string[]
   clusterKeyFile?: string
   env?: Record<string, string>
+  /** Write the daemon's log to this file instead of keeping it in memory. */
+  logFile?: string
+  logLevel?: string
 }
 
 /** One `pgmesh run` as a separate OS process on loopback. */
@@ -60,14 +64,20 @@ export class DaemonProcess {
   async start (): Promise<void> {
     const o = this.options
     const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', '127.0.0.1', '--http-port', String(o.httpPort),
-      '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', 'debug']
+      '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug']
     if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
     if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)
     const child = spawn(process.execPath, args, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     this.output = ''
-    child.stdout?.on('data', (d: Buffer) => { this.output += d.toString() })
-    child.stderr?.on('data', (d: Buffer) => { this.output += d.toString() })
+    if (o.logFile !== undefined) {
+      const log = createWriteStream(o.logFile, { flags: 'a' })
+      child.stdout?.pipe(log)
+      child.stderr?.pipe(log)
+    } else {
+      child.stdout?.on('data', (d: Buffer) => { this.output += d.toString() })
+      child.stderr?.on('data', (d: Buffer) => { this.output += d.toString() })
+    }
     this.exited = new Promise(res => { child.once('exit', () => { res() }) })
     await until(`${o.hostId} to answer /readyz`, async () => {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${o.hostId} exited: ${this.output.slice(-2000)}`)

@@ -5,6 +5,8 @@ import { HTTPException } from 'hono/http-exception'
 import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
 import { registerClusterRoutes } from './routes/cluster.js'
+import { registerDatabaseRoutes } from './routes/databases.js'
+import { registerTaskRoutes } from './routes/tasks.js'
 import { registerHostRoutes } from './routes/hosts.js'
 import { registerSystemRoutes } from './routes/system.js'
 
@@ -28,8 +30,9 @@ export function createApp (host: Host, options: AppOptions): App {
   const app = new OpenAPIHono({
     defaultHook: (result) => {
       if (!result.success) {
-        const target = result.target === 'json' ? [] : [result.target === 'query' ? 'query' : result.target]
-        throw invalidInput(issuesFromZod(result.error as ZodError, target))
+        const prefix = result.target === 'json' ? [] : [result.target]
+        // Spec fields are reported relative to the spec, as the anchor does (`nodes[0].host_ids[1]: …`).
+        throw invalidInput(issuesFromZod(result.error as ZodError, { prefix, drop: 'spec' }))
       }
     }
   })
@@ -57,6 +60,8 @@ export function createApp (host: Host, options: AppOptions): App {
   registerSystemRoutes(app, host)
   registerClusterRoutes(app, host)
   registerHostRoutes(app, host)
+  registerDatabaseRoutes(app, host)
+  registerTaskRoutes(app, host)
 
   app.get('/v1/openapi.json', c => c.json(openApiDocument(app)))
   return app

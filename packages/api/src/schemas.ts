@@ -60,7 +60,10 @@ export const HostSchema = z.object({
 export const ClusterSchema = z.object({
   id: z.string(),
   status: z.object({ state: z.enum(['available', 'error']) }),
-  hosts: z.array(HostSchema)
+  hosts: z.array(HostSchema),
+  document: z.object({
+    heads: z.array(z.string()).openapi({ description: 'Hosts whose heads are equal hold identical documents' })
+  }).optional().openapi({ description: 'pgmesh: this host\'s replica of the cluster document' })
 }).openapi('Cluster')
 
 export const TaskSchema = z.object({
@@ -78,6 +81,22 @@ export const TaskSchema = z.object({
   completed_at: z.string().optional(),
   error: z.string().optional()
 }).openapi('Task')
+
+export const TaskLogSchema = z.object({
+  scope: z.enum(['database', 'host']),
+  entity_id: z.string(),
+  database_id: z.string().optional(),
+  task_id: z.string(),
+  task_status: TaskSchema.shape.status,
+  last_entry_id: z.string().optional(),
+  entries: z.array(z.object({ timestamp: z.string(), message: z.string(), fields: z.record(z.string(), z.unknown()).optional() }))
+}).openapi('TaskLog')
+
+/** A task as the API shows it: pgmesh's internal fields left out. */
+export function taskResponse (task: z.infer<typeof TaskSchema> & { remove_hosts?: string[], origin_host?: string }): z.infer<typeof TaskSchema> {
+  const { remove_hosts: _removeHosts, origin_host: _originHost, ...rest } = task
+  return rest
+}
 
 export const RemoveHostResponseSchema = z.object({
   task: TaskSchema,

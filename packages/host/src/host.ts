@@ -5,11 +5,17 @@ import { join } from 'node:path'
 import { timingSafeEqual } from 'node:crypto'
 import * as A from '@automerge/automerge'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey, type Reachability } from '@pgmesh/mesh'
-import { ClusterAlreadyInitializedError, ClusterNotInitializedError, InvalidInputError, InvalidJoinTokenError, NotFoundError, ServerError, newTaskId, newUuid } from '@pgmesh/model'
+import { ClusterAlreadyInitializedError, ClusterNotInitializedError, InvalidInputError, InvalidJoinTokenError, NotFoundError, ServerError, newUuid } from '@pgmesh/model'
 import { ClusterState, DocReplicator, type HostRecord } from '@pgmesh/state'
 import type { Logger } from 'pino'
+import { Databases } from './databases.js'
 import { HostMetrics } from './metrics.js'
+import { detectPostgresVersion } from './postgres-version.js'
+import { type TaskLogEntry, TaskLogStore } from './task-log.js'
+import { type Task, Tasks } from './tasks.js'
 import { VERSION } from './version.js'
+
+const TASK_LOG_PROTOCOL = '/pgmesh/task-log/1.0.0'
 
 export interface HostConfig {
   hostId: string
@@ -25,6 +31,8 @@ export interface HostConfig {
   clusterKeyFile?: string
   orchestrator: 'process' | 'swarm'
   clientAddresses: string[]
+  /** The Postgres version new databases get when their spec names none. */
+  defaultPostgresVersion?: string
   /** Heartbeat period and the silence after which a host is unreachable. */
   heartbeatMs?: number
   unreachableAfterMs?: number
@@ -63,6 +71,9 @@ const KEY_FILE = 'cluster.key'
  */
 export class Host extends EventEmitter<{ initialized: [] }> {
   readonly metrics: HostMetrics
+  readonly tasks: Tasks
+  readonly databases: Databases
+  private readonly taskLogs: TaskLogStore
   mesh: Mesh | undefined
   heartbeats: Heartbeats<HostObserved> | undefined
   replicator: DocReplicator | undefined
@@ -75,6 +86,15 @@ export class Host extends EventEmitter<{ initialized: [] }> {
 
   private constructor (readonly config: HostConfig, readonly state: ClusterState, private readonly log: Logger) {
     super()
+    this.taskLogs = new TaskLogStore(join(config.dataDir, 'tasks'), config.hostId)
+    this.tasks = new Tasks(config.hostId, state, this.taskLogs, async (taskId) => await this.remoteTaskLogs(taskId))
+    this.databases = new Databases({
+      hostId: config.hostId,
+      state,
+      tasks: this.tasks,
+      knownHostIds: () => new Set(Object.keys(this.state.doc.hosts ?? {})),
+      defaultPostgresVersion: config.defaultPostgresVersion
+    })
     this.metrics = new HostMetrics({
       peers: () => this.mesh?.connectedPeers().length ?? 0,
       knownHosts: () => Object.keys(this.state.doc.hosts ?? {}).length,
@@ -86,16 +106,22 @@ export class Host extends EventEmitter<{ initialized: [] }> {
       if (event.origin === 'remote') {
         const now = Date.now()
         // History that predates this process (the catch-up at join or restart) says nothing about latency.
-        for (const c of event.changes) if (c.at >= this.startedAt) this.metrics.changeVisibleSeconds.observe(Math.max(0, now - c.at) / 1000)
+        for (const c of event.changes) {
+          if (c.at < this.startedAt) continue
+          this.metrics.changeVisibleSeconds.observe(Math.max(0, now - c.at) / 1000)
+          this.log.debug({ op: c.op, entity: c.entity, from_host: c.host, latency_ms: now - c.at }, 'remote change applied')
+        }
       }
       this.afterDocChange()
+      if (event.origin === 'remote') this.settleTasksSoon()
     })
   }
 
   static async open (config: HostConfig, logger: Logger): Promise<Host> {
     await mkdir(config.dataDir, { recursive: true })
     const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
-    return new Host(config, state, logger.child({ component: 'host' }))
+    const defaultPostgresVersion = config.defaultPostgresVersion ?? await detectPostgresVersion()
+    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, logger.child({ component: 'host' }))
   }
 
   /** Starts the mesh when this host already belongs to a cluster (or was given a key to join with). */
@@ -186,29 +212,48 @@ export class Host extends EventEmitter<{ initialized: [] }> {
   }
 
   /** Removes a host from the cluster (the anchor's guards), and keeps its peer out of the mesh from now on. */
-  async removeHost (hostId: string, force: boolean): Promise<{ task: Record<string, unknown> }> {
+  async removeHost (hostId: string, force: boolean): Promise<{ task: Task }> {
     this.requireInitialized()
     if (hostId === this.config.hostId) throw new InvalidInputError('a host cannot remove itself from the cluster')
     const record = this.state.doc.hosts?.[hostId]
     if (record === undefined) throw new NotFoundError('no host found with the given ID')
     if (!force && hostHasInstances(this.state.doc.databases ?? {}, hostId)) throw new InvalidInputError('cannot remove host with running instances')
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
-    const task = {
-      scope: 'host', entity_id: hostId, host_id: hostId, task_id: newTaskId(), type: 'remove_host', status: 'completed',
-      created_at: now, completed_at: now
-    }
+    // Removing a host is a document change only: it completes as it is written.
+    const task: Task = { ...this.tasks.newTask({ scope: 'host', entity_id: hostId, host_id: hostId, type: 'remove_host' }), status: 'completed', completed_at: now }
     await this.state.change({ op: 'host.remove', entity: hostId }, d => {
       d.removed_peers[record.peer_id] = { host_id: hostId, removed_at: now }
       delete d.hosts[hostId]
-      d.tasks[task.task_id] = task
+      d.tasks[task.task_id] = { ...task }
     })
+    await this.tasks.log(task.task_id, `removed host '${hostId}'`, { host_id: hostId, force })
     return { task }
+  }
+
+  /** Log entries other hosts hold for a task: asks every connected host, briefly, and skips those that don't answer. */
+  private async remoteTaskLogs (taskId: string): Promise<TaskLogEntry[]> {
+    const mesh = this.mesh
+    if (mesh === undefined) return []
+    const answers = await Promise.all(mesh.connectedPeers().map(async (peer) => {
+      try {
+        const channel = await mesh.open(peer, TASK_LOG_PROTOCOL, AbortSignal.timeout(2000))
+        await channel.write(new TextEncoder().encode(JSON.stringify({ task_id: taskId })))
+        const reply = await Promise.race([channel.read(), sleep(2000).then(() => { throw new Error('timeout') })])
+        await channel.close().catch(() => {})
+        return JSON.parse(new TextDecoder().decode(reply)) as TaskLogEntry[]
+      } catch (err) {
+        this.log.debug({ peer, err: (err as Error).message }, 'could not read task log from peer')
+        return []
+      }
+    }))
+    return answers.flat()
   }
 
   async stop (): Promise<void> {
     if (this.stopping) return
     this.stopping = true
     if (this.keeper !== undefined) clearInterval(this.keeper)
+    if (this.settleTimer !== undefined) clearTimeout(this.settleTimer)
     this.heartbeats?.stop()
     this.replicator?.stop()
     await this.state.close()
@@ -257,6 +302,12 @@ export class Host extends EventEmitter<{ initialized: [] }> {
       logger
     })
     const replicator = new DocReplicator(this.state, mesh, { logger: this.log.child({ component: 'replicator' }) })
+    mesh.handle(TASK_LOG_PROTOCOL, async (channel) => {
+      const request = JSON.parse(new TextDecoder().decode(await channel.read())) as { task_id?: unknown }
+      const entries = typeof request.task_id === 'string' ? await this.taskLogs.read(request.task_id).catch(() => []) : []
+      await channel.write(new TextEncoder().encode(JSON.stringify(entries)))
+      await channel.close()
+    })
     const heartbeats = new Heartbeats<HostObserved>(mesh, {
       hostId: this.config.hostId,
       intervalMs: this.config.heartbeatMs,
@@ -273,6 +324,7 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     this.dialBootstrap(bootstrap)
     this.keeper = setInterval(() => { this.keepMeshConnected(bootstrap) }, 2000)
     this.keeper.unref()
+    this.settleTasksSoon()
   }
 
   private dialBootstrap (bootstrap: readonly string[]): void {
@@ -295,6 +347,16 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     const hosts = Object.values(doc.hosts ?? {}).filter(h => h.id !== this.config.hostId)
     if (hosts.length === 0 && mesh.connectedPeers().length === 0) this.dialBootstrap(bootstrap)
     mesh.keepConnected(hosts.map(h => ({ peerId: h.peer_id, addresses: [...h.peer_addresses] })))
+  }
+
+  private settleTimer: NodeJS.Timeout | undefined
+  private settleTasksSoon (): void {
+    if (this.settleTimer !== undefined || this.stopping) return
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined
+      if (this.stopping || !this.initialized) return
+      void this.tasks.settleSuperseded().catch((err: unknown) => { this.log.warn({ err }, 'failed to settle superseded tasks') })
+    }, 100)
   }
 
   private afterDocChange (): void {

@@ -1,1 +1,5 @@
-export {}
+export type {
+  DatabaseSetup, DatabaseUser, InstanceEvent, InstanceSpec, InstanceState, InstanceStatus, Orchestrator, SettingValue
+} from './orchestrator.js'
+export { ProcessOrchestrator, type ProcessOrchestratorOptions } from './process-orchestrator.js'
+export { SYSTEM_SUPERUSER } from './postgres-config.js'

@@ -1,1 +1,9 @@
-export {}
+export {
+  type Link, type NodeSpec, type Queryable, REPLICATION_SETS, type ReplicationDriver, type ReplicationKind,
+  type ReplicationSql, type Sql, type SubscriptionSpec, type SubscriptionStatus, subscriptionName
+} from './driver.js'
+export { formatDsn } from './dsn.js'
+export { pglogicalSql } from './pglogical.js'
+export { dropInactiveSlots, terminateSlotUsers } from './slots.js'
+export { spockRepairMode, spockSql } from './spock.js'
+export { detect, driverFor, pglogicalDriver, spockDriver } from './sql-driver.js'

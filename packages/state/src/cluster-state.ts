@@ -16,6 +16,13 @@ export interface ChangeEvent {
   changes: ChangeMeta[]
 }
 
+export interface ChangeRecord {
+  hash: string
+  actor: string
+  deps: string[]
+  meta: ChangeMeta | undefined
+}
+
 export interface ClusterStateOptions {
   /** Directory of the snapshot and log. */
   dir: string
@@ -34,6 +41,9 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   private readonly logger: Logger
   /** Bytes dropped from a torn log tail at open, for tests and metrics. */
   droppedBytesAtOpen = 0
+  /** Which host made the changes of each Automerge actor (an actor is one process of one host). */
+  private readonly actorHosts = new Map<string, string>()
+  private readonly changeLog: ChangeRecord[] = []
 
   private constructor (options: ClusterStateOptions) {
     super()
@@ -52,6 +62,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     // A fresh actor id on every start: reusing one after a crash that lost local changes would forge history.
     state.current = A.clone(doc)
     A.saveIncremental(state.current)
+    state.indexChanges(A.getChangesMetaSince(state.current, []))
     return state
   }
 
@@ -89,6 +100,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     const after = A.getHeads(next)
     if (sameHeads(before, after)) return
     this.current = next
+    this.indexChanges(A.getChangesMetaSince(next, before))
     const durable = this.log.append(A.saveIncremental(next))
     this.emit('change', { origin: 'local', before, after, changes: [full] })
     await durable
@@ -107,10 +119,41 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
       void this.log.append(A.saveIncremental(next)).catch((err: unknown) => {
         this.logger.error({ err }, 'failed to persist remote changes')
       })
-      const changes = A.getChangesMetaSince(next, before).map(c => decodeChangeMeta(c.message)).filter((m): m is ChangeMeta => m !== undefined)
+      const metas = A.getChangesMetaSince(next, before)
+      this.indexChanges(metas)
+      const changes = metas.map(c => decodeChangeMeta(c.message)).filter((m): m is ChangeMeta => m !== undefined)
       this.emit('change', { origin: 'remote', before, after, from, changes })
     }
     return result
+  }
+
+  /** The host an actor belongs to, when known. */
+  hostOfActor (actor: string): string | undefined {
+    return this.actorHosts.get(actor)
+  }
+
+  /** Every change this replica holds, with its metadata, in the order they were applied here. */
+  changes (): readonly ChangeRecord[] {
+    return this.changeLog
+  }
+
+  /** The document as it was at `heads` (a version from `changes()`). */
+  viewAt (heads: A.Heads): Doc {
+    if (!A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
+    return A.view(this.current, heads)
+  }
+
+  /** Paths changed between two versions. */
+  diff (before: A.Heads, after: A.Heads): A.Patch[] {
+    return A.diff(this.current, before, after)
+  }
+
+  private indexChanges (metas: ReturnType<typeof A.getChangesMetaSince>): void {
+    for (const c of metas) {
+      const meta = decodeChangeMeta(c.message)
+      if (meta !== undefined && !this.actorHosts.has(c.actor)) this.actorHosts.set(c.actor, meta.host)
+      this.changeLog.push({ hash: c.hash, actor: c.actor, deps: c.deps, meta })
+    }
   }
 
   /** The changes made after `heads`, as one incremental save (for gossip). */

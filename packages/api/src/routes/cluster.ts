@@ -76,6 +76,7 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
   }), c => c.json({
     id: host.state.doc.cluster?.id ?? '',
     status: { state: 'available' as const },
-    hosts: host.hostViews().map(hostResponse)
+    hosts: host.hostViews().map(hostResponse),
+    document: { heads: host.state.heads() }
   }, 200))
 }

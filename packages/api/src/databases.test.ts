@@ -1,0 +1,195 @@
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Host } from '@pgmesh/host'
+import pino from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type App, createApp } from './app.js'
+
+// Logs go to a buffer so the test can prove secrets never reach them.
+const logLines: string[] = []
+const logger = pino({ level: 'debug' }, { write: (line: string) => { logLines.push(line) } })
+let dir: string
+let host: Host
+let app: App
+
+async function call (method: string, path: string, body?: unknown): Promise<{ status: number, json: any, text: string }> {
+  const init: RequestInit = { method }
+  if (body !== undefined) {
+    init.body = JSON.stringify(body)
+    init.headers = { 'content-type': 'application/json' }
+  }
+  const res = await app.request(path, init)
+  const text = await res.text()
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text }
+}
+
+const spec = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  database_name: 'storefront',
+  database_users: [{ username: 'admin', password: 'hunter2-very-secret', db_owner: true, attributes: ['LOGIN'] }],
+  nodes: [{ name: 'n1', host_ids: ['host-1'] }],
+  ...extra
+})
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pgmesh-dbapi-'))
+  host = await Host.open({
+    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
+  }, logger)
+  await host.start()
+  app = createApp(host, { logger })
+  expect((await call('GET', '/v1/cluster/init?cluster_id=c1')).status).toBe(200)
+})
+
+afterAll(async () => {
+  await host.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('databases', () => {
+  let createTaskId: string
+
+  it('creates a database: a pending create task and the database creating, secrets left out', async () => {
+    const res = await call('POST', '/v1/databases', { id: 'storefront', spec: spec() })
+    expect(res.status).toBe(200)
+    expect(res.json.task).toMatchObject({ scope: 'database', entity_id: 'storefront', database_id: 'storefront', type: 'create', status: 'pending' })
+    expect(res.json.task.task_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/)
+    expect(res.json.database).toMatchObject({ id: 'storefront', state: 'creating' })
+    expect(res.json.database.spec.database_users[0]).toEqual({ username: 'admin', db_owner: true, attributes: ['LOGIN'] })
+    expect(res.json.database.instances).toEqual([{ id: 'storefront-n1-689qacsi', host_id: 'host-1', node_name: 'n1', state: 'unknown' }])
+    expect(res.text).not.toContain('hunter2')
+    createTaskId = res.json.task.task_id
+  })
+
+  it('generates a UUID when no id is given', async () => {
+    const res = await call('POST', '/v1/databases', { spec: spec() })
+    expect(res.status).toBe(200)
+    expect(res.json.database.id).toMatch(/^[0-9a-f-]{36}$/)
+    expect((await call('DELETE', `/v1/databases/${res.json.database.id as string}`)).status).toBe(200)
+  })
+
+  it('refuses a second create of the same id', async () => {
+    const res = await call('POST', '/v1/databases', { id: 'storefront', spec: spec() })
+    expect(res.status).toBe(409)
+    expect(res.json).toEqual({ name: 'database_already_exists', message: 'a database already exists with the given ID' })
+  })
+
+  it('rejects invalid specs with every problem, path-prefixed', async () => {
+    const res = await call('POST', '/v1/databases', {
+      id: 'bad',
+      spec: { database_name: 'x', nodes: [{ name: 'n1', host_ids: ['host-1', 'host-1'] }, { name: 'n1', host_ids: ['host-404'] }] }
+    })
+    expect(res.status).toBe(400)
+    expect(res.json.name).toBe('invalid_input')
+    const lines = (res.json.message as string).split('\n')
+    expect(lines).toEqual(expect.arrayContaining([
+      'nodes[0].host_ids[1]: host IDs must be unique within a node',
+      expect.stringMatching(/^nodes\[1\]/)
+    ]))
+    expect(lines.some(l => l.includes('host-404'))).toBe(true)
+    expect((await call('GET', '/v1/databases/bad')).status).toBe(404)
+  })
+
+  it('rejects unknown fields and wrong types in the spec', async () => {
+    const unknown = await call('POST', '/v1/databases', { id: 'bad', spec: { ...spec(), colour: 'blue' } })
+    expect(unknown.status).toBe(400)
+    expect(unknown.json.message).toContain('colour: unknown field')
+    const wrong = await call('POST', '/v1/databases', { id: 'bad', spec: { ...spec(), port: 'five' } })
+    expect(wrong.status).toBe(400)
+    expect(wrong.json.message).toMatch(/^port: /)
+  })
+
+  it('lists summaries without specs, and gets one with its spec', async () => {
+    const list = await call('GET', '/v1/databases')
+    const states = Object.fromEntries(list.json.databases.map((d: { id: string, state: string }) => [d.id, d.state]))
+    // The database created without an id was deleted; it stays listed as deleting until its delete task is done.
+    expect(Object.values(states).sort()).toEqual(['creating', 'deleting'])
+    expect(states.storefront).toBe('creating')
+    expect(list.json.databases[0].spec).toBeUndefined()
+    const get = await call('GET', '/v1/databases/storefront')
+    expect(get.json.spec.database_name).toBe('storefront')
+    expect((await call('GET', '/v1/databases/nope')).json).toEqual({ name: 'not_found', message: 'database not found' })
+  })
+
+  it('updates declaratively, keeps an omitted password, supersedes the create task, and refuses immutable changes', async () => {
+    const next = spec({ postgresql_conf: { work_mem: '8MB' } })
+    ;(next.database_users as Array<Record<string, unknown>>)[0] = { username: 'admin', db_owner: true, attributes: ['LOGIN'] }
+    const res = await call('POST', '/v1/databases/storefront', { spec: next })
+    expect(res.status, res.text).toBe(200)
+    expect(res.json.task.type).toBe('update')
+    expect(res.json.database.state).toBe('modifying')
+    const stored = host.databases.desiredSpec('storefront') as { database_users: Array<{ password?: string }>, postgresql_conf: Record<string, unknown> }
+    expect(stored.database_users[0]?.password).toBe('hunter2-very-secret')
+    expect(stored.postgresql_conf.work_mem).toBe('8MB')
+    const create = await call('GET', `/v1/databases/storefront/tasks/${createTaskId}`)
+    expect(create.json.status).toBe('canceled')
+    const renamed = await call('POST', '/v1/databases/storefront', { spec: { ...next, database_name: 'other' } })
+    expect(renamed.status).toBe(400)
+    expect(renamed.json.message).toContain('database name cannot be changed')
+    const tenant = await call('POST', '/v1/databases/storefront', { tenant_id: 'acme', spec: next })
+    expect(tenant.status).toBe(400)
+    expect(tenant.json.message).toContain('tenant ID cannot be changed')
+  })
+
+  it('lists tasks newest first, pages them, and reads a task log', async () => {
+    const all = await call('GET', '/v1/databases/storefront/tasks')
+    expect(all.json.tasks.map((t: { type: string }) => t.type)).toEqual(['update', 'create'])
+    const asc = await call('GET', '/v1/databases/storefront/tasks?sort_order=ascending&limit=1')
+    expect(asc.json.tasks.map((t: { type: string }) => t.type)).toEqual(['create'])
+    const after = await call('GET', `/v1/databases/storefront/tasks?after_task_id=${asc.json.tasks[0].task_id as string}&sort_order=asc`)
+    expect(after.json.tasks.map((t: { type: string }) => t.type)).toEqual(['update'])
+    const global = await call('GET', '/v1/tasks?scope=database&entity_id=storefront')
+    expect(global.json.tasks).toHaveLength(2)
+    const noScope = await call('GET', '/v1/tasks?entity_id=storefront')
+    expect(noScope.json).toEqual({ name: 'invalid_input', message: 'entity_id requires scope to be set' })
+    const log = await call('GET', `/v1/databases/storefront/tasks/${createTaskId}/log`)
+    expect(log.json).toMatchObject({ scope: 'database', entity_id: 'storefront', database_id: 'storefront', task_id: createTaskId, task_status: 'canceled' })
+    expect(log.json.entries[0].message).toBe('task created')
+    expect(log.json.last_entry_id).toMatch(/^[0-9a-f-]{36}$/)
+    const later = await call('GET', `/v1/databases/storefront/tasks/${createTaskId}/log?after_entry_id=${log.json.last_entry_id as string}`)
+    expect(later.json.entries).toEqual([])
+    expect(later.json.last_entry_id).toBe(log.json.last_entry_id)
+    const badId = await call('GET', '/v1/databases/storefront/tasks/not-a-uuid')
+    expect(badId.status).toBe(400)
+    expect(badId.json.message).toContain('the given task ID is invalid')
+  })
+
+  it('cancels a pending task once, and refuses finished ones', async () => {
+    const tasks = (await call('GET', '/v1/databases/storefront/tasks')).json.tasks as Array<{ task_id: string, status: string }>
+    const pending = tasks.find(t => t.status === 'pending')
+    expect(pending).toBeDefined()
+    const res = await call('GET', `/v1/databases/storefront/tasks/${pending?.task_id ?? ''}/cancel`)
+    expect(res.status).toBe(200)
+    expect(res.json.status).toBe('canceling')
+    const again = await call('GET', `/v1/databases/storefront/tasks/${createTaskId}/cancel`)
+    expect(again.status).toBe(400)
+    expect(again.json.message).toBe('task must be running or pending to be cancelled')
+  })
+
+  it('deletes: the database shows deleting and refuses updates', async () => {
+    const res = await call('DELETE', '/v1/databases/storefront')
+    expect(res.status).toBe(200)
+    expect(res.json.task.type).toBe('delete')
+    expect((await call('GET', '/v1/databases/storefront')).json.state).toBe('deleting')
+    const update = await call('POST', '/v1/databases/storefront', { spec: spec() })
+    expect(update.status).toBe(409)
+    expect(update.json.name).toBe('database_not_modifiable')
+  })
+
+  it('lists the history of changes and diffs versions', async () => {
+    const history = await call('GET', '/v1/databases/storefront/history')
+    expect(history.json.changes.map((c: { operation: string }) => c.operation)).toEqual(
+      expect.arrayContaining(['database.create', 'database.update', 'database.delete']))
+    const [first, second] = history.json.changes as Array<{ version: string }>
+    const diff = await call('GET', `/v1/databases/storefront/history?from=${first?.version ?? ''}&to=${second?.version ?? ''}`)
+    expect(diff.json.diff).toContainEqual({ path: 'spec.postgresql_conf', action: 'set', after: { work_mem: '8MB' } })
+    expect(JSON.stringify(diff.json)).not.toContain('hunter2')
+    const unknown = await call('GET', `/v1/databases/storefront/history?from=${'0'.repeat(64)}`)
+    expect(unknown.status).toBe(400)
+  })
+
+  it('never writes a secret to a log line or a task log', async () => {
+    expect(logLines.join('')).not.toContain('hunter2')
+    for (const f of await readdir(join(dir, 'tasks'))) expect(await readFile(join(dir, 'tasks', f), 'utf8')).not.toContain('hunter2')
+  })
+})

@@ -1,0 +1,310 @@
+import {
+  DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError, NotFoundError, formatIssues, instanceId, invalidInput, isIdentifier,
+  IDENTIFIER_MESSAGE, mergeSecrets, newTaskId, newUuid, redactSpec, validateSpec, type Issue
+} from '@pgmesh/model'
+import { type ClusterState, findConflicts, keyConflict, toPlain, writeDiff } from '@pgmesh/state'
+import { decodeSpec, encodeSpec, type EncodedSpec } from './spec-encoding.js'
+import type { Task, Tasks } from './tasks.js'
+
+export type DatabaseState = 'creating' | 'modifying' | 'available' | 'deleting' | 'degraded' | 'failed' | 'restoring' | 'unknown'
+
+/** A database as stored in the cluster document (desired state only). */
+export interface DatabaseRecord {
+  id: string
+  tenant_id?: string
+  created_at: string
+  updated_at: string
+  /** The state the last accepted operation put the database in; observed state refines it. */
+  state: DatabaseState
+  /** Bumped by every accepted create/update/delete (and force_update), so reconcilers re-run. */
+  generation: number
+  /** Tombstone: a delete is a flag, never a removal, so it wins over a concurrent update on every host. */
+  deleted: boolean
+  /** The create/update/delete task that last set the spec. */
+  task_id: string
+  created_by_host: string
+  spec: EncodedSpec
+}
+
+export interface DatabaseConflict {
+  /** Field path in the anchor's notation, relative to the database (e.g. `spec.postgresql_conf.work_mem`). */
+  path: string
+  values: unknown[]
+  hosts: string[]
+}
+
+export interface DatabaseView {
+  id: string
+  tenant_id?: string
+  created_at: string
+  updated_at: string
+  state: DatabaseState
+  spec: Record<string, unknown>
+  instances: Array<Record<string, unknown>>
+  conflicts?: DatabaseConflict[]
+  spec_errors?: string[]
+}
+
+const SECRET_LEAF = /(^|\.)(password|s3_key|s3_key_secret|gcs_key|azure_key)$/
+
+export interface DatabaseContext {
+  hostId: string
+  state: ClusterState
+  tasks: Tasks
+  /** Ids of the hosts in the cluster, for spec validation. */
+  knownHostIds: () => ReadonlySet<string>
+  defaultPostgresVersion: string | undefined
+}
+
+function now (): string {
+  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+}
+
+/**
+ * Databases' desired state: create, update and delete write the spec into the cluster document field by field, so
+ * edits made on different hosts, also while apart, merge; every read validates the merged spec again.
+ */
+export class Databases {
+  constructor (private readonly ctx: DatabaseContext) {}
+
+  private record (id: string): DatabaseRecord | undefined {
+    return this.ctx.state.doc.databases?.[id] as DatabaseRecord | undefined
+  }
+
+  /** Databases that exist (not deleted, or deleted with their delete still in progress). */
+  list (): DatabaseView[] {
+    const all = this.ctx.state.doc.databases ?? {}
+    return Object.keys(all).sort()
+      .map(id => this.tryView(id))
+      .filter((v): v is DatabaseView => v !== undefined)
+  }
+
+  get (id: string): DatabaseView {
+    const view = this.tryView(id)
+    if (view === undefined) throw new NotFoundError('database not found')
+    return view
+  }
+
+  private tryView (id: string): DatabaseView | undefined {
+    const record = this.record(id)
+    if (record === undefined) return undefined
+    if (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed') return undefined
+    const spec = decodeSpec(toPlain(record.spec))
+    const view: DatabaseView = {
+      id: record.id,
+      ...(record.tenant_id === undefined ? {} : { tenant_id: record.tenant_id }),
+      created_at: record.created_at,
+      updated_at: record.updated_at,
+      state: record.deleted ? 'deleting' : record.state,
+      spec: redactSpec(spec as never) as Record<string, unknown>,
+      instances: instancesOf(record.id, spec)
+    }
+    const conflicts = this.conflicts(id)
+    if (conflicts.length > 0) view.conflicts = conflicts
+    if (!record.deleted) {
+      const check = validateSpec(spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
+      if (!check.ok) {
+        view.spec_errors = formatIssues(check.issues).split('\n')
+        view.state = 'failed'
+      }
+    }
+    return view
+  }
+
+  /** Concurrent values left by a merge, until an update settles them. Secret values are never shown. */
+  conflicts (id: string): DatabaseConflict[] {
+    const databases = this.ctx.state.doc.databases as Record<string, unknown> | undefined
+    const record = databases?.[id]
+    if (databases === undefined || !isRecordValue(record)) return []
+    const own = keyConflict(databases, id, '')
+    // Only what the user wrote: bookkeeping fields (generation, updated_at, task_id) race on every concurrent edit.
+    const spec = record.spec
+    const inSpec = isRecordValue(spec) ? findConflicts(spec, 'spec') : []
+    const all = [...(own === undefined ? [] : [own]), ...inSpec]
+    return all.map(c => ({
+      path: c.path.replace(/\.items\.([^.]+)/g, '[$1]').replace(/\.order$/, ''),
+      values: SECRET_LEAF.test(c.path) ? c.values.map(() => '(secret)') : c.values.map(v => isRecordValue(v) ? redactRecord(v) : v),
+      hosts: c.actors.map(a => this.ctx.state.hostOfActor(a) ?? a)
+    }))
+  }
+
+  async create (body: { id?: string, tenant_id?: string, spec: unknown }): Promise<{ task: Task, database: DatabaseView }> {
+    const id = body.id ?? newUuid()
+    const issues: Issue[] = []
+    if (!isIdentifier(id)) issues.push({ path: 'id', message: IDENTIFIER_MESSAGE })
+    if (body.tenant_id !== undefined && !isIdentifier(body.tenant_id)) issues.push({ path: 'tenant_id', message: IDENTIFIER_MESSAGE })
+    const check = validateSpec(body.spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
+    if (!check.ok) issues.push(...check.issues)
+    if (issues.length > 0 || !check.ok) throw invalidInput(issues)
+    const existing = this.record(id)
+    if (existing !== undefined && !existing.deleted) throw new DatabaseAlreadyExistsError()
+    const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
+    const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'create' })
+    const at = now()
+    const record: DatabaseRecord = {
+      id, created_at: at, updated_at: at, state: 'creating', generation: 1, deleted: false, task_id: task.task_id,
+      created_by_host: this.ctx.hostId, spec: encodeSpec(spec), ...(body.tenant_id === undefined ? {} : { tenant_id: body.tenant_id })
+    }
+    await this.ctx.state.change({ op: 'database.create', entity: id }, d => {
+      // A re-create over a tombstone starts a new record; the old database's tasks stay listed.
+      d.databases[id] = structuredClone(record) as unknown as Record<string, unknown>
+      d.tasks[task.task_id] = task
+    })
+    await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId, generation: 1 })
+    return { task, database: this.get(id) }
+  }
+
+  async update (id: string, body: { tenant_id?: string, spec: unknown }, options: { forceUpdate?: boolean, removeHosts?: string[] } = {}): Promise<{ task: Task, database: DatabaseView }> {
+    const record = this.record(id)
+    if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
+    if (record.deleted) throw new DatabaseNotModifiableError()
+    const previous = decodeSpec(toPlain(record.spec))
+    const issues: Issue[] = []
+    if (body.tenant_id !== undefined && body.tenant_id !== record.tenant_id) issues.push({ path: 'tenant_id', message: 'tenant ID cannot be changed' })
+    const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
+    const check = validateSpec(incoming, { knownHostIds: this.ctx.knownHostIds(), previous: previous as never, databaseId: id })
+    if (!check.ok) issues.push(...check.issues)
+    for (const h of options.removeHosts ?? []) if (!isIdentifier(h)) issues.push({ path: 'remove_host', message: IDENTIFIER_MESSAGE })
+    if (issues.length > 0 || !check.ok) throw invalidInput(issues)
+    const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
+    const superseded = this.ctx.tasks.get(record.task_id)
+    const task = this.ctx.tasks.newTask({
+      scope: 'database', entity_id: id, database_id: id, type: 'update',
+      ...((options.removeHosts ?? []).length > 0 ? { remove_hosts: options.removeHosts } : {})
+    })
+    await this.ctx.state.change({ op: 'database.update', entity: id }, d => {
+      const target = d.databases[id] as unknown as DatabaseRecord
+      writeDiff(target.spec as Record<string, unknown>, encodeSpec(spec))
+      target.updated_at = now()
+      target.state = 'modifying'
+      target.task_id = task.task_id
+      target.generation = target.generation + 1
+      d.tasks[task.task_id] = task
+      // Reconciling is level-triggered: the new spec replaces whatever the previous task was still doing.
+      if (superseded !== undefined && (superseded.status === 'pending' || superseded.status === 'running')) {
+        Object.assign(d.tasks[superseded.task_id] as object, { status: 'canceled', completed_at: now(), error: `superseded by task ${task.task_id}` })
+      }
+    })
+    await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId, force_update: options.forceUpdate === true })
+    return { task, database: this.get(id) }
+  }
+
+  async delete (id: string): Promise<{ task: Task }> {
+    const record = this.record(id)
+    if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
+    if (record.deleted) throw new DatabaseNotModifiableError()
+    const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'delete' })
+    const superseded = this.ctx.tasks.get(record.task_id)
+    await this.ctx.state.change({ op: 'database.delete', entity: id }, d => {
+      const target = d.databases[id] as unknown as DatabaseRecord
+      target.deleted = true
+      target.state = 'deleting'
+      target.updated_at = now()
+      target.task_id = task.task_id
+      target.generation = target.generation + 1
+      d.tasks[task.task_id] = task
+      if (superseded !== undefined && (superseded.status === 'pending' || superseded.status === 'running')) {
+        Object.assign(d.tasks[superseded.task_id] as object, { status: 'canceled', completed_at: now(), error: `superseded by task ${task.task_id}` })
+      }
+    })
+    await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId })
+    return { task }
+  }
+
+  /** Every change that touched this database, oldest first. */
+  history (id: string): Array<{ version: string, time: string, host_id: string, operation: string }> {
+    if (this.record(id) === undefined) throw new NotFoundError('database not found')
+    return this.ctx.state.changes()
+      .filter(c => c.meta?.entity === id)
+      .map(c => ({ version: c.hash, time: new Date(c.meta?.at ?? 0).toISOString().replace(/\.\d{3}Z$/, 'Z'), host_id: c.meta?.host ?? '', operation: c.meta?.op ?? '', at: c.meta?.at ?? 0 }))
+      .sort((a, b) => a.at - b.at || a.version.localeCompare(b.version))
+      .map(({ at: _at, ...rest }) => rest)
+  }
+
+  /** What changed in the database between two versions (change hashes); `to` defaults to now, `from` to nothing. */
+  diff (id: string, from: string | undefined, to: string | undefined): DiffEntry[] {
+    if (this.record(id) === undefined) throw new NotFoundError('database not found')
+    const at = (version: string | undefined, which: string): Record<string, unknown> | undefined => {
+      if (version === undefined) return which === 'to' ? this.snapshotOf(this.ctx.state.doc.databases?.[id]) : undefined
+      let doc
+      try {
+        doc = this.ctx.state.viewAt([version])
+      } catch {
+        throw new InvalidInputError(`${which}: unknown version ${version}`)
+      }
+      return this.snapshotOf(doc.databases?.[id])
+    }
+    return jsonDiff(at(from, 'from'), at(to, 'to'), '')
+  }
+
+  private snapshotOf (record: unknown): Record<string, unknown> | undefined {
+    if (!isRecordValue(record)) return undefined
+    const plain = toPlain<DatabaseRecord>(record)
+    return { state: plain.state, deleted: plain.deleted, tenant_id: plain.tenant_id, spec: redactSpec(decodeSpec(plain.spec) as never) }
+  }
+
+  /** The raw stored record (for the reconciler and tests). */
+  stored (id: string): DatabaseRecord | undefined {
+    const r = this.record(id)
+    return r === undefined ? undefined : toPlain<DatabaseRecord>(r)
+  }
+
+  /** The decoded, unredacted spec (for the reconciler): never send this to a client. */
+  desiredSpec (id: string): Record<string, unknown> | undefined {
+    const r = this.record(id)
+    return r === undefined ? undefined : decodeSpec(toPlain(r.spec))
+  }
+}
+
+/** Update keeps the stored postgres/spock versions when the new spec omits them (the anchor's rule). */
+function carryVersions (spec: Record<string, unknown>, previous: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...spec }
+  for (const key of ['postgres_version', 'spock_version']) if (out[key] === undefined && previous[key] !== undefined) out[key] = previous[key]
+  return out
+}
+
+function withDefaults (spec: Record<string, unknown>, defaultPostgresVersion: string | undefined): Record<string, unknown> {
+  if (spec.postgres_version !== undefined || defaultPostgresVersion === undefined) return spec
+  return { ...spec, postgres_version: defaultPostgresVersion }
+}
+
+/** The instances a spec places: one per host of each node, the first host's the primary at creation. */
+function instancesOf (databaseId: string, spec: Record<string, unknown>): Array<Record<string, unknown>> {
+  const nodes = Array.isArray(spec.nodes) ? spec.nodes as Array<{ name?: unknown, host_ids?: unknown }> : []
+  const out: Array<Record<string, unknown>> = []
+  for (const node of nodes) {
+    if (typeof node.name !== 'string' || !Array.isArray(node.host_ids)) continue
+    for (const hostId of node.host_ids) {
+      if (typeof hostId !== 'string') continue
+      out.push({ id: instanceId(databaseId, node.name, hostId), host_id: hostId, node_name: node.name, state: 'unknown' })
+    }
+  }
+  return out.sort((a, b) => String(a.node_name).localeCompare(String(b.node_name)) || String(a.id).localeCompare(String(b.id)))
+}
+
+export interface DiffEntry { path: string, action: 'set' | 'removed', before?: unknown, after?: unknown }
+
+/** Leaf-level differences between two JSON values, with anchor-style paths. */
+export function jsonDiff (before: unknown, after: unknown, path: string): DiffEntry[] {
+  if (isRecordValue(before) && isRecordValue(after)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()
+    return keys.flatMap(k => jsonDiff(before[k], after[k], path === '' ? k : `${path}.${k}`))
+  }
+  if (Array.isArray(before) && Array.isArray(after) && before.every(isRecordValue) && after.every(isRecordValue)) {
+    const n = Math.max(before.length, after.length)
+    return Array.from({ length: n }, (_, i) => jsonDiff(before[i], after[i], `${path}[${i}]`)).flat()
+  }
+  if (JSON.stringify(before) === JSON.stringify(after)) return []
+  if (after === undefined) return [{ path, action: 'removed', before }]
+  return [{ path, action: 'set', ...(before === undefined ? {} : { before }), after }]
+}
+
+function isRecordValue (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** A whole conflicting database record (two concurrent creates): show it the way GET would. */
+function redactRecord (v: Record<string, unknown>): unknown {
+  if (isRecordValue(v.spec)) return { ...v, spec: redactSpec(decodeSpec(v.spec) as never) }
+  return v
+}

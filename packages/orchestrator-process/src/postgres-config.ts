@@ -1,0 +1,187 @@
+import { isIP } from 'node:net'
+import { InvalidInputError } from '@pgmesh/model'
+import type { InstanceSpec, SettingValue } from './orchestrator.js'
+
+/** The control plane's own superuser, created by initdb; it connects over the unix socket (trust) and from peers. */
+export const SYSTEM_SUPERUSER = 'pgmesh'
+
+/** File (inside pgdata, so it travels with pg_basebackup and stays valid) holding every setting the orchestrator writes. */
+export const MANAGED_CONF_FILE = 'pgmesh.conf'
+export const INCLUDE_LINE = `include '${MANAGED_CONF_FILE}'`
+
+export type ReplicationLibrary = 'pglogical' | 'spock'
+
+/** Settings the orchestrator derives itself; a spec that sets them is rejected rather than silently overridden. */
+const ORCHESTRATOR_OWNED = new Set([
+  'port', 'listen_addresses', 'unix_socket_directories', 'unix_socket_permissions', 'cluster_name',
+  'primary_conninfo', 'primary_slot_name', 'log_directory',
+  'hba_file', 'ident_file', 'config_file', 'data_directory', 'external_pid_file'
+])
+
+/**
+ * The anchor's base GUCs (research §2.8) that apply to a process instance. Left out: ssl (no certificates yet),
+ * snowflake/lolor (not packaged), memory/CPU tuning (a process shares the host), and the pgBackRest
+ * archive_command (no backups yet; archive_mode is on so adding them needs no restart).
+ */
+function baseSettings (library: ReplicationLibrary): Record<string, SettingValue> {
+  const common: Record<string, SettingValue> = {
+    archive_mode: true,
+    archive_command: '/bin/true',
+    checkpoint_completion_target: 0.9,
+    checkpoint_timeout: '15min',
+    dynamic_shared_memory_type: 'posix',
+    hot_standby_feedback: true,
+    logging_collector: true,
+    log_filename: 'postgresql-%a.log',
+    log_rotation_age: '1d',
+    log_truncate_on_rotation: true,
+    log_line_prefix: '%m [%p] ',
+    password_encryption: 'scram-sha-256',
+    shared_preload_libraries: `pg_stat_statements,${library}`,
+    track_commit_timestamp: true,
+    track_io_timing: true,
+    wal_level: 'logical',
+    wal_log_hints: true,
+    wal_sender_timeout: '5s',
+    // pglogical needs a supervisor, a manager per database and an apply worker per subscription, plus sync workers.
+    max_worker_processes: 16,
+    max_replication_slots: 16,
+    max_wal_senders: 16
+  }
+  if (library === 'pglogical') {
+    // Without track_commit_timestamp pglogical silently falls back to apply_remote, which diverges (research §C).
+    return { ...common, 'pglogical.conflict_resolution': 'last_update_wins' }
+  }
+  return {
+    ...common,
+    'spock.enable_ddl_replication': true,
+    'spock.include_ddl_repset': true,
+    'spock.allow_ddl_from_functions': true,
+    'spock.conflict_resolution': 'last_update_wins',
+    'spock.save_resolutions': true,
+    'spock.conflict_log_level': 'DEBUG'
+  }
+}
+
+const SETTING_NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/
+
+/** Renders one value the way postgresql.conf parses it: strings single-quoted with `''` and `\\` escaped. */
+export function renderSettingValue (value: SettingValue): string {
+  if (typeof value === 'boolean') return value ? 'on' : 'off'
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new InvalidInputError(`invalid setting value ${value}`)
+    return String(value)
+  }
+  if (/[\r\n\0]/.test(value)) throw new InvalidInputError('setting values cannot contain line breaks or NUL')
+  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`
+}
+
+export interface StandbyOf { host: string, port: number, slotName: string }
+
+interface SettingsInput {
+  spec: Pick<InstanceSpec, 'instanceId' | 'listenAddresses' | 'postgresqlConf'>
+  port: number
+  socketDir: string
+  logDir: string
+  library: ReplicationLibrary
+  /** Set while the instance is a streaming replica. */
+  standbyOf?: StandbyOf
+}
+
+/** Every setting the orchestrator writes, already rendered (name → value text), in a stable order. */
+export function desiredSettings (input: SettingsInput): Map<string, string> {
+  const merged: Record<string, SettingValue> = { ...baseSettings(input.library) }
+  for (const [rawName, value] of Object.entries(input.spec.postgresqlConf ?? {})) {
+    const name = rawName.toLowerCase()
+    if (!SETTING_NAME.test(name)) throw new InvalidInputError(`invalid setting name '${rawName}'`)
+    if (ORCHESTRATOR_OWNED.has(name)) throw new InvalidInputError(`'${name}' is managed by the orchestrator and cannot be set`)
+    merged[name] = value
+  }
+  // Replication cannot work without its library, so it stays preloaded whatever the spec lists.
+  const libraries = String(merged.shared_preload_libraries).split(',').map(l => l.trim()).filter(l => l !== '')
+  if (!libraries.includes(input.library)) libraries.push(input.library)
+  merged.shared_preload_libraries = libraries.join(',')
+
+  if (input.spec.listenAddresses.length === 0) throw new InvalidInputError('listenAddresses must not be empty')
+  Object.assign(merged, {
+    port: input.port,
+    listen_addresses: input.spec.listenAddresses.join(','),
+    // Outside pgdata: pg_basebackup chokes on sockets inside it, and socket paths are limited to ~107 bytes.
+    unix_socket_directories: input.socketDir,
+    // Only the postgres OS user (and root) may use the socket, which the superuser reaches with trust auth.
+    unix_socket_permissions: '0700',
+    cluster_name: input.spec.instanceId,
+    log_directory: input.logDir
+  })
+  if (input.standbyOf !== undefined) {
+    merged.primary_conninfo = formatConninfo({
+      host: input.standbyOf.host,
+      port: String(input.standbyOf.port),
+      user: SYSTEM_SUPERUSER,
+      application_name: input.standbyOf.slotName
+    })
+    merged.primary_slot_name = input.standbyOf.slotName
+  }
+  return new Map(Object.entries(merged).map(([name, value]) => [name, renderSettingValue(value)]))
+}
+
+export function renderManagedConf (settings: Map<string, string>): string {
+  const lines = ['# Written by pgmesh; edits are overwritten. Set values through the database spec instead.']
+  for (const [name, value] of settings) lines.push(`${name} = ${value}`)
+  return lines.join('\n') + '\n'
+}
+
+/** libpq key=value connection string; values quoted when they need it. */
+export function formatConninfo (params: Record<string, string>): string {
+  return Object.entries(params).map(([key, value]) => {
+    const plain = value !== '' && /^[^\s'\\]+$/.test(value)
+    return `${key}=${plain ? value : `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`}`
+  }).join(' ')
+}
+
+function peerCidr (address: string): string {
+  const [ip, bits, ...rest] = address.split('/')
+  const family = isIP(ip ?? '')
+  const maxBits = family === 4 ? 32 : 128
+  const valid = family !== 0 && rest.length === 0 &&
+    (bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= maxBits))
+  if (!valid) throw new InvalidInputError(`invalid peer address '${address}'`)
+  return bits === undefined ? `${ip}/${maxBits}` : address
+}
+
+function singleLine (kind: string, line: string): string {
+  if (/[\r\n\0]/.test(line)) throw new InvalidInputError(`each ${kind} entry must be a single line`)
+  return line
+}
+
+/**
+ * pg_hba.conf: system rules first (first match wins), then the spec's rules, then a catch-all that requires a
+ * scram password. pglogical's walsender connections match on the database name, not on `replication`, so peers
+ * need an `all` rule besides the `replication` one (research §C).
+ */
+export function renderHba (spec: Pick<InstanceSpec, 'peerAddresses' | 'pgHbaConf'>): string {
+  const lines = [
+    '# Written by pgmesh; edits are overwritten. Add rules through the database spec (pg_hba_conf).',
+    '# system: the control plane over the unix socket (socket is 0700, owned by the postgres OS user)',
+    `local all ${SYSTEM_SUPERUSER} trust`
+  ]
+  for (const address of spec.peerAddresses ?? []) {
+    const cidr = peerCidr(address)
+    lines.push(`host replication ${SYSTEM_SUPERUSER} ${cidr} trust`, `host all ${SYSTEM_SUPERUSER} ${cidr} trust`)
+  }
+  lines.push('# user rules')
+  for (const rule of spec.pgHbaConf ?? []) lines.push(singleLine('pg_hba_conf', rule))
+  lines.push('# catch-all', 'local all all scram-sha-256', 'host all all all scram-sha-256')
+  return lines.join('\n') + '\n'
+}
+
+export function renderIdent (spec: Pick<InstanceSpec, 'pgIdentConf'>): string {
+  const lines = ['# Written by pgmesh; edits are overwritten.']
+  for (const mapping of spec.pgIdentConf ?? []) lines.push(singleLine('pg_ident_conf', mapping))
+  return lines.join('\n') + '\n'
+}
+
+/** Physical slot names allow only [a-z0-9_]; instance ids may contain `-`. */
+export function replicaSlotName (instanceId: string): string {
+  return `pgmesh_${instanceId.replaceAll('-', '_')}`.slice(0, 63)
+}

@@ -1,0 +1,604 @@
+import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { Client } from 'pg'
+import type { Logger } from 'pino'
+import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor } from './binaries.js'
+import { ensureDatabaseExists, ensureDatabaseOwner, ensureUser, runScript } from './database-setup.js'
+import {
+  assertInstanceId, type InstanceRecord, InstancePaths, listInstanceIds, readState, writeState
+} from './instance-store.js'
+import type {
+  DatabaseSetup, InstanceEvent, InstanceSpec, InstanceStatus, Orchestrator
+} from './orchestrator.js'
+import { pickFreePort } from './ports.js'
+import {
+  desiredSettings, INCLUDE_LINE, MANAGED_CONF_FILE, renderHba, renderIdent, renderManagedConf, replicaSlotName,
+  type ReplicationLibrary, type StandbyOf, SYSTEM_SUPERUSER
+} from './postgres-config.js'
+import { isProcessAlive, postgresOsUser, type RunAs, runCommand } from './system.js'
+
+export interface ProcessOrchestratorOptions {
+  /** Instances live under `<dataDir>/instances/<instanceId>/`. Every ancestor must be traversable by `postgres`. */
+  dataDir: string
+  logger: Logger
+  /** Where the per-major `bin/` and `lib/` directories are; default Debian's /usr/lib/postgresql. */
+  postgresRoot?: string
+  /** How often supervision looks at the postmasters; default 300 ms. */
+  superviseIntervalMs?: number
+}
+
+/** What a config write changed, so the caller can reload or restart only as much as needed. */
+interface ConfigChange { settings: string[], auth: boolean }
+
+interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
+
+const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
+
+/**
+ * The embedded default orchestrator: each instance is a PostgreSQL server run from the host's own binaries with
+ * pg_ctl, supervised by polling its postmaster (a killed postmaster is restarted with backoff and reported through
+ * onEvent). All operations on one instance are serialised; different instances proceed in parallel.
+ */
+export class ProcessOrchestrator implements Orchestrator {
+  private readonly instancesDir: string
+  private readonly root: string
+  private readonly log: Logger
+  private readonly locks = new Map<string, Promise<void>>()
+  private readonly supervised = new Map<string, Supervision>()
+  private readonly listeners = new Set<(event: InstanceEvent) => void>()
+  /** Ports picked but maybe not yet in a state file, so parallel creations never pick the same one. */
+  private readonly reservedPorts = new Set<number>()
+  private timer: NodeJS.Timeout | undefined
+
+  private constructor (options: ProcessOrchestratorOptions, private readonly runAs: RunAs | undefined) {
+    this.instancesDir = join(options.dataDir, 'instances')
+    this.root = options.postgresRoot ?? DEBIAN_POSTGRES_ROOT
+    this.log = options.logger.child({ component: 'orchestrator-process' })
+  }
+
+  /** Prepares the data dir and resumes supervising every instance that should run (they restart if down). */
+  static async open (options: ProcessOrchestratorOptions): Promise<ProcessOrchestrator> {
+    const orchestrator = new ProcessOrchestrator(options, await postgresOsUser())
+    await orchestrator.prepareInstancesDir()
+    for (const instanceId of await listInstanceIds(orchestrator.instancesDir)) {
+      const state = await readState(orchestrator.paths(instanceId))
+      if (state?.desiredRunning === true && state.initialized) orchestrator.supervise(instanceId)
+    }
+    orchestrator.timer = setInterval(() => { orchestrator.superviseAll() }, options.superviseIntervalMs ?? 300)
+    orchestrator.timer.unref()
+    return orchestrator
+  }
+
+  /** Stops supervising; the instances keep running (a later open() adopts them). */
+  async close (): Promise<void> {
+    clearInterval(this.timer)
+    this.supervised.clear()
+    await Promise.all(this.locks.values())
+  }
+
+  onEvent (listener: (event: InstanceEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  async ensureInstance (spec: InstanceSpec): Promise<InstanceStatus> {
+    assertInstanceId(spec.instanceId)
+    if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) {
+      throw new InvalidInputError(`invalid port ${spec.port}`)
+    }
+    return await this.withLock(spec.instanceId, async () => {
+      const paths = this.paths(spec.instanceId)
+      const previous = await readState(paths)
+      // Without an explicit version an existing instance keeps its major, even after a newer one gets installed.
+      const major = spec.postgresVersion === undefined && previous !== undefined
+        ? previous.postgresMajor
+        : await resolveMajor(this.root, spec.postgresVersion)
+      if (previous !== undefined && previous.postgresMajor !== major) {
+        throw new InvalidInputError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
+      }
+      const state: InstanceRecord = previous ?? {
+        instanceId: spec.instanceId,
+        port: 0,
+        postgresMajor: major,
+        initialized: false,
+        desiredRunning: true,
+        appliedSettings: {},
+        scriptsDone: { postInit: false, postDatabaseCreate: false }
+      }
+      state.port = await this.choosePort(spec, previous)
+      state.desiredRunning = true
+      await this.prepareInstanceDirs(paths)
+      await writeState(paths, state)
+
+      await this.ensureDataDirectory(paths, state, spec)
+
+      const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major))
+      await writeState(paths, state)
+      if (await this.runningPid(paths) === undefined) {
+        await this.startPostgres(paths, state)
+      } else {
+        await this.applyConfigChange(paths, state, change)
+      }
+      this.supervise(spec.instanceId)
+
+      const status = await this.inspect(paths, state)
+      if (spec.database !== undefined && status.role === 'primary') await this.setupDatabase(paths, state, spec.database)
+      return status
+    })
+  }
+
+  async startInstance (instanceId: string): Promise<InstanceStatus> {
+    return await this.withExisting(instanceId, async (paths, state) => {
+      state.desiredRunning = true
+      await writeState(paths, state)
+      if (await this.runningPid(paths) === undefined) await this.startPostgres(paths, state)
+      this.supervise(instanceId)
+      return await this.inspect(paths, state)
+    })
+  }
+
+  async stopInstance (instanceId: string): Promise<InstanceStatus> {
+    return await this.withExisting(instanceId, async (paths, state) => {
+      state.desiredRunning = false
+      await writeState(paths, state)
+      await this.stopPostgres(paths, state)
+      return await this.inspect(paths, state)
+    })
+  }
+
+  async restartInstance (instanceId: string): Promise<InstanceStatus> {
+    return await this.withExisting(instanceId, async (paths, state) => {
+      state.desiredRunning = true
+      await writeState(paths, state)
+      await this.restartPostgres(paths, state)
+      this.supervise(instanceId)
+      return await this.inspect(paths, state)
+    })
+  }
+
+  async promote (instanceId: string): Promise<InstanceStatus> {
+    return await this.withExisting(instanceId, async (paths, state) => {
+      const formerPrimary = state.standbyOf
+      await this.withClient(paths, state, 'postgres', async client => {
+        const { rows } = await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery')
+        if (rows[0]?.in_recovery === true) await client.query('SELECT pg_promote(true, 60)')
+      })
+      // primary_conninfo stays in the conf file until the next ensureInstance rewrites it; a primary ignores it.
+      delete state.standbyOf
+      await writeState(paths, state)
+      if (formerPrimary !== undefined) await this.dropSlotOnPrimary(formerPrimary)
+      this.log.info({ instanceId }, 'promoted')
+      return await this.inspect(paths, state)
+    })
+  }
+
+  async removeInstance (instanceId: string): Promise<void> {
+    assertInstanceId(instanceId)
+    await this.withLock(instanceId, async () => {
+      const paths = this.paths(instanceId)
+      this.supervised.delete(instanceId)
+      const state = await readState(paths)
+      if (state !== undefined) {
+        state.desiredRunning = false
+        await writeState(paths, state)
+        await this.stopPostgres(paths, state)
+        this.reservedPorts.delete(state.port)
+        if (state.standbyOf !== undefined) await this.dropSlotOnPrimary(state.standbyOf)
+      }
+      await rm(paths.dir, { recursive: true, force: true })
+      await rm(paths.socketDir, { recursive: true, force: true })
+      this.log.info({ instanceId }, 'removed')
+    })
+  }
+
+  async status (instanceId: string): Promise<InstanceStatus | undefined> {
+    assertInstanceId(instanceId)
+    const paths = this.paths(instanceId)
+    const state = await readState(paths)
+    return state === undefined ? undefined : await this.inspect(paths, state)
+  }
+
+  async list (): Promise<InstanceStatus[]> {
+    const all = await Promise.all((await listInstanceIds(this.instancesDir)).map(async id => await this.status(id)))
+    return all.filter((s): s is InstanceStatus => s !== undefined)
+  }
+
+  private paths (instanceId: string): InstancePaths {
+    return new InstancePaths(this.instancesDir, instanceId)
+  }
+
+  /** Serialises the operations on one instance (API calls and supervision alike). */
+  private async withLock<T> (instanceId: string, operation: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(instanceId) ?? Promise.resolve()
+    const result = previous.then(operation)
+    const settled = result.then(() => undefined, () => undefined)
+    this.locks.set(instanceId, settled)
+    try {
+      return await result
+    } finally {
+      if (this.locks.get(instanceId) === settled) this.locks.delete(instanceId)
+    }
+  }
+
+  private async withExisting<T> (instanceId: string, operation: (paths: InstancePaths, state: InstanceRecord) => Promise<T>): Promise<T> {
+    assertInstanceId(instanceId)
+    return await this.withLock(instanceId, async () => {
+      const paths = this.paths(instanceId)
+      const state = await readState(paths)
+      if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
+      return await operation(paths, state)
+    })
+  }
+
+  private emit (event: InstanceEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.log.error({ err, event }, 'instance event listener failed')
+      }
+    }
+  }
+
+  // ---- supervision -------------------------------------------------------------------------------------------
+
+  private supervise (instanceId: string): void {
+    if (!this.supervised.has(instanceId)) {
+      this.supervised.set(instanceId, { lastPid: undefined, attempt: 0, nextAttemptAt: 0, exitReported: false })
+    }
+  }
+
+  private superviseAll (): void {
+    for (const [instanceId, supervision] of this.supervised) {
+      // An operation in progress owns the process right now; look again on the next tick.
+      if (this.locks.has(instanceId)) continue
+      this.withLock(instanceId, async () => { await this.superviseOne(instanceId, supervision) })
+        .catch((err: unknown) => { this.log.error({ err, instanceId }, 'supervision check failed') })
+    }
+  }
+
+  private async superviseOne (instanceId: string, supervision: Supervision): Promise<void> {
+    const paths = this.paths(instanceId)
+    const state = await readState(paths)
+    if (state === undefined || !state.desiredRunning || !state.initialized || !this.supervised.has(instanceId)) return
+    const pid = await this.runningPid(paths)
+    if (pid !== undefined) {
+      supervision.lastPid = pid
+      return
+    }
+    if (!supervision.exitReported) {
+      supervision.exitReported = true
+      // After a crash postmaster.pid still names the dead process (the last seen pid may predate a restart).
+      const deadPid = await this.postmasterPid(paths) ?? supervision.lastPid ?? 0
+      this.log.warn({ instanceId, pid: deadPid }, 'postmaster exited; restarting')
+      this.emit({ type: 'exited', instanceId, pid: deadPid })
+    }
+    if (Date.now() < supervision.nextAttemptAt) return
+    supervision.attempt++
+    try {
+      await this.startPostgres(paths, state)
+      const restartedPid = await this.runningPid(paths) ?? 0
+      this.log.info({ instanceId, pid: restartedPid, attempt: supervision.attempt }, 'postmaster restarted')
+      this.emit({ type: 'restarted', instanceId, pid: restartedPid, attempt: supervision.attempt })
+      Object.assign(supervision, { lastPid: restartedPid, attempt: 0, nextAttemptAt: 0, exitReported: false })
+    } catch (err) {
+      const retryInMs = Math.min(RESTART_BACKOFF_MS.first * 2 ** (supervision.attempt - 1), RESTART_BACKOFF_MS.max)
+      supervision.nextAttemptAt = Date.now() + retryInMs
+      this.log.error({ err, instanceId, attempt: supervision.attempt, retryInMs }, 'restart failed')
+      this.emit({ type: 'restart_failed', instanceId, attempt: supervision.attempt, error: String(err), retryInMs })
+    }
+  }
+
+  // ---- files and directories ---------------------------------------------------------------------------------
+
+  private async prepareInstancesDir (): Promise<void> {
+    await mkdir(this.instancesDir, { recursive: true, mode: 0o755 })
+    if (this.runAs === undefined) return
+    // The postgres OS user has to reach its instance directories through every ancestor.
+    for (let dir = this.instancesDir; ; dir = dirname(dir)) {
+      const info = await stat(dir)
+      if ((info.mode & 0o001) === 0 && info.uid !== this.runAs.uid) {
+        throw new Error(`${dir} is not traversable by the postgres OS user (chmod o+x ${dir}, or use another data dir)`)
+      }
+      if (dir === dirname(dir)) break
+    }
+  }
+
+  /** Directories owned by the OS user Postgres runs as, private to it. */
+  private async prepareInstanceDirs (paths: InstancePaths): Promise<void> {
+    for (const dir of [paths.dir, paths.logDir, paths.socketDir]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+      await this.handToPostgres(dir)
+    }
+  }
+
+  private async handToPostgres (path: string): Promise<void> {
+    if (this.runAs !== undefined) await chown(path, this.runAs.uid, this.runAs.gid)
+  }
+
+  private async writePostgresFile (path: string, content: string): Promise<void> {
+    await writeFile(path, content, { mode: 0o600 })
+    await chmod(path, 0o600)
+    await this.handToPostgres(path)
+  }
+
+  private async writeConfig (
+    paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec, library: ReplicationLibrary
+  ): Promise<ConfigChange> {
+    const settings = desiredSettings({
+      spec, port: state.port, socketDir: paths.socketDir, logDir: paths.logDir, library, standbyOf: state.standbyOf
+    })
+    // postgresql.conf keeps initdb's tuned values; our include comes last, so its settings win.
+    const mainConf = join(paths.pgdata, 'postgresql.conf')
+    const main = await readFile(mainConf, 'utf8')
+    if (!main.split('\n').includes(INCLUDE_LINE)) await this.writePostgresFile(mainConf, `${main.trimEnd()}\n${INCLUDE_LINE}\n`)
+    await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(settings))
+
+    let auth = false
+    for (const [file, content] of [['pg_hba.conf', renderHba(spec)], ['pg_ident.conf', renderIdent(spec)]] as const) {
+      const path = join(paths.pgdata, file)
+      if (await readFile(path, 'utf8').catch(() => '') !== content) {
+        await this.writePostgresFile(path, content)
+        auth = true
+      }
+    }
+
+    const applied = state.appliedSettings
+    const names = new Set([...Object.keys(applied), ...settings.keys()])
+    const changed = [...names].filter(name => applied[name] !== settings.get(name))
+    state.appliedSettings = Object.fromEntries(settings)
+    return { settings: changed, auth }
+  }
+
+  // ---- postgres processes ------------------------------------------------------------------------------------
+
+  private bin (state: InstanceRecord, name: string): string {
+    return join(binDir(this.root, state.postgresMajor), name)
+  }
+
+  private async run (state: InstanceRecord, paths: InstancePaths, name: string, args: string[]): Promise<string> {
+    return await runCommand(this.bin(state, name), args, {
+      runAs: this.runAs, cwd: paths.dir, env: { PGCONNECT_TIMEOUT: '10' }
+    })
+  }
+
+  /** initdb for a primary, pg_basebackup for a replica; for an existing replica, follows a primary that moved. */
+  private async ensureDataDirectory (paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec): Promise<void> {
+    if (!state.initialized) {
+      await rm(paths.pgdata, { recursive: true, force: true })
+      if (spec.primary === undefined) {
+        await this.initdb(paths, state)
+      } else {
+        state.standbyOf = { ...spec.primary, slotName: replicaSlotName(spec.instanceId) }
+        await this.cloneFromPrimary(paths, state, state.standbyOf)
+      }
+      state.initialized = true
+    } else if (state.standbyOf !== undefined && spec.primary !== undefined) {
+      state.standbyOf = { ...spec.primary, slotName: state.standbyOf.slotName }
+    } else if (state.standbyOf === undefined && spec.primary !== undefined) {
+      this.log.warn({ instanceId: spec.instanceId }, 'instance is a primary; the spec\'s primary is ignored (no demotion)')
+    }
+  }
+
+  private async initdb (paths: InstancePaths, state: InstanceRecord): Promise<void> {
+    const started = Date.now()
+    await this.run(state, paths, 'initdb', [
+      '-D', paths.pgdata, '-U', SYSTEM_SUPERUSER, '-E', 'UTF8', '--locale=C.UTF-8',
+      '--auth-local=trust', '--auth-host=scram-sha-256', '--data-checksums', '--no-instructions'
+    ])
+    this.log.info({ instanceId: state.instanceId, ms: Date.now() - started }, 'initdb done')
+  }
+
+  /**
+   * pg_basebackup over a physical slot named after the instance. No `-R`: the standby settings go into the managed
+   * conf file (which follows a moved primary) and standby.signal is written here.
+   */
+  private async cloneFromPrimary (paths: InstancePaths, state: InstanceRecord, primary: StandbyOf): Promise<void> {
+    const started = Date.now()
+    const slotExists = await this.withRemoteClient(primary, async client =>
+      (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])).rowCount !== 0)
+    await this.run(state, paths, 'pg_basebackup', [
+      '-h', primary.host, '-p', String(primary.port), '-U', SYSTEM_SUPERUSER, '-D', paths.pgdata, '--no-password',
+      '-X', 'stream', '-c', 'fast', '-S', primary.slotName, ...(slotExists ? [] : ['-C'])
+    ])
+    await this.writePostgresFile(join(paths.pgdata, 'standby.signal'), '')
+    this.log.info({ instanceId: state.instanceId, primary: `${primary.host}:${primary.port}`, ms: Date.now() - started }, 'base backup done')
+  }
+
+  private async postmasterPid (paths: InstancePaths): Promise<number | undefined> {
+    const content = await readFile(join(paths.pgdata, 'postmaster.pid'), 'utf8').catch(() => undefined)
+    const pid = Number(content?.split('\n')[0])
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  }
+
+  /** The postmaster's pid while it is alive (a zombie counts as dead). */
+  private async runningPid (paths: InstancePaths): Promise<number | undefined> {
+    const pid = await this.postmasterPid(paths)
+    return pid !== undefined && await isProcessAlive(pid) ? pid : undefined
+  }
+
+  /**
+   * A dead postmaster leaves postmaster.pid and the socket lock behind. Postgres itself ignores stale ones, except
+   * when the old pid is an unreaped zombie, which it takes for a live server; the files are only removed once the
+   * pid is known dead.
+   */
+  private async clearStaleLocks (paths: InstancePaths): Promise<void> {
+    if (await this.postmasterPid(paths) === undefined || await this.runningPid(paths) !== undefined) return
+    await unlink(join(paths.pgdata, 'postmaster.pid')).catch(() => undefined)
+    const leftovers = (await readdir(paths.socketDir).catch(() => [])).filter(name => name.startsWith('.s.PGSQL.'))
+    await Promise.all(leftovers.map(async name => { await unlink(join(paths.socketDir, name)).catch(() => undefined) }))
+  }
+
+  private async startPostgres (paths: InstancePaths, state: InstanceRecord): Promise<void> {
+    const started = Date.now()
+    await this.clearStaleLocks(paths)
+    try {
+      await this.run(state, paths, 'pg_ctl', ['start', '-D', paths.pgdata, '-l', paths.startupLog, '-w', '-t', '120', '-s'])
+    } catch (err) {
+      const log = await readFile(paths.startupLog, 'utf8').catch(() => '')
+      throw new Error(`starting ${state.instanceId} failed; startup log ends with:\n${log.split('\n').slice(-15).join('\n')}`, { cause: err })
+    }
+    this.log.info({ instanceId: state.instanceId, port: state.port, ms: Date.now() - started }, 'started')
+  }
+
+  private async stopPostgres (paths: InstancePaths, state: InstanceRecord): Promise<void> {
+    if (await this.runningPid(paths) === undefined) return
+    try {
+      await this.run(state, paths, 'pg_ctl', ['stop', '-D', paths.pgdata, '-m', 'fast', '-w', '-t', '60', '-s'])
+    } catch (err) {
+      this.log.warn({ err, instanceId: state.instanceId }, 'fast shutdown failed; stopping immediately')
+      await this.run(state, paths, 'pg_ctl', ['stop', '-D', paths.pgdata, '-m', 'immediate', '-w', '-t', '30', '-s'])
+    }
+    this.log.info({ instanceId: state.instanceId }, 'stopped')
+  }
+
+  private async restartPostgres (paths: InstancePaths, state: InstanceRecord): Promise<void> {
+    await this.stopPostgres(paths, state)
+    await this.startPostgres(paths, state)
+  }
+
+  /**
+   * Restart when a changed setting can only be set at server start (context `postmaster`); otherwise reload, wait
+   * until the server has read the files, and restart anyway if it then reports `pending_restart`.
+   */
+  private async applyConfigChange (paths: InstancePaths, state: InstanceRecord, change: ConfigChange): Promise<void> {
+    if (change.settings.length === 0 && !change.auth) return
+    const needsRestart = await this.withClient(paths, state, 'postgres', async client => {
+      const { rows: atStart } = await client.query<{ name: string }>(
+        "SELECT name FROM pg_settings WHERE name = ANY($1) AND context = 'postmaster'", [change.settings])
+      if (atStart.length > 0) return atStart.map(r => r.name)
+      const { rows } = await client.query<{ before: string }>('SELECT pg_conf_load_time()::text AS before, pg_reload_conf()')
+      const before = rows[0]?.before
+      for (let i = 0; i < 100; i++) {
+        const { rows: reloaded } = await client.query<{ done: boolean }>('SELECT pg_conf_load_time() > $1::timestamptz AS done', [before])
+        if (reloaded[0]?.done === true) break
+        await new Promise(resolve => setTimeout(resolve, 20))
+      }
+      const { rows: pending } = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart')
+      return pending.map(r => r.name)
+    })
+    if (needsRestart.length > 0) {
+      this.log.info({ instanceId: state.instanceId, settings: needsRestart }, 'restarting for settings that need it')
+      await this.restartPostgres(paths, state)
+    } else {
+      this.log.info({ instanceId: state.instanceId, settings: change.settings, auth: change.auth }, 'reloaded configuration')
+    }
+  }
+
+  // ---- SQL ---------------------------------------------------------------------------------------------------
+
+  private async withClient<T> (
+    paths: InstancePaths, state: InstanceRecord, database: string, work: (client: Client) => Promise<T>
+  ): Promise<T> {
+    return await this.withConnection({ host: paths.socketDir, port: state.port, database }, work)
+  }
+
+  private async withRemoteClient<T> (primary: StandbyOf, work: (client: Client) => Promise<T>): Promise<T> {
+    return await this.withConnection({ host: primary.host, port: primary.port, database: 'postgres' }, work)
+  }
+
+  private async withConnection<T> (
+    target: { host: string, port: number, database: string }, work: (client: Client) => Promise<T>
+  ): Promise<T> {
+    const client = new Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000 })
+    // A server that goes away while the client idles emits 'error'; without a listener that would crash the process.
+    client.on('error', (err: Error) => { this.log.debug({ err }, 'admin connection error') })
+    await client.connect()
+    try {
+      return await work(client)
+    } finally {
+      await client.end().catch(() => undefined)
+    }
+  }
+
+  private async inspect (paths: InstancePaths, state: InstanceRecord): Promise<InstanceStatus> {
+    const base = {
+      instanceId: state.instanceId,
+      port: state.port,
+      postgresVersion: String(state.postgresMajor),
+      admin: { host: paths.socketDir, port: state.port, user: SYSTEM_SUPERUSER }
+    }
+    const pid = await this.runningPid(paths)
+    if (pid === undefined) {
+      return { ...base, state: !state.initialized ? 'starting' : state.desiredRunning ? 'crashed' : 'stopped' }
+    }
+    try {
+      return await this.withClient(paths, state, 'postgres', async client => {
+        const { rows } = await client.query<{ in_recovery: boolean, version_num: number }>(
+          "SELECT pg_is_in_recovery() AS in_recovery, current_setting('server_version_num')::int AS version_num")
+        const row = rows[0] ?? { in_recovery: false, version_num: 0 }
+        return {
+          ...base,
+          state: 'running' as const,
+          role: row.in_recovery ? 'replica' as const : 'primary' as const,
+          postgresVersion: `${Math.floor(row.version_num / 10000)}.${row.version_num % 10000}`,
+          pid
+        }
+      })
+    } catch {
+      return { ...base, state: 'starting', pid }
+    }
+  }
+
+  private async setupDatabase (paths: InstancePaths, state: InstanceRecord, setup: DatabaseSetup): Promise<void> {
+    const owners = (setup.users ?? []).filter(u => u.dbOwner === true)
+    if (owners.length > 1) throw new InvalidInputError('at most one user can be the database owner')
+    await this.withClient(paths, state, 'postgres', async client => {
+      if (!state.scriptsDone.postInit) {
+        await runScript(client, setup.scripts?.postInit ?? [])
+        state.scriptsDone.postInit = true
+        await writeState(paths, state)
+      }
+      const { rows } = await client.query<{ version_num: number }>("SELECT current_setting('server_version_num')::int AS version_num")
+      for (const user of setup.users ?? []) await ensureUser(client, user, rows[0]?.version_num ?? 0)
+      await ensureDatabaseExists(client, setup.name)
+    })
+    if (!state.scriptsDone.postDatabaseCreate) {
+      await this.withClient(paths, state, setup.name, async client => { await runScript(client, setup.scripts?.postDatabaseCreate ?? []) })
+      state.scriptsDone.postDatabaseCreate = true
+      await writeState(paths, state)
+    }
+    const owner = owners[0]
+    if (owner !== undefined) {
+      await this.withClient(paths, state, 'postgres', async client => { await ensureDatabaseOwner(client, setup.name, owner.username) })
+    }
+  }
+
+  /** Best effort: a replica that goes away (promoted or removed) must not make its primary keep WAL forever. */
+  private async dropSlotOnPrimary (primary: StandbyOf): Promise<void> {
+    try {
+      await this.withRemoteClient(primary, async client => {
+        // The walsender of a just-stopped standby may take a moment to exit and release the slot.
+        for (let i = 0; i < 50; i++) {
+          const { rows } = await client.query<{ active: boolean }>(
+            'SELECT active FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])
+          if (rows[0] === undefined) return
+          if (rows[0].active) {
+            await new Promise(resolve => setTimeout(resolve, 100))
+            continue
+          }
+          await client.query('SELECT pg_drop_replication_slot($1)', [primary.slotName])
+          return
+        }
+        throw new Error(`slot ${primary.slotName} stayed active`)
+      })
+    } catch (err) {
+      this.log.warn({ err, slot: primary.slotName, primary: `${primary.host}:${primary.port}` }, 'could not drop replica slot on primary')
+    }
+  }
+
+  private async choosePort (spec: InstanceSpec, previous: InstanceRecord | undefined): Promise<number> {
+    if (spec.port !== 0) return spec.port
+    if (previous !== undefined && previous.port !== 0) return previous.port
+    const taken = new Set(this.reservedPorts)
+    for (const instanceId of await listInstanceIds(this.instancesDir)) {
+      const other = await readState(this.paths(instanceId))
+      if (other !== undefined) taken.add(other.port)
+    }
+    const hosts = spec.listenAddresses.map(address => address === '*' ? '0.0.0.0' : address)
+    const port = await pickFreePort(hosts, taken)
+    this.reservedPorts.add(port)
+    return port
+  }
+}

@@ -1,0 +1,191 @@
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { type InstanceStatus, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import { Client } from 'pg'
+import { pino } from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Link } from './driver.js'
+import { formatDsn } from './dsn.js'
+import { detect, driverFor } from './sql-driver.js'
+
+const NODES = ['n1', 'n2', 'n3'] as const
+type NodeName = typeof NODES[number]
+
+let dataDir: string
+let orchestrator: ProcessOrchestrator
+const instances = new Map<NodeName, InstanceStatus>()
+const clients = new Map<NodeName, Client>()
+const driver = driverFor('pglogical')
+
+function client (node: NodeName): Client {
+  const found = clients.get(node)
+  if (found === undefined) throw new Error(`no client for ${node}`)
+  return found
+}
+
+function dsn (node: NodeName): string {
+  return formatDsn({ host: '127.0.0.1', port: instances.get(node)?.port ?? 0, dbname: 'app', user: 'pgmesh' })
+}
+
+const links = (nodes: readonly NodeName[]): Array<Link & { provider: NodeName, subscriber: NodeName }> =>
+  nodes.flatMap(subscriber => nodes.filter(p => p !== subscriber).map(provider => ({ provider, subscriber })))
+
+async function rows<R extends Record<string, unknown>> (node: NodeName, text: string): Promise<R[]> {
+  return (await client(node).query<R>(text)).rows
+}
+
+async function eventually (check: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      await check()
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp('/tmp/pgmesh-repl-')
+  await chmod(dataDir, 0o755) // the postgres OS user must traverse it when the tests run as root
+  orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }) })
+  const started = Date.now()
+  await Promise.all(NODES.map(async node => {
+    const status = await orchestrator.ensureInstance({
+      instanceId: `mesh-${node}`, port: 0, listenAddresses: ['127.0.0.1'], peerAddresses: ['127.0.0.1'], database: { name: 'app' }
+    })
+    instances.set(node, status)
+    const connection = new Client({ ...status.admin, database: 'app' })
+    connection.on('error', () => undefined) // the n3 instance is removed while its client may still be open
+    await connection.connect()
+    clients.set(node, connection)
+  }))
+  console.info(`3 instances up (parallel initdb + start + database): ${Date.now() - started} ms`)
+})
+
+afterAll(async () => {
+  await Promise.all([...clients.values()].map(async c => { await c.end().catch(() => undefined) }))
+  await orchestrator?.close()
+  for (const status of await orchestrator?.list() ?? []) await orchestrator.removeInstance(status.instanceId).catch(() => undefined)
+  // Whatever removal could not stop: no postgres may outlive the test run.
+  for (const instanceId of await readdir(join(dataDir, 'instances')).catch(() => [])) {
+    const pid = Number((await readFile(join(dataDir, 'instances', instanceId, 'pgdata', 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0])
+    if (pid > 0) process.kill(pid, 'SIGKILL')
+  }
+  await rm(dataDir, { recursive: true, force: true })
+})
+
+describe('pglogical driver on a real 3-node mesh', () => {
+  it('detects pglogical (no Spock on this machine)', async () => {
+    expect(await detect(client('n1'))).toBe('pglogical')
+  })
+
+  it('builds a full mesh in which a row written on any node reaches every node', async () => {
+    const started = Date.now()
+    for (const node of NODES) {
+      await driver.ensureNode(client(node), { nodeName: node, dsn: dsn(node) })
+      // Tables must exist on every node before subscribing; this one joins through the bulk add.
+      await client(node).query('CREATE TABLE items (id text PRIMARY KEY, origin text NOT NULL)')
+      await driver.ensureTablesReplicated(client(node))
+    }
+    for (const link of links(NODES)) {
+      await driver.ensureSubscription(client(link.subscriber), { ...link, providerDsn: dsn(link.provider) })
+    }
+    await eventually(async () => {
+      for (const node of NODES) {
+        const statuses = await driver.subscriptionStatus(client(node))
+        expect(statuses.map(s => s.status)).toEqual(['replicating', 'replicating'])
+      }
+    })
+    console.info(`mesh of 6 subscriptions replicating: ${Date.now() - started} ms`)
+    expect(await driver.subscriptionStatus(client('n1'))).toEqual([
+      { provider_node: 'n2', name: 'sub_n2_n1', status: 'replicating' },
+      { provider_node: 'n3', name: 'sub_n3_n1', status: 'replicating' }
+    ])
+
+    // Re-running every step changes nothing.
+    for (const node of NODES) {
+      await driver.ensureNode(client(node), { nodeName: node, dsn: dsn(node) })
+      await driver.ensureTablesReplicated(client(node))
+    }
+    for (const link of links(NODES)) await driver.ensureSubscription(client(link.subscriber), { ...link, providerDsn: dsn(link.provider) })
+    await expect(driver.ensureNode(client('n1'), { nodeName: 'n9', dsn: dsn('n1') })).rejects.toThrow(/pglogical node 'n1', not node 'n9'/)
+
+    const written = Date.now()
+    for (const node of NODES) await client(node).query('INSERT INTO items VALUES ($1, $2)', [`row-from-${node}`, node])
+    await eventually(async () => {
+      for (const node of NODES) {
+        expect(await rows(node, 'SELECT id FROM items ORDER BY id')).toEqual(NODES.map(n => ({ id: `row-from-${n}` })))
+      }
+    })
+    console.info(`one insert per node on all 3 nodes: ${Date.now() - written} ms`)
+  })
+
+  it('replicates DDL and puts new tables, with or without a primary key, into replication', async () => {
+    await driver.replicateDdl(client('n1'), 'CREATE TABLE public.notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), body text)')
+    await driver.replicateDdl(client('n2'), 'CREATE TABLE public.audit (body text)')
+    await eventually(async () => {
+      for (const node of NODES) {
+        expect(await rows(node, "SELECT relname::text, set_name::text FROM pglogical.tables WHERE relname IN ('notes', 'audit') ORDER BY relname"))
+          .toEqual([{ relname: 'audit', set_name: 'default_insert_only' }, { relname: 'notes', set_name: 'default' }])
+      }
+    })
+    for (const node of NODES) {
+      await client(node).query('INSERT INTO notes (body) VALUES ($1)', [`note from ${node}`])
+      await client(node).query('INSERT INTO audit VALUES ($1)', [`audit from ${node}`])
+    }
+    await eventually(async () => {
+      for (const node of NODES) {
+        expect(await rows(node, 'SELECT body FROM notes ORDER BY body')).toEqual(NODES.map(n => ({ body: `note from ${n}` })))
+        expect(await rows(node, 'SELECT body FROM audit ORDER BY body')).toEqual(NODES.map(n => ({ body: `audit from ${n}` })))
+      }
+    })
+
+    // Adding a primary key later moves the table to the set that also replicates updates and deletes.
+    await driver.replicateDdl(client('n3'), 'ALTER TABLE public.audit ADD PRIMARY KEY (body)')
+    await eventually(async () => {
+      for (const node of NODES) {
+        expect(await rows(node, "SELECT set_name::text FROM pglogical.tables WHERE relname = 'audit'")).toEqual([{ set_name: 'default' }])
+      }
+    })
+    await client('n1').query("UPDATE audit SET body = 'audit from n1, edited' WHERE body = 'audit from n1'")
+    await eventually(async () => {
+      for (const node of NODES) {
+        expect(await rows(node, "SELECT count(*)::int AS edited FROM audit WHERE body = 'audit from n1, edited'")).toEqual([{ edited: 1 }])
+      }
+    })
+  })
+
+  it('removes a node: its subscriptions and slots are gone from the peers, which keep replicating', async () => {
+    const slotCount = async (node: NodeName) => (await rows<{ n: number }>(node, "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_type = 'logical'"))[0]?.n
+    expect(await slotCount('n1')).toBe(2)
+
+    // While n3 still runs, so its walsenders hold the slots and have to be terminated first.
+    for (const peer of ['n1', 'n2'] as const) {
+      expect(await rows(peer, `SELECT active FROM pg_replication_slots WHERE slot_name = 'pgl_app_${peer}_sub_${peer}_n3'`)).toEqual([{ active: true }])
+      expect(await driver.dropSlotsFor(client(peer), 'n3')).toEqual([`pgl_app_${peer}_sub_${peer}_n3`])
+    }
+    const n3 = instances.get('n3')
+    await clients.get('n3')?.end()
+    clients.delete('n3')
+    await orchestrator.removeInstance(n3?.instanceId ?? '')
+    for (const peer of ['n1', 'n2'] as const) {
+      await driver.dropSubscription(client(peer), { provider: 'n3', subscriber: peer })
+      await driver.dropSubscription(client(peer), { provider: 'n3', subscriber: peer }) // idempotent
+      expect(await driver.dropSlotsFor(client(peer), 'n3')).toEqual([])
+    }
+
+    for (const peer of ['n1', 'n2'] as const) {
+      expect(await rows(peer, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE '%n3%'")).toEqual([])
+      expect(await rows(peer, "SELECT sub_name::text FROM pglogical.subscription WHERE sub_name LIKE '%n3%'")).toEqual([])
+      expect(await rows(peer, "SELECT node_name::text FROM pglogical.node WHERE node_name = 'n3'")).toEqual([])
+      expect(await slotCount(peer)).toBe(1)
+    }
+    await client('n2').query("INSERT INTO items VALUES ('after-removal', 'n2')")
+    await eventually(async () => {
+      expect(await rows('n1', "SELECT origin FROM items WHERE id = 'after-removal'")).toEqual([{ origin: 'n2' }])
+    })
+  })
+})

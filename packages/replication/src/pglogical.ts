@@ -1,0 +1,111 @@
+import { REPLICATION_SETS, type ReplicationSql, subscriptionName } from './driver.js'
+
+const sets = `ARRAY[${REPLICATION_SETS.map(s => `'${s}'`).join(', ')}]`
+
+/**
+ * pglogical adds no table to a replication set by itself (research §C), and a row written before its table joins
+ * is never replicated. So an event trigger adds each new table in the transaction that creates it, on every node:
+ * it is ENABLE ALWAYS, hence it also fires when pglogical's apply worker runs DDL from replicate_ddl_command.
+ * Tables without a primary key go to `default_insert_only` (pglogical refuses them in a set that replicates
+ * UPDATE/DELETE) and move to `default` once a primary key is added. The trigger function is SECURITY DEFINER so
+ * that non-superusers can still create tables. A periodic replication_set_add_all_tables was the alternative; it
+ * loses the rows written before the next pass and fails on the first table without a primary key.
+ */
+const REPLICATE_TABLE_FUNCTION = `CREATE OR REPLACE FUNCTION pgmesh.replicate_table(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  has_primary_key boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = rel AND indisprimary);
+  sets name[] := ARRAY(SELECT set_name FROM pglogical.tables WHERE relid = rel AND set_name IS NOT NULL);
+BEGIN
+  IF cardinality(sets) = 0 THEN
+    PERFORM pglogical.replication_set_add_table(CASE WHEN has_primary_key THEN 'default' ELSE 'default_insert_only' END, rel);
+  ELSIF sets = ARRAY['default_insert_only']::name[] AND has_primary_key THEN
+    PERFORM pglogical.replication_set_remove_table('default_insert_only', rel);
+    PERFORM pglogical.replication_set_add_table('default', rel);
+  END IF;
+END
+$fn$`
+
+const TRIGGER_FUNCTION = `CREATE OR REPLACE FUNCTION pgmesh.replicate_new_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  -- Not a pglogical node (yet): nothing to join, and creating tables must keep working.
+  IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN
+    RETURN;
+  END IF;
+  -- pglogical.tables lists exactly the tables pglogical can replicate (permanent, ordinary, user schemas).
+  PERFORM pgmesh.replicate_table(t.relid)
+     FROM (SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+            WHERE object_type = 'table' AND NOT in_extension) c
+     JOIN pglogical.tables t ON t.relid = c.objid;
+END
+$fn$`
+
+const CREATE_TRIGGER = `DO $do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgmesh_replicate_new_tables') THEN
+    CREATE EVENT TRIGGER pgmesh_replicate_new_tables ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+      EXECUTE FUNCTION pgmesh.replicate_new_tables();
+  END IF;
+END
+$do$`
+
+/** The SQL of the pglogical 2 driver (Debian's postgresql-NN-pglogical). */
+export const pglogicalSql: ReplicationSql = {
+  ensureNode: node => [
+    { text: 'CREATE EXTENSION IF NOT EXISTS pglogical', values: [] },
+    {
+      text: 'SELECT pglogical.create_node(node_name := $1::name, dsn := $2::text) WHERE NOT EXISTS (SELECT 1 FROM pglogical.local_node)',
+      values: [node.nodeName, node.dsn]
+    }
+  ],
+
+  localNodeName: () => ({
+    text: 'SELECT n.node_name::text AS node_name FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id',
+    values: []
+  }),
+
+  ensureTablesReplicated: () => [
+    { text: 'CREATE SCHEMA IF NOT EXISTS pgmesh', values: [] },
+    { text: REPLICATE_TABLE_FUNCTION, values: [] },
+    { text: TRIGGER_FUNCTION, values: [] },
+    { text: CREATE_TRIGGER, values: [] },
+    { text: 'ALTER EVENT TRIGGER pgmesh_replicate_new_tables ENABLE ALWAYS', values: [] },
+    { text: 'SELECT pgmesh.replicate_table(relid) FROM pglogical.tables WHERE set_name IS NULL', values: [] }
+  ],
+
+  ensureSubscription: sub => [{
+    text: `SELECT pglogical.create_subscription(subscription_name := $1::name, provider_dsn := $2::text,
+  replication_sets := ${sets}, synchronize_structure := $3::boolean, synchronize_data := $4::boolean,
+  forward_origins := '{}'::text[])
+WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name)`,
+    values: [subscriptionName(sub), sub.providerDsn, sub.synchronizeStructure ?? false, sub.synchronizeData ?? false]
+  }],
+
+  dropSubscription: link => [{
+    text: 'SELECT pglogical.drop_subscription(subscription_name := $1::name, ifexists := true)',
+    values: [subscriptionName(link)]
+  }],
+
+  // pglogical names a slot after the subscriber's database, the provider node and the subscription, shortening
+  // long parts with a hash; its own generator computes it, with this database standing for the subscriber's.
+  slotsFor: subscriberNode => ({
+    text: `SELECT s.slot_name::text AS slot_name
+  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id
+  JOIN pg_catalog.pg_replication_slots s
+    ON s.slot_name = pglogical.pglogical_gen_slot_name(current_database()::name, n.node_name, ('sub_' || n.node_name || '_' || $1::text)::name)
+   AND s.database = current_database()`,
+    values: [subscriberNode]
+  }),
+
+  replicateDdl: command => ({
+    text: "SELECT pglogical.replicate_ddl_command($1::text, ARRAY['ddl_sql'])",
+    values: [command]
+  }),
+
+  subscriptionStatus: () => ({
+    text: 'SELECT provider_node, subscription_name AS name, status FROM pglogical.show_subscription_status() ORDER BY subscription_name',
+    values: []
+  })
+}

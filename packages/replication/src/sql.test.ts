@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest'
+import { subscriptionName } from './driver.js'
+import { formatDsn } from './dsn.js'
+import { pglogicalSql } from './pglogical.js'
+import { dropInactiveSlots, terminateSlotUsers } from './slots.js'
+import { spockRepairMode, spockSql } from './spock.js'
+
+const subscription = { provider: 'n1', subscriber: 'n2', providerDsn: 'host=10.0.0.1 port=5432 dbname=app user=pgmesh' }
+
+describe('naming', () => {
+  it('names subscriptions the anchor way: sub_<provider>_<subscriber>', () => {
+    expect(subscriptionName({ provider: 'n3', subscriber: 'n1' })).toBe('sub_n3_n1')
+  })
+
+  it('formats DSNs, quoting values that need it', () => {
+    expect(formatDsn({ host: '10.0.0.1', port: 5432, dbname: 'my app', user: "o'neil" }))
+      .toBe("host=10.0.0.1 port=5432 dbname='my app' user='o\\'neil'")
+  })
+})
+
+// Spock cannot be installed on this machine, so its driver is checked against the SQL Spock 5 documents
+// (spock--5.0.0.sql signatures: node_create, sub_create, sub_drop, repset_add_table, replicate_ddl, repair_mode).
+describe('Spock 5 SQL (golden)', () => {
+  it('creates the extension and the node only when this database is no node yet', () => {
+    expect(spockSql.ensureNode({ nodeName: 'n1', dsn: 'host=a dbname=app' })).toEqual([
+      { text: 'CREATE EXTENSION IF NOT EXISTS spock', values: [] },
+      {
+        text: 'SELECT spock.node_create(node_name := $1::name, dsn := $2::text) WHERE NOT EXISTS (SELECT 1 FROM spock.local_node)',
+        values: ['n1', 'host=a dbname=app']
+      }
+    ])
+  })
+
+  it('subscribes with the default sets, no origin forwarding, enabled', () => {
+    expect(spockSql.ensureSubscription({ ...subscription, synchronizeStructure: true, synchronizeData: true })).toEqual([{
+      text: `SELECT spock.sub_create(subscription_name := $1::name, provider_dsn := $2::text,
+  replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql'], synchronize_structure := $3::boolean, synchronize_data := $4::boolean,
+  forward_origins := '{}'::text[], enabled := true)
+WHERE NOT EXISTS (SELECT 1 FROM spock.subscription WHERE sub_name = $1::name)`,
+      values: ['sub_n1_n2', subscription.providerDsn, true, true]
+    }])
+  })
+
+  it('drops subscriptions if they exist', () => {
+    expect(spockSql.dropSubscription({ provider: 'n3', subscriber: 'n1' }))
+      .toEqual([{ text: 'SELECT spock.sub_drop(subscription_name := $1::name, ifexists := true)', values: ['sub_n3_n1'] }])
+  })
+
+  it("finds a removed subscriber's slots by Spock's own slot naming (spk_<db>_<p>_sub_<p>_<s>)", () => {
+    expect(spockSql.slotsFor('n3')).toEqual({
+      text: `SELECT s.slot_name::text AS slot_name
+  FROM spock.local_node l JOIN spock.node n ON n.node_id = l.node_id
+  JOIN pg_catalog.pg_replication_slots s
+    ON s.slot_name = spock.spock_gen_slot_name(current_database()::name, n.node_name, ('sub_' || n.node_name || '_' || $1::text)::name)
+   AND s.database = current_database()`,
+      values: ['n3']
+    })
+  })
+
+  it('places existing tables by primary key, replicates DDL, reads status, toggles repair mode', () => {
+    expect(spockSql.ensureTablesReplicated()).toEqual([{
+      text: `SELECT spock.repset_add_table(
+  CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = t.relid AND i.indisprimary)
+       THEN 'default' ELSE 'default_insert_only' END, t.relid::regclass)
+FROM spock.tables t WHERE t.set_name IS NULL`,
+      values: []
+    }])
+    expect(spockSql.replicateDdl('CREATE TABLE public.t (id int)'))
+      .toEqual({ text: "SELECT spock.replicate_ddl($1::text, ARRAY['ddl_sql'])", values: ['CREATE TABLE public.t (id int)'] })
+    expect(spockSql.subscriptionStatus()).toEqual({
+      text: 'SELECT provider_node, subscription_name AS name, status FROM spock.sub_show_status() ORDER BY subscription_name',
+      values: []
+    })
+    expect(spockSql.localNodeName().text).toContain('FROM spock.local_node')
+    expect(spockRepairMode(true)).toEqual({ text: 'SELECT spock.repair_mode($1::boolean)', values: [true] })
+  })
+})
+
+describe('pglogical SQL (golden; also run for real in pglogical-mesh.test.ts)', () => {
+  it('subscribes with the default sets and no origin forwarding', () => {
+    expect(pglogicalSql.ensureSubscription(subscription)).toEqual([{
+      text: `SELECT pglogical.create_subscription(subscription_name := $1::name, provider_dsn := $2::text,
+  replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql'], synchronize_structure := $3::boolean, synchronize_data := $4::boolean,
+  forward_origins := '{}'::text[])
+WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name)`,
+      values: ['sub_n1_n2', subscription.providerDsn, false, false]
+    }])
+  })
+
+  it('passes every input as a parameter, never inside the SQL text', () => {
+    const hostile = "x'); DROP TABLE t; --"
+    const statements = [
+      ...pglogicalSql.ensureNode({ nodeName: hostile, dsn: hostile }),
+      ...pglogicalSql.ensureSubscription({ provider: hostile, subscriber: 'n2', providerDsn: hostile }),
+      ...pglogicalSql.dropSubscription({ provider: hostile, subscriber: 'n2' }),
+      pglogicalSql.slotsFor(hostile), pglogicalSql.replicateDdl(hostile),
+      ...spockSql.ensureNode({ nodeName: hostile, dsn: hostile }),
+      ...spockSql.ensureSubscription({ provider: hostile, subscriber: 'n2', providerDsn: hostile }),
+      spockSql.slotsFor(hostile), spockSql.replicateDdl(hostile),
+      terminateSlotUsers([hostile]), dropInactiveSlots([hostile])
+    ]
+    for (const statement of statements) expect(statement.text).not.toContain('DROP TABLE')
+  })
+})
