@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -128,7 +128,10 @@ export class TestCluster {
   private constructor (readonly root: string) {}
 
   static async create (name: string): Promise<TestCluster> {
-    return new TestCluster(await mkdtemp(join(tmpdir(), `pgmesh-${name}-`)))
+    const root = await mkdtemp(join(tmpdir(), `pgmesh-${name}-`))
+    // Postgres runs as its own OS user and must be able to reach the instance dirs below.
+    await chmod(root, 0o755)
+    return new TestCluster(root)
   }
 
   async add (hostId: string, extra: Partial<DaemonOptions> = {}): Promise<DaemonProcess> {
@@ -161,6 +164,9 @@ export class TestCluster {
 
   async destroy (): Promise<void> {
     await Promise.all(this.daemons.map(async d => { await d.stop('SIGKILL') }))
+    // Postgres instances outlive their daemon on purpose; the test's own go with its temp dir.
+    await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', this.root]).once('exit', () => { resolve() }) })
+    await new Promise(r => setTimeout(r, 200))
     await rm(this.root, { recursive: true, force: true })
   }
 

@@ -1,6 +1,8 @@
 import { serve, type ServerType } from '@hono/node-server'
 import { createApp } from '@pgmesh/api'
 import { Host } from '@pgmesh/host'
+import { ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import { Reconciler } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
 
@@ -19,7 +21,11 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   const host = await Host.open(config.host, logger)
   let draining = false
   const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
+  if (config.host.orchestrator !== 'process') throw new Error(`orchestrator ${config.host.orchestrator} is not available yet; use process`)
+  const orchestrator = await ProcessOrchestrator.open({ dataDir: config.host.dataDir, logger: logger.child({ component: 'orchestrator' }) })
+  const reconciler = new Reconciler(host, orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
+  await reconciler.start()
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: config.httpAddress, port: config.httpPort }, () => { resolve(s) })
   })
@@ -29,6 +35,9 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
     stopping ??= (async () => {
       draining = true
       logger.info('shutting down')
+      // Instances keep running without the daemon, as containers outlive their control plane.
+      await reconciler.stop()
+      await orchestrator.close()
       await host.stop()
       await new Promise<void>((resolve) => {
         server.close(() => { resolve() })

@@ -1,9 +1,10 @@
 import {
-  DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError, NotFoundError, formatIssues, instanceId, invalidInput, isIdentifier,
+  type DatabaseSpec, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError, NotFoundError, formatIssues, instanceId, invalidInput, isIdentifier,
   IDENTIFIER_MESSAGE, mergeSecrets, newTaskId, newUuid, redactSpec, validateSpec, type Issue
 } from '@pgmesh/model'
 import { type ClusterState, findConflicts, keyConflict, toPlain, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, type EncodedSpec } from './spec-encoding.js'
+import type { ObservedInstance } from './observed.js'
 import type { Task, Tasks } from './tasks.js'
 
 export type DatabaseState = 'creating' | 'modifying' | 'available' | 'deleting' | 'degraded' | 'failed' | 'restoring' | 'unknown'
@@ -24,6 +25,18 @@ export interface DatabaseRecord {
   task_id: string
   created_by_host: string
   spec: EncodedSpec
+  /** Nodes added to the live database, and the node each copies its data from (the anchor's source_node). */
+  node_sources?: Record<string, string>
+}
+
+/** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
+export interface DesiredDatabaseRecord {
+  id: string
+  generation: number
+  deleted: boolean
+  task_id: string
+  spec: DatabaseSpec | undefined
+  sources: Record<string, string>
 }
 
 export interface DatabaseConflict {
@@ -51,6 +64,8 @@ export interface DatabaseContext {
   hostId: string
   state: ClusterState
   tasks: Tasks
+  /** Every host's gossiped instances, this host's included. */
+  observedInstances: () => ObservedInstance[]
   /** Ids of the hosts in the cluster, for spec validation. */
   knownHostIds: () => ReadonlySet<string>
   defaultPostgresVersion: string | undefined
@@ -97,7 +112,7 @@ export class Databases {
       updated_at: record.updated_at,
       state: record.deleted ? 'deleting' : record.state,
       spec: redactSpec(spec as never) as Record<string, unknown>,
-      instances: instancesOf(record.id, spec)
+      instances: instancesOf(record.id, spec, this.ctx.observedInstances())
     }
     const conflicts = this.conflicts(id)
     if (conflicts.length > 0) view.conflicts = conflicts
@@ -172,9 +187,18 @@ export class Databases {
       scope: 'database', entity_id: id, database_id: id, type: 'update',
       ...((options.removeHosts ?? []).length > 0 ? { remove_hosts: options.removeHosts } : {})
     })
+    const previousNodes = new Set((previous.nodes as Array<{ name: string }> | undefined ?? []).map(n => n.name))
+    const newNodes = (spec.nodes as Array<{ name: string, source_node?: string }>).filter(n => !previousNodes.has(n.name))
+    const firstExisting = (spec.nodes as Array<{ name: string }>).find(n => previousNodes.has(n.name))?.name
     await this.ctx.state.change({ op: 'database.update', entity: id }, d => {
       const target = d.databases[id] as unknown as DatabaseRecord
       writeDiff(target.spec as Record<string, unknown>, encodeSpec(spec))
+      for (const n of newNodes) {
+        const source = n.source_node ?? firstExisting
+        if (source === undefined) continue
+        target.node_sources ??= {}
+        target.node_sources[n.name] = source
+      }
       target.updated_at = now()
       target.state = 'modifying'
       target.task_id = task.task_id
@@ -243,6 +267,38 @@ export class Databases {
     return { state: plain.state, deleted: plain.deleted, tenant_id: plain.tenant_id, spec: redactSpec(decodeSpec(plain.spec) as never) }
   }
 
+  /** Every database as the reconciler needs it. Never send this to a client: it holds the secrets. */
+  desired (): DesiredDatabaseRecord[] {
+    const out: DesiredDatabaseRecord[] = []
+    for (const [id, raw] of Object.entries(this.ctx.state.doc.databases ?? {})) {
+      const record = toPlain<DatabaseRecord>(raw)
+      const decoded = decodeSpec(record.spec)
+      const check = validateSpec(decoded, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
+      out.push({
+        id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
+        spec: check.ok ? check.spec : (record.deleted ? decoded as unknown as DatabaseSpec : undefined),
+        sources: record.node_sources ?? {}
+      })
+    }
+    return out
+  }
+
+  /** Closes a database's task with what the hosts reported, and moves the database to the matching state. */
+  async settle (id: string, taskId: string, result: { status: 'running' | 'completed' | 'failed', error?: string }): Promise<void> {
+    const at = now()
+    await this.ctx.state.change({ op: `task.${result.status}`, entity: id }, d => {
+      const task = d.tasks[taskId] as Task | undefined
+      if (task === undefined) return
+      task.status = result.status
+      if (result.status !== 'running') task.completed_at = at
+      if (result.error !== undefined) task.error = result.error
+      const record = d.databases[id] as unknown as DatabaseRecord | undefined
+      if (record === undefined || record.task_id !== taskId || record.deleted || result.status === 'running') return
+      record.state = result.status === 'completed' ? 'available' : 'failed'
+      record.updated_at = at
+    })
+  }
+
   /** The raw stored record (for the reconciler and tests). */
   stored (id: string): DatabaseRecord | undefined {
     const r = this.record(id)
@@ -268,15 +324,31 @@ function withDefaults (spec: Record<string, unknown>, defaultPostgresVersion: st
   return { ...spec, postgres_version: defaultPostgresVersion }
 }
 
-/** The instances a spec places: one per host of each node, the first host's the primary at creation. */
-function instancesOf (databaseId: string, spec: Record<string, unknown>): Array<Record<string, unknown>> {
+/**
+ * The instances a spec places, one per host of each node, with what their hosts report (the anchor's Instance
+ * fields); an instance no host has reported yet is `unknown`.
+ */
+function instancesOf (databaseId: string, spec: Record<string, unknown>, observed: readonly ObservedInstance[]): Array<Record<string, unknown>> {
   const nodes = Array.isArray(spec.nodes) ? spec.nodes as Array<{ name?: unknown, host_ids?: unknown }> : []
+  const byId = new Map(observed.filter(o => o.database_id === databaseId).map(o => [o.id, o]))
   const out: Array<Record<string, unknown>> = []
   for (const node of nodes) {
     if (typeof node.name !== 'string' || !Array.isArray(node.host_ids)) continue
     for (const hostId of node.host_ids) {
       if (typeof hostId !== 'string') continue
-      out.push({ id: instanceId(databaseId, node.name, hostId), host_id: hostId, node_name: node.name, state: 'unknown' })
+      const id = instanceId(databaseId, node.name, hostId)
+      const o = byId.get(id)
+      out.push(o === undefined
+        ? { id, host_id: hostId, node_name: node.name, state: 'unknown' }
+        : {
+            id, host_id: hostId, node_name: node.name, state: o.state, status_updated_at: o.updated_at,
+            ...(o.error === undefined ? {} : { error: o.error }),
+            ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
+            postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
+            ...(o.role === 'primary' && o.subscriptions !== undefined
+              ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions } }
+              : {})
+          })
     }
   }
   return out.sort((a, b) => String(a.node_name).localeCompare(String(b.node_name)) || String(a.id).localeCompare(String(b.id)))

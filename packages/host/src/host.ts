@@ -10,6 +10,7 @@ import { ClusterState, DocReplicator, type HostRecord } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import { Databases } from './databases.js'
 import { HostMetrics } from './metrics.js'
+import type { ObservedInstance } from './observed.js'
 import { detectPostgresVersion } from './postgres-version.js'
 import { type TaskLogEntry, TaskLogStore } from './task-log.js'
 import { type Task, Tasks } from './tasks.js'
@@ -44,6 +45,7 @@ export interface ComponentStatus { healthy: boolean, error?: string, details?: R
 export interface HostObserved {
   version: string
   components: Record<string, ComponentStatus>
+  instances?: ObservedInstance[]
 }
 
 export interface HostView {
@@ -93,6 +95,7 @@ export class Host extends EventEmitter<{ initialized: [] }> {
       state,
       tasks: this.tasks,
       knownHostIds: () => new Set(Object.keys(this.state.doc.hosts ?? {})),
+      observedInstances: () => this.clusterInstances(),
       defaultPostgresVersion: config.defaultPostgresVersion
     })
     this.metrics = new HostMetrics({
@@ -260,6 +263,26 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     await this.mesh?.stop()
   }
 
+  /** Set by the reconciler: this host's instances as it sees them, sent with every heartbeat. */
+  instanceObserver: (() => ObservedInstance[]) | undefined
+
+  /** Every reachable host's instances, as last reported (this host's own, fresh). */
+  clusterInstances (): ObservedInstance[] {
+    const out = [...(this.instanceObserver?.() ?? [])]
+    const now = Date.now()
+    for (const id of Object.keys(this.state.doc.hosts ?? {})) {
+      if (id === this.config.hostId || this.heartbeats?.reachability(id, now) !== 'healthy') continue
+      out.push(...(this.heartbeats.get(id)?.heartbeat.observed.instances ?? []))
+    }
+    return out
+  }
+
+  /** Hosts whose heartbeats are current (always this one). */
+  reachableHosts (): Set<string> {
+    const now = Date.now()
+    return new Set(Object.keys(this.state.doc.hosts ?? {}).filter(id => id === this.config.hostId || this.heartbeats?.reachability(id, now) === 'healthy'))
+  }
+
   observed (): HostObserved {
     const peers = this.mesh?.connectedPeers().length ?? 0
     const others = Object.keys(this.state.doc.hosts ?? {}).filter(id => id !== this.config.hostId).length
@@ -272,7 +295,8 @@ export class Host extends EventEmitter<{ initialized: [] }> {
           details: { connected_peers: peers, other_hosts: others }
         },
         state: { healthy: true, details: { heads: this.state.heads().length } }
-      }
+      },
+      instances: this.instanceObserver?.() ?? []
     }
   }
 

@@ -1,0 +1,26 @@
+/**
+ * One instance as its host sees it, spread by heartbeat to every host (never stored in the document). Field names
+ * follow the anchor's Instance where they overlap.
+ */
+export interface ObservedInstance {
+  id: string
+  database_id: string
+  node_name: string
+  host_id: string
+  state: 'creating' | 'modifying' | 'available' | 'degraded' | 'failed' | 'stopped' | 'unknown'
+  role?: 'primary' | 'replica'
+  port?: number
+  /** Where clients reach it (the host's client addresses). */
+  addresses?: string[]
+  postgres_version?: string
+  /** The database generation this instance was last brought to. */
+  generation: number
+  error?: string
+  /** Primaries only: the node's subscriptions, as the replication extension reports them. */
+  subscriptions?: Array<{ provider_node: string, name: string, status: string }>
+  /** Primaries: this node exists in the replication extension, so peers can subscribe to it. */
+  node_ready?: boolean
+  /** The replication extension in use: spock or pglogical. */
+  replication?: string
+  updated_at: string
+}

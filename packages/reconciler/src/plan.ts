@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto'
+import { type DatabaseSpec, effectiveNode, instanceId } from '@pgmesh/model'
+import type { DatabaseSetup, InstanceSpec, SettingValue } from '@pgmesh/orchestrator-process'
+import { formatDsn, type NodeSpec } from '@pgmesh/replication'
+import type { ObservedInstance } from '@pgmesh/host'
+import type { Action, Desired, DesiredDatabase, Observed } from './types.js'
+
+/** The role the control plane's own connections use on every instance (the process orchestrator creates it). */
+export const SUPERUSER = 'pgmesh'
+
+export function hashOf (value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16)
+}
+
+/**
+ * What this host must do, given the converged desired state and what is observed. Pure: the same inputs always give
+ * the same actions, and once everything is applied it gives none. Each action's executor is this host, derived from
+ * the document alone: an instance is managed by the host it is placed on; a node's subscriptions are created by the
+ * host of that node's primary (the first host of the node).
+ */
+export function plan (desired: Desired, observed: Observed): Action[] {
+  const actions: Action[] = []
+  const me = desired.hostId
+  const addresses = new Map(desired.hosts.map(h => [h.id, h.addresses]))
+  const myAddresses = addresses.get(me) ?? []
+  const peerAddresses = [...new Set(desired.hosts.flatMap(h => h.addresses))].sort()
+  const local = new Map(observed.local.map(i => [i.instanceId, i]))
+  const applied = new Map(observed.applied.map(a => [a.instanceId, a]))
+  const wanted = new Set<string>()
+
+  for (const db of [...desired.databases].sort((a, b) => a.id.localeCompare(b.id))) {
+    if (db.deleted) continue
+    const spec = db.spec
+    if (spec === undefined || db.paused) {
+      // Keep whatever runs: an invalid merged spec or a canceled task must not tear anything down.
+      for (const a of observed.applied) if (a.databaseId === db.id) wanted.add(a.instanceId)
+      continue
+    }
+    for (const node of spec.nodes) {
+      const effective = effectiveNode(spec, node.name)
+      if (effective === undefined) continue
+      const primaryHost = effective.host_ids[0]
+      for (const hostId of effective.host_ids) {
+        if (hostId !== me) continue
+        const id = instanceId(db.id, node.name, hostId)
+        wanted.add(id)
+        const isPrimary = hostId === primaryHost
+        let primary: InstanceSpec['primary']
+        if (!isPrimary && primaryHost !== undefined) {
+          const p = findObserved(observed.cluster, instanceId(db.id, node.name, primaryHost))
+          const host = addresses.get(primaryHost)?.[0]
+          // A replica is cloned from a running primary; until there is one, wait.
+          if (p?.port === undefined || p.state !== 'available' || host === undefined) continue
+          primary = { host, port: p.port }
+        }
+        const instanceSpec: InstanceSpec = {
+          instanceId: id,
+          ...(effective.postgres_version === undefined ? {} : { postgresVersion: effective.postgres_version }),
+          port: effective.port ?? 0,
+          listenAddresses: myAddresses.length > 0 ? myAddresses : ['127.0.0.1'],
+          peerAddresses,
+          postgresqlConf: effective.postgresql_conf as Record<string, SettingValue>,
+          pgHbaConf: effective.pg_hba_conf,
+          pgIdentConf: effective.pg_ident_conf,
+          ...(primary === undefined ? { database: databaseSetup(spec) } : { primary })
+        }
+        const specHash = hashOf(instanceSpec)
+        const current = local.get(id)
+        const last = applied.get(id)
+        const healthy = current !== undefined && (current.state === 'running' || current.state === 'starting')
+        if (!healthy || last?.specHash !== specHash || last.generation !== db.generation) {
+          // A changed generation with an identical instance spec only needs its record updated; the orchestrator
+          // call is idempotent and cheap then.
+          actions.push({ kind: 'ensure-instance', databaseId: db.id, nodeName: node.name, instanceId: id, generation: db.generation, specHash, spec: instanceSpec })
+          continue
+        }
+        if (!isPrimary) continue
+        const replication = replicationAction(db, spec, node.name, id, current.port, desired, observed.cluster, addresses)
+        if (replication !== undefined && last.replicationHash !== replication.hash) actions.push(replication)
+      }
+    }
+  }
+
+  for (const instance of observed.local) {
+    if (!wanted.has(instance.instanceId)) {
+      actions.push({ kind: 'remove-instance', instanceId: instance.instanceId, databaseId: applied.get(instance.instanceId)?.databaseId })
+    }
+  }
+  return actions
+}
+
+function findObserved (cluster: readonly ObservedInstance[], id: string): ObservedInstance | undefined {
+  return cluster.find(i => i.id === id)
+}
+
+function databaseSetup (spec: DatabaseSpec): DatabaseSetup {
+  return {
+    name: spec.database_name,
+    users: (spec.database_users ?? []).map(u => ({
+      username: u.username,
+      ...(u.password === undefined ? {} : { password: u.password }),
+      ...(u.db_owner === undefined ? {} : { dbOwner: u.db_owner }),
+      ...(u.attributes === undefined ? {} : { attributes: u.attributes }),
+      ...(u.roles === undefined ? {} : { roles: u.roles })
+    })),
+    scripts: {
+      ...(spec.scripts?.post_init === undefined ? {} : { postInit: spec.scripts.post_init }),
+      ...(spec.scripts?.post_database_create === undefined ? {} : { postDatabaseCreate: spec.scripts.post_database_create })
+    }
+  }
+}
+
+function replicationAction (
+  db: DesiredDatabase, spec: DatabaseSpec, nodeName: string, id: string, port: number, desired: Desired,
+  cluster: readonly ObservedInstance[], addresses: Map<string, string[]>
+): Extract<Action, { kind: 'ensure-replication' }> | undefined {
+  const host = addresses.get(desired.hostId)?.[0]
+  if (host === undefined) return undefined
+  const dsn = (h: string, p: number): string => formatDsn({ host: h, port: p, dbname: spec.database_name, user: SUPERUSER })
+  const node: NodeSpec = { nodeName, dsn: dsn(host, port) }
+  const providers: NodeSpec[] = []
+  for (const other of spec.nodes) {
+    if (other.name === nodeName) continue
+    const otherPrimary = other.host_ids[0]
+    if (otherPrimary === undefined) continue
+    const observed = findObserved(cluster, instanceId(db.id, other.name, otherPrimary))
+    const otherHost = addresses.get(otherPrimary)?.[0]
+    // Subscribing to a node that does not exist in the replication extension yet fails: wait until it says so.
+    if (observed?.port === undefined || observed.state !== 'available' || observed.node_ready !== true || otherHost === undefined) continue
+    providers.push({ nodeName: other.name, dsn: dsn(otherHost, observed.port) })
+  }
+  const sourceNode = db.sources[nodeName]
+  // A new node waits for its source to be up: its first subscription copies schema and rows from it.
+  if (sourceNode !== undefined && !providers.some(p => p.nodeName === sourceNode)) return undefined
+  const nodes = spec.nodes.map(n => n.name).sort()
+  const body = { node, providers, nodes, databaseName: spec.database_name, ...(sourceNode === undefined ? {} : { sourceNode }) }
+  return { kind: 'ensure-replication', databaseId: db.id, nodeName, instanceId: id, generation: db.generation, hash: hashOf(body), ...body }
+}

@@ -1,0 +1,344 @@
+import { join } from 'node:path'
+import type { Host, ObservedInstance } from '@pgmesh/host'
+import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
+import { detect, driverFor, type ReplicationDriver, type SubscriptionStatus } from '@pgmesh/replication'
+import pg from 'pg'
+import type { Logger } from 'pino'
+import { AppliedStore } from './applied-store.js'
+import { outcome } from './outcome.js'
+import { plan } from './plan.js'
+import type { Action, Desired, DesiredDatabase, LocalInstance } from './types.js'
+
+const FAILED_AFTER = 3
+
+export interface ReconcilerOptions {
+  logger: Logger
+  /** Periodic resync, catching whatever events were missed. */
+  resyncMs?: number
+  /** How often primaries' subscription status is read. */
+  subscriptionPollMs?: number
+}
+
+/**
+ * The reconcile loop of one host: any event (document change, heartbeat, instance exit, timer) only asks for a pass;
+ * one pass at a time plans from the converged document and what is observed, applies the actions, then settles the
+ * tasks this host started.
+ */
+export class Reconciler {
+  private applied!: AppliedStore
+  private local = new Map<string, InstanceStatus>()
+  private readonly subscriptions = new Map<string, { status: SubscriptionStatus[], kind: string }>()
+  /** The last error of each instance's actions, and how many times in a row they failed. */
+  private readonly errors = new Map<string, { message: string, attempts: number }>()
+  private running: Promise<void> | undefined
+  private again = false
+  private stopped = false
+  private timers: NodeJS.Timeout[] = []
+  private readonly log: Logger
+  private unsubscribe: (() => void) | undefined
+
+  constructor (private readonly host: Host, private readonly orchestrator: Orchestrator, private readonly options: ReconcilerOptions) {
+    this.log = options.logger
+  }
+
+  async start (): Promise<void> {
+    this.applied = await AppliedStore.open(join(this.host.config.dataDir, 'reconciler', 'applied.json'))
+    await this.refreshLocal()
+    this.host.instanceObserver = () => this.observedInstances()
+    const kick = (): void => { this.requeue() }
+    this.host.state.on('change', kick)
+    this.host.on('initialized', kick)
+    this.unsubscribe = this.orchestrator.onEvent(kick)
+    this.timers.push(setInterval(kick, this.options.resyncMs ?? 5000))
+    this.timers.push(setInterval(() => { void this.pollSubscriptions() }, this.options.subscriptionPollMs ?? 1000))
+    this.attachHeartbeats()
+    for (const t of this.timers) t.unref()
+    this.requeue()
+  }
+
+  private attachedTo: unknown
+  /** The mesh (and its heartbeats) starts only at init or join: attach to it when it exists. */
+  private attachHeartbeats (): void {
+    const hb = this.host.heartbeats
+    if (hb === undefined || hb === this.attachedTo) return
+    this.attachedTo = hb
+    hb.on('heartbeat', (beat) => { if (beat.host_id !== this.host.config.hostId) this.requeue() })
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers) clearInterval(t)
+    this.unsubscribe?.()
+    this.host.instanceObserver = undefined
+    await this.running
+  }
+
+  /** Level-triggered: a pass already running is simply run once more after it. */
+  requeue (): void {
+    if (this.stopped) return
+    if (this.running !== undefined) {
+      this.again = true
+      return
+    }
+    this.running = this.pass().catch((err: unknown) => { this.log.error({ err }, 'reconcile pass failed') }).finally(() => {
+      this.running = undefined
+      if (this.again && !this.stopped) {
+        this.again = false
+        this.requeue()
+      }
+    })
+  }
+
+  /** Waits for the passes in flight (tests). */
+  async idle (): Promise<void> {
+    while (this.running !== undefined) await this.running
+  }
+
+  private async pass (): Promise<void> {
+    if (!this.host.initialized) return
+    this.attachHeartbeats()
+    const desired = this.desired()
+    await this.refreshLocal()
+    const actions = plan(desired, {
+      local: [...this.local.values()].map(toLocal),
+      applied: this.applied.all(),
+      cluster: this.host.clusterInstances()
+    })
+    for (const action of actions) {
+      if (this.stopped) return
+      await this.apply(action, desired)
+    }
+    if (actions.length > 0) {
+      await this.refreshLocal()
+      this.host.heartbeats?.beat()
+    }
+    await this.settleTasks(desired)
+  }
+
+  private desired (): Desired & { records: Map<string, { taskId: string }> } {
+    const hosts = Object.values(this.host.state.doc.hosts ?? {}).map(h => ({ id: h.id, addresses: [...h.client_addresses] }))
+    const records = new Map<string, { taskId: string }>()
+    const databases: DesiredDatabase[] = this.host.databases.desired().map((d) => {
+      records.set(d.id, { taskId: d.task_id })
+      const status = this.host.tasks.get(d.task_id)?.status
+      return { id: d.id, generation: d.generation, deleted: d.deleted, paused: status === 'canceling' || status === 'canceled', spec: d.spec, sources: d.sources }
+    })
+    return { hostId: this.host.config.hostId, hosts, databases, records }
+  }
+
+  private async refreshLocal (): Promise<void> {
+    this.local = new Map((await this.orchestrator.list()).map(s => [s.instanceId, s]))
+  }
+
+  private taskOf (desired: ReturnType<Reconciler['desired']>, databaseId: string | undefined): string | undefined {
+    return databaseId === undefined ? undefined : desired.records.get(databaseId)?.taskId
+  }
+
+  private async taskLog (taskId: string | undefined, message: string, fields?: Record<string, unknown>): Promise<void> {
+    if (taskId === undefined) return
+    await this.host.tasks.log(taskId, message, { host_id: this.host.config.hostId, ...fields }).catch(() => {})
+  }
+
+  private async apply (action: Action, desired: ReturnType<Reconciler['desired']>): Promise<void> {
+    const taskId = this.taskOf(desired, action.databaseId)
+    const started = Date.now()
+    const tookMs = (): number => Date.now() - started
+    try {
+      switch (action.kind) {
+        case 'ensure-instance': {
+          const exists = this.local.has(action.instanceId)
+          await this.taskLog(taskId, `${exists ? 'updating' : 'creating'} instance ${action.instanceId}`, { instance_id: action.instanceId, node_name: action.nodeName })
+          await this.orchestrator.ensureInstance(action.spec)
+          const previous = this.applied.get(action.instanceId)
+          const replicationHash = previous?.specHash === action.specHash ? previous.replicationHash : undefined
+          await this.applied.set({
+            instanceId: action.instanceId, databaseId: action.databaseId, nodeName: action.nodeName, generation: action.generation, specHash: action.specHash,
+            ...(replicationHash === undefined ? {} : { replicationHash })
+          })
+          this.errors.delete(action.instanceId)
+          await this.taskLog(taskId, `instance ${action.instanceId} is available (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
+          break
+        }
+        case 'ensure-replication': {
+          await this.taskLog(taskId, `configuring replication of node ${action.nodeName}`, { providers: action.providers.map(p => p.nodeName) })
+          await this.ensureReplication(action)
+          const previous = this.applied.get(action.instanceId)
+          if (previous !== undefined) await this.applied.set({ ...previous, replicationHash: action.hash })
+          this.errors.delete(action.instanceId)
+          await this.taskLog(taskId, `node ${action.nodeName} subscribes to ${action.providers.map(p => p.nodeName).join(', ') || 'no other node yet'} (took ${tookMs()} ms)`)
+          break
+        }
+        case 'remove-instance': {
+          await this.taskLog(taskId, `removing instance ${action.instanceId}`, { instance_id: action.instanceId })
+          await this.orchestrator.removeInstance(action.instanceId)
+          await this.applied.delete(action.instanceId)
+          this.subscriptions.delete(action.instanceId)
+          this.errors.delete(action.instanceId)
+          await this.taskLog(taskId, `removed instance ${action.instanceId} (took ${tookMs()} ms)`)
+          break
+        }
+      }
+    } catch (err) {
+      const message = (err as Error).message
+      this.log.warn({ action: action.kind, instanceId: action.instanceId, err: message }, 'action failed; will retry')
+      if (action.kind !== 'remove-instance') {
+        this.errors.set(action.instanceId, { message, attempts: (this.errors.get(action.instanceId)?.attempts ?? 0) + 1 })
+        // Retried on the next pass; a short pause keeps a persistent failure from spinning.
+        setTimeout(() => { this.requeue() }, 1000).unref()
+      }
+      await this.taskLog(taskId, `error while applying ${action.kind} to ${action.instanceId}: ${message}`, { instance_id: action.instanceId })
+    }
+  }
+
+  private async connect (instanceId: string, database: string): Promise<pg.Client> {
+    const status = this.local.get(instanceId) ?? await this.orchestrator.status(instanceId)
+    if (status === undefined) throw new Error(`instance ${instanceId} does not exist`)
+    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database })
+    await client.connect()
+    return client
+  }
+
+  private async ensureReplication (action: Extract<Action, { kind: 'ensure-replication' }>): Promise<void> {
+    const client = await this.connect(action.instanceId, action.databaseName)
+    try {
+      const driver: ReplicationDriver = driverFor(await detect(client))
+      await driver.ensureNode(client, action.node)
+      // Nodes gone from the spec: their subscriptions here and the slots they used here go.
+      const existing = await driver.subscriptionStatus(client)
+      for (const removed of new Set(existing.map(s => s.provider_node).filter(n => !action.nodes.includes(n)))) {
+        await driver.dropSubscription(client, { provider: removed, subscriber: action.nodeName })
+        await driver.dropSlotsFor(client, removed)
+      }
+      const source = action.sourceNode === undefined ? undefined : action.providers.find(p => p.nodeName === action.sourceNode)
+      if (source === undefined) {
+        await driver.ensureTablesReplicated(client)
+        for (const p of action.providers) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
+        return
+      }
+      // A new node: subscribe to the other peers first, so their slots hold every change from now on, then copy
+      // schema and rows from the source; changes that reach both ways resolve by last-update-wins.
+      for (const p of action.providers) {
+        if (p !== source) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
+      }
+      await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: action.nodeName, providerDsn: source.dsn, synchronizeStructure: true, synchronizeData: true })
+      const deadline = Date.now() + 300_000
+      for (;;) {
+        const status = (await driver.subscriptionStatus(client)).find(s => s.provider_node === source.nodeName)
+        if (status?.status === 'replicating') break
+        if (Date.now() > deadline) throw new Error(`initial copy from ${source.nodeName} did not finish`)
+        await new Promise(r => setTimeout(r, 200))
+      }
+      await driver.ensureTablesReplicated(client)
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  /** Primaries' subscription status, for observed state (and so for task completion). */
+  private async pollSubscriptions (): Promise<void> {
+    if (this.stopped) return
+    for (const record of this.applied.all()) {
+      if (record.replicationHash === undefined) continue
+      const status = this.local.get(record.instanceId)
+      if (status?.state !== 'running' || status.role !== 'primary') continue
+      const spec = this.host.databases.desired().find(d => d.id === record.databaseId)?.spec
+      if (spec === undefined) continue
+      let client: pg.Client | undefined
+      try {
+        client = await this.connect(record.instanceId, spec.database_name)
+        const kind = await detect(client)
+        const rows = await driverFor(kind).subscriptionStatus(client)
+        const before = JSON.stringify(this.subscriptions.get(record.instanceId)?.status)
+        this.subscriptions.set(record.instanceId, { status: rows, kind })
+        if (before !== JSON.stringify(rows)) this.requeue()
+      } catch (err) {
+        this.log.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscription status not available')
+      } finally {
+        await client?.end().catch(() => {})
+      }
+    }
+  }
+
+  /** This host's instances as the anchor's Instance sees them, for heartbeats. */
+  observedInstances (): ObservedInstance[] {
+    const out: ObservedInstance[] = []
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const addresses = [...(this.host.state.doc.hosts?.[this.host.config.hostId]?.client_addresses ?? [])]
+    const desired = new Map(this.host.databases.desired().map(d => [d.id, d]))
+    for (const record of this.applied?.all() ?? []) {
+      const status = this.local.get(record.instanceId)
+      const failure = this.errors.get(record.instanceId)
+      const error = failure?.message
+      const generation = desired.get(record.databaseId)?.generation ?? 0
+      let state: ObservedInstance['state']
+      // Peers come up in any order, so a first failure is usually transient: failed after three in a row.
+      if (failure !== undefined && failure.attempts >= FAILED_AFTER) state = 'failed'
+      else if (status === undefined) state = 'unknown'
+      else if (status.state === 'stopped') state = 'stopped'
+      else if (status.state === 'crashed') state = 'degraded'
+      else if (status.state === 'starting' || record.generation < generation) state = 'modifying'
+      else state = 'available'
+      const subs = this.subscriptions.get(record.instanceId)
+      out.push({
+        id: record.instanceId, database_id: record.databaseId, node_name: record.nodeName, host_id: this.host.config.hostId, state,
+        ...(status?.role === undefined ? {} : { role: status.role }),
+        ...(status === undefined ? {} : { port: status.port, postgres_version: status.postgresVersion, addresses }),
+        generation: record.generation,
+        ...(error === undefined ? {} : { error }),
+        ...(subs === undefined || status?.role !== 'primary' ? {} : { subscriptions: subs.status, replication: subs.kind }),
+        ...(record.replicationHash === undefined ? {} : { node_ready: true }),
+        updated_at: now
+      })
+    }
+    for (const [id, failure] of this.errors) {
+      if (this.applied.get(id) !== undefined) continue
+      const [databaseId, nodeName] = parseInstance(id, desired)
+      out.push({
+        id, database_id: databaseId, node_name: nodeName, host_id: this.host.config.hostId, state: failure.attempts >= FAILED_AFTER ? 'failed' : 'creating',
+        generation: desired.get(databaseId)?.generation ?? 0, error: failure.message, updated_at: now
+      })
+    }
+    return out
+  }
+
+  /** Closes the tasks this host started, once every host reports the outcome. */
+  private async settleTasks (desired: ReturnType<Reconciler['desired']>): Promise<void> {
+    const reachable = this.host.reachableHosts()
+    const cluster = this.host.clusterInstances()
+    for (const db of desired.databases) {
+      const taskId = desired.records.get(db.id)?.taskId
+      if (taskId === undefined) continue
+      const task = this.host.tasks.get(taskId)
+      if (task === undefined || task.origin_host !== this.host.config.hostId) continue
+      if (task.status === 'canceling') {
+        await this.host.databases.settle(db.id, taskId, { status: 'failed' })
+        await this.host.state.change({ op: 'task.canceled', entity: db.id }, d => { Object.assign(d.tasks[taskId] as object, { status: 'canceled' }) })
+        await this.taskLog(taskId, 'task successfully canceled')
+        continue
+      }
+      if (task.status !== 'pending' && task.status !== 'running') continue
+      const result = outcome(db, cluster, reachable)
+      if (result.status === 'running') {
+        if (task.status === 'pending') await this.host.databases.settle(db.id, taskId, { status: 'running' })
+        continue
+      }
+      await this.host.databases.settle(db.id, taskId, result)
+      await this.taskLog(taskId, result.status === 'completed' ? `task completed` : `task failed: ${result.error}`)
+    }
+  }
+}
+
+function toLocal (s: InstanceStatus): LocalInstance {
+  return { instanceId: s.instanceId, state: s.state, ...(s.role === undefined ? {} : { role: s.role }), port: s.port, postgresVersion: s.postgresVersion }
+}
+
+/** Which database and node an instance id belongs to (`<db>-<node>-<hash8>`), for instances that never applied. */
+function parseInstance (id: string, desired: Map<string, unknown>): [string, string] {
+  for (const dbId of desired.keys()) {
+    if (!id.startsWith(`${dbId}-`)) continue
+    const rest = id.slice(dbId.length + 1)
+    const node = rest.slice(0, rest.lastIndexOf('-'))
+    if (/^n\d+$/.test(node)) return [dbId, node]
+  }
+  return ['', '']
+}

@@ -1,0 +1,71 @@
+import type { ObservedInstance } from '@pgmesh/host'
+import type { DatabaseSpec } from '@pgmesh/model'
+import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator-process'
+import type { NodeSpec } from '@pgmesh/replication'
+
+/** What the converged document asks of the cluster, as the planner needs it. */
+export interface Desired {
+  hostId: string
+  hosts: Array<{ id: string, addresses: string[] }>
+  databases: DesiredDatabase[]
+}
+
+export interface DesiredDatabase {
+  id: string
+  generation: number
+  deleted: boolean
+  /** The current task was canceled: leave the database as it is until the next update. */
+  paused: boolean
+  /** Undefined when the merged spec is invalid: nothing is applied until an update fixes it. */
+  spec: DatabaseSpec | undefined
+  /** Nodes added to a live database, with the node each copies its data from. */
+  sources: Record<string, string>
+}
+
+/** What this host applied last to one of its instances (kept on disk beside the instances). */
+export interface AppliedInstance {
+  instanceId: string
+  databaseId: string
+  nodeName: string
+  generation: number
+  specHash: string
+  /** Hash of the replication membership last applied (primaries only). */
+  replicationHash?: string
+  error?: string
+}
+
+export interface LocalInstance {
+  instanceId: string
+  state: InstanceState
+  role?: 'primary' | 'replica'
+  port: number
+  postgresVersion: string
+}
+
+export interface Observed {
+  /** This host's instances as its orchestrator sees them. */
+  local: LocalInstance[]
+  applied: AppliedInstance[]
+  /** Every host's gossiped instances (this host's included). */
+  cluster: ObservedInstance[]
+}
+
+export type Action =
+  | { kind: 'ensure-instance', databaseId: string, nodeName: string, instanceId: string, generation: number, specHash: string, spec: InstanceSpec }
+  | {
+    kind: 'ensure-replication'
+    databaseId: string
+    nodeName: string
+    instanceId: string
+    generation: number
+    hash: string
+    databaseName: string
+    node: NodeSpec
+    /** Nodes this node subscribes to, with their DSNs (only those whose primary is up). */
+    providers: NodeSpec[]
+    /** Every node of the database: subscriptions and slots of other nodes are dropped. */
+    nodes: string[]
+    /** When set, this node is new and copies schema and rows from this provider first. */
+    sourceNode?: string
+  }
+  | { kind: 'remove-instance', instanceId: string, databaseId: string | undefined }
