@@ -7,18 +7,31 @@ import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 type Db = { state: string, instances: Array<{ id: string, node_name: string, host_id: string, state: string, connection_info?: { addresses: string[], port: number } }> }
 
 async function waitTask (d: DaemonProcess, databaseId: string, taskId: string, timeoutMs = 90_000): Promise<any> {
-  return await until(`task ${taskId} to finish`, async () => {
-    const t = (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}`)).body
-    if (t.status === 'failed' || t.status === 'canceled') throw new Error(`task ${t.status as string}: ${t.error as string}`)
-    return t.status === 'completed' ? t : undefined
-  }, timeoutMs, 200)
+  let failed: string | undefined
+  try {
+    return await until(`task ${taskId} to finish`, async () => {
+      const t = (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}`)).body
+      if (t.status === 'failed' || t.status === 'canceled') failed = `task ${t.status as string}: ${t.error as string}`
+      return t.status === 'completed' || failed !== undefined ? t : undefined
+    }, timeoutMs, 200)
+  } finally {
+    if (failed !== undefined || (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}`)).body.status !== 'completed') {
+      // Say what the hosts did, so a failure explains itself.
+      const log = (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}/log`)).body
+      const lines = (log.entries as Array<{ timestamp: string, message: string, fields: { host_id: string } }>).map(e => `${e.timestamp} ${e.fields.host_id} ${e.message}`)
+      // eslint-disable-next-line no-unsafe-finally
+      throw new Error(`${failed ?? 'task did not complete'}\n${lines.join('\n')}`)
+    }
+  }
 }
 
-async function connect (db: Db, node: string, database = 'app'): Promise<pg.Client> {
+async function connect (db: Db, node: string, database = 'app', password = 'app-password'): Promise<pg.Client> {
   const instance = db.instances.find(i => i.node_name === node)
   const info = instance?.connection_info
   if (info === undefined) throw new Error(`no connection info for ${node}`)
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: 'app-password', database })
+  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password, database })
+  // A restart by the reconciler ends open sessions; that is expected here.
+  client.on('error', () => {})
   await client.connect()
   return client
 }
@@ -81,17 +94,151 @@ describe('a three-node database on three hosts', () => {
       for (const c of clients) if (Number((await c.query('SELECT count(*) FROM items')).rows[0].count) !== 3) return false
       return true
     }, 20_000)
-    void c1
+    expect(c1).toBeDefined()
+  })
+
+  it('changes postgresql_conf: a reloadable setting without a restart, a restart-only one with a restart', async () => {
+    const [h1] = hosts as [DaemonProcess]
+    const before = await Promise.all(clients.map(async c => (await c.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string))
+    const spec = (await h1.get('/v1/databases/app')).body.spec
+    spec.postgresql_conf = { work_mem: '7MB' }
+    const res = await h1.post('/v1/databases/app', { spec })
+    expect(res.status).toBe(200)
+    await waitTask(h1, 'app', res.body.task.task_id)
+    for (const c of clients) expect((await c.query('SHOW work_mem')).rows[0].work_mem).toBe('7MB')
+    const afterReload = await Promise.all(clients.map(async c => (await c.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string))
+    expect(afterReload).toEqual(before)
+
+    spec.postgresql_conf = { work_mem: '7MB', max_connections: 150 }
+    const restart = await h1.post('/v1/databases/app', { spec })
+    await waitTask(h1, 'app', restart.body.task.task_id)
+    for (const c of clients.splice(0)) await c.end().catch(() => {})
+    db = (await h1.get('/v1/databases/app')).body
+    for (const node of ['n1', 'n2', 'n3']) clients.push(await connect(db, node))
+    for (const c of clients) expect((await c.query('SHOW max_connections')).rows[0].max_connections).toBe('150')
+    const afterRestart = await Promise.all(clients.map(async c => (await c.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string))
+    afterRestart.forEach((t, i) => { expect(t).not.toBe(before[i]) })
+  })
+
+  it("changes a user's password on every node", async () => {
+    const [, h2] = hosts as [DaemonProcess, DaemonProcess]
+    const spec = (await h2.get('/v1/databases/app')).body.spec
+    spec.database_users[0].password = 'new-password'
+    const res = await h2.post('/v1/databases/app', { spec })
+    await waitTask(h2, 'app', res.body.task.task_id)
+    for (const node of ['n1', 'n2', 'n3']) {
+      await expect(connect(db, node)).rejects.toThrow(/password authentication failed/)
+      const c = await connect(db, node, 'app', 'new-password')
+      await c.end()
+    }
+  })
+
+  it('brings a kill -9ed postgres back', async () => {
+    const { readFile } = await import('node:fs/promises')
+    const n2 = db.instances.find(i => i.node_name === 'n2')
+    const h2 = hosts[1] as DaemonProcess
+    const pidFile = `${h2.options.dataDir}/instances/${n2?.id ?? ''}/pgdata/postmaster.pid`
+    const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0])
+    process.kill(pid, 'SIGKILL')
+    await until('n2 back', async () => {
+      const c = await connect(db, 'n2', 'app', 'new-password').catch(() => undefined)
+      if (c === undefined) return false
+      const rows = Number((await c.query('SELECT count(*) FROM items')).rows[0].count)
+      await c.end()
+      return rows === 3
+    }, 30_000, 200)
+  })
+
+  it('adds a node while writers insert on n1 and n2: every node ends with exactly the same rows', { timeout: 180_000 }, async () => {
+    const [h1] = hosts as [DaemonProcess]
+    for (const c of clients.splice(0)) await c.end().catch(() => {})
+    const writers = [await connect(db, 'n1', 'app', 'new-password'), await connect(db, 'n2', 'app', 'new-password')]
+    let writing = true
+    const written: string[] = []
+    const loops = writers.map(async (c, w) => {
+      for (let i = 0; writing; i++) {
+        const id = `w${w}-${i}`
+        await c.query('INSERT INTO items VALUES ($1, $2)', [id, `n${w + 1}`])
+        written.push(id)
+        await new Promise(r => setTimeout(r, 5))
+      }
+    })
+    await new Promise(r => setTimeout(r, 500))
+    const spec = (await h1.get('/v1/databases/app')).body.spec
+    spec.nodes.push({ name: 'n4', host_ids: ['host-1'] })
+    const res = await h1.post('/v1/databases/app', { spec })
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    await waitTask(h1, 'app', res.body.task.task_id)
+    await new Promise(r => setTimeout(r, 500))
+    writing = false
+    await Promise.all(loops)
+    for (const c of writers) await c.end()
+    db = (await h1.get('/v1/databases/app')).body
+    expect(db.instances.map(i => i.node_name)).toEqual(['n1', 'n2', 'n3', 'n4'])
+    const expected = written.length + 3
+    const nodeClients = await Promise.all(['n1', 'n2', 'n3', 'n4'].map(async n => await connect(db, n, 'app', 'new-password')))
+    try {
+      let counts: number[] = []
+      await until('every node has every row', async () => {
+        counts = await Promise.all(nodeClients.map(async c => Number((await c.query('SELECT count(*) FROM items')).rows[0].count)))
+        return counts.every(n => n === expected) ? counts : undefined
+      }, 30_000, 200).catch((err: Error) => { throw new Error(`${err.message}: expected ${expected} rows, nodes have ${counts.join(', ')}`) })
+      const sets = await Promise.all(nodeClients.map(async c => (await c.query('SELECT id FROM items ORDER BY id')).rows.map(r => r.id as string).join(',')))
+      expect(new Set(sets).size).toBe(1)
+      // and n4 takes writes that reach the others
+      await nodeClients[3]?.query("INSERT INTO items VALUES ('from-n4', 'n4')")
+      await until('row from n4 everywhere', async () => {
+        for (const c of nodeClients) if ((await c.query("SELECT 1 FROM items WHERE id = 'from-n4'")).rowCount !== 1) return false
+        return true
+      }, 20_000, 100)
+    } finally {
+      for (const c of nodeClients) await c.end()
+    }
+  })
+
+  it('removes a node: its instance goes, and no peer keeps a subscription or slot for it', async () => {
+    const [h1] = hosts as [DaemonProcess]
+    const spec = (await h1.get('/v1/databases/app')).body.spec
+    const n4 = db.instances.find(i => i.node_name === 'n4')
+    spec.nodes = spec.nodes.filter((n: { name: string }) => n.name !== 'n4')
+    const res = await h1.post('/v1/databases/app', { spec })
+    await waitTask(h1, 'app', res.body.task.task_id)
+    const { readdir } = await import('node:fs/promises')
+    expect(await readdir(`${h1.options.dataDir}/instances`)).not.toContain(n4?.id)
+    db = (await h1.get('/v1/databases/app')).body
+    for (const node of ['n1', 'n2', 'n3']) {
+      const info = db.instances.find(i => i.node_name === node)?.connection_info
+      const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'app' })
+      await c.connect()
+      await until(`no n4 slot on ${node}`, async () => (await c.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE '%n4%'")).rowCount === 0, 10_000)
+      expect((await c.query("SELECT sub_name FROM pglogical.subscription WHERE sub_name LIKE '%n4%'")).rowCount).toBe(0)
+      await c.end()
+    }
+  })
+
+  it('finishes a create after its daemon is kill -9ed in the middle of it', async () => {
+    const [, h2] = hosts as [DaemonProcess, DaemonProcess]
+    const res = await h2.post('/v1/databases', { id: 'crashy', spec: { database_name: 'crashy', nodes: [{ name: 'n1', host_ids: ['host-2'] }] } })
+    expect(res.status).toBe(200)
+    await new Promise(r => setTimeout(r, 300))
+    await h2.stop('SIGKILL')
+    await h2.start()
+    await waitTask(h2, 'crashy', res.body.task.task_id)
+    const del = await h2.request('DELETE', '/v1/databases/crashy')
+    await waitTask(h2, 'crashy', del.body.task.task_id)
   })
 
   it('deletes it: no instance, process or directory is left on any host', async () => {
     const [h1, h2] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
-    for (const c of clients.splice(0)) await c.end()
+    for (const c of clients.splice(0)) await c.end().catch(() => {})
     const res = await h2.request('DELETE', '/v1/databases/app')
     expect(res.status).toBe(200)
     await waitTask(h2, 'app', res.body.task.task_id)
     expect((await h1.get('/v1/databases/app')).status).toBe(404)
     const { readdir } = await import('node:fs/promises')
     for (const h of hosts) expect(await readdir(`${h.options.dataDir}/instances`).catch(() => [])).toEqual([])
+    const { execFileSync } = await import('node:child_process')
+    const left = (() => { try { return execFileSync('pgrep', ['-af', `${cluster.root}/host-`]).toString() } catch { return '' } })()
+    expect(left.split('\n').filter(l => l.includes('postgres'))).toEqual([])
   })
 })

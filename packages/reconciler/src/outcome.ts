@@ -20,6 +20,9 @@ export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance
   const spec = db.spec
   if (spec === undefined) return { status: 'failed', error: 'the merged spec is not valid; update the database to fix it' }
   const byId = new Map(mine.map(i => [i.id, i]))
+  // An instance the spec no longer places (a removed node or replica) must be gone first.
+  const placed = new Set(spec.nodes.flatMap(n => n.host_ids.map(h => instanceId(db.id, n.name, h))))
+  if (mine.some(i => !placed.has(i.id))) return { status: 'running' }
   const failed = mine.find(i => i.state === 'failed' && i.generation >= db.generation)
   if (failed !== undefined) return { status: 'failed', error: `instance ${failed.id}: ${failed.error ?? 'failed'}` }
   for (const node of spec.nodes) {

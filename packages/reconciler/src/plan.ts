@@ -34,6 +34,7 @@ export function plan (desired: Desired, observed: Observed): Action[] {
     if (spec === undefined || db.paused) {
       // Keep whatever runs: an invalid merged spec or a canceled task must not tear anything down.
       for (const a of observed.applied) if (a.databaseId === db.id) wanted.add(a.instanceId)
+      for (const l of observed.local) if (l.instanceId.startsWith(`${db.id}-`)) wanted.add(l.instanceId)
       continue
     }
     for (const node of spec.nodes) {
@@ -75,7 +76,7 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           continue
         }
         if (!isPrimary) continue
-        const replication = replicationAction(db, spec, node.name, id, current.port, desired, observed.cluster, addresses)
+        const replication = replicationAction(db, spec, node.name, id, current.port, desired, observed.cluster, addresses, last.replicationHash !== undefined)
         if (replication !== undefined && last.replicationHash !== replication.hash) actions.push(replication)
       }
     }
@@ -112,7 +113,7 @@ function databaseSetup (spec: DatabaseSpec): DatabaseSetup {
 
 function replicationAction (
   db: DesiredDatabase, spec: DatabaseSpec, nodeName: string, id: string, port: number, desired: Desired,
-  cluster: readonly ObservedInstance[], addresses: Map<string, string[]>
+  cluster: readonly ObservedInstance[], addresses: Map<string, string[]>, joined: boolean
 ): Extract<Action, { kind: 'ensure-replication' }> | undefined {
   const host = addresses.get(desired.hostId)?.[0]
   if (host === undefined) return undefined
@@ -129,7 +130,9 @@ function replicationAction (
     if (observed?.port === undefined || observed.state !== 'available' || observed.node_ready !== true || otherHost === undefined) continue
     providers.push({ nodeName: other.name, dsn: dsn(otherHost, observed.port) })
   }
-  const sourceNode = db.sources[nodeName]
+  // Copying from a source is for a node's first membership only, and only while that source is still a node.
+  const candidate = db.sources[nodeName]
+  const sourceNode = joined || candidate === undefined || !spec.nodes.some(n => n.name === candidate) ? undefined : candidate
   // A new node waits for its source to be up: its first subscription copies schema and rows from it.
   if (sourceNode !== undefined && !providers.some(p => p.nodeName === sourceNode)) return undefined
   const nodes = spec.nodes.map(n => n.name).sort()

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { Host, ObservedInstance } from '@pgmesh/host'
 import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
-import { detect, driverFor, type ReplicationDriver, type SubscriptionStatus } from '@pgmesh/replication'
+import { detect, driverFor, type NodeSpec, type ReplicationDriver, type SubscriptionStatus } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
@@ -215,22 +215,89 @@ export class Reconciler {
         for (const p of action.providers) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
         return
       }
-      // A new node: subscribe to the other peers first, so their slots hold every change from now on, then copy
-      // schema and rows from the source; changes that reach both ways resolve by last-update-wins.
-      for (const p of action.providers) {
-        if (p !== source) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
-      }
-      await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: action.nodeName, providerDsn: source.dsn, synchronizeStructure: true, synchronizeData: true })
-      const deadline = Date.now() + 300_000
-      for (;;) {
-        const status = (await driver.subscriptionStatus(client)).find(s => s.provider_node === source.nodeName)
-        if (status?.status === 'replicating') break
-        if (Date.now() > deadline) throw new Error(`initial copy from ${source.nodeName} did not finish`)
-        await new Promise(r => setTimeout(r, 200))
-      }
-      await driver.ensureTablesReplicated(client)
+      await this.joinFromSource(client, driver, action, source)
     } finally {
       await client.end().catch(() => {})
+    }
+  }
+
+  /**
+   * A node joining a live database, with no row lost while the others keep writing. The node first subscribes to its
+   * source with a copy of schema and rows and with origin forwarding on (`sub_<S>_<N>_init`), so whatever the source
+   * applies from the other nodes reaches it too. Then it subscribes to every other node directly and to the source
+   * without forwarding. A barrier waits until the source has applied each other node's changes up to a point after
+   * the direct subscriptions began, and until that has reached the new node; only then does the forwarding
+   * subscription go. Rows that arrive twice resolve by last-update-wins. pglogical only: Spock's own add-node
+   * procedure (sync events, slot and origin advance) is the way there.
+   */
+  private async joinFromSource (client: pg.Client, driver: ReplicationDriver, action: Extract<Action, { kind: 'ensure-replication' }>, source: NodeSpec): Promise<void> {
+    const me = action.nodeName
+    const subscribed = new Set((await driver.subscriptionStatus(client)).map(s => s.name))
+    const initName = `sub_${source.nodeName}_${me}_init`
+    const directName = `sub_${source.nodeName}_${me}`
+    const others = action.providers.filter(p => p !== source)
+    if (driver.kind !== 'pglogical' || subscribed.has(directName)) {
+      for (const p of others) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: me, providerDsn: p.dsn })
+      await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: me, providerDsn: source.dsn, synchronizeStructure: !subscribed.has(directName), synchronizeData: !subscribed.has(directName) })
+      await driver.ensureTablesReplicated(client)
+      return
+    }
+    // The forwarding subscription uses replication sets of its own on the source: pglogical allows one
+    // subscription per provider and set, and the direct one needs the standard sets.
+    const joinSet = `pgmesh_join_${me}`
+    const sourceConn = await connectDsn(source.dsn)
+    try {
+      for (const text of JOIN_SETS_SQL) await sourceConn.query({ text, values: [joinSet] })
+    } finally {
+      await sourceConn.end().catch(() => {})
+    }
+    if (!subscribed.has(initName)) {
+      await client.query({
+        text: `SELECT pglogical.create_subscription(subscription_name := $1::name, provider_dsn := $2::text,
+                 replication_sets := ARRAY[$3::text, $3::text || '_insert_only'], synchronize_structure := true,
+                 synchronize_data := true, forward_origins := '{all}')`,
+        values: [initName, source.dsn, joinSet]
+      })
+    }
+    await this.waitReplicating(driver, client, initName)
+    for (const p of others) {
+      await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: me, providerDsn: p.dsn })
+      await this.waitReplicating(driver, client, `sub_${p.nodeName}_${me}`)
+    }
+    await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: me, providerDsn: source.dsn })
+    await this.waitReplicating(driver, client, directName)
+    const barrierConn = await connectDsn(source.dsn)
+    try {
+      for (const p of others) {
+        // The source has applied everything p wrote before now (p's slot for the source confirms it)...
+        const slot = await barrierConn.query({ text: 'SELECT sub_slot_name FROM pglogical.subscription WHERE sub_name = $1', values: [`sub_${p.nodeName}_${source.nodeName}`] })
+        const slotName = slot.rows[0]?.sub_slot_name as string | undefined
+        if (slotName === undefined) throw new Error(`node ${source.nodeName} has no subscription to ${p.nodeName} yet`)
+        const peer = await connectDsn(p.dsn)
+        try {
+          await peer.query({ text: 'SELECT pglogical.wait_slot_confirm_lsn($1::name, pg_current_wal_lsn())', values: [slotName] })
+        } finally {
+          await peer.end().catch(() => {})
+        }
+      }
+      // ...and this node has received everything the source had by then, forwarded changes included.
+      const initSlot = (await client.query({ text: 'SELECT sub_slot_name FROM pglogical.subscription WHERE sub_name = $1', values: [initName] })).rows[0]?.sub_slot_name as string
+      await barrierConn.query({ text: 'SELECT pglogical.wait_slot_confirm_lsn($1::name, pg_current_wal_lsn())', values: [initSlot] })
+      await client.query({ text: 'SELECT pglogical.drop_subscription($1::name, true)', values: [initName] })
+      await barrierConn.query({ text: DROP_JOIN_SETS_SQL, values: [joinSet] })
+    } finally {
+      await barrierConn.end().catch(() => {})
+    }
+    await driver.ensureTablesReplicated(client)
+  }
+
+  private async waitReplicating (driver: ReplicationDriver, client: pg.Client, name: string, timeoutMs = 300_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const status = (await driver.subscriptionStatus(client)).find(s => s.name === name)
+      if (status?.status === 'replicating') return
+      if (Date.now() > deadline) throw new Error(`subscription ${name} is not replicating (${status?.status ?? 'missing'})`)
+      await new Promise(r => setTimeout(r, 200))
     }
   }
 
@@ -283,7 +350,8 @@ export class Reconciler {
         id: record.instanceId, database_id: record.databaseId, node_name: record.nodeName, host_id: this.host.config.hostId, state,
         ...(status?.role === undefined ? {} : { role: status.role }),
         ...(status === undefined ? {} : { port: status.port, postgres_version: status.postgresVersion, addresses }),
-        generation: record.generation,
+        // A failing instance reports the generation it fails to reach, so that task fails instead of waiting.
+        generation: failure !== undefined && failure.attempts >= FAILED_AFTER ? Math.max(record.generation, generation) : record.generation,
         ...(error === undefined ? {} : { error }),
         ...(subs === undefined || status?.role !== 'primary' ? {} : { subscriptions: subs.status, replication: subs.kind }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
@@ -326,6 +394,37 @@ export class Reconciler {
       await this.taskLog(taskId, result.status === 'completed' ? `task completed` : `task failed: ${result.error}`)
     }
   }
+}
+
+/**
+ * On a source node: replication sets `$1` (tables with a primary key) and `$1_insert_only` (without) holding every
+ * replicated table, for one joining node's forwarding subscription. Idempotent.
+ */
+const JOIN_SETS_SQL: string[] = [
+  `SELECT pglogical.create_replication_set($1::name)
+     WHERE NOT EXISTS (SELECT 1 FROM pglogical.replication_set WHERE set_name = $1::name)`,
+  `SELECT pglogical.create_replication_set(($1::text || '_insert_only')::name, true, false, false, true)
+     WHERE NOT EXISTS (SELECT 1 FROM pglogical.replication_set WHERE set_name = ($1::text || '_insert_only')::name)`,
+  `SELECT pglogical.replication_set_add_table(CASE WHEN t.set_name = 'default' THEN $1::name ELSE ($1::text || '_insert_only')::name END, t.relid)
+     FROM pglogical.tables t
+    WHERE t.set_name IN ('default', 'default_insert_only')
+      AND NOT EXISTS (SELECT 1 FROM pglogical.tables u WHERE u.relid = t.relid AND u.set_name IN ($1::name, ($1::text || '_insert_only')::name))`
+]
+
+const DROP_JOIN_SETS_SQL = `SELECT pglogical.drop_replication_set(s.set_name)
+  FROM pglogical.replication_set s WHERE s.set_name IN ($1::name, ($1::text || '_insert_only')::name)`
+
+/** Connects with a key=value DSN as formatDsn writes them. */
+async function connectDsn (dsn: string): Promise<pg.Client> {
+  const params: Record<string, string> = {}
+  for (const m of dsn.matchAll(/(\w+)=('(?:[^'\\]|\\.)*'|\S+)/g)) {
+    const raw = m[2] ?? ''
+    params[m[1] ?? ''] = raw.startsWith("'") ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw
+  }
+  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000 })
+  client.on('error', () => {})
+  await client.connect()
+  return client
 }
 
 function toLocal (s: InstanceStatus): LocalInstance {
