@@ -4,6 +4,8 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 
+let cluster: TestCluster | undefined
+
 type Db = { state: string, instances: Array<{ id: string, node_name: string, host_id: string, state: string, connection_info?: { addresses: string[], port: number } }> }
 
 async function waitTask (d: DaemonProcess, databaseId: string, taskId: string, timeoutMs = 90_000): Promise<any> {
@@ -20,7 +22,7 @@ async function waitTask (d: DaemonProcess, databaseId: string, taskId: string, t
       const log = (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}/log`)).body
       const lines = (log.entries as Array<{ timestamp: string, message: string, fields: { host_id: string } }>).map(e => `${e.timestamp} ${e.fields.host_id} ${e.message}`)
       // eslint-disable-next-line no-unsafe-finally
-      throw new Error(`${failed ?? 'task did not complete'}\n${lines.join('\n')}`)
+      throw new Error(`${failed ?? 'task did not complete'}\n${lines.join('\n')}\n${cluster?.problems() ?? ''}`)
     }
   }
 }
@@ -37,7 +39,6 @@ async function connect (db: Db, node: string, database = 'app', password = 'app-
 }
 
 describe('a three-node database on three hosts', () => {
-  let cluster: TestCluster
   let hosts: DaemonProcess[]
   let db: Db
   const clients: pg.Client[] = []
@@ -49,7 +50,7 @@ describe('a three-node database on three hosts', () => {
 
   afterAll(async () => {
     for (const c of clients) await c.end().catch(() => {})
-    await cluster.destroy()
+    await cluster?.destroy()
   })
 
   it('creates it through any host and it becomes available', async () => {
@@ -168,7 +169,7 @@ describe('a three-node database on three hosts', () => {
     spec.nodes.push({ name: 'n4', host_ids: ['host-1'] })
     const res = await h1.post('/v1/databases/app', { spec })
     expect(res.status, JSON.stringify(res.body)).toBe(200)
-    await waitTask(h1, 'app', res.body.task.task_id)
+    await waitTask(h1, 'app', res.body.task.task_id, 150_000)
     await new Promise(r => setTimeout(r, 500))
     writing = false
     await Promise.all(loops)
@@ -238,7 +239,7 @@ describe('a three-node database on three hosts', () => {
     const { readdir } = await import('node:fs/promises')
     for (const h of hosts) expect(await readdir(`${h.options.dataDir}/instances`).catch(() => [])).toEqual([])
     const { execFileSync } = await import('node:child_process')
-    const left = (() => { try { return execFileSync('pgrep', ['-af', `${cluster.root}/host-`]).toString() } catch { return '' } })()
+    const left = (() => { try { return execFileSync('pgrep', ['-af', `${cluster?.root ?? ''}/host-`]).toString() } catch { return '' } })()
     expect(left.split('\n').filter(l => l.includes('postgres'))).toEqual([])
   })
 })

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, readFileSync, readdirSync } from 'node:fs'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -168,6 +168,26 @@ export class TestCluster {
     await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', this.root]).once('exit', () => { resolve() }) })
     await new Promise(r => setTimeout(r, 200))
     await rm(this.root, { recursive: true, force: true })
+  }
+
+  /** The warnings and errors every daemon and every Postgres logged, to explain a failing test. */
+  problems (): string {
+    const out: string[] = []
+    for (const d of this.daemons) {
+      out.push(`--- ${d.hostId}`, ...d.output.split('\n').filter(l => /"level":(40|50|60)/.test(l)).slice(-15).map(l => l.slice(0, 600)))
+      let instances: string[] = []
+      try { instances = readdirSync(join(d.options.dataDir, 'instances')) } catch { /* none */ }
+      for (const instance of instances) {
+        const logDir = join(d.options.dataDir, 'instances', instance, 'log')
+        let files: string[] = []
+        try { files = readdirSync(logDir) } catch { /* none */ }
+        for (const f of files) {
+          const lines = readFileSync(join(logDir, f), 'utf8').split('\n').filter(l => /ERROR|FATAL|PANIC/.test(l)).slice(-8)
+          if (lines.length > 0) out.push(`--- ${instance}/${f}`, ...lines.map(l => l.slice(0, 400)))
+        }
+      }
+    }
+    return out.join('\n')
   }
 
   /** Prints each daemon's log tail; call from a failing test. */

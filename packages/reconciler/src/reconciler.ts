@@ -161,7 +161,7 @@ export class Reconciler {
         }
         case 'ensure-replication': {
           await this.taskLog(taskId, `configuring replication of node ${action.nodeName}`, { providers: action.providers.map(p => p.nodeName) })
-          await this.ensureReplication(action)
+          await this.ensureReplication(action, async (message) => { await this.taskLog(taskId, message, { node_name: action.nodeName }) })
           const previous = this.applied.get(action.instanceId)
           if (previous !== undefined) await this.applied.set({ ...previous, replicationHash: action.hash })
           this.errors.delete(action.instanceId)
@@ -198,7 +198,7 @@ export class Reconciler {
     return client
   }
 
-  private async ensureReplication (action: Extract<Action, { kind: 'ensure-replication' }>): Promise<void> {
+  private async ensureReplication (action: Extract<Action, { kind: 'ensure-replication' }>, progress: (message: string) => Promise<void>): Promise<void> {
     const client = await this.connect(action.instanceId, action.databaseName)
     try {
       const driver: ReplicationDriver = driverFor(await detect(client))
@@ -209,13 +209,14 @@ export class Reconciler {
         await driver.dropSubscription(client, { provider: removed, subscriber: action.nodeName })
         await driver.dropSlotsFor(client, removed)
       }
+      await dropStaleSlots(client, action.nodes)
       const source = action.sourceNode === undefined ? undefined : action.providers.find(p => p.nodeName === action.sourceNode)
       if (source === undefined) {
         await driver.ensureTablesReplicated(client)
         for (const p of action.providers) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
         return
       }
-      await this.joinFromSource(client, driver, action, source)
+      await this.joinFromSource(client, driver, action, source, progress)
     } finally {
       await client.end().catch(() => {})
     }
@@ -230,7 +231,9 @@ export class Reconciler {
    * subscription go. Rows that arrive twice resolve by last-update-wins. pglogical only: Spock's own add-node
    * procedure (sync events, slot and origin advance) is the way there.
    */
-  private async joinFromSource (client: pg.Client, driver: ReplicationDriver, action: Extract<Action, { kind: 'ensure-replication' }>, source: NodeSpec): Promise<void> {
+  private async joinFromSource (
+    client: pg.Client, driver: ReplicationDriver, action: Extract<Action, { kind: 'ensure-replication' }>, source: NodeSpec, progress: (message: string) => Promise<void>
+  ): Promise<void> {
     const me = action.nodeName
     const subscribed = new Set((await driver.subscriptionStatus(client)).map(s => s.name))
     const initName = `sub_${source.nodeName}_${me}_init`
@@ -251,6 +254,7 @@ export class Reconciler {
     } finally {
       await sourceConn.end().catch(() => {})
     }
+    await progress(`copying schema and rows from ${source.nodeName}, with forwarding`)
     if (!subscribed.has(initName)) {
       await client.query({
         text: `SELECT pglogical.create_subscription(subscription_name := $1::name, provider_dsn := $2::text,
@@ -260,12 +264,16 @@ export class Reconciler {
       })
     }
     await this.waitReplicating(driver, client, initName)
+    // 'replicating' only says the worker runs; the schema and row copy is done when pglogical says so.
+    await client.query({ text: 'SELECT pglogical.wait_for_subscription_sync_complete($1::name)', values: [initName] })
+    await progress(`copy from ${source.nodeName} done; subscribing to ${others.map(p => p.nodeName).concat(source.nodeName).join(', ')} directly`)
     for (const p of others) {
       await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: me, providerDsn: p.dsn })
       await this.waitReplicating(driver, client, `sub_${p.nodeName}_${me}`)
     }
     await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: me, providerDsn: source.dsn })
     await this.waitReplicating(driver, client, directName)
+    await progress('waiting until every change written before the direct subscriptions has arrived')
     const barrierConn = await connectDsn(source.dsn)
     try {
       for (const p of others) {
@@ -275,23 +283,25 @@ export class Reconciler {
         if (slotName === undefined) throw new Error(`node ${source.nodeName} has no subscription to ${p.nodeName} yet`)
         const peer = await connectDsn(p.dsn)
         try {
-          await peer.query({ text: 'SELECT pglogical.wait_slot_confirm_lsn($1::name, pg_current_wal_lsn())', values: [slotName] })
+          await waitConfirmed(peer, slotName, `${source.nodeName} catching up with ${p.nodeName}`)
         } finally {
           await peer.end().catch(() => {})
         }
       }
       // ...and this node has received everything the source had by then, forwarded changes included.
       const initSlot = (await client.query({ text: 'SELECT sub_slot_name FROM pglogical.subscription WHERE sub_name = $1', values: [initName] })).rows[0]?.sub_slot_name as string
-      await barrierConn.query({ text: 'SELECT pglogical.wait_slot_confirm_lsn($1::name, pg_current_wal_lsn())', values: [initSlot] })
+      await waitConfirmed(barrierConn, initSlot, `${me} catching up with ${source.nodeName}`)
+      await progress('caught up; dropping the forwarding subscription')
       await client.query({ text: 'SELECT pglogical.drop_subscription($1::name, true)', values: [initName] })
       await barrierConn.query({ text: DROP_JOIN_SETS_SQL, values: [joinSet] })
+      await dropSlot(barrierConn, initSlot)
     } finally {
       await barrierConn.end().catch(() => {})
     }
     await driver.ensureTablesReplicated(client)
   }
 
-  private async waitReplicating (driver: ReplicationDriver, client: pg.Client, name: string, timeoutMs = 300_000): Promise<void> {
+  private async waitReplicating (driver: ReplicationDriver, client: pg.Client, name: string, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       const status = (await driver.subscriptionStatus(client)).find(s => s.name === name)
@@ -413,6 +423,49 @@ const JOIN_SETS_SQL: string[] = [
 
 const DROP_JOIN_SETS_SQL = `SELECT pglogical.drop_replication_set(s.set_name)
   FROM pglogical.replication_set s WHERE s.set_name IN ($1::name, ($1::text || '_insert_only')::name)`
+
+/**
+ * Waits until a logical slot on this server has confirmed everything written here up to now. An idle subscriber
+ * confirms only when something is decoded, so each poll writes a small WAL message to move it along.
+ */
+async function waitConfirmed (conn: pg.Client, slot: string, what: string, timeoutMs = 120_000): Promise<void> {
+  const target = (await conn.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn as string
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const row = (await conn.query({ text: 'SELECT confirmed_flush_lsn >= $2::pg_lsn AS done, active FROM pg_replication_slots WHERE slot_name = $1', values: [slot, target] })).rows[0]
+    if (row?.done === true) return
+    if (Date.now() > deadline) throw new Error(`${what}: slot ${slot} has not confirmed ${target} (active: ${String(row?.active)})`)
+    await conn.query("SELECT pg_logical_emit_message(true, 'pgmesh', 'barrier')")
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
+
+/** Drops a slot on this server, ending the walsender that holds it first. */
+async function dropSlot (conn: pg.Client, slot: string): Promise<void> {
+  await conn.query({ text: 'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', values: [slot] })
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await conn.query({ text: 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', values: [slot] })
+      return
+    } catch (err) {
+      // The walsender takes a moment to exit after being terminated.
+      if (attempt >= 20) throw err
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }
+}
+
+/**
+ * On a provider: the pglogical slots of subscriptions whose subscriber is no longer a node of the database
+ * (`…sub_<provider>_<subscriber>` and the `_init` one of a join), left when a removal raced the subscriber's exit.
+ */
+async function dropStaleSlots (conn: pg.Client, nodes: readonly string[]): Promise<void> {
+  const slots = await conn.query("SELECT slot_name::text AS slot_name FROM pg_replication_slots WHERE plugin = 'pglogical_output' AND database = current_database()")
+  for (const row of slots.rows as Array<{ slot_name: string }>) {
+    const subscriber = /sub_[a-z0-9]+_([a-z0-9]+)(?:_init)?$/.exec(row.slot_name)?.[1]
+    if (subscriber !== undefined && !nodes.includes(subscriber)) await dropSlot(conn, row.slot_name)
+  }
+}
 
 /** Connects with a key=value DSN as formatDsn writes them. */
 async function connectDsn (dsn: string): Promise<pg.Client> {
