@@ -1,4 +1,5 @@
-// The mesh as real daemons: separate processes on loopback, joined by token and by bootstrap multiaddr.
+// The mesh as real daemons: separate processes on loopback, joined by token and by bootstrap multiaddr. These hosts
+// are control-only (--reconcile false): what is tested here is the mesh and the desired state, not Postgres.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, hostStates, until } from './helpers/cluster.js'
 
@@ -19,7 +20,7 @@ describe('a three-host mesh', () => {
   let h1: DaemonProcess, h2: DaemonProcess, h3: DaemonProcess
 
   beforeAll(async () => {
-    cluster = await TestCluster.create('mesh')
+    cluster = await TestCluster.create('mesh', { reconcile: false })
     h1 = await cluster.add('host-1')
     const init = await h1.get('/v1/cluster/init?cluster_id=mesh')
     expect(init.status).toBe(200)
@@ -101,7 +102,7 @@ describe('a three-host mesh', () => {
 
 describe('durability', () => {
   let cluster: TestCluster
-  beforeAll(async () => { cluster = await TestCluster.create('durable') })
+  beforeAll(async () => { cluster = await TestCluster.create('durable', { reconcile: false }) })
   afterAll(async () => { await cluster.destroy() })
 
   it('keeps every acknowledged write across kill -9 in the middle of a burst', async () => {

@@ -243,3 +243,49 @@ describe('a three-node database on three hosts', () => {
     expect(left.split('\n').filter(l => l.includes('postgres'))).toEqual([])
   })
 })
+
+describe('a spec edited on both sides of a partition', () => {
+  let split: TestCluster
+
+  afterAll(async () => { await split?.destroy() })
+
+  it('merges, and the instances on both sides follow the merged spec', { timeout: 180_000 }, async () => {
+    split = await TestCluster.create('split')
+    cluster = split
+    const [h1, h2] = await split.initAndJoin(2) as [DaemonProcess, DaemonProcess]
+    const res = await h1.post('/v1/databases', {
+      id: 'split',
+      spec: { database_name: 'split', postgresql_conf: { work_mem: '4MB' }, nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-2'] }] }
+    })
+    expect(res.status).toBe(200)
+    await waitTask(h1, 'split', res.body.task.task_id)
+    const edit = async (d: DaemonProcess, key: string, value: string): Promise<void> => {
+      const spec = (await d.get('/v1/databases/split')).body.spec
+      spec.postgresql_conf[key] = value
+      expect((await d.post('/v1/databases/split', { spec })).status).toBe(200)
+    }
+    // Apart: host-2's daemon is down while host-1 edits, then host-1's while host-2 edits (their Postgres keep running).
+    await h2.stop()
+    await edit(h1, 'work_mem', '9MB')
+    await h1.stop()
+    await h2.start()
+    await edit(h2, 'statement_timeout', '42s')
+    await h1.start()
+    const setting = async (node: string, name: string): Promise<string> => {
+      const db: Db = (await h1.get('/v1/databases/split')).body
+      const info = db.instances.find(i => i.node_name === node)?.connection_info
+      const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'split' })
+      c.on('error', () => {})
+      await c.connect()
+      try { return (await c.query(`SHOW ${name}`)).rows[0][name] as string } finally { await c.end() }
+    }
+    await until('both instances follow the merged spec', async () => {
+      for (const node of ['n1', 'n2']) {
+        if (await setting(node, 'work_mem') !== '9MB' || await setting(node, 'statement_timeout') !== '42s') return false
+      }
+      return true
+    }, 60_000, 500)
+    const merged = (await h2.get('/v1/databases/split')).body.spec.postgresql_conf
+    expect(merged).toEqual({ work_mem: '9MB', statement_timeout: '42s' })
+  })
+})

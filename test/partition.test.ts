@@ -26,7 +26,7 @@ describe('edits on both sides of a partition', () => {
   let h1: DaemonProcess, h2: DaemonProcess, h3: DaemonProcess
 
   beforeAll(async () => {
-    cluster = await TestCluster.create('partition')
+    cluster = await TestCluster.create('partition', { reconcile: false })
     ;[h1, h2, h3] = await cluster.initAndJoin(3) as [DaemonProcess, DaemonProcess, DaemonProcess]
     const base = { database_name: 'app', postgresql_conf: { work_mem: '4MB' }, nodes: [{ name: 'n1', host_ids: ['host-1'], port: 5501 }] }
     await ok(h1.post('/v1/databases', { id: 'fields', spec: base }), 'create fields')

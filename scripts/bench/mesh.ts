@@ -39,7 +39,7 @@ function spec (hostId: string, i: number): Record<string, unknown> {
 }
 
 async function latencyRun (hosts: number): Promise<{ p50: number, p99: number, max: number, n: number }> {
-  const cluster = await TestCluster.create(`bench-${hosts}`)
+  const cluster = await TestCluster.create(`bench-${hosts}`, { reconcile: false })
   try {
     const daemons = await cluster.initAndJoin(hosts)
     const writer = daemons[0]
@@ -65,7 +65,7 @@ async function latencyRun (hosts: number): Promise<{ p50: number, p99: number, m
 }
 
 async function joinRun (): Promise<{ seedSeconds: number, joinMs: number, idleRss: number, loadedRss: number, joinedRss: number }> {
-  const cluster = await TestCluster.create('bench-join')
+  const cluster = await TestCluster.create('bench-join', { reconcile: false })
   try {
     const [h1] = await cluster.initAndJoin(1)
     if (h1 === undefined) throw new Error('no host')

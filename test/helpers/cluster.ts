@@ -48,6 +48,8 @@ export interface DaemonOptions {
   /** Write the daemon's log to this file instead of keeping it in memory. */
   logFile?: string
   logLevel?: string
+  /** false: a control-only host, for tests of the desired state alone (no Postgres started). */
+  reconcile?: boolean
 }
 
 /** One `pgmesh run` as a separate OS process on loopback. */
@@ -67,6 +69,7 @@ export class DaemonProcess {
       '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug']
     if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
     if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)
+    if (o.reconcile === false) args.push('--reconcile', 'false')
     const child = spawn(process.execPath, args, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     this.output = ''
@@ -125,18 +128,18 @@ export class DaemonProcess {
 /** A set of daemons with their own temp dirs and ports, torn down together. */
 export class TestCluster {
   readonly daemons: DaemonProcess[] = []
-  private constructor (readonly root: string) {}
+  private constructor (readonly root: string, private readonly defaults: Partial<DaemonOptions>) {}
 
-  static async create (name: string): Promise<TestCluster> {
+  static async create (name: string, defaults: Partial<DaemonOptions> = {}): Promise<TestCluster> {
     const root = await mkdtemp(join(tmpdir(), `pgmesh-${name}-`))
     // Postgres runs as its own OS user and must be able to reach the instance dirs below.
     await chmod(root, 0o755)
-    return new TestCluster(root)
+    return new TestCluster(root, defaults)
   }
 
   async add (hostId: string, extra: Partial<DaemonOptions> = {}): Promise<DaemonProcess> {
     const daemon = new DaemonProcess({
-      hostId, dataDir: join(this.root, hostId), httpPort: await freePort(), p2pPort: await freePort(), ...extra
+      hostId, dataDir: join(this.root, hostId), httpPort: await freePort(), p2pPort: await freePort(), ...this.defaults, ...extra
     })
     this.daemons.push(daemon)
     await daemon.start()

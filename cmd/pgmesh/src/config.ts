@@ -18,12 +18,15 @@ export const FileConfigSchema = z.strictObject({
   cluster_key_file: z.string().optional(),
   orchestrator: z.enum(['process', 'swarm']).optional(),
   client_addresses: z.array(z.string()).optional(),
-  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional()
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  /** false: a control-only host (API and mesh, no instances managed here). */
+  reconcile: z.boolean().optional()
 })
 export type FileConfig = z.infer<typeof FileConfigSchema>
 
 export interface DaemonConfig {
   host: HostConfig
+  reconcile: boolean
   httpAddress: string
   httpPort: number
   logLevel: NonNullable<FileConfig['log_level']>
@@ -60,6 +63,7 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
     httpAddress,
     httpPort,
     logLevel: merged.log_level ?? 'info',
+    reconcile: merged.reconcile ?? true,
     host: {
       hostId,
       dataDir: resolve(merged.data_dir ?? 'pgmesh-data'),

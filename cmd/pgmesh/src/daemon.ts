@@ -22,10 +22,10 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   let draining = false
   const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
   if (config.host.orchestrator !== 'process') throw new Error(`orchestrator ${config.host.orchestrator} is not available yet; use process`)
-  const orchestrator = await ProcessOrchestrator.open({ dataDir: config.host.dataDir, logger: logger.child({ component: 'orchestrator' }) })
-  const reconciler = new Reconciler(host, orchestrator, { logger: logger.child({ component: 'reconciler' }) })
+  const orchestrator = config.reconcile ? await ProcessOrchestrator.open({ dataDir: config.host.dataDir, logger: logger.child({ component: 'orchestrator' }) }) : undefined
+  const reconciler = orchestrator === undefined ? undefined : new Reconciler(host, orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
-  await reconciler.start()
+  await reconciler?.start()
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: config.httpAddress, port: config.httpPort }, () => { resolve(s) })
   })
@@ -36,8 +36,8 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
       draining = true
       logger.info('shutting down')
       // Instances keep running without the daemon, as containers outlive their control plane.
-      await reconciler.stop()
-      await orchestrator.close()
+      await reconciler?.stop()
+      await orchestrator?.close()
       await host.stop()
       await new Promise<void>((resolve) => {
         server.close(() => { resolve() })

@@ -28,12 +28,13 @@ program.command('run')
   .addOption(new Option('--orchestrator <kind>', 'how instances run on this host').choices(['process', 'swarm']).env('PGMESH_ORCHESTRATOR'))
   .addOption(new Option('--client-addresses <addrs>', 'addresses clients reach this host at').env('PGMESH_CLIENT_ADDRESSES').argParser(list))
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).env('PGMESH_LOG_LEVEL'))
+  .addOption(new Option('--reconcile <bool>', 'manage instances on this host (false: a control-only host)').choices(['true', 'false']).env('PGMESH_RECONCILE').argParser(v => v === 'true'))
   .action(async (opts: Record<string, unknown>, command: Command) => {
     const fromFile = typeof opts.config === 'string' ? await loadConfigFile(opts.config) : {}
     const fromArgs: FileConfig = {}
     const names: Record<string, keyof FileConfig> = {
       hostId: 'host_id', dataDir: 'data_dir', httpAddress: 'http_address', httpPort: 'http_port', apiUrl: 'api_url', listen: 'listen',
-      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', clientAddresses: 'client_addresses', logLevel: 'log_level'
+      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile'
     }
     const fromEnv: FileConfig = {}
     for (const [option, key] of Object.entries(names)) {
