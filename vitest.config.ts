@@ -4,6 +4,9 @@ export default defineConfig({
   test: {
     setupFiles: ['./packages/mesh/src/polyfill.ts'],
     pool: 'forks',
+    // Files run one at a time: the multi-process tests start many daemons and Postgres servers, and two machines'
+    // worth of them on two cores makes timing-sensitive steps (joins, failovers) slow for no reason.
+    fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 60_000,
     include: ['packages/*/src/**/*.test.ts', 'cmd/*/src/**/*.test.ts', 'test/**/*.test.ts'],

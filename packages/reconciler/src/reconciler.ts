@@ -214,6 +214,7 @@ export class Reconciler {
       if (source === undefined) {
         await driver.ensureTablesReplicated(client)
         for (const p of action.providers) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
+        await enablePaused(client, driver)
         return
       }
       await this.joinFromSource(client, driver, action, source, progress)
@@ -239,10 +240,11 @@ export class Reconciler {
     const initName = `sub_${source.nodeName}_${me}_init`
     const directName = `sub_${source.nodeName}_${me}`
     const others = action.providers.filter(p => p !== source)
-    if (driver.kind !== 'pglogical' || subscribed.has(directName)) {
+    if (driver.kind !== 'pglogical' || (subscribed.has(directName) && !subscribed.has(initName))) {
       for (const p of others) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: me, providerDsn: p.dsn })
       await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: me, providerDsn: source.dsn, synchronizeStructure: !subscribed.has(directName), synchronizeData: !subscribed.has(directName) })
       await driver.ensureTablesReplicated(client)
+      await enablePaused(client, driver)
       return
     }
     // The forwarding subscription uses replication sets of its own on the source: pglogical allows one
@@ -267,12 +269,21 @@ export class Reconciler {
     // 'replicating' only says the worker runs; the schema and row copy is done when pglogical says so.
     await client.query({ text: 'SELECT pglogical.wait_for_subscription_sync_complete($1::name)', values: [initName] })
     await progress(`copy from ${source.nodeName} done; subscribing to ${others.map(p => p.nodeName).concat(source.nodeName).join(', ')} directly`)
-    for (const p of others) {
+    // The direct subscriptions are created, their slots start holding every change from now on, and they are
+    // paused at once: two workers applying the same rows at the same time collide on unique keys, so the direct ones
+    // only run after the forwarding one is gone (the rows they then repeat resolve by last-update-wins).
+    const direct = [...others, source]
+    for (const p of direct) {
+      const name = `sub_${p.nodeName}_${me}`
       await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: me, providerDsn: p.dsn })
-      await this.waitReplicating(driver, client, `sub_${p.nodeName}_${me}`)
+      const peer = await connectDsn(p.dsn)
+      try {
+        await waitSlotExists(peer, await slotOf(client, name))
+      } finally {
+        await peer.end().catch(() => {})
+      }
+      await client.query({ text: 'SELECT pglogical.alter_subscription_disable($1::name, true)', values: [name] })
     }
-    await driver.ensureSubscription(client, { provider: source.nodeName, subscriber: me, providerDsn: source.dsn })
-    await this.waitReplicating(driver, client, directName)
     await progress('waiting until every change written before the direct subscriptions has arrived')
     const barrierConn = await connectDsn(source.dsn)
     try {
@@ -289,7 +300,7 @@ export class Reconciler {
         }
       }
       // ...and this node has received everything the source had by then, forwarded changes included.
-      const initSlot = (await client.query({ text: 'SELECT sub_slot_name FROM pglogical.subscription WHERE sub_name = $1', values: [initName] })).rows[0]?.sub_slot_name as string
+      const initSlot = await slotOf(client, initName)
       await waitConfirmed(barrierConn, initSlot, `${me} catching up with ${source.nodeName}`)
       await progress('caught up; dropping the forwarding subscription')
       await client.query({ text: 'SELECT pglogical.drop_subscription($1::name, true)', values: [initName] })
@@ -297,6 +308,11 @@ export class Reconciler {
       await dropSlot(barrierConn, initSlot)
     } finally {
       await barrierConn.end().catch(() => {})
+    }
+    for (const p of direct) {
+      const name = `sub_${p.nodeName}_${me}`
+      await client.query({ text: 'SELECT pglogical.alter_subscription_enable($1::name, true)', values: [name] })
+      await this.waitReplicating(driver, client, name)
     }
     await driver.ensureTablesReplicated(client)
   }
@@ -437,6 +453,29 @@ async function waitConfirmed (conn: pg.Client, slot: string, what: string, timeo
     if (Date.now() > deadline) throw new Error(`${what}: slot ${slot} has not confirmed ${target} (active: ${String(row?.active)})`)
     await conn.query("SELECT pg_logical_emit_message(true, 'pgmesh', 'barrier')")
     await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
+
+/** pgmesh pauses subscriptions only while a node joins: a join cut short by a crash must not leave them paused. */
+async function enablePaused (client: pg.Client, driver: ReplicationDriver): Promise<void> {
+  if (driver.kind !== 'pglogical') return
+  for (const sub of await driver.subscriptionStatus(client)) {
+    if (sub.status === 'disabled') await client.query({ text: 'SELECT pglogical.alter_subscription_enable($1::name, true)', values: [sub.name] })
+  }
+}
+
+/** The provider-side slot name of a subscription of this node. */
+async function slotOf (conn: pg.Client, subscription: string): Promise<string> {
+  const slot = (await conn.query({ text: 'SELECT sub_slot_name::text AS slot FROM pglogical.subscription WHERE sub_name = $1', values: [subscription] })).rows[0]?.slot as string | undefined
+  if (slot === undefined) throw new Error(`no subscription ${subscription}`)
+  return slot
+}
+
+async function waitSlotExists (conn: pg.Client, slot: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while ((await conn.query({ text: 'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL', values: [slot] })).rowCount !== 1) {
+    if (Date.now() > deadline) throw new Error(`slot ${slot} was not created`)
+    await new Promise(resolve => setTimeout(resolve, 100))
   }
 }
 
