@@ -122,3 +122,8 @@ export function humanBytes (bytes: number): string {
   for (const [size, unit] of units) if (bytes >= size) return `${Math.round(bytes / size)}${unit}`
   return `${bytes}B`
 }
+
+/** A documented JSON response. */
+export function jsonResponse<T extends z.ZodType> (schema: T, description: string): { description: string, content: { 'application/json': { schema: T } } } {
+  return { description, content: { 'application/json': { schema } } }
+}

@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import type { DatabaseView, Host, Task } from '@pgmesh/host'
 import { CreateDatabaseRequestSchema, DatabaseSpecSchema, NotFoundError, UpdateDatabaseRequestSchema } from '@pgmesh/model'
-import { Identifier, TaskLogSchema, TaskSchema, errorResponses, taskResponse } from '../schemas.js'
+import { Identifier, TaskLogSchema, TaskSchema, errorResponses, jsonResponse, taskResponse } from '../schemas.js'
 
 const DatabaseIdParam = z.object({ database_id: Identifier.openapi({ param: { name: 'database_id', in: 'path' } }) })
 
@@ -69,18 +69,16 @@ function summary (view: DatabaseView): DatabaseSummaryBody {
 
 export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   const db = host.databases
-  const json = <T extends z.ZodType>(schema: T, description: string): { description: string, content: { 'application/json': { schema: T } } } => ({ description, content: { 'application/json': { schema } } })
-
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases', tags: ['Database'], operationId: 'list-databases', summary: 'List databases',
     request: { query: z.strictObject({ include: z.union([z.string(), z.array(z.string())]).optional() }) },
-    responses: { 200: json(z.object({ databases: z.array(DatabaseSummarySchema) }), 'Databases'), ...errorResponses(409, 500) }
+    responses: { 200: jsonResponse(z.object({ databases: z.array(DatabaseSummarySchema) }), 'Databases'), ...errorResponses(409, 500) }
   }), c => c.json({ databases: db.list().map(summary) }, 200))
 
   app.openapi(createRoute({
     method: 'post', path: '/v1/databases', tags: ['Database'], operationId: 'create-database', summary: 'Create a database (asynchronous)',
     request: { body: { required: true, content: { 'application/json': { schema: CreateDatabaseRequestSchema } } } },
-    responses: { 200: json(z.object({ task: TaskSchema, database: DatabaseSchema }), 'Create task and the new database'), ...errorResponses(400, 409, 500) }
+    responses: { 200: jsonResponse(z.object({ task: TaskSchema, database: DatabaseSchema }), 'Create task and the new database'), ...errorResponses(400, 409, 500) }
   }), async (c) => {
     const { task, database } = await db.create(c.req.valid('json') as { id?: string, tenant_id?: string, spec: unknown })
     return c.json({ task: taskResponse(task), database: body(database) }, 200)
@@ -89,7 +87,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases/{database_id}', tags: ['Database'], operationId: 'get-database', summary: 'Get a database',
     request: { params: DatabaseIdParam, query: z.strictObject({ include: z.union([z.string(), z.array(z.string())]).optional() }) },
-    responses: { 200: json(DatabaseSchema, 'Database'), ...errorResponses(400, 404, 409, 500) }
+    responses: { 200: jsonResponse(DatabaseSchema, 'Database'), ...errorResponses(400, 404, 409, 500) }
   }), c => c.json(body(db.get(c.req.valid('param').database_id)), 200))
 
   app.openapi(createRoute({
@@ -100,7 +98,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
       query: z.strictObject({ force_update: bool, remove_host: z.union([Identifier, z.array(Identifier)]).optional() }),
       body: { required: true, content: { 'application/json': { schema: UpdateDatabaseRequestSchema } } }
     },
-    responses: { 200: json(z.object({ task: TaskSchema, database: DatabaseSchema }), 'Update task and the database'), ...errorResponses(400, 404, 409, 500) }
+    responses: { 200: jsonResponse(z.object({ task: TaskSchema, database: DatabaseSchema }), 'Update task and the database'), ...errorResponses(400, 404, 409, 500) }
   }), async (c) => {
     const { database_id: id } = c.req.valid('param')
     const query = c.req.valid('query')
@@ -112,7 +110,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'delete', path: '/v1/databases/{database_id}', tags: ['Database'], operationId: 'delete-database', summary: 'Delete a database (asynchronous)',
     request: { params: DatabaseIdParam, query: z.strictObject({ force: bool }) },
-    responses: { 200: json(z.object({ task: TaskSchema }), 'Delete task'), ...errorResponses(400, 404, 409, 500) }
+    responses: { 200: jsonResponse(z.object({ task: TaskSchema }), 'Delete task'), ...errorResponses(400, 404, 409, 500) }
   }), async (c) => {
     const { task } = await db.delete(c.req.valid('param').database_id)
     return c.json({ task: taskResponse(task) }, 200)
@@ -121,7 +119,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases/{database_id}/tasks', tags: ['Database'], operationId: 'list-database-tasks', summary: 'Tasks of a database, newest first',
     request: { params: DatabaseIdParam, query: TaskListQuery },
-    responses: { 200: json(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 404, 409) }
   }), (c) => {
     const { database_id: id } = c.req.valid('param')
     const q = c.req.valid('query')
@@ -139,7 +137,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases/{database_id}/tasks/{task_id}', tags: ['Database'], operationId: 'get-database-task', summary: 'One task',
     request: { params: TaskParams },
-    responses: { 200: json(TaskSchema, 'Task'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(TaskSchema, 'Task'), ...errorResponses(400, 404, 409) }
   }), (c) => {
     const { database_id: id, task_id: taskId } = c.req.valid('param')
     return c.json(taskResponse(databaseTask(id, taskId)), 200)
@@ -149,7 +147,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
     method: 'get', path: '/v1/databases/{database_id}/tasks/{task_id}/log', tags: ['Database'], operationId: 'get-database-task-log',
     summary: 'A task\'s log, gathered from every host that worked on it',
     request: { params: TaskParams, query: z.strictObject({ after_entry_id: z.uuid().optional(), limit: z.coerce.number().int().min(1).optional() }) },
-    responses: { 200: json(TaskLogSchema, 'Task log'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(TaskLogSchema, 'Task log'), ...errorResponses(400, 404, 409) }
   }), async (c) => {
     const { database_id: id, task_id: taskId } = c.req.valid('param')
     const q = c.req.valid('query')
@@ -160,7 +158,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
     method: 'get', path: '/v1/databases/{database_id}/tasks/{task_id}/cancel', tags: ['Database'], operationId: 'cancel-database-task',
     summary: 'Cancel a pending or running task',
     request: { params: TaskParams },
-    responses: { 200: json(TaskSchema, 'The task, canceling'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(TaskSchema, 'The task, canceling'), ...errorResponses(400, 404, 409) }
   }), async (c) => {
     const { database_id: id, task_id: taskId } = c.req.valid('param')
     return c.json(taskResponse(await host.tasks.cancel(taskId, id)), 200)
@@ -183,7 +181,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
     method: 'get', path: '/v1/databases/{database_id}/history', tags: ['Database'], operationId: 'get-database-history',
     summary: 'pgmesh: every change to the database (time, host, operation) and, with from/to, what changed between two versions',
     request: { params: DatabaseIdParam, query: z.strictObject({ from: z.string().regex(/^[0-9a-f]{64}$/).optional(), to: z.string().regex(/^[0-9a-f]{64}$/).optional() }) },
-    responses: { 200: json(z.object({ changes: z.array(HistoryEntry), diff: z.array(DiffEntry).optional() }), 'History'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(z.object({ changes: z.array(HistoryEntry), diff: z.array(DiffEntry).optional() }), 'History'), ...errorResponses(400, 404, 409) }
   }), (c) => {
     const { database_id: id } = c.req.valid('param')
     const q = c.req.valid('query')

@@ -1,16 +1,14 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Host, Task } from '@pgmesh/host'
 import { InvalidInputError, NotFoundError } from '@pgmesh/model'
-import { Identifier, TaskLogSchema, TaskSchema, errorResponses, taskResponse } from '../schemas.js'
+import { Identifier, TaskLogSchema, TaskSchema, errorResponses, jsonResponse, taskResponse } from '../schemas.js'
 import { TaskListQuery, sortOrder } from './databases.js'
 
 export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
-  const json = <T extends z.ZodType>(schema: T, description: string): { description: string, content: { 'application/json': { schema: T } } } => ({ description, content: { 'application/json': { schema } } })
-
   app.openapi(createRoute({
     method: 'get', path: '/v1/tasks', tags: ['System'], operationId: 'list-tasks', summary: 'Tasks of every scope, newest first',
     request: { query: TaskListQuery.extend({ scope: z.enum(['database', 'host']).optional(), entity_id: Identifier.optional() }) },
-    responses: { 200: json(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 409) }
+    responses: { 200: jsonResponse(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 409) }
   }), (c) => {
     const q = c.req.valid('query')
     if (q.entity_id !== undefined && q.scope === undefined) throw new InvalidInputError('entity_id requires scope to be set')
@@ -29,7 +27,7 @@ export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/hosts/{host_id}/tasks', tags: ['Host'], operationId: 'list-host-tasks', summary: 'Tasks of a host, newest first',
     request: { params: HostParam, query: TaskListQuery },
-    responses: { 200: json(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 409) }
+    responses: { 200: jsonResponse(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 409) }
   }), (c) => {
     const q = c.req.valid('query')
     const tasks = host.tasks.list({ scope: 'host', entityId: c.req.valid('param').host_id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
@@ -39,7 +37,7 @@ export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/hosts/{host_id}/tasks/{task_id}', tags: ['Host'], operationId: 'get-host-task', summary: 'One host task',
     request: { params: HostTaskParams },
-    responses: { 200: json(TaskSchema, 'Task'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(TaskSchema, 'Task'), ...errorResponses(400, 404, 409) }
   }), (c) => {
     const { host_id: hostId, task_id: taskId } = c.req.valid('param')
     return c.json(taskResponse(hostTask(hostId, taskId)), 200)
@@ -48,7 +46,7 @@ export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/hosts/{host_id}/tasks/{task_id}/logs', tags: ['Host'], operationId: 'get-host-task-log', summary: 'A host task\'s log',
     request: { params: HostTaskParams, query: z.strictObject({ after_entry_id: z.uuid().optional(), limit: z.coerce.number().int().min(1).optional() }) },
-    responses: { 200: json(TaskLogSchema, 'Task log'), ...errorResponses(400, 404, 409) }
+    responses: { 200: jsonResponse(TaskLogSchema, 'Task log'), ...errorResponses(400, 404, 409) }
   }), async (c) => {
     const { host_id: hostId, task_id: taskId } = c.req.valid('param')
     const q = c.req.valid('query')

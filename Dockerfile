@@ -1,0 +1,18 @@
+# The pgmesh daemon's image. Runs like the anchor's server: host network, the Docker socket mounted, and the data
+# dir at the same path inside and out. The process orchestrator needs PostgreSQL and pglogical in the image.
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
+COPY packages packages
+COPY cmd cmd
+RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-15 postgresql-15-pglogical \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/pgmesh
+COPY --from=build /src /opt/pgmesh
+ENV PGMESH_DATA_DIR=/var/lib/pgmesh
+ENTRYPOINT ["node", "/opt/pgmesh/cmd/pgmesh/dist/main.js"]
+CMD ["run"]
