@@ -223,8 +223,12 @@ describe('a three-node database on three hosts', () => {
     expect(res.status).toBe(200)
     await new Promise(r => setTimeout(r, 300))
     await h2.stop('SIGKILL')
+    // Meanwhile the other hosts show the database with an instance on host-2 as degraded.
+    const [h1] = hosts as [DaemonProcess]
+    await until('app degraded while host-2 is unreachable', async () => (await h1.get('/v1/databases/app')).body.state === 'degraded', 15_000, 200)
     await h2.start()
     await waitTask(h2, 'crashy', res.body.task.task_id)
+    await until('app available again', async () => (await h1.get('/v1/databases/app')).body.state === 'available', 15_000, 200)
     const del = await h2.request('DELETE', '/v1/databases/crashy')
     await waitTask(h2, 'crashy', del.body.task.task_id)
   })

@@ -51,7 +51,7 @@ try {
     }
     times.sort((a, b) => a - b)
     const median = percentile(times, 0.5)
-    console.log(`POST-to-available, ${nodes}-node database: median ${(median / 1000).toFixed(2)} s over ${RUNS} runs (min ${(times[0] ?? 0) / 1000} s)` +
+    console.log(`POST-to-available, ${nodes}-node database: median ${(median / 1000).toFixed(2)} s over ${RUNS} runs (min ${((times[0] ?? 0) / 1000).toFixed(2)} s)` +
       (nodes === 3 ? `; ${(median / 5000).toFixed(2)}× the 5 s target, ${(30_000 / median).toFixed(1)}× faster than the anchor's ~30 s` : ''))
   }
 

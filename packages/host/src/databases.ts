@@ -114,6 +114,9 @@ export class Databases {
       spec: redactSpec(spec as never) as Record<string, unknown>,
       instances: instancesOf(record.id, spec, this.ctx.observedInstances())
     }
+    // As the anchor derives it since #461: an available database with an instance that is not is degraded (an
+    // instance nobody reports, say because its host is unreachable, counts).
+    if (view.state === 'available' && view.instances.some(i => i.state !== 'available')) view.state = 'degraded'
     const conflicts = this.conflicts(id)
     if (conflicts.length > 0) view.conflicts = conflicts
     if (!record.deleted) {
