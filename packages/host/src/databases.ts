@@ -141,7 +141,7 @@ export class Databases {
     const all = [...(own === undefined ? [] : [own]), ...inSpec]
     return all.map(c => ({
       path: c.path.replace(/\.items\.([^.]+)/g, '[$1]').replace(/\.order$/, ''),
-      values: SECRET_LEAF.test(c.path) ? c.values.map(() => '(secret)') : c.values.map(v => isRecordValue(v) ? redactRecord(v) : v),
+      values: SECRET_LEAF.test(c.path) ? c.values.map(() => '(secret)') : c.values.map(v => isRecordValue(v) ? redactRecord(v) : maskSecrets(v)),
       hosts: c.actors.map(a => this.ctx.state.hostOfActor(a) ?? a)
     }))
   }
@@ -381,5 +381,12 @@ function isRecordValue (v: unknown): v is Record<string, unknown> {
 /** A whole conflicting database record (two concurrent creates): show it the way GET would. */
 function redactRecord (v: Record<string, unknown>): unknown {
   if (isRecordValue(v.spec)) return { ...v, spec: redactSpec(decodeSpec(v.spec) as never) }
-  return v
+  return maskSecrets(v)
+}
+
+/** A conflicting subtree (a whole user, a repository list): its secret fields masked at any depth. */
+function maskSecrets (v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(maskSecrets)
+  if (!isRecordValue(v)) return v
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_LEAF.test(k) ? '(secret)' : maskSecrets(x)]))
 }

@@ -1,0 +1,57 @@
+// API benchmark (issue 3): one host holding 1,000 databases: GET /v1/databases and GET /v1/databases/{id}
+// throughput, and POST-to-durable latency (the create is acknowledged only after its fdatasync). Prints figures.
+import { type DaemonProcess, TestCluster } from '../../test/helpers/cluster.js'
+
+const DATABASES = Number(process.env.BENCH_DATABASES ?? 1000)
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+const CONCURRENCY = 8
+
+function percentile (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
+}
+
+function spec (i: number): Record<string, unknown> {
+  return {
+    database_name: `app_${i}`,
+    postgresql_conf: { max_connections: 200, work_mem: '16MB' },
+    database_users: [{ username: 'admin', password: `secret-${i}`, db_owner: true, attributes: ['LOGIN', 'CREATEDB'] }],
+    nodes: [{ name: 'n1', host_ids: ['host-1'], port: 0 }, { name: 'n2', host_ids: ['host-1'], port: 0 }]
+  }
+}
+
+/** Requests per second over SECONDS with CONCURRENCY keep-alive clients. */
+async function throughput (d: DaemonProcess, path: () => string): Promise<number> {
+  const deadline = performance.now() + SECONDS * 1000
+  let done = 0
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (performance.now() < deadline) {
+      const res = await fetch(`${d.url}${path()}`)
+      await res.arrayBuffer()
+      if (res.status !== 200) throw new Error(`${path()}: ${res.status}`)
+      done++
+    }
+  }))
+  return done / SECONDS
+}
+
+const cluster = await TestCluster.create('bench-api', { reconcile: false, logLevel: 'warn' })
+try {
+  const [h1] = await cluster.initAndJoin(1)
+  if (h1 === undefined) throw new Error('no host')
+  const latencies: number[] = []
+  for (let i = 0; i < DATABASES; i++) {
+    const t0 = performance.now()
+    const res = await h1.post('/v1/databases', { id: `db-${i}`, spec: spec(i) })
+    latencies.push(performance.now() - t0)
+    if (res.status !== 200) throw new Error(JSON.stringify(res.body))
+  }
+  const lastHundred = latencies.slice(-100).sort((a, b) => a - b)
+  console.log(`POST /v1/databases (acknowledged after fdatasync), the last 100 of ${DATABASES}: p50 ${percentile(lastHundred, 0.5).toFixed(1)} ms, p99 ${percentile(lastHundred, 0.99).toFixed(1)} ms (${(percentile(lastHundred, 0.99) / 20).toFixed(2)}× the 20 ms target)`)
+  const list = await throughput(h1, () => '/v1/databases')
+  console.log(`GET /v1/databases with ${DATABASES} databases: ${list.toFixed(0)} requests/s`)
+  let n = 0
+  const one = await throughput(h1, () => `/v1/databases/db-${(n++) % DATABASES}`)
+  console.log(`GET /v1/databases/{id}: ${one.toFixed(0)} requests/s (${(one / 5000).toFixed(2)}× the 5,000/s target; the daemon is one Node process, one core)`)
+} finally {
+  await cluster.destroy()
+}
