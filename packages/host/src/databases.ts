@@ -270,6 +270,20 @@ export class Databases {
     return { state: plain.state, deleted: plain.deleted, tenant_id: plain.tenant_id, spec: redactSpec(decodeSpec(plain.spec) as never) }
   }
 
+  /**
+   * Each database's generation and database name, read straight from the document: cheap enough for every heartbeat
+   * and read, unlike desired(), which decodes and validates every spec.
+   */
+  generations (): Map<string, { generation: number, databaseName: string | undefined }> {
+    const out = new Map<string, { generation: number, databaseName: string | undefined }>()
+    for (const [id, raw] of Object.entries(this.ctx.state.doc.databases ?? {})) {
+      const record = raw as DatabaseRecord
+      const name = record.spec?.database_name
+      out.set(id, { generation: record.generation, databaseName: typeof name === 'string' ? name : undefined })
+    }
+    return out
+  }
+
   /** Every database as the reconciler needs it. Never send this to a client: it holds the secrets. */
   desired (): DesiredDatabaseRecord[] {
     const out: DesiredDatabaseRecord[] = []

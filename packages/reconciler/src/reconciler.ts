@@ -334,11 +334,11 @@ export class Reconciler {
       if (record.replicationHash === undefined) continue
       const status = this.local.get(record.instanceId)
       if (status?.state !== 'running' || status.role !== 'primary') continue
-      const spec = this.host.databases.desired().find(d => d.id === record.databaseId)?.spec
-      if (spec === undefined) continue
+      const databaseName = this.host.databases.generations().get(record.databaseId)?.databaseName
+      if (databaseName === undefined) continue
       let client: pg.Client | undefined
       try {
-        client = await this.connect(record.instanceId, spec.database_name)
+        client = await this.connect(record.instanceId, databaseName)
         const kind = await detect(client)
         const rows = await driverFor(kind).subscriptionStatus(client)
         const before = JSON.stringify(this.subscriptions.get(record.instanceId)?.status)
@@ -357,7 +357,7 @@ export class Reconciler {
     const out: ObservedInstance[] = []
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
     const addresses = [...(this.host.state.doc.hosts?.[this.host.config.hostId]?.client_addresses ?? [])]
-    const desired = new Map(this.host.databases.desired().map(d => [d.id, d]))
+    const desired = this.host.databases.generations()
     for (const record of this.applied?.all() ?? []) {
       const status = this.local.get(record.instanceId)
       const failure = this.errors.get(record.instanceId)
