@@ -62,6 +62,8 @@ export class DaemonProcess {
 
   get url (): string { return `http://127.0.0.1:${this.options.httpPort}` }
   get hostId (): string { return this.options.hostId }
+  /** The daemon's OS process id while it runs. */
+  get pid (): number | undefined { return this.running ? this.child?.pid : undefined }
 
   async start (): Promise<void> {
     const o = this.options

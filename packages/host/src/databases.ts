@@ -1,11 +1,12 @@
 import {
   type DatabaseSpec, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError, NotFoundError, formatIssues, instanceId, invalidInput, isIdentifier,
-  IDENTIFIER_MESSAGE, mergeSecrets, newTaskId, newUuid, redactSpec, validateSpec, type Issue
+  IDENTIFIER_MESSAGE, isSensitiveConfigKey, mergeSecrets, newTaskId, newUuid, redactSpec, validateSpec, type Issue
 } from '@pgmesh/model'
 import { type ClusterState, findConflicts, keyConflict, toPlain, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, type EncodedSpec } from './spec-encoding.js'
 import type { ObservedInstance } from './observed.js'
 import type { Task, Tasks } from './tasks.js'
+import { DatabaseCache } from './database-cache.js'
 
 export type DatabaseState = 'creating' | 'modifying' | 'available' | 'deleting' | 'degraded' | 'failed' | 'restoring' | 'unknown'
 
@@ -58,6 +59,16 @@ export interface DatabaseView {
   spec_errors?: string[]
 }
 
+/** What the cache keeps per database; views share it, so it is never mutated after it is built. */
+interface CachedDatabase {
+  record: DatabaseRecord
+  /** Deleted, and the delete finished: gone for clients. */
+  gone: boolean
+  view: Omit<DatabaseView, 'instances'>
+  placements: Placement[]
+  desired: DesiredDatabaseRecord
+}
+
 const SECRET_LEAF = /(^|\.)(password|s3_key|s3_key_secret|gcs_key|azure_key)$/
 
 export interface DatabaseContext {
@@ -80,7 +91,11 @@ function now (): string {
  * edits made on different hosts, also while apart, merge; every read validates the merged spec again.
  */
 export class Databases {
-  constructor (private readonly ctx: DatabaseContext) {}
+  private readonly cache: DatabaseCache<CachedDatabase>
+
+  constructor (private readonly ctx: DatabaseContext) {
+    this.cache = new DatabaseCache(ctx.state, id => this.build(id), entry => entry.record.task_id)
+  }
 
   private record (id: string): DatabaseRecord | undefined {
     return this.ctx.state.doc.databases?.[id] as DatabaseRecord | undefined
@@ -88,9 +103,9 @@ export class Databases {
 
   /** Databases that exist (not deleted, or deleted with their delete still in progress). */
   list (): DatabaseView[] {
-    const all = this.ctx.state.doc.databases ?? {}
-    return Object.keys(all).sort()
-      .map(id => this.tryView(id))
+    const observed = byInstanceId(this.ctx.observedInstances())
+    return this.cache.all()
+      .map(cached => this.viewOf(cached, observed))
       .filter((v): v is DatabaseView => v !== undefined)
   }
 
@@ -100,32 +115,52 @@ export class Databases {
     return view
   }
 
-  private tryView (id: string): DatabaseView | undefined {
-    const record = this.record(id)
-    if (record === undefined) return undefined
-    if (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed') return undefined
-    const spec = decodeSpec(toPlain(record.spec))
-    const view: DatabaseView = {
+  /** Everything about a database that only the document decides, computed once per change to it. */
+  private build (id: string): CachedDatabase | undefined {
+    const raw = this.record(id)
+    if (raw === undefined) return undefined
+    const record = toPlain<DatabaseRecord>(raw)
+    const spec = decodeSpec(record.spec)
+    const check = validateSpec(spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
+    const view: Omit<DatabaseView, 'instances'> = {
       id: record.id,
       ...(record.tenant_id === undefined ? {} : { tenant_id: record.tenant_id }),
       created_at: record.created_at,
       updated_at: record.updated_at,
       state: record.deleted ? 'deleting' : record.state,
-      spec: redactSpec(spec as never) as Record<string, unknown>,
-      instances: instancesOf(record.id, spec, this.ctx.observedInstances())
+      spec: redactSpec(spec as never) as Record<string, unknown>
     }
-    // As the anchor derives it since #461: an available database with an instance that is not is degraded (an
-    // instance nobody reports, say because its host is unreachable, counts).
-    if (view.state === 'available' && view.instances.some(i => i.state !== 'available')) view.state = 'degraded'
     const conflicts = this.conflicts(id)
     if (conflicts.length > 0) view.conflicts = conflicts
-    if (!record.deleted) {
-      const check = validateSpec(spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
-      if (!check.ok) {
-        view.spec_errors = formatIssues(check.issues).split('\n')
-        view.state = 'failed'
+    if (!record.deleted && !check.ok) {
+      view.spec_errors = formatIssues(check.issues).split('\n')
+      view.state = 'failed'
+    }
+    return {
+      record,
+      gone: record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed',
+      view,
+      placements: placementsOf(id, spec),
+      desired: {
+        id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
+        spec: check.ok ? check.spec : (record.deleted ? spec as unknown as DatabaseSpec : undefined),
+        sources: record.node_sources ?? {}
       }
     }
+  }
+
+  private tryView (id: string): DatabaseView | undefined {
+    const cached = this.cache.get(id)
+    return cached === undefined ? undefined : this.viewOf(cached, byInstanceId(this.ctx.observedInstances()))
+  }
+
+  private viewOf (cached: CachedDatabase, observed: ReadonlyMap<string, ObservedInstance>): DatabaseView | undefined {
+    if (cached.gone) return undefined
+    const instances = instancesOf(cached.placements, observed)
+    const view: DatabaseView = { ...cached.view, instances }
+    // As the anchor derives it since #461: an available database with an instance that is not is degraded (an
+    // instance nobody reports, say because its host is unreachable, counts).
+    if (view.state === 'available' && instances.some(i => i.state !== 'available')) view.state = 'degraded'
     return view
   }
 
@@ -141,7 +176,9 @@ export class Databases {
     const all = [...(own === undefined ? [] : [own]), ...inSpec]
     return all.map(c => ({
       path: c.path.replace(/\.items\.([^.]+)/g, '[$1]').replace(/\.order$/, ''),
-      values: SECRET_LEAF.test(c.path) ? c.values.map(() => '(secret)') : c.values.map(v => isRecordValue(v) ? redactRecord(v) : maskSecrets(v)),
+      values: isSecretPath(c.path)
+        ? c.values.map(() => '(secret)')
+        : c.values.map(v => isRecordValue(v) && c.path === '' ? redactRecord(v) : maskSecrets(v, isSecretKeyAt(c.path))),
       hosts: c.actors.map(a => this.ctx.state.hostOfActor(a) ?? a)
     }))
   }
@@ -286,18 +323,7 @@ export class Databases {
 
   /** Every database as the reconciler needs it. Never send this to a client: it holds the secrets. */
   desired (): DesiredDatabaseRecord[] {
-    const out: DesiredDatabaseRecord[] = []
-    for (const [id, raw] of Object.entries(this.ctx.state.doc.databases ?? {})) {
-      const record = toPlain<DatabaseRecord>(raw)
-      const decoded = decodeSpec(record.spec)
-      const check = validateSpec(decoded, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
-      out.push({
-        id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
-        spec: check.ok ? check.spec : (record.deleted ? decoded as unknown as DatabaseSpec : undefined),
-        sources: record.node_sources ?? {}
-      })
-    }
-    return out
+    return this.cache.all().map(cached => cached.desired)
   }
 
   /** Closes a database's task with what the hosts reported, and moves the database to the matching state. */
@@ -341,34 +367,41 @@ function withDefaults (spec: Record<string, unknown>, defaultPostgresVersion: st
   return { ...spec, postgres_version: defaultPostgresVersion }
 }
 
-/**
- * The instances a spec places, one per host of each node, with what their hosts report (the anchor's Instance
- * fields); an instance no host has reported yet is `unknown`.
- */
-function instancesOf (databaseId: string, spec: Record<string, unknown>, observed: readonly ObservedInstance[]): Array<Record<string, unknown>> {
+interface Placement { id: string, host_id: string, node_name: string }
+
+/** The instances a spec places: one per host of each node, sorted as responses list them. */
+function placementsOf (databaseId: string, spec: Record<string, unknown>): Placement[] {
   const nodes = Array.isArray(spec.nodes) ? spec.nodes as Array<{ name?: unknown, host_ids?: unknown }> : []
-  const byId = new Map(observed.filter(o => o.database_id === databaseId).map(o => [o.id, o]))
-  const out: Array<Record<string, unknown>> = []
+  const out: Placement[] = []
   for (const node of nodes) {
     if (typeof node.name !== 'string' || !Array.isArray(node.host_ids)) continue
     for (const hostId of node.host_ids) {
-      if (typeof hostId !== 'string') continue
-      const id = instanceId(databaseId, node.name, hostId)
-      const o = byId.get(id)
-      out.push(o === undefined
-        ? { id, host_id: hostId, node_name: node.name, state: 'unknown' }
-        : {
-            id, host_id: hostId, node_name: node.name, state: o.state, status_updated_at: o.updated_at,
-            ...(o.error === undefined ? {} : { error: o.error }),
-            ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
-            postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
-            ...(o.role === 'primary' && o.subscriptions !== undefined
-              ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions } }
-              : {})
-          })
+      if (typeof hostId === 'string') out.push({ id: instanceId(databaseId, node.name, hostId), host_id: hostId, node_name: node.name })
     }
   }
-  return out.sort((a, b) => String(a.node_name).localeCompare(String(b.node_name)) || String(a.id).localeCompare(String(b.id)))
+  return out.sort((a, b) => a.node_name.localeCompare(b.node_name) || a.id.localeCompare(b.id))
+}
+
+function byInstanceId (observed: readonly ObservedInstance[]): Map<string, ObservedInstance> {
+  return new Map(observed.map(o => [o.id, o]))
+}
+
+/** The anchor's Instance fields for each placed instance, with what its host reports; unreported is `unknown`. */
+function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>): Array<Record<string, unknown>> {
+  return placements.map(({ id, host_id, node_name }) => {
+    const o = observed.get(id)
+    return o === undefined
+      ? { id, host_id, node_name, state: 'unknown' }
+      : {
+          id, host_id, node_name, state: o.state, status_updated_at: o.updated_at,
+          ...(o.error === undefined ? {} : { error: o.error }),
+          ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
+          postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
+          ...(o.role === 'primary' && o.subscriptions !== undefined
+            ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions } }
+            : {})
+        }
+  })
 }
 
 export interface DiffEntry { path: string, action: 'set' | 'removed', before?: unknown, after?: unknown }
@@ -395,12 +428,30 @@ function isRecordValue (v: unknown): v is Record<string, unknown> {
 /** A whole conflicting database record (two concurrent creates): show it the way GET would. */
 function redactRecord (v: Record<string, unknown>): unknown {
   if (isRecordValue(v.spec)) return { ...v, spec: redactSpec(decodeSpec(v.spec) as never) }
-  return maskSecrets(v)
+  return maskSecrets(v, key => SECRET_LEAF.test(key))
 }
 
-/** A conflicting subtree (a whole user, a repository list): its secret fields masked at any depth. */
-function maskSecrets (v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(maskSecrets)
+/**
+ * Whether a conflict at this document path holds a secret: a password or repository key, or anything under a
+ * service's config whose key looks secret (the same rule responses use to strip service config).
+ */
+function isSecretPath (path: string): boolean {
+  if (SECRET_LEAF.test(path)) return true
+  const segments = path.split('.')
+  const services = segments.indexOf('services')
+  const config = services < 0 ? -1 : segments.indexOf('config', services)
+  return config > 0 && segments.slice(config + 1).some(isSensitiveConfigKey)
+}
+
+/** The test for keys inside a conflicting subtree at this path: service configs have their own rule. */
+function isSecretKeyAt (path: string): (key: string) => boolean {
+  if (!path.split('.').includes('services')) return key => SECRET_LEAF.test(key)
+  return key => SECRET_LEAF.test(key) || isSensitiveConfigKey(key)
+}
+
+/** A conflicting subtree (a whole user, a service, a repository list): its secret fields masked at any depth. */
+function maskSecrets (v: unknown, isSecretKey: (key: string) => boolean): unknown {
+  if (Array.isArray(v)) return v.map(x => maskSecrets(x, isSecretKey))
   if (!isRecordValue(v)) return v
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_LEAF.test(k) ? '(secret)' : maskSecrets(x)]))
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, isSecretKey(k) ? '(secret)' : maskSecrets(x, isSecretKey)]))
 }

@@ -1,0 +1,77 @@
+import type * as A from '@automerge/automerge'
+import type { ClusterState } from '@pgmesh/state'
+
+/**
+ * Values derived from one database's part of the cluster document (decoded spec, validation, redacted view,
+ * conflicts), rebuilt only after a change touched that part. Reads vastly outnumber writes, and decoding and
+ * validating a spec costs far more than serving it, so a read after no change costs a map lookup.
+ *
+ * Invalidation is lazy: the first read after the document moved asks Automerge which paths changed between the
+ * heads this cache was built at and the current ones. A change under `hosts` invalidates everything (validation
+ * depends on the known host ids); a change to a task invalidates the databases whose current task it is.
+ */
+export class DatabaseCache<T> {
+  private heads: A.Heads | undefined
+  private readonly entries = new Map<string, T | null>()
+  /** The database ids in the document, sorted; recomputed after any change. */
+  private ids: string[] | undefined
+
+  constructor (
+    private readonly state: ClusterState,
+    private readonly build: (id: string) => T | undefined,
+    private readonly taskOf: (entry: T) => string
+  ) {}
+
+  get (id: string): T | undefined {
+    this.refresh()
+    return this.entry(id)
+  }
+
+  /** Every database's entry, in id order. */
+  all (): T[] {
+    this.refresh()
+    this.ids ??= Object.keys(this.state.doc.databases ?? {}).sort()
+    return this.ids.map(id => this.entry(id)).filter((e): e is T => e !== undefined)
+  }
+
+  private entry (id: string): T | undefined {
+    let entry = this.entries.get(id)
+    if (entry === undefined) {
+      entry = this.build(id) ?? null
+      this.entries.set(id, entry)
+    }
+    return entry ?? undefined
+  }
+
+  private refresh (): void {
+    const heads = this.state.heads()
+    if (this.heads !== undefined && sameHeads(this.heads, heads)) return
+    if (this.heads === undefined) this.entries.clear()
+    else this.invalidate(this.state.diff(this.heads, heads))
+    this.heads = heads
+    this.ids = undefined
+  }
+
+  private invalidate (patches: A.Patch[]): void {
+    const tasks = new Set<string>()
+    for (const { path } of patches) {
+      const [root, key] = path
+      if (root === 'databases' && key !== undefined) {
+        this.entries.delete(String(key))
+      } else if (root === 'tasks' && key !== undefined) {
+        tasks.add(String(key))
+      } else if (root === 'hosts' || root === 'databases' || root === 'tasks' || root === undefined) {
+        this.entries.clear()
+        return
+      }
+    }
+    if (tasks.size === 0) return
+    for (const [id, entry] of this.entries) {
+      if (entry !== null && tasks.has(this.taskOf(entry))) this.entries.delete(id)
+    }
+  }
+}
+
+function sameHeads (a: A.Heads, b: A.Heads): boolean {
+  return a.length === b.length && a.every((h, i) => h === b[i])
+}

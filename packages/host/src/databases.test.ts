@@ -1,0 +1,99 @@
+// Conflicts and the view cache, on two real document replicas that edit apart and then merge.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as A from '@automerge/automerge'
+import { ClusterState } from '@pgmesh/state'
+import pino from 'pino'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Databases } from './databases.js'
+import { TaskLogStore } from './task-log.js'
+import { Tasks } from './tasks.js'
+
+const logger = pino({ level: 'silent' })
+
+interface Replica { hostId: string, state: ClusterState, databases: Databases }
+
+let dir: string
+let a: Replica
+let b: Replica
+
+async function open (hostId: string): Promise<Replica> {
+  const state = await ClusterState.open({ dir: join(dir, hostId, 'state'), hostId, logger })
+  const tasks = new Tasks(hostId, state, new TaskLogStore(join(dir, hostId, 'tasks'), hostId), async () => [])
+  const databases = new Databases({ hostId, state, tasks, knownHostIds: () => new Set(Object.keys(state.doc.hosts ?? {})), observedInstances: () => [], defaultPostgresVersion: '15.18' })
+  return { hostId, state, databases }
+}
+
+function merge (from: Replica, to: Replica): void {
+  const bytes = A.save(from.state.doc)
+  to.state.applyRemote(from.hostId, doc => [A.merge(doc, A.load(bytes)), undefined])
+}
+
+function spec (apiKey: string, workMem: string): Record<string, unknown> {
+  return {
+    database_name: 'app',
+    postgresql_conf: { work_mem: workMem },
+    nodes: [{ name: 'n1', host_ids: ['host-1'] }],
+    database_users: [{ username: 'app', password: 'pw-app' }],
+    services: [{
+      service_id: 'mcp', service_type: 'mcp', version: '1.0.0', host_ids: ['host-1'], connect_as: 'app',
+      config: { llm_provider: 'anthropic', anthropic_api_key: apiKey, nested: [{ access_token: `${apiKey}-nested`, model: 'x' }] }
+    }]
+  }
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pgmesh-databases-'))
+  a = await open('host-1')
+  b = await open('host-2')
+  await a.state.initialize('c1')
+  await a.state.change({ op: 'test.hosts' }, d => { d.hosts = { 'host-1': { id: 'host-1' }, 'host-2': { id: 'host-2' } } as never })
+  await a.databases.create({ id: 'db', spec: spec('sk-base', '4MB') })
+  merge(a, b)
+})
+
+afterEach(async () => {
+  await a.state.close()
+  await b.state.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('conflicts', () => {
+  it('never show a service config secret, as a leaf or inside a conflicting subtree', async () => {
+    await a.databases.update('db', { spec: spec('sk-from-a', '8MB') })
+    await b.databases.update('db', { spec: spec('sk-from-b', '16MB') })
+    merge(a, b)
+    merge(b, a)
+    const view = a.databases.get('db')
+    const paths = (view.conflicts ?? []).map(c => c.path)
+    expect(paths).toContain('spec.services[mcp].config.anthropic_api_key')
+    expect(paths).toContain('spec.postgresql_conf.work_mem')
+    const key = view.conflicts?.find(c => c.path === 'spec.services[mcp].config.anthropic_api_key')
+    expect(key?.values).toEqual(['(secret)', '(secret)'])
+    // The nested list is one value: both sides' copies conflict as a whole, with their token masked.
+    const nested = view.conflicts?.find(c => c.path === 'spec.services[mcp].config.nested')
+    expect(nested?.values).toHaveLength(2)
+    expect(JSON.stringify(view)).not.toMatch(/sk-(base|from-a|from-b)/)
+    expect(JSON.stringify(b.databases.get('db'))).not.toMatch(/sk-(base|from-a|from-b)/)
+  })
+})
+
+describe('views after changes', () => {
+  it('follow local writes, merged remote writes and the set of known hosts', async () => {
+    const before = a.databases.get('db')
+    expect(a.databases.get('db').spec).toBe(before.spec)
+
+    await b.databases.update('db', { spec: spec('sk-base', '32MB') })
+    merge(b, a)
+    expect((a.databases.get('db').spec.postgresql_conf as Record<string, unknown>).work_mem).toBe('32MB')
+
+    // A spec naming a host that leaves the cluster fails validation on the next read, without any database write.
+    await b.state.change({ op: 'test.hosts' }, d => { delete d.hosts['host-1'] })
+    merge(b, a)
+    const failed = a.databases.get('db')
+    expect(failed.state).toBe('failed')
+    expect(failed.spec_errors?.join('\n')).toMatch(/host-1/)
+    expect(a.databases.desired().find(d => d.id === 'db')?.spec).toBeUndefined()
+  })
+})
