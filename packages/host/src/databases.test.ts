@@ -77,6 +77,15 @@ describe('conflicts', () => {
     expect(JSON.stringify(view)).not.toMatch(/sk-(base|from-a|from-b)/)
     expect(JSON.stringify(b.databases.get('db'))).not.toMatch(/sk-(base|from-a|from-b)/)
   })
+
+  it('leave out fields both sides set to the same value', async () => {
+    await a.databases.update('db', { spec: spec('sk-same', '8MB') })
+    await b.databases.update('db', { spec: spec('sk-same', '8MB') })
+    merge(a, b)
+    merge(b, a)
+    expect(a.databases.get('db').conflicts).toBeUndefined()
+    expect(b.databases.get('db').conflicts).toBeUndefined()
+  })
 })
 
 describe('views after changes', () => {

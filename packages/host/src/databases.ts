@@ -173,7 +173,8 @@ export class Databases {
     // Only what the user wrote: bookkeeping fields (generation, updated_at, task_id) race on every concurrent edit.
     const spec = record.spec
     const inSpec = isRecordValue(spec) ? findConflicts(spec, 'spec') : []
-    const all = [...(own === undefined ? [] : [own]), ...inSpec]
+    // Both sides writing the same value is agreement, not a conflict (say, the same edit sent to two hosts).
+    const all = [...(own === undefined ? [] : [own]), ...inSpec].filter(c => new Set(c.values.map(v => JSON.stringify(v))).size > 1)
     return all.map(c => ({
       path: c.path.replace(/\.items\.([^.]+)/g, '[$1]').replace(/\.order$/, ''),
       values: isSecretPath(c.path)
