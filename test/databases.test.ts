@@ -233,6 +233,52 @@ describe('a three-node database on three hosts', () => {
     await waitTask(h2, 'crashy', del.body.task.task_id)
   })
 
+  it('cancels a create: the task ends canceled and the database failed; resubmitting the spec finishes it', async () => {
+    const [, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const spec = {
+      database_name: 'later',
+      database_users: [{ username: 'admin', password: 'later-password', db_owner: true, attributes: ['LOGIN'] }],
+      nodes: [{ name: 'n1', host_ids: ['host-2'] }, { name: 'n2', host_ids: ['host-3'] }]
+    }
+    const created = await h2.post('/v1/databases', { id: 'later', spec })
+    expect(created.status).toBe(200)
+    const cancel = await h3.get(`/v1/databases/later/tasks/${created.body.task.task_id as string}/cancel`)
+    expect(cancel.status, JSON.stringify(cancel.body)).toBe(200)
+    expect(cancel.body.status).toBe('canceling')
+    // The host the create came from closes the task once the hosts have paused; every host shows it.
+    const canceled = await until('create canceled', async () => {
+      const t = (await h3.get(`/v1/databases/later/tasks/${created.body.task.task_id as string}`)).body
+      return t.status === 'canceled' ? t : undefined
+    }, 30_000, 100)
+    expect(canceled.completed_at).toBeDefined()
+    await until('database failed after the cancel', async () => (await h3.get('/v1/databases/later')).body.state === 'failed', 15_000, 100)
+    // A canceled task cannot be canceled again.
+    expect((await h2.get(`/v1/databases/later/tasks/${created.body.task.task_id as string}/cancel`)).status).toBe(400)
+
+    // Retry: the same spec sent again as an update runs to the end.
+    const retry = await h3.post('/v1/databases/later', { spec })
+    expect(retry.status, JSON.stringify(retry.body)).toBe(200)
+    await waitTask(h3, 'later', retry.body.task.task_id)
+    const later = (await h2.get('/v1/databases/later')).body as Db
+    expect(later.state).toBe('available')
+    const [n1, n2] = [await connect(later, 'n1', 'later', 'later-password'), await connect(later, 'n2', 'later', 'later-password')]
+    try {
+      const info = later.instances.find(i => i.node_name === 'n1')?.connection_info
+      const admin = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'later' })
+      await admin.connect()
+      await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.t (id int PRIMARY KEY); GRANT ALL ON public.t TO admin', '{ddl_sql}')")
+      await admin.end()
+      await until('table on n2', async () => (await n2.query("SELECT to_regclass('public.t') AS t")).rows[0].t !== null, 15_000, 100)
+      await n1.query('INSERT INTO t VALUES (1)')
+      await until('row from n1 on n2', async () => (await n2.query('SELECT 1 FROM t WHERE id = 1')).rowCount === 1, 15_000, 100)
+    } finally {
+      await n1.end()
+      await n2.end()
+    }
+    const del = await h2.request('DELETE', '/v1/databases/later')
+    await waitTask(h2, 'later', del.body.task.task_id)
+  })
+
   it('deletes it: no instance, process or directory is left on any host', async () => {
     const [h1, h2] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     for (const c of clients.splice(0)) await c.end().catch(() => {})
