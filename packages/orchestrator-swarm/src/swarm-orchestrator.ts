@@ -42,9 +42,13 @@ interface InstanceRecord {
   desiredRunning: boolean
   /** Bumped to make Swarm replace the task (a restart). */
   forceUpdate: number
+  /** Settings and auth files (hash) the running server has loaded; updated only once a change is applied. */
   appliedSettings: Record<string, string>
+  appliedAuth?: string
   scriptsDone: ScriptsDone
 }
+
+interface ConfigChange { settings: string[], auth: boolean, applied: { settings: Record<string, string>, auth: string } }
 
 interface Paths { dir: string, data: string, configs: string, socket: string, state: string }
 
@@ -141,7 +145,8 @@ export class SwarmOrchestrator implements Orchestrator {
       state.desiredRunning = true
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
       const image = spec.swarm?.image ?? this.options.defaultImage ?? `pgmesh/postgres:${major}`
-      const configChange = await this.writeConfig(paths, state, spec, image.includes('spock') ? 'spock' : 'pglogical')
+      // Written now (a new container reads them at start); recorded as applied only once the server has them.
+      const configChange = await this.writeConfig(paths, spec, state, image.includes('spock') ? 'spock' : 'pglogical')
       await this.writeState(paths, state)
 
       const input: TaskInput = {
@@ -160,6 +165,9 @@ export class SwarmOrchestrator implements Orchestrator {
       const replaced = role.manager ? await this.ensureService(input, role, state) : await this.ensureContainer(input, state)
       await this.waitReady(state, specHash(input))
       if (!replaced) await this.applyConfigChange(paths, state, configChange)
+      state.appliedSettings = configChange.applied.settings
+      state.appliedAuth = configChange.applied.auth
+      await this.writeState(paths, state)
       const status = await this.inspect(paths, state)
       if (spec.database !== undefined && status.role === 'primary') {
         await setupDatabase(async (database, work) => await this.withClient(paths, state, database, work), spec.database, state.scriptsDone, async script => {
@@ -261,12 +269,13 @@ export class SwarmOrchestrator implements Orchestrator {
    */
   private async ensureNetwork (databaseId: string, role: SwarmRole): Promise<string> {
     const name = networkName(databaseId)
+    // A worker sees a swarm network only once something of its own is attached; the Engine resolves the name then.
+    if (!role.manager) return name
     const find = async (): Promise<Docker.NetworkInspectInfo[]> => (await this.docker.listNetworks({ filters: { name: [name] } }))
       .filter(n => n.Name === name && n.Scope === 'swarm')
       .sort((a, b) => a.Created.localeCompare(b.Created) || a.Id.localeCompare(b.Id))
     let networks = await find()
     if (networks.length === 0) {
-      if (!role.manager) throw new Error(`network ${name} does not exist yet; a manager host of the database creates it (this host is a swarm worker)`)
       await this.docker.createNetwork({
         Name: name, Driver: 'overlay', Attachable: true, CheckDuplicate: true,
         Labels: { [LABELS.databaseId]: databaseId, [LABELS.component]: 'network' }
@@ -438,7 +447,7 @@ export class SwarmOrchestrator implements Orchestrator {
    * postgresql.conf (the process orchestrator's settings, with container paths), pg_hba.conf and pg_ident.conf,
    * all outside pgdata in the read-only configs mount, so they exist before initdb and travel with nothing else.
    */
-  private async writeConfig (paths: Paths, state: InstanceRecord, spec: InstanceSpec, library: ReplicationLibrary): Promise<{ settings: string[], auth: boolean }> {
+  private async writeConfig (paths: Paths, spec: InstanceSpec, state: InstanceRecord, library: ReplicationLibrary): Promise<ConfigChange> {
     const settings = desiredSettings({
       spec: { instanceId: spec.instanceId, listenAddresses: ['*'], ...(spec.postgresqlConf === undefined ? {} : { postgresqlConf: spec.postgresqlConf }) },
       port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library
@@ -446,27 +455,26 @@ export class SwarmOrchestrator implements Orchestrator {
     const conf = renderManagedConf(settings) +
       `hba_file = '${CONTAINER_PATHS.configs}/pg_hba.conf'\nident_file = '${CONTAINER_PATHS.configs}/pg_ident.conf'\n`
     await this.writeConfigFile(join(paths.configs, 'postgresql.conf'), conf)
-    let auth = false
-    for (const [file, content] of [['pg_hba.conf', renderHba(spec)], ['pg_ident.conf', renderIdent(spec)]] as const) {
-      auth = await this.writeConfigFile(join(paths.configs, file), content) || auth
-    }
+    const hba = renderHba(spec)
+    const ident = renderIdent(spec)
+    await this.writeConfigFile(join(paths.configs, 'pg_hba.conf'), hba)
+    await this.writeConfigFile(join(paths.configs, 'pg_ident.conf'), ident)
+    const authHash = createHash('sha256').update(hba).update('\0').update(ident).digest('hex').slice(0, 16)
     const applied = state.appliedSettings
     const names = new Set([...Object.keys(applied), ...settings.keys()])
     const changed = [...names].filter(name => applied[name] !== settings.get(name))
-    state.appliedSettings = Object.fromEntries(settings)
-    return { settings: changed, auth }
+    return { settings: changed, auth: state.appliedAuth !== authHash, applied: { settings: Object.fromEntries(settings), auth: authHash } }
   }
 
-  /** Readable by the container's postgres user (no secrets in these files); true when the content changed. */
-  private async writeConfigFile (path: string, content: string): Promise<boolean> {
-    if (await readFile(path, 'utf8').catch(() => '') === content) return false
+  /** Readable by the container's postgres user (no secrets in these files). */
+  private async writeConfigFile (path: string, content: string): Promise<void> {
+    if (await readFile(path, 'utf8').catch(() => '') === content) return
     await writeFile(`${path}.tmp`, content, { mode: 0o644 })
     await rename(`${path}.tmp`, path)
-    return true
   }
 
   /** Reload, or restart when a changed setting needs it (context `postmaster`, or `pending_restart` after reload). */
-  private async applyConfigChange (paths: Paths, state: InstanceRecord, change: { settings: string[], auth: boolean }): Promise<void> {
+  private async applyConfigChange (paths: Paths, state: InstanceRecord, change: ConfigChange): Promise<void> {
     if (change.settings.length === 0 && !change.auth) return
     const needsRestart = await this.withClient(paths, state, 'postgres', async client => {
       const { rows: atStart } = await client.query<{ name: string }>(

@@ -128,8 +128,9 @@ export function serviceSpec (input: TaskInput, nodeId: string, replicas: 0 | 1, 
         ],
         StopSignal: 'SIGINT',
         StopGracePeriod: STOP_GRACE_SECONDS * SECOND_NS,
-        HealthCheck: { Test: healthTest(input), ...HEALTH },
-        CapabilityAdd: ['CAP_NET_ADMIN']
+        CapabilityAdd: ['CAP_NET_ADMIN'],
+        // The Engine API's key; @types/dockerode spells it HealthCheck, which the Engine ignores.
+        ...{ Healthcheck: { Test: healthTest(input), ...HEALTH } }
       },
       RestartPolicy: { Condition: 'any', Delay: SECOND_NS },
       Placement: { Constraints: [`node.id==${nodeId}`] },
