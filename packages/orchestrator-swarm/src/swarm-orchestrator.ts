@@ -515,7 +515,8 @@ export class SwarmOrchestrator implements Orchestrator {
       return { ...base, state: state.desiredRunning ? 'crashed' : 'stopped' }
     }
     if (running === undefined) return { ...base, state: state.desiredRunning ? 'crashed' : 'stopped' }
-    const pid = await this.docker.getContainer(running.Id).inspect().then(c => c.State.Pid, () => undefined)
+    const container = await this.docker.getContainer(running.Id).inspect().catch(() => undefined)
+    const pid = container?.State.Pid
     try {
       return await this.withClient(paths, state, 'postgres', async client => {
         const { rows } = await client.query<{ in_recovery: boolean, version_num: number }>(
@@ -530,7 +531,9 @@ export class SwarmOrchestrator implements Orchestrator {
         }
       })
     } catch {
-      return { ...base, state: 'starting', ...(pid === undefined ? {} : { pid }) }
+      // Not accepting connections: still starting, unless Docker's health check has given up on it.
+      const unhealthy = container?.State.Health?.Status === 'unhealthy'
+      return { ...base, state: unhealthy ? 'crashed' : 'starting', ...(pid === undefined ? {} : { pid }) }
     }
   }
 
