@@ -1,13 +1,15 @@
 # The pgmesh daemon's image. Runs like the anchor's server: host network, the Docker socket mounted, and the data
 # dir at the same path inside and out. The process orchestrator needs PostgreSQL and pglogical in the image.
-FROM node:20-bookworm-slim AS build
+# NODE_IMAGE: any Debian 12 image with Node.js 20 (and npm for the build stage), e.g. one made without a registry.
+ARG NODE_IMAGE=node:20-bookworm-slim
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
 COPY packages packages
 COPY cmd cmd
 RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM ${NODE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 postgresql-15-pglogical \
  && rm -rf /var/lib/apt/lists/*

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12.
+# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and what the swarm
+# orchestrator's tests need: Docker (docker.io; the testbed starts its own dockerds in network namespaces),
+# mmdebstrap (builds the Postgres image from Debian packages, no image registry needed) and iproute2.
 # Idempotent: installs only what is missing, and refreshes the package lists only when apt does not
 # know a missing package yet (a fresh machine or container has empty lists).
 set -eu
 
-PACKAGES="postgresql-15 postgresql-15-pglogical postgresql-contrib"
+PACKAGES="postgresql-15 postgresql-15-pglogical postgresql-contrib docker.io mmdebstrap iproute2"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get needs it)" >&2

@@ -50,6 +50,12 @@ export interface DaemonOptions {
   logLevel?: string
   /** false: a control-only host, for tests of the desired state alone (no Postgres started). */
   reconcile?: boolean
+  /** Run inside this network namespace (`ip netns exec`), e.g. a testbed host of its own. */
+  netns?: string
+  /** The address HTTP and libp2p listen on; default 127.0.0.1. */
+  address?: string
+  /** More `pgmesh run` arguments. */
+  args?: string[]
 }
 
 /** One `pgmesh run` as a separate OS process on loopback. */
@@ -60,19 +66,22 @@ export class DaemonProcess {
 
   constructor (readonly options: DaemonOptions) {}
 
-  get url (): string { return `http://127.0.0.1:${this.options.httpPort}` }
+  get url (): string { return `http://${this.options.address ?? '127.0.0.1'}:${this.options.httpPort}` }
   get hostId (): string { return this.options.hostId }
   /** The daemon's OS process id while it runs. */
   get pid (): number | undefined { return this.running ? this.child?.pid : undefined }
 
   async start (): Promise<void> {
     const o = this.options
-    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', '127.0.0.1', '--http-port', String(o.httpPort),
-      '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug']
+    const address = o.address ?? '127.0.0.1'
+    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
+      '--listen', `/ip4/${address}/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug', ...(o.args ?? [])]
     if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
     if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)
     if (o.reconcile === false) args.push('--reconcile', 'false')
-    const child = spawn(process.execPath, args, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    // `ip netns exec` execs the command, so the child is the daemon itself (signals reach it).
+    const [file, argv] = o.netns === undefined ? [process.execPath, args] : ['ip', ['netns', 'exec', o.netns, process.execPath, ...args]]
+    const child = spawn(file, argv, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     this.output = ''
     if (o.logFile !== undefined) {

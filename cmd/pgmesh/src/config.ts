@@ -17,6 +17,10 @@ export const FileConfigSchema = z.strictObject({
   bootstrap: z.array(z.string()).optional(),
   cluster_key_file: z.string().optional(),
   orchestrator: z.enum(['process', 'swarm']).optional(),
+  /** swarm: the Docker Engine socket (default /var/run/docker.sock). */
+  docker_host: z.string().min(1).optional(),
+  /** swarm: the Postgres image for databases whose spec names none (default pgmesh/postgres:<major>). */
+  postgres_image: z.string().min(1).optional(),
   client_addresses: z.array(z.string()).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** false: a control-only host (API and mesh, no instances managed here). */
@@ -30,6 +34,7 @@ export interface DaemonConfig {
   httpAddress: string
   httpPort: number
   logLevel: NonNullable<FileConfig['log_level']>
+  swarm: { dockerHost: string, postgresImage?: string }
 }
 
 /** Reads and validates a JSON config file; errors name the file and the offending field. */
@@ -64,6 +69,10 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
     httpPort,
     logLevel: merged.log_level ?? 'info',
     reconcile: merged.reconcile ?? true,
+    swarm: {
+      dockerHost: merged.docker_host ?? '/var/run/docker.sock',
+      ...(merged.postgres_image === undefined ? {} : { postgresImage: merged.postgres_image })
+    },
     host: {
       hostId,
       dataDir: resolve(merged.data_dir ?? 'pgmesh-data'),

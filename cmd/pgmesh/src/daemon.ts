@@ -1,7 +1,8 @@
 import { serve, type ServerType } from '@hono/node-server'
 import { createApp } from '@pgmesh/api'
 import { Host } from '@pgmesh/host'
-import { ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import { type Orchestrator, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
 import { Reconciler } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
@@ -21,8 +22,7 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   const host = await Host.open(config.host, logger)
   let draining = false
   const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
-  if (config.host.orchestrator !== 'process') throw new Error(`orchestrator ${config.host.orchestrator} is not available yet; use process`)
-  const orchestrator = config.reconcile ? await ProcessOrchestrator.open({ dataDir: config.host.dataDir, logger: logger.child({ component: 'orchestrator' }) }) : undefined
+  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' })) : undefined
   const reconciler = orchestrator === undefined ? undefined : new Reconciler(host, orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
   await reconciler?.start()
@@ -48,4 +48,13 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
     await stopping
   }
   return { host, logger, stop }
+}
+
+async function openOrchestrator (config: DaemonConfig, logger: Logger): Promise<Orchestrator> {
+  const { dataDir, hostId } = config.host
+  if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger })
+  return await SwarmOrchestrator.open({
+    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost,
+    ...(config.swarm.postgresImage === undefined ? {} : { defaultImage: config.swarm.postgresImage })
+  })
 }

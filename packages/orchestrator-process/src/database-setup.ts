@@ -2,7 +2,7 @@ import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
 import { InvalidInputError } from '@pgmesh/model'
 import { escapeIdentifier, escapeLiteral, type ClientBase } from 'pg'
-import type { DatabaseUser } from './orchestrator.js'
+import type { DatabaseSetup, DatabaseUser } from './orchestrator.js'
 
 const pbkdf2Async = promisify(pbkdf2)
 
@@ -134,4 +134,35 @@ export async function ensureDatabaseOwner (client: ClientBase, database: string,
     'SELECT 1 FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba WHERE d.datname = $1 AND r.rolname = $2',
     [database, owner])
   if (found.rowCount === 0) await client.query(`ALTER DATABASE ${escapeIdentifier(database)} OWNER TO ${escapeIdentifier(owner)}`)
+}
+
+/** Which of a database's run-once scripts already ran on an instance (kept by the orchestrator across restarts). */
+export interface ScriptsDone { postInit: boolean, postDatabaseCreate: boolean }
+
+/**
+ * Users, database, owner and the run-once scripts of a primary, in the order the anchor applies them. `connect`
+ * opens a superuser connection to a database of the instance; `markDone` persists script completion before the
+ * next step, so a failure after a script never runs it twice.
+ */
+export async function setupDatabase (
+  connect: <T>(database: string, work: (client: ClientBase) => Promise<T>) => Promise<T>,
+  setup: DatabaseSetup, done: ScriptsDone, markDone: (script: keyof ScriptsDone) => Promise<void>
+): Promise<void> {
+  const owners = (setup.users ?? []).filter(u => u.dbOwner === true)
+  if (owners.length > 1) throw new InvalidInputError('at most one user can be the database owner')
+  await connect('postgres', async client => {
+    if (!done.postInit) {
+      await runScript(client, setup.scripts?.postInit ?? [])
+      await markDone('postInit')
+    }
+    const { rows } = await client.query<{ version_num: number }>("SELECT current_setting('server_version_num')::int AS version_num")
+    for (const user of setup.users ?? []) await ensureUser(client, user, rows[0]?.version_num ?? 0)
+    await ensureDatabaseExists(client, setup.name)
+  })
+  if (!done.postDatabaseCreate) {
+    await connect(setup.name, async client => { await runScript(client, setup.scripts?.postDatabaseCreate ?? []) })
+    await markDone('postDatabaseCreate')
+  }
+  const owner = owners[0]
+  if (owner !== undefined) await connect('postgres', async client => { await ensureDatabaseOwner(client, setup.name, owner.username) })
 }

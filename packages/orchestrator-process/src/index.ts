@@ -1,5 +1,11 @@
 export type {
-  DatabaseSetup, DatabaseUser, InstanceEvent, InstanceSpec, InstanceState, InstanceStatus, Orchestrator, SettingValue
+  DatabaseSetup, DatabaseUser, InstanceEvent, InstanceSpec, InstanceState, InstanceStatus, Orchestrator, SettingValue,
+  SwarmInstanceOptions
 } from './orchestrator.js'
 export { ProcessOrchestrator, type ProcessOrchestratorOptions } from './process-orchestrator.js'
-export { SYSTEM_SUPERUSER } from './postgres-config.js'
+export {
+  desiredSettings, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary, SYSTEM_SUPERUSER
+} from './postgres-config.js'
+export { type ScriptsDone, setupDatabase } from './database-setup.js'
+export { assertInstanceId } from './instance-store.js'
+export { pickFreePort } from './ports.js'

@@ -60,6 +60,15 @@ export interface InstanceSpec {
   primary?: { host: string, port: number }
   /** Users, database and scripts; applied on primaries only (replicas get them from their primary). */
   database?: DatabaseSetup
+  /** The anchor's `orchestrator_opts.swarm`: read by the swarm orchestrator, ignored by the process one. */
+  swarm?: SwarmInstanceOptions
+}
+
+export interface SwarmInstanceOptions {
+  /** The Postgres image instead of the host's default. */
+  image?: string
+  /** Added to the service and container labels (keys starting with `pgedge.` are rejected by the spec validation). */
+  extraLabels?: Record<string, string>
 }
 
 /**

@@ -4,7 +4,7 @@ import { InvalidInputError, NotFoundError } from '@pgmesh/model'
 import { Client } from 'pg'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor } from './binaries.js'
-import { ensureDatabaseExists, ensureDatabaseOwner, ensureUser, runScript } from './database-setup.js'
+import { setupDatabase } from './database-setup.js'
 import {
   assertInstanceId, type InstanceRecord, InstancePaths, listInstanceIds, readState, writeState
 } from './instance-store.js'
@@ -542,27 +542,10 @@ export class ProcessOrchestrator implements Orchestrator {
   }
 
   private async setupDatabase (paths: InstancePaths, state: InstanceRecord, setup: DatabaseSetup): Promise<void> {
-    const owners = (setup.users ?? []).filter(u => u.dbOwner === true)
-    if (owners.length > 1) throw new InvalidInputError('at most one user can be the database owner')
-    await this.withClient(paths, state, 'postgres', async client => {
-      if (!state.scriptsDone.postInit) {
-        await runScript(client, setup.scripts?.postInit ?? [])
-        state.scriptsDone.postInit = true
-        await writeState(paths, state)
-      }
-      const { rows } = await client.query<{ version_num: number }>("SELECT current_setting('server_version_num')::int AS version_num")
-      for (const user of setup.users ?? []) await ensureUser(client, user, rows[0]?.version_num ?? 0)
-      await ensureDatabaseExists(client, setup.name)
-    })
-    if (!state.scriptsDone.postDatabaseCreate) {
-      await this.withClient(paths, state, setup.name, async client => { await runScript(client, setup.scripts?.postDatabaseCreate ?? []) })
-      state.scriptsDone.postDatabaseCreate = true
+    await setupDatabase(async (database, work) => await this.withClient(paths, state, database, work), setup, state.scriptsDone, async script => {
+      state.scriptsDone[script] = true
       await writeState(paths, state)
-    }
-    const owner = owners[0]
-    if (owner !== undefined) {
-      await this.withClient(paths, state, 'postgres', async client => { await ensureDatabaseOwner(client, setup.name, owner.username) })
-    }
+    })
   }
 
   /** Best effort: a replica that goes away (promoted or removed) must not make its primary keep WAL forever. */

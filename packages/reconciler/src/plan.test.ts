@@ -684,6 +684,19 @@ describe('plan', () => {
     expect([action.providers, action.nodes]).toEqual([[], ['n1']])
   })
 
+  it("passes orchestrator_opts.swarm to the instance spec (a node's replaces the database's), and nothing when unset", () => {
+    const withOpts: DatabaseSpec = {
+      ...storefront,
+      orchestrator_opts: { swarm: { image: 'db-image:1', extra_labels: { tier: 'gold' } } },
+      nodes: storefront.nodes.map(n => n.name === 'n2' ? { ...n, orchestrator_opts: { swarm: { image: 'node-image:2' } } } : n)
+    }
+    const cluster: Cluster = { hosts: HOSTS, databases: [database('storefront', withOpts)] }
+    const swarmOf = (hostId: string): unknown => only(planFor(emptyWorld(), cluster, hostId), 'ensure-instance').spec.swarm
+    expect(swarmOf('host-1')).toEqual({ image: 'db-image:1', extraLabels: { tier: 'gold' } })
+    expect(swarmOf('host-2')).toEqual({ image: 'node-image:2' })
+    expect('swarm' in only(planFor(emptyWorld(), three, 'host-1'), 'ensure-instance').spec).toBe(false)
+  })
+
   describe('idempotence: once everything is applied, no actions', () => {
     const states = (): Array<{ name: string, cluster: Cluster, world: World }> => {
       const bumped: Cluster = { hosts: HOSTS, databases: [database('storefront', storefront, { generation: 2 })] }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { type DatabaseSpec, effectiveNode, instanceId } from '@pgmesh/model'
-import type { DatabaseSetup, InstanceSpec, SettingValue } from '@pgmesh/orchestrator-process'
+import { type DatabaseSpec, effectiveNode, instanceId, type OrchestratorOpts } from '@pgmesh/model'
+import type { DatabaseSetup, InstanceSpec, SettingValue, SwarmInstanceOptions } from '@pgmesh/orchestrator-process'
 import { formatDsn, type NodeSpec } from '@pgmesh/replication'
 import type { ObservedInstance } from '@pgmesh/host'
 import type { Action, Desired, DesiredDatabase, Observed } from './types.js'
@@ -63,7 +63,8 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           postgresqlConf: effective.postgresql_conf as Record<string, SettingValue>,
           pgHbaConf: effective.pg_hba_conf,
           pgIdentConf: effective.pg_ident_conf,
-          ...(primary === undefined ? { database: databaseSetup(spec) } : { primary })
+          ...(primary === undefined ? { database: databaseSetup(spec) } : { primary }),
+          ...swarmOptions(effective.orchestrator_opts)
         }
         const specHash = hashOf(instanceSpec)
         const current = local.get(id)
@@ -92,6 +93,18 @@ export function plan (desired: Desired, observed: Observed): Action[] {
 
 function findObserved (cluster: readonly ObservedInstance[], id: string): ObservedInstance | undefined {
   return cluster.find(i => i.id === id)
+}
+
+/** Only when set, so that instance specs (and their hashes) of databases without swarm options stay as they were. */
+function swarmOptions (opts: OrchestratorOpts | undefined): { swarm?: SwarmInstanceOptions } {
+  const swarm = opts?.swarm
+  if (swarm?.image === undefined && swarm?.extra_labels === undefined) return {}
+  return {
+    swarm: {
+      ...(swarm.image === undefined ? {} : { image: swarm.image }),
+      ...(swarm.extra_labels === undefined ? {} : { extraLabels: swarm.extra_labels })
+    }
+  }
 }
 
 function databaseSetup (spec: DatabaseSpec): DatabaseSetup {

@@ -51,7 +51,10 @@ export interface ReplicationDriver {
    * key) and makes tables created later join at creation. Call after ensureNode, and again after a structure sync.
    */
   ensureTablesReplicated: (conn: Queryable) => Promise<void>
-  /** On the subscriber: subscribes to the provider (no origin forwarding) when not subscribed yet. */
+  /**
+   * On the subscriber: subscribes to the provider (no origin forwarding) when not subscribed yet; pglogical also
+   * follows a provider whose DSN changed (Spock: not yet).
+   */
   ensureSubscription: (conn: Queryable, subscription: SubscriptionSpec) => Promise<void>
   /** On the subscriber; a missing subscription is fine. */
   dropSubscription: (conn: Queryable, link: Link) => Promise<void>

@@ -1,4 +1,4 @@
-import { REPLICATION_SETS, type ReplicationSql, subscriptionName } from './driver.js'
+import { REPLICATION_SETS, type ReplicationSql, type Sql, subscriptionName } from './driver.js'
 
 const sets = `ARRAY[${REPLICATION_SETS.map(s => `'${s}'`).join(', ')}]`
 
@@ -58,7 +58,8 @@ export const pglogicalSql: ReplicationSql = {
     {
       text: 'SELECT pglogical.create_node(node_name := $1::name, dsn := $2::text) WHERE NOT EXISTS (SELECT 1 FROM pglogical.local_node)',
       values: [node.nodeName, node.dsn]
-    }
+    },
+    ...followMovedLocalNode(node.dsn)
   ],
 
   localNodeName: () => ({
@@ -81,7 +82,7 @@ export const pglogicalSql: ReplicationSql = {
   forward_origins := '{}'::text[])
 WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name)`,
     values: [subscriptionName(sub), sub.providerDsn, sub.synchronizeStructure ?? false, sub.synchronizeData ?? false]
-  }],
+  }, ...followMovedProvider(subscriptionName(sub), sub.providerDsn)],
 
   dropSubscription: link => [{
     text: 'SELECT pglogical.drop_subscription(subscription_name := $1::name, ifexists := true)',
@@ -108,4 +109,50 @@ WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name
     text: 'SELECT provider_node, subscription_name AS name, status FROM pglogical.show_subscription_status() ORDER BY subscription_name',
     values: []
   })
+}
+
+/**
+ * A provider that moved (another address or port) gets a new interface named after its DSN, and the subscription
+ * switches to it (pglogical restarts its apply worker); nothing happens while the DSN is unchanged.
+ */
+function followMovedProvider (subscription: string, dsn: string): Sql[] {
+  const moved = `FROM pglogical.subscription s
+  JOIN pglogical.node n ON n.node_id = s.sub_origin
+  JOIN pglogical.node_interface i ON i.if_id = s.sub_origin_if
+WHERE s.sub_name = $1::name AND i.if_dsn <> $2::text`
+  const interfaceName = "('if_' || left(md5($2::text), 16))::name"
+  return [{
+    text: `SELECT pglogical.alter_node_add_interface(n.node_name, ${interfaceName}, $2::text)
+${moved}
+  AND NOT EXISTS (SELECT 1 FROM pglogical.node_interface j WHERE j.if_nodeid = n.node_id AND j.if_name = ${interfaceName})`,
+    values: [subscription, dsn]
+  }, {
+    text: `SELECT pglogical.alter_subscription_interface(s.sub_name, ${interfaceName})
+${moved}`,
+    values: [subscription, dsn]
+  }]
+}
+
+/**
+ * A node whose own DSN changed (another port): pglogical connects to it when it creates a subscription and for
+ * the initial copy, so the local node gets a new interface and uses it. pglogical has no function that switches
+ * the local interface, hence the catalog update.
+ */
+function followMovedLocalNode (dsn: string): Sql[] {
+  const interfaceName = "('if_' || left(md5($1::text), 16))::name"
+  return [{
+    text: `SELECT pglogical.alter_node_add_interface(n.node_name, ${interfaceName}, $1::text)
+  FROM pglogical.local_node l
+  JOIN pglogical.node n ON n.node_id = l.node_id
+  JOIN pglogical.node_interface i ON i.if_id = l.node_local_interface
+WHERE i.if_dsn <> $1::text
+  AND NOT EXISTS (SELECT 1 FROM pglogical.node_interface j WHERE j.if_nodeid = n.node_id AND j.if_name = ${interfaceName})`,
+    values: [dsn]
+  }, {
+    text: `UPDATE pglogical.local_node l SET node_local_interface = j.if_id
+  FROM pglogical.node_interface i, pglogical.node_interface j
+WHERE i.if_id = l.node_local_interface AND i.if_dsn <> $1::text
+  AND j.if_nodeid = l.node_id AND j.if_name = ${interfaceName}`,
+    values: [dsn]
+  }]
 }

@@ -78,13 +78,28 @@ FROM spock.tables t WHERE t.set_name IS NULL`,
 
 describe('pglogical SQL (golden; also run for real in pglogical-mesh.test.ts)', () => {
   it('subscribes with the default sets and no origin forwarding', () => {
-    expect(pglogicalSql.ensureSubscription(subscription)).toEqual([{
+    expect(pglogicalSql.ensureSubscription(subscription)[0]).toEqual({
       text: `SELECT pglogical.create_subscription(subscription_name := $1::name, provider_dsn := $2::text,
   replication_sets := ARRAY['default', 'default_insert_only', 'ddl_sql'], synchronize_structure := $3::boolean, synchronize_data := $4::boolean,
   forward_origins := '{}'::text[])
 WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name)`,
       values: ['sub_n1_n2', subscription.providerDsn, false, false]
-    }])
+    })
+  })
+
+  it('moves the local node to a new interface when its own DSN changed', () => {
+    const [, create, addInterface, useInterface] = pglogicalSql.ensureNode({ nodeName: 'n1', dsn: 'host=b port=2 dbname=app' })
+    expect(create?.values).toEqual(['n1', 'host=b port=2 dbname=app'])
+    expect(addInterface?.text).toMatch(/^SELECT pglogical\.alter_node_add_interface\(n\.node_name, .*WHERE i\.if_dsn <> \$1::text/s)
+    expect(useInterface?.text).toMatch(/^UPDATE pglogical\.local_node l SET node_local_interface = j\.if_id.*i\.if_dsn <> \$1::text/s)
+    for (const statement of [addInterface, useInterface]) expect(statement?.values).toEqual(['host=b port=2 dbname=app'])
+  })
+
+  it('follows a provider whose DSN changed: a new interface for it, and the subscription switched to it', () => {
+    const [, addInterface, switchInterface] = pglogicalSql.ensureSubscription(subscription)
+    expect(addInterface?.text).toMatch(/^SELECT pglogical\.alter_node_add_interface\(n\.node_name, .*WHERE s\.sub_name = \$1::name AND i\.if_dsn <> \$2::text/s)
+    expect(switchInterface?.text).toMatch(/^SELECT pglogical\.alter_subscription_interface\(s\.sub_name, .*WHERE s\.sub_name = \$1::name AND i\.if_dsn <> \$2::text$/s)
+    for (const statement of [addInterface, switchInterface]) expect(statement?.values).toEqual(['sub_n1_n2', subscription.providerDsn])
   })
 
   it('passes every input as a parameter, never inside the SQL text', () => {

@@ -1,0 +1,1 @@
+export { SwarmOrchestrator, type SwarmOrchestratorOptions } from './swarm-orchestrator.js'

@@ -1,0 +1,179 @@
+import { createHash } from 'node:crypto'
+import type Docker from 'dockerode'
+
+/** Where things are inside a Postgres container; the host side is `<dataDir>/instances/<instance id>/…`. */
+export const CONTAINER_PATHS = {
+  data: '/var/lib/pgmesh/data',
+  pgdata: '/var/lib/pgmesh/data/pgdata',
+  log: '/var/lib/pgmesh/data/log',
+  configs: '/etc/pgmesh',
+  socket: '/var/run/postgresql'
+} as const
+
+/**
+ * The container's command: the orchestrator starts Postgres itself, so any image with `sh`, `setpriv` (util-linux)
+ * and the Postgres binaries works, whatever its own entrypoint does. As root it prepares the bind-mounted
+ * directories for the image's `postgres` user, runs initdb once (superuser `pgmesh`; local trust for the control
+ * plane's socket, scram over TCP), and execs the postmaster with the orchestrator's config files, so Postgres is the
+ * container's main process (stop signal SIGINT = fast shutdown).
+ *
+ * pglogical's initial copy of a joining node connects to that node's own DSN (the host address and published
+ * port). From inside the container that address is only reachable through the host, and Docker drops such
+ * hairpin traffic on docker_gwbridge (inter-container traffic is off there), so the host's addresses are added to
+ * the container's loopback (hence NET_ADMIN) and Postgres listens on the published port inside too.
+ */
+export const START_SCRIPT = `set -eu
+export PATH="/usr/lib/postgresql/$PGMESH_MAJOR/bin:$PATH"
+AS="setpriv --reuid=postgres --regid=postgres --init-groups"
+mkdir -p ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
+chown postgres:postgres ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
+chmod 0700 ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.socket}
+for address in $PGMESH_LOCAL_ADDRESSES; do
+  ip address add "$address" dev lo 2>/dev/null || ip address show dev lo | grep -q " $address " ||
+    echo "pgmesh: could not add $address to lo: a joining node cannot copy its data" >&2
+done
+if [ ! -s ${CONTAINER_PATHS.pgdata}/PG_VERSION ]; then
+  rm -rf ${CONTAINER_PATHS.pgdata}
+  $AS initdb -D ${CONTAINER_PATHS.pgdata} -U pgmesh -E UTF8 --locale=C.UTF-8 --auth-local=trust \\
+    --auth-host=scram-sha-256 --data-checksums --no-instructions >/dev/null
+fi
+exec $AS postgres -D ${CONTAINER_PATHS.pgdata} -c config_file=${CONTAINER_PATHS.configs}/postgresql.conf
+`
+
+export interface TaskInput {
+  instanceId: string
+  databaseId: string
+  nodeName: string
+  hostId: string
+  image: string
+  postgresMajor: number
+  /** Published in host mode and listened on inside the container. */
+  port: number
+  /** This host's addresses, made local inside the container (see START_SCRIPT). */
+  hostAddresses: string[]
+  /** Host-side directories, bind-mounted at CONTAINER_PATHS. */
+  dirs: { data: string, configs: string, socket: string }
+  network: string
+  extraLabels: Record<string, string>
+}
+
+export function serviceName (instanceId: string): string {
+  return `postgres-${instanceId}`
+}
+
+/** The per-database overlay network (the anchor's name). */
+export function networkName (databaseId: string): string {
+  return `${databaseId}-database`
+}
+
+export const LABELS = {
+  hostId: 'pgedge.host.id',
+  databaseId: 'pgedge.database.id',
+  instanceId: 'pgedge.instance.id',
+  nodeName: 'pgedge.node.name',
+  component: 'pgedge.component',
+  /** Hash of the task's spec, to tell whether the running container already is the wanted one. */
+  specHash: 'pgmesh.spec-hash'
+} as const
+
+function labels (input: TaskInput): Record<string, string> {
+  return {
+    ...input.extraLabels,
+    [LABELS.hostId]: input.hostId,
+    [LABELS.databaseId]: input.databaseId,
+    [LABELS.instanceId]: input.instanceId,
+    [LABELS.nodeName]: input.nodeName,
+    [LABELS.component]: 'postgres'
+  }
+}
+
+function env (input: TaskInput): string[] {
+  const local = input.hostAddresses.map(a => a.includes(':') ? `${a}/128` : `${a}/32`)
+  return [`PGMESH_MAJOR=${input.postgresMajor}`, `PGMESH_LOCAL_ADDRESSES=${local.join(' ')}`]
+}
+
+function healthTest (input: TaskInput): string[] {
+  return ['CMD-SHELL', `PATH="/usr/lib/postgresql/${input.postgresMajor}/bin:$PATH" pg_isready -q -h ${CONTAINER_PATHS.socket} -p ${input.port}`]
+}
+
+const SECOND_NS = 1_000_000_000
+const HEALTH = { Interval: 2 * SECOND_NS, Timeout: 5 * SECOND_NS, Retries: 5, StartPeriod: 60 * SECOND_NS }
+const STOP_GRACE_SECONDS = 30
+
+export function specHash (input: TaskInput): string {
+  return createHash('sha256').update(JSON.stringify(input)).digest('hex').slice(0, 16)
+}
+
+/**
+ * One replicated service with one task, pinned to this host's swarm node: dnsrr endpoint and host-mode publishing
+ * (no IPVS needed), stop-first updates (two postmasters must never share a data directory).
+ */
+export function serviceSpec (input: TaskInput, nodeId: string, replicas: 0 | 1, forceUpdate: number): Docker.CreateServiceOptions {
+  const all = labels(input)
+  return {
+    Name: serviceName(input.instanceId),
+    Labels: { ...all, [LABELS.specHash]: specHash(input) },
+    TaskTemplate: {
+      ContainerSpec: {
+        Image: input.image,
+        Command: ['/bin/sh', '-c', START_SCRIPT],
+        Hostname: serviceName(input.instanceId),
+        Env: env(input),
+        User: 'root',
+        Labels: { ...all, [LABELS.specHash]: specHash(input) },
+        Mounts: [
+          { Type: 'bind', Source: input.dirs.data, Target: CONTAINER_PATHS.data },
+          { Type: 'bind', Source: input.dirs.configs, Target: CONTAINER_PATHS.configs, ReadOnly: true },
+          { Type: 'bind', Source: input.dirs.socket, Target: CONTAINER_PATHS.socket }
+        ],
+        StopSignal: 'SIGINT',
+        StopGracePeriod: STOP_GRACE_SECONDS * SECOND_NS,
+        CapabilityAdd: ['CAP_NET_ADMIN'],
+        // The Engine API's key; @types/dockerode spells it HealthCheck, which the Engine ignores.
+        ...{ Healthcheck: { Test: healthTest(input), ...HEALTH } }
+      },
+      RestartPolicy: { Condition: 'any', Delay: SECOND_NS },
+      Placement: { Constraints: [`node.id==${nodeId}`] },
+      Networks: [{ Target: input.network, Aliases: [serviceName(input.instanceId)] }],
+      ForceUpdate: forceUpdate
+    },
+    Mode: { Replicated: { Replicas: replicas } },
+    UpdateConfig: { Parallelism: 1, Order: 'stop-first', FailureAction: 'continue' },
+    EndpointSpec: {
+      Mode: 'dnsrr',
+      Ports: [{ Name: 'postgres', Protocol: 'tcp', TargetPort: input.port, PublishedPort: input.port, PublishMode: 'host' }]
+    }
+  }
+}
+
+/** The same instance as a plain container, for a worker host (services can only be created through a manager). */
+export function containerSpec (input: TaskInput): Docker.ContainerCreateOptions {
+  const name = serviceName(input.instanceId)
+  const port = `${input.port}/tcp`
+  return {
+    name,
+    Hostname: name,
+    Image: input.image,
+    Entrypoint: ['/bin/sh', '-c'],
+    Cmd: [START_SCRIPT],
+    Env: env(input),
+    User: 'root',
+    Labels: { ...labels(input), [LABELS.specHash]: specHash(input) },
+    StopSignal: 'SIGINT',
+    StopTimeout: STOP_GRACE_SECONDS,
+    Healthcheck: { Test: healthTest(input), ...HEALTH },
+    ExposedPorts: { [port]: {} },
+    HostConfig: {
+      Mounts: [
+        { Type: 'bind', Source: input.dirs.data, Target: CONTAINER_PATHS.data },
+        { Type: 'bind', Source: input.dirs.configs, Target: CONTAINER_PATHS.configs, ReadOnly: true },
+        { Type: 'bind', Source: input.dirs.socket, Target: CONTAINER_PATHS.socket }
+      ],
+      RestartPolicy: { Name: 'unless-stopped' },
+      PortBindings: { [port]: [{ HostPort: String(input.port) }] },
+      CapAdd: ['NET_ADMIN'],
+      NetworkMode: input.network
+    },
+    NetworkingConfig: { EndpointsConfig: { [input.network]: { Aliases: [name] } } }
+  }
+}

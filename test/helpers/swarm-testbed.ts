@@ -1,0 +1,84 @@
+import { execFile } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { promisify } from 'node:util'
+import { type DaemonProcess, TestCluster } from './cluster.js'
+
+const execFileAsync = promisify(execFile)
+const SCRIPTS = resolve(import.meta.dirname, '../../scripts/testbed')
+export const IMAGE = 'pgmesh/postgres:15'
+
+async function run (file: string, args: string[], timeoutMs = 300_000): Promise<string> {
+  try {
+    return (await execFileAsync(file, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 })).stdout
+  } catch (err) {
+    const e = err as { stderr?: string, message: string }
+    throw new Error(`${file} ${args.join(' ')} failed: ${e.stderr?.trim() ?? ''} ${e.message}`)
+  }
+}
+
+export async function tb (...args: string[]): Promise<string> {
+  return await run(`${SCRIPTS}/tb.sh`, args)
+}
+
+export function hostAddress (i: number): string {
+  return `10.99.0.${10 + i}`
+}
+
+export function dockerSocket (i: number): string {
+  return `/run/tb/tbh${i}/docker.sock`
+}
+
+/**
+ * The swarm testbed (scripts/testbed/tb.sh): `count` hosts, each a network namespace with its own dockerd, the
+ * first `managers` of them swarm managers, the Postgres image (built offline, cached) imported into every one,
+ * and a pgmesh daemon with the swarm orchestrator inside each host's namespace.
+ */
+export async function startSwarmTestbed (name: string, count: number, managers: number): Promise<{ cluster: TestCluster, hosts: DaemonProcess[] }> {
+  for (const tool of ['docker', 'dockerd', 'mmdebstrap']) {
+    await run('sh', ['-c', `command -v ${tool}`]).catch(() => { throw new Error(`${tool} is not installed (scripts/install-deps.sh installs it)`) })
+  }
+  await tb('down')
+  const rootfs = (await run(`${SCRIPTS}/build-postgres-image.sh`, [], 600_000)).trim()
+  await tb('up', String(count), String(managers))
+  await tb('import-image', rootfs, IMAGE)
+  const cluster = await TestCluster.create(name)
+  const hosts: DaemonProcess[] = []
+  for (let i = 1; i <= count; i++) {
+    hosts.push(await cluster.add(`host-${i}`, {
+      netns: `tbh${i}`, address: hostAddress(i), httpPort: 3000, p2pPort: 3100, logLevel: 'info',
+      ...(process.env.PGMESH_TEST_LOG_DIR === undefined ? {} : { logFile: `${process.env.PGMESH_TEST_LOG_DIR}/host-${i}.log` }),
+      args: ['--orchestrator', 'swarm', '--docker-host', dockerSocket(i), '--postgres-image', IMAGE]
+    }))
+  }
+  const first = hosts[0] as DaemonProcess
+  const init = await first.get<{ token: string, server_urls: string[] }>('/v1/cluster/init?cluster_id=swarm')
+  if (init.status !== 200) throw new Error(`init failed: ${JSON.stringify(init.body)}`)
+  for (const h of hosts.slice(1)) {
+    const res = await h.post('/v1/cluster/join', init.body)
+    if (res.status !== 204) throw new Error(`join of ${h.hostId} failed: ${res.status} ${JSON.stringify(res.body)}`)
+  }
+  return { cluster, hosts }
+}
+
+/** What a testbed could leave behind; all empty after `tb.sh down`. */
+export async function testbedLeftovers (): Promise<Record<string, string[]>> {
+  const netns = (await run('ip', ['netns', 'list'])).split('\n').map(l => l.split(' ')[0] ?? '').filter(n => /^tb(sw|h\d+)$/.test(n))
+  const dockerds = readdirSync('/proc').filter(pid => /^\d+$/.test(pid)).flatMap(pid => {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      return argv[0]?.endsWith('dockerd') === true && argv.some(a => a.includes('/run/tb/')) ? [`${pid} ${argv.join(' ')}`] : []
+    } catch {
+      return []
+    }
+  })
+  const cgroups = readdirSync('/sys/fs/cgroup').flatMap(controller => {
+    try {
+      return readdirSync(`/sys/fs/cgroup/${controller}`).filter(d => /^tbh\d+$/.test(d)).map(d => `${controller}/${d}`)
+    } catch {
+      return []
+    }
+  })
+  const paths = ['/run/tb', '/var/tmp/pgmesh-testbed/hosts'].filter(p => existsSync(p))
+  return { netns, dockerds, cgroups, paths }
+}

@@ -1,0 +1,275 @@
+// The swarm orchestrator on a real multi-host Docker Swarm: 4 hosts on this machine, each a network namespace with its
+// own dockerd (hosts 1-3 swarm managers, host 4 a worker) and its own pgmesh daemon inside (scripts/testbed/tb.sh).
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
+import { promisify } from 'node:util'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
+import { hostAddress, startSwarmTestbed, tb, testbedLeftovers } from './helpers/swarm-testbed.js'
+
+const execFileAsync = promisify(execFile)
+const PASSWORD = 'app-password'
+
+type Instance = { id: string, node_name: string, host_id: string, state: string, connection_info?: { addresses: string[], port: number } }
+type Db = { state: string, spec: Record<string, any>, instances: Instance[] }
+
+let cluster: TestCluster | undefined
+let hosts: DaemonProcess[] = []
+
+async function waitTask (d: DaemonProcess, databaseId: string, taskId: string, timeoutMs = 120_000): Promise<void> {
+  let failed: string | undefined
+  await until(`task ${taskId} to finish`, async () => {
+    const t = (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}`)).body
+    if (t.status === 'failed' || t.status === 'canceled') failed = `task ${t.status as string}: ${t.error as string}`
+    return t.status === 'completed' || failed !== undefined
+  }, timeoutMs, 250).catch((err: Error) => { failed ??= err.message })
+  if (failed !== undefined) {
+    const log = (await d.get(`/v1/databases/${databaseId}/tasks/${taskId}/log`)).body
+    const lines = (log.entries as Array<{ timestamp: string, message: string, fields: { host_id: string } }>).map(e => `${e.timestamp} ${e.fields.host_id} ${e.message}`)
+    const instances = (await d.get(`/v1/databases/${databaseId}`)).body.instances
+    throw new Error(`${failed}\n${lines.join('\n')}\n${JSON.stringify(instances)}\n${cluster?.problems() ?? ''}`)
+  }
+}
+
+async function update (d: DaemonProcess, edit: (spec: Record<string, any>) => void): Promise<void> {
+  const spec = (await d.get('/v1/databases/app')).body.spec
+  edit(spec)
+  const res = await d.post('/v1/databases/app', { spec })
+  expect(res.status, JSON.stringify(res.body)).toBe(200)
+  await waitTask(d, 'app', res.body.task.task_id)
+}
+
+async function database (d: DaemonProcess = hosts[0] as DaemonProcess): Promise<Db> {
+  return (await d.get('/v1/databases/app')).body
+}
+
+/** The app user over TCP from the root namespace (not a peer address: a password is required). */
+async function connect (db: Db, node: string, user = 'admin', password: string | undefined = PASSWORD): Promise<pg.Client> {
+  const info = db.instances.find(i => i.node_name === node)?.connection_info
+  if (info === undefined) throw new Error(`no connection info for ${node}`)
+  const client = new pg.Client({ host: info.addresses[0], port: info.port, user, password, database: 'app', connectionTimeoutMillis: 3000 })
+  client.on('error', () => {})
+  await client.connect()
+  return client
+}
+
+async function query (db: Db, node: string, sql: string, values: unknown[] = []): Promise<any[]> {
+  const c = await connect(db, node)
+  try {
+    return (await c.query(sql, values)).rows
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
+async function docker (host: number, ...args: string[]): Promise<string> {
+  return (await tb('docker', String(host), ...args)).trim()
+}
+
+async function inspectJson (host: number, kind: 'service' | 'network' | 'container', name: string): Promise<any> {
+  return JSON.parse(await docker(host, kind, 'inspect', name))[0]
+}
+
+/** Until every listed node has the row. */
+async function replicated (db: Db, nodes: string[], id: string, timeoutMs = 30_000): Promise<void> {
+  await until(`row ${id} on ${nodes.join(', ')}`, async () => {
+    for (const node of nodes) if ((await query(db, node, 'SELECT 1 FROM items WHERE id = $1', [id])).length !== 1) return false
+    return true
+  }, timeoutMs, 200)
+}
+
+/** An API call from inside a host's namespace (reaches that host while it is cut off from the test's namespace). */
+async function requestInside (host: number, method: string, path: string, body?: unknown): Promise<any> {
+  const script = `fetch(process.argv[1], { method: process.argv[2], headers: { 'content-type': 'application/json' }, body: process.argv[3] || undefined,
+    signal: AbortSignal.timeout(20000) }).then(r => r.text()).then(t => { process.stdout.write(t) })`
+  const args = ['netns', 'exec', `tbh${host}`, process.execPath, '-e', script, `http://${hostAddress(host)}:3000${path}`, method, body === undefined ? '' : JSON.stringify(body)]
+  return JSON.parse((await execFileAsync('ip', args)).stdout)
+}
+
+describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
+  beforeAll(async () => {
+    ;({ cluster, hosts } = await startSwarmTestbed('swarm', 4, 3))
+  }, 300_000)
+
+  afterAll(async () => {
+    await cluster?.destroy()
+    await tb('down')
+    expect(await testbedLeftovers()).toEqual({ netns: [], dockerds: [], cgroups: [], paths: [] })
+  }, 120_000)
+
+  it('creates a 3-node database, one node per host, as pinned services on a per-database overlay', { timeout: 180_000 }, async () => {
+    const [h1] = hosts as [DaemonProcess]
+    const res = await h1.post('/v1/databases', {
+      id: 'app',
+      spec: {
+        database_name: 'app',
+        port: 6432,
+        database_users: [{ username: 'admin', password: PASSWORD, db_owner: true, attributes: ['LOGIN'] }],
+        nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-2'] }, { name: 'n3', host_ids: ['host-3'] }]
+      }
+    })
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    await waitTask(h1, 'app', res.body.task.task_id)
+    const db = await database()
+    expect(db.state).toBe('available')
+
+    const nodeIds = await Promise.all([1, 2, 3].map(async i => (await docker(i, 'info', '--format', '{{.Swarm.NodeID}}'))))
+    for (const [index, instance] of [...db.instances].sort((a, b) => a.node_name.localeCompare(b.node_name)).entries()) {
+      const i = index + 1
+      const service = await inspectJson(1, 'service', `postgres-${instance.id}`)
+      expect(service.Spec.Labels).toMatchObject({
+        'pgedge.host.id': `host-${i}`, 'pgedge.database.id': 'app', 'pgedge.instance.id': instance.id, 'pgedge.node.name': `n${i}`, 'pgedge.component': 'postgres'
+      })
+      expect(service.Spec.TaskTemplate.Placement.Constraints).toEqual([`node.id==${nodeIds[index] ?? ''}`])
+      expect(service.Spec.EndpointSpec).toMatchObject({ Mode: 'dnsrr', Ports: [{ PublishedPort: 6432, PublishMode: 'host' }] })
+      expect(service.Spec.TaskTemplate.ContainerSpec.Healthcheck.Test[0]).toBe('CMD-SHELL')
+      const dataMount = service.Spec.TaskTemplate.ContainerSpec.Mounts.find((m: { Target: string }) => m.Target === '/var/lib/pgmesh/data')
+      expect(dataMount.Source).toBe(`${hosts[index]?.options.dataDir ?? ''}/instances/${instance.id}/data`)
+      // The task runs on its own host's dockerd, and Docker reports it healthy.
+      const containerId = await docker(i, 'ps', '-q', '--filter', `label=com.docker.swarm.service.name=postgres-${instance.id}`)
+      expect(containerId).not.toBe('')
+      await until(`${instance.id} healthy`, async () => (await inspectJson(i, 'container', containerId)).State.Health.Status === 'healthy', 30_000, 500)
+    }
+    const network = await inspectJson(1, 'network', 'app-database')
+    expect(network).toMatchObject({ Driver: 'overlay', Attachable: true, Scope: 'swarm' })
+  })
+
+  it('replicates rows across hosts; the admin user needs its password, the control plane user is refused from a non-peer', { timeout: 120_000 }, async () => {
+    const db = await database()
+    await expect(connect(db, 'n1', 'admin', 'wrong')).rejects.toThrow(/password authentication failed/)
+    await expect(connect(db, 'n1', 'pgmesh', undefined)).rejects.toThrow()
+    // DDL goes through the replication extension, as the control plane's superuser over n1's socket on host-1.
+    const n1 = db.instances.find(i => i.node_name === 'n1') as Instance
+    const admin = new pg.Client({ host: `${hosts[0]?.options.dataDir ?? ''}/instances/${n1.id}/run`, port: n1.connection_info?.port, user: 'pgmesh', database: 'app' })
+    await admin.connect()
+    await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.items (id text PRIMARY KEY, origin text); GRANT ALL ON public.items TO admin', '{ddl_sql}')")
+    await admin.end()
+    await until('table on every node', async () => {
+      for (const node of ['n1', 'n2', 'n3']) if ((await query(db, node, "SELECT to_regclass('public.items') AS t"))[0].t === null) return false
+      return true
+    }, 30_000, 200)
+    for (const node of ['n1', 'n2', 'n3']) await query(db, node, 'INSERT INTO items VALUES ($1, $2)', [`row-${node}`, node])
+    for (const node of ['n1', 'n2', 'n3']) await replicated(db, ['n1', 'n2', 'n3'], `row-${node}`)
+  })
+
+  it('updates postgresql_conf (reload keeps the container, a restart-only setting replaces it) and a port', { timeout: 240_000 }, async () => {
+    const [h1] = hosts as [DaemonProcess]
+    let db = await database()
+    const startTimes = async (): Promise<string[]> => await Promise.all(['n1', 'n2', 'n3'].map(async n =>
+      (await query(db, n, 'SELECT pg_postmaster_start_time()::text AS t'))[0].t as string))
+    const before = await startTimes()
+    await update(h1, spec => { spec.postgresql_conf = { work_mem: '7MB' } })
+    for (const n of ['n1', 'n2', 'n3']) expect((await query(db, n, 'SHOW work_mem'))[0].work_mem).toBe('7MB')
+    expect(await startTimes()).toEqual(before)
+
+    await update(h1, spec => { spec.postgresql_conf = { work_mem: '7MB', max_connections: 150 } })
+    for (const n of ['n1', 'n2', 'n3']) expect((await query(db, n, 'SHOW max_connections'))[0].max_connections).toBe('150')
+    const restarted = await startTimes()
+    restarted.forEach((t, i) => { expect(t).not.toBe(before[i]) })
+
+    await update(h1, spec => { spec.nodes[0].port = 6433 })
+    db = await database()
+    const n1 = db.instances.find(i => i.node_name === 'n1')
+    expect(n1?.connection_info?.port).toBe(6433)
+    const service = await inspectJson(1, 'service', `postgres-${n1?.id ?? ''}`)
+    expect(service.Spec.EndpointSpec.Ports[0].PublishedPort).toBe(6433)
+    await query(db, 'n2', "INSERT INTO items VALUES ('after-port-change', 'n2')")
+    await replicated(db, ['n1', 'n2', 'n3'], 'after-port-change')
+  })
+
+  it('adds a node on the worker host as a plain container, copies the data to it, and removes it again', { timeout: 240_000 }, async () => {
+    const [h1, , , h4] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess, DaemonProcess]
+    expect(await docker(4, 'info', '--format', '{{.Swarm.ControlAvailable}}')).toBe('false')
+    await update(h1, spec => { spec.nodes.push({ name: 'n4', host_ids: ['host-4'] }) })
+    let db = await database()
+    const n4 = db.instances.find(i => i.node_name === 'n4') as Instance
+    expect(await docker(1, 'service', 'ls', '-q', '--filter', `name=postgres-${n4.id}`)).toBe('')
+    const container = await inspectJson(4, 'container', `postgres-${n4.id}`)
+    expect(container.HostConfig.RestartPolicy.Name).toBe('unless-stopped')
+    expect(Object.keys(container.NetworkSettings.Networks)).toEqual(['app-database'])
+    expect(container.Config.Labels['pgedge.host.id']).toBe('host-4')
+    // The rows written before the node existed were copied, and it takes part in the mesh both ways.
+    await replicated(db, ['n4'], 'row-n1')
+    await query(db, 'n4', "INSERT INTO items VALUES ('from-n4', 'n4')")
+    await replicated(db, ['n1', 'n2', 'n3'], 'from-n4')
+
+    await update(h1, spec => { spec.nodes = spec.nodes.filter((n: { name: string }) => n.name !== 'n4') })
+    db = await database()
+    expect(db.instances.map(i => i.node_name).sort()).toEqual(['n1', 'n2', 'n3'])
+    expect(await docker(4, 'ps', '-aq', '--filter', `name=postgres-${n4.id}`)).toBe('')
+    expect(await readdir(`${h4.options.dataDir}/instances`)).toEqual([])
+  })
+
+  it("keeps the other hosts' databases working while one host's dockerd is stopped, and catches up after", { timeout: 180_000 }, async () => {
+    const db = await database()
+    await tb('stop-host', '3')
+    // Host 3 reports its instance from what Docker (unreachable) and Postgres (gone) say.
+    await until('n3 reported down', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state !== 'available', 30_000, 500)
+    await query(db, 'n1', "INSERT INTO items VALUES ('while-docker-3-down', 'n1')")
+    await replicated(db, ['n1', 'n2'], 'while-docker-3-down')
+    await tb('start-host', '3')
+    await until('n3 available again', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state === 'available', 90_000, 500)
+    await replicated(db, ['n3'], 'while-docker-3-down', 60_000)
+  })
+
+  it('keeps working on both sides of a network partition, merges specs edited on both sides, and the cut-off host follows', { timeout: 300_000 }, async () => {
+    const [h1] = hosts as [DaemonProcess]
+    const db = await database()
+    const n3 = db.instances.find(i => i.node_name === 'n3') as Instance
+    await tb('partition', '3')
+    try {
+      // Side A (hosts 1 and 2, a swarm quorum): a setting and a label, which replaces its tasks.
+      const specA = (await h1.get('/v1/databases/app')).body.spec
+      specA.postgresql_conf.work_mem = '12MB'
+      specA.orchestrator_opts = { swarm: { extra_labels: { tier: 'gold' } } }
+      const resA = await h1.post('/v1/databases/app', { spec: specA })
+      expect(resA.status, JSON.stringify(resA.body)).toBe(200)
+      // Side B (host 3 alone): another setting, through its own API.
+      const specB = (await requestInside(3, 'GET', '/v1/databases/app')).spec
+      specB.postgresql_conf.statement_timeout = '42s'
+      const resB = await requestInside(3, 'POST', '/v1/databases/app', { spec: specB })
+      expect(resB.task?.task_id, JSON.stringify(resB)).toBeDefined()
+
+      await until('side A applied its edit', async () => {
+        const services = await Promise.all([1, 2].map(async i => {
+          const instance = db.instances.find(x => x.node_name === `n${i}`) as Instance
+          return (await inspectJson(1, 'service', `postgres-${instance.id}`)).Spec.Labels.tier
+        }))
+        return services.every(t => t === 'gold')
+      }, 90_000, 500)
+      await until('n1 and n2 replicate during the partition', async () => {
+        await query(db, 'n1', "INSERT INTO items VALUES ('during-partition', 'n1') ON CONFLICT DO NOTHING")
+        await replicated(db, ['n2'], 'during-partition', 5_000)
+        return true
+      }, 60_000, 500)
+    } finally {
+      await tb('heal', '3')
+    }
+    await until('host-3 follows the merged spec', async () => {
+      const service = await inspectJson(1, 'service', `postgres-${n3.id}`)
+      if (service.Spec.Labels.tier !== 'gold') return false
+      const [settings] = await query(await database(), 'n3', "SELECT current_setting('work_mem') AS w, current_setting('statement_timeout') AS s")
+      return settings.w === '12MB' && settings.s === '42s'
+    }, 180_000, 1000)
+    const merged = (await database()).spec.postgresql_conf
+    expect(merged).toMatchObject({ work_mem: '12MB', statement_timeout: '42s' })
+    for (const n of ['n1', 'n2']) expect((await query(db, n, 'SHOW statement_timeout'))[0].statement_timeout).toBe('42s')
+    await replicated(await database(), ['n3'], 'during-partition', 60_000)
+  })
+
+  it('deletes the database: services, network and data go on every host', { timeout: 180_000 }, async () => {
+    const [h1] = hosts as [DaemonProcess]
+    const res = await h1.request('DELETE', '/v1/databases/app')
+    expect(res.status).toBe(200)
+    await waitTask(h1, 'app', res.body.task.task_id)
+    for (const i of [1, 2, 3, 4]) {
+      expect(await docker(i, 'ps', '-aq', '--filter', 'label=pgedge.database.id=app')).toBe('')
+      expect(await readdir(`${hosts[i - 1]?.options.dataDir ?? ''}/instances`)).toEqual([])
+    }
+    expect(await docker(1, 'service', 'ls', '-q', '--filter', 'label=pgedge.database.id=app')).toBe('')
+    await until('network removed', async () => (await docker(1, 'network', 'ls', '-q', '--filter', 'name=app-database')) === '', 30_000, 500)
+    expect(existsSync(`${hosts[0]?.options.dataDir ?? ''}/instances`)).toBe(true)
+  })
+})
