@@ -1,0 +1,182 @@
+/**
+ * A lease on a key (a node of a database) that a majority of voters (the cluster's hosts) grant for a short time.
+ * See the package README for the safety argument.
+ */
+
+export interface LeaseRequest {
+  key: string
+  /** Who the lease is for (an instance id). */
+  holder: string
+  term: number
+  durationMs: number
+  /** Gives the lease back early (only the current holder at its term can). */
+  release?: boolean
+}
+
+export interface LeaseReply {
+  granted: boolean
+  /** The highest term this voter has granted for the key. */
+  term: number
+  /** Who holds the voter's grant at that term (even an expired one). */
+  holder?: string
+}
+
+interface Grant { holder: string | undefined, term: number, expiresAt: number }
+
+/** Monotonic milliseconds: wall clock jumps never shorten or stretch a lease. */
+export const monotonicNow = (): number => performance.now()
+
+/**
+ * One voter's memory of the grants it gave. It measures a grant's expiry on its own monotonic clock from the
+ * moment it received the request, so it never expires before the holder's own (earlier-starting) count.
+ */
+export class LeaseVoter {
+  private readonly grants = new Map<string, Grant>()
+  private readonly quietUntil: number
+
+  constructor (private readonly options: { maxDurationMs: number, now?: () => number }) {
+    // A restarted voter has forgotten the grants it gave: it grants nothing until any of them has expired.
+    this.quietUntil = this.now() + options.maxDurationMs
+  }
+
+  private now (): number {
+    return (this.options.now ?? monotonicNow)()
+  }
+
+  answer (request: LeaseRequest): LeaseReply {
+    const now = this.now()
+    const grant = this.grants.get(request.key) ?? { holder: undefined, term: 0, expiresAt: 0 }
+    const refuse = (): LeaseReply => ({ granted: false, term: grant.term, ...(grant.holder === undefined ? {} : { holder: grant.holder }) })
+    if (request.release === true) {
+      if (grant.holder === request.holder && grant.term === request.term) grant.expiresAt = 0
+      return refuse()
+    }
+    if (now < this.quietUntil) return refuse()
+    const active = grant.holder !== undefined && now < grant.expiresAt
+    if (active && grant.holder !== request.holder) return refuse()
+    if (request.term < grant.term) return refuse()
+    // A term belongs to one holder for good: two candidates asking with the same term never both get a majority.
+    if (request.term === grant.term && grant.holder !== undefined && grant.holder !== request.holder) return refuse()
+    const duration = Math.min(Math.max(0, request.durationMs), this.options.maxDurationMs)
+    this.grants.set(request.key, { holder: request.holder, term: request.term, expiresAt: now + duration })
+    return { granted: true, term: request.term, holder: request.holder }
+  }
+}
+
+/** How a client reaches the other voters. */
+export interface LeaseTransport {
+  /** The other voters (this host's own voter is asked directly). */
+  voters: () => string[]
+  ask: (voter: string, request: LeaseRequest, timeoutMs: number) => Promise<LeaseReply>
+}
+
+export interface LeaseOutcome {
+  held: boolean
+  /** On the caller's monotonic clock: the lease is surely still held before this moment. */
+  validUntil: number
+  granted: number
+  voters: number
+  /** The highest term any voter answered with (a candidate asks again above it). */
+  highestTerm: number
+}
+
+export interface LeaseOptions {
+  durationMs: number
+  /** Subtracted from the holder's count for clock-rate drift between hosts. */
+  driftMs: number
+  now?: () => number
+}
+
+/** Asks every voter at once; a majority of all voters (this one included) holds the lease. */
+export class Leases {
+  constructor (readonly local: LeaseVoter, private readonly transport: LeaseTransport, readonly options: LeaseOptions) {}
+
+  now (): number {
+    return (this.options.now ?? monotonicNow)()
+  }
+
+  async request (key: string, holder: string, term: number): Promise<LeaseOutcome> {
+    // Counted from before the request leaves, so the holder's count ends before any voter's.
+    const start = this.now()
+    const request: LeaseRequest = { key, holder, term, durationMs: this.options.durationMs }
+    const remote = this.transport.voters()
+    const timeoutMs = Math.max(100, Math.floor(this.options.durationMs / 4))
+    const replies = await Promise.all([
+      Promise.resolve(this.local.answer(request)),
+      ...remote.map(async voter => await this.transport.ask(voter, request, timeoutMs).catch(() => undefined))
+    ])
+    const granted = replies.filter(r => r?.granted === true).length
+    const voters = remote.length + 1
+    const validUntil = start + this.options.durationMs - this.options.driftMs
+    const held = granted >= Math.floor(voters / 2) + 1 && this.now() < validUntil
+    const highestTerm = Math.max(term, ...replies.map(r => r?.term ?? 0))
+    return { held, validUntil, granted, voters, highestTerm }
+  }
+
+  /** Best effort: lets the others take the lease at once instead of after its expiry. */
+  async release (key: string, holder: string, term: number): Promise<void> {
+    const request: LeaseRequest = { key, holder, term, durationMs: 0, release: true }
+    this.local.answer(request)
+    await Promise.all(this.transport.voters().map(async voter => await this.transport.ask(voter, request, 1000).catch(() => undefined)))
+  }
+
+  /**
+   * Holds a lease: renews it every quarter of its duration and calls onLost when it was not renewed in time,
+   * `fenceMs` before it would expire, so the holder can stop writes before any voter may grant it to another.
+   */
+  keep (key: string, holder: string, term: number, fenceMs: number, onLost: () => void): KeptLease {
+    return new KeptLease(this, key, holder, term, fenceMs, onLost)
+  }
+}
+
+export class KeptLease {
+  private validUntil = 0
+  private stopped = false
+  private lostTimer: NodeJS.Timeout | undefined
+  private renewTimer: NodeJS.Timeout | undefined
+  private lostReported = false
+
+  constructor (
+    private readonly leases: Leases, readonly key: string, readonly holder: string, readonly term: number,
+    private readonly fenceMs: number, private readonly onLost: () => void
+  ) {
+    void this.renew()
+  }
+
+  /** The lease is held with at least the fencing margin left. */
+  held (): boolean {
+    return !this.stopped && this.leases.now() < this.validUntil - this.fenceMs
+  }
+
+  private async renew (): Promise<void> {
+    if (this.stopped) return
+    const outcome = await this.leases.request(this.key, this.holder, this.term).catch(() => undefined)
+    if (this.stopped) return
+    if (outcome?.held === true && outcome.validUntil > this.validUntil) {
+      this.validUntil = outcome.validUntil
+      this.lostReported = false
+      clearTimeout(this.lostTimer)
+      const left = this.validUntil - this.fenceMs - this.leases.now()
+      this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, left))
+      this.lostTimer.unref()
+    } else if (!this.held()) {
+      this.reportLost()
+    }
+    this.renewTimer = setTimeout(() => { void this.renew() }, Math.max(50, Math.floor(this.leases.options.durationMs / 4)))
+    this.renewTimer.unref()
+  }
+
+  private reportLost (): void {
+    if (this.stopped || this.lostReported || this.held()) return
+    this.lostReported = true
+    this.onLost()
+  }
+
+  /** Stops renewing; with `release`, gives the lease back at once. */
+  async stop (release = false): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.lostTimer)
+    clearTimeout(this.renewTimer)
+    if (release) await this.leases.release(this.key, this.holder, this.term)
+  }
+}
