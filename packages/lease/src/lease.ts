@@ -159,7 +159,8 @@ export class KeptLease {
       const left = this.validUntil - this.fenceMs - this.leases.now()
       this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, left))
       this.lostTimer.unref()
-    } else if (!this.held()) {
+    } else if (this.validUntil > 0 && !this.held()) {
+      // Only a lease once held can be lost; before its first grant the holder has nothing to fence.
       this.reportLost()
     }
     this.renewTimer = setTimeout(() => { void this.renew() }, Math.max(50, Math.floor(this.leases.options.durationMs / 4)))

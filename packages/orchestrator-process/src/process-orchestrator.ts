@@ -372,6 +372,8 @@ export class ProcessOrchestrator implements Orchestrator {
       } else {
         state.standbyOf = { ...spec.primary, slotName: replicaSlotName(spec.instanceId) }
         await this.cloneFromPrimary(paths, state, state.standbyOf)
+        // The clone holds what the primary's scripts did: once promoted, it must not run them again.
+        state.scriptsDone = { postInit: true, postDatabaseCreate: true }
       }
       state.initialized = true
     } else if (state.standbyOf !== undefined && spec.primary !== undefined) {
