@@ -21,17 +21,27 @@ export function meshTransport (mesh: Mesh, voters: () => string[]): LeaseTranspo
     voters,
     ask: async (voter, request, timeoutMs) => {
       const signal = AbortSignal.timeout(timeoutMs)
-      const channel = await mesh.open(voter, LEASE_PROTOCOL, signal)
+      // A dial to a dead host may not honour the signal at once: the answer races a timer of its own.
+      let timer: NodeJS.Timeout | undefined
+      const expired = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error('lease request timed out')) }, timeoutMs) })
       try {
-        await channel.write(encoder.encode(JSON.stringify(request)))
-        const reply = await Promise.race([
-          channel.read(),
-          new Promise<never>((_resolve, reject) => { signal.addEventListener('abort', () => { reject(new Error('lease request timed out')) }) })
-        ])
-        return JSON.parse(decoder.decode(reply)) as LeaseReply
+        return await Promise.race([exchange(mesh, voter, request, signal), expired])
       } finally {
-        await channel.close().catch(() => {})
+        clearTimeout(timer)
       }
     }
+  }
+}
+
+async function exchange (mesh: Mesh, voter: string, request: LeaseRequest, signal: AbortSignal): Promise<LeaseReply> {
+  const channel = await mesh.open(voter, LEASE_PROTOCOL, signal)
+  try {
+    await channel.write(encoder.encode(JSON.stringify(request)))
+    return JSON.parse(decoder.decode(await channel.read())) as LeaseReply
+  } catch (err) {
+    channel.abort(err as Error)
+    throw err
+  } finally {
+    await channel.close().catch(() => {})
   }
 }

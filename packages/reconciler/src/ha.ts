@@ -146,6 +146,7 @@ export class HighAvailability {
     const term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
     const outcome = await leases.request(key, mine, term)
     if (!outcome.held) {
+      this.log.info({ node: key, instanceId: mine, term, granted: outcome.granted, voters: outcome.voters }, 'primary gone; the lease is not free yet')
       this.highestSeen.set(key, Math.max(this.highestSeen.get(key) ?? 0, outcome.highestTerm))
       return
     }
