@@ -11,6 +11,26 @@ export interface LeaseRequest {
   durationMs: number
   /** Gives the lease back early (only the current holder at its term can). */
   release?: boolean
+  /** A holder's say on who may take the lease after it (see Eligibility); candidates send none. */
+  eligibility?: Eligibility
+}
+
+/**
+ * Who may take over from a holder: its instances that hold everything it acknowledged. Voters keep the newest one
+ * (by term, then version) that a holder sent with a granted request, so a majority always knows the holder's last
+ * word before it acted on it.
+ */
+export interface Eligibility {
+  term: number
+  /** Strictly increasing per holder, across restarts too (wall-clock based). */
+  version: number
+  eligible: string[]
+}
+
+export function newer (a: Eligibility | undefined, b: Eligibility | undefined): Eligibility | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  return a.term > b.term || (a.term === b.term && a.version >= b.version) ? a : b
 }
 
 export interface LeaseReply {
@@ -19,6 +39,7 @@ export interface LeaseReply {
   term: number
   /** Who holds the voter's grant at that term (even an expired one). */
   holder?: string
+  eligibility?: Eligibility
 }
 
 interface Grant { holder: string | undefined, term: number, expiresAt: number }
@@ -32,6 +53,7 @@ export const monotonicNow = (): number => performance.now()
  */
 export class LeaseVoter {
   private readonly grants = new Map<string, Grant>()
+  private readonly eligibility = new Map<string, Eligibility>()
   private readonly quietUntil: number
 
   constructor (private readonly options: { maxDurationMs: number, now?: () => number }) {
@@ -46,7 +68,11 @@ export class LeaseVoter {
   answer (request: LeaseRequest): LeaseReply {
     const now = this.now()
     const grant = this.grants.get(request.key) ?? { holder: undefined, term: 0, expiresAt: 0 }
-    const refuse = (): LeaseReply => ({ granted: false, term: grant.term, ...(grant.holder === undefined ? {} : { holder: grant.holder }) })
+    const known = (): Pick<LeaseReply, 'holder' | 'eligibility'> => {
+      const eligibility = this.eligibility.get(request.key)
+      return { ...(grant.holder === undefined ? {} : { holder: grant.holder }), ...(eligibility === undefined ? {} : { eligibility }) }
+    }
+    const refuse = (): LeaseReply => ({ granted: false, term: grant.term, ...known() })
     if (request.release === true) {
       if (grant.holder === request.holder && grant.term === request.term) grant.expiresAt = 0
       return refuse()
@@ -58,8 +84,16 @@ export class LeaseVoter {
     // A term belongs to one holder for good: two candidates asking with the same term never both get a majority.
     if (request.term === grant.term && grant.holder !== undefined && grant.holder !== request.holder) return refuse()
     const duration = Math.min(Math.max(0, request.durationMs), this.options.maxDurationMs)
-    this.grants.set(request.key, { holder: request.holder, term: request.term, expiresAt: now + duration })
-    return { granted: true, term: request.term, holder: request.holder }
+    grant.holder = request.holder
+    grant.term = request.term
+    grant.expiresAt = now + duration
+    this.grants.set(request.key, grant)
+    // Only the holder at this very term speaks for its term.
+    if (request.eligibility !== undefined && request.eligibility.term === request.term) {
+      const current = this.eligibility.get(request.key)
+      this.eligibility.set(request.key, newer(current, request.eligibility) ?? request.eligibility)
+    }
+    return { granted: true, term: request.term, ...known() }
   }
 }
 
@@ -78,6 +112,8 @@ export interface LeaseOutcome {
   voters: number
   /** The highest term any voter answered with (a candidate asks again above it). */
   highestTerm: number
+  /** The newest eligibility any voter holds. */
+  eligibility?: Eligibility
 }
 
 export interface LeaseOptions {
@@ -95,10 +131,10 @@ export class Leases {
     return (this.options.now ?? monotonicNow)()
   }
 
-  async request (key: string, holder: string, term: number): Promise<LeaseOutcome> {
+  async request (key: string, holder: string, term: number, eligibility?: Eligibility): Promise<LeaseOutcome> {
     // Counted from before the request leaves, so the holder's count ends before any voter's.
     const start = this.now()
-    const request: LeaseRequest = { key, holder, term, durationMs: this.options.durationMs }
+    const request: LeaseRequest = { key, holder, term, durationMs: this.options.durationMs, ...(eligibility === undefined ? {} : { eligibility }) }
     const remote = this.transport.voters()
     const timeoutMs = Math.max(100, Math.floor(this.options.durationMs / 4))
     const replies = await Promise.all([
@@ -110,7 +146,8 @@ export class Leases {
     const validUntil = start + this.options.durationMs - this.options.driftMs
     const held = granted >= Math.floor(voters / 2) + 1 && this.now() < validUntil
     const highestTerm = Math.max(term, ...replies.map(r => r?.term ?? 0))
-    return { held, validUntil, granted, voters, highestTerm }
+    const newest = replies.reduce<Eligibility | undefined>((best, r) => newer(best, r?.eligibility), undefined)
+    return { held, validUntil, granted, voters, highestTerm, ...(newest === undefined ? {} : { eligibility: newest }) }
   }
 
   /** Best effort: lets the others take the lease at once instead of after its expiry. */
@@ -135,12 +172,39 @@ export class KeptLease {
   private lostTimer: NodeJS.Timeout | undefined
   private renewTimer: NodeJS.Timeout | undefined
   private lostReported = false
+  private eligibility: Eligibility
+  private renewing: Promise<void> = Promise.resolve()
 
   constructor (
     private readonly leases: Leases, readonly key: string, readonly holder: string, readonly term: number,
     private readonly fenceMs: number, private readonly onLost: () => void
   ) {
+    this.eligibility = { term, version: nextVersion(), eligible: [] }
     void this.renew()
+  }
+
+  /** Who may take over now; the holder acts on a change only once this returns true (a majority has it). */
+  async setEligible (eligible: string[]): Promise<boolean> {
+    this.eligibility = { term: this.term, version: nextVersion(), eligible: [...eligible].sort() }
+    await this.renewing
+    const outcome = await this.leases.request(this.key, this.holder, this.term, this.eligibility).catch(() => undefined)
+    if (outcome?.held !== true) return false
+    this.extend(outcome.validUntil)
+    return true
+  }
+
+  get eligible (): string[] {
+    return this.eligibility.eligible
+  }
+
+  private extend (validUntil: number): void {
+    if (validUntil <= this.validUntil) return
+    this.validUntil = validUntil
+    this.lostReported = false
+    clearTimeout(this.lostTimer)
+    const left = this.validUntil - this.fenceMs - this.leases.now()
+    this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, left))
+    this.lostTimer.unref()
   }
 
   /** The lease is held with at least the fencing margin left. */
@@ -150,15 +214,12 @@ export class KeptLease {
 
   private async renew (): Promise<void> {
     if (this.stopped) return
-    const outcome = await this.leases.request(this.key, this.holder, this.term).catch(() => undefined)
+    const request = this.leases.request(this.key, this.holder, this.term, this.eligibility).catch(() => undefined)
+    this.renewing = request.then(() => {})
+    const outcome = await request
     if (this.stopped) return
-    if (outcome?.held === true && outcome.validUntil > this.validUntil) {
-      this.validUntil = outcome.validUntil
-      this.lostReported = false
-      clearTimeout(this.lostTimer)
-      const left = this.validUntil - this.fenceMs - this.leases.now()
-      this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, left))
-      this.lostTimer.unref()
+    if (outcome?.held === true) {
+      this.extend(outcome.validUntil)
     } else if (this.validUntil > 0 && !this.held()) {
       // Only a lease once held can be lost; before its first grant the holder has nothing to fence.
       this.reportLost()
@@ -180,4 +241,11 @@ export class KeptLease {
     clearTimeout(this.renewTimer)
     if (release) await this.leases.release(this.key, this.holder, this.term)
   }
+}
+
+let lastVersion = 0
+/** Wall-clock based, so a restarted holder's versions still rise above those it sent before. */
+function nextVersion (): number {
+  lastVersion = Math.max(lastVersion + 1, Date.now())
+  return lastVersion
 }

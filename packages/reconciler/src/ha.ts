@@ -1,7 +1,7 @@
 import { type DesiredDatabaseRecord, type Host, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/host'
 import type { KeptLease } from '@pgmesh/lease'
 import { instanceId } from '@pgmesh/model'
-import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
+import { type InstanceStatus, type Orchestrator, replicaSlotName } from '@pgmesh/orchestrator-process'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { SUPERUSER } from './plan.js'
@@ -119,12 +119,73 @@ export class HighAvailability {
     }
     const kept = this.keep(key, mine, primary.term, db.id)
     if (kept?.held() === true && this.fenced.has(mine)) await this.unfence(mine)
+    if (kept?.held() === true && !this.fenced.has(mine)) await this.synchronize(db, nodeName, key, mine, kept, cluster)
     const request = db.primaryChanges[nodeName]
     if (request === undefined || request.candidate === mine || request.from_term !== primary.term || !this.active(request)) return
     if (request.scheduled_at !== undefined && Date.parse(request.scheduled_at) > Date.now()) return
     if (kept?.held() !== true) return
     this.busy.add(key)
     void this.switchover(db, nodeName, key, mine, primary, request, cluster).finally(() => { this.busy.delete(key) })
+  }
+
+  /**
+   * Which replicas acknowledge this primary's commits (synchronous_standby_names, all of them) and which may take
+   * over (the lease's eligibility). A replica that looks gone leaves the voters' eligible list first and only then
+   * the synchronous list, so the primary never acknowledges a commit that an eligible replica lacks; a replica
+   * back joins the synchronous list first and becomes eligible once Postgres reports it synchronous.
+   */
+  private async synchronize (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, kept: KeptLease, cluster: ObservedInstance[]): Promise<void> {
+    const node = db.spec?.nodes.find(n => n.name === nodeName)
+    if (node === undefined) return
+    const others = node.host_ids.filter(h => instanceId(db.id, nodeName, h) !== mine)
+      .filter(h => db.instanceOperations[instanceId(db.id, nodeName, h)]?.stopped !== true)
+    const healthy = others.filter(h => this.heardFrom(h))
+      .map(h => instanceId(db.id, nodeName, h))
+      .filter(id => { const o = cluster.find(i => i.id === id); return o?.role === 'replica' && (o.state === 'available' || o.state === 'modifying') })
+    const names = this.synchronous.get(mine) ?? others.map(h => instanceId(db.id, nodeName, h))
+    const keep = names.filter(id => healthy.includes(id))
+    if (keep.length < names.length) {
+      const eligible = kept.eligible.filter(id => keep.includes(id))
+      if (eligible.length < kept.eligible.length && !(await kept.setEligible(eligible))) return
+      this.log.info({ node: key, synchronous: keep }, 'replicas gone: fewer synchronous standbys')
+      this.synchronous.set(mine, keep)
+      this.deps.requeue()
+      return
+    }
+    const added = healthy.filter(id => !names.includes(id))
+    if (added.length > 0 || !this.synchronous.has(mine)) {
+      this.synchronous.set(mine, [...names, ...added].sort())
+      this.deps.requeue()
+      return
+    }
+    const pending = names.filter(id => !kept.eligible.includes(id))
+    if (pending.length === 0) return
+    const caughtUp = await this.synchronousNow(mine, pending)
+    if (caughtUp.length > 0 && await kept.setEligible([...kept.eligible, ...caughtUp])) {
+      this.log.info({ node: key, eligible: kept.eligible }, 'replicas eligible to take over')
+    }
+  }
+
+  /** Of these replicas, those the primary's Postgres now waits for on every commit. */
+  private async synchronousNow (mine: string, ids: string[]): Promise<string[]> {
+    const client = await this.deps.connect(mine, 'postgres').catch(() => undefined)
+    if (client === undefined) return []
+    try {
+      const rows = (await client.query("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')")).rows as Array<{ application_name: string }>
+      const names = new Set(rows.map(r => r.application_name))
+      return ids.filter(id => names.has(replicaSlotName(id)))
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  /** Per local primary: the replicas in its synchronous_standby_names (the planner writes them). */
+  readonly synchronous = new Map<string, string[]>()
+
+  private heardFrom (hostId: string): boolean {
+    if (hostId === this.host.config.hostId) return true
+    const beat = this.host.heartbeats?.get(hostId)
+    return beat !== undefined && Date.now() - beat.receivedAt <= SILENT_MS
   }
 
   private active (request: PrimaryChangeRequest): boolean {
@@ -145,6 +206,14 @@ export class HighAvailability {
     if (leases === undefined) return
     const term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
     const outcome = await leases.request(key, mine, term)
+    if (outcome.held && outcome.eligibility?.eligible.includes(mine) !== true) {
+      // The last primary did not count this replica as holding everything it acknowledged: promoting it could lose
+      // acknowledged commits. It waits (an operator can still bring the old primary back).
+      this.log.warn({ node: key, instanceId: mine, eligibility: outcome.eligibility }, 'primary gone, but this replica is not eligible to take over')
+      await leases.release(key, mine, term)
+      this.highestSeen.set(key, Math.max(this.highestSeen.get(key) ?? 0, term))
+      return
+    }
     if (!outcome.held) {
       this.log.info({ node: key, instanceId: mine, term, granted: outcome.granted, voters: outcome.voters }, 'primary gone; the lease is not free yet')
       this.highestSeen.set(key, Math.max(this.highestSeen.get(key) ?? 0, outcome.highestTerm))
@@ -160,8 +229,7 @@ export class HighAvailability {
   private primaryGone (databaseId: string, nodeName: string, hostIds: string[], primary: NodePrimary, cluster: ObservedInstance[]): boolean {
     const primaryHost = hostIds.find(h => instanceId(databaseId, nodeName, h) === primary.instanceId)
     if (primaryHost === undefined) return true
-    const beat = this.host.heartbeats?.get(primaryHost)
-    if (beat === undefined || Date.now() - beat.receivedAt > SILENT_MS) return true
+    if (!this.heardFrom(primaryHost)) return true
     const observed = cluster.find(i => i.id === primary.instanceId)
     return observed === undefined || observed.role !== 'primary' || !['available', 'modifying'].includes(observed.state)
   }
@@ -170,7 +238,7 @@ export class HighAvailability {
   private preferredCandidate (databaseId: string, nodeName: string, hostIds: string[], primary: NodePrimary, cluster: ObservedInstance[]): string | undefined {
     const me = this.host.config.hostId
     return hostIds
-      .filter(h => h === me || (this.host.heartbeats?.get(h) !== undefined && Date.now() - (this.host.heartbeats.get(h)?.receivedAt ?? 0) <= SILENT_MS))
+      .filter(h => h === me || this.heardFrom(h))
       .map(h => instanceId(databaseId, nodeName, h))
       .filter(id => id !== primary.instanceId)
       .filter(id => { const o = cluster.find(i => i.id === id); return o?.role === 'replica' && o.state === 'available' })
@@ -285,6 +353,7 @@ export class HighAvailability {
   /** A rebuilt former primary is a plain replica again. */
   forget (id: string): void {
     this.fenced.delete(id)
+    this.synchronous.delete(id)
   }
 }
 

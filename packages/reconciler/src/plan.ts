@@ -70,11 +70,12 @@ export function plan (desired: Desired, observed: Observed): Action[] {
         }
         const postgresqlConf = { ...effective.postgresql_conf } as Record<string, SettingValue>
         if (isPrimary && last !== undefined) {
-          // An acknowledged commit is on a replica too, so promoting one loses nothing accepted. Only from the
+          // An acknowledged commit is on the replicas too, so promoting one loses nothing accepted. Only from the
           // primary's second pass on: its first one creates the database, before any replica exists.
-          const standbys = effective.host_ids.map(h => instanceId(db.id, node.name, h))
+          const standbys = observed.synchronous?.[id] ?? effective.host_ids.map(h => instanceId(db.id, node.name, h))
             .filter(other => other !== id && db.instanceOperations?.[other]?.stopped !== true)
-          if (standbys.length > 0) postgresqlConf.synchronous_standby_names = `ANY 1 (${standbys.map(s => `"${replicaSlotName(s)}"`).join(', ')})`
+          // Every listed replica acknowledges every commit, so any of them can take over without a loss.
+          if (standbys.length > 0) postgresqlConf.synchronous_standby_names = `ANY ${standbys.length} (${standbys.map(s => `"${replicaSlotName(s)}"`).join(', ')})`
         }
         const instanceSpec: InstanceSpec = {
           instanceId: id,

@@ -117,6 +117,7 @@ export class Reconciler {
       cluster: this.host.clusterInstances(),
       leases: this.ha.held(),
       fenced: [...this.ha.fenced],
+      synchronous: Object.fromEntries(this.ha.synchronous),
       now: Date.now()
     })
     for (const action of actions) {

@@ -62,6 +62,8 @@ export interface Observed {
   leases?: string[]
   /** This host's primaries that lost their lease and were stopped: kept stopped until they hold it again. */
   fenced?: string[]
+  /** Per local primary: the replicas that must acknowledge its commits (default: all not stopped by the user). */
+  synchronous?: Record<string, string[]>
   /** Wall-clock time of the pass (scheduled restarts). */
   now?: number
 }
