@@ -50,6 +50,10 @@ export interface DaemonOptions {
   logLevel?: string
   /** false: a control-only host, for tests of the desired state alone (no Postgres started). */
   reconcile?: boolean
+  /** Run the daemon (and so its Postgres) in this network namespace (see helpers/netns.ts). */
+  netns?: string
+  /** The address the daemon's HTTP API, libp2p and Postgres listen on (default 127.0.0.1). */
+  address?: string
 }
 
 /** One `pgmesh run` as a separate OS process on loopback. */
@@ -60,17 +64,20 @@ export class DaemonProcess {
 
   constructor (readonly options: DaemonOptions) {}
 
-  get url (): string { return `http://127.0.0.1:${this.options.httpPort}` }
+  get url (): string { return `http://${this.options.address ?? '127.0.0.1'}:${this.options.httpPort}` }
   get hostId (): string { return this.options.hostId }
 
   async start (): Promise<void> {
     const o = this.options
-    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', '127.0.0.1', '--http-port', String(o.httpPort),
-      '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug']
+    const address = o.address ?? '127.0.0.1'
+    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
+      '--listen', `/ip4/${address}/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug']
     if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
     if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)
     if (o.reconcile === false) args.push('--reconcile', 'false')
-    const child = spawn(process.execPath, args, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    // `ip netns exec` execs the command, so the child's pid is the daemon's own.
+    const [command, argv] = o.netns === undefined ? [process.execPath, args] : ['ip', ['netns', 'exec', o.netns, process.execPath, ...args]]
+    const child = spawn(command, argv, { env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     this.output = ''
     if (o.logFile !== undefined) {
@@ -146,13 +153,13 @@ export class TestCluster {
     return daemon
   }
 
-  /** host-1 inits, then each further host joins with the token. */
-  async initAndJoin (count: number): Promise<DaemonProcess[]> {
-    const first = await this.add('host-1')
+  /** host-1 inits, then each further host joins with the token; `perHost` adds options by host number. */
+  async initAndJoin (count: number, perHost: (i: number) => Partial<DaemonOptions> = () => ({})): Promise<DaemonProcess[]> {
+    const first = await this.add('host-1', perHost(1))
     const init = await first.get<{ token: string, server_urls: string[] }>('/v1/cluster/init?cluster_id=test')
     if (init.status !== 200) throw new Error(`init failed: ${JSON.stringify(init.body)}`)
     for (let i = 2; i <= count; i++) {
-      const d = await this.add(`host-${i}`)
+      const d = await this.add(`host-${i}`, perHost(i))
       const res = await d.post('/v1/cluster/join', init.body)
       if (res.status !== 204) throw new Error(`join of host-${i} failed: ${res.status} ${JSON.stringify(res.body)}`)
     }

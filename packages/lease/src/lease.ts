@@ -136,17 +136,32 @@ export class Leases {
     const start = this.now()
     const request: LeaseRequest = { key, holder, term, durationMs: this.options.durationMs, ...(eligibility === undefined ? {} : { eligibility }) }
     const remote = this.transport.voters()
-    const timeoutMs = Math.max(100, Math.floor(this.options.durationMs / 4))
-    const replies = await Promise.all([
-      Promise.resolve(this.local.answer(request)),
-      ...remote.map(async voter => await this.transport.ask(voter, request, timeoutMs).catch(() => undefined))
-    ])
-    const granted = replies.filter(r => r?.granted === true).length
     const voters = remote.length + 1
+    const majority = Math.floor(voters / 2) + 1
+    const timeoutMs = Math.max(100, Math.floor(this.options.durationMs / 4))
+    const replies: Array<LeaseReply | undefined> = [this.local.answer(request)]
+    // Settled as soon as a majority granted or can no longer grant: a dead voter must not delay a renewal.
+    await new Promise<void>((resolve) => {
+      let pending = remote.length
+      const check = (): void => {
+        const granted = replies.filter(r => r?.granted === true).length
+        if (granted >= majority || granted + pending < majority || pending === 0) resolve()
+      }
+      check()
+      for (const voter of remote) {
+        void this.transport.ask(voter, request, timeoutMs).catch(() => undefined).then((reply) => {
+          replies.push(reply)
+          pending--
+          check()
+        })
+      }
+    })
+    const answered = [...replies]
+    const granted = answered.filter(r => r?.granted === true).length
     const validUntil = start + this.options.durationMs - this.options.driftMs
-    const held = granted >= Math.floor(voters / 2) + 1 && this.now() < validUntil
-    const highestTerm = Math.max(term, ...replies.map(r => r?.term ?? 0))
-    const newest = replies.reduce<Eligibility | undefined>((best, r) => newer(best, r?.eligibility), undefined)
+    const held = granted >= majority && this.now() < validUntil
+    const highestTerm = Math.max(term, ...answered.map(r => r?.term ?? 0))
+    const newest = answered.reduce<Eligibility | undefined>((best, r) => newer(best, r?.eligibility), undefined)
     return { held, validUntil, granted, voters, highestTerm, ...(newest === undefined ? {} : { eligibility: newest }) }
   }
 
@@ -173,6 +188,8 @@ export class KeptLease {
   private renewTimer: NodeJS.Timeout | undefined
   private lostReported = false
   private eligibility: Eligibility
+  private confirmed: string[] = []
+  private attempted: string[] = []
   private renewing: Promise<void> = Promise.resolve()
 
   constructor (
@@ -185,16 +202,25 @@ export class KeptLease {
 
   /** Who may take over now; the holder acts on a change only once this returns true (a majority has it). */
   async setEligible (eligible: string[]): Promise<boolean> {
-    this.eligibility = { term: this.term, version: nextVersion(), eligible: [...eligible].sort() }
+    const list = [...eligible].sort()
+    this.eligibility = { term: this.term, version: nextVersion(), eligible: list }
+    this.attempted = list
     await this.renewing
     const outcome = await this.leases.request(this.key, this.holder, this.term, this.eligibility).catch(() => undefined)
     if (outcome?.held !== true) return false
+    this.confirmed = list
     this.extend(outcome.validUntil)
     return true
   }
 
+  /** Everyone some voters may hold eligible: the last confirmed list and the last one tried (its fate unknown). */
   get eligible (): string[] {
-    return this.eligibility.eligible
+    return [...new Set([...this.confirmed, ...this.attempted])].sort()
+  }
+
+  /** The list a majority confirmed last. */
+  get confirmedEligible (): string[] {
+    return this.confirmed
   }
 
   private extend (validUntil: number): void {
@@ -214,18 +240,22 @@ export class KeptLease {
 
   private async renew (): Promise<void> {
     if (this.stopped) return
-    const request = this.leases.request(this.key, this.holder, this.term, this.eligibility).catch(() => undefined)
+    // Paced from the start of each renewal, so a slow voter does not stretch the interval.
+    this.renewTimer = setTimeout(() => { void this.renew() }, Math.max(50, Math.floor(this.leases.options.durationMs / 4)))
+    this.renewTimer.unref()
+    const sent = this.eligibility
+    const request = this.leases.request(this.key, this.holder, this.term, sent).catch(() => undefined)
     this.renewing = request.then(() => {})
     const outcome = await request
     if (this.stopped) return
     if (outcome?.held === true) {
+      // A majority now holds the list this renewal carried (a later setEligible may have replaced it meanwhile).
+      if (sent.eligible === this.attempted) this.confirmed = sent.eligible
       this.extend(outcome.validUntil)
     } else if (this.validUntil > 0 && !this.held()) {
       // Only a lease once held can be lost; before its first grant the holder has nothing to fence.
       this.reportLost()
     }
-    this.renewTimer = setTimeout(() => { void this.renew() }, Math.max(50, Math.floor(this.leases.options.durationMs / 4)))
-    this.renewTimer.unref()
   }
 
   private reportLost (): void {

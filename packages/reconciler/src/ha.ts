@@ -158,10 +158,10 @@ export class HighAvailability {
       this.deps.requeue()
       return
     }
-    const pending = names.filter(id => !kept.eligible.includes(id))
+    const pending = names.filter(id => !kept.confirmedEligible.includes(id))
     if (pending.length === 0) return
     const caughtUp = await this.synchronousNow(mine, pending)
-    if (caughtUp.length > 0 && await kept.setEligible([...kept.eligible, ...caughtUp])) {
+    if (caughtUp.length > 0 && await kept.setEligible([...kept.confirmedEligible.filter(id => names.includes(id)), ...caughtUp])) {
       this.log.info({ node: key, eligible: kept.eligible }, 'replicas eligible to take over')
     }
   }
