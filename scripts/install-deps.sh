@@ -1,10 +1,11 @@
 #!/bin/sh
-# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12.
+# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and iproute2 (the
+# partition test puts hosts in network namespaces).
 # Idempotent: installs only what is missing, and refreshes the package lists only when apt does not
 # know a missing package yet (a fresh machine or container has empty lists).
 set -eu
 
-PACKAGES="postgresql-15 postgresql-15-pglogical postgresql-contrib"
+PACKAGES="postgresql-15 postgresql-15-pglogical postgresql-contrib iproute2"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get needs it)" >&2
