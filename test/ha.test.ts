@@ -268,9 +268,55 @@ describe('a node with a streaming replica', () => {
     }, 30_000, 500)
   }, 300_000)
 
-  it('kills the primary\'s host (daemon and Postgres): the replica becomes primary and writes through it reach n2', async () => {
+  it('fails over a healthy node with skip_validation to an automatically picked replica', async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     expect(primaryOf(await database(h3), 'n1')?.host_id).toBe('host-1')
+    const res = await h1.post('/v1/databases/ha/nodes/n1/failover', { skip_validation: true })
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    await waitTask(h1, res.body.task.task_id as string)
+    expect(primaryOf(await database(h3), 'n1')?.host_id).toBe('host-2')
+    await until('host-1 to follow host-2 as a replica', async () => {
+      const i = (await database(h3)).instances.find(x => x.node_name === 'n1' && x.host_id === 'host-1')
+      return i?.postgres?.role === 'replica' && i.state === 'available'
+    }, 90_000, 250)
+  }, 180_000)
+
+  it('adds a replica when a host joins a node\'s host_ids and removes it when the host leaves', async () => {
+    const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const spec = (await h1.get('/v1/databases/ha')).body.spec
+    spec.nodes[1].host_ids = ['host-3', 'host-1']
+    const grow = await h1.post('/v1/databases/ha', { spec })
+    expect(grow.status, JSON.stringify(grow.body)).toBe(200)
+    await waitTask(h1, grow.body.task.task_id as string, 120_000)
+    const grown = await database(h3)
+    const replica = grown.instances.find(i => i.node_name === 'n2' && i.host_id === 'host-1')
+    expect(replica?.postgres?.role).toBe('replica')
+    expect(replica?.state).toBe('available')
+    const n2 = await connectTo(primaryOf(grown, 'n2'))
+    await n2.query("INSERT INTO public.events VALUES ('n2-with-replica', 'n2')")
+    await n2.end()
+    const reader = await connectTo(replica)
+    await until('the row on n2\'s replica', async () => (await reader.query("SELECT 1 FROM public.events WHERE id = 'n2-with-replica'")).rowCount === 1, 20_000)
+    await expect(reader.query("INSERT INTO public.events VALUES ('y', 'y')")).rejects.toThrow(/read-only/)
+    await reader.end()
+
+    spec.nodes[1].host_ids = ['host-3']
+    const shrink = await h1.post('/v1/databases/ha', { spec })
+    expect(shrink.status, JSON.stringify(shrink.body)).toBe(200)
+    await waitTask(h1, shrink.body.task.task_id as string, 120_000)
+    const shrunk = await database(h3)
+    expect(shrunk.instances.filter(i => i.node_name === 'n2').map(i => i.host_id)).toEqual(['host-3'])
+    // n2 takes writes again without waiting for the replica that is gone.
+    const after = await connectTo(primaryOf(shrunk, 'n2'))
+    await after.query("INSERT INTO public.events VALUES ('n2-alone-again', 'n2')")
+    await after.end()
+  }, 240_000)
+
+  it('kills the primary\'s host (daemon and Postgres): the replica becomes primary and writes through it reach n2', async () => {
+    const [, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const victimId = primaryOf(await database(h3), 'n1')?.host_id
+    const h1 = hosts.find(h => h.hostId === victimId)!
+    const survivor = victimId === 'host-1' ? 'host-2' : 'host-1'
     const writer = new Writer(() => h3, 'kill')
     writer.start()
     await until('some writes', () => writer.acknowledged.length > 20, 20_000)
@@ -279,7 +325,7 @@ describe('a node with a streaming replica', () => {
     await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', `${h1.options.dataDir}/`]).once('exit', () => { resolve() }) })
     // At most one insert was in flight when the host died: two more acknowledged ones went through the new primary.
     const mark = writer.acknowledged.length
-    await until('a write through the new primary', async () => writer.acknowledged.length > mark + 1 && primaryOf(await database(h3), 'n1')?.host_id === 'host-2', 60_000, 20)
+    await until('a write through the new primary', async () => writer.acknowledged.length > mark + 1 && primaryOf(await database(h3), 'n1')?.host_id === survivor, 60_000, 20)
     console.log(`failover: the new primary took a write ${Date.now() - killedAt} ms after the primary's host died`)
     await until('more writes', () => writer.acknowledged.length > mark + 20, 20_000)
     await writer.stop()

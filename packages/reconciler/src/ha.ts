@@ -87,6 +87,10 @@ export class HighAvailability {
         await k.stop()
         this.kept.delete(key)
       }
+      // A node back to a single instance (or gone) has no synchronous standbys any more.
+      for (const id of this.synchronous.keys()) {
+        if (![...this.kept.values()].some(k => k.holder === id)) this.synchronous.delete(id)
+      }
     } catch (err) {
       this.log.warn({ err }, 'high-availability pass failed')
     } finally {

@@ -72,8 +72,9 @@ export function plan (desired: Desired, observed: Observed): Action[] {
         if (isPrimary && last !== undefined) {
           // An acknowledged commit is on the replicas too, so promoting one loses nothing accepted. Only from the
           // primary's second pass on: its first one creates the database, before any replica exists.
-          const standbys = observed.synchronous?.[id] ?? effective.host_ids.map(h => instanceId(db.id, node.name, h))
-            .filter(other => other !== id && db.instanceOperations?.[other]?.stopped !== true)
+          const others = effective.host_ids.map(h => instanceId(db.id, node.name, h)).filter(other => other !== id)
+          const standbys = (observed.synchronous?.[id] ?? others.filter(other => db.instanceOperations?.[other]?.stopped !== true))
+            .filter(other => others.includes(other))
           // Every listed replica acknowledges every commit, so any of them can take over without a loss.
           if (standbys.length > 0) postgresqlConf.synchronous_standby_names = `ANY ${standbys.length} (${standbys.map(s => `"${replicaSlotName(s)}"`).join(', ')})`
         }
