@@ -281,6 +281,27 @@ describe('a node with a streaming replica', () => {
     }, 90_000, 250)
   }, 180_000)
 
+  it('switches over at a scheduled time, and refuses a second switchover of the node meanwhile', async () => {
+    const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    expect(primaryOf(await database(h3), 'n1')?.host_id).toBe('host-2')
+    const at = new Date(Date.now() + 4000).toISOString()
+    const res = await h1.post('/v1/databases/ha/nodes/n1/switchover', { scheduled_at: at })
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    const again = await h2.post('/v1/databases/ha/nodes/n1/switchover', {})
+    expect(again.status).toBe(409)
+    expect(again.body.name).toBe('operation_already_in_progress')
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    expect((await h1.get(`/v1/databases/ha/tasks/${res.body.task.task_id as string}`)).body.status).toBe('pending')
+    expect(primaryOf(await database(h3), 'n1')?.host_id).toBe('host-2')
+    await waitTask(h1, res.body.task.task_id as string)
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(at))
+    expect(primaryOf(await database(h3), 'n1')?.host_id).toBe('host-1')
+    await until('host-2 to follow host-1 as a replica', async () => {
+      const i = (await database(h3)).instances.find(x => x.node_name === 'n1' && x.host_id === 'host-2')
+      return i?.postgres?.role === 'replica' && i.state === 'available'
+    }, 90_000, 250)
+  }, 180_000)
+
   it('adds a replica when a host joins a node\'s host_ids and removes it when the host leaves', async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     const spec = (await h1.get('/v1/databases/ha')).body.spec
