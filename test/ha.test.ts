@@ -302,6 +302,28 @@ describe('a node with a streaming replica', () => {
     }, 90_000, 250)
   }, 180_000)
 
+  it('stopping the primary hands the node over to its replica; started again, it comes back as a replica', async () => {
+    const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const primary = primaryOf(await database(h3), 'n1')
+    expect(primary?.host_id).toBe('host-1')
+    const stop = await h3.post(`/v1/databases/ha/instances/${primary!.id}/stop-instance`)
+    expect(stop.status, JSON.stringify(stop.body)).toBe(200)
+    await waitTask(h3, stop.body.task.task_id as string)
+    await until('host-2 to take over', async () => primaryOf(await database(h3), 'n1')?.host_id === 'host-2', 30_000, 100)
+    const c = await connectTo(primaryOf(await database(h3), 'n1'))
+    await c.query("INSERT INTO public.events VALUES ('while-primary-stopped', 'stop')")
+    await c.end()
+    expect((await database(h1)).instances.find(i => i.id === primary!.id)?.state).toBe('stopped')
+    const start = await h1.post(`/v1/databases/ha/instances/${primary!.id}/start-instance`)
+    expect(start.status, JSON.stringify(start.body)).toBe(200)
+    await waitTask(h1, start.body.task.task_id as string, 120_000)
+    const back = (await database(h3)).instances.find(i => i.id === primary!.id)
+    expect(back?.postgres?.role).toBe('replica')
+    const reader = await connectTo(back)
+    await until('the row written meanwhile on the restarted instance', async () => (await reader.query("SELECT 1 FROM public.events WHERE id = 'while-primary-stopped'")).rowCount === 1, 20_000)
+    await reader.end()
+  }, 180_000)
+
   it('adds a replica when a host joins a node\'s host_ids and removes it when the host leaves', async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     const spec = (await h1.get('/v1/databases/ha')).body.spec

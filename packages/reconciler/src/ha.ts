@@ -117,8 +117,9 @@ export class HighAvailability {
   }
 
   private async asPrimary (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, cluster: ObservedInstance[]): Promise<void> {
-    if (db.instanceOperations[mine]?.stopped === true) {
-      await this.drop(key)
+    const operation = db.instanceOperations[mine]
+    if (operation?.stopped === true) {
+      await this.stopPrimary(db, nodeName, key, mine, primary, operation.task_id, cluster)
       return
     }
     const kept = this.keep(key, mine, primary.term, db.id)
@@ -192,6 +193,40 @@ export class HighAvailability {
     return beat !== undefined && Date.now() - beat.receivedAt <= SILENT_MS
   }
 
+  /**
+   * The user stops a node's primary: like the anchor (its Patroni fails over), the node goes on with a replica. A
+   * switchover to the first available replica stops the server; without one the server is stopped here. The lease
+   * is given up only once the server is down.
+   */
+  private async stopPrimary (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, taskId: string, cluster: ObservedInstance[]): Promise<void> {
+    const kept = this.kept.get(key)
+    if (kept === undefined) return
+    if (this.deps.localStatus(mine)?.state === 'stopped') {
+      await this.drop(key)
+      await this.host.leases?.release(key, mine, kept.term)
+      this.deps.requeue()
+      return
+    }
+    if (!kept.held()) return
+    const node = db.spec?.nodes.find(n => n.name === nodeName)
+    const candidate = node === undefined ? undefined : this.preferredCandidate(db.id, nodeName, node.host_ids, primary, cluster)
+    this.busy.add(key)
+    void (async () => {
+      if (candidate !== undefined) {
+        await this.switchover(db, nodeName, key, mine, primary, { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, false)
+        return
+      }
+      await this.setReadOnly(mine, true).catch(() => {})
+      await this.orchestrator.stopInstance(mine)
+      await this.drop(key)
+      await this.host.leases?.release(key, mine, kept.term)
+    })().catch((err: unknown) => { this.log.warn({ node: key, err }, 'stopping the primary failed') })
+      .finally(() => {
+        this.busy.delete(key)
+        this.deps.requeue()
+      })
+  }
+
   private active (request: PrimaryChangeRequest): boolean {
     const status = this.host.tasks.get(request.task_id)?.status
     return status === 'pending' || status === 'running'
@@ -201,7 +236,6 @@ export class HighAvailability {
     await this.drop(key)
     const local = this.deps.localStatus(mine)
     if (local?.state !== 'running' || local.role !== 'replica') return
-    if (db.instanceOperations[primary.instanceId]?.stopped === true) return
     const request = db.primaryChanges[nodeName]
     const asked = request?.type === 'failover' && request.candidate === mine && request.from_term === primary.term && this.active(request)
     if (!this.primaryGone(db.id, nodeName, hostIds, primary, cluster)) return
@@ -290,7 +324,8 @@ export class HighAvailability {
    * sends the last WAL to the replicas), the candidate replays all of it, then the lease goes to the candidate at a
    * higher term and the document says so. On any failure before the hand-over, this primary takes writes again.
    */
-  private async switchover (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, request: PrimaryChangeRequest, cluster: ObservedInstance[]): Promise<void> {
+  /** `requested`: a switchover/failover task (settled here on failure); false: the user stopping the primary. */
+  private async switchover (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, request: PrimaryChangeRequest, cluster: ObservedInstance[], requested = true): Promise<void> {
     const log = async (message: string): Promise<void> => { await this.deps.taskLog(request.task_id, message, { node_name: nodeName }) }
     const leases = this.host.leases
     const candidate = cluster.find(i => i.id === request.candidate)
@@ -301,7 +336,7 @@ export class HighAvailability {
       if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
       const address = candidate.addresses?.[0] ?? this.host.state.doc.hosts?.[candidate.host_id]?.client_addresses[0]
       if (address === undefined) throw new Error(`no address for host ${candidate.host_id}`)
-      await this.host.operations.settle(request.task_id, { status: 'running' })
+      if (requested) await this.host.operations.settle(request.task_id, { status: 'running' })
       await log(`switching node ${nodeName} over from ${mine} to ${request.candidate}: stopping writes`)
       await this.setReadOnly(mine, true)
       const conn = await this.deps.connect(mine, databaseName)
@@ -341,6 +376,15 @@ export class HighAvailability {
       const message = (err as Error).message
       this.log.warn({ node: key, err: message }, 'switchover failed')
       await log(`switchover failed: ${message}`).catch(() => {})
+      if (!requested) {
+        // The user asked for the server to stop: it stops, and the lease goes once it is down.
+        if (!handedOver) {
+          await this.orchestrator.stopInstance(mine).catch(() => {})
+          await this.drop(key)
+          await this.host.leases?.release(key, mine, primary.term)
+        }
+        return
+      }
       await this.host.operations.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
       if (!handedOver) {
         // Still the primary: take writes again (re-leased by the next pass).

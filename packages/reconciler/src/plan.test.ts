@@ -572,6 +572,13 @@ describe('plan', () => {
       expect(only(primary, 'ensure-instance').spec.postgresqlConf?.synchronous_standby_names).toBeUndefined()
     })
 
+    it('a primary holding its lease is left to the HA loop, which hands the node over before stopping it', () => {
+      const primary = 'ledger-n1-689qacsi'
+      const stop = withOps({ [primary]: { stopped: true, restarts: 0, task_id: 't' } })
+      expect(plan(desiredFor(stop, 'host-1'), { ...observedFor(world, stop, 'host-1'), leases: [primary] })).toEqual([])
+      expect(kinds(planFor(world, stop, 'host-1'))).toEqual([`stop-instance ${primary}`])
+    })
+
     it('starts it again once the stop is lifted', () => {
       const stopped = setLocalState(world, 'host-2', replica, 'stopped')
       expect(kinds(planFor(stopped, withOps({ [replica]: { stopped: false, restarts: 0, task_id: 't' } }), 'host-2'))).toEqual([`ensure-instance ${replica}`])

@@ -52,12 +52,14 @@ export function plan (desired: Desired, observed: Observed): Action[] {
         const current = local.get(id)
         const last = applied.get(id)
         const operation = db.instanceOperations?.[id]
+        const isPrimary = id === primary.instanceId
         if (operation?.stopped === true) {
-          // Kept stopped by the user until started again.
-          if (current !== undefined && current.state !== 'stopped') actions.push({ kind: 'stop-instance', databaseId: db.id, instanceId: id })
+          // Kept stopped by the user until started again. A primary holding its lease is stopped by the HA loop,
+          // which first hands the node over to a replica.
+          const handingOver = isPrimary && leases.has(id)
+          if (current !== undefined && current.state !== 'stopped' && !handingOver) actions.push({ kind: 'stop-instance', databaseId: db.id, instanceId: id })
           continue
         }
-        const isPrimary = id === primary.instanceId
         // A primary that lost its lease stays stopped until it holds the lease again (or follows the new primary).
         if (isPrimary && fenced.has(id)) continue
         let standbyOf: InstanceSpec['primary']
