@@ -274,9 +274,8 @@ export class HighAvailability {
 
   /** The replica that asks for the lease: the first (by id) available one on a host that is heard from. */
   private preferredCandidate (databaseId: string, nodeName: string, hostIds: string[], primary: NodePrimary, cluster: ObservedInstance[]): string | undefined {
-    const me = this.host.config.hostId
     return hostIds
-      .filter(h => h === me || this.heardFrom(h))
+      .filter(h => this.heardFrom(h))
       .map(h => instanceId(databaseId, nodeName, h))
       .filter(id => id !== primary.instanceId)
       .filter(id => { const o = cluster.find(i => i.id === id); return o?.role === 'replica' && o.state === 'available' })

@@ -250,7 +250,8 @@ export class Reconciler {
   private async connect (instanceId: string, database: string): Promise<pg.Client> {
     const status = this.local.get(instanceId) ?? await this.orchestrator.status(instanceId)
     if (status === undefined) throw new Error(`instance ${instanceId} does not exist`)
-    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database })
+    // Its own commits never wait for synchronous standbys (a standby that is gone must not block the loop).
+    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database, options: '-c synchronous_commit=local' })
     await client.connect()
     return client
   }
@@ -635,7 +636,7 @@ async function connectDsn (dsn: string): Promise<pg.Client> {
     const raw = m[2] ?? ''
     params[m[1] ?? ''] = raw.startsWith("'") ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw
   }
-  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000 })
+  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000, options: '-c synchronous_commit=local' })
   client.on('error', () => {})
   await client.connect()
   return client
