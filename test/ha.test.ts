@@ -385,5 +385,13 @@ describe('a node with a streaming replica', () => {
     await n2.end()
     const gap = writer.acknowledged.map(i => `kill-${i}`).filter(id => !n2has.has(id))
     console.log(`rows acknowledged by the dead primary that never reached n2: ${gap.length}`)
+    // And n2's writes reach the new primary (its subscriptions came over with the promotion).
+    const fromN2 = await connectTo(primaryOf(await database(h3), 'n2'))
+    await fromN2.query("INSERT INTO public.events VALUES ('after-failover-from-n2', 'n2')")
+    await fromN2.end()
+    await until('n2 row on the new primary', async () => {
+      const c = await connectTo(primaryOf(await database(h3), 'n1'))
+      try { return (await c.query("SELECT 1 FROM public.events WHERE id = 'after-failover-from-n2'")).rowCount === 1 } finally { await c.end() }
+    }, 30_000, 500)
   }, 180_000)
 })
