@@ -1,7 +1,7 @@
 #!/bin/sh
-# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and what the swarm
-# orchestrator's tests need: Docker (docker.io; the testbed starts its own dockerds in network namespaces),
-# mmdebstrap (builds the Postgres image from Debian packages, no image registry needed) and iproute2.
+# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and what the tests need:
+# iproute2 (hosts in network namespaces), Docker (docker.io; the swarm testbed starts its own dockerds in network
+# namespaces) and mmdebstrap (builds the Postgres image from Debian packages, no image registry needed).
 # Idempotent: installs only what is missing, and refreshes the package lists only when apt does not
 # know a missing package yet (a fresh machine or container has empty lists).
 set -eu

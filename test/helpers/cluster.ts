@@ -157,13 +157,13 @@ export class TestCluster {
     return daemon
   }
 
-  /** host-1 inits, then each further host joins with the token. */
-  async initAndJoin (count: number): Promise<DaemonProcess[]> {
-    const first = await this.add('host-1')
+  /** host-1 inits, then each further host joins with the token; `perHost` adds options by host number. */
+  async initAndJoin (count: number, perHost: (i: number) => Partial<DaemonOptions> = () => ({})): Promise<DaemonProcess[]> {
+    const first = await this.add('host-1', perHost(1))
     const init = await first.get<{ token: string, server_urls: string[] }>('/v1/cluster/init?cluster_id=test')
     if (init.status !== 200) throw new Error(`init failed: ${JSON.stringify(init.body)}`)
     for (let i = 2; i <= count; i++) {
-      const d = await this.add(`host-${i}`)
+      const d = await this.add(`host-${i}`, perHost(i))
       const res = await d.post('/v1/cluster/join', init.body)
       if (res.status !== 204) throw new Error(`join of host-${i} failed: ${res.status} ${JSON.stringify(res.body)}`)
     }

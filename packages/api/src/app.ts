@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
 import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
+import { registerOperationRoutes } from './routes/operations.js'
 import { registerTaskRoutes } from './routes/tasks.js'
 import { registerHostRoutes } from './routes/hosts.js'
 import { registerSystemRoutes } from './routes/system.js'
@@ -61,6 +62,7 @@ export function createApp (host: Host, options: AppOptions): App {
   registerClusterRoutes(app, host)
   registerHostRoutes(app, host)
   registerDatabaseRoutes(app, host)
+  registerOperationRoutes(app, host)
   registerTaskRoutes(app, host)
 
   app.get('/v1/openapi.json', c => c.json(openApiDocument(app)))

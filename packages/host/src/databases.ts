@@ -5,6 +5,7 @@ import {
 import { type ClusterState, findConflicts, keyConflict, toPlain, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, type EncodedSpec } from './spec-encoding.js'
 import type { ObservedInstance } from './observed.js'
+import type { InstanceOperation, PrimaryChangeRequest } from './operations.js'
 import type { Task, Tasks } from './tasks.js'
 import { DatabaseCache } from './database-cache.js'
 
@@ -28,6 +29,12 @@ export interface DatabaseRecord {
   spec: EncodedSpec
   /** Nodes added to the live database, and the node each copies its data from (the anchor's source_node). */
   node_sources?: Record<string, string>
+  /** Per node: term → the instance a majority's lease made primary at that term (the highest term is current). */
+  primaries?: Record<string, Record<string, string>>
+  /** Per instance: stop/start/restart requests. */
+  instance_operations?: Record<string, InstanceOperation>
+  /** Per node: the switchover or failover asked for last. */
+  primary_changes?: Record<string, PrimaryChangeRequest>
 }
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
@@ -38,6 +45,9 @@ export interface DesiredDatabaseRecord {
   task_id: string
   spec: DatabaseSpec | undefined
   sources: Record<string, string>
+  primaries: Record<string, Record<string, string>>
+  instanceOperations: Record<string, InstanceOperation>
+  primaryChanges: Record<string, PrimaryChangeRequest>
 }
 
 export interface DatabaseConflict {
@@ -144,7 +154,10 @@ export class Databases {
       desired: {
         id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
         spec: check.ok ? check.spec : (record.deleted ? spec as unknown as DatabaseSpec : undefined),
-        sources: record.node_sources ?? {}
+        sources: record.node_sources ?? {},
+        primaries: record.primaries ?? {},
+        instanceOperations: record.instance_operations ?? {},
+        primaryChanges: record.primary_changes ?? {}
       }
     }
   }

@@ -4,17 +4,24 @@ import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { timingSafeEqual } from 'node:crypto'
 import * as A from '@automerge/automerge'
+import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey, type Reachability } from '@pgmesh/mesh'
 import { ClusterAlreadyInitializedError, ClusterNotInitializedError, InvalidInputError, InvalidJoinTokenError, NotFoundError, ServerError, newUuid } from '@pgmesh/model'
 import { ClusterState, DocReplicator, type HostRecord } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import { Databases } from './databases.js'
+import { Operations } from './operations.js'
 import { HostMetrics } from './metrics.js'
 import type { ObservedInstance } from './observed.js'
 import { detectPostgresVersion } from './postgres-version.js'
 import { type TaskLogEntry, TaskLogStore } from './task-log.js'
 import { type Task, Tasks } from './tasks.js'
 import { VERSION } from './version.js'
+
+/** Default lease of a node's primary; a failover waits it out. */
+const DEFAULT_LEASE_MS = 4000
+/** Clock-rate drift allowance between hosts over one lease. */
+const LEASE_DRIFT_MS = 200
 
 const TASK_LOG_PROTOCOL = '/pgmesh/task-log/1.0.0'
 
@@ -37,6 +44,8 @@ export interface HostConfig {
   /** Heartbeat period and the silence after which a host is unreachable. */
   heartbeatMs?: number
   unreachableAfterMs?: number
+  /** How long a primary's lease lasts (default 4 s); failover takes a little longer than that. */
+  leaseMs?: number
 }
 
 export interface ComponentStatus { healthy: boolean, error?: string, details?: Record<string, unknown> }
@@ -75,6 +84,11 @@ export class Host extends EventEmitter<{ initialized: [] }> {
   readonly metrics: HostMetrics
   readonly tasks: Tasks
   readonly databases: Databases
+  readonly operations: Operations
+  /** This host's vote in the cluster's leases (answering other hosts over the mesh). */
+  readonly leaseVoter: LeaseVoter
+  /** Leases asked of every host of the cluster; set once the mesh runs. */
+  leases: Leases | undefined
   private readonly taskLogs: TaskLogStore
   mesh: Mesh | undefined
   heartbeats: Heartbeats<HostObserved> | undefined
@@ -97,6 +111,14 @@ export class Host extends EventEmitter<{ initialized: [] }> {
       knownHostIds: () => new Set(Object.keys(this.state.doc.hosts ?? {})),
       observedInstances: () => this.clusterInstances(),
       defaultPostgresVersion: config.defaultPostgresVersion
+    })
+    // Grants never outlast the cluster's lease duration, so a restarted voter need only wait that long.
+    this.leaseVoter = new LeaseVoter({ maxDurationMs: config.leaseMs ?? DEFAULT_LEASE_MS })
+    this.operations = new Operations({
+      state,
+      tasks: this.tasks,
+      observedInstances: () => this.clusterInstances(),
+      reachableHosts: () => this.reachableHosts()
     })
     this.metrics = new HostMetrics({
       peers: () => this.mesh?.connectedPeers().length ?? 0,
@@ -332,6 +354,8 @@ export class Host extends EventEmitter<{ initialized: [] }> {
       await channel.write(new TextEncoder().encode(JSON.stringify(entries)))
       await channel.close()
     })
+    serveLeases(mesh, this.leaseVoter)
+    this.leases = new Leases(this.leaseVoter, meshTransport(mesh, () => this.leaseVoters(mesh.peerId)), { durationMs: this.config.leaseMs ?? DEFAULT_LEASE_MS, driftMs: LEASE_DRIFT_MS })
     const heartbeats = new Heartbeats<HostObserved>(mesh, {
       hostId: this.config.hostId,
       intervalMs: this.config.heartbeatMs,
@@ -349,6 +373,11 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     this.keeper = setInterval(() => { this.keepMeshConnected(bootstrap) }, 2000)
     this.keeper.unref()
     this.settleTasksSoon()
+  }
+
+  /** Every other host of the cluster votes in leases, reachable or not: a majority of all of them is needed. */
+  private leaseVoters (self: string): string[] {
+    return Object.values(this.state.doc.hosts ?? {}).map(h => h.peer_id).filter(p => p !== self && p !== '')
   }
 
   private dialBootstrap (bootstrap: readonly string[]): void {

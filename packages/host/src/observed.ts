@@ -22,5 +22,7 @@ export interface ObservedInstance {
   node_ready?: boolean
   /** The replication extension in use: spock or pglogical. */
   replication?: string
+  /** Restarts asked for (stop/start/restart operations) that this instance has done. */
+  restarts?: number
   updated_at: string
 }

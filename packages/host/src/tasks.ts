@@ -46,6 +46,8 @@ export interface TaskLog {
 }
 
 const ACTIVE: ReadonlySet<TaskStatus> = new Set(['pending', 'running'])
+/** Tasks that set a database's spec; only they can be superseded by another. */
+const SPEC_TASKS: ReadonlySet<TaskType> = new Set(['create', 'update', 'delete'])
 
 /**
  * Task records live in the cluster document (a handful of writes each); their log lines live on the hosts that did
@@ -73,7 +75,7 @@ export class Tasks {
     const stale: Array<{ taskId: string, by: string }> = []
     for (const raw of Object.values(doc.tasks ?? {})) {
       const task = raw as Task
-      if (task.scope !== 'database' || task.origin_host !== this.hostId || !ACTIVE.has(task.status)) continue
+      if (task.scope !== 'database' || task.origin_host !== this.hostId || !ACTIVE.has(task.status) || !SPEC_TASKS.has(task.type)) continue
       const current = (doc.databases?.[task.entity_id] as { task_id?: string } | undefined)?.task_id
       if (current !== undefined && current !== task.task_id) stale.push({ taskId: task.task_id, by: current })
     }

@@ -34,6 +34,7 @@ interface ConfigChange { settings: string[], auth: boolean }
 interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
 
 const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
+const LOCAL_COMMIT = '-c synchronous_commit=local'
 
 /**
  * The embedded default orchestrator: each instance is a PostgreSQL server run from the host's own binaries with
@@ -372,6 +373,8 @@ export class ProcessOrchestrator implements Orchestrator {
       } else {
         state.standbyOf = { ...spec.primary, slotName: replicaSlotName(spec.instanceId) }
         await this.cloneFromPrimary(paths, state, state.standbyOf)
+        // The clone holds what the primary's scripts did: once promoted, it must not run them again.
+        state.scriptsDone = { postInit: true, postDatabaseCreate: true }
       }
       state.initialized = true
     } else if (state.standbyOf !== undefined && spec.primary !== undefined) {
@@ -501,7 +504,9 @@ export class ProcessOrchestrator implements Orchestrator {
   private async withConnection<T> (
     target: { host: string, port: number, database: string }, work: (client: Client) => Promise<T>
   ): Promise<T> {
-    const client = new Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000 })
+    // The control plane's own commits never wait for synchronous standbys: a primary whose standby is gone (or
+    // that is no longer the node's primary) must not block its reconciler.
+    const client = new Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: LOCAL_COMMIT })
     // A server that goes away while the client idles emits 'error'; without a listener that would crash the process.
     client.on('error', (err: Error) => { this.log.debug({ err }, 'admin connection error') })
     await client.connect()

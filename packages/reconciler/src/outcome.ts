@@ -1,4 +1,4 @@
-import type { ObservedInstance } from '@pgmesh/host'
+import { nodePrimary, type ObservedInstance } from '@pgmesh/host'
 import { instanceId } from '@pgmesh/model'
 import type { DesiredDatabase } from './types.js'
 
@@ -26,10 +26,12 @@ export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance
   const failed = mine.find(i => i.state === 'failed' && i.generation >= db.generation)
   if (failed !== undefined) return { status: 'failed', error: `instance ${failed.id}: ${failed.error ?? 'failed'}` }
   for (const node of spec.nodes) {
-    for (const [index, hostId] of node.host_ids.entries()) {
-      const instance = byId.get(instanceId(db.id, node.name, hostId))
+    const primary = nodePrimary(db.id, node.name, node.host_ids, db.primaries?.[node.name])
+    for (const hostId of node.host_ids) {
+      const id = instanceId(db.id, node.name, hostId)
+      const instance = byId.get(id)
       if (instance === undefined || instance.state !== 'available' || instance.generation < db.generation) return { status: 'running' }
-      if (index !== 0 || spec.nodes.length < 2) continue
+      if (id !== primary?.instanceId || spec.nodes.length < 2) continue
       const subscribed = new Set((instance.subscriptions ?? []).filter(s => s.status === 'replicating').map(s => s.provider_node))
       if (spec.nodes.some(other => other.name !== node.name && !subscribed.has(other.name))) return { status: 'running' }
     }

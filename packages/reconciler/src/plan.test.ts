@@ -194,6 +194,32 @@ function applyActions (world: World, hostId: string, actions: Action[]): World {
         host.subscriptions[action.instanceId] = [...new Set([...kept, ...action.providers.map(p => p.nodeName)])].sort()
         break
       }
+      case 'promote-instance': {
+        const local = host.local.find(i => i.instanceId === action.instanceId)
+        if (local !== undefined) local.role = 'primary'
+        const record = host.applied.find(a => a.instanceId === action.instanceId)
+        if (record !== undefined) {
+          delete record.replicationHash
+          record.role = 'primary'
+        }
+        break
+      }
+      case 'rebuild-instance': {
+        upsert(host.local, { instanceId: action.instanceId, state: 'running', role: 'replica', port: action.spec.port, postgresVersion: action.spec.postgresVersion ?? '17.6' })
+        upsert(host.applied, { instanceId: action.instanceId, databaseId: action.databaseId, nodeName: action.nodeName, generation: action.generation, specHash: action.specHash, role: 'replica' })
+        delete host.subscriptions[action.instanceId]
+        break
+      }
+      case 'stop-instance': {
+        const local = host.local.find(i => i.instanceId === action.instanceId)
+        if (local !== undefined) local.state = 'stopped'
+        break
+      }
+      case 'restart-instance': {
+        const record = host.applied.find(a => a.instanceId === action.instanceId)
+        if (record !== undefined) record.restarts = action.restarts
+        break
+      }
       case 'remove-instance': {
         host.local = host.local.filter(i => i.instanceId !== action.instanceId)
         host.applied = host.applied.filter(a => a.instanceId !== action.instanceId)
@@ -474,6 +500,99 @@ describe('plan', () => {
       expectGolden('replica-converged-host-2', planFor(world, cluster, 'host-2'))
       expect(hostOf(world, 'host-2').applied.map(a => a.replicationHash)).toEqual([undefined])
       expect(hostOf(world, 'host-1').subscriptions).toEqual({ 'ledger-n1-689qacsi': ['n2'] })
+    })
+  })
+
+  describe('a node whose primary moved to host-2 (lease term 1 recorded in the document)', () => {
+    const before: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger)] }
+    const world = converge(emptyWorld(), before)
+    const moved: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger, { primaries: { n1: { 1: 'ledger-n1-9ptayhma' } } })] }
+    const replica = 'ledger-n1-9ptayhma'
+
+    it('the primary waits for synchronous replicas: every replica not stopped, or those the HA loop names', () => {
+      const primary = hostOf(world, 'host-1').applied.find(a => a.instanceId === 'ledger-n1-689qacsi')
+      expect(primary?.specHash).toBeDefined()
+      const ensure = plan(desiredFor(before, 'host-1'), { ...observedFor(world, before, 'host-1'), synchronous: { 'ledger-n1-689qacsi': [] } })
+      expect(only(ensure, 'ensure-instance').spec.postgresqlConf?.synchronous_standby_names).toBeUndefined()
+      const first = only(planFor(emptyWorld(), before, 'host-1'), 'ensure-instance')
+      expect(first.spec.postgresqlConf?.synchronous_standby_names).toBeUndefined()
+      const converged = planFor(step(emptyWorld(), before, 'host-1'), before, 'host-1')
+      expect(converged.find(a => a.kind === 'ensure-instance')).toMatchObject({ spec: { postgresqlConf: { synchronous_standby_names: 'ANY 1 ("pgmesh_ledger_n1_9ptayhma")' } } })
+    })
+
+    it('host-2 promotes its replica only while it holds the lease', () => {
+      expect(planFor(world, moved, 'host-2')).toEqual([])
+      const actions = plan(desiredFor(moved, 'host-2'), { ...observedFor(world, moved, 'host-2'), leases: [replica] })
+      expectGolden('primary-moved-promote-host-2', actions)
+      const promote = only(actions, 'promote-instance')
+      expect(promote.replicaSlots).toEqual(['pgmesh_ledger_n1_689qacsi'])
+      expect(promote.peers).toEqual(['n2'])
+    })
+
+    it('host-1 rebuilds its former primary as a replica once the new primary is up, and the peers follow it', () => {
+      expect(planFor(world, moved, 'host-1')).toEqual([])
+      const promoted = applyActions(world, 'host-2', plan(desiredFor(moved, 'host-2'), { ...observedFor(world, moved, 'host-2'), leases: [replica] }))
+      const host2 = planFor(promoted, moved, 'host-2')
+      expect(kinds(host2)).toEqual([`ensure-instance ${replica}`])
+      const afterEnsure = applyActions(promoted, 'host-2', host2)
+      const rebuild = planFor(afterEnsure, moved, 'host-1')
+      expectGolden('primary-moved-rebuild-host-1', rebuild)
+      expect(only(rebuild, 'rebuild-instance').spec.primary).toEqual({ host: '10.0.0.2', port: 5433 })
+      const converged = converge(applyActions(afterEnsure, 'host-1', rebuild), moved)
+      expect(hostOf(converged, 'host-2').subscriptions[replica]).toEqual(['n2'])
+      expect(hostOf(converged, 'host-1').local.map(l => l.role)).toEqual(['replica'])
+      // n2 subscribes to n1 through its new primary on host-2.
+      const n2 = converge(world, before)
+      expect(hostOf(n2, 'host-3').subscriptions).toEqual(hostOf(converged, 'host-3').subscriptions)
+      const repoint = planFor(applyActions(afterEnsure, 'host-2', planFor(afterEnsure, moved, 'host-2')), moved, 'host-3')
+      expect(only(repoint, 'ensure-replication').providers).toEqual([{ nodeName: 'n1', dsn: 'host=10.0.0.2 port=5433 dbname=ledger user=pgmesh' }])
+    })
+
+    it('a fenced primary is kept stopped: nothing is ensured for it', () => {
+      const stopped = setLocalState(world, 'host-1', 'ledger-n1-689qacsi', 'stopped')
+      expect(plan(desiredFor(before, 'host-1'), { ...observedFor(stopped, before, 'host-1'), fenced: ['ledger-n1-689qacsi'] })).toEqual([])
+      expect(kinds(planFor(stopped, before, 'host-1'))).toEqual(['ensure-instance ledger-n1-689qacsi'])
+    })
+  })
+
+  describe('instance operations: stop, start, restart', () => {
+    const cluster: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger)] }
+    const world = converge(emptyWorld(), cluster)
+    const withOps = (ops: DesiredDatabase['instanceOperations']): Cluster => ({ hosts: HOSTS, databases: [database('ledger', ledger, { instanceOperations: ops })] })
+    const replica = 'ledger-n1-9ptayhma'
+
+    it('stops an instance kept stopped, and leaves it stopped', () => {
+      const stop = withOps({ [replica]: { stopped: true, restarts: 0, task_id: 't' } })
+      const actions = planFor(world, stop, 'host-2')
+      expectGolden('operation-stop-host-2', actions)
+      expect(kinds(actions)).toEqual([`stop-instance ${replica}`])
+      expect(planFor(applyActions(world, 'host-2', actions), stop, 'host-2')).toEqual([])
+      // The primary no longer waits for it.
+      const primary = planFor(world, stop, 'host-1')
+      expect(only(primary, 'ensure-instance').spec.postgresqlConf?.synchronous_standby_names).toBeUndefined()
+    })
+
+    it('a primary holding its lease is left to the HA loop, which hands the node over before stopping it', () => {
+      const primary = 'ledger-n1-689qacsi'
+      const stop = withOps({ [primary]: { stopped: true, restarts: 0, task_id: 't' } })
+      expect(plan(desiredFor(stop, 'host-1'), { ...observedFor(world, stop, 'host-1'), leases: [primary] })).toEqual([])
+      expect(kinds(planFor(world, stop, 'host-1'))).toEqual([`stop-instance ${primary}`])
+    })
+
+    it('starts it again once the stop is lifted', () => {
+      const stopped = setLocalState(world, 'host-2', replica, 'stopped')
+      expect(kinds(planFor(stopped, withOps({ [replica]: { stopped: false, restarts: 0, task_id: 't' } }), 'host-2'))).toEqual([`ensure-instance ${replica}`])
+    })
+
+    it('restarts once per request, at its scheduled time', () => {
+      const restart = withOps({ [replica]: { stopped: false, restarts: 1, task_id: 't' } })
+      const actions = planFor(world, restart, 'host-2')
+      expect(actions).toEqual([{ kind: 'restart-instance', databaseId: 'ledger', instanceId: replica, restarts: 1 }])
+      expect(planFor(applyActions(world, 'host-2', actions), restart, 'host-2')).toEqual([])
+      const later = withOps({ [replica]: { stopped: false, restarts: 1, task_id: 't', restart_at: '2030-01-01T00:00:00.000Z' } })
+      const observed = observedFor(world, later, 'host-2')
+      expect(plan(desiredFor(later, 'host-2'), { ...observed, now: Date.parse('2029-12-31T23:59:59Z') })).toEqual([])
+      expect(kinds(plan(desiredFor(later, 'host-2'), { ...observed, now: Date.parse('2030-01-01T00:00:01Z') }))).toEqual([`restart-instance ${replica}`])
     })
   })
 

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import { type DatabaseSpec, effectiveNode, instanceId, type OrchestratorOpts } from '@pgmesh/model'
-import type { DatabaseSetup, InstanceSpec, SettingValue, SwarmInstanceOptions } from '@pgmesh/orchestrator-process'
+import { type DatabaseSetup, type InstanceSpec, replicaSlotName, type SettingValue, type SwarmInstanceOptions } from '@pgmesh/orchestrator-process'
 import { formatDsn, type NodeSpec } from '@pgmesh/replication'
-import type { ObservedInstance } from '@pgmesh/host'
+import { nodePrimary, type ObservedInstance } from '@pgmesh/host'
 import type { Action, Desired, DesiredDatabase, Observed } from './types.js'
 
 /** The role the control plane's own connections use on every instance (the process orchestrator creates it). */
@@ -16,7 +16,7 @@ export function hashOf (value: unknown): string {
  * What this host must do, given the converged desired state and what is observed. Pure: the same inputs always give
  * the same actions, and once everything is applied it gives none. Each action's executor is this host, derived from
  * the document alone: an instance is managed by the host it is placed on; a node's subscriptions are created by the
- * host of that node's primary (the first host of the node).
+ * host of that node's primary: the instance the highest recorded lease term names, else the node's first host's.
  */
 export function plan (desired: Desired, observed: Observed): Action[] {
   const actions: Action[] = []
@@ -27,6 +27,8 @@ export function plan (desired: Desired, observed: Observed): Action[] {
   const local = new Map(observed.local.map(i => [i.instanceId, i]))
   const applied = new Map(observed.applied.map(a => [a.instanceId, a]))
   const wanted = new Set<string>()
+  const leases = new Set(observed.leases ?? [])
+  const fenced = new Set(observed.fenced ?? [])
 
   for (const db of [...desired.databases].sort((a, b) => a.id.localeCompare(b.id))) {
     if (db.deleted) continue
@@ -40,19 +42,43 @@ export function plan (desired: Desired, observed: Observed): Action[] {
     for (const node of spec.nodes) {
       const effective = effectiveNode(spec, node.name)
       if (effective === undefined) continue
-      const primaryHost = effective.host_ids[0]
+      const primary = nodePrimary(db.id, node.name, effective.host_ids, db.primaries?.[node.name])
+      if (primary === undefined) continue
+      const primaryHost = effective.host_ids.find(h => instanceId(db.id, node.name, h) === primary.instanceId)
       for (const hostId of effective.host_ids) {
         if (hostId !== me) continue
         const id = instanceId(db.id, node.name, hostId)
         wanted.add(id)
-        const isPrimary = hostId === primaryHost
-        let primary: InstanceSpec['primary']
+        const current = local.get(id)
+        const last = applied.get(id)
+        const operation = db.instanceOperations?.[id]
+        const isPrimary = id === primary.instanceId
+        if (operation?.stopped === true) {
+          // Kept stopped by the user until started again. A primary holding its lease is stopped by the HA loop,
+          // which first hands the node over to a replica.
+          const handingOver = isPrimary && leases.has(id)
+          if (current !== undefined && current.state !== 'stopped' && !handingOver) actions.push({ kind: 'stop-instance', databaseId: db.id, instanceId: id })
+          continue
+        }
+        // A primary that lost its lease stays stopped until it holds the lease again (or follows the new primary).
+        if (isPrimary && fenced.has(id)) continue
+        let standbyOf: InstanceSpec['primary']
         if (!isPrimary && primaryHost !== undefined) {
-          const p = findObserved(observed.cluster, instanceId(db.id, node.name, primaryHost))
+          const p = findObserved(observed.cluster, primary.instanceId)
           const host = addresses.get(primaryHost)?.[0]
           // A replica is cloned from a running primary; until there is one, wait.
-          if (p?.port === undefined || p.state !== 'available' || host === undefined) continue
-          primary = { host, port: p.port }
+          if (p?.port === undefined || p.state !== 'available' || p.role !== 'primary' || host === undefined) continue
+          standbyOf = { host, port: p.port }
+        }
+        const postgresqlConf = { ...effective.postgresql_conf } as Record<string, SettingValue>
+        if (isPrimary && last !== undefined) {
+          // An acknowledged commit is on the replicas too, so promoting one loses nothing accepted. Only from the
+          // primary's second pass on: its first one creates the database, before any replica exists.
+          const others = effective.host_ids.map(h => instanceId(db.id, node.name, h)).filter(other => other !== id)
+          const standbys = (observed.synchronous?.[id] ?? others.filter(other => db.instanceOperations?.[other]?.stopped !== true))
+            .filter(other => others.includes(other))
+          // Every listed replica acknowledges every commit, so any of them can take over without a loss.
+          if (standbys.length > 0) postgresqlConf.synchronous_standby_names = `ANY ${standbys.length} (${standbys.map(s => `"${replicaSlotName(s)}"`).join(', ')})`
         }
         const instanceSpec: InstanceSpec = {
           instanceId: id,
@@ -60,15 +86,26 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           port: effective.port ?? 0,
           listenAddresses: myAddresses.length > 0 ? myAddresses : ['127.0.0.1'],
           peerAddresses,
-          postgresqlConf: effective.postgresql_conf as Record<string, SettingValue>,
+          postgresqlConf,
           pgHbaConf: effective.pg_hba_conf,
           pgIdentConf: effective.pg_ident_conf,
-          ...(primary === undefined ? { database: databaseSetup(spec) } : { primary }),
+          ...(standbyOf === undefined ? { database: databaseSetup(spec) } : { primary: standbyOf }),
           ...swarmOptions(effective.orchestrator_opts)
         }
         const specHash = hashOf(instanceSpec)
-        const current = local.get(id)
-        const last = applied.get(id)
+        const role = last?.role ?? current?.role
+        if (isPrimary && role === 'replica') {
+          // Promoted only while holding the node's lease, which the host's lease loop asks for.
+          if (leases.has(id) && current?.state === 'running') {
+            const replicaSlots = effective.host_ids.map(h => instanceId(db.id, node.name, h)).filter(other => other !== id).map(replicaSlotName)
+            actions.push({ kind: 'promote-instance', databaseId: db.id, nodeName: node.name, instanceId: id, databaseName: spec.database_name, replicaSlots, peers: spec.nodes.map(n => n.name).filter(n => n !== node.name).sort() })
+          }
+          continue
+        }
+        if (!isPrimary && role === 'primary') {
+          if (standbyOf !== undefined) actions.push({ kind: 'rebuild-instance', databaseId: db.id, nodeName: node.name, instanceId: id, generation: db.generation, specHash, spec: instanceSpec })
+          continue
+        }
         const healthy = current !== undefined && (current.state === 'running' || current.state === 'starting')
         if (!healthy || last?.specHash !== specHash || last.generation !== db.generation) {
           // A changed generation with an identical instance spec only needs its record updated; the orchestrator
@@ -76,8 +113,16 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           actions.push({ kind: 'ensure-instance', databaseId: db.id, nodeName: node.name, instanceId: id, generation: db.generation, specHash, spec: instanceSpec })
           continue
         }
+        const restarts = operation?.restarts ?? 0
+        const restartDue = operation?.restart_at === undefined || observed.now === undefined || Date.parse(operation.restart_at) <= observed.now
+        if (restarts > (last.restarts ?? 0) && restartDue) {
+          actions.push({ kind: 'restart-instance', databaseId: db.id, instanceId: id, restarts })
+          continue
+        }
         if (!isPrimary) continue
-        const replication = replicationAction(db, spec, node.name, id, current.port, desired, observed.cluster, addresses, last.replicationHash !== undefined)
+        // A node whose primary moved has been a member all along: it never copies from a source again.
+        const joined = last.replicationHash !== undefined || primary.term > 0
+        const replication = replicationAction(db, spec, node.name, id, current.port, desired, observed.cluster, addresses, joined)
         if (replication !== undefined && last.replicationHash !== replication.hash) actions.push(replication)
       }
     }
@@ -135,7 +180,8 @@ function replicationAction (
   const providers: NodeSpec[] = []
   for (const other of spec.nodes) {
     if (other.name === nodeName) continue
-    const otherPrimary = other.host_ids[0]
+    const otherPrimaryInstance = nodePrimary(db.id, other.name, other.host_ids, db.primaries?.[other.name])
+    const otherPrimary = other.host_ids.find(h => instanceId(db.id, other.name, h) === otherPrimaryInstance?.instanceId)
     if (otherPrimary === undefined) continue
     const observed = findObserved(cluster, instanceId(db.id, other.name, otherPrimary))
     const otherHost = addresses.get(otherPrimary)?.[0]

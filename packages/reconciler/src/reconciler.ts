@@ -1,12 +1,14 @@
 import { join } from 'node:path'
-import type { Host, ObservedInstance } from '@pgmesh/host'
+import { type Host, nodePrimary, type ObservedInstance } from '@pgmesh/host'
 import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
 import { detect, driverFor, type NodeSpec, type ReplicationDriver, type SubscriptionStatus } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
+import { HighAvailability } from './ha.js'
+import { followProvider, waitConfirmed } from './slots.js'
 import { outcome } from './outcome.js'
-import { plan } from './plan.js'
+import { plan, SUPERUSER } from './plan.js'
 import type { Action, Desired, DesiredDatabase, LocalInstance } from './types.js'
 
 const FAILED_AFTER = 3
@@ -36,9 +38,17 @@ export class Reconciler {
   private timers: NodeJS.Timeout[] = []
   private readonly log: Logger
   private unsubscribe: (() => void) | undefined
+  private readonly ha: HighAvailability
 
   constructor (private readonly host: Host, private readonly orchestrator: Orchestrator, private readonly options: ReconcilerOptions) {
     this.log = options.logger
+    this.ha = new HighAvailability(host, orchestrator, {
+      logger: options.logger.child({ component: 'ha' }),
+      requeue: () => { this.requeue() },
+      localStatus: id => this.local.get(id),
+      connect: async (id, database) => await this.connect(id, database),
+      taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
+    })
   }
 
   async start (): Promise<void> {
@@ -53,6 +63,7 @@ export class Reconciler {
     this.timers.push(setInterval(() => { void this.pollSubscriptions() }, this.options.subscriptionPollMs ?? 1000))
     this.attachHeartbeats()
     for (const t of this.timers) t.unref()
+    this.ha.start()
     this.requeue()
   }
 
@@ -68,6 +79,7 @@ export class Reconciler {
   async stop (): Promise<void> {
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    await this.ha.stop()
     this.unsubscribe?.()
     this.host.instanceObserver = undefined
     await this.running
@@ -102,7 +114,11 @@ export class Reconciler {
     const actions = plan(desired, {
       local: [...this.local.values()].map(toLocal),
       applied: this.applied.all(),
-      cluster: this.host.clusterInstances()
+      cluster: this.host.clusterInstances(),
+      leases: this.ha.held(),
+      fenced: [...this.ha.fenced],
+      synchronous: Object.fromEntries(this.ha.synchronous),
+      now: Date.now()
     })
     for (const action of actions) {
       if (this.stopped) return
@@ -121,7 +137,10 @@ export class Reconciler {
     const databases: DesiredDatabase[] = this.host.databases.desired().map((d) => {
       records.set(d.id, { taskId: d.task_id })
       const status = this.host.tasks.get(d.task_id)?.status
-      return { id: d.id, generation: d.generation, deleted: d.deleted, paused: status === 'canceling' || status === 'canceled', spec: d.spec, sources: d.sources }
+      return {
+        id: d.id, generation: d.generation, deleted: d.deleted, paused: status === 'canceling' || status === 'canceled', spec: d.spec, sources: d.sources,
+        primaries: d.primaries, instanceOperations: d.instanceOperations, primaryChanges: d.primaryChanges
+      }
     })
     return { hostId: this.host.config.hostId, hosts, databases, records }
   }
@@ -153,6 +172,8 @@ export class Reconciler {
           const replicationHash = previous?.specHash === action.specHash ? previous.replicationHash : undefined
           await this.applied.set({
             instanceId: action.instanceId, databaseId: action.databaseId, nodeName: action.nodeName, generation: action.generation, specHash: action.specHash,
+            role: previous?.role ?? (action.spec.primary === undefined ? 'primary' : 'replica'),
+            ...(previous?.restarts === undefined ? {} : { restarts: previous.restarts }),
             ...(replicationHash === undefined ? {} : { replicationHash })
           })
           this.errors.delete(action.instanceId)
@@ -168,6 +189,42 @@ export class Reconciler {
           await this.taskLog(taskId, `node ${action.nodeName} subscribes to ${action.providers.map(p => p.nodeName).join(', ') || 'no other node yet'} (took ${tookMs()} ms)`)
           break
         }
+        case 'stop-instance': {
+          await this.taskLog(this.operationTask(desired, action.databaseId, action.instanceId), `stopping instance ${action.instanceId}`, { instance_id: action.instanceId })
+          await this.orchestrator.stopInstance(action.instanceId)
+          break
+        }
+        case 'restart-instance': {
+          const opTask = this.operationTask(desired, action.databaseId, action.instanceId)
+          await this.taskLog(opTask, `restarting instance ${action.instanceId}`, { instance_id: action.instanceId })
+          await this.orchestrator.restartInstance(action.instanceId)
+          const previous = this.applied.get(action.instanceId)
+          if (previous !== undefined) await this.applied.set({ ...previous, restarts: action.restarts })
+          await this.taskLog(opTask, `instance ${action.instanceId} restarted (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
+          break
+        }
+        case 'promote-instance': {
+          await this.promote(action)
+          const previous = this.applied.get(action.instanceId)
+          if (previous !== undefined) {
+            const { replicationHash: _dropped, ...rest } = previous
+            await this.applied.set({ ...rest, role: 'primary' })
+          }
+          this.errors.delete(action.instanceId)
+          this.log.info({ instanceId: action.instanceId, ms: tookMs() }, 'promoted to primary')
+          break
+        }
+        case 'rebuild-instance': {
+          this.log.warn({ instanceId: action.instanceId }, 'former primary: discarding its data and cloning the new primary')
+          await this.orchestrator.removeInstance(action.instanceId)
+          await this.applied.delete(action.instanceId)
+          this.subscriptions.delete(action.instanceId)
+          this.ha.forget(action.instanceId)
+          await this.orchestrator.ensureInstance(action.spec)
+          await this.applied.set({ instanceId: action.instanceId, databaseId: action.databaseId, nodeName: action.nodeName, generation: action.generation, specHash: action.specHash, role: 'replica' })
+          this.errors.delete(action.instanceId)
+          break
+        }
         case 'remove-instance': {
           await this.taskLog(taskId, `removing instance ${action.instanceId}`, { instance_id: action.instanceId })
           await this.orchestrator.removeInstance(action.instanceId)
@@ -181,7 +238,7 @@ export class Reconciler {
     } catch (err) {
       const message = (err as Error).message
       this.log.warn({ action: action.kind, instanceId: action.instanceId, err: message }, 'action failed; will retry')
-      if (action.kind !== 'remove-instance') {
+      if (action.kind !== 'remove-instance' && action.kind !== 'stop-instance') {
         this.errors.set(action.instanceId, { message, attempts: (this.errors.get(action.instanceId)?.attempts ?? 0) + 1 })
         // Retried on the next pass; a short pause keeps a persistent failure from spinning.
         setTimeout(() => { this.requeue() }, 1000).unref()
@@ -193,9 +250,52 @@ export class Reconciler {
   private async connect (instanceId: string, database: string): Promise<pg.Client> {
     const status = this.local.get(instanceId) ?? await this.orchestrator.status(instanceId)
     if (status === undefined) throw new Error(`instance ${instanceId} does not exist`)
-    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database })
+    // Its own commits never wait for synchronous standbys (a standby that is gone must not block the loop).
+    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database, options: '-c synchronous_commit=local' })
     await client.connect()
     return client
+  }
+
+  /**
+   * Promotes a replica that holds its node's lease. It stays read-only until the slots exist that the node's other
+   * instances (physical) and the other nodes' subscriptions (logical, same names as on the old primary) need, so
+   * no write happens that a follower's slot would miss.
+   */
+  private async promote (action: Extract<Action, { kind: 'promote-instance' }>): Promise<void> {
+    await this.ha.setReadOnly(action.instanceId, true)
+    await this.orchestrator.promote(action.instanceId)
+    const admin = await this.connect(action.instanceId, 'postgres')
+    try {
+      await admin.query('SET default_transaction_read_only = off')
+      for (const slot of action.replicaSlots) {
+        await admin.query({ text: 'SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', values: [slot] })
+      }
+    } finally {
+      await admin.end().catch(() => {})
+    }
+    const client = await this.connect(action.instanceId, action.databaseName)
+    try {
+      await client.query('SET default_transaction_read_only = off')
+      const isNode = (await client.query("SELECT 1 FROM pg_extension WHERE extname = 'pglogical'")).rowCount === 1 &&
+        (await client.query('SELECT 1 FROM pglogical.local_node')).rowCount === 1
+      if (isNode) {
+        for (const peer of action.peers) {
+          await client.query({
+            text: `SELECT pg_create_logical_replication_slot(s.name, 'pglogical_output')
+                     FROM (SELECT pglogical.pglogical_gen_slot_name(current_database()::name, $1::name, ('sub_' || $1 || '_' || $2)::name)::text AS name) s
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots r WHERE r.slot_name = s.name)`,
+            values: [action.nodeName, peer]
+          })
+        }
+      }
+    } finally {
+      await client.end().catch(() => {})
+    }
+    await this.ha.setReadOnly(action.instanceId, false)
+  }
+
+  private operationTask (desired: ReturnType<Reconciler['desired']>, databaseId: string, id: string): string | undefined {
+    return desired.databases.find(d => d.id === databaseId)?.instanceOperations?.[id]?.task_id
   }
 
   private async ensureReplication (action: Extract<Action, { kind: 'ensure-replication' }>, progress: (message: string) => Promise<void>): Promise<void> {
@@ -211,6 +311,11 @@ export class Reconciler {
       }
       await dropStaleSlots(client, action.nodes)
       const source = action.sourceNode === undefined ? undefined : action.providers.find(p => p.nodeName === action.sourceNode)
+      if (driver.kind === 'pglogical') {
+        for (const p of action.providers) {
+          if (await followProvider(client, `sub_${p.nodeName}_${action.nodeName}`, p.nodeName, p.dsn)) await progress(`subscription to ${p.nodeName} follows its new primary`)
+        }
+      }
       if (source === undefined) {
         await driver.ensureTablesReplicated(client)
         for (const p of action.providers) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
@@ -381,6 +486,7 @@ export class Reconciler {
         ...(error === undefined ? {} : { error }),
         ...(subs === undefined || status?.role !== 'primary' ? {} : { subscriptions: subs.status, replication: subs.kind }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
+        ...(record.restarts === undefined ? {} : { restarts: record.restarts }),
         updated_at: now
       })
     }
@@ -395,10 +501,43 @@ export class Reconciler {
     return out
   }
 
+  /** Closes the instance and node operations this host accepted, once the hosts report them done. */
+  private async settleOperations (desired: ReturnType<Reconciler['desired']>, cluster: ObservedInstance[]): Promise<void> {
+    const mine = (taskId: string): boolean => {
+      const task = this.host.tasks.get(taskId)
+      return task !== undefined && task.origin_host === this.host.config.hostId && (task.status === 'pending' || task.status === 'running')
+    }
+    for (const db of desired.databases) {
+      for (const [id, op] of Object.entries(db.instanceOperations ?? {})) {
+        if (!mine(op.task_id)) continue
+        const task = this.host.tasks.get(op.task_id)
+        const observed = cluster.find(i => i.id === id)
+        const done = task?.type === 'stop_instance'
+          ? observed?.state === 'stopped'
+          : observed?.state === 'available' && (task?.type !== 'restart_instance' || (observed.restarts ?? 0) >= op.restarts)
+        if (done) await this.host.operations.settle(op.task_id, { status: 'completed' })
+      }
+      for (const [nodeName, request] of Object.entries(db.primaryChanges ?? {})) {
+        if (!mine(request.task_id)) continue
+        const node = db.spec?.nodes.find(n => n.name === nodeName)
+        if (node === undefined) continue
+        const primary = nodePrimary(db.id, nodeName, node.host_ids, db.primaries?.[nodeName])
+        if (primary === undefined || primary.term <= request.from_term) continue
+        if (primary.instanceId !== request.candidate) {
+          await this.host.operations.settle(request.task_id, { status: 'failed', error: `instance ${primary.instanceId} became the primary instead` })
+          continue
+        }
+        const observed = cluster.find(i => i.id === primary.instanceId)
+        if (observed?.role === 'primary' && observed.state === 'available') await this.host.operations.settle(request.task_id, { status: 'completed' })
+      }
+    }
+  }
+
   /** Closes the tasks this host started, once every host reports the outcome. */
   private async settleTasks (desired: ReturnType<Reconciler['desired']>): Promise<void> {
     const reachable = this.host.reachableHosts()
     const cluster = this.host.clusterInstances()
+    await this.settleOperations(desired, cluster)
     for (const db of desired.databases) {
       const taskId = desired.records.get(db.id)?.taskId
       if (taskId === undefined) continue
@@ -439,22 +578,6 @@ const JOIN_SETS_SQL: string[] = [
 
 const DROP_JOIN_SETS_SQL = `SELECT pglogical.drop_replication_set(s.set_name)
   FROM pglogical.replication_set s WHERE s.set_name IN ($1::name, ($1::text || '_insert_only')::name)`
-
-/**
- * Waits until a logical slot on this server has confirmed everything written here up to now. An idle subscriber
- * confirms only when something is decoded, so each poll writes a small WAL message to move it along.
- */
-async function waitConfirmed (conn: pg.Client, slot: string, what: string, timeoutMs = 120_000): Promise<void> {
-  const target = (await conn.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn as string
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const row = (await conn.query({ text: 'SELECT confirmed_flush_lsn >= $2::pg_lsn AS done, active FROM pg_replication_slots WHERE slot_name = $1', values: [slot, target] })).rows[0]
-    if (row?.done === true) return
-    if (Date.now() > deadline) throw new Error(`${what}: slot ${slot} has not confirmed ${target} (active: ${String(row?.active)})`)
-    await conn.query("SELECT pg_logical_emit_message(true, 'pgmesh', 'barrier')")
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
-}
 
 /** pgmesh pauses subscriptions only while a node joins: a join cut short by a crash must not leave them paused. */
 async function enablePaused (client: pg.Client, driver: ReplicationDriver): Promise<void> {
@@ -513,7 +636,7 @@ async function connectDsn (dsn: string): Promise<pg.Client> {
     const raw = m[2] ?? ''
     params[m[1] ?? ''] = raw.startsWith("'") ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw
   }
-  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000 })
+  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000, options: '-c synchronous_commit=local' })
   client.on('error', () => {})
   await client.connect()
   return client

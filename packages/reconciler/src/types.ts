@@ -1,4 +1,4 @@
-import type { ObservedInstance } from '@pgmesh/host'
+import type { InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/host'
 import type { DatabaseSpec } from '@pgmesh/model'
 import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator-process'
 import type { NodeSpec } from '@pgmesh/replication'
@@ -20,6 +20,12 @@ export interface DesiredDatabase {
   spec: DatabaseSpec | undefined
   /** Nodes added to a live database, with the node each copies its data from. */
   sources: Record<string, string>
+  /** Per node: term → instance made primary at that term (the highest term is the node's primary). */
+  primaries?: Record<string, Record<string, string>>
+  /** Per instance: the user's stop/start/restart requests. */
+  instanceOperations?: Record<string, InstanceOperation>
+  /** Per node: the switchover or failover asked for last (carried out by the HA loop, not the planner). */
+  primaryChanges?: Record<string, PrimaryChangeRequest>
 }
 
 /** What this host applied last to one of its instances (kept on disk beside the instances). */
@@ -31,6 +37,10 @@ export interface AppliedInstance {
   specHash: string
   /** Hash of the replication membership last applied (primaries only). */
   replicationHash?: string
+  /** What the instance was created as or promoted to (a primary is never demoted in place). */
+  role?: 'primary' | 'replica'
+  /** Restarts asked for and done so far. */
+  restarts?: number
   error?: string
 }
 
@@ -48,6 +58,14 @@ export interface Observed {
   applied: AppliedInstance[]
   /** Every host's gossiped instances (this host's included). */
   cluster: ObservedInstance[]
+  /** This host's instances that hold their node's lease now (only those may run as, or become, a primary). */
+  leases?: string[]
+  /** This host's primaries that lost their lease and were stopped: kept stopped until they hold it again. */
+  fenced?: string[]
+  /** Per local primary: the replicas that must acknowledge its commits (default: all not stopped by the user). */
+  synchronous?: Record<string, string[]>
+  /** Wall-clock time of the pass (scheduled restarts). */
+  now?: number
 }
 
 export type Action =
@@ -69,3 +87,18 @@ export type Action =
     sourceNode?: string
   }
   | { kind: 'remove-instance', instanceId: string, databaseId: string | undefined }
+  | { kind: 'stop-instance', databaseId: string, instanceId: string }
+  | { kind: 'restart-instance', databaseId: string, instanceId: string, restarts: number }
+  | {
+    kind: 'promote-instance'
+    databaseId: string
+    nodeName: string
+    instanceId: string
+    databaseName: string
+    /** Physical slots the node's other instances stream from once they follow this one. */
+    replicaSlots: string[]
+    /** The other nodes, whose subscriptions to this node need their logical slots here. */
+    peers: string[]
+  }
+  /** A former primary that must follow the node's new primary: its data is discarded and cloned again. */
+  | { kind: 'rebuild-instance', databaseId: string, nodeName: string, instanceId: string, generation: number, specHash: string, spec: InstanceSpec }

@@ -1,0 +1,254 @@
+import {
+  DatabaseNotModifiableError, InvalidInputError, NotFoundError, OperationAlreadyInProgressError, instanceId
+} from '@pgmesh/model'
+import { type ClusterState, toPlain } from '@pgmesh/state'
+import type { DatabaseRecord } from './databases.js'
+import { decodeSpec } from './spec-encoding.js'
+import type { ObservedInstance } from './observed.js'
+import type { Task, Tasks } from './tasks.js'
+
+/** What the user asked of one instance: kept stopped, and how many restarts were asked for so far. */
+export interface InstanceOperation {
+  stopped: boolean
+  restarts: number
+  /** The stop/start/restart task that last changed this record. */
+  task_id: string
+  /** A restart waits until then (RFC 3339). */
+  restart_at?: string
+}
+
+/** A switchover or failover asked for one node; the host that can carry it out does. */
+export interface PrimaryChangeRequest {
+  type: 'switchover' | 'failover'
+  task_id: string
+  candidate: string
+  /** The node's primary term when asked: done once a higher term names the candidate. */
+  from_term: number
+  scheduled_at?: string
+}
+
+export interface NodePrimary { instanceId: string, term: number }
+
+/**
+ * The node's primary: the highest term recorded whose instance is still one of the node's, else the first host's
+ * instance at term 0. Terms come from leases a majority granted, so two hosts never record the same term for
+ * different instances; a merge keeps every entry and every host reads the same highest one.
+ */
+export function nodePrimary (databaseId: string, nodeName: string, hostIds: readonly string[], primaries: Record<string, string> | undefined): NodePrimary | undefined {
+  const instances = new Set(hostIds.map(h => instanceId(databaseId, nodeName, h)))
+  let best: NodePrimary | undefined
+  for (const [term, id] of Object.entries(primaries ?? {})) {
+    const t = Number(term)
+    if (!instances.has(id) || !Number.isInteger(t)) continue
+    if (best === undefined || t > best.term) best = { instanceId: id, term: t }
+  }
+  if (best !== undefined) return best
+  const first = hostIds[0]
+  return first === undefined ? undefined : { instanceId: instanceId(databaseId, nodeName, first), term: 0 }
+}
+
+/** The highest term recorded for a node, whichever instance it names. */
+export function highestTerm (primaries: Record<string, string> | undefined): number {
+  return Math.max(0, ...Object.keys(primaries ?? {}).map(Number).filter(Number.isInteger))
+}
+
+function now (): string {
+  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+}
+
+const ACTIVE = new Set(['pending', 'running', 'canceling'])
+
+export interface OperationsContext {
+  state: ClusterState
+  tasks: Tasks
+  observedInstances: () => ObservedInstance[]
+  /** Hosts whose heartbeats are current (this one included). */
+  reachableHosts: () => Set<string>
+}
+
+interface NodeRef { record: DatabaseRecord, nodeName: string, hostIds: string[] }
+
+/**
+ * The anchor's instance and node operations (restart, stop, start, switchover, failover): each checks the anchor's
+ * preconditions against what the hosts report, then records the request in the document; the reconcilers carry it
+ * out and the accepting host closes the task.
+ */
+export class Operations {
+  constructor (private readonly ctx: OperationsContext) {}
+
+  private record (databaseId: string): DatabaseRecord {
+    const raw = this.ctx.state.doc.databases?.[databaseId]
+    if (raw === undefined) throw new NotFoundError('database not found')
+    const record = toPlain<DatabaseRecord>(raw)
+    if (record.deleted) {
+      if (this.ctx.tasks.get(record.task_id)?.status === 'completed') throw new NotFoundError('database not found')
+      throw new DatabaseNotModifiableError()
+    }
+    return record
+  }
+
+  private nodes (record: DatabaseRecord): Array<{ name: string, host_ids: string[] }> {
+    const nodes = decodeSpec(record.spec).nodes
+    return Array.isArray(nodes) ? nodes.filter((n): n is { name: string, host_ids: string[] } => typeof n?.name === 'string' && Array.isArray(n.host_ids)) : []
+  }
+
+  private instance (databaseId: string, id: string): { record: DatabaseRecord, nodeName: string, observed: ObservedInstance | undefined } {
+    const record = this.record(databaseId)
+    for (const node of this.nodes(record)) {
+      for (const hostId of node.host_ids) {
+        if (instanceId(databaseId, node.name, hostId) !== id) continue
+        return { record, nodeName: node.name, observed: this.observed(databaseId, id) }
+      }
+    }
+    throw new NotFoundError('instance not found')
+  }
+
+  private observed (databaseId: string, id: string): ObservedInstance | undefined {
+    return this.ctx.observedInstances().find(i => i.database_id === databaseId && i.id === id)
+  }
+
+  private async newInstanceTask (databaseId: string, nodeName: string, id: string, type: Task['type'], change: (op: InstanceOperation) => void): Promise<Task> {
+    const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: databaseId, database_id: databaseId, node_name: nodeName, instance_id: id, type })
+    await this.ctx.state.change({ op: `instance.${type}`, entity: databaseId }, d => {
+      const target = d.databases[databaseId] as unknown as DatabaseRecord
+      target.instance_operations ??= {}
+      const existing = target.instance_operations[id]
+      if (existing === undefined) {
+        const op: InstanceOperation = { stopped: false, restarts: 0, task_id: task.task_id }
+        change(op)
+        target.instance_operations[id] = op
+      } else {
+        change(existing)
+        existing.task_id = task.task_id
+      }
+      d.tasks[task.task_id] = task
+    })
+    await this.ctx.tasks.log(task.task_id, 'task created', { instance_id: id })
+    return task
+  }
+
+  async restart (databaseId: string, id: string, scheduledAt: string | undefined): Promise<Task> {
+    const { nodeName, observed } = this.instance(databaseId, id)
+    const state = observed?.state ?? 'unknown'
+    if (state !== 'available') throw new InvalidInputError(`instance ${id} is not restartable, it is in ${state} state`)
+    const at = scheduledAt === undefined ? undefined : futureTime(scheduledAt)
+    return await this.newInstanceTask(databaseId, nodeName, id, 'restart_instance', (op) => {
+      op.restarts += 1
+      if (at === undefined) delete op.restart_at
+      else op.restart_at = at
+    })
+  }
+
+  async stop (databaseId: string, id: string): Promise<Task> {
+    const { nodeName, observed } = this.instance(databaseId, id)
+    const state = observed?.state ?? 'unknown'
+    if (state !== 'available' && state !== 'degraded') throw new InvalidInputError(`instance ${id} cannot be stopped, it is in ${state} state`)
+    return await this.newInstanceTask(databaseId, nodeName, id, 'stop_instance', (op) => { op.stopped = true })
+  }
+
+  async start (databaseId: string, id: string): Promise<Task> {
+    const { nodeName, observed } = this.instance(databaseId, id)
+    const state = observed?.state ?? 'unknown'
+    if (state !== 'stopped' && state !== 'unknown') throw new InvalidInputError(`instance ${id} cannot be started, it is in ${state} state`)
+    return await this.newInstanceTask(databaseId, nodeName, id, 'start_instance', (op) => { op.stopped = false })
+  }
+
+  private node (databaseId: string, nodeName: string): NodeRef {
+    const record = this.record(databaseId)
+    const node = this.nodes(record).find(n => n.name === nodeName)
+    if (node === undefined) throw new NotFoundError('no primary instance found for the given node')
+    return { record, nodeName, hostIds: node.host_ids }
+  }
+
+  /** The candidate given, checked; or the first available replica of the node. */
+  private candidate (ref: NodeRef, primary: NodePrimary, given: string | undefined): string {
+    const ids = ref.hostIds.map(h => instanceId(ref.record.id, ref.nodeName, h))
+    if (given !== undefined) {
+      if (!ids.includes(given)) throw new InvalidInputError(`candidate instance ${given} does not belong to node ${ref.nodeName}`)
+      const state = this.observed(ref.record.id, given)?.state ?? 'unknown'
+      if (state !== 'available') throw new InvalidInputError(`candidate instance ${given} is not available (state=${state})`)
+      return given
+    }
+    const reachable = this.ctx.reachableHosts()
+    const pick = ref.hostIds.filter(h => reachable.has(h)).map(h => instanceId(ref.record.id, ref.nodeName, h))
+      .find(id => id !== primary.instanceId && this.observed(ref.record.id, id)?.state === 'available')
+    if (pick === undefined) throw new InvalidInputError(`node ${ref.nodeName} has no available replica to promote`)
+    return pick
+  }
+
+  private inProgress (ref: NodeRef): boolean {
+    const request = ref.record.primary_changes?.[ref.nodeName]
+    return request !== undefined && ACTIVE.has(this.ctx.tasks.get(request.task_id)?.status ?? '')
+  }
+
+  async switchover (databaseId: string, nodeName: string, body: { candidate_instance_id?: string, scheduled_at?: string }): Promise<Task> {
+    const ref = this.node(databaseId, nodeName)
+    const primary = nodePrimary(databaseId, nodeName, ref.hostIds, ref.record.primaries?.[nodeName])
+    if (primary === undefined) throw new NotFoundError('no primary instance found for the given node')
+    const at = body.scheduled_at === undefined ? undefined : futureTime(body.scheduled_at)
+    const candidate = this.candidate(ref, primary, body.candidate_instance_id)
+    if (this.inProgress(ref)) throw new OperationAlreadyInProgressError(`switchover already in progress for node ${nodeName}`)
+    return await this.primaryChange(ref, { type: 'switchover', candidate, from_term: highestTerm(ref.record.primaries?.[nodeName]), ...(at === undefined ? {} : { scheduled_at: at }) }, candidate === primary.instanceId ? 'candidate is already the primary' : undefined)
+  }
+
+  async failover (databaseId: string, nodeName: string, body: { candidate_instance_id?: string, skip_validation?: boolean }): Promise<Task> {
+    const ref = this.node(databaseId, nodeName)
+    const primary = nodePrimary(databaseId, nodeName, ref.hostIds, ref.record.primaries?.[nodeName])
+    if (primary === undefined) throw new NotFoundError('no primary instance found for the given node')
+    const candidate = this.candidate(ref, primary, body.candidate_instance_id)
+    if (this.inProgress(ref)) throw new OperationAlreadyInProgressError(`failover already in progress for node ${nodeName}`)
+    const observed = this.observed(databaseId, primary.instanceId)
+    const primaryHost = ref.hostIds.find(h => instanceId(databaseId, nodeName, h) === primary.instanceId)
+    const healthy = observed?.state === 'available' && observed.role === 'primary' && primaryHost !== undefined && this.ctx.reachableHosts().has(primaryHost)
+    const refused = healthy && body.skip_validation !== true ? 'cluster is healthy; refuse failover unless skip_validation is true' : undefined
+    return await this.primaryChange(ref, { type: 'failover', candidate, from_term: highestTerm(ref.record.primaries?.[nodeName]) }, candidate === primary.instanceId ? 'candidate is already the primary' : undefined, refused)
+  }
+
+  private async primaryChange (ref: NodeRef, request: Omit<PrimaryChangeRequest, 'task_id'>, noop: string | undefined, refused?: string): Promise<Task> {
+    const base = this.ctx.tasks.newTask({ scope: 'database', entity_id: ref.record.id, database_id: ref.record.id, node_name: ref.nodeName, instance_id: request.candidate, type: request.type })
+    const at = now()
+    const task: Task = refused !== undefined
+      ? { ...base, status: 'failed', completed_at: at, error: refused }
+      : noop !== undefined ? { ...base, status: 'completed', completed_at: at } : base
+    await this.ctx.state.change({ op: `node.${request.type}`, entity: ref.record.id }, d => {
+      d.tasks[task.task_id] = task
+      if (task.status !== 'pending') return
+      const target = d.databases[ref.record.id] as unknown as DatabaseRecord
+      target.primary_changes ??= {}
+      target.primary_changes[ref.nodeName] = { ...request, task_id: task.task_id }
+    })
+    await this.ctx.tasks.log(task.task_id, refused ?? noop ?? 'task created', { node_name: ref.nodeName, candidate_instance_id: request.candidate })
+    return task
+  }
+
+  /** A lease at `term` was granted to `instance`: it is the node's primary from now on. */
+  async recordPrimary (databaseId: string, nodeName: string, term: number, instance: string): Promise<void> {
+    await this.ctx.state.change({ op: 'node.primary', entity: databaseId }, d => {
+      const target = d.databases[databaseId] as unknown as DatabaseRecord | undefined
+      if (target === undefined) return
+      target.primaries ??= {}
+      target.primaries[nodeName] ??= {}
+      target.primaries[nodeName][String(term)] = instance
+    })
+  }
+
+  /** Closes a task this host accepted. */
+  async settle (taskId: string, result: { status: 'running' | 'completed' | 'failed', error?: string }): Promise<void> {
+    await this.ctx.state.change({ op: `task.${result.status}` }, d => {
+      const task = d.tasks[taskId] as Task | undefined
+      if (task === undefined) return
+      task.status = result.status
+      if (result.status !== 'running') task.completed_at = now()
+      if (result.error !== undefined) task.error = result.error
+    })
+    if (result.status !== 'running') await this.ctx.tasks.log(taskId, result.status === 'completed' ? 'task completed' : `task failed: ${result.error ?? ''}`)
+  }
+}
+
+/** An RFC 3339 time that must lie in the future. */
+function futureTime (value: string): string {
+  const t = Date.parse(value)
+  if (Number.isNaN(t)) throw new InvalidInputError('scheduled_at must be an RFC 3339 date-time')
+  if (t <= Date.now()) throw new InvalidInputError('scheduled_at must be in the future')
+  return new Date(t).toISOString()
+}

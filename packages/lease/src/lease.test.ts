@@ -1,0 +1,141 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ClusterKey, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { LeaseVoter, Leases } from './lease.js'
+import { meshTransport, serveLeases } from './mesh-transport.js'
+
+const logger = pino({ level: 'silent' })
+
+describe('LeaseVoter', () => {
+  let clock = 0
+  const voter = (): LeaseVoter => new LeaseVoter({ maxDurationMs: 1000, now: () => clock })
+  const ask = (v: LeaseVoter, holder: string, term: number, durationMs = 1000): boolean => v.answer({ key: 'db/n1', holder, term, durationMs }).granted
+
+  it('grants nothing until grants it may have forgotten have expired', () => {
+    clock = 0
+    const v = voter()
+    expect(ask(v, 'a', 1)).toBe(false)
+    clock = 1000
+    expect(ask(v, 'a', 1)).toBe(true)
+  })
+
+  it('refuses another holder while a grant runs, a lower term, and a taken term', () => {
+    clock = 1000
+    const v = voter()
+    clock = 2000
+    expect(ask(v, 'a', 1)).toBe(true)
+    expect(ask(v, 'b', 2)).toBe(false)
+    expect(ask(v, 'a', 1)).toBe(true) // renewal
+    clock = 3000
+    expect(ask(v, 'b', 1)).toBe(false) // term 1 is a's
+    expect(ask(v, 'b', 0)).toBe(false)
+    expect(ask(v, 'b', 2)).toBe(true)
+    expect(ask(v, 'a', 1)).toBe(false)
+  })
+
+  it('caps the duration and lets the holder release', () => {
+    clock = 1000
+    const v = voter()
+    clock = 2000
+    expect(ask(v, 'a', 1, 60_000)).toBe(true)
+    clock = 3001
+    expect(ask(v, 'b', 2)).toBe(true)
+    v.answer({ key: 'db/n1', holder: 'b', term: 2, durationMs: 0, release: true })
+    expect(ask(v, 'c', 3)).toBe(true)
+  })
+})
+
+interface Voter { mesh: Mesh, leases: Leases, dir: string }
+
+describe('leases over libp2p', () => {
+  const started: Voter[] = []
+  afterEach(async () => {
+    for (const v of started.splice(0)) {
+      await v.mesh.stop()
+      await rm(v.dir, { recursive: true, force: true })
+    }
+  })
+
+  async function cluster (n: number, durationMs: number): Promise<Voter[]> {
+    const key = ClusterKey.generate()
+    const voters: Voter[] = []
+    for (let i = 0; i < n; i++) {
+      const dir = await mkdtemp(join(tmpdir(), 'pgmesh-lease-'))
+      const mesh = new Mesh({ privateKey: await loadOrCreatePeerKey(join(dir, 'peer.key')), clusterKey: key, listen: ['/ip4/127.0.0.1/tcp/0'], logger })
+      const local = new LeaseVoter({ maxDurationMs: durationMs })
+      serveLeases(mesh, local)
+      await mesh.start()
+      voters.push({ mesh, dir, leases: undefined as unknown as Leases })
+      voters[i]!.leases = new Leases(local, meshTransport(mesh, () => voters.filter(v => v.mesh !== mesh).map(v => v.mesh.peerId)), { durationMs, driftMs: 50 })
+    }
+    started.push(...voters)
+    for (const a of voters) for (const b of voters) if (a !== b) await a.mesh.dial(b.mesh.addresses()[0]!)
+    await new Promise(resolve => setTimeout(resolve, durationMs))
+    return voters
+  }
+
+  it('one holder at a time; a partitioned holder is told to fence before the others can take over', async () => {
+    const durationMs = 800
+    const [a, b, c] = await cluster(3, durationMs)
+    const first = await a!.leases.request('db/n1', 'inst-a', 1)
+    expect(first.held).toBe(true)
+    // Settled at a majority: the third answer is not waited for.
+    expect(first.granted).toBeGreaterThanOrEqual(2)
+    expect((await b!.leases.request('db/n1', 'inst-b', 2)).held).toBe(false)
+
+    let lostAt: number | undefined
+    const kept = a!.leases.keep('db/n1', 'inst-a', 1, 200, () => { lostAt = performance.now() })
+    await new Promise(resolve => setTimeout(resolve, durationMs * 2))
+    expect(kept.held()).toBe(true)
+    expect(lostAt).toBeUndefined()
+    expect((await c!.leases.request('db/n1', 'inst-c', 2)).held).toBe(false)
+
+    // Cut a off from b and c: its renewals reach only its own voter.
+    a!.mesh.deny(b!.mesh.peerId)
+    a!.mesh.deny(c!.mesh.peerId)
+    let acquiredAt: number | undefined
+    for (let term = 2; acquiredAt === undefined; term++) {
+      const outcome = await b!.leases.request('db/n1', 'inst-b', term)
+      if (outcome.held) acquiredAt = performance.now()
+      else await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    expect(lostAt).toBeDefined()
+    expect(lostAt!).toBeLessThan(acquiredAt)
+    expect(kept.held()).toBe(false)
+    await kept.stop()
+  })
+
+  it('a released lease can be taken at once', async () => {
+    const [a, b] = await cluster(2, 1500)
+    expect((await a!.leases.request('db/n2', 'x', 1)).held).toBe(true)
+    expect((await b!.leases.request('db/n2', 'y', 2)).held).toBe(false)
+    await a!.leases.release('db/n2', 'x', 1)
+    const outcome = await b!.leases.request('db/n2', 'y', 2)
+    expect(outcome.held).toBe(true)
+    expect(outcome.granted).toBe(2)
+  })
+
+  it('a holder keeps its lease while a voter is dead, and its eligibility reaches the next candidate', async () => {
+    const durationMs = 800
+    const [a, b, c] = await cluster(3, durationMs)
+    let lost = false
+    const kept = a!.leases.keep('db/n3', 'inst-a', 1, 200, () => { lost = true })
+    await new Promise(resolve => setTimeout(resolve, durationMs / 2))
+    expect(await kept.setEligible(['inst-b'])).toBe(true)
+    expect(kept.confirmedEligible).toEqual(['inst-b'])
+    await c!.mesh.stop()
+    await new Promise(resolve => setTimeout(resolve, durationMs * 3))
+    expect(lost).toBe(false)
+    expect(kept.held()).toBe(true)
+    await kept.stop()
+    let outcome = await b!.leases.request('db/n3', 'inst-b', 2)
+    while (!outcome.held) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+      outcome = await b!.leases.request('db/n3', 'inst-b', 2)
+    }
+    expect(outcome.eligibility).toMatchObject({ term: 1, eligible: ['inst-b'] })
+  })
+})

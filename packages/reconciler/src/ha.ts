@@ -1,0 +1,422 @@
+import { type DesiredDatabaseRecord, type Host, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/host'
+import type { KeptLease } from '@pgmesh/lease'
+import { instanceId } from '@pgmesh/model'
+import { type InstanceStatus, type Orchestrator, replicaSlotName } from '@pgmesh/orchestrator-process'
+import pg from 'pg'
+import type { Logger } from 'pino'
+import { SUPERUSER } from './plan.js'
+import { waitConfirmed } from './slots.js'
+
+/** How long before its lease's end a primary that could not renew stops taking writes. */
+const FENCE_MS = 1500
+/** A primary's host silent for this long may have died: its replicas start asking for the lease. */
+const SILENT_MS = 1500
+const TICK_MS = 250
+
+export interface HighAvailabilityDeps {
+  logger: Logger
+  requeue: () => void
+  localStatus: (instanceId: string) => InstanceStatus | undefined
+  /** A superuser connection to a local instance. */
+  connect: (instanceId: string, database: string) => Promise<pg.Client>
+  taskLog: (taskId: string, message: string, fields?: Record<string, unknown>) => Promise<void>
+}
+
+/**
+ * Primaryship of this host's nodes that have replicas. The primary keeps its node's lease (a majority of the
+ * cluster's hosts grants it) and stops taking writes when it cannot renew in time; a replica takes the lease only
+ * when the primary looks gone and the previous lease has run out, records the new term in the document, and only
+ * then gets promoted (the planner's promote-instance). Planned switchovers hand the lease over after the candidate
+ * has replayed everything. Single-instance nodes need no lease: they keep taking writes in any partition.
+ */
+export class HighAvailability {
+  private readonly kept = new Map<string, KeptLease>()
+  /** Primaries stopped because they lost their lease: the planner keeps them stopped. */
+  readonly fenced = new Set<string>()
+  private readonly highestSeen = new Map<string, number>()
+  /** Nodes with a switchover or takeover under way on this host. */
+  private readonly busy = new Set<string>()
+  private timer: NodeJS.Timeout | undefined
+  private ticking = false
+  private readonly log: Logger
+
+  constructor (private readonly host: Host, private readonly orchestrator: Orchestrator, private readonly deps: HighAvailabilityDeps) {
+    this.log = deps.logger
+  }
+
+  start (): void {
+    this.timer = setInterval(() => { void this.tick() }, TICK_MS)
+    this.timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.timer)
+    for (const k of this.kept.values()) await k.stop()
+    this.kept.clear()
+  }
+
+  /** Local instances holding their node's lease right now. */
+  held (): string[] {
+    return [...this.kept.values()].filter(k => k.held()).map(k => k.holder)
+  }
+
+  private async tick (): Promise<void> {
+    const leases = this.host.leases
+    if (this.ticking || leases === undefined || !this.host.initialized) return
+    this.ticking = true
+    try {
+      const me = this.host.config.hostId
+      const cluster = this.host.clusterInstances()
+      const seen = new Set<string>()
+      for (const db of this.host.databases.desired()) {
+        if (db.deleted || db.spec === undefined) continue
+        for (const node of db.spec.nodes) {
+          if (node.host_ids.length < 2 || !node.host_ids.includes(me)) continue
+          const key = `${db.id}/${node.name}`
+          seen.add(key)
+          if (this.busy.has(key)) continue
+          const primary = nodePrimary(db.id, node.name, node.host_ids, db.primaries[node.name])
+          if (primary === undefined) continue
+          const mine = instanceId(db.id, node.name, me)
+          if (primary.instanceId === mine) await this.asPrimary(db, node.name, key, mine, primary, cluster)
+          else await this.asReplica(db, node.name, node.host_ids, key, mine, primary, cluster)
+        }
+      }
+      for (const [key, k] of this.kept) {
+        if (seen.has(key) || this.busy.has(key)) continue
+        await k.stop()
+        this.kept.delete(key)
+      }
+      // A node back to a single instance (or gone) has no synchronous standbys any more.
+      for (const id of this.synchronous.keys()) {
+        if (![...this.kept.values()].some(k => k.holder === id)) this.synchronous.delete(id)
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'high-availability pass failed')
+    } finally {
+      this.ticking = false
+    }
+  }
+
+  private keep (key: string, holder: string, term: number, databaseId: string): KeptLease | undefined {
+    const leases = this.host.leases
+    if (leases === undefined) return undefined
+    const current = this.kept.get(key)
+    if (current !== undefined && current.holder === holder && current.term === term) return current
+    void current?.stop()
+    const kept = leases.keep(key, holder, term, FENCE_MS, () => { void this.fence(databaseId, holder) })
+    this.kept.set(key, kept)
+    return kept
+  }
+
+  private async drop (key: string): Promise<void> {
+    const k = this.kept.get(key)
+    if (k === undefined) return
+    this.kept.delete(key)
+    await k.stop()
+  }
+
+  private async asPrimary (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, cluster: ObservedInstance[]): Promise<void> {
+    const operation = db.instanceOperations[mine]
+    if (operation?.stopped === true) {
+      await this.stopPrimary(db, nodeName, key, mine, primary, operation.task_id, cluster)
+      return
+    }
+    const kept = this.keep(key, mine, primary.term, db.id)
+    if (kept?.held() === true && this.fenced.has(mine)) await this.unfence(mine)
+    if (kept?.held() === true && !this.fenced.has(mine)) await this.synchronize(db, nodeName, key, mine, kept, cluster)
+    const request = db.primaryChanges[nodeName]
+    if (request === undefined || request.candidate === mine || request.from_term !== primary.term || !this.active(request)) return
+    if (request.scheduled_at !== undefined && Date.parse(request.scheduled_at) > Date.now()) return
+    if (kept?.held() !== true) return
+    this.busy.add(key)
+    void this.switchover(db, nodeName, key, mine, primary, request, cluster).finally(() => { this.busy.delete(key) })
+  }
+
+  /**
+   * Which replicas acknowledge this primary's commits (synchronous_standby_names, all of them) and which may take
+   * over (the lease's eligibility). A replica that looks gone leaves the voters' eligible list first and only then
+   * the synchronous list, so the primary never acknowledges a commit that an eligible replica lacks; a replica
+   * back joins the synchronous list first and becomes eligible once Postgres reports it synchronous.
+   */
+  private async synchronize (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, kept: KeptLease, cluster: ObservedInstance[]): Promise<void> {
+    const node = db.spec?.nodes.find(n => n.name === nodeName)
+    if (node === undefined) return
+    const others = node.host_ids.filter(h => instanceId(db.id, nodeName, h) !== mine)
+      .filter(h => db.instanceOperations[instanceId(db.id, nodeName, h)]?.stopped !== true)
+    const healthy = others.filter(h => this.heardFrom(h))
+      .map(h => instanceId(db.id, nodeName, h))
+      .filter(id => { const o = cluster.find(i => i.id === id); return o?.role === 'replica' && (o.state === 'available' || o.state === 'modifying') })
+    const names = this.synchronous.get(mine) ?? others.map(h => instanceId(db.id, nodeName, h))
+    const keep = names.filter(id => healthy.includes(id))
+    if (keep.length < names.length) {
+      const eligible = kept.eligible.filter(id => keep.includes(id))
+      if (eligible.length < kept.eligible.length && !(await kept.setEligible(eligible))) return
+      this.log.info({ node: key, synchronous: keep }, 'replicas gone: fewer synchronous standbys')
+      this.synchronous.set(mine, keep)
+      this.deps.requeue()
+      return
+    }
+    const added = healthy.filter(id => !names.includes(id))
+    if (added.length > 0 || !this.synchronous.has(mine)) {
+      this.synchronous.set(mine, [...names, ...added].sort())
+      this.deps.requeue()
+      return
+    }
+    const pending = names.filter(id => !kept.confirmedEligible.includes(id))
+    if (pending.length === 0) return
+    const caughtUp = await this.synchronousNow(mine, pending)
+    if (caughtUp.length > 0 && await kept.setEligible([...kept.confirmedEligible.filter(id => names.includes(id)), ...caughtUp])) {
+      this.log.info({ node: key, eligible: kept.eligible }, 'replicas eligible to take over')
+    }
+  }
+
+  /** Of these replicas, those the primary's Postgres now waits for on every commit. */
+  private async synchronousNow (mine: string, ids: string[]): Promise<string[]> {
+    const client = await this.deps.connect(mine, 'postgres').catch(() => undefined)
+    if (client === undefined) return []
+    try {
+      const rows = (await client.query("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')")).rows as Array<{ application_name: string }>
+      const names = new Set(rows.map(r => r.application_name))
+      return ids.filter(id => names.has(replicaSlotName(id)))
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  /** Per local primary: the replicas in its synchronous_standby_names (the planner writes them). */
+  readonly synchronous = new Map<string, string[]>()
+
+  private heardFrom (hostId: string): boolean {
+    if (hostId === this.host.config.hostId) return true
+    const beat = this.host.heartbeats?.get(hostId)
+    return beat !== undefined && Date.now() - beat.receivedAt <= SILENT_MS
+  }
+
+  /**
+   * The user stops a node's primary: like the anchor (its Patroni fails over), the node goes on with a replica. A
+   * switchover to the first available replica stops the server; without one the server is stopped here. The lease
+   * is given up only once the server is down.
+   */
+  private async stopPrimary (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, taskId: string, cluster: ObservedInstance[]): Promise<void> {
+    const kept = this.kept.get(key)
+    if (kept === undefined) return
+    if (this.deps.localStatus(mine)?.state === 'stopped') {
+      await this.drop(key)
+      await this.host.leases?.release(key, mine, kept.term)
+      this.deps.requeue()
+      return
+    }
+    if (!kept.held()) return
+    const node = db.spec?.nodes.find(n => n.name === nodeName)
+    const candidate = node === undefined ? undefined : this.preferredCandidate(db.id, nodeName, node.host_ids, primary, cluster)
+    this.busy.add(key)
+    void (async () => {
+      if (candidate !== undefined) {
+        await this.switchover(db, nodeName, key, mine, primary, { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, false)
+        return
+      }
+      await this.setReadOnly(mine, true).catch(() => {})
+      await this.orchestrator.stopInstance(mine)
+      await this.drop(key)
+      await this.host.leases?.release(key, mine, kept.term)
+    })().catch((err: unknown) => { this.log.warn({ node: key, err }, 'stopping the primary failed') })
+      .finally(() => {
+        this.busy.delete(key)
+        this.deps.requeue()
+      })
+  }
+
+  private active (request: PrimaryChangeRequest): boolean {
+    const status = this.host.tasks.get(request.task_id)?.status
+    return status === 'pending' || status === 'running'
+  }
+
+  private async asReplica (db: DesiredDatabaseRecord, nodeName: string, hostIds: string[], key: string, mine: string, primary: NodePrimary, cluster: ObservedInstance[]): Promise<void> {
+    await this.drop(key)
+    const local = this.deps.localStatus(mine)
+    if (local?.state !== 'running' || local.role !== 'replica') return
+    const request = db.primaryChanges[nodeName]
+    const asked = request?.type === 'failover' && request.candidate === mine && request.from_term === primary.term && this.active(request)
+    if (!this.primaryGone(db.id, nodeName, hostIds, primary, cluster)) return
+    if (!asked && this.preferredCandidate(db.id, nodeName, hostIds, primary, cluster) !== mine) return
+    const leases = this.host.leases
+    if (leases === undefined) return
+    const term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
+    const outcome = await leases.request(key, mine, term)
+    if (outcome.held && outcome.eligibility?.eligible.includes(mine) !== true) {
+      // The last primary did not count this replica as holding everything it acknowledged: promoting it could lose
+      // acknowledged commits. It waits (an operator can still bring the old primary back).
+      this.log.warn({ node: key, instanceId: mine, eligibility: outcome.eligibility }, 'primary gone, but this replica is not eligible to take over')
+      await leases.release(key, mine, term)
+      this.highestSeen.set(key, Math.max(this.highestSeen.get(key) ?? 0, term))
+      return
+    }
+    if (!outcome.held) {
+      this.log.info({ node: key, instanceId: mine, term, granted: outcome.granted, voters: outcome.voters }, 'primary gone; the lease is not free yet')
+      this.highestSeen.set(key, Math.max(this.highestSeen.get(key) ?? 0, outcome.highestTerm))
+      return
+    }
+    this.log.warn({ node: key, instanceId: mine, term }, 'primary gone: this replica holds the lease and becomes primary')
+    this.keep(key, mine, term, db.id)
+    await this.host.operations.recordPrimary(db.id, nodeName, term, mine)
+    if (asked && request !== undefined) await this.deps.taskLog(request.task_id, `instance ${mine} holds the lease at term ${term}; promoting`)
+    this.deps.requeue()
+  }
+
+  private primaryGone (databaseId: string, nodeName: string, hostIds: string[], primary: NodePrimary, cluster: ObservedInstance[]): boolean {
+    const primaryHost = hostIds.find(h => instanceId(databaseId, nodeName, h) === primary.instanceId)
+    if (primaryHost === undefined) return true
+    if (!this.heardFrom(primaryHost)) return true
+    const observed = cluster.find(i => i.id === primary.instanceId)
+    return observed === undefined || observed.role !== 'primary' || !['available', 'modifying'].includes(observed.state)
+  }
+
+  /** The replica that asks for the lease: the first (by id) available one on a host that is heard from. */
+  private preferredCandidate (databaseId: string, nodeName: string, hostIds: string[], primary: NodePrimary, cluster: ObservedInstance[]): string | undefined {
+    return hostIds
+      .filter(h => this.heardFrom(h))
+      .map(h => instanceId(databaseId, nodeName, h))
+      .filter(id => id !== primary.instanceId)
+      .filter(id => { const o = cluster.find(i => i.id === id); return o?.role === 'replica' && o.state === 'available' })
+      .sort()[0]
+  }
+
+  /** Stops writes at once (read-only, client sessions ended), then stops the server; kept stopped until re-leased. */
+  async fence (databaseId: string, id: string): Promise<void> {
+    if (this.fenced.has(id)) return
+    this.fenced.add(id)
+    this.log.warn({ databaseId, instanceId: id }, 'lease not renewed in time: fencing the primary')
+    try {
+      await this.setReadOnly(id, true)
+    } catch (err) {
+      this.log.warn({ instanceId: id, err: (err as Error).message }, 'could not make the instance read-only; stopping it')
+    }
+    await this.orchestrator.stopInstance(id).catch((err: unknown) => { this.log.error({ instanceId: id, err }, 'could not stop the fenced instance') })
+    this.deps.requeue()
+  }
+
+  private async unfence (id: string): Promise<void> {
+    this.log.info({ instanceId: id }, 'lease held again: the primary takes writes again')
+    await this.orchestrator.startInstance(id)
+    await this.setReadOnly(id, false)
+    this.fenced.delete(id)
+    this.deps.requeue()
+  }
+
+  /** default_transaction_read_only for every new transaction; on, it also ends every client session. */
+  async setReadOnly (id: string, on: boolean): Promise<void> {
+    const client = await this.deps.connect(id, 'postgres')
+    try {
+      await client.query(on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only')
+      await client.query('SELECT pg_reload_conf()')
+      if (on) {
+        await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+      }
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  /**
+   * Planned: writes stop here, the other nodes confirm everything this node wrote, the server stops (its shutdown
+   * sends the last WAL to the replicas), the candidate replays all of it, then the lease goes to the candidate at a
+   * higher term and the document says so. On any failure before the hand-over, this primary takes writes again.
+   */
+  /** `requested`: a switchover/failover task (settled here on failure); false: the user stopping the primary. */
+  private async switchover (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, request: PrimaryChangeRequest, cluster: ObservedInstance[], requested = true): Promise<void> {
+    const log = async (message: string): Promise<void> => { await this.deps.taskLog(request.task_id, message, { node_name: nodeName }) }
+    const leases = this.host.leases
+    const candidate = cluster.find(i => i.id === request.candidate)
+    const databaseName = db.spec?.database_name
+    let handedOver = false
+    try {
+      if (leases === undefined || databaseName === undefined) throw new Error('not ready')
+      if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
+      const address = candidate.addresses?.[0] ?? this.host.state.doc.hosts?.[candidate.host_id]?.client_addresses[0]
+      if (address === undefined) throw new Error(`no address for host ${candidate.host_id}`)
+      if (requested) await this.host.operations.settle(request.task_id, { status: 'running' })
+      await log(`switching node ${nodeName} over from ${mine} to ${request.candidate}: stopping writes`)
+      await this.setReadOnly(mine, true)
+      const conn = await this.deps.connect(mine, databaseName)
+      let lsn: string
+      try {
+        // This session only: the barrier below writes small WAL messages.
+        await conn.query('SET default_transaction_read_only = off')
+        // Every other node's slot, connected or not: a node that has not caught up would miss these rows for good
+        // (the new primary's slots start where it is promoted), so the switchover waits, or fails and undoes.
+        const slots = await conn.query("SELECT slot_name::text AS slot FROM pg_replication_slots WHERE plugin = 'pglogical_output' AND database = current_database()")
+        for (const row of slots.rows as Array<{ slot: string }>) await waitConfirmed(conn, row.slot, `peer slot ${row.slot}`, 30_000)
+        lsn = (await conn.query('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0]?.lsn as string
+      } finally {
+        await conn.end().catch(() => {})
+      }
+      await log(`the other nodes have everything up to ${lsn}; stopping ${mine}`)
+      await this.drop(key)
+      this.fenced.add(mine)
+      await this.orchestrator.stopInstance(mine)
+      await waitReplayed({ host: address, port: candidate.port }, lsn, 30_000)
+      await log(`${request.candidate} replayed everything; handing the lease over`)
+      await leases.release(key, mine, primary.term)
+      let term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
+      const deadline = Date.now() + 15_000
+      for (;;) {
+        const outcome = await leases.request(key, request.candidate, term)
+        if (outcome.held) break
+        if (Date.now() > deadline) throw new Error(`no majority granted the lease to ${request.candidate} (${outcome.granted}/${outcome.voters})`)
+        term = Math.max(term, outcome.highestTerm) + 1
+        await new Promise(resolve => setTimeout(resolve, 200))
+      }
+      handedOver = true
+      await this.host.operations.recordPrimary(db.id, nodeName, term, request.candidate)
+      await log(`${request.candidate} is the primary of node ${nodeName} at term ${term}`)
+      this.deps.requeue()
+    } catch (err) {
+      const message = (err as Error).message
+      this.log.warn({ node: key, err: message }, 'switchover failed')
+      await log(`switchover failed: ${message}`).catch(() => {})
+      if (!requested) {
+        // The user asked for the server to stop: it stops, and the lease goes once it is down.
+        if (!handedOver) {
+          await this.orchestrator.stopInstance(mine).catch(() => {})
+          await this.drop(key)
+          await this.host.leases?.release(key, mine, primary.term)
+        }
+        return
+      }
+      await this.host.operations.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
+      if (!handedOver) {
+        // Still the primary: take writes again (re-leased by the next pass).
+        if (this.fenced.has(mine)) {
+          await this.orchestrator.startInstance(mine).catch(() => {})
+          this.fenced.delete(mine)
+        }
+        await this.setReadOnly(mine, false).catch(() => {})
+        this.deps.requeue()
+      }
+    }
+  }
+
+  /** A rebuilt former primary is a plain replica again. */
+  forget (id: string): void {
+    this.fenced.delete(id)
+    this.synchronous.delete(id)
+  }
+}
+
+async function waitReplayed (target: { host: string, port: number }, lsn: string, timeoutMs: number): Promise<void> {
+  const client = new pg.Client({ host: target.host, port: target.port, user: SUPERUSER, database: 'postgres', connectionTimeoutMillis: 5000 })
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const row = (await client.query({ text: 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', values: [lsn] })).rows[0] as { done: boolean | null } | undefined
+      if (row?.done === true) return
+      if (Date.now() > deadline) throw new Error(`the candidate has not replayed ${lsn}`)
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
