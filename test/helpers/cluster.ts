@@ -188,7 +188,9 @@ export class TestCluster {
   problems (): string {
     const out: string[] = []
     for (const d of this.daemons) {
-      out.push(`--- ${d.hostId}`, ...d.output.split('\n').filter(l => /"level":(40|50|60)/.test(l)).slice(-15).map(l => l.slice(0, 600)))
+      // Warnings and errors, and anything that is not a log line at all (a crash's stack trace).
+      const lines = d.output.split('\n').filter(l => /"level":(40|50|60)/.test(l) || (l.trim() !== '' && !l.startsWith('{')))
+      out.push(`--- ${d.hostId}${d.running ? '' : ' (not running)'}`, ...lines.slice(-15).map(l => l.slice(0, 600)))
       let instances: string[] = []
       try { instances = readdirSync(join(d.options.dataDir, 'instances')) } catch { /* none */ }
       for (const instance of instances) {

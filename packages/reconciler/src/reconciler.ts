@@ -32,6 +32,11 @@ export class Reconciler {
   private readonly subscriptions = new Map<string, { status: SubscriptionStatus[], kind: string }>()
   /** The last error of each instance's actions, and how many times in a row they failed. */
   private readonly errors = new Map<string, { message: string, attempts: number }>()
+  /**
+   * Removals and stops that failed (say, with the Docker daemon down): not retried before this time, doubling from
+   * 1 s to 30 s, so a host that cannot reach its runtime does not retry on every heartbeat.
+   */
+  private readonly backoff = new Map<string, { until: number, failures: number }>()
   private running: Promise<void> | undefined
   private again = false
   private stopped = false
@@ -120,8 +125,10 @@ export class Reconciler {
       synchronous: Object.fromEntries(this.ha.synchronous),
       now: Date.now()
     })
+    const now = Date.now()
     for (const action of actions) {
       if (this.stopped) return
+      if ((this.backoff.get(`${action.kind}:${action.instanceId}`)?.until ?? 0) > now) continue
       await this.apply(action, desired)
     }
     if (actions.length > 0) {
@@ -192,6 +199,7 @@ export class Reconciler {
         case 'stop-instance': {
           await this.taskLog(this.operationTask(desired, action.databaseId, action.instanceId), `stopping instance ${action.instanceId}`, { instance_id: action.instanceId })
           await this.orchestrator.stopInstance(action.instanceId)
+          this.backoff.delete(`${action.kind}:${action.instanceId}`)
           break
         }
         case 'restart-instance': {
@@ -231,6 +239,7 @@ export class Reconciler {
           await this.applied.delete(action.instanceId)
           this.subscriptions.delete(action.instanceId)
           this.errors.delete(action.instanceId)
+          this.backoff.delete(`${action.kind}:${action.instanceId}`)
           await this.taskLog(taskId, `removed instance ${action.instanceId} (took ${tookMs()} ms)`)
           break
         }
@@ -242,6 +251,12 @@ export class Reconciler {
         this.errors.set(action.instanceId, { message, attempts: (this.errors.get(action.instanceId)?.attempts ?? 0) + 1 })
         // Retried on the next pass; a short pause keeps a persistent failure from spinning.
         setTimeout(() => { this.requeue() }, 1000).unref()
+      } else {
+        const key = `${action.kind}:${action.instanceId}`
+        const failures = (this.backoff.get(key)?.failures ?? 0) + 1
+        const delayMs = Math.min(30_000, 1000 * 2 ** (failures - 1))
+        this.backoff.set(key, { until: Date.now() + delayMs, failures })
+        setTimeout(() => { this.requeue() }, delayMs).unref()
       }
       await this.taskLog(taskId, `error while applying ${action.kind} to ${action.instanceId}: ${message}`, { instance_id: action.instanceId })
     }
@@ -251,7 +266,10 @@ export class Reconciler {
     const status = this.local.get(instanceId) ?? await this.orchestrator.status(instanceId)
     if (status === undefined) throw new Error(`instance ${instanceId} does not exist`)
     // Its own commits never wait for synchronous standbys (a standby that is gone must not block the loop).
-    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database, options: '-c synchronous_commit=local' })
+    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database, connectionTimeoutMillis: 5_000, options: '-c synchronous_commit=local' })
+    // Fencing and switchovers end client sessions, this daemon's own among them: a connection that dies must fail
+    // its query, not crash the process with an unhandled 'error' event.
+    client.on('error', (err: Error) => { this.log.debug({ instanceId, err: err.message }, 'admin connection error') })
     await client.connect()
     return client
   }
