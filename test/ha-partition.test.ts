@@ -102,7 +102,7 @@ describe('a primary cut off from the majority', () => {
     const sideA: Ack[] = []
     const errorsA: Array<{ at: number, message: string }> = []
     const writerA = spawn('ip', ['netns', 'exec', SwitchedHosts.netns(1), process.execPath, resolve(import.meta.dirname, 'helpers/writer.mjs'),
-      SwitchedHosts.address(1), String(oldPrimary?.connection_info?.port), 'admin', PASSWORD, 'ha', 'a'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      SwitchedHosts.address(1), String(oldPrimary?.connection_info?.port), 'admin', 'ha', 'a'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PGPASSWORD: PASSWORD } })
     children.push(writerA)
     let buffered = ''
     writerA.stdout?.on('data', (chunk: Buffer) => {

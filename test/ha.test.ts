@@ -324,6 +324,39 @@ describe('a node with a streaming replica', () => {
     await reader.end()
   }, 180_000)
 
+  it('stopping the primary while its replica is stopped too: started again, the primary takes writes', async () => {
+    const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const db = await database(h3)
+    const primary = primaryOf(db, 'n1')
+    const replica = db.instances.find(i => i.node_name === 'n1' && i.id !== primary?.id)
+    const call = async (id: string, op: string): Promise<void> => {
+      const res = await h1.post(`/v1/databases/ha/instances/${id}/${op}`)
+      expect(res.status, JSON.stringify(res.body)).toBe(200)
+      await waitTask(h1, res.body.task.task_id as string, 120_000)
+    }
+    await call(replica!.id, 'stop-instance')
+    // No replica to hand over to: the primary itself stops (fenced: read-only, then down).
+    await call(primary!.id, 'stop-instance')
+    await until('primary stopped', async () => (await database(h3)).instances.find(i => i.id === primary!.id)?.state === 'stopped', 30_000, 100)
+    await call(primary!.id, 'start-instance')
+    await until('the started primary takes writes', async () => {
+      const c = await connectTo(primaryOf(await database(h3), 'n1')).catch(() => undefined)
+      if (c === undefined) return false
+      try {
+        await c.query("INSERT INTO public.events VALUES ('after-restart-alone', 'stop')")
+        return true
+      } catch {
+        return false
+      } finally {
+        await c.end().catch(() => {})
+      }
+    }, 30_000, 250)
+    await call(replica!.id, 'start-instance')
+    const reader = await connectTo((await database(h3)).instances.find(i => i.id === replica!.id))
+    await until('the replica follows again', async () => (await reader.query("SELECT 1 FROM public.events WHERE id = 'after-restart-alone'")).rowCount === 1, 30_000)
+    await reader.end()
+  }, 240_000)
+
   it('adds a replica when a host joins a node\'s host_ids and removes it when the host leaves', async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     const spec = (await h1.get('/v1/databases/ha')).body.spec

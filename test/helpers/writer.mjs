@@ -1,9 +1,11 @@
 // A client that inserts numbered rows into one Postgres as fast as it can, printing `ack <id> <ms>` for each
 // acknowledged insert and `err <ms> <message>` for each failure; run inside a host's network namespace to write from
-// that side of a partition. Args: host port user password database prefix.
+// that side of a partition. Args: host port user database prefix; the password comes in PGPASSWORD (not on the
+// command line, where `ps` shows it).
 import pg from 'pg'
 
-const [host, port, user, password, database, prefix] = process.argv.slice(2)
+const [host, port, user, database, prefix] = process.argv.slice(2)
+const password = process.env.PGPASSWORD
 let next = 0
 let client
 process.on('SIGTERM', () => { process.exit(0) })

@@ -33,6 +33,8 @@ export class HighAvailability {
   private readonly kept = new Map<string, KeptLease>()
   /** Primaries stopped because they lost their lease: the planner keeps them stopped. */
   readonly fenced = new Set<string>()
+  /** Primaries this process has looked at since it started. */
+  private readonly seen = new Set<string>()
   private readonly highestSeen = new Map<string, number>()
   /** Nodes with a switchover or takeover under way on this host. */
   private readonly busy = new Set<string>()
@@ -122,6 +124,14 @@ export class HighAvailability {
       await this.stopPrimary(db, nodeName, key, mine, primary, operation.task_id, cluster)
       return
     }
+    if (!this.seen.has(mine)) {
+      this.seen.add(mine)
+      // The fenced set lives in memory: a primary this daemon finds at start may have been fenced (read-only, set
+      // with ALTER SYSTEM, so it survives restarts) by the process before it. It takes writes again only through
+      // unfence, once the lease is held.
+      const local = this.deps.localStatus(mine)
+      if (local !== undefined && local.role !== 'replica') this.fenced.add(mine)
+    }
     const kept = this.keep(key, mine, primary.term, db.id)
     if (kept?.held() === true && this.fenced.has(mine)) await this.unfence(mine)
     if (kept?.held() === true && !this.fenced.has(mine)) await this.synchronize(db, nodeName, key, mine, kept, cluster)
@@ -130,7 +140,9 @@ export class HighAvailability {
     if (request.scheduled_at !== undefined && Date.parse(request.scheduled_at) > Date.now()) return
     if (kept?.held() !== true) return
     this.busy.add(key)
-    void this.switchover(db, nodeName, key, mine, primary, request, cluster).finally(() => { this.busy.delete(key) })
+    void this.switchover(db, nodeName, key, mine, primary, request, cluster)
+      .catch((err: unknown) => { this.log.warn({ node: key, err }, 'switchover failed') })
+      .finally(() => { this.busy.delete(key) })
   }
 
   /**
@@ -216,6 +228,7 @@ export class HighAvailability {
         await this.switchover(db, nodeName, key, mine, primary, { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, false)
         return
       }
+      this.fenced.add(mine)
       await this.setReadOnly(mine, true).catch(() => {})
       await this.orchestrator.stopInstance(mine)
       await this.drop(key)
@@ -330,6 +343,8 @@ export class HighAvailability {
     const candidate = cluster.find(i => i.id === request.candidate)
     const databaseName = db.spec?.database_name
     let handedOver = false
+    /** The lease is no longer renewed from here on: only a new grant may make this primary writable again. */
+    let dropped = false
     try {
       if (leases === undefined || databaseName === undefined) throw new Error('not ready')
       if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
@@ -353,6 +368,7 @@ export class HighAvailability {
       }
       await log(`the other nodes have everything up to ${lsn}; stopping ${mine}`)
       await this.drop(key)
+      dropped = true
       this.fenced.add(mine)
       await this.orchestrator.stopInstance(mine)
       await waitReplayed({ host: address, port: candidate.port }, lsn, 30_000)
@@ -378,6 +394,7 @@ export class HighAvailability {
       if (!requested) {
         // The user asked for the server to stop: it stops, and the lease goes once it is down.
         if (!handedOver) {
+          this.fenced.add(mine)
           await this.orchestrator.stopInstance(mine).catch(() => {})
           await this.drop(key)
           await this.host.leases?.release(key, mine, primary.term)
@@ -385,15 +402,12 @@ export class HighAvailability {
         return
       }
       await this.host.operations.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
-      if (!handedOver) {
-        // Still the primary: take writes again (re-leased by the next pass).
-        if (this.fenced.has(mine)) {
-          await this.orchestrator.startInstance(mine).catch(() => {})
-          this.fenced.delete(mine)
-        }
+      if (!handedOver && !dropped) {
+        // Still the primary, still renewing its lease: take writes again.
         await this.setReadOnly(mine, false).catch(() => {})
-        this.deps.requeue()
       }
+      // Otherwise it stays fenced (stopped, read-only) until a pass holds the lease again and un-fences it.
+      this.deps.requeue()
     }
   }
 

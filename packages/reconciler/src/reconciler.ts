@@ -6,7 +6,7 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
 import { HighAvailability } from './ha.js'
-import { followProvider, waitConfirmed } from './slots.js'
+import { waitConfirmed } from './slots.js'
 import { outcome } from './outcome.js'
 import { plan, SUPERUSER } from './plan.js'
 import type { Action, Desired, DesiredDatabase, LocalInstance } from './types.js'
@@ -329,11 +329,6 @@ export class Reconciler {
       }
       await dropStaleSlots(client, action.nodes)
       const source = action.sourceNode === undefined ? undefined : action.providers.find(p => p.nodeName === action.sourceNode)
-      if (driver.kind === 'pglogical') {
-        for (const p of action.providers) {
-          if (await followProvider(client, `sub_${p.nodeName}_${action.nodeName}`, p.nodeName, p.dsn)) await progress(`subscription to ${p.nodeName} follows its new primary`)
-        }
-      }
       if (source === undefined) {
         await driver.ensureTablesReplicated(client)
         for (const p of action.providers) await driver.ensureSubscription(client, { provider: p.nodeName, subscriber: action.nodeName, providerDsn: p.dsn })
