@@ -63,8 +63,13 @@ describe('conflicts', () => {
   it('never show a service config secret, as a leaf or inside a conflicting subtree', async () => {
     await a.databases.update('db', { spec: spec('sk-from-a', '8MB') })
     await b.databases.update('db', { spec: spec('sk-from-b', '16MB') })
+    // Cached before the merge on both sides: the merge must invalidate the views even where the value in effect
+    // stays the same and only a conflict appears.
+    expect(a.databases.get('db').conflicts).toBeUndefined()
+    expect(b.databases.get('db').conflicts).toBeUndefined()
     merge(a, b)
     merge(b, a)
+    expect(b.databases.get('db').conflicts?.length).toBe(a.databases.get('db').conflicts?.length)
     const view = a.databases.get('db')
     const paths = (view.conflicts ?? []).map(c => c.path)
     expect(paths).toContain('spec.services[mcp].config.anthropic_api_key')

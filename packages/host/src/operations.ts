@@ -47,11 +47,6 @@ export function nodePrimary (databaseId: string, nodeName: string, hostIds: read
   return first === undefined ? undefined : { instanceId: instanceId(databaseId, nodeName, first), term: 0 }
 }
 
-/** The highest term recorded for a node, whichever instance it names. */
-export function highestTerm (primaries: Record<string, string> | undefined): number {
-  return Math.max(0, ...Object.keys(primaries ?? {}).map(Number).filter(Number.isInteger))
-}
-
 function now (): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
 }
@@ -119,6 +114,11 @@ export class Operations {
         target.instance_operations[id] = op
       } else {
         change(existing)
+        // Only the newest operation's task is followed to its end: one still open is superseded.
+        const previous = d.tasks[existing.task_id] as Task | undefined
+        if (previous !== undefined && (previous.status === 'pending' || previous.status === 'running')) {
+          Object.assign(previous, { status: 'canceled', completed_at: now(), error: `superseded by task ${task.task_id}` })
+        }
         existing.task_id = task.task_id
       }
       d.tasks[task.task_id] = task
@@ -188,7 +188,7 @@ export class Operations {
     const at = body.scheduled_at === undefined ? undefined : futureTime(body.scheduled_at)
     const candidate = this.candidate(ref, primary, body.candidate_instance_id)
     if (this.inProgress(ref)) throw new OperationAlreadyInProgressError(`switchover already in progress for node ${nodeName}`)
-    return await this.primaryChange(ref, { type: 'switchover', candidate, from_term: highestTerm(ref.record.primaries?.[nodeName]), ...(at === undefined ? {} : { scheduled_at: at }) }, candidate === primary.instanceId ? 'candidate is already the primary' : undefined)
+    return await this.primaryChange(ref, { type: 'switchover', candidate, from_term: primary.term, ...(at === undefined ? {} : { scheduled_at: at }) }, candidate === primary.instanceId ? 'candidate is already the primary' : undefined)
   }
 
   async failover (databaseId: string, nodeName: string, body: { candidate_instance_id?: string, skip_validation?: boolean }): Promise<Task> {
@@ -201,7 +201,7 @@ export class Operations {
     const primaryHost = ref.hostIds.find(h => instanceId(databaseId, nodeName, h) === primary.instanceId)
     const healthy = observed?.state === 'available' && observed.role === 'primary' && primaryHost !== undefined && this.ctx.reachableHosts().has(primaryHost)
     const refused = healthy && body.skip_validation !== true ? 'cluster is healthy; refuse failover unless skip_validation is true' : undefined
-    return await this.primaryChange(ref, { type: 'failover', candidate, from_term: highestTerm(ref.record.primaries?.[nodeName]) }, candidate === primary.instanceId ? 'candidate is already the primary' : undefined, refused)
+    return await this.primaryChange(ref, { type: 'failover', candidate, from_term: primary.term }, candidate === primary.instanceId ? 'candidate is already the primary' : undefined, refused)
   }
 
   private async primaryChange (ref: NodeRef, request: Omit<PrimaryChangeRequest, 'task_id'>, noop: string | undefined, refused?: string): Promise<Task> {

@@ -624,7 +624,7 @@ export class SwarmOrchestrator implements Orchestrator {
 
   private async withClient<T> (paths: Paths, state: InstanceRecord, database: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
     if (paths.socket.length > MAX_SOCKET_PATH) throw new Error(`data dir ${this.options.dataDir} is too long for a unix socket path`)
-    const client = new pg.Client({ host: paths.socket, port: state.port, user: SYSTEM_SUPERUSER, database, connectionTimeoutMillis: 5_000 })
+    const client = new pg.Client({ host: paths.socket, port: state.port, user: SYSTEM_SUPERUSER, database, connectionTimeoutMillis: 5_000, options: '-c synchronous_commit=local' })
     client.on('error', (err: Error) => { this.log.debug({ err }, 'admin connection error') })
     await client.connect()
     try {
