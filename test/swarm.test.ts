@@ -101,6 +101,13 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
 
   it('creates a 3-node database, one node per host, as pinned services on a per-database overlay', { timeout: 180_000 }, async () => {
     const [h1] = hosts as [DaemonProcess]
+    // Every host reports its Docker and Swarm state as the anchor's `docker` component: managers and the worker.
+    await until('docker components everywhere', async () => {
+      const listed = (await h1.get('/v1/hosts')).body.hosts as Array<{ id: string, status: { components: Record<string, { healthy: boolean, details?: { swarm?: { control_available?: boolean } } }> } }>
+      const docker = new Map(listed.map(h => [h.id, h.status.components.docker]))
+      return ['host-1', 'host-2', 'host-3', 'host-4'].every(id => docker.get(id)?.healthy === true) &&
+        docker.get('host-1')?.details?.swarm?.control_available === true && docker.get('host-4')?.details?.swarm?.control_available === false
+    }, 30_000, 500)
     const res = await h1.post('/v1/databases', {
       id: 'app',
       spec: {
@@ -207,6 +214,13 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
     await tb('stop-host', '3')
     // Host 3 reports its instance from what Docker (unreachable) and Postgres (gone) say.
     await until('n3 reported down', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state !== 'available', 30_000, 500)
+    // ... and its docker component, so every host shows it degraded.
+    const degraded = await until('host-3 degraded', async () => {
+      const h = (await hosts[0]!.get('/v1/hosts/host-3')).body
+      return h.status?.state === 'degraded' ? h : undefined
+    }, 30_000, 500)
+    expect(degraded.status.components.docker.healthy).toBe(false)
+    expect(degraded.status.components.docker.error).toMatch(/docker is not reachable/)
     await query(db, 'n1', "INSERT INTO items VALUES ('while-docker-3-down', 'n1')")
     await replicated(db, ['n1', 'n2'], 'while-docker-3-down')
     await tb('start-host', '3')

@@ -23,6 +23,7 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   let draining = false
   const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
   const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' })) : undefined
+  if (orchestrator instanceof SwarmOrchestrator) host.componentObservers.set('docker', () => orchestrator.dockerComponent())
   const reconciler = orchestrator === undefined ? undefined : new Reconciler(host, orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
   await reconciler?.start()

@@ -285,6 +285,9 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     await this.mesh?.stop()
   }
 
+  /** Components of this host's runtime beyond the mesh and the document (the swarm orchestrator's `docker`). */
+  readonly componentObservers = new Map<string, () => ComponentStatus>()
+
   /** Set by the reconciler: this host's instances as it sees them, sent with every heartbeat. */
   instanceObserver: (() => ObservedInstance[]) | undefined
 
@@ -316,7 +319,8 @@ export class Host extends EventEmitter<{ initialized: [] }> {
           ...(others > 0 && peers === 0 ? { error: 'not connected to any other host' } : {}),
           details: { connected_peers: peers, other_hosts: others }
         },
-        state: { healthy: true, details: { heads: this.state.heads().length } }
+        state: { healthy: true, details: { heads: this.state.heads().length } },
+        ...Object.fromEntries([...this.componentObservers].map(([name, observe]) => [name, observe()]))
       },
       instances: this.instanceObserver?.() ?? []
     }

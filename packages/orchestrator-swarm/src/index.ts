@@ -1,1 +1,1 @@
-export { SwarmOrchestrator, type SwarmOrchestratorOptions } from './swarm-orchestrator.js'
+export { type DockerComponent, SwarmOrchestrator, type SwarmOrchestratorOptions } from './swarm-orchestrator.js'

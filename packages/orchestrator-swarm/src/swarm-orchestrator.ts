@@ -14,6 +14,9 @@ import {
   CONTAINER_PATHS, containerSpec, LABELS, networkName, serviceName, serviceSpec, specHash, type TaskInput
 } from './task-spec.js'
 
+/** A host component as GET /v1/hosts shows it (`{healthy, error?, details?}`). */
+export interface DockerComponent { healthy: boolean, error?: string, details?: Record<string, unknown> }
+
 export interface SwarmOrchestratorOptions {
   /** This host's id: instances are labelled with it and only this host's are listed. */
   hostId: string
@@ -84,6 +87,7 @@ export class SwarmOrchestrator implements Orchestrator {
   private readonly seenPids = new Map<string, number>()
   private readonly reservedPorts = new Set<number>()
   private timer: NodeJS.Timeout | undefined
+  private dockerStatus: DockerComponent = { healthy: false, error: 'docker not checked yet' }
 
   private constructor (private readonly options: SwarmOrchestratorOptions) {
     const socketPath = (options.dockerHost ?? '/var/run/docker.sock').replace(/^unix:\/\//, '')
@@ -101,9 +105,42 @@ export class SwarmOrchestrator implements Orchestrator {
       return undefined
     })
     if (role !== undefined) orchestrator.log.info({ nodeId: role.nodeId, manager: role.manager }, 'swarm node')
-    orchestrator.timer = setInterval(() => { orchestrator.monitor().catch(() => undefined) }, options.monitorIntervalMs ?? 2000)
+    await orchestrator.refreshDockerStatus()
+    orchestrator.timer = setInterval(() => {
+      void orchestrator.refreshDockerStatus()
+      orchestrator.monitor().catch(() => undefined)
+    }, options.monitorIntervalMs ?? 2000)
     orchestrator.timer.unref()
     return orchestrator
+  }
+
+  /** The anchor's `docker` host component (container counts and the Swarm node's state), as of the last check. */
+  dockerComponent (): DockerComponent {
+    return this.dockerStatus
+  }
+
+  private async refreshDockerStatus (): Promise<void> {
+    try {
+      const info = await this.docker.info() as {
+        Containers?: number, ContainersRunning?: number, ContainersStopped?: number, ContainersPaused?: number,
+        Swarm?: { LocalNodeState?: string, ControlAvailable?: boolean, Error?: string }
+      }
+      const state = info.Swarm?.LocalNodeState ?? 'unknown'
+      const swarmError = info.Swarm?.Error ?? ''
+      this.dockerStatus = {
+        healthy: state === 'active',
+        ...(state === 'active' ? {} : { error: `this host is not an active swarm node (state: ${state})` }),
+        details: {
+          containers: info.Containers ?? 0,
+          containers_running: info.ContainersRunning ?? 0,
+          containers_stopped: info.ContainersStopped ?? 0,
+          containers_paused: info.ContainersPaused ?? 0,
+          swarm: { local_node_state: state, control_available: info.Swarm?.ControlAvailable === true, ...(swarmError === '' ? {} : { error: swarmError }) }
+        }
+      }
+    } catch (err) {
+      this.dockerStatus = { healthy: false, error: `docker is not reachable: ${(err as Error).message}` }
+    }
   }
 
   async close (): Promise<void> {
