@@ -8,4 +8,7 @@ export {
 } from './postgres-config.js'
 export { type ScriptsDone, setupDatabase } from './database-setup.js'
 export { assertInstanceId } from './instance-store.js'
+export { InstanceEvents } from './instance-events.js'
+export { InstanceLocks } from './instance-locks.js'
+export { reloadSettings } from './config-reload.js'
 export { pickFreePort } from './ports.js'

@@ -4,7 +4,10 @@ import { InvalidInputError, NotFoundError } from '@pgmesh/model'
 import { Client } from 'pg'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor } from './binaries.js'
+import { reloadSettings } from './config-reload.js'
 import { setupDatabase } from './database-setup.js'
+import { InstanceEvents } from './instance-events.js'
+import { InstanceLocks } from './instance-locks.js'
 import {
   assertInstanceId, type InstanceRecord, InstancePaths, listInstanceIds, readState, writeState
 } from './instance-store.js'
@@ -45,9 +48,9 @@ export class ProcessOrchestrator implements Orchestrator {
   private readonly instancesDir: string
   private readonly root: string
   private readonly log: Logger
-  private readonly locks = new Map<string, Promise<void>>()
+  private readonly locks = new InstanceLocks()
+  private readonly events: InstanceEvents
   private readonly supervised = new Map<string, Supervision>()
-  private readonly listeners = new Set<(event: InstanceEvent) => void>()
   /** Ports picked but maybe not yet in a state file, so parallel creations never pick the same one. */
   private readonly reservedPorts = new Set<number>()
   private timer: NodeJS.Timeout | undefined
@@ -56,6 +59,7 @@ export class ProcessOrchestrator implements Orchestrator {
     this.instancesDir = join(options.dataDir, 'instances')
     this.root = options.postgresRoot ?? DEBIAN_POSTGRES_ROOT
     this.log = options.logger.child({ component: 'orchestrator-process' })
+    this.events = new InstanceEvents(this.log)
   }
 
   /** Prepares the data dir and resumes supervising every instance that should run (they restart if down). */
@@ -75,12 +79,11 @@ export class ProcessOrchestrator implements Orchestrator {
   async close (): Promise<void> {
     clearInterval(this.timer)
     this.supervised.clear()
-    await Promise.all(this.locks.values())
+    await this.locks.idle()
   }
 
   onEvent (listener: (event: InstanceEvent) => void): () => void {
-    this.listeners.add(listener)
-    return () => { this.listeners.delete(listener) }
+    return this.events.on(listener)
   }
 
   async ensureInstance (spec: InstanceSpec): Promise<InstanceStatus> {
@@ -88,7 +91,7 @@ export class ProcessOrchestrator implements Orchestrator {
     if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) {
       throw new InvalidInputError(`invalid port ${spec.port}`)
     }
-    return await this.withLock(spec.instanceId, async () => {
+    return await this.locks.run(spec.instanceId, async () => {
       const paths = this.paths(spec.instanceId)
       const previous = await readState(paths)
       // Without an explicit version an existing instance keeps its major, even after a newer one gets installed.
@@ -176,7 +179,7 @@ export class ProcessOrchestrator implements Orchestrator {
 
   async removeInstance (instanceId: string): Promise<void> {
     assertInstanceId(instanceId)
-    await this.withLock(instanceId, async () => {
+    await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
       this.supervised.delete(instanceId)
       const state = await readState(paths)
@@ -209,37 +212,14 @@ export class ProcessOrchestrator implements Orchestrator {
     return new InstancePaths(this.instancesDir, instanceId)
   }
 
-  /** Serialises the operations on one instance (API calls and supervision alike). */
-  private async withLock<T> (instanceId: string, operation: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(instanceId) ?? Promise.resolve()
-    const result = previous.then(operation)
-    const settled = result.then(() => undefined, () => undefined)
-    this.locks.set(instanceId, settled)
-    try {
-      return await result
-    } finally {
-      if (this.locks.get(instanceId) === settled) this.locks.delete(instanceId)
-    }
-  }
-
   private async withExisting<T> (instanceId: string, operation: (paths: InstancePaths, state: InstanceRecord) => Promise<T>): Promise<T> {
     assertInstanceId(instanceId)
-    return await this.withLock(instanceId, async () => {
+    return await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
       const state = await readState(paths)
       if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
       return await operation(paths, state)
     })
-  }
-
-  private emit (event: InstanceEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event)
-      } catch (err) {
-        this.log.error({ err, event }, 'instance event listener failed')
-      }
-    }
   }
 
   // ---- supervision -------------------------------------------------------------------------------------------
@@ -253,8 +233,8 @@ export class ProcessOrchestrator implements Orchestrator {
   private superviseAll (): void {
     for (const [instanceId, supervision] of this.supervised) {
       // An operation in progress owns the process right now; look again on the next tick.
-      if (this.locks.has(instanceId)) continue
-      this.withLock(instanceId, async () => { await this.superviseOne(instanceId, supervision) })
+      if (this.locks.busy(instanceId)) continue
+      this.locks.run(instanceId, async () => { await this.superviseOne(instanceId, supervision) })
         .catch((err: unknown) => { this.log.error({ err, instanceId }, 'supervision check failed') })
     }
   }
@@ -273,7 +253,7 @@ export class ProcessOrchestrator implements Orchestrator {
       // After a crash postmaster.pid still names the dead process (the last seen pid may predate a restart).
       const deadPid = await this.postmasterPid(paths) ?? supervision.lastPid ?? 0
       this.log.warn({ instanceId, pid: deadPid }, 'postmaster exited; restarting')
-      this.emit({ type: 'exited', instanceId, pid: deadPid })
+      this.events.emit({ type: 'exited', instanceId, pid: deadPid })
     }
     if (Date.now() < supervision.nextAttemptAt) return
     supervision.attempt++
@@ -281,13 +261,13 @@ export class ProcessOrchestrator implements Orchestrator {
       await this.startPostgres(paths, state)
       const restartedPid = await this.runningPid(paths) ?? 0
       this.log.info({ instanceId, pid: restartedPid, attempt: supervision.attempt }, 'postmaster restarted')
-      this.emit({ type: 'restarted', instanceId, pid: restartedPid, attempt: supervision.attempt })
+      this.events.emit({ type: 'restarted', instanceId, pid: restartedPid, attempt: supervision.attempt })
       Object.assign(supervision, { lastPid: restartedPid, attempt: 0, nextAttemptAt: 0, exitReported: false })
     } catch (err) {
       const retryInMs = Math.min(RESTART_BACKOFF_MS.first * 2 ** (supervision.attempt - 1), RESTART_BACKOFF_MS.max)
       supervision.nextAttemptAt = Date.now() + retryInMs
       this.log.error({ err, instanceId, attempt: supervision.attempt, retryInMs }, 'restart failed')
-      this.emit({ type: 'restart_failed', instanceId, attempt: supervision.attempt, error: String(err), retryInMs })
+      this.events.emit({ type: 'restart_failed', instanceId, attempt: supervision.attempt, error: String(err), retryInMs })
     }
   }
 
@@ -461,26 +441,10 @@ export class ProcessOrchestrator implements Orchestrator {
     await this.startPostgres(paths, state)
   }
 
-  /**
-   * Restart when a changed setting can only be set at server start (context `postmaster`); otherwise reload, wait
-   * until the server has read the files, and restart anyway if it then reports `pending_restart`.
-   */
+  /** Reload, or restart when a changed setting needs it (see reloadSettings). */
   private async applyConfigChange (paths: InstancePaths, state: InstanceRecord, change: ConfigChange): Promise<void> {
     if (change.settings.length === 0 && !change.auth) return
-    const needsRestart = await this.withClient(paths, state, 'postgres', async client => {
-      const { rows: atStart } = await client.query<{ name: string }>(
-        "SELECT name FROM pg_settings WHERE name = ANY($1) AND context = 'postmaster'", [change.settings])
-      if (atStart.length > 0) return atStart.map(r => r.name)
-      const { rows } = await client.query<{ before: string }>('SELECT pg_conf_load_time()::text AS before, pg_reload_conf()')
-      const before = rows[0]?.before
-      for (let i = 0; i < 100; i++) {
-        const { rows: reloaded } = await client.query<{ done: boolean }>('SELECT pg_conf_load_time() > $1::timestamptz AS done', [before])
-        if (reloaded[0]?.done === true) break
-        await new Promise(resolve => setTimeout(resolve, 20))
-      }
-      const { rows: pending } = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart')
-      return pending.map(r => r.name)
-    })
+    const needsRestart = await this.withClient(paths, state, 'postgres', async client => await reloadSettings(client, change.settings))
     if (needsRestart.length > 0) {
       this.log.info({ instanceId: state.instanceId, settings: needsRestart }, 'restarting for settings that need it')
       await this.restartPostgres(paths, state)

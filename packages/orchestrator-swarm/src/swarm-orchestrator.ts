@@ -3,9 +3,9 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path'
 import { InvalidInputError, NotFoundError } from '@pgmesh/model'
 import {
-  assertInstanceId, desiredSettings, type InstanceEvent, type InstanceSpec, type InstanceStatus, type Orchestrator,
-  pickFreePort, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary, type ScriptsDone, setupDatabase,
-  SYSTEM_SUPERUSER
+  assertInstanceId, desiredSettings, type InstanceEvent, InstanceEvents, InstanceLocks, type InstanceSpec, type InstanceStatus,
+  type Orchestrator, pickFreePort, reloadSettings, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary,
+  type ScriptsDone, setupDatabase, SYSTEM_SUPERUSER
 } from '@pgmesh/orchestrator-process'
 import Docker from 'dockerode'
 import pg from 'pg'
@@ -81,8 +81,8 @@ export class SwarmOrchestrator implements Orchestrator {
   private readonly docker: Docker
   private readonly instancesDir: string
   private readonly log: Logger
-  private readonly locks = new Map<string, Promise<void>>()
-  private readonly listeners = new Set<(event: InstanceEvent) => void>()
+  private readonly locks = new InstanceLocks()
+  private readonly events: InstanceEvents
   /** Last seen postmaster pid per instance (0 = seen down), for exit/restart events. */
   private readonly seenPids = new Map<string, number>()
   private readonly reservedPorts = new Set<number>()
@@ -94,6 +94,7 @@ export class SwarmOrchestrator implements Orchestrator {
     this.docker = new Docker({ socketPath })
     this.instancesDir = join(options.dataDir, 'instances')
     this.log = options.logger.child({ component: 'orchestrator-swarm' })
+    this.events = new InstanceEvents(this.log)
   }
 
   static async open (options: SwarmOrchestratorOptions): Promise<SwarmOrchestrator> {
@@ -145,12 +146,11 @@ export class SwarmOrchestrator implements Orchestrator {
 
   async close (): Promise<void> {
     clearInterval(this.timer)
-    await Promise.all(this.locks.values())
+    await this.locks.idle()
   }
 
   onEvent (listener: (event: InstanceEvent) => void): () => void {
-    this.listeners.add(listener)
-    return () => { this.listeners.delete(listener) }
+    return this.events.on(listener)
   }
 
   async ensureInstance (spec: InstanceSpec): Promise<InstanceStatus> {
@@ -159,7 +159,7 @@ export class SwarmOrchestrator implements Orchestrator {
     if (spec.primary !== undefined) throw new InvalidInputError(`instance ${spec.instanceId}: the swarm orchestrator does not run streaming replicas yet`)
     const parts = INSTANCE_ID_PARTS.exec(spec.instanceId)
     if (parts === null) throw new InvalidInputError(`instance id '${spec.instanceId}' is not <database id>-<node name>-<host hash>`)
-    return await this.withLock(spec.instanceId, async () => {
+    return await this.locks.run(spec.instanceId, async () => {
       const role = await this.swarmRole()
       const paths = this.paths(spec.instanceId)
       const previous = await this.readState(paths)
@@ -255,7 +255,7 @@ export class SwarmOrchestrator implements Orchestrator {
 
   async removeInstance (instanceId: string): Promise<void> {
     assertInstanceId(instanceId)
-    await this.withLock(instanceId, async () => {
+    await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
       const state = await this.readState(paths)
       if ((await this.swarmRole()).manager) {
@@ -513,19 +513,7 @@ export class SwarmOrchestrator implements Orchestrator {
   /** Reload, or restart when a changed setting needs it (context `postmaster`, or `pending_restart` after reload). */
   private async applyConfigChange (paths: Paths, state: InstanceRecord, change: ConfigChange): Promise<void> {
     if (change.settings.length === 0 && !change.auth) return
-    const needsRestart = await this.withClient(paths, state, 'postgres', async client => {
-      const { rows: atStart } = await client.query<{ name: string }>(
-        "SELECT name FROM pg_settings WHERE name = ANY($1) AND context = 'postmaster'", [change.settings])
-      if (atStart.length > 0) return atStart.map(r => r.name)
-      const { rows } = await client.query<{ before: string }>('SELECT pg_conf_load_time()::text AS before, pg_reload_conf()')
-      for (let i = 0; i < 100; i++) {
-        const { rows: reloaded } = await client.query<{ done: boolean }>('SELECT pg_conf_load_time() > $1::timestamptz AS done', [rows[0]?.before])
-        if (reloaded[0]?.done === true) break
-        await delay(20)
-      }
-      const { rows: pending } = await client.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart')
-      return pending.map(r => r.name)
-    })
+    const needsRestart = await this.withClient(paths, state, 'postgres', async client => await reloadSettings(client, change.settings))
     if (needsRestart.length > 0) {
       this.log.info({ instanceId: state.instanceId, settings: needsRestart }, 'restarting for settings that need it')
       await this.restart(paths, state)
@@ -577,7 +565,7 @@ export class SwarmOrchestrator implements Orchestrator {
   /** Docker restarts containers by itself; this only reports what it saw, so a reconciler can look again. */
   private async monitor (): Promise<void> {
     for (const id of await this.instanceIds()) {
-      if (this.locks.has(id)) continue
+      if (this.locks.busy(id)) continue
       const state = await this.readState(this.paths(id))
       if (state === undefined || !state.desiredRunning) continue
       const running = await this.containers(id).then(cs => cs.find(c => c.State === 'running'), () => undefined)
@@ -585,21 +573,11 @@ export class SwarmOrchestrator implements Orchestrator {
       const seen = this.seenPids.get(id)
       this.seenPids.set(id, pid)
       if (seen === undefined || seen === pid) continue
-      if (pid === 0) this.emit({ type: 'exited', instanceId: id, pid: seen })
-      else if (seen === 0) this.emit({ type: 'restarted', instanceId: id, pid, attempt: 1 })
+      if (pid === 0) this.events.emit({ type: 'exited', instanceId: id, pid: seen })
+      else if (seen === 0) this.events.emit({ type: 'restarted', instanceId: id, pid, attempt: 1 })
       else {
-        this.emit({ type: 'exited', instanceId: id, pid: seen })
-        this.emit({ type: 'restarted', instanceId: id, pid, attempt: 1 })
-      }
-    }
-  }
-
-  private emit (event: InstanceEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event)
-      } catch (err) {
-        this.log.error({ err, event }, 'instance event listener failed')
+        this.events.emit({ type: 'exited', instanceId: id, pid: seen })
+        this.events.emit({ type: 'restarted', instanceId: id, pid, attempt: 1 })
       }
     }
   }
@@ -637,21 +615,9 @@ export class SwarmOrchestrator implements Orchestrator {
     await rename(`${paths.state}.tmp`, paths.state)
   }
 
-  private async withLock<T> (instanceId: string, operation: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(instanceId) ?? Promise.resolve()
-    const result = previous.then(operation)
-    const settled = result.then(() => undefined, () => undefined)
-    this.locks.set(instanceId, settled)
-    try {
-      return await result
-    } finally {
-      if (this.locks.get(instanceId) === settled) this.locks.delete(instanceId)
-    }
-  }
-
   private async withExisting<T> (instanceId: string, operation: (paths: Paths, state: InstanceRecord) => Promise<T>): Promise<T> {
     assertInstanceId(instanceId)
-    return await this.withLock(instanceId, async () => {
+    return await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
       const state = await this.readState(paths)
       if (state === undefined) throw new NotFoundError(`instance ${instanceId} not found`)
