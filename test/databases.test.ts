@@ -98,6 +98,26 @@ describe('a three-node database on three hosts', () => {
     expect(c1).toBeDefined()
   })
 
+  it('keeps the list\'s ETag and every status_updated_at while nothing changes, across heartbeats', async () => {
+    const h1 = hosts[0] as DaemonProcess
+    const list = async (headers: Record<string, string> = {}): Promise<Response> => await fetch(`${h1.url}/v1/databases`, { headers })
+    // Subscriptions may still be settling right after the create; once they have, repeated heartbeats say nothing new.
+    await until('an unchanged list answered 304 three heartbeats later', async () => {
+      const first = await list()
+      const etag = first.headers.get('etag') ?? ''
+      await first.arrayBuffer()
+      await new Promise(resolve => setTimeout(resolve, 3000))
+      const again = await list({ 'if-none-match': etag })
+      await again.arrayBuffer()
+      return again.status === 304
+    }, 30_000)
+    const stamps = async (): Promise<string[]> => (await h1.get('/v1/databases/app')).body.instances.map((i: { status_updated_at: string }) => i.status_updated_at)
+    const before = await stamps()
+    expect(before.every(s => /^\d{4}-\d\d-\d\dT/.test(s))).toBe(true)
+    await new Promise(resolve => setTimeout(resolve, 2500))
+    expect(await stamps()).toEqual(before)
+  })
+
   it('changes postgresql_conf: a reloadable setting without a restart, a restart-only one with a restart', async () => {
     const [h1] = hosts as [DaemonProcess]
     const before = await Promise.all(clients.map(async c => (await c.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string))

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 import { Host } from '@pgmesh/host'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -109,6 +110,45 @@ describe('databases', () => {
     const get = await call('GET', '/v1/databases/storefront')
     expect(get.json.spec.database_name).toBe('storefront')
     expect((await call('GET', '/v1/databases/nope')).json).toEqual({ name: 'not_found', message: 'database not found' })
+  })
+
+  it('serves the list with an ETag that moves with the document and with what hosts report, 304 until then, gzip when accepted', async () => {
+    const first = await app.request('/v1/databases')
+    const etag = first.headers.get('etag') ?? ''
+    expect(etag).toMatch(/^W\/"[\w-]+"$/)
+    expect((await app.request('/v1/databases', { headers: { 'if-none-match': etag } })).status).toBe(304)
+    expect((await app.request('/v1/databases', { headers: { 'if-none-match': `"other", ${etag.slice(2)}` } })).status).toBe(304)
+
+    // What this host reports about an instance is part of the list: a new report is a new list.
+    const instance = { id: 'storefront-n1-689qacsi', database_id: 'storefront', node_name: 'n1', host_id: 'host-1', state: 'available' as const, generation: 1, updated_at: '2026-11-24T00:00:00Z' }
+    host.instanceObserver = () => [instance]
+    try {
+      let reported = await call('GET', '/v1/databases')
+      for (let i = 0; i < 50 && reported.json.databases.find((d: { id: string }) => d.id === 'storefront').instances[0].state !== 'available'; i++) {
+        await new Promise(resolve => setTimeout(resolve, 20))
+        reported = await call('GET', '/v1/databases')
+      }
+      expect(reported.json.databases.find((d: { id: string }) => d.id === 'storefront').instances[0]).toMatchObject({ state: 'available', status_updated_at: instance.updated_at })
+      const afterReport = (await app.request('/v1/databases', { headers: { 'if-none-match': etag } }))
+      expect(afterReport.status).toBe(200)
+      const reportedEtag = afterReport.headers.get('etag') ?? ''
+      expect(reportedEtag).not.toBe(etag)
+      expect((await call('POST', '/v1/databases', { id: 'etag-probe', spec: spec() })).status).toBe(200)
+      const afterCreate = await app.request('/v1/databases', { headers: { 'if-none-match': reportedEtag } })
+      expect(afterCreate.status).toBe(200)
+      const plain = await afterCreate.text()
+      expect((JSON.parse(plain) as { databases: Array<{ id: string }> }).databases.map(d => d.id)).toContain('etag-probe')
+
+      expect(plain.length).toBeGreaterThan(512)
+      const zipped = await app.request('/v1/databases', { headers: { 'accept-encoding': 'gzip' } })
+      expect(zipped.headers.get('content-encoding')).toBe('gzip')
+      expect(zipped.headers.get('etag')).toBe(afterCreate.headers.get('etag'))
+      expect(gunzipSync(Buffer.from(await zipped.arrayBuffer())).toString()).toBe(plain)
+      const refused = await app.request('/v1/databases', { headers: { 'accept-encoding': 'gzip;q=0, identity' } })
+      expect(refused.headers.get('content-encoding')).toBeNull()
+    } finally {
+      host.instanceObserver = undefined
+    }
   })
 
   it('updates declaratively, keeps an omitted password, supersedes the create task, and refuses immutable changes', async () => {

@@ -15,6 +15,7 @@ export class DatabaseCache<T> {
   private readonly entries = new Map<string, T | null>()
   /** The database ids in the document, sorted; recomputed after any change. */
   private ids: string[] | undefined
+  private changes = 0
 
   constructor (
     private readonly state: ClusterState,
@@ -25,6 +26,12 @@ export class DatabaseCache<T> {
   get (id: string): T | undefined {
     this.refresh()
     return this.entry(id)
+  }
+
+  /** Moves each time the document did (any change, not only one that touched an entry). */
+  version (): number {
+    this.refresh()
+    return this.changes
   }
 
   /** Every database's entry, in id order. */
@@ -50,6 +57,7 @@ export class DatabaseCache<T> {
     else this.invalidate(this.state.diff(this.heads, heads))
     this.heads = heads
     this.ids = undefined
+    this.changes++
   }
 
   private invalidate (patches: A.Patch[]): void {

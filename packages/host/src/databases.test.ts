@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Databases } from './databases.js'
 import { TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
+import { NOTHING_OBSERVED } from './observed-cluster.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -21,7 +22,7 @@ let b: Replica
 async function open (hostId: string): Promise<Replica> {
   const state = await ClusterState.open({ dir: join(dir, hostId, 'state'), hostId, logger })
   const tasks = new Tasks(hostId, state, new TaskLogStore(join(dir, hostId, 'tasks'), hostId), async () => [])
-  const databases = new Databases({ hostId, state, tasks, knownHostIds: () => new Set(Object.keys(state.doc.hosts ?? {})), observedInstances: () => [], defaultPostgresVersion: '15.18' })
+  const databases = new Databases({ hostId, state, tasks, knownHostIds: () => new Set(Object.keys(state.doc.hosts ?? {})), observed: () => NOTHING_OBSERVED, defaultPostgresVersion: '15.18' })
   return { hostId, state, databases }
 }
 

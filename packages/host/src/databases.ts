@@ -5,6 +5,7 @@ import {
 import { type ClusterState, findConflicts, keyConflict, toPlain, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, type EncodedSpec } from './spec-encoding.js'
 import type { ObservedInstance } from './observed.js'
+import type { ObservedSnapshot } from './observed-cluster.js'
 import type { InstanceOperation, PrimaryChangeRequest } from './operations.js'
 import type { Task, Tasks } from './tasks.js'
 import { DatabaseCache } from './database-cache.js'
@@ -85,8 +86,8 @@ export interface DatabaseContext {
   hostId: string
   state: ClusterState
   tasks: Tasks
-  /** Every host's gossiped instances, this host's included. */
-  observedInstances: () => ObservedInstance[]
+  /** Every reachable host's reported instances, this host's included, versioned. */
+  observed: () => ObservedSnapshot
   /** Ids of the hosts in the cluster, for spec validation. */
   knownHostIds: () => ReadonlySet<string>
   defaultPostgresVersion: string | undefined
@@ -102,6 +103,7 @@ function now (): string {
  */
 export class Databases {
   private readonly cache: DatabaseCache<CachedDatabase>
+  private listed: { version: string, databases: readonly DatabaseView[] } | undefined
 
   constructor (private readonly ctx: DatabaseContext) {
     this.cache = new DatabaseCache(ctx.state, id => this.build(id), entry => entry.record.task_id)
@@ -111,12 +113,21 @@ export class Databases {
     return this.ctx.state.doc.databases?.[id] as DatabaseRecord | undefined
   }
 
-  /** Databases that exist (not deleted, or deleted with their delete still in progress). */
-  list (): DatabaseView[] {
-    const observed = byInstanceId(this.ctx.observedInstances())
-    return this.cache.all()
-      .map(cached => this.viewOf(cached, observed))
-      .filter((v): v is DatabaseView => v !== undefined)
+  /**
+   * Databases that exist (not deleted, or deleted with their delete still in progress), built once per change:
+   * `version` moves whenever the document or what the hosts report moved, so callers can keep what they derive
+   * from the list (a serialized response) until it does. The views are shared: never mutate them.
+   */
+  list (): { version: string, databases: readonly DatabaseView[] } {
+    const observed = this.ctx.observed()
+    const version = `${this.cache.version()}.${observed.version}`
+    if (this.listed?.version !== version) {
+      const databases = this.cache.all()
+        .map(cached => this.viewOf(cached, observed.byId))
+        .filter((v): v is DatabaseView => v !== undefined)
+      this.listed = { version, databases }
+    }
+    return this.listed
   }
 
   get (id: string): DatabaseView {
@@ -164,7 +175,7 @@ export class Databases {
 
   private tryView (id: string): DatabaseView | undefined {
     const cached = this.cache.get(id)
-    return cached === undefined ? undefined : this.viewOf(cached, byInstanceId(this.ctx.observedInstances()))
+    return cached === undefined ? undefined : this.viewOf(cached, this.ctx.observed().byId)
   }
 
   private viewOf (cached: CachedDatabase, observed: ReadonlyMap<string, ObservedInstance>): DatabaseView | undefined {
@@ -394,10 +405,6 @@ function placementsOf (databaseId: string, spec: Record<string, unknown>): Place
     }
   }
   return out.sort((a, b) => a.node_name.localeCompare(b.node_name) || a.id.localeCompare(b.id))
-}
-
-function byInstanceId (observed: readonly ObservedInstance[]): Map<string, ObservedInstance> {
-  return new Map(observed.map(o => [o.id, o]))
 }
 
 /** The anchor's Instance fields for each placed instance, with what its host reports; unreported is `unknown`. */

@@ -10,6 +10,7 @@ import { ClusterAlreadyInitializedError, ClusterNotInitializedError, InvalidInpu
 import { ClusterState, DocReplicator, type HostRecord } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import { Databases } from './databases.js'
+import { ObservedCluster, type PeerReport } from './observed-cluster.js'
 import { Operations } from './operations.js'
 import { HostMetrics } from './metrics.js'
 import type { ObservedInstance } from './observed.js'
@@ -104,12 +105,18 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     super()
     this.taskLogs = new TaskLogStore(join(config.dataDir, 'tasks'), config.hostId)
     this.tasks = new Tasks(config.hostId, state, this.taskLogs, async (taskId) => await this.remoteTaskLogs(taskId))
+    // Reads serve this host's own instances up to 100 ms old: a tenth of the heartbeat lag of every peer's.
+    const observed = new ObservedCluster({
+      own: () => this.instanceObserver?.() ?? [],
+      peers: () => this.peerReports(),
+      ownRefreshMs: 100
+    })
     this.databases = new Databases({
       hostId: config.hostId,
       state,
       tasks: this.tasks,
       knownHostIds: () => new Set(Object.keys(this.state.doc.hosts ?? {})),
-      observedInstances: () => this.clusterInstances(),
+      observed: () => observed.snapshot(),
       defaultPostgresVersion: config.defaultPostgresVersion
     })
     // Grants never outlast the cluster's lease duration, so a restarted voter need only wait that long.
@@ -293,11 +300,17 @@ export class Host extends EventEmitter<{ initialized: [] }> {
 
   /** Every reachable host's instances, as last reported (this host's own, fresh). */
   clusterInstances (): ObservedInstance[] {
-    const out = [...(this.instanceObserver?.() ?? [])]
+    return [...(this.instanceObserver?.() ?? []), ...this.peerReports().flatMap(p => p.instances)]
+  }
+
+  /** What the reachable peers last reported. */
+  private peerReports (): PeerReport[] {
     const now = Date.now()
+    const out: PeerReport[] = []
     for (const id of Object.keys(this.state.doc.hosts ?? {})) {
       if (id === this.config.hostId || this.heartbeats?.reachability(id, now) !== 'healthy') continue
-      out.push(...(this.heartbeats.get(id)?.heartbeat.observed.instances ?? []))
+      const report = this.heartbeats.get(id)?.heartbeat.observed
+      if (report !== undefined) out.push({ hostId: id, report, instances: report.instances ?? [] })
     }
     return out
   }

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest'
 import { Databases, type DatabaseView } from './databases.js'
 import { TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
+import { NOTHING_OBSERVED } from './observed-cluster.js'
 
 const logger = pino({ level: 'silent' })
 const HOSTS = ['host-1', 'host-2', 'host-3'] as const
@@ -88,7 +89,7 @@ async function openReplica (dir: string, hostId: string): Promise<Replica> {
   const state = await ClusterState.open({ dir: join(dir, hostId, 'state'), hostId, logger })
   const tasks = new Tasks(hostId, state, new TaskLogStore(join(dir, hostId, 'tasks'), hostId), async () => [])
   const databases = new Databases({
-    hostId, state, tasks, knownHostIds: () => KNOWN, observedInstances: () => [], defaultPostgresVersion: '15.18'
+    hostId, state, tasks, knownHostIds: () => KNOWN, observed: () => NOTHING_OBSERVED, defaultPostgresVersion: '15.18'
   })
   return { hostId, state, tasks, databases }
 }
@@ -214,7 +215,7 @@ async function apply (replicas: Replica[], op: Op): Promise<void> {
 /** The same replica's databases with nothing cached yet. */
 function uncached (r: Replica): Replica {
   const databases = new Databases({
-    hostId: r.hostId, state: r.state, tasks: r.tasks, knownHostIds: () => KNOWN, observedInstances: () => [], defaultPostgresVersion: '15.18'
+    hostId: r.hostId, state: r.state, tasks: r.tasks, knownHostIds: () => KNOWN, observed: () => NOTHING_OBSERVED, defaultPostgresVersion: '15.18'
   })
   return { ...r, databases }
 }
@@ -262,10 +263,10 @@ describe('databases merged across three replicas', () => {
           // (2) every host shows every database the same way: spec, state, conflicts, spec_errors.
           const [first, ...rest] = replicas as [Replica, Replica, Replica]
           const expected = views(first)
-          const expectedList = first.databases.list()
+          const expectedList = first.databases.list().databases
           for (const r of rest) {
             expect(views(r)).toEqual(expected)
-            expect(r.databases.list()).toEqual(expectedList)
+            expect(r.databases.list().databases).toEqual(expectedList)
             expect(r.databases.desired()).toEqual(uncached(r).databases.desired())
           }
 

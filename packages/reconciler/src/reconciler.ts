@@ -32,6 +32,8 @@ export class Reconciler {
   private readonly subscriptions = new Map<string, { status: SubscriptionStatus[], kind: string }>()
   /** The last error of each instance's actions, and how many times in a row they failed. */
   private readonly errors = new Map<string, { message: string, attempts: number }>()
+  /** What each instance's report last said, and since when. */
+  private reportedSince = new Map<string, { fingerprint: string, since: string }>()
   /**
    * Removals and stops that failed (say, with the Docker daemon down): not retried before this time, doubling from
    * 1 s to 30 s, so a host that cannot reach its runtime does not retry on every heartbeat.
@@ -470,10 +472,12 @@ export class Reconciler {
     }
   }
 
-  /** This host's instances as the anchor's Instance sees them, for heartbeats. */
+  /**
+   * This host's instances as the anchor's Instance sees them, for heartbeats and reads. `updated_at` is when what
+   * is reported last changed, so an unchanged report is the same bytes and readers can keep what they built from it.
+   */
   observedInstances (): ObservedInstance[] {
-    const out: ObservedInstance[] = []
-    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const out: Array<Omit<ObservedInstance, 'updated_at'>> = []
     const addresses = [...(this.host.state.doc.hosts?.[this.host.config.hostId]?.client_addresses ?? [])]
     const desired = this.host.databases.generations()
     for (const record of this.applied?.all() ?? []) {
@@ -499,8 +503,7 @@ export class Reconciler {
         ...(error === undefined ? {} : { error }),
         ...(subs === undefined || status?.role !== 'primary' ? {} : { subscriptions: subs.status, replication: subs.kind }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
-        ...(record.restarts === undefined ? {} : { restarts: record.restarts }),
-        updated_at: now
+        ...(record.restarts === undefined ? {} : { restarts: record.restarts })
       })
     }
     for (const [id, failure] of this.errors) {
@@ -508,10 +511,25 @@ export class Reconciler {
       const [databaseId, nodeName] = parseInstance(id, desired)
       out.push({
         id, database_id: databaseId, node_name: nodeName, host_id: this.host.config.hostId, state: failure.attempts >= FAILED_AFTER ? 'failed' : 'creating',
-        generation: desired.get(databaseId)?.generation ?? 0, error: failure.message, updated_at: now
+        generation: desired.get(databaseId)?.generation ?? 0, error: failure.message
       })
     }
-    return out
+    return this.stampChanges(out)
+  }
+
+  /** Each instance's report with the time it last changed. */
+  private stampChanges (reports: Array<Omit<ObservedInstance, 'updated_at'>>): ObservedInstance[] {
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const seen = new Map<string, { fingerprint: string, since: string }>()
+    const stamped = reports.map(report => {
+      const fingerprint = JSON.stringify(report)
+      const previous = this.reportedSince.get(report.id)
+      const since = previous?.fingerprint === fingerprint ? previous.since : now
+      seen.set(report.id, { fingerprint, since })
+      return { ...report, updated_at: since }
+    })
+    this.reportedSince = seen
+    return stamped
   }
 
   /** Closes the instance and node operations this host accepted, once the hosts report them done. */

@@ -1,6 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import type { DatabaseView, Host, Task } from '@pgmesh/host'
 import { CreateDatabaseRequestSchema, DatabaseSpecSchema, NotFoundError, UpdateDatabaseRequestSchema } from '@pgmesh/model'
+import { CachedJson } from '../cached-json.js'
 import { Identifier, TaskLogSchema, TaskSchema, errorResponses, jsonResponse, taskResponse } from '../schemas.js'
 
 const DatabaseIdParam = z.object({ database_id: Identifier.openapi({ param: { name: 'database_id', in: 'path' } }) })
@@ -69,11 +70,19 @@ function summary (view: DatabaseView): DatabaseSummaryBody {
 
 export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   const db = host.databases
+  const listResponse = new CachedJson()
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases', tags: ['Database'], operationId: 'list-databases', summary: 'List databases',
     request: { query: z.strictObject({ include: z.union([z.string(), z.array(z.string())]).optional() }) },
-    responses: { 200: jsonResponse(z.object({ databases: z.array(DatabaseSummarySchema) }), 'Databases'), ...errorResponses(409, 500) }
-  }), c => c.json({ databases: db.list().map(summary) }, 200))
+    responses: {
+      200: jsonResponse(z.object({ databases: z.array(DatabaseSummarySchema) }), 'Databases (gzip when accepted; ETag, If-None-Match)'),
+      304: { description: 'Not modified: nothing changed since the response with the ETag given in If-None-Match' },
+      ...errorResponses(409, 500)
+    }
+  }), c => {
+    const { version, databases } = db.list()
+    return listResponse.respond(c, version, () => ({ databases: databases.map(summary) }))
+  })
 
   app.openapi(createRoute({
     method: 'post', path: '/v1/databases', tags: ['Database'], operationId: 'create-database', summary: 'Create a database (asynchronous)',
