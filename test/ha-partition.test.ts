@@ -179,4 +179,43 @@ describe('a primary cut off from the majority', () => {
       return missing.length === 0
     }, 60_000, 1000)
   }, 300_000)
+
+  it('a primary whose daemon restarts cut off from the majority is fenced by its lease keeper; it rejoins as a replica', async () => {
+    const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const primary = primaryOf(await instances(h3), 'n1')
+    // The test before handed n1 to host-2.
+    expect(primary?.host_id).toBe('host-2')
+    const port = String(primary?.connection_info?.port)
+    const accepting = async (): Promise<boolean> => await new Promise(resolve => {
+      spawn('ip', ['netns', 'exec', SwitchedHosts.netns(2), 'pg_isready', '-q', '-t', '1', '-h', SwitchedHosts.address(2), '-p', port])
+        .once('exit', code => { resolve(code === 0) })
+    })
+    // host-1, rebuilt as a replica by the test before, acknowledges every commit again (and so may take over).
+    const admin = await connect(primary)
+    await until('a synchronous replica', async () => (await admin.query("SELECT 1 FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")).rowCount === 1, 30_000, 200)
+    await admin.end()
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    await net!.cut(2)
+    // The daemon dies; its Postgres runs on, writable, and nothing fences it until a daemon is back.
+    await h2.stop('SIGKILL')
+    expect(await accepting()).toBe(true)
+    const restartedAt = Date.now()
+    await h2.start(false)
+    await until('the restarted daemon to fence the Postgres it found', async () => !(await accepting()), 30_000, 100)
+    console.log(`the restarted daemon fenced its primary ${Date.now() - restartedAt} ms after it started`)
+    await until('host-1 primary on the majority side', async () => primaryOf(await instances(h1), 'n1')?.host_id === 'host-1', 60_000, 250)
+
+    await net!.heal(2)
+    await until('host-2 back as a replica', async () => {
+      const all = await instances(h3)
+      return all.some(i => i.host_id === 'host-2' && i.node_name === 'n1' && i.postgres?.role === 'replica' && i.state === 'available')
+    }, 120_000, 250)
+    const c = await connect(primaryOf(await instances(h3), 'n1'))
+    try {
+      await c.query('INSERT INTO public.events VALUES ($1, $2)', ['after-restart', 'c'])
+    } finally {
+      await c.end()
+    }
+    await until('the row on n2', async () => (await idsOn(primaryOf(await instances(h3), 'n2'))).has('after-restart'), 30_000, 500)
+  }, 300_000)
 })

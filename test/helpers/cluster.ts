@@ -71,7 +71,8 @@ export class DaemonProcess {
   /** The daemon's OS process id while it runs. */
   get pid (): number | undefined { return this.running ? this.child?.pid : undefined }
 
-  async start (): Promise<void> {
+  /** `waitReady: false` for a daemon the test process cannot reach (a host cut off in its network namespace). */
+  async start (waitReady = true): Promise<void> {
     const o = this.options
     const address = o.address ?? '127.0.0.1'
     const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
@@ -93,6 +94,7 @@ export class DaemonProcess {
       child.stderr?.on('data', (d: Buffer) => { this.output += d.toString() })
     }
     this.exited = new Promise(res => { child.once('exit', () => { res() }) })
+    if (!waitReady) return
     await until(`${o.hostId} to answer /readyz`, async () => {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${o.hostId} exited: ${this.output.slice(-2000)}`)
       const res = await fetch(`${this.url}/readyz`).catch(() => undefined)

@@ -108,6 +108,24 @@ describe('leases over libp2p', () => {
     await kept.stop()
   })
 
+  it('a keeper that never gets its first grant is told to fence before a grant its predecessor got can end', async () => {
+    const durationMs = 1500
+    const fenceMs = 500
+    const [a, b, c] = await cluster(3, durationMs)
+    // The holder's previous process got a grant; this one starts cut off from the majority.
+    expect((await a!.leases.request('db/n3', 'inst-a', 1)).held).toBe(true)
+    const previousGrantEnds = performance.now() + durationMs
+    a!.mesh.deny(b!.mesh.peerId)
+    a!.mesh.deny(c!.mesh.peerId)
+    let lostAt: number | undefined
+    const kept = a!.leases.keep('db/n3', 'inst-a', 2, fenceMs, () => { lostAt = performance.now() })
+    await new Promise(resolve => setTimeout(resolve, durationMs))
+    expect(kept.held()).toBe(false)
+    expect(lostAt).toBeDefined()
+    expect(lostAt!).toBeLessThan(previousGrantEnds)
+    await kept.stop()
+  })
+
   it('a released lease can be taken at once', async () => {
     const [a, b] = await cluster(2, 1500)
     expect((await a!.leases.request('db/n2', 'x', 1)).held).toBe(true)

@@ -197,6 +197,10 @@ export class KeptLease {
     private readonly fenceMs: number, private readonly onLost: () => void
   ) {
     this.eligibility = { term, version: nextVersion(), eligible: [] }
+    // A grant this holder got before (say, by the daemon before a restart) may run for up to a lease duration from
+    // now: without a grant of its own by then, minus the margin, it must fence as if it had lost one.
+    this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, leases.options.durationMs - fenceMs))
+    this.lostTimer.unref()
     void this.renew()
   }
 
@@ -253,7 +257,7 @@ export class KeptLease {
       if (sent.eligible === this.attempted) this.confirmed = sent.eligible
       this.extend(outcome.validUntil)
     } else if (this.validUntil > 0 && !this.held()) {
-      // Only a lease once held can be lost; before its first grant the holder has nothing to fence.
+      // Before the first grant, the timer set at the start decides.
       this.reportLost()
     }
   }

@@ -128,7 +128,7 @@ export class HighAvailability {
       this.seen.add(mine)
       // The fenced set lives in memory: a primary this daemon finds at start may have been fenced (read-only, set
       // with ALTER SYSTEM, so it survives restarts) by the process before it. It takes writes again only through
-      // unfence, once the lease is held.
+      // unfence, once the lease is held; without a grant in time, the keeper has it fenced for real.
       const local = this.deps.localStatus(mine)
       if (local !== undefined && local.role !== 'replica') this.fenced.add(mine)
     }
@@ -295,9 +295,11 @@ export class HighAvailability {
       .sort()[0]
   }
 
-  /** Stops writes at once (read-only, client sessions ended), then stops the server; kept stopped until re-leased. */
+  /**
+   * Stops writes at once (read-only, client sessions ended), then stops the server; kept stopped until re-leased.
+   * Also for an instance already in `fenced` because it was found at start: its Postgres may still take writes.
+   */
   async fence (databaseId: string, id: string): Promise<void> {
-    if (this.fenced.has(id)) return
     this.fenced.add(id)
     this.log.warn({ databaseId, instanceId: id }, 'lease not renewed in time: fencing the primary')
     try {
