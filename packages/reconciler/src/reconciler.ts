@@ -12,6 +12,9 @@ import { plan, SUPERUSER } from './plan.js'
 import type { Action, Desired, DesiredDatabase, LocalInstance } from './types.js'
 
 const FAILED_AFTER = 3
+/** How long a subscription may be down, with its provider available, before it is restarted. */
+const SUBSCRIPTION_STALL_MS = 1500
+const SUBSCRIPTION_RESTART_EVERY_MS = 5000
 
 export interface ReconcilerOptions {
   logger: Logger
@@ -32,6 +35,9 @@ export class Reconciler {
   private readonly subscriptions = new Map<string, { status: SubscriptionStatus[], kind: string }>()
   /** The last error of each instance's actions, and how many times in a row they failed. */
   private readonly errors = new Map<string, { message: string, attempts: number }>()
+  /** Subscriptions (`<instance>/<name>`) whose apply worker is down, since when; and when each was last restarted. */
+  private readonly stalledSince = new Map<string, number>()
+  private readonly subscriptionRestarts = new Map<string, number>()
   /** What each instance's report last said, and since when. */
   private reportedSince = new Map<string, { fingerprint: string, since: string }>()
   /**
@@ -447,6 +453,34 @@ export class Reconciler {
     }
   }
 
+  /**
+   * An apply worker that failed while its provider restarted is started again by the extension only after a back-off
+   * per failure (with pglogical, 5-10 s each, and a restart of every node fails it several times: replication
+   * stalled ~20 s after a restart-only setting changed). Once the provider's primary is reported available again,
+   * a subscription down for SUBSCRIPTION_STALL_MS is restarted at once, at most once per SUBSCRIPTION_RESTART_EVERY_MS.
+   */
+  private async restartStalledSubscriptions (driver: ReplicationDriver, client: pg.Client, instanceId: string, databaseId: string, rows: SubscriptionStatus[]): Promise<void> {
+    const now = Date.now()
+    const cluster = this.host.clusterInstances()
+    const current = new Set(rows.map(r => `${instanceId}/${r.name}`))
+    for (const key of this.stalledSince.keys()) if (key.startsWith(`${instanceId}/`) && !current.has(key)) this.stalledSince.delete(key)
+    for (const row of rows) {
+      const key = `${instanceId}/${row.name}`
+      if (row.status !== 'down') {
+        this.stalledSince.delete(key)
+        continue
+      }
+      const since = this.stalledSince.get(key) ?? now
+      this.stalledSince.set(key, since)
+      const providerUp = cluster.some(i => i.database_id === databaseId && i.node_name === row.provider_node && i.role === 'primary' && i.state === 'available')
+      const restarted = this.subscriptionRestarts.get(key) ?? 0
+      if (!providerUp || now - since < SUBSCRIPTION_STALL_MS || now - restarted < SUBSCRIPTION_RESTART_EVERY_MS) continue
+      this.subscriptionRestarts.set(key, now)
+      this.log.info({ instanceId, subscription: row.name, downMs: now - since }, 'restarting a stalled subscription')
+      await driver.restartSubscription(client, row.name)
+    }
+  }
+
   /** Primaries' subscription status, for observed state (and so for task completion). */
   private async pollSubscriptions (): Promise<void> {
     if (this.stopped) return
@@ -460,10 +494,12 @@ export class Reconciler {
       try {
         client = await this.connect(record.instanceId, databaseName)
         const kind = await detect(client)
-        const rows = await driverFor(kind).subscriptionStatus(client)
+        const driver = driverFor(kind)
+        const rows = await driver.subscriptionStatus(client)
         const before = JSON.stringify(this.subscriptions.get(record.instanceId)?.status)
         this.subscriptions.set(record.instanceId, { status: rows, kind })
         if (before !== JSON.stringify(rows)) this.requeue()
+        await this.restartStalledSubscriptions(driver, client, record.instanceId, record.databaseId, rows)
       } catch (err) {
         this.log.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscription status not available')
       } finally {

@@ -66,6 +66,11 @@ export interface ReplicationDriver {
   /** Runs DDL here and on every subscriber. Names must be schema-qualified (it runs with an empty search_path). */
   replicateDdl: (conn: Queryable, command: string) => Promise<void>
   subscriptionStatus: (conn: Queryable) => Promise<SubscriptionStatus[]>
+  /**
+   * On the subscriber: disables and enables a subscription whose apply worker is down, so the extension starts a
+   * fresh one now instead of after its crash back-off (pglogical waits 5 s after each crash, and checks every 5 s).
+   */
+  restartSubscription: (conn: Queryable, name: string) => Promise<void>
 }
 
 /** The statements behind each driver operation; the executor is shared, only the SQL differs per extension. */
@@ -81,6 +86,8 @@ export interface ReplicationSql {
   replicateDdl: (command: string) => Sql
   /** Rows of SubscriptionStatus. */
   subscriptionStatus: () => Sql
+  disableSubscription: (name: string) => Sql
+  enableSubscription: (name: string) => Sql
 }
 
 export async function execute<R extends QueryResultRow> (conn: Queryable, statement: Sql): Promise<R[]> {

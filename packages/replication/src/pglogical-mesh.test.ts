@@ -158,6 +158,29 @@ describe('pglogical driver on a real 3-node mesh', () => {
     })
   })
 
+  it('restarts subscriptions whose apply workers died with their provider: replicating again, nothing lost', async () => {
+    const statuses = async (): Promise<Array<string | undefined>> => await Promise.all((['n1', 'n3'] as const).map(async node =>
+      (await driver.subscriptionStatus(client(node))).find(s => s.provider_node === 'n2')?.status))
+    const n2 = instances.get('n2')?.instanceId ?? ''
+    await clients.get('n2')?.end()
+    await orchestrator.stopInstance(n2)
+    await eventually(async () => { expect(await statuses()).toEqual(['down', 'down']) })
+    await orchestrator.startInstance(n2)
+    const connection = new Client({ ...instances.get('n2')?.admin, database: 'app' })
+    connection.on('error', () => undefined)
+    await connection.connect()
+    clients.set('n2', connection)
+    const started = Date.now()
+    await driver.restartSubscription(client('n1'), 'sub_n2_n1')
+    await driver.restartSubscription(client('n3'), 'sub_n2_n3')
+    await eventually(async () => { expect(await statuses()).toEqual(['replicating', 'replicating']) })
+    console.info(`the subscriptions to n2 replicating ${Date.now() - started} ms after their restart`)
+    await client('n2').query("INSERT INTO items VALUES ('after-provider-restart', 'n2')")
+    await eventually(async () => {
+      for (const node of ['n1', 'n3'] as const) expect(await rows(node, "SELECT origin FROM items WHERE id = 'after-provider-restart'")).toEqual([{ origin: 'n2' }])
+    })
+  })
+
   it('removes a node: its subscriptions and slots are gone from the peers, which keep replicating', async () => {
     const slotCount = async (node: NodeName) => (await rows<{ n: number }>(node, "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_type = 'logical'"))[0]?.n
     expect(await slotCount('n1')).toBe(2)

@@ -108,7 +108,10 @@ WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name
   subscriptionStatus: () => ({
     text: 'SELECT provider_node, subscription_name AS name, status FROM pglogical.show_subscription_status() ORDER BY subscription_name',
     values: []
-  })
+  }),
+
+  disableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_disable($1::name, true)', values: [name] }),
+  enableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_enable($1::name, true)', values: [name] })
 }
 
 /**

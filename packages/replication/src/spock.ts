@@ -61,7 +61,10 @@ WHERE NOT EXISTS (SELECT 1 FROM spock.subscription WHERE sub_name = $1::name)`,
   subscriptionStatus: () => ({
     text: 'SELECT provider_node, subscription_name AS name, status FROM spock.sub_show_status() ORDER BY subscription_name',
     values: []
-  })
+  }),
+
+  disableSubscription: name => ({ text: 'SELECT spock.sub_disable($1::name, true)', values: [name] }),
+  enableSubscription: name => ({ text: 'SELECT spock.sub_enable($1::name, true)', values: [name] })
 }
 
 /**

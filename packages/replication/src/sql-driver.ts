@@ -8,6 +8,8 @@ import { spockSql } from './spock.js'
 
 const SLOT_DROP_ATTEMPTS = 50
 const SLOT_DROP_PAUSE_MS = 100
+/** The extension's manager worker wakes on a subscription change and acts within milliseconds. */
+const MANAGER_SETTLE_MS = 300
 
 /** Runs a driver's generated SQL in order; all the extension specifics live in the ReplicationSql. */
 class SqlReplicationDriver implements ReplicationDriver {
@@ -60,6 +62,13 @@ class SqlReplicationDriver implements ReplicationDriver {
 
   async subscriptionStatus (conn: Queryable): Promise<SubscriptionStatus[]> {
     return await execute<SubscriptionStatus>(conn, this.sql.subscriptionStatus())
+  }
+
+  async restartSubscription (conn: Queryable, name: string): Promise<void> {
+    await execute(conn, this.sql.disableSubscription(name))
+    // The manager must see the subscription disabled (and drop its crashed worker slot) before it is enabled again.
+    await new Promise(resolve => setTimeout(resolve, MANAGER_SETTLE_MS))
+    await execute(conn, this.sql.enableSubscription(name))
   }
 }
 

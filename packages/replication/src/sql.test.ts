@@ -57,7 +57,7 @@ WHERE NOT EXISTS (SELECT 1 FROM spock.subscription WHERE sub_name = $1::name)`,
     })
   })
 
-  it('places existing tables by primary key, replicates DDL, reads status, toggles repair mode', () => {
+  it('places existing tables by primary key, replicates DDL, reads status, toggles repair mode, restarts a subscription', () => {
     expect(spockSql.ensureTablesReplicated()).toEqual([{
       text: `SELECT spock.repset_add_table(
   CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = t.relid AND i.indisprimary)
@@ -73,6 +73,8 @@ FROM spock.tables t WHERE t.set_name IS NULL`,
     })
     expect(spockSql.localNodeName().text).toContain('FROM spock.local_node')
     expect(spockRepairMode(true)).toEqual({ text: 'SELECT spock.repair_mode($1::boolean)', values: [true] })
+    expect(spockSql.disableSubscription('sub_n1_n2')).toEqual({ text: 'SELECT spock.sub_disable($1::name, true)', values: ['sub_n1_n2'] })
+    expect(spockSql.enableSubscription('sub_n1_n2')).toEqual({ text: 'SELECT spock.sub_enable($1::name, true)', values: ['sub_n1_n2'] })
   })
 })
 
