@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import * as A from '@automerge/automerge'
 import { Host } from '@pgmesh/host'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -114,6 +115,18 @@ describe('after init', () => {
     expect(ok.status).toBe(200)
     expect(ok.json.cluster_id).toBe('c1')
     expect(ok.json.bootstrap[0]).toMatch(/\/p2p\//)
+  })
+
+  it('hands a joining host the whole document behind the same token check', async () => {
+    const bad = await call('POST', '/v1/internal/cluster/join-document', { token: token.slice(0, -1) + (token.endsWith('0') ? '1' : '0') })
+    expect(bad.status).toBe(401)
+    expect(bad.json.name).toBe('invalid_join_token')
+    const res = await app.request('/v1/internal/cluster/join-document', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('application/octet-stream')
+    const doc = A.load<{ cluster?: { id: string } }>(new Uint8Array(await res.arrayBuffer()))
+    expect(doc.cluster?.id).toBe('c1')
+    expect(A.getHeads(doc)).toEqual(host.state.heads())
   })
 
   it('lists this host with the anchor fields', async () => {

@@ -25,6 +25,8 @@ export const JoinOptionsRequestSchema = z.strictObject({
   host_id: Identifier
 }).openapi('JoinOptionsRequest')
 
+export const JoinDocumentRequestSchema = JoinOptionsRequestSchema.pick({ token: true }).openapi('JoinDocumentRequest')
+
 export const JoinOptionsSchema = z.object({
   cluster_id: z.string(),
   cluster_key: z.string(),

@@ -210,24 +210,60 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     }
   }
 
+  /** The whole cluster document for a joining host (the internal join-document call), behind the same token check. */
+  joinDocument (token: string): Uint8Array {
+    this.requireInitialized()
+    if (!constantTimeEqual(token, this.key().joinToken())) throw new InvalidJoinTokenError()
+    return A.save(this.state.doc)
+  }
+
   /**
-   * Joins through a member's API: fetches the cluster key, dials the members, and returns once this host holds the
-   * member's document and has added itself to it.
+   * Joins through a member's API: fetches the cluster key and the member's document, dials the members, and returns
+   * once this host holds the member's document and has added itself to it.
    */
   async joinCluster (token: string, serverUrls: string[], timeoutMs = 30_000): Promise<void> {
     if (this.initialized || this.mesh !== undefined) throw new ClusterAlreadyInitializedError()
-    const options = await fetchJoinOptions(serverUrls, token, this.config.hostId, this.log)
+    const started = Date.now()
+    const { options, member } = await fetchJoinOptions(serverUrls, token, this.config.hostId, this.log)
     const key = ClusterKey.parse(options.cluster_key)
     if (`PGEDGE-${key.fingerprint()}` !== token.slice(0, 71)) throw new InvalidJoinTokenError()
     await key.save(join(this.config.dataDir, KEY_FILE))
+    const snapshotBytes = await this.adoptMemberDocument(member, token, options.cluster_id)
+    const fetchedMs = Date.now() - started
     await this.startMesh(key, options.bootstrap)
+    const meshMs = Date.now() - started
     const deadline = Date.now() + timeoutMs
     while (!A.hasHeads(this.state.doc, options.heads)) {
       if (Date.now() > deadline) throw new ServerError('timed out waiting for the cluster document from the members')
       await sleep(20)
     }
+    const convergedMs = Date.now() - started
     await this.writeOwnRecord()
-    this.log.info({ clusterId: options.cluster_id }, 'joined cluster')
+    this.log.info({ clusterId: options.cluster_id, snapshotBytes, fetchedMs, meshMs, convergedMs, ms: Date.now() - started }, 'joined cluster')
+  }
+
+  /**
+   * Starts from the member's document instead of an empty one. Best effort: whatever fails here, the sync protocol
+   * still brings the document (only slower). Returns the snapshot's size, 0 when none was adopted.
+   */
+  private async adoptMemberDocument (member: string, token: string, clusterId: string): Promise<number> {
+    try {
+      const res = await fetch(`${member}/v1/internal/cluster/join-document`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token }),
+        signal: AbortSignal.timeout(10_000)
+      })
+      if (!res.ok) throw new Error(`member answered ${res.status}`)
+      const snapshot = new Uint8Array(await res.arrayBuffer())
+      await this.state.adopt(snapshot, member, doc => {
+        if (doc.cluster?.id !== clusterId) throw new Error(`the member's document is of cluster '${doc.cluster?.id ?? ''}', not '${clusterId}'`)
+      })
+      return snapshot.length
+    } catch (err) {
+      this.log.warn({ member, err: (err as Error).message }, 'could not start from the member\'s document; syncing it instead')
+      return 0
+    }
   }
 
   hostViews (): HostView[] {
@@ -509,7 +545,8 @@ function hostHasInstances (databases: Record<string, unknown>, hostId: string): 
   })
 }
 
-async function fetchJoinOptions (serverUrls: string[], token: string, hostId: string, log: Logger): Promise<JoinOptions> {
+/** The join options, and the base URL of the member that gave them. */
+async function fetchJoinOptions (serverUrls: string[], token: string, hostId: string, log: Logger): Promise<{ options: JoinOptions, member: string }> {
   let lastError: unknown = new ServerError('no server URL answered')
   for (const url of serverUrls) {
     const base = url.replace(/\/+$/, '')
@@ -520,7 +557,7 @@ async function fetchJoinOptions (serverUrls: string[], token: string, hostId: st
         body: JSON.stringify({ token, host_id: hostId }),
         signal: AbortSignal.timeout(5000)
       })
-      if (res.ok) return await res.json() as JoinOptions
+      if (res.ok) return { options: await res.json() as JoinOptions, member: base }
       const body = await res.json().catch(() => ({})) as { name?: string, message?: string }
       if (res.status === 401) throw new InvalidJoinTokenError()
       if (res.status === 400) throw new InvalidInputError(body.message ?? 'the member refused the join')

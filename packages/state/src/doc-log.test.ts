@@ -65,6 +65,31 @@ describe('document log', () => {
     await expect(ClusterState.open({ dir, hostId: 'h1', logger })).rejects.toThrow(/corrupt/)
   })
 
+  it('adopts a member\'s whole document only while empty, durably, with its history', async () => {
+    const member = await ClusterState.open({ dir: join(dir, 'member'), hostId: 'h1', logger })
+    await member.initialize('c1')
+    for (let i = 0; i < 5; i++) await member.change({ op: 'database.create', entity: `db${i}` }, d => { d.databases[`db${i}`] = { i } })
+    const snapshot = A.save(member.doc)
+
+    const joiner = await ClusterState.open({ dir: join(dir, 'joiner'), hostId: 'h2', logger })
+    await expect(joiner.adopt(snapshot, 'h1', () => { throw new Error('another cluster') })).rejects.toThrow(/another cluster/)
+    expect(joiner.heads()).toEqual([])
+    const events: string[] = []
+    joiner.on('change', e => { events.push(`${e.origin}:${e.changes.length}`) })
+    await joiner.adopt(snapshot, 'h1', doc => { expect(doc.cluster?.id).toBe('c1') })
+    expect(joiner.heads()).toEqual(member.heads())
+    expect(events).toEqual(['remote:6'])
+    // Its own changes come from a new actor, so they merge back into the member's document.
+    await joiner.change({ op: 'host.join', entity: 'h2' }, d => { d.hosts.h2 = { id: 'h2' } as never })
+    expect(() => member.applyRemote('h2', doc => [A.loadIncremental(doc, joiner.saveSince(member.heads())), undefined])).not.toThrow()
+    expect(member.heads()).toEqual(joiner.heads())
+    await expect(joiner.adopt(snapshot, 'h1', () => {})).rejects.toThrow(/empty/)
+
+    const reopened = await ClusterState.open({ dir: join(dir, 'joiner'), hostId: 'h2', logger })
+    expect(reopened.heads()).toEqual(joiner.heads())
+    expect(Object.keys(reopened.doc.databases ?? {})).toHaveLength(5)
+  })
+
   it('records who changed what in each change', async () => {
     const state = await ClusterState.open({ dir, hostId: 'h9', logger })
     await state.initialize('c1')

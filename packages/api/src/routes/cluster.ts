@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Host } from '@pgmesh/host'
-import { ClusterJoinTokenSchema, ClusterSchema, Identifier, JoinOptionsRequestSchema, JoinOptionsSchema, errorResponses } from '../schemas.js'
+import { ClusterJoinTokenSchema, ClusterSchema, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinOptionsSchema, errorResponses } from '../schemas.js'
 import { hostResponse } from './hosts.js'
 
 export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
@@ -61,6 +61,21 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
   }), (c) => {
     const { token, host_id: hostId } = c.req.valid('json')
     return c.json(host.joinOptions(token, hostId), 200)
+  })
+
+  app.openapi(createRoute({
+    method: 'post',
+    path: '/v1/internal/cluster/join-document',
+    hide: true,
+    request: { body: { required: true, content: { 'application/json': { schema: JoinDocumentRequestSchema } } } },
+    responses: {
+      200: { description: 'The cluster document (Automerge save format), for a joining host to start from' },
+      ...errorResponses(400, 401, 409)
+    }
+  }), (c) => {
+    const { token } = c.req.valid('json')
+    const snapshot = host.joinDocument(token)
+    return c.body(new Uint8Array(snapshot), 200, { 'content-type': 'application/octet-stream' })
   })
 
   app.openapi(createRoute({
