@@ -12,6 +12,8 @@ const FENCE_MS = 1500
 /** A primary's host silent for this long may have died: its replicas start asking for the lease. */
 const SILENT_MS = 1500
 const TICK_MS = 250
+/** How long a stopping daemon waits for a switchover under way (its own steps time out after 30 s). */
+const HAND_OVER_WAIT_MS = 45_000
 
 export interface HighAvailabilityDeps {
   logger: Logger
@@ -40,6 +42,9 @@ export class HighAvailability {
   private readonly busy = new Set<string>()
   private timer: NodeJS.Timeout | undefined
   private ticking = false
+  private stopping = false
+  /** Switchovers and hand-overs under way; stop() waits for them. */
+  private readonly handingOver = new Set<Promise<void>>()
   private readonly log: Logger
 
   constructor (private readonly host: Host, private readonly orchestrator: Orchestrator, private readonly deps: HighAvailabilityDeps) {
@@ -53,6 +58,12 @@ export class HighAvailability {
 
   async stop (): Promise<void> {
     clearInterval(this.timer)
+    this.stopping = true
+    // A hand-over cut in half leaves the node without a primary until the lease times out: let it finish.
+    const finishing = Promise.allSettled([...this.handingOver])
+    let waited: NodeJS.Timeout | undefined
+    await Promise.race([finishing, new Promise(resolve => { waited = setTimeout(resolve, HAND_OVER_WAIT_MS) })])
+    clearTimeout(waited)
     for (const k of this.kept.values()) await k.stop()
     this.kept.clear()
   }
@@ -138,11 +149,11 @@ export class HighAvailability {
     const request = db.primaryChanges[nodeName]
     if (request === undefined || request.candidate === mine || request.from_term !== primary.term || !this.active(request)) return
     if (request.scheduled_at !== undefined && Date.parse(request.scheduled_at) > Date.now()) return
-    if (kept?.held() !== true) return
+    if (kept?.held() !== true || this.stopping) return
     this.busy.add(key)
-    void this.switchover(db, nodeName, key, mine, primary, request, cluster)
+    this.track(this.switchover(db, nodeName, key, mine, primary, request, cluster)
       .catch((err: unknown) => { this.log.warn({ node: key, err }, 'switchover failed') })
-      .finally(() => { this.busy.delete(key) })
+      .finally(() => { this.busy.delete(key) }))
   }
 
   /**
@@ -219,11 +230,11 @@ export class HighAvailability {
       this.deps.requeue()
       return
     }
-    if (!kept.held()) return
+    if (!kept.held() || this.stopping) return
     const node = db.spec?.nodes.find(n => n.name === nodeName)
     const candidate = node === undefined ? undefined : this.preferredCandidate(db.id, nodeName, node.host_ids, primary, cluster)
     this.busy.add(key)
-    void (async () => {
+    this.track((async () => {
       if (candidate !== undefined) {
         await this.switchover(db, nodeName, key, mine, primary, { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, false)
         return
@@ -237,7 +248,12 @@ export class HighAvailability {
       .finally(() => {
         this.busy.delete(key)
         this.deps.requeue()
-      })
+      }))
+  }
+
+  private track (work: Promise<void>): void {
+    this.handingOver.add(work)
+    void work.finally(() => { this.handingOver.delete(work) })
   }
 
   private active (request: PrimaryChangeRequest): boolean {
