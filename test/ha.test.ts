@@ -1,136 +1,14 @@
 // Read replicas, stop/start/restart, switchover and automatic failover, with daemons as processes and real Postgres
 // (process orchestrator). n1 has a primary and a streaming replica; n2 is a single instance on a third host.
 import { spawn } from 'node:child_process'
-import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
-
-interface Instance { id: string, node_name: string, host_id: string, state: string, connection_info?: { addresses: string[], port: number }, postgres?: { role?: string } }
-interface Db { state: string, instances: Instance[] }
+import { connectTo, database, type Db, expectAllArrived, expectN2RowOnN1, ids, primaryOf, waitTask as waitHaTask, Writer } from './helpers/ha.js'
 
 let cluster: TestCluster | undefined
 
 async function waitTask (d: DaemonProcess, taskId: string, timeoutMs = 90_000): Promise<any> {
-  const task = await until(`task ${taskId} to finish`, async () => {
-    const t = (await d.get(`/v1/databases/ha/tasks/${taskId}`)).body
-    return ['completed', 'failed', 'canceled'].includes(t.status as string) ? t : undefined
-  }, timeoutMs, 200)
-  if (task.status !== 'completed') {
-    const log = (await d.get(`/v1/databases/ha/tasks/${taskId}/log`)).body
-    const lines = (log.entries as Array<{ timestamp: string, message: string, fields: { host_id: string } }>).map(e => `${e.timestamp} ${e.fields.host_id} ${e.message}`)
-    throw new Error(`task ${task.status as string}: ${task.error as string}\n${lines.join('\n')}\n${cluster?.problems() ?? ''}`)
-  }
-  return task
-}
-
-async function database (d: DaemonProcess): Promise<Db> {
-  return (await d.get<Db>('/v1/databases/ha')).body
-}
-
-function primaryOf (db: Db, node: string): Instance | undefined {
-  return db.instances.find(i => i.node_name === node && i.postgres?.role === 'primary' && i.state === 'available')
-}
-
-async function connectTo (instance: Instance | undefined, user = 'admin'): Promise<pg.Client> {
-  const info = instance?.connection_info
-  if (info === undefined) throw new Error('no connection info')
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user, password: 'ha-password', database: 'ha', connectionTimeoutMillis: 3000, statement_timeout: 10_000, query_timeout: 10_000 })
-  client.on('error', () => {})
-  await client.connect()
-  return client
-}
-
-/**
- * Inserts numbered rows into node n1 through whichever instance the API says is its primary, reconnecting on any
- * error; remembers which inserts were acknowledged.
- */
-class Writer {
-  readonly acknowledged: number[] = []
-  readonly acknowledgedAt = new Map<number, number>()
-  failures = 0
-  private next = 0
-  private stopped = false
-  private done: Promise<void> | undefined
-
-  constructor (private readonly via: () => DaemonProcess, private readonly prefix: string) {}
-
-  start (): void {
-    this.done = (async () => {
-      let client: pg.Client | undefined
-      while (!this.stopped) {
-        try {
-          client ??= await connectTo(primaryOf(await database(this.via()), 'n1'))
-          const id = this.next++
-          await client.query('INSERT INTO public.events VALUES ($1, $2)', [`${this.prefix}-${id}`, this.prefix])
-          this.acknowledged.push(id)
-          this.acknowledgedAt.set(id, Date.now())
-        } catch {
-          this.failures++
-          await client?.end().catch(() => {})
-          client = undefined
-          await new Promise(resolve => setTimeout(resolve, 100))
-        }
-      }
-      await client?.end().catch(() => {})
-    })()
-  }
-
-  async stop (): Promise<void> {
-    this.stopped = true
-    await this.done
-  }
-}
-
-async function ids (client: pg.Client, prefix: string): Promise<Set<string>> {
-  return new Set((await client.query('SELECT id FROM public.events WHERE src = $1', [prefix])).rows.map(r => r.id as string))
-}
-
-/** Subscriptions and slots of every node's primary, to explain a replication failure. */
-/** A row inserted on n2's primary arrives on n1's primary, wherever each is now. */
-async function expectN2RowOnN1 (d: DaemonProcess, id: string): Promise<void> {
-  const n2 = await connectTo(primaryOf(await database(d), 'n2'))
-  await n2.query('INSERT INTO public.events VALUES ($1, $2)', [id, 'n2'])
-  await n2.end()
-  await until(`n2 row ${id} on n1`, async () => {
-    const c = await connectTo(primaryOf(await database(d), 'n1'))
-    try { return (await c.query('SELECT 1 FROM public.events WHERE id = $1', [id])).rowCount === 1 } finally { await c.end() }
-  }, 30_000, 500)
-}
-
-async function replicationState (d: DaemonProcess): Promise<string> {
-  const out: string[] = []
-  for (const node of ['n1', 'n2']) {
-    const c = await connectTo(primaryOf(await database(d), node), 'pgmesh')
-    try {
-      const subs = await c.query('SELECT s.sub_name, s.sub_enabled, i.if_dsn, st.status FROM pglogical.subscription s JOIN pglogical.node_interface i ON i.if_id = s.sub_origin_if JOIN pglogical.show_subscription_status() st ON st.subscription_name = s.sub_name')
-      const slots = await c.query('SELECT slot_name, active, confirmed_flush_lsn::text, pg_current_wal_lsn()::text AS now FROM pg_replication_slots')
-      out.push(`${node}: subs ${JSON.stringify(subs.rows)} slots ${JSON.stringify(slots.rows)}`)
-    } finally {
-      await c.end()
-    }
-  }
-  return out.join('\n')
-}
-
-async function expectAllArrived (hosts: DaemonProcess[], writer: Writer, prefix: string): Promise<void> {
-  const wanted = writer.acknowledged.map(i => `${prefix}-${i}`)
-  for (const node of ['n1', 'n2']) {
-    await until(`every acknowledged ${prefix} row on ${node}`, async () => {
-      const c = await connectTo(primaryOf(await database(hosts[2]!), node))
-      try {
-        const have = await ids(c, prefix)
-        return wanted.every(id => have.has(id))
-      } finally {
-        await c.end()
-      }
-    }, 60_000, 500).catch(async (err: Error) => {
-      const c = await connectTo(primaryOf(await database(hosts[2]!), node))
-      const have = await ids(c, prefix)
-      await c.end()
-      const missing = writer.acknowledged.filter(i => !have.has(`${prefix}-${i}`)).map(i => `${i}@${writer.acknowledgedAt.get(i) ?? 0}`)
-      throw new Error(`${err.message}\nmissing on ${node}: ${missing.length}: ${missing.slice(0, 5).join(' ')} … ${missing.slice(-3).join(' ')}\n${await replicationState(hosts[2]!)}`)
-    })
-  }
+  return await waitHaTask(d, taskId, timeoutMs, () => cluster?.problems() ?? '')
 }
 
 describe('a node with a streaming replica', () => {
@@ -267,7 +145,7 @@ describe('a node with a streaming replica', () => {
     }
     await writer.stop()
     console.log(`writer: ${writer.acknowledged.length} acknowledged, ${writer.failures} failed attempts`)
-    await expectAllArrived(hosts, writer, 'sw')
+    await expectAllArrived(hosts[2]!, writer, 'sw')
 
     // And n2's writes reach n1's new primary.
     await expectN2RowOnN1(h1, 'from-n2')
