@@ -3,7 +3,9 @@
 import { spawn } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
-import { connectTo, database, type Db, expectAllArrived, expectN2RowOnN1, ids, primaryOf, waitTask as waitHaTask, Writer } from './helpers/ha.js'
+import {
+  connectTo, createHaDatabase, database, type Db, primaryOf, stopStartRestartReplica, switchOverThereAndBack, waitTask as waitHaTask, writeThroughHostDeath
+} from './helpers/ha.js'
 
 let cluster: TestCluster | undefined
 
@@ -34,20 +36,7 @@ describe('a node with a streaming replica', () => {
 
   it('places the primary on the first host and a read-only replica on the second; every instance reports role and connection info', async () => {
     const [h1] = hosts as [DaemonProcess]
-    const res = await h1.post('/v1/databases', {
-      id: 'ha',
-      spec: {
-        database_name: 'ha',
-        database_users: [{ username: 'admin', password: 'ha-password', db_owner: true, attributes: ['LOGIN'] }],
-        nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }, { name: 'n2', host_ids: ['host-3'] }]
-      }
-    })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    await waitTask(h1, res.body.task.task_id as string)
-    db = await database(h1)
-    const roles = db.instances.map(i => `${i.node_name} ${i.host_id} ${i.postgres?.role ?? '-'} ${i.state}`)
-    expect(roles).toEqual(expect.arrayContaining(['n1 host-1 primary available', 'n1 host-2 replica available', 'n2 host-3 primary available']))
-    for (const i of db.instances) expect(i.connection_info?.port).toBeGreaterThan(0)
+    db = await createHaDatabase(h1, waitTask)
 
     const admin = await connectTo(primaryOf(db, 'n1'), 'pgmesh')
     await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.events (id text PRIMARY KEY, src text); GRANT ALL ON public.events TO admin', '{ddl_sql}')")
@@ -63,45 +52,7 @@ describe('a node with a streaming replica', () => {
 
   it('stops, starts and restarts an instance, and refuses each in the wrong state', async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const replica = db.instances.find(i => i.host_id === 'host-2')!.id
-    const path = (op: string, id = replica): string => `/v1/databases/ha/instances/${id}/${op}`
-
-    expect((await h3.post(path('restart', 'ha-n1-nosuch'), {})).status).toBe(404)
-    const startAvailable = await h3.post(path('start-instance'))
-    expect(startAvailable.status).toBe(400)
-    expect(startAvailable.body.message).toMatch(/cannot be started, it is in available state/)
-    expect((await h3.post(path('restart'), { scheduled_at: '2000-01-01T00:00:00Z' })).body.message).toMatch(/scheduled_at must be in the future/)
-
-    const before = await connectTo(db.instances.find(i => i.id === replica))
-    const startedAt = (await before.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string
-    await before.end()
-    const restart = await h3.post(path('restart'), {})
-    expect(restart.status, JSON.stringify(restart.body)).toBe(200)
-    expect(restart.body.task.type).toBe('restart_instance')
-    await waitTask(h3, restart.body.task.task_id as string)
-    const after = await connectTo((await database(h1)).instances.find(i => i.id === replica))
-    expect((await after.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t).not.toBe(startedAt)
-    await after.end()
-
-    const stop = await h1.post(path('stop-instance'))
-    expect(stop.status, JSON.stringify(stop.body)).toBe(200)
-    await waitTask(h1, stop.body.task.task_id as string)
-    expect((await database(h1)).instances.find(i => i.id === replica)?.state).toBe('stopped')
-    const restartStopped = await h1.post(path('restart'), {})
-    expect(restartStopped.status).toBe(400)
-    expect(restartStopped.body.message).toBe(`instance ${replica} is not restartable, it is in stopped state`)
-    expect((await h1.post(path('stop-instance'))).body.message).toMatch(/cannot be stopped, it is in stopped state/)
-    // The primary keeps taking writes while its only replica is stopped.
-    const primary = await connectTo(primaryOf(await database(h1), 'n1'))
-    await primary.query("INSERT INTO public.events VALUES ('while-stopped', 'stop')")
-    await primary.end()
-
-    const start = await h1.post(path('start-instance'))
-    expect(start.status, JSON.stringify(start.body)).toBe(200)
-    await waitTask(h1, start.body.task.task_id as string)
-    const replicaClient = await connectTo((await database(h1)).instances.find(i => i.id === replica))
-    await until('the replica to catch up', async () => (await replicaClient.query("SELECT 1 FROM public.events WHERE id = 'while-stopped'")).rowCount === 1, 20_000)
-    await replicaClient.end()
+    await stopStartRestartReplica(h1, h3, db.instances.find(i => i.host_id === 'host-2')!.id, waitTask)
   })
 
   it('refuses a failover of a healthy node without skip_validation, and bad candidates', async () => {
@@ -122,33 +73,7 @@ describe('a node with a streaming replica', () => {
 
   it('switches over there and back while a writer inserts: no acknowledged row lost, replication to n2 intact', async () => {
     const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const writer = new Writer(() => h3, 'sw')
-    writer.start()
-    await until('some writes', () => writer.acknowledged.length > 20, 20_000)
-    for (const [from, to] of [['host-1', 'host-2'], ['host-2', 'host-1']] as const) {
-      const current = await database(h3)
-      const candidate = current.instances.find(i => i.node_name === 'n1' && i.host_id === to)!
-      expect(primaryOf(current, 'n1')?.host_id).toBe(from)
-      const started = Date.now()
-      const res = await h2.post('/v1/databases/ha/nodes/n1/switchover', { candidate_instance_id: candidate.id })
-      expect(res.status, JSON.stringify(res.body)).toBe(200)
-      expect(res.body.task.type).toBe('switchover')
-      await waitTask(h2, res.body.task.task_id as string)
-      console.log(`switchover ${from} -> ${to} took ${Date.now() - started} ms (from ${started} to ${Date.now()})`)
-      await until(`${from} to follow ${to} as a replica`, async () => {
-        const now = await database(h1)
-        return now.instances.find(i => i.node_name === 'n1' && i.host_id === from)?.postgres?.role === 'replica' &&
-          now.instances.find(i => i.node_name === 'n1' && i.host_id === from)?.state === 'available'
-      }, 90_000, 250)
-      const mark = writer.acknowledged.length
-      await until('writes through the new primary', () => writer.acknowledged.length > mark + 20, 30_000)
-    }
-    await writer.stop()
-    console.log(`writer: ${writer.acknowledged.length} acknowledged, ${writer.failures} failed attempts`)
-    await expectAllArrived(hosts[2]!, writer, 'sw')
-
-    // And n2's writes reach n1's new primary.
-    await expectN2RowOnN1(h1, 'from-n2')
+    await switchOverThereAndBack(h1, h2, h3, waitTask, 90_000)
   }, 300_000)
 
   it('fails over a healthy node with skip_validation to an automatically picked replica', async () => {
@@ -274,34 +199,10 @@ describe('a node with a streaming replica', () => {
   it('kills the primary\'s host (daemon and Postgres): the replica becomes primary and writes through it reach n2', async () => {
     const [, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     const victimId = primaryOf(await database(h3), 'n1')?.host_id
-    const h1 = hosts.find(h => h.hostId === victimId)!
-    const survivor = victimId === 'host-1' ? 'host-2' : 'host-1'
-    const writer = new Writer(() => h3, 'kill')
-    writer.start()
-    await until('some writes', () => writer.acknowledged.length > 20, 20_000)
-    const killedAt = Date.now()
-    await h1.stop('SIGKILL')
-    await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', `${h1.options.dataDir}/`]).once('exit', () => { resolve() }) })
-    // At most one insert was in flight when the host died: two more acknowledged ones went through the new primary.
-    const mark = writer.acknowledged.length
-    await until('a write through the new primary', async () => writer.acknowledged.length > mark + 1 && primaryOf(await database(h3), 'n1')?.host_id === survivor, 60_000, 20)
-    console.log(`failover: the new primary took a write ${Date.now() - killedAt} ms after the primary's host died`)
-    await until('more writes', () => writer.acknowledged.length > mark + 20, 20_000)
-    await writer.stop()
-    // Rows the dead primary acknowledged are on the replica (synchronous replication); rows after it on n2.
-    const c = await connectTo(primaryOf(await database(h3), 'n1'))
-    const have = await ids(c, 'kill')
-    await c.end()
-    const lost = writer.acknowledged.map(i => `kill-${i}`).filter(id => !have.has(id))
-    expect(lost).toEqual([])
-    const afterFailover = writer.acknowledged.slice(mark).map(i => `kill-${i}`)
-    const n2 = await connectTo(primaryOf(await database(h3), 'n2'))
-    await until('writes after the failover on n2', async () => { const got = await ids(n2, 'kill'); return afterFailover.every(id => got.has(id)) }, 30_000, 500)
-    const n2has = await ids(n2, 'kill')
-    await n2.end()
-    const gap = writer.acknowledged.map(i => `kill-${i}`).filter(id => !n2has.has(id))
-    console.log(`rows acknowledged by the dead primary that never reached n2: ${gap.length}`)
-    // And n2's writes reach the new primary (its subscriptions came over with the promotion).
-    await expectN2RowOnN1(h3, 'after-failover-from-n2')
+    const victim = hosts.find(h => h.hostId === victimId)!
+    await writeThroughHostDeath(h3, victimId === 'host-1' ? 'host-2' : 'host-1', async () => {
+      await victim.stop('SIGKILL')
+      await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', `${victim.options.dataDir}/`]).once('exit', () => { resolve() }) })
+    })
   }, 180_000)
 })

@@ -10,9 +10,10 @@ import pino from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
 import {
-  connectTo, database, type Db, expectAllArrived, expectN2RowOnN1, ids, type Instance, PASSWORD, primaryOf, waitTask as waitHaTask, Writer
+  connectTo, createHaDatabase, database, type Db, expectN2RowOnN1, type Instance, primaryOf, stopStartRestartReplica, switchOverThereAndBack,
+  waitTask as waitHaTask, writeThroughHostDeath
 } from './helpers/ha.js'
-import { dockerSocket, hostAddress, IMAGE, startSwarmTestbed, tb, testbedLeftovers } from './helpers/swarm-testbed.js'
+import { dockerSocket, hostAddress, IMAGE, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
 
 let cluster: TestCluster | undefined
 let hosts: DaemonProcess[] = []
@@ -33,14 +34,8 @@ function daemonOf (hostId: string): DaemonProcess {
   return hosts[hostIndex(hostId) - 1] as DaemonProcess
 }
 
-/** The control plane's superuser over the instance's unix socket in its bind mount (peers only over TCP). */
 async function admin (instance: Instance, databaseName = 'ha'): Promise<pg.Client> {
-  const client = new pg.Client({
-    host: `${daemonOf(instance.host_id).options.dataDir}/instances/${instance.id}/run`, port: instance.connection_info?.port, user: 'pgmesh', database: databaseName
-  })
-  client.on('error', () => {})
-  await client.connect()
-  return client
+  return await instanceAdmin(daemonOf(instance.host_id), instance, databaseName)
 }
 
 function slotName (instanceId: string): string {
@@ -69,28 +64,12 @@ describe('a node with a streaming replica on swarm hosts', () => {
   })
 
   afterAll(async () => {
-    await cluster?.destroy()
-    await tb('down')
-    expect(await testbedLeftovers()).toEqual({ netns: [], dockerds: [], cgroups: [], paths: [] })
+    expect(await stopSwarmTestbed(cluster)).toEqual({ netns: [], dockerds: [], cgroups: [], paths: [] })
   }, 120_000)
 
   it('clones the replica from the primary over its slot; roles in the API, replica read-only, rows flow to it and between the nodes', { timeout: 240_000 }, async () => {
     const [h1] = hosts as [DaemonProcess]
-    const res = await h1.post('/v1/databases', {
-      id: 'ha',
-      spec: {
-        database_name: 'ha',
-        port: 6432,
-        database_users: [{ username: 'admin', password: PASSWORD, db_owner: true, attributes: ['LOGIN'] }],
-        nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }, { name: 'n2', host_ids: ['host-3'] }]
-      }
-    })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    await waitTask(h1, res.body.task.task_id as string)
-    db = await database(h1)
-    const roles = db.instances.map(i => `${i.node_name} ${i.host_id} ${i.postgres?.role ?? '-'} ${i.state}`)
-    expect(roles).toEqual(expect.arrayContaining(['n1 host-1 primary available', 'n1 host-2 replica available', 'n2 host-3 primary available']))
-    expect(db.instances).toHaveLength(3)
+    db = await createHaDatabase(h1, waitTask, { port: 6432 })
 
     // The replica is a service of its own on host-2; its one-shot clone container is gone.
     const replica = db.instances.find(i => i.host_id === 'host-2') as Instance
@@ -125,55 +104,17 @@ describe('a node with a streaming replica on swarm hosts', () => {
       const n2 = await connectTo(primaryOf(db, 'n2'))
       try { return (await n2.query("SELECT 1 FROM public.events WHERE id = 'on-primary'")).rowCount === 1 } finally { await n2.end() }
     }, 30_000, 250)
-    await expectN2RowOnN1(h1, 'from-n2')
+    await expectN2RowOnN1(h1, 'n2-to-n1')
   })
 
   it('stops, starts and restarts the replica, and refuses each in the wrong state', { timeout: 240_000 }, async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     const replica = db.instances.find(i => i.host_id === 'host-2')!.id
-    const path = (op: string, id = replica): string => `/v1/databases/ha/instances/${id}/${op}`
-
-    expect((await h3.post(path('restart', 'ha-n1-nosuch'), {})).status).toBe(404)
-    const startAvailable = await h3.post(path('start-instance'))
-    expect(startAvailable.status).toBe(400)
-    expect(startAvailable.body.message).toMatch(/cannot be started, it is in available state/)
-
-    const before = await connectTo(db.instances.find(i => i.id === replica))
-    const startedAt = (await before.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string
-    await before.end()
-    const restart = await h3.post(path('restart'), {})
-    expect(restart.status, JSON.stringify(restart.body)).toBe(200)
-    expect(restart.body.task.type).toBe('restart_instance')
-    await waitTask(h3, restart.body.task.task_id as string)
-    const after = await connectTo((await database(h1)).instances.find(i => i.id === replica))
-    expect((await after.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t).not.toBe(startedAt)
-    expect((await after.query('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(true)
-    await after.end()
-
-    const stop = await h1.post(path('stop-instance'))
-    expect(stop.status, JSON.stringify(stop.body)).toBe(200)
-    await waitTask(h1, stop.body.task.task_id as string)
-    expect((await database(h1)).instances.find(i => i.id === replica)?.state).toBe('stopped')
-    // Stopped = the service scaled to 0, nothing running on host-2.
-    expect(JSON.parse(await docker(1, 'service', 'inspect', `postgres-${replica}`))[0].Spec.Mode.Replicated.Replicas).toBe(0)
-    expect(await docker(2, 'ps', '-q', '--filter', `label=pgedge.instance.id=${replica}`)).toBe('')
-    const restartStopped = await h1.post(path('restart'), {})
-    expect(restartStopped.status).toBe(400)
-    expect(restartStopped.body.message).toBe(`instance ${replica} is not restartable, it is in stopped state`)
-    expect((await h1.post(path('stop-instance'))).body.message).toMatch(/cannot be stopped, it is in stopped state/)
-    // The primary keeps taking writes while its only replica is stopped.
-    const primary = await connectTo(primaryOf(await database(h1), 'n1'))
-    await primary.query("INSERT INTO public.events VALUES ('while-stopped', 'stop')")
-    await primary.end()
-
-    const start = await h1.post(path('start-instance'))
-    expect(start.status, JSON.stringify(start.body)).toBe(200)
-    await waitTask(h1, start.body.task.task_id as string)
-    const back = (await database(h1)).instances.find(i => i.id === replica)
-    expect(back?.postgres?.role).toBe('replica')
-    const replicaClient = await connectTo(back)
-    await until('the replica to catch up', async () => (await replicaClient.query("SELECT 1 FROM public.events WHERE id = 'while-stopped'")).rowCount === 1, 30_000)
-    await replicaClient.end()
+    await stopStartRestartReplica(h1, h3, replica, waitTask, async () => {
+      // Stopped = the service scaled to 0, nothing running on host-2.
+      expect(JSON.parse(await docker(1, 'service', 'inspect', `postgres-${replica}`))[0].Spec.Mode.Replicated.Replicas).toBe(0)
+      expect(await docker(2, 'ps', '-q', '--filter', `label=pgedge.instance.id=${replica}`)).toBe('')
+    })
   })
 
   it('restarts a stopped swarm instance through the orchestrator: it starts again instead of waiting for a task that never comes', { timeout: 180_000 }, async () => {
@@ -203,37 +144,14 @@ describe('a node with a streaming replica on swarm hosts', () => {
 
   it('switches over there and back while a writer inserts: no acknowledged row lost, replication to n2 intact', { timeout: 300_000 }, async () => {
     const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const writer = new Writer(() => h3, 'sw')
-    writer.start()
-    await until('some writes', () => writer.acknowledged.length > 20, 20_000)
-    for (const [from, to] of [['host-1', 'host-2'], ['host-2', 'host-1']] as const) {
-      const current = await database(h3)
-      const candidate = current.instances.find(i => i.node_name === 'n1' && i.host_id === to)!
-      expect(primaryOf(current, 'n1')?.host_id).toBe(from)
-      const started = Date.now()
-      const res = await h2.post('/v1/databases/ha/nodes/n1/switchover', { candidate_instance_id: candidate.id })
-      expect(res.status, JSON.stringify(res.body)).toBe(200)
-      expect(res.body.task.type).toBe('switchover')
-      await waitTask(h2, res.body.task.task_id as string)
-      console.log(`swarm switchover ${from} -> ${to} took ${Date.now() - started} ms`)
-      // The former primary is rebuilt as a replica of the new one (cloned again on its host).
-      await until(`${from} to follow ${to} as a replica`, async () => {
-        const now = (await database(h1)).instances.find(i => i.node_name === 'n1' && i.host_id === from)
-        return now?.postgres?.role === 'replica' && now.state === 'available'
-      }, 120_000, 250)
-      const mark = writer.acknowledged.length
-      await until('writes through the new primary', () => writer.acknowledged.length > mark + 20, 30_000)
-    }
-    await writer.stop()
-    console.log(`writer: ${writer.acknowledged.length} acknowledged, ${writer.failures} failed attempts`)
-    await expectAllArrived(h3, writer, 'sw')
-    await expectN2RowOnN1(h1, 'after-switchovers-from-n2')
+    // Each former primary is rebuilt as a replica of the new one: cloned again on its host.
+    await switchOverThereAndBack(h1, h2, h3, waitTask, 120_000)
     // The replica streams from the primary again, from its host's address.
     const primary = primaryOf(await database(h1), 'n1') as Instance
     const replica = await replicaOf(h1, 'n1')
     const c = await admin(primary, 'postgres')
     await until('the rebuilt replica streaming', async () =>
-      (await c.query('SELECT 1 FROM pg_stat_replication WHERE application_name = $1', [slotName(replica.id)])).rowCount === 1, 30_000, 250)
+      (await c.query('SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND host(client_addr) = $2', [slotName(replica.id), hostAddress(hostIndex(replica.host_id))])).rowCount === 1, 30_000, 250)
     await c.end()
   })
 
@@ -246,29 +164,10 @@ describe('a node with a streaming replica on swarm hosts', () => {
     // The replica may take over only once the primary counts it as synchronous and the voters know that.
     await until('both n1 instances available', async () => (await database(h3)).instances.filter(i => i.node_name === 'n1' && i.state === 'available').length === 2, 60_000, 250)
     await new Promise(resolve => setTimeout(resolve, 3000))
-    const writer = new Writer(() => h3, 'kill')
-    writer.start()
-    await until('some writes', () => writer.acknowledged.length > 20, 20_000)
-    const killedAt = Date.now()
-    await victim.stop('SIGKILL')
-    await tb('kill-host', String(hostIndex(victimId)))
-    const mark = writer.acknowledged.length
-    await until('a write through the new primary', async () => writer.acknowledged.length > mark + 1 && primaryOf(await database(h3), 'n1')?.host_id === survivor, 60_000, 20)
-    console.log(`swarm failover: the new primary took a write ${Date.now() - killedAt} ms after the primary's host died`)
-    await until('more writes', () => writer.acknowledged.length > mark + 20, 30_000)
-    await writer.stop()
-    // Rows the dead primary acknowledged are on the new primary (synchronous replication); the later ones on n2.
-    const c = await connectTo(primaryOf(await database(h3), 'n1'))
-    const have = await ids(c, 'kill')
-    await c.end()
-    expect(writer.acknowledged.map(i => `kill-${i}`).filter(id => !have.has(id))).toEqual([])
-    const afterFailover = writer.acknowledged.slice(mark).map(i => `kill-${i}`)
-    const n2 = await connectTo(primaryOf(await database(h3), 'n2'))
-    await until('writes after the failover on n2', async () => { const got = await ids(n2, 'kill'); return afterFailover.every(id => got.has(id)) }, 30_000, 500)
-    const n2has = await ids(n2, 'kill')
-    await n2.end()
-    console.log(`rows acknowledged by the dead primary that never reached n2: ${writer.acknowledged.map(i => `kill-${i}`).filter(id => !n2has.has(id)).length}`)
-    await expectN2RowOnN1(h3, 'after-failover-from-n2')
+    await writeThroughHostDeath(h3, survivor, async () => {
+      await victim.stop('SIGKILL')
+      await tb('kill-host', String(hostIndex(victimId)))
+    })
 
     // The host comes back (dockerd, then its daemon): its former primary is discarded and cloned from the new one.
     await tb('start-host', String(hostIndex(victimId)))
@@ -278,7 +177,7 @@ describe('a node with a streaming replica on swarm hosts', () => {
       return i?.postgres?.role === 'replica' && i.state === 'available'
     }, 180_000, 500)
     const reader = await connectTo((await database(h3)).instances.find(i => i.id === victimInstance.id))
-    await until('the rows written meanwhile on the returned host', async () => (await reader.query("SELECT 1 FROM public.events WHERE id = 'after-failover-from-n2'")).rowCount === 1, 30_000, 250)
+    await until('the rows written meanwhile on the returned host', async () => (await reader.query("SELECT 1 FROM public.events WHERE id = 'kill-after-failover-from-n2'")).rowCount === 1, 30_000, 250)
     await reader.end()
   })
 })
