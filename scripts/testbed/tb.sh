@@ -22,6 +22,9 @@ hosts() { ls -d "$RUN"/tbh* 2>/dev/null | sed 's/.*tbh//' | sort -n; }
 
 start_host() {
   local i=$1 h=tbh$1
+  # The exec-root is runtime state (netns handles, containerd's state) that a reboot would clear; a killed dockerd
+  # leaves it stale.
+  rm -rf "$RUN/$h/exec"
   mkdir -p "$TB/$h/data" "$TB/$h/etc-docker" "$RUN/$h/cg"
   # Not `ip netns exec`: it remounts /sys, which hides /sys/fs/cgroup ("Devices cgroup isn't mounted"). Instead keep
   # the cgroup mounts and put the netns' own sysfs under them. Per daemon: /run/docker (libnetwork's netns files and
