@@ -221,17 +221,24 @@ export async function stopStartRestartReplica (h1: DaemonProcess, h3: DaemonProc
 /**
  * Switches n1 over from host-1 to host-2 and back (h2 asks, h1 and h3 observe) while a writer inserts: the former
  * primary follows the new one each time, no acknowledged row is lost on n1 or n2, and n2's writes reach n1.
+ * `beforeEach` runs before each switchover, given the current primary and the candidate.
  */
-export async function switchOverThereAndBack (h1: DaemonProcess, h2: DaemonProcess, h3: DaemonProcess, waitTask: WaitTask, followTimeoutMs: number): Promise<void> {
+export async function switchOverThereAndBack (
+  h1: DaemonProcess, h2: DaemonProcess, h3: DaemonProcess, waitTask: WaitTask, followTimeoutMs: number,
+  beforeEach: (primary: Instance, candidate: Instance) => Promise<void> = async () => {}
+): Promise<void> {
   const writer = new Writer(() => h3, 'sw')
   writer.start()
   await until('some writes', () => writer.acknowledged.length > 20, 20_000)
   for (const [from, to] of [['host-1', 'host-2'], ['host-2', 'host-1']] as const) {
     const current = await database(h3)
     const candidate = current.instances.find(i => i.node_name === 'n1' && i.host_id === to)
-    expect(primaryOf(current, 'n1')?.host_id).toBe(from)
+    const primary = primaryOf(current, 'n1')
+    expect(primary?.host_id).toBe(from)
+    if (primary === undefined || candidate === undefined) throw new Error('no primary or candidate')
+    await beforeEach(primary, candidate)
     const started = Date.now()
-    const res = await h2.post('/v1/databases/ha/nodes/n1/switchover', { candidate_instance_id: candidate?.id })
+    const res = await h2.post('/v1/databases/ha/nodes/n1/switchover', { candidate_instance_id: candidate.id })
     expect(res.status, JSON.stringify(res.body)).toBe(200)
     expect(res.body.task.type).toBe('switchover')
     await waitTask(h2, res.body.task.task_id as string)

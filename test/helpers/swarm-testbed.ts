@@ -47,7 +47,7 @@ export async function startSwarmTestbed (name: string, count: number, managers: 
   const hosts: DaemonProcess[] = []
   for (let i = 1; i <= count; i++) {
     hosts.push(await cluster.add(`host-${i}`, {
-      netns: `tbh${i}`, address: hostAddress(i), httpPort: 3000, p2pPort: 3100, logLevel: 'info',
+      netns: `tbh${i}`, address: hostAddress(i), httpPort: 3000, p2pPort: 3100, logLevel: process.env.PGMESH_TEST_LOG_LEVEL ?? 'info',
       ...(process.env.PGMESH_TEST_LOG_DIR === undefined ? {} : { logFile: `${process.env.PGMESH_TEST_LOG_DIR}/host-${i}.log` }),
       args: ['--orchestrator', 'swarm', '--docker-host', dockerSocket(i), '--postgres-image', IMAGE]
     }))
