@@ -1,136 +1,16 @@
 // Read replicas, stop/start/restart, switchover and automatic failover, with daemons as processes and real Postgres
 // (process orchestrator). n1 has a primary and a streaming replica; n2 is a single instance on a third host.
 import { spawn } from 'node:child_process'
-import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
-
-interface Instance { id: string, node_name: string, host_id: string, state: string, connection_info?: { addresses: string[], port: number }, postgres?: { role?: string } }
-interface Db { state: string, instances: Instance[] }
+import {
+  connectTo, createHaDatabase, database, type Db, primaryOf, stopStartRestartReplica, switchOverThereAndBack, waitTask as waitHaTask, writeThroughHostDeath
+} from './helpers/ha.js'
 
 let cluster: TestCluster | undefined
 
 async function waitTask (d: DaemonProcess, taskId: string, timeoutMs = 90_000): Promise<any> {
-  const task = await until(`task ${taskId} to finish`, async () => {
-    const t = (await d.get(`/v1/databases/ha/tasks/${taskId}`)).body
-    return ['completed', 'failed', 'canceled'].includes(t.status as string) ? t : undefined
-  }, timeoutMs, 200)
-  if (task.status !== 'completed') {
-    const log = (await d.get(`/v1/databases/ha/tasks/${taskId}/log`)).body
-    const lines = (log.entries as Array<{ timestamp: string, message: string, fields: { host_id: string } }>).map(e => `${e.timestamp} ${e.fields.host_id} ${e.message}`)
-    throw new Error(`task ${task.status as string}: ${task.error as string}\n${lines.join('\n')}\n${cluster?.problems() ?? ''}`)
-  }
-  return task
-}
-
-async function database (d: DaemonProcess): Promise<Db> {
-  return (await d.get<Db>('/v1/databases/ha')).body
-}
-
-function primaryOf (db: Db, node: string): Instance | undefined {
-  return db.instances.find(i => i.node_name === node && i.postgres?.role === 'primary' && i.state === 'available')
-}
-
-async function connectTo (instance: Instance | undefined, user = 'admin'): Promise<pg.Client> {
-  const info = instance?.connection_info
-  if (info === undefined) throw new Error('no connection info')
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user, password: 'ha-password', database: 'ha', connectionTimeoutMillis: 3000, statement_timeout: 10_000, query_timeout: 10_000 })
-  client.on('error', () => {})
-  await client.connect()
-  return client
-}
-
-/**
- * Inserts numbered rows into node n1 through whichever instance the API says is its primary, reconnecting on any
- * error; remembers which inserts were acknowledged.
- */
-class Writer {
-  readonly acknowledged: number[] = []
-  readonly acknowledgedAt = new Map<number, number>()
-  failures = 0
-  private next = 0
-  private stopped = false
-  private done: Promise<void> | undefined
-
-  constructor (private readonly via: () => DaemonProcess, private readonly prefix: string) {}
-
-  start (): void {
-    this.done = (async () => {
-      let client: pg.Client | undefined
-      while (!this.stopped) {
-        try {
-          client ??= await connectTo(primaryOf(await database(this.via()), 'n1'))
-          const id = this.next++
-          await client.query('INSERT INTO public.events VALUES ($1, $2)', [`${this.prefix}-${id}`, this.prefix])
-          this.acknowledged.push(id)
-          this.acknowledgedAt.set(id, Date.now())
-        } catch {
-          this.failures++
-          await client?.end().catch(() => {})
-          client = undefined
-          await new Promise(resolve => setTimeout(resolve, 100))
-        }
-      }
-      await client?.end().catch(() => {})
-    })()
-  }
-
-  async stop (): Promise<void> {
-    this.stopped = true
-    await this.done
-  }
-}
-
-async function ids (client: pg.Client, prefix: string): Promise<Set<string>> {
-  return new Set((await client.query('SELECT id FROM public.events WHERE src = $1', [prefix])).rows.map(r => r.id as string))
-}
-
-/** Subscriptions and slots of every node's primary, to explain a replication failure. */
-/** A row inserted on n2's primary arrives on n1's primary, wherever each is now. */
-async function expectN2RowOnN1 (d: DaemonProcess, id: string): Promise<void> {
-  const n2 = await connectTo(primaryOf(await database(d), 'n2'))
-  await n2.query('INSERT INTO public.events VALUES ($1, $2)', [id, 'n2'])
-  await n2.end()
-  await until(`n2 row ${id} on n1`, async () => {
-    const c = await connectTo(primaryOf(await database(d), 'n1'))
-    try { return (await c.query('SELECT 1 FROM public.events WHERE id = $1', [id])).rowCount === 1 } finally { await c.end() }
-  }, 30_000, 500)
-}
-
-async function replicationState (d: DaemonProcess): Promise<string> {
-  const out: string[] = []
-  for (const node of ['n1', 'n2']) {
-    const c = await connectTo(primaryOf(await database(d), node), 'pgmesh')
-    try {
-      const subs = await c.query('SELECT s.sub_name, s.sub_enabled, i.if_dsn, st.status FROM pglogical.subscription s JOIN pglogical.node_interface i ON i.if_id = s.sub_origin_if JOIN pglogical.show_subscription_status() st ON st.subscription_name = s.sub_name')
-      const slots = await c.query('SELECT slot_name, active, confirmed_flush_lsn::text, pg_current_wal_lsn()::text AS now FROM pg_replication_slots')
-      out.push(`${node}: subs ${JSON.stringify(subs.rows)} slots ${JSON.stringify(slots.rows)}`)
-    } finally {
-      await c.end()
-    }
-  }
-  return out.join('\n')
-}
-
-async function expectAllArrived (hosts: DaemonProcess[], writer: Writer, prefix: string): Promise<void> {
-  const wanted = writer.acknowledged.map(i => `${prefix}-${i}`)
-  for (const node of ['n1', 'n2']) {
-    await until(`every acknowledged ${prefix} row on ${node}`, async () => {
-      const c = await connectTo(primaryOf(await database(hosts[2]!), node))
-      try {
-        const have = await ids(c, prefix)
-        return wanted.every(id => have.has(id))
-      } finally {
-        await c.end()
-      }
-    }, 60_000, 500).catch(async (err: Error) => {
-      const c = await connectTo(primaryOf(await database(hosts[2]!), node))
-      const have = await ids(c, prefix)
-      await c.end()
-      const missing = writer.acknowledged.filter(i => !have.has(`${prefix}-${i}`)).map(i => `${i}@${writer.acknowledgedAt.get(i) ?? 0}`)
-      throw new Error(`${err.message}\nmissing on ${node}: ${missing.length}: ${missing.slice(0, 5).join(' ')} … ${missing.slice(-3).join(' ')}\n${await replicationState(hosts[2]!)}`)
-    })
-  }
+  return await waitHaTask(d, taskId, timeoutMs, () => cluster?.problems() ?? '')
 }
 
 describe('a node with a streaming replica', () => {
@@ -156,20 +36,7 @@ describe('a node with a streaming replica', () => {
 
   it('places the primary on the first host and a read-only replica on the second; every instance reports role and connection info', async () => {
     const [h1] = hosts as [DaemonProcess]
-    const res = await h1.post('/v1/databases', {
-      id: 'ha',
-      spec: {
-        database_name: 'ha',
-        database_users: [{ username: 'admin', password: 'ha-password', db_owner: true, attributes: ['LOGIN'] }],
-        nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }, { name: 'n2', host_ids: ['host-3'] }]
-      }
-    })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    await waitTask(h1, res.body.task.task_id as string)
-    db = await database(h1)
-    const roles = db.instances.map(i => `${i.node_name} ${i.host_id} ${i.postgres?.role ?? '-'} ${i.state}`)
-    expect(roles).toEqual(expect.arrayContaining(['n1 host-1 primary available', 'n1 host-2 replica available', 'n2 host-3 primary available']))
-    for (const i of db.instances) expect(i.connection_info?.port).toBeGreaterThan(0)
+    db = await createHaDatabase(h1, waitTask)
 
     const admin = await connectTo(primaryOf(db, 'n1'), 'pgmesh')
     await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.events (id text PRIMARY KEY, src text); GRANT ALL ON public.events TO admin', '{ddl_sql}')")
@@ -185,45 +52,7 @@ describe('a node with a streaming replica', () => {
 
   it('stops, starts and restarts an instance, and refuses each in the wrong state', async () => {
     const [h1, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const replica = db.instances.find(i => i.host_id === 'host-2')!.id
-    const path = (op: string, id = replica): string => `/v1/databases/ha/instances/${id}/${op}`
-
-    expect((await h3.post(path('restart', 'ha-n1-nosuch'), {})).status).toBe(404)
-    const startAvailable = await h3.post(path('start-instance'))
-    expect(startAvailable.status).toBe(400)
-    expect(startAvailable.body.message).toMatch(/cannot be started, it is in available state/)
-    expect((await h3.post(path('restart'), { scheduled_at: '2000-01-01T00:00:00Z' })).body.message).toMatch(/scheduled_at must be in the future/)
-
-    const before = await connectTo(db.instances.find(i => i.id === replica))
-    const startedAt = (await before.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string
-    await before.end()
-    const restart = await h3.post(path('restart'), {})
-    expect(restart.status, JSON.stringify(restart.body)).toBe(200)
-    expect(restart.body.task.type).toBe('restart_instance')
-    await waitTask(h3, restart.body.task.task_id as string)
-    const after = await connectTo((await database(h1)).instances.find(i => i.id === replica))
-    expect((await after.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t).not.toBe(startedAt)
-    await after.end()
-
-    const stop = await h1.post(path('stop-instance'))
-    expect(stop.status, JSON.stringify(stop.body)).toBe(200)
-    await waitTask(h1, stop.body.task.task_id as string)
-    expect((await database(h1)).instances.find(i => i.id === replica)?.state).toBe('stopped')
-    const restartStopped = await h1.post(path('restart'), {})
-    expect(restartStopped.status).toBe(400)
-    expect(restartStopped.body.message).toBe(`instance ${replica} is not restartable, it is in stopped state`)
-    expect((await h1.post(path('stop-instance'))).body.message).toMatch(/cannot be stopped, it is in stopped state/)
-    // The primary keeps taking writes while its only replica is stopped.
-    const primary = await connectTo(primaryOf(await database(h1), 'n1'))
-    await primary.query("INSERT INTO public.events VALUES ('while-stopped', 'stop')")
-    await primary.end()
-
-    const start = await h1.post(path('start-instance'))
-    expect(start.status, JSON.stringify(start.body)).toBe(200)
-    await waitTask(h1, start.body.task.task_id as string)
-    const replicaClient = await connectTo((await database(h1)).instances.find(i => i.id === replica))
-    await until('the replica to catch up', async () => (await replicaClient.query("SELECT 1 FROM public.events WHERE id = 'while-stopped'")).rowCount === 1, 20_000)
-    await replicaClient.end()
+    await stopStartRestartReplica(h1, h3, db.instances.find(i => i.host_id === 'host-2')!.id, waitTask)
   })
 
   it('refuses a failover of a healthy node without skip_validation, and bad candidates', async () => {
@@ -244,33 +73,7 @@ describe('a node with a streaming replica', () => {
 
   it('switches over there and back while a writer inserts: no acknowledged row lost, replication to n2 intact', async () => {
     const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const writer = new Writer(() => h3, 'sw')
-    writer.start()
-    await until('some writes', () => writer.acknowledged.length > 20, 20_000)
-    for (const [from, to] of [['host-1', 'host-2'], ['host-2', 'host-1']] as const) {
-      const current = await database(h3)
-      const candidate = current.instances.find(i => i.node_name === 'n1' && i.host_id === to)!
-      expect(primaryOf(current, 'n1')?.host_id).toBe(from)
-      const started = Date.now()
-      const res = await h2.post('/v1/databases/ha/nodes/n1/switchover', { candidate_instance_id: candidate.id })
-      expect(res.status, JSON.stringify(res.body)).toBe(200)
-      expect(res.body.task.type).toBe('switchover')
-      await waitTask(h2, res.body.task.task_id as string)
-      console.log(`switchover ${from} -> ${to} took ${Date.now() - started} ms (from ${started} to ${Date.now()})`)
-      await until(`${from} to follow ${to} as a replica`, async () => {
-        const now = await database(h1)
-        return now.instances.find(i => i.node_name === 'n1' && i.host_id === from)?.postgres?.role === 'replica' &&
-          now.instances.find(i => i.node_name === 'n1' && i.host_id === from)?.state === 'available'
-      }, 90_000, 250)
-      const mark = writer.acknowledged.length
-      await until('writes through the new primary', () => writer.acknowledged.length > mark + 20, 30_000)
-    }
-    await writer.stop()
-    console.log(`writer: ${writer.acknowledged.length} acknowledged, ${writer.failures} failed attempts`)
-    await expectAllArrived(hosts, writer, 'sw')
-
-    // And n2's writes reach n1's new primary.
-    await expectN2RowOnN1(h1, 'from-n2')
+    await switchOverThereAndBack(h1, h2, h3, waitTask, 90_000)
   }, 300_000)
 
   it('fails over a healthy node with skip_validation to an automatically picked replica', async () => {
@@ -396,34 +199,10 @@ describe('a node with a streaming replica', () => {
   it('kills the primary\'s host (daemon and Postgres): the replica becomes primary and writes through it reach n2', async () => {
     const [, , h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
     const victimId = primaryOf(await database(h3), 'n1')?.host_id
-    const h1 = hosts.find(h => h.hostId === victimId)!
-    const survivor = victimId === 'host-1' ? 'host-2' : 'host-1'
-    const writer = new Writer(() => h3, 'kill')
-    writer.start()
-    await until('some writes', () => writer.acknowledged.length > 20, 20_000)
-    const killedAt = Date.now()
-    await h1.stop('SIGKILL')
-    await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', `${h1.options.dataDir}/`]).once('exit', () => { resolve() }) })
-    // At most one insert was in flight when the host died: two more acknowledged ones went through the new primary.
-    const mark = writer.acknowledged.length
-    await until('a write through the new primary', async () => writer.acknowledged.length > mark + 1 && primaryOf(await database(h3), 'n1')?.host_id === survivor, 60_000, 20)
-    console.log(`failover: the new primary took a write ${Date.now() - killedAt} ms after the primary's host died`)
-    await until('more writes', () => writer.acknowledged.length > mark + 20, 20_000)
-    await writer.stop()
-    // Rows the dead primary acknowledged are on the replica (synchronous replication); rows after it on n2.
-    const c = await connectTo(primaryOf(await database(h3), 'n1'))
-    const have = await ids(c, 'kill')
-    await c.end()
-    const lost = writer.acknowledged.map(i => `kill-${i}`).filter(id => !have.has(id))
-    expect(lost).toEqual([])
-    const afterFailover = writer.acknowledged.slice(mark).map(i => `kill-${i}`)
-    const n2 = await connectTo(primaryOf(await database(h3), 'n2'))
-    await until('writes after the failover on n2', async () => { const got = await ids(n2, 'kill'); return afterFailover.every(id => got.has(id)) }, 30_000, 500)
-    const n2has = await ids(n2, 'kill')
-    await n2.end()
-    const gap = writer.acknowledged.map(i => `kill-${i}`).filter(id => !n2has.has(id))
-    console.log(`rows acknowledged by the dead primary that never reached n2: ${gap.length}`)
-    // And n2's writes reach the new primary (its subscriptions came over with the promotion).
-    await expectN2RowOnN1(h3, 'after-failover-from-n2')
+    const victim = hosts.find(h => h.hostId === victimId)!
+    await writeThroughHostDeath(h3, victimId === 'host-1' ? 'host-2' : 'host-1', async () => {
+      await victim.stop('SIGKILL')
+      await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', `${victim.options.dataDir}/`]).once('exit', () => { resolve() }) })
+    })
   }, 180_000)
 })

@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
-import { hostAddress, startSwarmTestbed, tb, testbedLeftovers } from './helpers/swarm-testbed.js'
+import { hostAddress, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
 
 const execFileAsync = promisify(execFile)
 const PASSWORD = 'app-password'
@@ -94,9 +94,7 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
   }, 300_000)
 
   afterAll(async () => {
-    await cluster?.destroy()
-    await tb('down')
-    expect(await testbedLeftovers()).toEqual({ netns: [], dockerds: [], cgroups: [], paths: [] })
+    expect(await stopSwarmTestbed(cluster)).toEqual({ netns: [], dockerds: [], cgroups: [], paths: [] })
   }, 120_000)
 
   it('creates a 3-node database, one node per host, as pinned services on a per-database overlay', { timeout: 180_000 }, async () => {

@@ -7,6 +7,7 @@
 #   tb.sh up N MANAGERS       N hosts, one swarm (tbh1 inits; hosts 2..MANAGERS join as managers, the rest as workers)
 #   tb.sh import-image TAR TAG   docker import a rootfs tarball as TAG into every host (parallel)
 #   tb.sh stop-host I | start-host I   stop (SIGTERM; its containers stop) / start host I's dockerd
+#   tb.sh kill-host I         sudden death of host I: SIGKILL to everything in its namespace and its containers
 #   tb.sh partition I | heal I  cut / restore host I's link to the switch (a real network partition)
 #   tb.sh docker I ARGS...    the docker CLI against host I
 #   tb.sh down                remove everything: services, containers, dockerds, namespaces, cgroups, data
@@ -21,6 +22,9 @@ hosts() { ls -d "$RUN"/tbh* 2>/dev/null | sed 's/.*tbh//' | sort -n; }
 
 start_host() {
   local i=$1 h=tbh$1
+  # The exec-root is runtime state (netns handles, containerd's state) that a reboot would clear; a killed dockerd
+  # leaves it stale.
+  rm -rf "$RUN/$h/exec"
   mkdir -p "$TB/$h/data" "$TB/$h/etc-docker" "$RUN/$h/cg"
   # Not `ip netns exec`: it remounts /sys, which hides /sys/fs/cgroup ("Devices cgroup isn't mounted"). Instead keep
   # the cgroup mounts and put the netns' own sysfs under them. Per daemon: /run/docker (libnetwork's netns files and
@@ -88,6 +92,16 @@ import-image)
     --change 'ENV LANG=C.UTF-8' "$2" "$3" >/dev/null & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p"; done ;;
 stop-host) stop_host "$2" ;;
+kill-host)
+  # Every process in the host's network namespace (a daemon run there, dockerd, containerd, shims) and in its
+  # containers' cgroups (their own network namespaces). Again until none is left: a dying dockerd may still spawn.
+  for _ in $(seq 1 20); do
+    pids=$( { ip netns pids "tbh$2"; cat /sys/fs/cgroup/pids/"tbh$2"/*/cgroup.procs; } 2>/dev/null | sort -u)
+    [ -z "$pids" ] && exit 0
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  echo "processes of tbh$2 survive: $pids" >&2; exit 1 ;;
 start-host) start_host "$2" ;;
 partition) ip -n tbsw link set "tbh$2" down ;;
 heal) ip -n tbsw link set "tbh$2" up ;;
@@ -102,7 +116,8 @@ down)
   ip netns del tbsw 2>/dev/null || true
   ip link del tb-root 2>/dev/null || true
   rm -rf "$RUN"
-  for c in /sys/fs/cgroup/*/tbh[0-9]*; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
+  # Deepest first: a killed host leaves its containers' cgroups behind.
+  for c in /sys/fs/cgroup/*/tbh[0-9]*; do [ -d "$c" ] && { find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; }; done
   rm -rf "$TB"
   true ;;
 *) sed -n '2,13p' "$0"; exit 2 ;;

@@ -196,12 +196,15 @@ export class TestCluster {
       let instances: string[] = []
       try { instances = readdirSync(join(d.options.dataDir, 'instances')) } catch { /* none */ }
       for (const instance of instances) {
-        const logDir = join(d.options.dataDir, 'instances', instance, 'log')
-        let files: string[] = []
-        try { files = readdirSync(logDir) } catch { /* none */ }
-        for (const f of files) {
-          const lines = readFileSync(join(logDir, f), 'utf8').split('\n').filter(l => /ERROR|FATAL|PANIC/.test(l)).slice(-8)
-          if (lines.length > 0) out.push(`--- ${instance}/${f}`, ...lines.map(l => l.slice(0, 400)))
+        // A process instance logs to log/, a swarm instance to data/log/ (its bind mount).
+        const logDirs = ['log', 'data/log'].map(dir => join(d.options.dataDir, 'instances', instance, dir))
+        const files: string[] = []
+        for (const dir of logDirs) {
+          try { files.push(...readdirSync(dir).map(f => join(dir, f))) } catch { /* none */ }
+        }
+        for (const file of files) {
+          const lines = readFileSync(file, 'utf8').split('\n').filter(l => /ERROR|FATAL|PANIC/.test(l)).slice(-8)
+          if (lines.length > 0) out.push(`--- ${instance}/${file.split('/').pop() ?? ''}`, ...lines.map(l => l.slice(0, 400)))
         }
       }
     }

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
+import pg from 'pg'
 import { type DaemonProcess, TestCluster } from './cluster.js'
 
 const execFileAsync = promisify(execFile)
@@ -46,7 +47,7 @@ export async function startSwarmTestbed (name: string, count: number, managers: 
   const hosts: DaemonProcess[] = []
   for (let i = 1; i <= count; i++) {
     hosts.push(await cluster.add(`host-${i}`, {
-      netns: `tbh${i}`, address: hostAddress(i), httpPort: 3000, p2pPort: 3100, logLevel: 'info',
+      netns: `tbh${i}`, address: hostAddress(i), httpPort: 3000, p2pPort: 3100, logLevel: process.env.PGMESH_TEST_LOG_LEVEL ?? 'info',
       ...(process.env.PGMESH_TEST_LOG_DIR === undefined ? {} : { logFile: `${process.env.PGMESH_TEST_LOG_DIR}/host-${i}.log` }),
       args: ['--orchestrator', 'swarm', '--docker-host', dockerSocket(i), '--postgres-image', IMAGE]
     }))
@@ -59,6 +60,24 @@ export async function startSwarmTestbed (name: string, count: number, managers: 
     if (res.status !== 204) throw new Error(`join of ${h.hostId} failed: ${res.status} ${JSON.stringify(res.body)}`)
   }
   return { cluster, hosts }
+}
+
+/**
+ * The control plane's superuser on a swarm instance, over the unix socket in its bind mount on its host (over TCP
+ * only peers may be it, and the test's namespace is none).
+ */
+export async function instanceAdmin (daemon: DaemonProcess, instance: { id: string, connection_info?: { port: number } }, database: string): Promise<pg.Client> {
+  const client = new pg.Client({ host: `${daemon.options.dataDir}/instances/${instance.id}/run`, port: instance.connection_info?.port, user: 'pgmesh', database })
+  client.on('error', () => {})
+  await client.connect()
+  return client
+}
+
+/** Stops the daemons and takes the testbed down; returns what was left behind (all empty when clean). */
+export async function stopSwarmTestbed (cluster: TestCluster | undefined): Promise<Record<string, string[]>> {
+  await cluster?.destroy()
+  await tb('down')
+  return await testbedLeftovers()
 }
 
 /** What a testbed could leave behind; all empty after `tb.sh down`. */

@@ -12,3 +12,7 @@ export { InstanceEvents } from './instance-events.js'
 export { InstanceLocks } from './instance-locks.js'
 export { reloadSettings } from './config-reload.js'
 export { pickFreePort } from './ports.js'
+export {
+  type AdminTarget, basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
+} from './standby.js'
+export type { StandbyOf } from './postgres-config.js'

@@ -1,7 +1,7 @@
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { InvalidInputError, NotFoundError } from '@pgmesh/model'
-import { Client } from 'pg'
+import type pg from 'pg'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor } from './binaries.js'
 import { reloadSettings } from './config-reload.js'
@@ -16,9 +16,12 @@ import type {
 } from './orchestrator.js'
 import { pickFreePort } from './ports.js'
 import {
-  desiredSettings, INCLUDE_LINE, MANAGED_CONF_FILE, renderHba, renderIdent, renderManagedConf, replicaSlotName,
-  type ReplicationLibrary, type StandbyOf, SYSTEM_SUPERUSER
+  desiredSettings, INCLUDE_LINE, MANAGED_CONF_FILE, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary,
+  type StandbyOf, SYSTEM_SUPERUSER
 } from './postgres-config.js'
+import {
+  basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
+} from './standby.js'
 import { isProcessAlive, postgresOsUser, type RunAs, runCommand } from './system.js'
 
 export interface ProcessOrchestratorOptions {
@@ -37,7 +40,6 @@ interface ConfigChange { settings: string[], auth: boolean }
 interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
 
 const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
-const LOCAL_COMMIT = '-c synchronous_commit=local'
 
 /**
  * The embedded default orchestrator: each instance is a PostgreSQL server run from the host's own binaries with
@@ -164,14 +166,11 @@ export class ProcessOrchestrator implements Orchestrator {
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       const formerPrimary = state.standbyOf
-      await this.withClient(paths, state, 'postgres', async client => {
-        const { rows } = await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery')
-        if (rows[0]?.in_recovery === true) await client.query('SELECT pg_promote(true, 60)')
-      })
+      await this.withClient(paths, state, 'postgres', promoteServer)
       // primary_conninfo stays in the conf file until the next ensureInstance rewrites it; a primary ignores it.
       delete state.standbyOf
       await writeState(paths, state)
-      if (formerPrimary !== undefined) await this.dropSlotOnPrimary(formerPrimary)
+      if (formerPrimary !== undefined) await dropReplicaSlot(formerPrimary, this.log)
       this.log.info({ instanceId }, 'promoted')
       return await this.inspect(paths, state)
     })
@@ -188,7 +187,7 @@ export class ProcessOrchestrator implements Orchestrator {
         await writeState(paths, state)
         await this.stopPostgres(paths, state)
         this.reservedPorts.delete(state.port)
-        if (state.standbyOf !== undefined) await this.dropSlotOnPrimary(state.standbyOf)
+        if (state.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log)
       }
       await rm(paths.dir, { recursive: true, force: true })
       await rm(paths.socketDir, { recursive: true, force: true })
@@ -346,22 +345,19 @@ export class ProcessOrchestrator implements Orchestrator {
 
   /** initdb for a primary, pg_basebackup for a replica; for an existing replica, follows a primary that moved. */
   private async ensureDataDirectory (paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec): Promise<void> {
-    if (!state.initialized) {
-      await rm(paths.pgdata, { recursive: true, force: true })
-      if (spec.primary === undefined) {
-        await this.initdb(paths, state)
-      } else {
-        state.standbyOf = { ...spec.primary, slotName: replicaSlotName(spec.instanceId) }
-        await this.cloneFromPrimary(paths, state, state.standbyOf)
-        // The clone holds what the primary's scripts did: once promoted, it must not run them again.
-        state.scriptsDone = { postInit: true, postDatabaseCreate: true }
-      }
-      state.initialized = true
-    } else if (state.standbyOf !== undefined && spec.primary !== undefined) {
-      state.standbyOf = { ...spec.primary, slotName: state.standbyOf.slotName }
-    } else if (state.standbyOf === undefined && spec.primary !== undefined) {
-      this.log.warn({ instanceId: spec.instanceId }, 'instance is a primary; the spec\'s primary is ignored (no demotion)')
+    const standbyOf = nextStandbyOf(spec, !state.initialized, state.standbyOf, this.log)
+    if (standbyOf === undefined) delete state.standbyOf
+    else state.standbyOf = standbyOf
+    if (state.initialized) return
+    await rm(paths.pgdata, { recursive: true, force: true })
+    if (standbyOf === undefined) {
+      await this.initdb(paths, state)
+    } else {
+      await this.cloneFromPrimary(paths, state, standbyOf)
+      // The clone holds what the primary's scripts did: once promoted, it must not run them again.
+      state.scriptsDone = { postInit: true, postDatabaseCreate: true }
     }
+    state.initialized = true
   }
 
   private async initdb (paths: InstancePaths, state: InstanceRecord): Promise<void> {
@@ -379,12 +375,8 @@ export class ProcessOrchestrator implements Orchestrator {
    */
   private async cloneFromPrimary (paths: InstancePaths, state: InstanceRecord, primary: StandbyOf): Promise<void> {
     const started = Date.now()
-    const slotExists = await this.withRemoteClient(primary, async client =>
-      (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])).rowCount !== 0)
-    await this.run(state, paths, 'pg_basebackup', [
-      '-h', primary.host, '-p', String(primary.port), '-U', SYSTEM_SUPERUSER, '-D', paths.pgdata, '--no-password',
-      '-X', 'stream', '-c', 'fast', '-S', primary.slotName, ...(slotExists ? [] : ['-C'])
-    ])
+    const slotExists = await replicaSlotExists(primary, this.log)
+    await this.run(state, paths, 'pg_basebackup', basebackupArgs(primary, paths.pgdata, slotExists))
     await this.writePostgresFile(join(paths.pgdata, 'standby.signal'), '')
     this.log.info({ instanceId: state.instanceId, primary: `${primary.host}:${primary.port}`, ms: Date.now() - started }, 'base backup done')
   }
@@ -456,29 +448,9 @@ export class ProcessOrchestrator implements Orchestrator {
   // ---- SQL ---------------------------------------------------------------------------------------------------
 
   private async withClient<T> (
-    paths: InstancePaths, state: InstanceRecord, database: string, work: (client: Client) => Promise<T>
+    paths: InstancePaths, state: InstanceRecord, database: string, work: (client: pg.Client) => Promise<T>
   ): Promise<T> {
-    return await this.withConnection({ host: paths.socketDir, port: state.port, database }, work)
-  }
-
-  private async withRemoteClient<T> (primary: StandbyOf, work: (client: Client) => Promise<T>): Promise<T> {
-    return await this.withConnection({ host: primary.host, port: primary.port, database: 'postgres' }, work)
-  }
-
-  private async withConnection<T> (
-    target: { host: string, port: number, database: string }, work: (client: Client) => Promise<T>
-  ): Promise<T> {
-    // The control plane's own commits never wait for synchronous standbys: a primary whose standby is gone (or
-    // that is no longer the node's primary) must not block its reconciler.
-    const client = new Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: LOCAL_COMMIT })
-    // A server that goes away while the client idles emits 'error'; without a listener that would crash the process.
-    client.on('error', (err: Error) => { this.log.debug({ err }, 'admin connection error') })
-    await client.connect()
-    try {
-      return await work(client)
-    } finally {
-      await client.end().catch(() => undefined)
-    }
+    return await withAdminConnection({ host: paths.socketDir, port: state.port, database }, this.log, work)
   }
 
   private async inspect (paths: InstancePaths, state: InstanceRecord): Promise<InstanceStatus> {
@@ -493,18 +465,8 @@ export class ProcessOrchestrator implements Orchestrator {
       return { ...base, state: !state.initialized ? 'starting' : state.desiredRunning ? 'crashed' : 'stopped' }
     }
     try {
-      return await this.withClient(paths, state, 'postgres', async client => {
-        const { rows } = await client.query<{ in_recovery: boolean, version_num: number }>(
-          "SELECT pg_is_in_recovery() AS in_recovery, current_setting('server_version_num')::int AS version_num")
-        const row = rows[0] ?? { in_recovery: false, version_num: 0 }
-        return {
-          ...base,
-          state: 'running' as const,
-          role: row.in_recovery ? 'replica' as const : 'primary' as const,
-          postgresVersion: `${Math.floor(row.version_num / 10000)}.${row.version_num % 10000}`,
-          pid
-        }
-      })
+      const server = await this.withClient(paths, state, 'postgres', serverRole)
+      return { ...base, state: 'running', ...server, pid }
     } catch {
       return { ...base, state: 'starting', pid }
     }
@@ -515,29 +477,6 @@ export class ProcessOrchestrator implements Orchestrator {
       state.scriptsDone[script] = true
       await writeState(paths, state)
     })
-  }
-
-  /** Best effort: a replica that goes away (promoted or removed) must not make its primary keep WAL forever. */
-  private async dropSlotOnPrimary (primary: StandbyOf): Promise<void> {
-    try {
-      await this.withRemoteClient(primary, async client => {
-        // The walsender of a just-stopped standby may take a moment to exit and release the slot.
-        for (let i = 0; i < 50; i++) {
-          const { rows } = await client.query<{ active: boolean }>(
-            'SELECT active FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])
-          if (rows[0] === undefined) return
-          if (rows[0].active) {
-            await new Promise(resolve => setTimeout(resolve, 100))
-            continue
-          }
-          await client.query('SELECT pg_drop_replication_slot($1)', [primary.slotName])
-          return
-        }
-        throw new Error(`slot ${primary.slotName} stayed active`)
-      })
-    } catch (err) {
-      this.log.warn({ err, slot: primary.slotName, primary: `${primary.host}:${primary.port}` }, 'could not drop replica slot on primary')
-    }
   }
 
   private async choosePort (spec: InstanceSpec, previous: InstanceRecord | undefined): Promise<number> {

@@ -3,15 +3,17 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path'
 import { InvalidInputError, NotFoundError } from '@pgmesh/model'
 import {
-  assertInstanceId, desiredSettings, type InstanceEvent, InstanceEvents, InstanceLocks, type InstanceSpec, type InstanceStatus,
-  type Orchestrator, pickFreePort, reloadSettings, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary,
-  type ScriptsDone, setupDatabase, SYSTEM_SUPERUSER
+  assertInstanceId, basebackupArgs, desiredSettings, dropReplicaSlot, type InstanceEvent, InstanceEvents, InstanceLocks,
+  type InstanceSpec, type InstanceStatus, nextStandbyOf, type Orchestrator, pickFreePort, promoteServer, reloadSettings,
+  renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, type ScriptsDone, serverRole,
+  setupDatabase, type StandbyOf, SYSTEM_SUPERUSER, withAdminConnection
 } from '@pgmesh/orchestrator-process'
 import Docker from 'dockerode'
-import pg from 'pg'
+import type pg from 'pg'
 import type { Logger } from 'pino'
 import {
-  CONTAINER_PATHS, containerSpec, LABELS, networkName, serviceName, serviceSpec, specHash, type TaskInput
+  cloneContainerName, cloneContainerSpec, CONTAINER_PATHS, containerSpec, LABELS, networkName, serviceName, serviceSpec,
+  specHash, type TaskInput
 } from './task-spec.js'
 
 /** A host component as GET /v1/hosts shows it (`{healthy, error?, details?}`). */
@@ -49,6 +51,10 @@ interface InstanceRecord {
   appliedSettings: Record<string, string>
   appliedAuth?: string
   scriptsDone: ScriptsDone
+  /** Set while the instance is a streaming replica (cleared by promote). */
+  standbyOf?: StandbyOf
+  /** The replica's base backup finished; until then it is (re)cloned before its container is created. */
+  cloned?: boolean
 }
 
 interface ConfigChange { settings: string[], auth: boolean, applied: { settings: Record<string, string>, auth: string } }
@@ -156,7 +162,6 @@ export class SwarmOrchestrator implements Orchestrator {
   async ensureInstance (spec: InstanceSpec): Promise<InstanceStatus> {
     assertInstanceId(spec.instanceId)
     if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) throw new InvalidInputError(`invalid port ${spec.port}`)
-    if (spec.primary !== undefined) throw new InvalidInputError(`instance ${spec.instanceId}: the swarm orchestrator does not run streaming replicas yet`)
     const parts = INSTANCE_ID_PARTS.exec(spec.instanceId)
     if (parts === null) throw new InvalidInputError(`instance id '${spec.instanceId}' is not <database id>-<node name>-<host hash>`)
     return await this.locks.run(spec.instanceId, async () => {
@@ -180,8 +185,18 @@ export class SwarmOrchestrator implements Orchestrator {
       }
       state.port = await this.choosePort(spec, previous)
       state.desiredRunning = true
+      const standbyOf = nextStandbyOf(spec, previous === undefined, state.standbyOf, this.log)
+      if (standbyOf === undefined) delete state.standbyOf
+      else state.standbyOf = standbyOf
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
       const image = spec.swarm?.image ?? this.options.defaultImage ?? `pgmesh/postgres:${major}`
+      if (state.standbyOf !== undefined && state.cloned !== true) {
+        await this.writeState(paths, state)
+        await this.clone(paths, state, image, state.standbyOf)
+        state.cloned = true
+        // The clone holds what the primary's scripts did: once promoted, it must not run them again.
+        state.scriptsDone = { postInit: true, postDatabaseCreate: true }
+      }
       // Written now (a new container reads them at start); recorded as applied only once the server has them.
       const configChange = await this.writeConfig(paths, spec, state, image.includes('spock') ? 'spock' : 'pglogical')
       await this.writeState(paths, state)
@@ -247,9 +262,17 @@ export class SwarmOrchestrator implements Orchestrator {
 
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
-      const status = await this.inspect(paths, state)
-      if (status.role === 'replica') throw new InvalidInputError(`instance ${instanceId}: the swarm orchestrator does not run streaming replicas yet`)
-      return status
+      const formerPrimary = state.standbyOf
+      await this.withClient(paths, state, 'postgres', promoteServer)
+      // primary_conninfo stays in the config file until the next ensureInstance rewrites it; a primary ignores it.
+      delete state.standbyOf
+      delete state.cloned
+      await this.writeState(paths, state)
+      // Not awaited: after a failover the former primary's host may take seconds to fail the connection, and the
+      // caller keeps the new primary read-only until this returns.
+      if (formerPrimary !== undefined) void dropReplicaSlot(formerPrimary, this.log)
+      this.log.info({ instanceId }, 'promoted')
+      return await this.inspect(paths, state)
     })
   }
 
@@ -265,7 +288,9 @@ export class SwarmOrchestrator implements Orchestrator {
       for (const container of await this.containers(instanceId)) {
         await this.docker.getContainer(container.Id).remove({ force: true }).catch((err: unknown) => { if (!isNotFound(err)) throw err })
       }
+      await this.removeCloneContainer(instanceId)
       await this.waitGone(instanceId)
+      if (state?.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log)
       await rm(paths.dir, { recursive: true, force: true })
       if (!paths.socket.startsWith(paths.dir)) await rm(paths.socket, { recursive: true, force: true })
       this.seenPids.delete(instanceId)
@@ -388,6 +413,42 @@ export class SwarmOrchestrator implements Orchestrator {
     return true
   }
 
+  /**
+   * A replica's data directory: pg_basebackup in a one-shot container of the instance's own image (this host may
+   * have no Postgres binaries) on the host's network, over the instance's slot on the primary (created by the clone
+   * when the primary has none). A leftover from an interrupted clone is removed first.
+   */
+  private async clone (paths: Paths, state: InstanceRecord, image: string, primary: StandbyOf): Promise<void> {
+    const started = Date.now()
+    const slotExists = await replicaSlotExists(primary, this.log)
+    await this.removeCloneContainer(state.instanceId)
+    const container = await this.docker.createContainer(cloneContainerSpec({
+      instanceId: state.instanceId,
+      databaseId: state.databaseId,
+      hostId: this.options.hostId,
+      image,
+      postgresMajor: state.postgresMajor,
+      dataDir: paths.data,
+      basebackupArgs: basebackupArgs(primary, CONTAINER_PATHS.pgdata, slotExists)
+    }))
+    try {
+      await container.start()
+      const { StatusCode: code } = await container.wait() as { StatusCode: number }
+      if (code !== 0) {
+        const output = (await container.logs({ stdout: true, stderr: true, tail: 20 })).toString().trim()
+        throw new Error(`cloning ${state.instanceId} from ${primary.host}:${primary.port} failed (exit ${code}): ${output}`)
+      }
+    } finally {
+      await container.remove({ force: true }).catch(() => undefined)
+    }
+    this.log.info({ instanceId: state.instanceId, primary: `${primary.host}:${primary.port}`, ms: Date.now() - started }, 'base backup done')
+  }
+
+  private async removeCloneContainer (instanceId: string): Promise<void> {
+    await this.docker.getContainer(cloneContainerName(instanceId)).remove({ force: true })
+      .catch((err: unknown) => { if (!isNotFound(err)) throw err })
+  }
+
   /** This instance's containers on this host (service tasks and workers' containers alike), newest first. */
   private async containers (instanceId: string): Promise<Docker.ContainerInfo[]> {
     const found = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.instanceId}=${instanceId}`] } })
@@ -421,12 +482,15 @@ export class SwarmOrchestrator implements Orchestrator {
       const service = await this.docker.getService(serviceName(state.instanceId)).inspect() as Docker.Service
       const spec = service.Spec ?? {}
       const template = spec.TaskTemplate ?? {}
+      // A stopped instance (scaled to 0) is started: with no task to replace, a forced update alone would start none.
       await this.docker.getService(service.ID).update({
         _query: { version: service.Version?.Index },
-        _body: { ...spec, TaskTemplate: { ...template, ForceUpdate: state.forceUpdate } }
+        _body: { ...spec, Mode: { Replicated: { Replicas: 1 } }, TaskTemplate: { ...template, ForceUpdate: state.forceUpdate } }
       })
     } else if (before !== undefined) {
       await this.docker.getContainer(before.Id).restart()
+    } else {
+      await this.setRunning(state, true)
     }
     await this.waitReady(state, undefined, before?.Id)
     this.log.info({ instanceId: state.instanceId }, 'restarted')
@@ -487,7 +551,8 @@ export class SwarmOrchestrator implements Orchestrator {
   private async writeConfig (paths: Paths, spec: InstanceSpec, state: InstanceRecord, library: ReplicationLibrary): Promise<ConfigChange> {
     const settings = desiredSettings({
       spec: { instanceId: spec.instanceId, listenAddresses: ['*'], ...(spec.postgresqlConf === undefined ? {} : { postgresqlConf: spec.postgresqlConf }) },
-      port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library
+      port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library,
+      ...(state.standbyOf === undefined ? {} : { standbyOf: state.standbyOf })
     })
     const conf = renderManagedConf(settings) +
       `hba_file = '${CONTAINER_PATHS.configs}/pg_hba.conf'\nident_file = '${CONTAINER_PATHS.configs}/pg_ident.conf'\n`
@@ -543,18 +608,8 @@ export class SwarmOrchestrator implements Orchestrator {
     const container = await this.docker.getContainer(running.Id).inspect().catch(() => undefined)
     const pid = container?.State.Pid
     try {
-      return await this.withClient(paths, state, 'postgres', async client => {
-        const { rows } = await client.query<{ in_recovery: boolean, version_num: number }>(
-          "SELECT pg_is_in_recovery() AS in_recovery, current_setting('server_version_num')::int AS version_num")
-        const row = rows[0] ?? { in_recovery: false, version_num: 0 }
-        return {
-          ...base,
-          state: 'running' as const,
-          role: row.in_recovery ? 'replica' as const : 'primary' as const,
-          postgresVersion: `${Math.floor(row.version_num / 10000)}.${row.version_num % 10000}`,
-          ...(pid === undefined ? {} : { pid })
-        }
-      })
+      const server = await this.withClient(paths, state, 'postgres', serverRole)
+      return { ...base, state: 'running', ...server, ...(pid === undefined ? {} : { pid }) }
     } catch {
       // Not accepting connections: still starting, unless Docker's health check has given up on it.
       const unhealthy = container?.State.Health?.Status === 'unhealthy'
@@ -627,14 +682,7 @@ export class SwarmOrchestrator implements Orchestrator {
 
   private async withClient<T> (paths: Paths, state: InstanceRecord, database: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
     if (paths.socket.length > MAX_SOCKET_PATH) throw new Error(`data dir ${this.options.dataDir} is too long for a unix socket path`)
-    const client = new pg.Client({ host: paths.socket, port: state.port, user: SYSTEM_SUPERUSER, database, connectionTimeoutMillis: 5_000, options: '-c synchronous_commit=local' })
-    client.on('error', (err: Error) => { this.log.debug({ err }, 'admin connection error') })
-    await client.connect()
-    try {
-      return await work(client)
-    } finally {
-      await client.end().catch(() => undefined)
-    }
+    return await withAdminConnection({ host: paths.socket, port: state.port, database }, this.log, work)
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { containerSpec, networkName, serviceName, serviceSpec, specHash, START_SCRIPT, type TaskInput } from './task-spec.js'
+import { CLONE_SCRIPT, cloneContainerSpec, containerSpec, networkName, serviceName, serviceSpec, specHash, START_SCRIPT, type TaskInput } from './task-spec.js'
 
 const input: TaskInput = {
   instanceId: 'app-n1-689qacsi',
@@ -71,6 +71,35 @@ describe('worker container spec', () => {
     expect(spec.HostConfig?.PortBindings).toEqual({ '6432/tcp': [{ HostPort: '6432' }] })
     expect(spec.HostConfig?.NetworkMode).toBe('net-id')
     expect(spec.Labels?.['pgedge.host.id']).toBe('host-1')
+  })
+})
+
+describe('replica clone container', () => {
+  const spec = cloneContainerSpec({
+    instanceId: 'app-n1-host2', databaseId: 'app', hostId: 'host-2', image: 'pgmesh/postgres:15', postgresMajor: 15,
+    dataDir: '/d/instances/app-n1-host2/data', basebackupArgs: ['-h', '10.0.0.1', '-D', '/var/lib/pgmesh/data/pgdata']
+  })
+
+  it('runs pg_basebackup with the given arguments on the host network, into the bind-mounted data dir only', () => {
+    expect(spec.name).toBe('pgmesh-clone-app-n1-host2')
+    expect(spec.Entrypoint).toEqual(['/bin/sh', '-c'])
+    expect(spec.Cmd).toEqual([CLONE_SCRIPT, 'pgmesh-clone', '-h', '10.0.0.1', '-D', '/var/lib/pgmesh/data/pgdata'])
+    expect(CLONE_SCRIPT).toContain('pg_basebackup "$@"')
+    expect(CLONE_SCRIPT).toContain('touch /var/lib/pgmesh/data/pgdata/standby.signal')
+    expect(spec.HostConfig?.NetworkMode).toBe('host')
+    expect(spec.HostConfig?.Mounts).toEqual([{ Type: 'bind', Source: '/d/instances/app-n1-host2/data', Target: '/var/lib/pgmesh/data' }])
+    expect(spec.HostConfig?.RestartPolicy).toBeUndefined()
+    expect(spec.Env).toEqual(['PGMESH_MAJOR=15', 'PGCONNECT_TIMEOUT=10'])
+  })
+
+  it('is not labelled as an instance container, so status and events never take it for the instance', () => {
+    expect(spec.Labels).toEqual({ 'pgedge.host.id': 'host-2', 'pgedge.database.id': 'app', 'pgmesh.clone-of': 'app-n1-host2', 'pgedge.component': 'clone' })
+    expect(spec.Labels?.['pgedge.instance.id']).toBeUndefined()
+  })
+
+  it('prepares the mounts as the start script does, but never runs initdb', () => {
+    expect(CLONE_SCRIPT.split('\n').slice(0, 6)).toEqual(START_SCRIPT.split('\n').slice(0, 6))
+    expect(CLONE_SCRIPT).not.toContain('initdb')
   })
 })
 

@@ -10,25 +10,29 @@ export const CONTAINER_PATHS = {
   socket: '/var/run/postgresql'
 } as const
 
+/** As root: the image's binaries on PATH, and the bind-mounted directories handed to the image's `postgres` user. */
+const PREPARE = `set -eu
+export PATH="/usr/lib/postgresql/$PGMESH_MAJOR/bin:$PATH"
+AS="setpriv --reuid=postgres --regid=postgres --init-groups"
+mkdir -p ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
+chown postgres:postgres ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
+chmod 0700 ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.socket}
+`
+
 /**
  * The container's command: the orchestrator starts Postgres itself, so any image with `sh`, `setpriv` (util-linux)
  * and the Postgres binaries works, whatever its own entrypoint does. As root it prepares the bind-mounted
  * directories for the image's `postgres` user, runs initdb once (superuser `pgmesh`; local trust for the control
  * plane's socket, scram over TCP), and execs the postmaster with the orchestrator's config files, so Postgres is the
- * container's main process (stop signal SIGINT = fast shutdown).
+ * container's main process (stop signal SIGINT = fast shutdown). A replica's data directory was cloned before its
+ * first container starts (CLONE_SCRIPT), so initdb does not run for it.
  *
  * pglogical's initial copy of a joining node connects to that node's own DSN (the host address and published
  * port). From inside the container that address is only reachable through the host, and Docker drops such
  * hairpin traffic on docker_gwbridge (inter-container traffic is off there), so the host's addresses are added to
  * the container's loopback (hence NET_ADMIN) and Postgres listens on the published port inside too.
  */
-export const START_SCRIPT = `set -eu
-export PATH="/usr/lib/postgresql/$PGMESH_MAJOR/bin:$PATH"
-AS="setpriv --reuid=postgres --regid=postgres --init-groups"
-mkdir -p ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
-chown postgres:postgres ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
-chmod 0700 ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.socket}
-for address in $PGMESH_LOCAL_ADDRESSES; do
+export const START_SCRIPT = `${PREPARE}for address in $PGMESH_LOCAL_ADDRESSES; do
   ip address add "$address" dev lo 2>/dev/null || ip address show dev lo | grep -q " $address " ||
     echo "pgmesh: could not add $address to lo: a joining node cannot copy its data" >&2
 done
@@ -39,6 +43,58 @@ if [ ! -s ${CONTAINER_PATHS.pgdata}/PG_VERSION ]; then
 fi
 exec $AS postgres -D ${CONTAINER_PATHS.pgdata} -c config_file=${CONTAINER_PATHS.configs}/postgresql.conf
 `
+
+/**
+ * A replica's clone, run once in a one-shot container before the instance's own container exists: pg_basebackup
+ * with the arguments it is given (`sh -c CLONE_SCRIPT pgmesh-clone ARGS…`) into an emptied pgdata, then
+ * standby.signal. The standby settings are in the orchestrator's config file, not written by `-R`.
+ */
+export const CLONE_SCRIPT = `${PREPARE}rm -rf ${CONTAINER_PATHS.pgdata}
+$AS pg_basebackup "$@"
+$AS touch ${CONTAINER_PATHS.pgdata}/standby.signal
+`
+
+export interface CloneInput {
+  instanceId: string
+  databaseId: string
+  hostId: string
+  image: string
+  postgresMajor: number
+  /** Host-side data directory, bind-mounted at CONTAINER_PATHS.data. */
+  dataDir: string
+  /** pg_basebackup's arguments (basebackupArgs), with `-D` inside the container. */
+  basebackupArgs: string[]
+}
+
+export function cloneContainerName (instanceId: string): string {
+  return `pgmesh-clone-${instanceId}`
+}
+
+/**
+ * The one-shot clone container: on the host's network, so that the primary sees this host's address (a trusted
+ * peer) without NAT, and so that it needs no overlay; a TTY so that its output comes back as plain text.
+ */
+export function cloneContainerSpec (input: CloneInput): Docker.ContainerCreateOptions {
+  return {
+    name: cloneContainerName(input.instanceId),
+    Image: input.image,
+    Entrypoint: ['/bin/sh', '-c'],
+    Cmd: [CLONE_SCRIPT, 'pgmesh-clone', ...input.basebackupArgs],
+    Env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'PGCONNECT_TIMEOUT=10'],
+    User: 'root',
+    Tty: true,
+    Labels: {
+      [LABELS.hostId]: input.hostId,
+      [LABELS.databaseId]: input.databaseId,
+      [LABELS.cloneOf]: input.instanceId,
+      [LABELS.component]: 'clone'
+    },
+    HostConfig: {
+      NetworkMode: 'host',
+      Mounts: [{ Type: 'bind', Source: input.dataDir, Target: CONTAINER_PATHS.data }]
+    }
+  }
+}
 
 export interface TaskInput {
   instanceId: string
@@ -72,6 +128,8 @@ export const LABELS = {
   instanceId: 'pgedge.instance.id',
   nodeName: 'pgedge.node.name',
   component: 'pgedge.component',
+  /** On a replica's one-shot clone container (not an instance container: status and events ignore it). */
+  cloneOf: 'pgmesh.clone-of',
   /** Hash of the task's spec, to tell whether the running container already is the wanted one. */
   specHash: 'pgmesh.spec-hash'
 } as const

@@ -361,8 +361,8 @@ export class HighAvailability {
     const candidate = cluster.find(i => i.id === request.candidate)
     const databaseName = db.spec?.database_name
     let handedOver = false
-    /** The lease is no longer renewed from here on: only a new grant may make this primary writable again. */
-    let dropped = false
+    /** The server was stopped for the hand-over: a failure from here on leaves it fenced until a pass un-fences it. */
+    let stopped = false
     try {
       if (leases === undefined || databaseName === undefined) throw new Error('not ready')
       if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
@@ -385,12 +385,14 @@ export class HighAvailability {
         await conn.end().catch(() => {})
       }
       await log(`the other nodes have everything up to ${lsn}; stopping ${mine}`)
-      await this.drop(key)
-      dropped = true
       this.fenced.add(mine)
+      stopped = true
+      // The lease is renewed until the hand-over, however long the server takes to stop (a Swarm task takes
+      // seconds): a lease that ran out meanwhile would let the candidate take over by itself and end this wait.
       await this.orchestrator.stopInstance(mine)
       await waitReplayed({ host: address, port: candidate.port }, lsn, 30_000)
       await log(`${request.candidate} replayed everything; handing the lease over`)
+      await this.drop(key)
       await leases.release(key, mine, primary.term)
       let term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
       const deadline = Date.now() + 15_000
@@ -420,11 +422,11 @@ export class HighAvailability {
         return
       }
       await this.host.operations.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
-      if (!handedOver && !dropped) {
+      if (!handedOver && !stopped) {
         // Still the primary, still renewing its lease: take writes again.
         await this.setReadOnly(mine, false).catch(() => {})
       }
-      // Otherwise it stays fenced (stopped, read-only) until a pass holds the lease again and un-fences it.
+      // Otherwise it stays fenced (stopped, read-only) until a pass holds the lease (still, or again) and un-fences it.
       this.deps.requeue()
     }
   }

@@ -137,6 +137,9 @@ export class Reconciler {
     for (const action of actions) {
       if (this.stopped) return
       if ((this.backoff.get(`${action.kind}:${action.instanceId}`)?.until ?? 0) > now) continue
+      // Planned before the HA loop fenced the instance (a lost lease, or a switchover stopping it meanwhile): it would
+      // start the stopped primary again. The next pass plans from the fenced state.
+      if ((action.kind === 'ensure-instance' || action.kind === 'restart-instance') && this.ha.fenced.has(action.instanceId)) continue
       await this.apply(action, desired)
     }
     if (actions.length > 0) {

@@ -1,0 +1,94 @@
+import pg from 'pg'
+import type { Logger } from 'pino'
+import type { InstanceSpec, InstanceStatus } from './orchestrator.js'
+import { replicaSlotName, type StandbyOf, SYSTEM_SUPERUSER } from './postgres-config.js'
+
+/** Where an admin connection goes: a unix socket directory or a peer's address, with its port. */
+export interface AdminTarget { host: string, port: number, database: string }
+
+/**
+ * A connection as the control plane's superuser for one piece of work. Its own commits never wait for synchronous
+ * standbys: a primary whose standby is gone (or that is no longer the node's primary) must not block its host.
+ */
+export async function withAdminConnection<T> (target: AdminTarget, log: Logger, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: '-c synchronous_commit=local' })
+  // A server that goes away while the client idles emits 'error'; without a listener that would crash the process.
+  client.on('error', (err: Error) => { log.debug({ err }, 'admin connection error') })
+  await client.connect()
+  try {
+    return await work(client)
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}
+
+/** What a running server says about itself, for InstanceStatus. */
+export async function serverRole (client: pg.Client): Promise<Required<Pick<InstanceStatus, 'role' | 'postgresVersion'>>> {
+  const { rows } = await client.query<{ in_recovery: boolean, version_num: number }>(
+    "SELECT pg_is_in_recovery() AS in_recovery, current_setting('server_version_num')::int AS version_num")
+  const row = rows[0] ?? { in_recovery: false, version_num: 0 }
+  return {
+    role: row.in_recovery ? 'replica' : 'primary',
+    postgresVersion: `${Math.floor(row.version_num / 10000)}.${row.version_num % 10000}`
+  }
+}
+
+/**
+ * Whom an instance streams from after this ensureInstance: a new instance with `spec.primary` becomes its replica
+ * (over a slot named after it); an existing replica follows a primary that moved; a primary is never demoted.
+ */
+export function nextStandbyOf (
+  spec: Pick<InstanceSpec, 'instanceId' | 'primary'>, isNew: boolean, current: StandbyOf | undefined, log: Logger
+): StandbyOf | undefined {
+  if (isNew) return spec.primary === undefined ? undefined : { ...spec.primary, slotName: replicaSlotName(spec.instanceId) }
+  if (spec.primary === undefined) return current
+  if (current !== undefined) return { ...spec.primary, slotName: current.slotName }
+  log.warn({ instanceId: spec.instanceId }, 'instance is a primary; the spec\'s primary is ignored (no demotion)')
+  return undefined
+}
+
+/**
+ * pg_basebackup's arguments for a clone into `pgdata` over the instance's physical slot, creating the slot only when
+ * the primary has none yet. No `-R`: the standby settings go into the managed conf (which follows a moved primary)
+ * and the caller writes standby.signal. Peers are trusted by address, so no password is involved.
+ */
+export function basebackupArgs (primary: StandbyOf, pgdata: string, slotExists: boolean): string[] {
+  return [
+    '-h', primary.host, '-p', String(primary.port), '-U', SYSTEM_SUPERUSER, '-D', pgdata, '--no-password',
+    '-X', 'stream', '-c', 'fast', '-S', primary.slotName, ...(slotExists ? [] : ['-C'])
+  ]
+}
+
+export async function replicaSlotExists (primary: StandbyOf, log: Logger): Promise<boolean> {
+  return await withAdminConnection({ host: primary.host, port: primary.port, database: 'postgres' }, log, async client =>
+    (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])).rowCount !== 0)
+}
+
+/** pg_promote, unless the server already is a primary; waits (up to 60 s) until it accepts writes. */
+export async function promoteServer (client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery')
+  if (rows[0]?.in_recovery === true) await client.query('SELECT pg_promote(true, 60)')
+}
+
+/** Best effort: a replica that goes away (promoted or removed) must not make its primary keep WAL forever. */
+export async function dropReplicaSlot (primary: StandbyOf, log: Logger): Promise<void> {
+  try {
+    await withAdminConnection({ host: primary.host, port: primary.port, database: 'postgres' }, log, async client => {
+      // The walsender of a just-stopped standby may take a moment to exit and release the slot.
+      for (let i = 0; i < 50; i++) {
+        const { rows } = await client.query<{ active: boolean }>(
+          'SELECT active FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])
+        if (rows[0] === undefined) return
+        if (rows[0].active) {
+          await new Promise(resolve => setTimeout(resolve, 100))
+          continue
+        }
+        await client.query('SELECT pg_drop_replication_slot($1)', [primary.slotName])
+        return
+      }
+      throw new Error(`slot ${primary.slotName} stayed active`)
+    })
+  } catch (err) {
+    log.warn({ err, slot: primary.slotName, primary: `${primary.host}:${primary.port}` }, 'could not drop replica slot on primary')
+  }
+}
