@@ -239,7 +239,18 @@ export class Host extends EventEmitter<{ initialized: [] }> {
     }
     const convergedMs = Date.now() - started
     await this.writeOwnRecord()
+    // Joined means the cluster knows this host too: a spec naming it, sent to that member right after, must pass.
+    while (!(await this.listedBy(member))) {
+      if (Date.now() > deadline) throw new ServerError(`member ${member} does not list this host yet`)
+      await sleep(20)
+    }
     this.log.info({ clusterId: options.cluster_id, snapshotBytes, fetchedMs, meshMs, convergedMs, ms: Date.now() - started }, 'joined cluster')
+  }
+
+  private async listedBy (member: string): Promise<boolean> {
+    const res = await fetch(`${member}/v1/hosts/${encodeURIComponent(this.config.hostId)}`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+    await res?.body?.cancel()
+    return res?.status === 200
   }
 
   /**

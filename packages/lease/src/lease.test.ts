@@ -108,7 +108,7 @@ describe('leases over libp2p', () => {
     await kept.stop()
   })
 
-  it('a keeper that never gets its first grant is told to fence before a grant its predecessor got can end', async () => {
+  it('a keeper that may hold an earlier grant and gets none is told to fence before that grant can end', async () => {
     const durationMs = 1500
     const fenceMs = 500
     const [a, b, c] = await cluster(3, durationMs)
@@ -118,12 +118,18 @@ describe('leases over libp2p', () => {
     a!.mesh.deny(b!.mesh.peerId)
     a!.mesh.deny(c!.mesh.peerId)
     let lostAt: number | undefined
-    const kept = a!.leases.keep('db/n3', 'inst-a', 2, fenceMs, () => { lostAt = performance.now() })
+    const kept = a!.leases.keep('db/n3', 'inst-a', 2, fenceMs, () => { lostAt = performance.now() }, true)
+    // A new holder (nothing it could be writing under yet) just keeps asking.
+    let newLost = false
+    const fresh = a!.leases.keep('db/n4', 'inst-a', 1, fenceMs, () => { newLost = true })
     await new Promise(resolve => setTimeout(resolve, durationMs))
     expect(kept.held()).toBe(false)
     expect(lostAt).toBeDefined()
     expect(lostAt!).toBeLessThan(previousGrantEnds)
+    expect(fresh.held()).toBe(false)
+    expect(newLost).toBe(false)
     await kept.stop()
+    await fresh.stop()
   })
 
   it('a released lease can be taken at once', async () => {

@@ -175,9 +175,11 @@ export class Leases {
   /**
    * Holds a lease: renews it every quarter of its duration and calls onLost when it was not renewed in time,
    * `fenceMs` before it would expire, so the holder can stop writes before any voter may grant it to another.
+   * `mayHoldAlready`: the holder may still be writing under a grant an earlier process got (a daemon restarted beside
+   * its running primary), so without a grant of its own within a lease duration, minus the margin, it is lost too.
    */
-  keep (key: string, holder: string, term: number, fenceMs: number, onLost: () => void): KeptLease {
-    return new KeptLease(this, key, holder, term, fenceMs, onLost)
+  keep (key: string, holder: string, term: number, fenceMs: number, onLost: () => void, mayHoldAlready = false): KeptLease {
+    return new KeptLease(this, key, holder, term, fenceMs, onLost, mayHoldAlready)
   }
 }
 
@@ -194,13 +196,14 @@ export class KeptLease {
 
   constructor (
     private readonly leases: Leases, readonly key: string, readonly holder: string, readonly term: number,
-    private readonly fenceMs: number, private readonly onLost: () => void
+    private readonly fenceMs: number, private readonly onLost: () => void, mayHoldAlready: boolean
   ) {
     this.eligibility = { term, version: nextVersion(), eligible: [] }
-    // A grant this holder got before (say, by the daemon before a restart) may run for up to a lease duration from
-    // now: without a grant of its own by then, minus the margin, it must fence as if it had lost one.
-    this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, leases.options.durationMs - fenceMs))
-    this.lostTimer.unref()
+    if (mayHoldAlready) {
+      // The earlier grant runs for at most a lease duration from now: fence before it may end unless renewed.
+      this.lostTimer = setTimeout(() => { this.reportLost() }, Math.max(0, leases.options.durationMs - fenceMs))
+      this.lostTimer.unref()
+    }
     void this.renew()
   }
 

@@ -37,6 +37,8 @@ export class HighAvailability {
   readonly fenced = new Set<string>()
   /** Primaries this process has looked at since it started. */
   private readonly seen = new Set<string>()
+  /** Primaries found running at start, until this process holds their lease: the process before may have held it. */
+  private readonly foundRunning = new Set<string>()
   private readonly highestSeen = new Map<string, number>()
   /** Nodes with a switchover or takeover under way on this host. */
   private readonly busy = new Set<string>()
@@ -117,7 +119,7 @@ export class HighAvailability {
     const current = this.kept.get(key)
     if (current !== undefined && current.holder === holder && current.term === term) return current
     void current?.stop()
-    const kept = leases.keep(key, holder, term, FENCE_MS, () => { void this.fence(databaseId, holder) })
+    const kept = leases.keep(key, holder, term, FENCE_MS, () => { void this.fence(databaseId, holder) }, this.foundRunning.has(holder))
     this.kept.set(key, kept)
     return kept
   }
@@ -141,7 +143,10 @@ export class HighAvailability {
       // with ALTER SYSTEM, so it survives restarts) by the process before it. It takes writes again only through
       // unfence, once the lease is held; without a grant in time, the keeper has it fenced for real.
       const local = this.deps.localStatus(mine)
-      if (local !== undefined && local.role !== 'replica') this.fenced.add(mine)
+      if (local !== undefined && local.role !== 'replica') {
+        this.fenced.add(mine)
+        this.foundRunning.add(mine)
+      }
     }
     const kept = this.keep(key, mine, primary.term, db.id)
     if (kept?.held() === true && this.fenced.has(mine)) await this.unfence(mine)
@@ -328,6 +333,7 @@ export class HighAvailability {
   }
 
   private async unfence (id: string): Promise<void> {
+    this.foundRunning.delete(id)
     this.log.info({ instanceId: id }, 'lease held again: the primary takes writes again')
     await this.orchestrator.startInstance(id)
     await this.setReadOnly(id, false)
