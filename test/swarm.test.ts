@@ -210,18 +210,21 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
   it("keeps the other hosts' databases working while one host's dockerd is stopped, and catches up after", { timeout: 180_000 }, async () => {
     const db = await database()
     await tb('stop-host', '3')
-    // Host 3 reports its instance from what Docker (unreachable) and Postgres (gone) say.
-    await until('n3 reported down', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state !== 'available', 30_000, 500)
-    // ... and its docker component, so every host shows it degraded.
-    const degraded = await until('host-3 degraded', async () => {
-      const h = (await hosts[0]!.get('/v1/hosts/host-3')).body
-      return h.status?.state === 'degraded' ? h : undefined
-    }, 30_000, 500)
-    expect(degraded.status.components.docker.healthy).toBe(false)
-    expect(degraded.status.components.docker.error).toMatch(/docker is not reachable/)
-    await query(db, 'n1', "INSERT INTO items VALUES ('while-docker-3-down', 'n1')")
-    await replicated(db, ['n1', 'n2'], 'while-docker-3-down')
-    await tb('start-host', '3')
+    try {
+      // Host 3 reports its instance from what Docker (unreachable) and Postgres (gone) say.
+      await until('n3 reported down', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state !== 'available', 30_000, 500)
+      // ... and its docker component, so every host shows it degraded (a dockerd on its way down first reports its
+      // swarm node inactive, then nothing).
+      const degraded = await until('host-3 degraded, docker unreachable', async () => {
+        const h = (await hosts[0]!.get('/v1/hosts/host-3')).body
+        return h.status?.state === 'degraded' && /docker is not reachable/.test(h.status.components.docker?.error ?? '') ? h : undefined
+      }, 30_000, 500)
+      expect(degraded.status.components.docker.healthy).toBe(false)
+      await query(db, 'n1', "INSERT INTO items VALUES ('while-docker-3-down', 'n1')")
+      await replicated(db, ['n1', 'n2'], 'while-docker-3-down')
+    } finally {
+      await tb('start-host', '3')
+    }
     await until('n3 available again', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state === 'available', 90_000, 500)
     await replicated(db, ['n3'], 'while-docker-3-down', 60_000)
   })

@@ -41,8 +41,10 @@ export class Reconciler {
   /** What each instance's report last said, and since when. */
   private reportedSince = new Map<string, { fingerprint: string, since: string }>()
   /**
-   * Removals and stops that failed (say, with the Docker daemon down): not retried before this time, doubling from
-   * 1 s to 30 s, so a host that cannot reach its runtime does not retry on every heartbeat.
+   * Actions that failed (say, with the Docker daemon down) are not retried before this time, so a host that cannot
+   * reach its runtime does not retry on every pass (a peer's heartbeat asks for one every second, per peer): the
+   * pause doubles from 0.5 s up to 5 s for work that brings an instance up, and from 1 s up to 30 s for removals
+   * and stops.
    */
   private readonly backoff = new Map<string, { until: number, failures: number }>()
   private running: Promise<void> | undefined
@@ -210,7 +212,6 @@ export class Reconciler {
         case 'stop-instance': {
           await this.taskLog(this.operationTask(desired, action.databaseId, action.instanceId), `stopping instance ${action.instanceId}`, { instance_id: action.instanceId })
           await this.orchestrator.stopInstance(action.instanceId)
-          this.backoff.delete(`${action.kind}:${action.instanceId}`)
           break
         }
         case 'restart-instance': {
@@ -250,25 +251,21 @@ export class Reconciler {
           await this.applied.delete(action.instanceId)
           this.subscriptions.delete(action.instanceId)
           this.errors.delete(action.instanceId)
-          this.backoff.delete(`${action.kind}:${action.instanceId}`)
           await this.taskLog(taskId, `removed instance ${action.instanceId} (took ${tookMs()} ms)`)
           break
         }
       }
+      this.backoff.delete(`${action.kind}:${action.instanceId}`)
     } catch (err) {
       const message = (err as Error).message
       this.log.warn({ action: action.kind, instanceId: action.instanceId, err: message }, 'action failed; will retry')
-      if (action.kind !== 'remove-instance' && action.kind !== 'stop-instance') {
-        this.errors.set(action.instanceId, { message, attempts: (this.errors.get(action.instanceId)?.attempts ?? 0) + 1 })
-        // Retried on the next pass; a short pause keeps a persistent failure from spinning.
-        setTimeout(() => { this.requeue() }, 1000).unref()
-      } else {
-        const key = `${action.kind}:${action.instanceId}`
-        const failures = (this.backoff.get(key)?.failures ?? 0) + 1
-        const delayMs = Math.min(30_000, 1000 * 2 ** (failures - 1))
-        this.backoff.set(key, { until: Date.now() + delayMs, failures })
-        setTimeout(() => { this.requeue() }, delayMs).unref()
-      }
+      const removal = action.kind === 'remove-instance' || action.kind === 'stop-instance'
+      if (!removal) this.errors.set(action.instanceId, { message, attempts: (this.errors.get(action.instanceId)?.attempts ?? 0) + 1 })
+      const key = `${action.kind}:${action.instanceId}`
+      const failures = (this.backoff.get(key)?.failures ?? 0) + 1
+      const delayMs = removal ? Math.min(30_000, 1000 * 2 ** (failures - 1)) : Math.min(5_000, 500 * 2 ** (failures - 1))
+      this.backoff.set(key, { until: Date.now() + delayMs, failures })
+      setTimeout(() => { this.requeue() }, delayMs).unref()
       await this.taskLog(taskId, `error while applying ${action.kind} to ${action.instanceId}: ${message}`, { instance_id: action.instanceId })
     }
   }
