@@ -461,9 +461,12 @@ export class Reconciler {
    */
   private async restartStalledSubscriptions (driver: ReplicationDriver, client: pg.Client, instanceId: string, databaseId: string, rows: SubscriptionStatus[]): Promise<void> {
     const now = Date.now()
-    const cluster = this.host.clusterInstances()
     const current = new Set(rows.map(r => `${instanceId}/${r.name}`))
-    for (const key of this.stalledSince.keys()) if (key.startsWith(`${instanceId}/`) && !current.has(key)) this.stalledSince.delete(key)
+    for (const map of [this.stalledSince, this.subscriptionRestarts]) {
+      for (const key of map.keys()) if (key.startsWith(`${instanceId}/`) && !current.has(key)) map.delete(key)
+    }
+    // Built only when a subscription is down: this runs every second for every local primary.
+    let cluster: ObservedInstance[] | undefined
     for (const row of rows) {
       const key = `${instanceId}/${row.name}`
       if (row.status !== 'down') {
@@ -472,6 +475,7 @@ export class Reconciler {
       }
       const since = this.stalledSince.get(key) ?? now
       this.stalledSince.set(key, since)
+      cluster ??= this.host.clusterInstances()
       const providerUp = cluster.some(i => i.database_id === databaseId && i.node_name === row.provider_node && i.role === 'primary' && i.state === 'available')
       const restarted = this.subscriptionRestarts.get(key) ?? 0
       if (!providerUp || now - since < SUBSCRIPTION_STALL_MS || now - restarted < SUBSCRIPTION_RESTART_EVERY_MS) continue
