@@ -1,6 +1,7 @@
 import { access, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
+import { runCommand } from './system.js'
 import type { ReplicationLibrary } from './postgres-config.js'
 
 /** Debian's layout: /usr/lib/postgresql/<major>/{bin,lib}, several majors side by side. */
@@ -43,4 +44,21 @@ export async function replicationLibrary (root: string, major: number): Promise<
   if (await exists(join(root, String(major), 'lib', 'spock.so'))) return 'spock'
   if (await exists(join(root, String(major), 'lib', 'pglogical.so'))) return 'pglogical'
   throw new Error(`neither spock nor pglogical is installed for PostgreSQL ${major} (run scripts/install-deps.sh)`)
+}
+
+const parametersOf = new Map<string, Promise<ReadonlySet<string>>>()
+
+/**
+ * The configuration parameters a server binary knows, from `postgres --describe-config` (allowed as root, ~20 ms),
+ * cached per binary directory: a minor-version update replaces the binary, and the daemon restarts with it.
+ */
+export async function serverParameters (bin: string): Promise<ReadonlySet<string>> {
+  let known = parametersOf.get(bin)
+  if (known === undefined) {
+    known = runCommand(join(bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })
+      .then(out => new Set(out.split('\n').map(line => line.split('\t')[0] ?? '').filter(name => name !== '')))
+    known.catch(() => { parametersOf.delete(bin) })
+    parametersOf.set(bin, known)
+  }
+  return await known
 }

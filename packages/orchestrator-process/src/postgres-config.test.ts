@@ -48,6 +48,23 @@ describe('postgresql.conf rendering', () => {
     expect(settings.has('pglogical.conflict_resolution')).toBe(false)
   })
 
+  it('allows the output plugin where the server has output_plugin_libraries (15.19+), and only there', () => {
+    const known = new Set(['output_plugin_libraries'])
+    const pglogical = desiredSettings({ spec, port: 1, socketDir: '/r', logDir: '/l', library: 'pglogical', serverParameters: known })
+    expect(pglogical.get('output_plugin_libraries')).toBe("'pgoutput, test_decoding, pglogical_output'")
+    const spock = desiredSettings({ spec, port: 1, socketDir: '/r', logDir: '/l', library: 'spock', serverParameters: known })
+    expect(spock.get('output_plugin_libraries')).toBe("'pgoutput, test_decoding, spock_output'")
+    const own = desiredSettings({
+      spec: { ...spec, postgresqlConf: { output_plugin_libraries: 'wal2json' } }, port: 1, socketDir: '/r', logDir: '/l', library: 'pglogical', serverParameters: known
+    })
+    expect(own.get('output_plugin_libraries')).toBe("'wal2json, pglogical_output'")
+    // An older minor would refuse to start with a parameter it does not know.
+    const older = desiredSettings({
+      spec: { ...spec, postgresqlConf: { output_plugin_libraries: 'wal2json' } }, port: 1, socketDir: '/r', logDir: '/l', library: 'pglogical', serverParameters: new Set()
+    })
+    expect(older.has('output_plugin_libraries')).toBe(false)
+  })
+
   it('merges the spec over the defaults but keeps the replication library preloaded', () => {
     const settings = desiredSettings({
       spec: { ...spec, postgresqlConf: { Work_Mem: '8MB', max_connections: 50, shared_preload_libraries: 'auto_explain' } },

@@ -86,6 +86,23 @@ interface SettingsInput {
   library: ReplicationLibrary
   /** Set while the instance is a streaming replica. */
   standbyOf?: StandbyOf
+  /**
+   * The parameters this server knows (`postgres --describe-config`); settings that only some minor versions have
+   * are written only where the server has them, since an unknown name in postgresql.conf stops the server.
+   */
+  serverParameters?: ReadonlySet<string>
+}
+
+/** The logical-decoding output plugin each replication library's walsenders load. */
+const OUTPUT_PLUGIN: Record<ReplicationLibrary, string> = { pglogical: 'pglogical_output', spock: 'spock_output' }
+/** Its server default; the minors that added it (15.19, 16.15, 17.11, 18.6) refuse any output plugin not listed. */
+const DEFAULT_OUTPUT_PLUGIN_LIBRARIES = 'pgoutput, test_decoding'
+
+/** Splits a comma-separated library list and appends `required` when missing. */
+function withLibrary (list: SettingValue | undefined, required: string): string {
+  const libraries = String(list ?? '').split(',').map(l => l.trim()).filter(l => l !== '')
+  if (!libraries.includes(required)) libraries.push(required)
+  return libraries.join(', ')
 }
 
 /** Every setting the orchestrator writes, already rendered (name → value text), in a stable order. */
@@ -97,10 +114,14 @@ export function desiredSettings (input: SettingsInput): Map<string, string> {
     if (ORCHESTRATOR_OWNED.has(name)) throw new InvalidInputError(`'${name}' is managed by the orchestrator and cannot be set`)
     merged[name] = value
   }
-  // Replication cannot work without its library, so it stays preloaded whatever the spec lists.
-  const libraries = String(merged.shared_preload_libraries).split(',').map(l => l.trim()).filter(l => l !== '')
-  if (!libraries.includes(input.library)) libraries.push(input.library)
-  merged.shared_preload_libraries = libraries.join(',')
+  // Replication cannot work without its library, so it stays preloaded (and its output plugin allowed) whatever
+  // the spec lists.
+  merged.shared_preload_libraries = withLibrary(merged.shared_preload_libraries, input.library).replaceAll(', ', ',')
+  if (input.serverParameters?.has('output_plugin_libraries') === true) {
+    merged.output_plugin_libraries = withLibrary(merged.output_plugin_libraries ?? DEFAULT_OUTPUT_PLUGIN_LIBRARIES, OUTPUT_PLUGIN[input.library])
+  } else {
+    delete merged.output_plugin_libraries
+  }
 
   if (input.spec.listenAddresses.length === 0) throw new InvalidInputError('listenAddresses must not be empty')
   Object.assign(merged, {

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path'
 import { InvalidInputError, NotFoundError } from '@pgmesh/model'
 import type pg from 'pg'
 import type { Logger } from 'pino'
-import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor } from './binaries.js'
+import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
 import { reloadSettings } from './config-reload.js'
 import { setupDatabase } from './database-setup.js'
 import { InstanceEvents } from './instance-events.js'
@@ -307,7 +307,8 @@ export class ProcessOrchestrator implements Orchestrator {
     paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec, library: ReplicationLibrary
   ): Promise<ConfigChange> {
     const settings = desiredSettings({
-      spec, port: state.port, socketDir: paths.socketDir, logDir: paths.logDir, library, standbyOf: state.standbyOf
+      spec, port: state.port, socketDir: paths.socketDir, logDir: paths.logDir, library, standbyOf: state.standbyOf,
+      serverParameters: await serverParameters(binDir(this.root, state.postgresMajor))
     })
     // postgresql.conf keeps initdb's tuned values; our include comes last, so its settings win.
     const mainConf = join(paths.pgdata, 'postgresql.conf')
