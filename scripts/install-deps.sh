@@ -1,8 +1,7 @@
 #!/bin/sh
-# Installs the system packages pgmesh runs on (PostgreSQL 15, pglogical and pgl_ddl_deploy) on Debian 12, and what
-# the tests need: iproute2 (hosts in network namespaces), Docker (docker.io; the swarm testbed starts its own
-# dockerds in network namespaces) and mmdebstrap (builds the Postgres image from Debian packages, no image registry
-# needed).
+# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and what the tests need:
+# iproute2 (hosts in network namespaces), Docker (docker.io; the swarm testbed starts its own dockerds in network
+# namespaces) and mmdebstrap (builds the Postgres image from Debian packages, no image registry needed).
 #
 # PostgreSQL is always brought to the newest minor Debian ships (bookworm-security included): users who install it
 # today get that one, so the tests must run on it too (15.19 added `output_plugin_libraries`, which broke every
@@ -10,8 +9,7 @@
 # are (offline machines); otherwise the lists are refreshed once per run.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-15-pgl-ddl-deploy postgresql-contrib
-  docker.io mmdebstrap iproute2"
+PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib docker.io mmdebstrap iproute2"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get needs it)" >&2
@@ -27,5 +25,4 @@ fi
 # is current; --no-install-recommends keeps Debian's suggested extras out.
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 apt-get install -y -q --no-install-recommends $PACKAGES >/dev/null
-echo "install-deps.sh: $(dpkg-query -W -f='${Package} ${Version}\n' postgresql-15 postgresql-15-pglogical \
-  postgresql-15-pgl-ddl-deploy | tr '\n' ' ')"
+echo "install-deps.sh: $(dpkg-query -W -f='${Package} ${Version}\n' postgresql-15 postgresql-15-pglogical | tr '\n' ' ')"

@@ -4,7 +4,7 @@ export type {
 } from './orchestrator.js'
 export { ProcessOrchestrator, type ProcessOrchestratorOptions } from './process-orchestrator.js'
 export {
-  desiredSettings, renderHba, renderIdent, renderManagedConf, replicaSlotName, type ReplicationLibrary, SYSTEM_SUPERUSER
+  CONTROL_SESSION_OPTIONS, desiredSettings, renderHba, renderIdent, renderManagedConf, replicaSlotName, type ReplicationLibrary, SYSTEM_SUPERUSER
 } from './postgres-config.js'
 export { type ScriptsDone, setupDatabase } from './database-setup.js'
 export { assertInstanceId } from './instance-store.js'

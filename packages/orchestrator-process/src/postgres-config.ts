@@ -5,6 +5,13 @@ import type { InstanceSpec, SettingValue } from './orchestrator.js'
 /** The control plane's own superuser, created by initdb; it connects over the unix socket (trust) and from peers. */
 export const SYSTEM_SUPERUSER = 'pgmesh'
 
+/**
+ * libpq `options` of the control plane's own sessions: their commits never wait for synchronous standbys (a standby
+ * that is gone must not block a host), and their DDL (replication setup, users, scripts) stays on the node they run
+ * on, since each node's primary runs that setup itself (see @pgmesh/replication's DDL capture).
+ */
+export const CONTROL_SESSION_OPTIONS = '-c synchronous_commit=local -c pgmesh.replicate_ddl=off'
+
 /** File (inside pgdata, so it travels with pg_basebackup and stays valid) holding every setting the orchestrator writes. */
 export const MANAGED_CONF_FILE = 'pgmesh.conf'
 export const INCLUDE_LINE = `include '${MANAGED_CONF_FILE}'`

@@ -1,17 +1,14 @@
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { InstanceSpec, InstanceStatus } from './orchestrator.js'
-import { replicaSlotName, type StandbyOf, SYSTEM_SUPERUSER } from './postgres-config.js'
+import { CONTROL_SESSION_OPTIONS, replicaSlotName, type StandbyOf, SYSTEM_SUPERUSER } from './postgres-config.js'
 
 /** Where an admin connection goes: a unix socket directory or a peer's address, with its port. */
 export interface AdminTarget { host: string, port: number, database: string }
 
-/**
- * A connection as the control plane's superuser for one piece of work. Its own commits never wait for synchronous
- * standbys: a primary whose standby is gone (or that is no longer the node's primary) must not block its host.
- */
+/** A connection as the control plane's superuser for one piece of work, with CONTROL_SESSION_OPTIONS. */
 export async function withAdminConnection<T> (target: AdminTarget, log: Logger, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: '-c synchronous_commit=local' })
+  const client = new pg.Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: CONTROL_SESSION_OPTIONS })
   // A server that goes away while the client idles emits 'error'; without a listener that would crash the process.
   client.on('error', (err: Error) => { log.debug({ err }, 'admin connection error') })
   await client.connect()

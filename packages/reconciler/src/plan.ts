@@ -84,7 +84,9 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           instanceId: id,
           ...(effective.postgres_version === undefined ? {} : { postgresVersion: effective.postgres_version }),
           port: effective.port ?? 0,
-          listenAddresses: myAddresses.length > 0 ? myAddresses : ['127.0.0.1'],
+          // Loopback too: pgEdge's docs connect with `psql -h localhost`, and the anchor's published ports answer on
+          // every interface.
+          listenAddresses: [...new Set([...myAddresses, '127.0.0.1'])],
           peerAddresses,
           postgresqlConf,
           pgHbaConf: effective.pg_hba_conf,

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { type Host, nodePrimary, type ObservedInstance } from '@pgmesh/host'
-import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
+import { CONTROL_SESSION_OPTIONS, type InstanceStatus, type Orchestrator } from '@pgmesh/orchestrator-process'
 import { detect, driverFor, type NodeSpec, type ReplicationDriver, type SubscriptionStatus } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
@@ -273,8 +273,7 @@ export class Reconciler {
   private async connect (instanceId: string, database: string): Promise<pg.Client> {
     const status = this.local.get(instanceId) ?? await this.orchestrator.status(instanceId)
     if (status === undefined) throw new Error(`instance ${instanceId} does not exist`)
-    // Its own commits never wait for synchronous standbys (a standby that is gone must not block the loop).
-    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database, connectionTimeoutMillis: 5_000, options: '-c synchronous_commit=local' })
+    const client = new pg.Client({ host: status.admin.host, port: status.admin.port, user: status.admin.user, database, connectionTimeoutMillis: 5_000, options: CONTROL_SESSION_OPTIONS })
     // Fencing and switchovers end client sessions, this daemon's own among them: a connection that dies must fail
     // its query, not crash the process with an unhandled 'error' event.
     client.on('error', (err: Error) => { this.log.debug({ instanceId, err: err.message }, 'admin connection error') })
@@ -707,7 +706,7 @@ async function connectDsn (dsn: string): Promise<pg.Client> {
     const raw = m[2] ?? ''
     params[m[1] ?? ''] = raw.startsWith("'") ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw
   }
-  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000, options: '-c synchronous_commit=local' })
+  const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000, options: CONTROL_SESSION_OPTIONS })
   client.on('error', () => {})
   await client.connect()
   return client

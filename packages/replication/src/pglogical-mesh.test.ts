@@ -158,6 +158,79 @@ describe('pglogical driver on a real 3-node mesh', () => {
     })
   })
 
+  it('replicates plain DDL issued on any node, as Spock does for pgEdge users', async () => {
+    const everywhere = async (sql: string, expected: unknown[]): Promise<void> => {
+      await eventually(async () => { for (const node of NODES) expect(await rows(node, sql)).toEqual(expected) })
+    }
+    // A table with a primary key, created on n2 with nothing but plain SQL, joins `default` everywhere.
+    await client('n2').query('CREATE TABLE plain (id int PRIMARY KEY, v text)')
+    await everywhere("SELECT set_name::text FROM pglogical.tables WHERE relname = 'plain'", [{ set_name: 'default' }])
+    await client('n3').query("INSERT INTO plain VALUES (1, 'from n3')")
+    await everywhere('SELECT id, v FROM plain', [{ id: 1, v: 'from n3' }])
+
+    // One query string with DDL and DML: only the DDL is queued, so the row is not inserted twice.
+    await client('n1').query('CREATE TABLE multi (id int PRIMARY KEY); INSERT INTO multi VALUES (1); CREATE INDEX multi_id ON multi (id)')
+    await everywhere("SELECT (SELECT count(*)::int FROM multi) AS n, (SELECT count(*)::int FROM pg_indexes WHERE indexname = 'multi_id') AS i", [{ n: 1, i: 1 }])
+
+    // Functions whose bodies hold semicolons and quotes, views, sequences, types, ALTER, CONCURRENTLY, DROP.
+    await client('n3').query(`CREATE FUNCTION public.greet(who text) RETURNS text LANGUAGE plpgsql AS $body$
+      BEGIN RETURN 'it''s ' || who; END; -- a ; in a comment
+    $body$`)
+    await client('n1').query("CREATE VIEW plain_v AS SELECT id, v || ';' AS v FROM plain")
+    await client('n2').query('CREATE SEQUENCE counter START 7')
+    await client('n2').query("CREATE TYPE mood AS ENUM ('ok', 'meh')")
+    await client('n1').query("ALTER TABLE plain ADD COLUMN mood mood NOT NULL DEFAULT 'ok'")
+    await client('n1').query('CREATE INDEX CONCURRENTLY plain_v_idx ON plain (v)')
+    await everywhere(`SELECT public.greet('n') AS g, (SELECT v FROM plain_v) AS v, (SELECT start_value::int FROM pg_sequences WHERE sequencename = 'counter') AS s,
+      (SELECT mood::text FROM plain) AS m, (SELECT count(*)::int FROM pg_indexes WHERE indexname = 'plain_v_idx') AS i`,
+    [{ g: "it's n", v: 'from n3;', s: 7, m: 'ok', i: 1 }])
+    await client('n2').query('DROP VIEW plain_v; DROP SEQUENCE counter')
+    await everywhere("SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('plain_v', 'counter')", [{ n: 0 }])
+
+    // A session on another search_path: the statement runs with that path on the subscribers too.
+    await client('n1').query('CREATE SCHEMA app')
+    await client('n1').query('SET search_path = app')
+    await client('n1').query('CREATE TABLE things (id int PRIMARY KEY)')
+    await client('n1').query('RESET search_path')
+    await everywhere("SELECT set_name::text FROM pglogical.tables WHERE nspname = 'app' AND relname = 'things'", [{ set_name: 'default' }])
+
+    // What cannot replicate is refused with a warning in the session and recorded; such tables stay local.
+    const warnings: string[] = []
+    const onNotice = (notice: { message?: string }): void => { warnings.push(notice.message ?? '') }
+    client('n1').on('notice', onNotice)
+    await client('n1').query('CREATE TABLE plain_copy AS SELECT * FROM plain')
+    await client('n1').query('SELECT id INTO plain_ids FROM plain')
+    await client('n1').query('DO $$ BEGIN CREATE TABLE from_do (id int PRIMARY KEY); END $$')
+    client('n1').off('notice', onNotice)
+    expect(warnings).toEqual([
+      expect.stringMatching(/not replicated to the other nodes: CREATE TABLE \.\.\. AS/),
+      expect.stringMatching(/not replicated to the other nodes: SELECT INTO/),
+      expect.stringMatching(/not replicated to the other nodes: DDL run inside a function or DO block/)
+    ])
+    expect(await rows('n1', 'SELECT statement, reason FROM pgmesh_repl.unreplicated_ddl ORDER BY id')).toEqual([
+      { statement: 'CREATE TABLE plain_copy AS SELECT * FROM plain', reason: expect.stringMatching(/^CREATE TABLE \.\.\. AS/) },
+      { statement: 'SELECT id INTO plain_ids FROM plain', reason: expect.stringMatching(/^SELECT INTO/) },
+      { statement: expect.stringMatching(/^DO/), reason: expect.stringMatching(/^DDL run inside/) }
+    ])
+    expect(await rows('n1', "SELECT relname::text FROM pglogical.tables WHERE relname IN ('plain_copy', 'plain_ids') AND set_name IS NOT NULL")).toEqual([])
+    await driver.ensureTablesReplicated(client('n1')) // the sweep leaves them out too
+    expect(await rows('n1', "SELECT relname::text FROM pglogical.tables WHERE relname IN ('plain_copy', 'plain_ids') AND set_name IS NOT NULL")).toEqual([])
+
+    // A deliberate local change: not replicated, and a table created so stays out of the sets.
+    await client('n2').query('SET pgmesh.replicate_ddl = off')
+    await client('n2').query('ALTER TABLE plain ADD COLUMN note text')
+    await client('n2').query('CREATE TABLE scratch (id int PRIMARY KEY)')
+    await client('n2').query('RESET pgmesh.replicate_ddl')
+    await client('n3').query('CREATE TABLE after_local (id int PRIMARY KEY)') // a later replicated DDL as a barrier
+    await everywhere("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'after_local'", [{ n: 1 }])
+    for (const node of ['n1', 'n3'] as const) {
+      expect(await rows(node, "SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'plain' AND column_name = 'note'")).toEqual([{ n: 0 }])
+      expect(await rows(node, "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'scratch'")).toEqual([{ n: 0 }])
+    }
+    expect(await rows('n2', "SELECT count(*)::int AS n FROM pglogical.tables WHERE relname = 'scratch' AND set_name IS NOT NULL")).toEqual([{ n: 0 }])
+    for (const node of NODES) expect((await driver.subscriptionStatus(client(node))).map(s => s.status)).toEqual(['replicating', 'replicating'])
+  })
+
   it('restarts subscriptions whose apply workers died with their provider: replicating again, nothing lost', async () => {
     const statuses = async (): Promise<Array<string | undefined>> => await Promise.all((['n1', 'n3'] as const).map(async node =>
       (await driver.subscriptionStatus(client(node))).find(s => s.provider_node === 'n2')?.status))

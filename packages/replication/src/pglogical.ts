@@ -1,3 +1,4 @@
+import { ddlCaptureStatements } from './ddl-capture.js'
 import { REPLICATION_SETS, type ReplicationSql, type Sql, subscriptionName } from './driver.js'
 
 const sets = `ARRAY[${REPLICATION_SETS.map(s => `'${s}'`).join(', ')}]`
@@ -11,7 +12,7 @@ const sets = `ARRAY[${REPLICATION_SETS.map(s => `'${s}'`).join(', ')}]`
  * that non-superusers can still create tables. A periodic replication_set_add_all_tables was the alternative; it
  * loses the rows written before the next pass and fails on the first table without a primary key.
  */
-const REPLICATE_TABLE_FUNCTION = `CREATE OR REPLACE FUNCTION pgmesh.replicate_table(rel regclass) RETURNS void
+const REPLICATE_TABLE_FUNCTION = `CREATE OR REPLACE FUNCTION pgmesh_repl.replicate_table(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   has_primary_key boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = rel AND indisprimary);
@@ -26,18 +27,30 @@ BEGIN
 END
 $fn$`
 
-const TRIGGER_FUNCTION = `CREATE OR REPLACE FUNCTION pgmesh.replicate_new_tables() RETURNS event_trigger
+const TRIGGER_FUNCTION = `CREATE OR REPLACE FUNCTION pgmesh_repl.replicate_new_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  -- A user's deliberate local change (pgmesh.replicate_ddl = off) creates a table the other nodes do not have.
+  local_session boolean := current_setting('session_replication_role') <> 'replica'
+                           AND current_setting('pgmesh.replicate_ddl', true) = 'off';
+  created record;
 BEGIN
   -- Not a pglogical node (yet): nothing to join, and creating tables must keep working.
   IF NOT EXISTS (SELECT 1 FROM pglogical.local_node) THEN
     RETURN;
   END IF;
-  -- pglogical.tables lists exactly the tables pglogical can replicate (permanent, ordinary, user schemas).
-  PERFORM pgmesh.replicate_table(t.relid)
-     FROM (SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-            WHERE object_type = 'table' AND NOT in_extension) c
-     JOIN pglogical.tables t ON t.relid = c.objid;
+  FOR created IN SELECT DISTINCT objid, command_tag FROM pg_catalog.pg_event_trigger_ddl_commands()
+                  WHERE object_type = 'table' AND NOT in_extension LOOP
+    -- Tables made from this node's rows (CREATE TABLE AS, SELECT INTO) exist here only: their rows must not
+    -- replicate to nodes that lack them, and the sweep below must leave them out too.
+    IF created.command_tag IN ('CREATE TABLE AS', 'SELECT INTO') OR (created.command_tag = 'CREATE TABLE' AND local_session) THEN
+      INSERT INTO pgmesh_repl.local_tables (relid) VALUES (created.objid) ON CONFLICT DO NOTHING;
+    -- pglogical.tables lists exactly the tables pglogical can replicate (permanent, ordinary, user schemas).
+    ELSIF EXISTS (SELECT 1 FROM pglogical.tables t WHERE t.relid = created.objid AND t.nspname <> 'pgmesh_repl')
+      AND NOT EXISTS (SELECT 1 FROM pgmesh_repl.local_tables l WHERE l.relid = created.objid) THEN
+      PERFORM pgmesh_repl.replicate_table(created.objid);
+    END IF;
+  END LOOP;
 END
 $fn$`
 
@@ -46,7 +59,25 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgmesh_replicate_new_tables') THEN
     CREATE EVENT TRIGGER pgmesh_replicate_new_tables ON ddl_command_end
       WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
-      EXECUTE FUNCTION pgmesh.replicate_new_tables();
+      EXECUTE FUNCTION pgmesh_repl.replicate_new_tables();
+  END IF;
+END
+$do$`
+
+/**
+ * Earlier versions kept these functions in a schema named `pgmesh`, which is also the superuser's name: `"$user"` in
+ * the default search_path then put that user's unqualified tables there. Their trigger and functions go; the schema
+ * stays (a user may have put tables in it).
+ */
+const RETIRE_PGMESH_SCHEMA_OBJECTS = `DO $do$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+              WHERE e.evtname = 'pgmesh_replicate_new_tables' AND p.pronamespace = pg_catalog.to_regnamespace('pgmesh')) THEN
+    DROP EVENT TRIGGER pgmesh_replicate_new_tables;
+  END IF;
+  IF pg_catalog.to_regnamespace('pgmesh') IS NOT NULL THEN
+    DROP FUNCTION IF EXISTS pgmesh.replicate_new_tables();
+    DROP FUNCTION IF EXISTS pgmesh.replicate_table(regclass);
   END IF;
 END
 $do$`
@@ -68,12 +99,18 @@ export const pglogicalSql: ReplicationSql = {
   }),
 
   ensureTablesReplicated: () => [
-    { text: 'CREATE SCHEMA IF NOT EXISTS pgmesh', values: [] },
+    { text: 'CREATE SCHEMA IF NOT EXISTS pgmesh_repl', values: [] },
+    { text: RETIRE_PGMESH_SCHEMA_OBJECTS, values: [] },
+    ...ddlCaptureStatements(),
     { text: REPLICATE_TABLE_FUNCTION, values: [] },
     { text: TRIGGER_FUNCTION, values: [] },
     { text: CREATE_TRIGGER, values: [] },
     { text: 'ALTER EVENT TRIGGER pgmesh_replicate_new_tables ENABLE ALWAYS', values: [] },
-    { text: 'SELECT pgmesh.replicate_table(relid) FROM pglogical.tables WHERE set_name IS NULL', values: [] }
+    {
+      text: `SELECT pgmesh_repl.replicate_table(t.relid) FROM pglogical.tables t
+  WHERE t.set_name IS NULL AND t.nspname <> 'pgmesh_repl' AND NOT EXISTS (SELECT 1 FROM pgmesh_repl.local_tables l WHERE l.relid = t.relid)`,
+      values: []
+    }
   ],
 
   ensureSubscription: sub => [{
