@@ -8,7 +8,9 @@ import type { ClusterState } from '@pgmesh/state'
  *
  * Invalidation is lazy: the first read after the document moved asks Automerge which paths changed between the
  * heads this cache was built at and the current ones. A change under `hosts` invalidates everything (validation
- * depends on the known host ids); a change to a task invalidates the databases whose current task it is.
+ * depends on the known host ids); a change to a task invalidates the databases whose current task it is. A change
+ * inside a map that lost to a concurrently created one makes no patch (Automerge diffs what it shows), yet the merged
+ * read shows it: so a change whose metadata names a database invalidates that database too.
  */
 export class DatabaseCache<T> {
   private heads: A.Heads | undefined
@@ -16,6 +18,8 @@ export class DatabaseCache<T> {
   /** The database ids in the document, sorted; recomputed after any change. */
   private ids: string[] | undefined
   private changes = 0
+  /** How many of the state's change records the entries have seen. */
+  private seenChanges = 0
 
   constructor (
     private readonly state: ClusterState,
@@ -55,6 +59,12 @@ export class DatabaseCache<T> {
     if (this.heads !== undefined && sameHeads(this.heads, heads)) return
     if (this.heads === undefined) this.entries.clear()
     else this.invalidate(this.state.diff(this.heads, heads))
+    const records = this.state.changes()
+    for (let i = this.seenChanges; i < records.length; i++) {
+      const entity = records[i]?.meta?.entity
+      if (entity !== undefined) this.entries.delete(entity)
+    }
+    this.seenChanges = records.length
     this.heads = heads
     this.ids = undefined
     this.changes++

@@ -2,8 +2,8 @@ import {
   type DatabaseSpec, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError, NotFoundError, formatIssues, instanceId, invalidInput, isIdentifier,
   IDENTIFIER_MESSAGE, isSensitiveConfigKey, mergeSecrets, newTaskId, newUuid, redactSpec, validateSpec, type Issue
 } from '@pgmesh/model'
-import { type ClusterState, findConflicts, keyConflict, toPlain, writeDiff } from '@pgmesh/state'
-import { decodeSpec, encodeSpec, type EncodedSpec } from './spec-encoding.js'
+import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
+import { decodeSpec, encodeSpec, type EncodedSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
 import type { ObservedInstance } from './observed.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import type { InstanceOperation, PrimaryChangeRequest } from './operations.js'
@@ -136,11 +136,35 @@ export class Databases {
     return view
   }
 
+  /**
+   * The stored record as plain JSON with every map hosts created concurrently in it merged key by key (a
+   * `postgresql_conf` each side created while apart holds both sides' keys), and the conflicts in its spec. A keyed
+   * list's order written on both sides is merged too: a conflict only when the sides order shared items differently.
+   */
+  private readRecord (id: string, heads?: string[]): { record: DatabaseRecord, specConflicts: FieldConflict[] } | undefined {
+    const read = this.ctx.state.readMerged(['databases', id], heads)
+    if (read === undefined) return undefined
+    const record = read.value as unknown as DatabaseRecord
+    const specConflicts: FieldConflict[] = []
+    for (const conflict of read.conflicts) {
+      // Only what the user wrote: bookkeeping fields (generation, updated_at, task_id) race on every concurrent edit.
+      if (!conflict.path.startsWith('spec.')) continue
+      const [, list, leaf, ...deeper] = conflict.path.split('.')
+      if (list !== undefined && isKeyedListKey(list) && leaf === 'order' && deeper.length === 0 && conflict.values.every(Array.isArray)) {
+        const merged = mergeOrders(conflict.values as unknown[][])
+        ;(record.spec[list] as KeyedList).order = merged.order
+        if (!merged.conflicting) continue
+      }
+      specConflicts.push(conflict)
+    }
+    return { record, specConflicts }
+  }
+
   /** Everything about a database that only the document decides, computed once per change to it. */
   private build (id: string): CachedDatabase | undefined {
-    const raw = this.record(id)
-    if (raw === undefined) return undefined
-    const record = toPlain<DatabaseRecord>(raw)
+    const read = this.readRecord(id)
+    if (read === undefined) return undefined
+    const { record } = read
     const spec = decodeSpec(record.spec)
     const check = validateSpec(spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
     const view: Omit<DatabaseView, 'instances'> = {
@@ -151,7 +175,7 @@ export class Databases {
       state: record.deleted ? 'deleting' : record.state,
       spec: redactSpec(spec as never) as Record<string, unknown>
     }
-    const conflicts = this.conflicts(id)
+    const conflicts = this.conflicts(id, read.specConflicts)
     if (conflicts.length > 0) view.conflicts = conflicts
     if (!record.deleted && !check.ok) {
       view.spec_errors = formatIssues(check.issues).split('\n')
@@ -188,17 +212,15 @@ export class Databases {
     return view
   }
 
-  /** Concurrent values left by a merge, until an update settles them. Secret values are never shown. */
-  conflicts (id: string): DatabaseConflict[] {
-    const databases = this.ctx.state.doc.databases as Record<string, unknown> | undefined
-    const record = databases?.[id]
-    if (databases === undefined || !isRecordValue(record)) return []
+  /**
+   * Concurrent values left by a merge, until an update settles them: two creates of the database, and the spec's
+   * leaf keys that got different values. Secret values are never shown.
+   */
+  private conflicts (id: string, specConflicts: readonly FieldConflict[]): DatabaseConflict[] {
+    const databases = this.ctx.state.doc.databases as Record<string, unknown>
     const own = keyConflict(databases, id, '')
-    // Only what the user wrote: bookkeeping fields (generation, updated_at, task_id) race on every concurrent edit.
-    const spec = record.spec
-    const inSpec = isRecordValue(spec) ? findConflicts(spec, 'spec') : []
     // Both sides writing the same value is agreement, not a conflict (say, the same edit sent to two hosts).
-    const all = [...(own === undefined ? [] : [own]), ...inSpec].filter(c => new Set(c.values.map(v => JSON.stringify(v))).size > 1)
+    const all = [...(own === undefined || new Set(own.values.map(v => JSON.stringify(v))).size < 2 ? [] : [own]), ...specConflicts]
     return all.map(c => ({
       path: c.path.replace(/\.items\.([^.]+)/g, '[$1]').replace(/\.order$/, ''),
       values: isSecretPath(c.path)
@@ -235,10 +257,12 @@ export class Databases {
   }
 
   async update (id: string, body: { tenant_id?: string, spec: unknown }, options: { forceUpdate?: boolean, removeHosts?: string[] } = {}): Promise<{ task: Task, database: DatabaseView }> {
-    const record = this.record(id)
+    const record = this.readRecord(id)?.record
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
     if (record.deleted) throw new DatabaseNotModifiableError()
-    const previous = decodeSpec(toPlain(record.spec))
+    // What GET shows (concurrently created maps merged): writeDiff below writes it over any key holding concurrent
+    // values, so the merged maps become one map in the document.
+    const previous = decodeSpec(record.spec)
     const issues: Issue[] = []
     if (body.tenant_id !== undefined && body.tenant_id !== record.tenant_id) issues.push({ path: 'tenant_id', message: 'tenant ID cannot be changed' })
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
@@ -261,8 +285,7 @@ export class Databases {
       for (const n of newNodes) {
         const source = n.source_node ?? firstExisting
         if (source === undefined) continue
-        target.node_sources ??= {}
-        target.node_sources[n.name] = source
+        materializeMap(d, target as unknown as Record<string, unknown>, 'node_sources')[n.name] = source
       }
       target.updated_at = now()
       target.state = 'modifying'
@@ -314,21 +337,17 @@ export class Databases {
   diff (id: string, from: string | undefined, to: string | undefined): DiffEntry[] {
     if (this.record(id) === undefined) throw new NotFoundError('database not found')
     const at = (version: string | undefined, which: string): Record<string, unknown> | undefined => {
-      if (version === undefined) return which === 'to' ? this.snapshotOf(this.ctx.state.doc.databases?.[id]) : undefined
-      let doc
-      try {
-        doc = this.ctx.state.viewAt([version])
-      } catch {
-        throw new InvalidInputError(`${which}: unknown version ${version}`)
-      }
-      return this.snapshotOf(doc.databases?.[id])
+      if (version === undefined) return which === 'to' ? this.snapshotOf(id, undefined) : undefined
+      if (!this.ctx.state.changes().some(c => c.hash === version)) throw new InvalidInputError(`${which}: unknown version ${version}`)
+      return this.snapshotOf(id, [version])
     }
     return jsonDiff(at(from, 'from'), at(to, 'to'), '')
   }
 
-  private snapshotOf (record: unknown): Record<string, unknown> | undefined {
-    if (!isRecordValue(record)) return undefined
-    const plain = toPlain<DatabaseRecord>(record)
+  /** The database as GET showed it at a version: the same merged read, so a diff agrees with what clients saw. */
+  private snapshotOf (id: string, heads: string[] | undefined): Record<string, unknown> | undefined {
+    const plain = this.readRecord(id, heads)?.record
+    if (plain === undefined) return undefined
     return { state: plain.state, deleted: plain.deleted, tenant_id: plain.tenant_id, spec: redactSpec(decodeSpec(plain.spec) as never) }
   }
 
@@ -369,14 +388,13 @@ export class Databases {
 
   /** The raw stored record (for the reconciler and tests). */
   stored (id: string): DatabaseRecord | undefined {
-    const r = this.record(id)
-    return r === undefined ? undefined : toPlain<DatabaseRecord>(r)
+    return this.readRecord(id)?.record
   }
 
   /** The decoded, unredacted spec (for the reconciler): never send this to a client. */
   desiredSpec (id: string): Record<string, unknown> | undefined {
-    const r = this.record(id)
-    return r === undefined ? undefined : decodeSpec(toPlain(r.spec))
+    const record = this.readRecord(id)?.record
+    return record === undefined ? undefined : decodeSpec(record.spec)
   }
 }
 

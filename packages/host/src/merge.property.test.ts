@@ -1,16 +1,20 @@
 // Property: whatever edits three hosts make to databases while apart, and however their documents trickle between
 // them, once they have exchanged everything they agree on every database (heads, views, conflicts, spec errors), and
 // the reconciler is only ever handed a spec that is valid after the merge.
+// Property: nested maps (postgresql_conf, orchestrator_opts.swarm.extra_labels, node overrides, service config, keyed
+// lists of users) that hosts create while apart merge key by key, with a conflict exactly where one key got different
+// values; the history's diff shows what GET shows; the next update materializes the merged maps.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { ApiError, validateSpec } from '@pgmesh/model'
-import { ClusterState, type HostRecord } from '@pgmesh/state'
+import { ApiError, redactSpec, validateSpec } from '@pgmesh/model'
+import { ClusterState, type HostRecord, toPlain } from '@pgmesh/state'
 import fc from 'fast-check'
 import pino from 'pino'
 import { describe, expect, it } from 'vitest'
-import { Databases, type DatabaseView } from './databases.js'
+import { Databases, type DatabaseView, jsonDiff } from './databases.js'
+import { decodeSpec } from './spec-encoding.js'
 import { TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
 import { NOTHING_OBSERVED } from './observed-cluster.js'
@@ -33,6 +37,7 @@ type Spec = Record<string, unknown> & {
 
 type Op =
   | { kind: 'conf', r: number, db: string, key: string, value: string | undefined }
+  | { kind: 'nested', r: number, db: string, map: number, key: number, value: string | undefined }
   | { kind: 'port', r: number, db: string, node: string, port: number | undefined }
   | { kind: 'addNode', r: number, db: string, node: string, hosts: string[], port: number | undefined }
   | { kind: 'removeNode', r: number, db: string, node: string }
@@ -54,7 +59,24 @@ const user = fc.constantFrom(...USERS)
 const port = fc.option(fc.constantFrom(5432, 5433, 6432), { nil: undefined })
 const password = fc.integer({ min: 0, max: 999 }).map(n => `${SECRET}${n}`)
 
+/**
+ * Maps of the spec that a database may not have yet, so two hosts can create them at once; a path names nodes and
+ * services by their key, as the document stores them. Each with the keys a test sets in it.
+ */
+const NESTED_MAPS: ReadonlyArray<{ path: readonly string[], keys: readonly string[] }> = [
+  { path: ['postgresql_conf'], keys: ['work_mem', 'max_connections', 'shared_buffers'] },
+  { path: ['orchestrator_opts', 'swarm'], keys: ['image'] },
+  { path: ['orchestrator_opts', 'swarm', 'extra_labels'], keys: ['team', 'tier'] },
+  { path: ['nodes', 'n1', 'postgresql_conf'], keys: ['work_mem', 'max_connections'] },
+  { path: ['nodes', 'n2', 'orchestrator_opts', 'swarm', 'extra_labels'], keys: ['team', 'tier'] },
+  { path: ['services', 'mcp', 'config', 'tuning', 'retrieval'], keys: ['top_k', 'model'] }
+]
+const nestedMap = fc.integer({ min: 0, max: NESTED_MAPS.length - 1 })
+const nestedKey = fc.integer({ min: 0, max: 2 })
+const nestedValue = fc.constantFrom('v1', 'v2', 'v3')
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ kind: fc.constant('nested' as const), r: replica, db, map: nestedMap, key: nestedKey, value: fc.option(nestedValue, { nil: undefined }) }), weight: 3 },
   { arbitrary: fc.record({ kind: fc.constant('conf' as const), r: replica, db, key: fc.constantFrom('work_mem', 'max_connections', 'shared_preload_libraries'), value: fc.option(fc.constantFrom('4MB', '100', 'spock', 'pg_stat_statements'), { nil: undefined }) }), weight: 3 },
   { arbitrary: fc.record({ kind: fc.constant('port' as const), r: replica, db, node, port }), weight: 3 },
   { arbitrary: fc.record({ kind: fc.constant('addNode' as const), r: replica, db, node, hosts: fc.subarray([...HOSTS], { minLength: 1 }), port }), weight: 3 },
@@ -83,6 +105,48 @@ function baseSpec (): Spec {
     database_users: [{ username: 'admin', password: `${SECRET}base`, db_owner: true, attributes: ['LOGIN'] }],
     postgresql_conf: { work_mem: '4MB' }
   }
+}
+
+/** The map at a NESTED_MAPS path in a decoded spec; made (with its parents) when `create`, unless its node or service is missing. */
+function nestedMapIn (spec: Record<string, unknown>, path: readonly string[], create: boolean): Record<string, unknown> | undefined {
+  let current: Record<string, unknown> = spec
+  for (let i = 0; i < path.length; i++) {
+    const segment = path[i] as string
+    if (segment === 'nodes' || segment === 'services') {
+      const idField = segment === 'nodes' ? 'name' : 'service_id'
+      const name = path[++i]
+      const item = (current[segment] as Array<Record<string, unknown>> | undefined)?.find(x => x[idField] === name)
+      if (item === undefined) return undefined
+      current = item
+      continue
+    }
+    if (current[segment] === undefined) {
+      if (!create) return undefined
+      current[segment] = {}
+    }
+    current = current[segment] as Record<string, unknown>
+  }
+  return current
+}
+
+/** Sets (or, with undefined, removes) one key of a nested map, as a client editing the spec it just read would. */
+function setNested (spec: Record<string, unknown>, map: number, key: number, value: string | undefined): void {
+  const { path, keys } = NESTED_MAPS[map] as (typeof NESTED_MAPS)[number]
+  const name = keys[key % keys.length] as string
+  const target = nestedMapIn(spec, path, value !== undefined)
+  if (target === undefined) return
+  if (value === undefined) delete target[name]
+  else target[name] = value
+}
+
+/** The field path GET's conflicts use for a key of a nested map: nodes and services by name in brackets. */
+function conflictPath (path: readonly string[], key: string): string {
+  const out: string[] = ['spec']
+  for (let i = 0; i < path.length; i++) {
+    if (path[i] === 'nodes' || path[i] === 'services') out.push(`${path[i] ?? ''}[${path[++i] ?? ''}]`)
+    else out.push(path[i] as string)
+  }
+  return [...out, key].join('.')
 }
 
 async function openReplica (dir: string, hostId: string): Promise<Replica> {
@@ -127,6 +191,9 @@ function edit (spec: Spec, op: Op): Spec {
   const s = structuredClone(spec)
   const findUser = (name: string): Record<string, unknown> | undefined => s.database_users?.find(u => u.username === name)
   switch (op.kind) {
+    case 'nested':
+      setNested(s, op.map, op.key, op.value)
+      break
     case 'conf': {
       const conf = { ...(s.postgresql_conf ?? {}) }
       if (op.value === undefined) delete conf[op.key]
@@ -224,7 +291,7 @@ function views (r: Replica): DatabaseView[] {
   return Object.keys(r.state.doc.databases ?? {}).sort().map(id => r.databases.get(id))
 }
 
-async function withReplicas (run: (replicas: Replica[]) => Promise<void>): Promise<void> {
+async function withReplicas (run: (replicas: Replica[]) => Promise<void>, specs: Record<string, Record<string, unknown>> = { db1: baseSpec() }): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'pgmesh-merge-prop-'))
   const replicas: Replica[] = []
   try {
@@ -234,7 +301,7 @@ async function withReplicas (run: (replicas: Replica[]) => Promise<void>): Promi
     await first.state.change({ op: 'host.join' }, d => {
       for (const h of HOSTS) d.hosts[h] = hostRecord(h)
     })
-    await first.databases.create({ id: 'db1', spec: baseSpec() })
+    for (const [id, spec] of Object.entries(specs)) await first.databases.create({ id, spec })
     const genesis = A.save(first.state.doc)
     for (const r of rest) r.state.applyRemote(first.hostId, doc => [A.loadIncremental(doc, genesis), undefined])
     await run(replicas)
@@ -308,3 +375,161 @@ describe('databases merged across three replicas', () => {
     )
   })
 })
+
+/** A spec with none of the nested maps (nor users) yet, and one whose service config has none of them. */
+function bareSpecs (): Record<string, Record<string, unknown>> {
+  const nodes = [{ name: 'n1', host_ids: ['host-1'], port: 5432 }, { name: 'n2', host_ids: ['host-2'], port: 5432 }]
+  return {
+    bare: { database_name: 'app', nodes },
+    svc: {
+      database_name: 'app',
+      nodes,
+      database_users: [{ username: 'svc', password: `${SECRET}svc` }],
+      services: [{ service_id: 'mcp', service_type: 'mcp', version: '1.0.0', host_ids: ['host-1'], connect_as: 'svc', config: { llm_provider: 'anthropic', anthropic_api_key: `${SECRET}key` } }]
+    }
+  }
+}
+
+type Write =
+  | { kind: 'nested', r: number, db: 'bare' | 'svc', map: number, key: number, value: string | undefined }
+  | { kind: 'user', r: number, username: 'alice' | 'bob', createdb: boolean }
+  | { kind: 'repository', r: number, path: string }
+
+const writeArb: fc.Arbitrary<Write> = fc.oneof(
+  { arbitrary: fc.record({ kind: fc.constant('nested' as const), r: replica, db: fc.constantFrom('bare' as const, 'svc' as const), map: nestedMap, key: nestedKey, value: fc.option(nestedValue, { nil: undefined, freq: 5 }) }), weight: 6 },
+  { arbitrary: fc.record({ kind: fc.constant('user' as const), r: replica, username: fc.constantFrom('alice' as const, 'bob' as const), createdb: fc.boolean() }), weight: 2 },
+  { arbitrary: fc.record({ kind: fc.constant('repository' as const), r: replica, path: fc.constantFrom('/backups/a', '/backups/b') }), weight: 1 }
+)
+
+/** What one replica last wrote at each leaf (undefined: removed), and the order it added users in. */
+interface Written { leaves: Map<string, unknown>, users: string[] }
+
+/** One write through the API (GET, edit, POST), noted in what that replica wrote. */
+async function write (r: Replica, w: Write, written: Written): Promise<void> {
+  const id = w.kind === 'nested' ? w.db : 'bare'
+  const spec = structuredClone(r.databases.get(id).spec) as Record<string, unknown>
+  if (w.kind === 'nested') {
+    const { path, keys } = NESTED_MAPS[w.map] as (typeof NESTED_MAPS)[number]
+    setNested(spec, w.map, w.key, w.value)
+    // No such map (nothing to remove), or no such node or service: nothing written.
+    if (nestedMapIn(spec, path, false) === undefined) return
+    written.leaves.set(`${id}:${conflictPath(path, keys[w.key % keys.length] as string)}`, w.value)
+  } else if (w.kind === 'user') {
+    if (written.users.includes(w.username)) return
+    const users = (spec.database_users ?? []) as Array<Record<string, unknown>>
+    const attributes = w.createdb ? ['LOGIN', 'CREATEDB'] : ['LOGIN']
+    spec.database_users = [...users, { username: w.username, password: `${SECRET}${r.hostId}`, attributes }]
+    written.users.push(w.username)
+    written.leaves.set(`bare:spec.database_users[${w.username}].attributes`, attributes)
+    written.leaves.set(`bare:spec.database_users[${w.username}].password`, r.hostId)
+  } else {
+    spec.backup_config = { repositories: [{ type: 'posix', base_path: w.path }] }
+    written.leaves.set('bare:spec.backup_config.repositories', w.path)
+  }
+  await r.databases.update(id, { spec })
+}
+
+/** Whether two replicas added users both added in different orders: the one conflict a keyed list's order can have. */
+function ordersDisagree (orders: string[][]): boolean {
+  return orders.some((x, i) => orders.slice(i + 1).some(y => {
+    const shared = x.filter(u => y.includes(u))
+    return shared.join() !== y.filter(u => x.includes(u)).join()
+  }))
+}
+
+describe('nested maps created while apart', () => {
+  it('merge key by key, conflict exactly where one key got different values, and are materialized by the next update', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(writeArb, { minLength: 1, maxLength: 14 }), async writes => {
+        await withReplicas(async replicas => {
+          const [first] = replicas as [Replica]
+          const before = Object.fromEntries(['bare', 'svc'].map(id => [id, { version: first.databases.history(id).at(-1)?.version, view: first.databases.get(id) }]))
+          const written: Written[] = replicas.map(() => ({ leaves: new Map(), users: [] }))
+          // Every replica writes cut off from the others; then they exchange everything.
+          for (const w of writes) await write(replicas[w.r] as Replica, w, written[w.r] as Written)
+          syncAll(replicas)
+          expect(sameHeads(replicas)).toBe(true)
+
+          const expected = new Map<string, Set<string>>()
+          for (const id of ['bare', 'svc']) expected.set(id, new Set())
+          const leaves = new Set(written.flatMap(w => [...w.leaves.keys()]))
+          for (const leaf of leaves) {
+            const values = written.map(w => w.leaves.get(leaf)).filter(v => v !== undefined)
+            if (new Set(values.map(v => JSON.stringify(v))).size > 1) {
+              const [id = '', path = ''] = leaf.split(':')
+              expected.get(id)?.add(path)
+            }
+          }
+          if (ordersDisagree(written.map(w => w.users))) expected.get('bare')?.add('spec.database_users')
+
+          for (const r of replicas) {
+            for (const id of ['bare', 'svc']) {
+              const view = r.databases.get(id)
+              // (1) a conflict only where one leaf got different values from different replicas.
+              expect((view.conflicts ?? []).map(c => c.path).sort(), `${id} on ${r.hostId}`).toEqual([...(expected.get(id) ?? [])].sort())
+              expect(view.spec_errors).toBeUndefined()
+              // (2) every key any replica wrote and none removed is there, with one of the values written.
+              for (const leaf of leaves) {
+                const [leafId, path = ''] = leaf.split(':')
+                if (leafId !== id || path.endsWith('.password')) continue
+                const values = written.map(w => w.leaves.get(leaf)).filter(v => v !== undefined)
+                const shown = valueAt(view.spec, path)
+                if (values.length === 0) expect(shown, path).toBeUndefined()
+                else if (path.endsWith('repositories')) expect(values).toContain((shown as Array<{ base_path: string }>)[0]?.base_path)
+                else expect(values, path).toContainEqual(shown)
+              }
+              for (const user of new Set(written.flatMap(w => w.users))) {
+                if (id === 'bare') expect((view.spec.database_users as Array<{ username: string }>).map(u => u.username)).toContain(user)
+              }
+              // (3) the history's diff from before the partition says what GET shows.
+              const diff = r.databases.diff(id, before[id]?.version, undefined).filter(e => e.path.startsWith('spec'))
+              expect(diff).toEqual(jsonDiff(before[id]?.view.spec, view.spec, 'spec'))
+            }
+            expect(JSON.stringify(views(r))).not.toContain(SECRET)
+          }
+
+          // (4) the next update (any, here one that changes nothing) writes the merged maps as single maps: a plain
+          // read of the document now shows all of it, nothing is lost, and no conflict is left.
+          const merged = Object.fromEntries(['bare', 'svc'].map(id => [id, first.databases.get(id)]))
+          for (const id of ['bare', 'svc']) await first.databases.update(id, { spec: merged[id]?.spec })
+          syncAll(replicas)
+          for (const r of replicas) {
+            for (const id of ['bare', 'svc']) {
+              const view = r.databases.get(id)
+              expect(view.spec).toEqual(merged[id]?.spec)
+              expect(view.conflicts).toBeUndefined()
+              const plain = toPlain<Record<string, unknown>>((r.state.doc.databases as Record<string, { spec: unknown }>)[id]?.spec)
+              expect(redactSpec(decodeSpec(plain) as never)).toEqual(view.spec)
+            }
+          }
+        }, bareSpecs())
+      }),
+      {
+        seed: 17,
+        numRuns: 30,
+        // Issue 17 §5: two hosts each add a different postgresql_conf key to a database that had none.
+        examples: [[[
+          { kind: 'nested', r: 0, db: 'bare', map: 0, key: 0, value: 'v1' },
+          { kind: 'nested', r: 1, db: 'bare', map: 0, key: 1, value: 'v2' }
+        ]]]
+      }
+    )
+  })
+})
+
+/** The value at a conflict-style path (`spec.nodes[n1].postgresql_conf.work_mem`) of a decoded spec. */
+function valueAt (spec: Record<string, unknown>, path: string): unknown {
+  let current: unknown = { spec }
+  for (const segment of path.split('.')) {
+    const keyed = /^(\w+)\[(.+)\]$/.exec(segment)
+    if (current === undefined || current === null || typeof current !== 'object') return undefined
+    if (keyed === null) {
+      current = (current as Record<string, unknown>)[segment]
+      continue
+    }
+    const [, list = '', name] = keyed
+    const items = (current as Record<string, unknown>)[list] as Array<Record<string, unknown>> | undefined
+    current = items?.find(item => item.name === name || item.service_id === name || item.username === name)
+  }
+  return current
+}

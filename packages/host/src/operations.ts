@@ -1,7 +1,7 @@
 import {
   DatabaseNotModifiableError, InvalidInputError, NotFoundError, OperationAlreadyInProgressError, instanceId
 } from '@pgmesh/model'
-import { type ClusterState, toPlain } from '@pgmesh/state'
+import { type ClusterState, materializeMap } from '@pgmesh/state'
 import type { DatabaseRecord } from './databases.js'
 import { decodeSpec } from './spec-encoding.js'
 import type { ObservedInstance } from './observed.js'
@@ -72,9 +72,9 @@ export class Operations {
   constructor (private readonly ctx: OperationsContext) {}
 
   private record (databaseId: string): DatabaseRecord {
-    const raw = this.ctx.state.doc.databases?.[databaseId]
-    if (raw === undefined) throw new NotFoundError('database not found')
-    const record = toPlain<DatabaseRecord>(raw)
+    // Merged as GET shows it: a node's primaries or requests may sit in maps two hosts created concurrently.
+    const record = this.ctx.state.readMerged(['databases', databaseId])?.value as DatabaseRecord | undefined
+    if (record === undefined) throw new NotFoundError('database not found')
     if (record.deleted) {
       if (this.ctx.tasks.get(record.task_id)?.status === 'completed') throw new NotFoundError('database not found')
       throw new DatabaseNotModifiableError()
@@ -106,13 +106,14 @@ export class Operations {
     const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: databaseId, database_id: databaseId, node_name: nodeName, instance_id: id, type })
     await this.ctx.state.change({ op: `instance.${type}`, entity: databaseId }, d => {
       const target = d.databases[databaseId] as unknown as DatabaseRecord
-      target.instance_operations ??= {}
-      const existing = target.instance_operations[id]
-      if (existing === undefined) {
+      // Maps other hosts may have created concurrently become one before this write lands in them.
+      const operations = materializeMap(d, target as unknown as Record<string, unknown>, 'instance_operations')
+      if (operations[id] === undefined) {
         const op: InstanceOperation = { stopped: false, restarts: 0, task_id: task.task_id }
         change(op)
-        target.instance_operations[id] = op
+        operations[id] = op
       } else {
+        const existing = materializeMap(d, operations, id) as unknown as InstanceOperation
         change(existing)
         // Only the newest operation's task is followed to its end: one still open is superseded.
         const previous = d.tasks[existing.task_id] as Task | undefined
@@ -214,8 +215,7 @@ export class Operations {
       d.tasks[task.task_id] = task
       if (task.status !== 'pending') return
       const target = d.databases[ref.record.id] as unknown as DatabaseRecord
-      target.primary_changes ??= {}
-      target.primary_changes[ref.nodeName] = { ...request, task_id: task.task_id }
+      materializeMap(d, target as unknown as Record<string, unknown>, 'primary_changes')[ref.nodeName] = { ...request, task_id: task.task_id }
     })
     await this.ctx.tasks.log(task.task_id, refused ?? noop ?? 'task created', { node_name: ref.nodeName, candidate_instance_id: request.candidate })
     return task
@@ -226,9 +226,9 @@ export class Operations {
     await this.ctx.state.change({ op: 'node.primary', entity: databaseId }, d => {
       const target = d.databases[databaseId] as unknown as DatabaseRecord | undefined
       if (target === undefined) return
-      target.primaries ??= {}
-      target.primaries[nodeName] ??= {}
-      target.primaries[nodeName][String(term)] = instance
+      // Two hosts recording the first terms of different nodes at once both create `primaries`: merge, never lose one.
+      const primaries = materializeMap(d, target as unknown as Record<string, unknown>, 'primaries')
+      materializeMap(d, primaries, nodeName)[String(term)] = instance
     })
   }
 

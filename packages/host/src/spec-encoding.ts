@@ -53,6 +53,29 @@ export function decodeSpec (encoded: EncodedSpec): Record<string, unknown> {
   return out
 }
 
+export function isKeyedListKey (key: string): boolean {
+  return KEYED_LISTS[key] !== undefined
+}
+
+/**
+ * One order for a keyed list whose order hosts wrote concurrently (each side added or removed its own items): the
+ * order shown first, then the ids only the others list, in their order. Adding or removing different items is no
+ * conflict (the items are keyed by name); `conflicting` is true only when two lists order the ids they share
+ * differently.
+ */
+export function mergeOrders (orders: ReadonlyArray<readonly unknown[]>): { order: string[], conflicting: boolean } {
+  const lists = orders.map(o => [...new Set(o.map(String))])
+  const order = [...new Set(lists.flat())]
+  const conflicting = lists.some((x, i) => lists.slice(i + 1).some(y => {
+    const shared = new Set(y)
+    const xs = x.filter(id => shared.has(id))
+    const inX = new Set(xs)
+    const ys = y.filter(id => inX.has(id))
+    return xs.some((id, k) => id !== ys[k])
+  }))
+  return { order, conflicting }
+}
+
 function isKeyedList (v: unknown): v is KeyedList {
   return typeof v === 'object' && v !== null && 'order' in v && 'items' in v
 }

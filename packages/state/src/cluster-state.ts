@@ -3,6 +3,7 @@ import * as A from '@automerge/automerge'
 import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
 import { type ChangeMeta, type ClusterDoc, decodeChangeMeta, encodeChangeMeta } from './doc.js'
+import { type MergedRead, readMerged } from './merged-read.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
 
@@ -160,6 +161,15 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   viewAt (heads: A.Heads): Doc {
     if (!A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
     return A.view(this.current, heads)
+  }
+
+  /**
+   * The map at `path` as plain JSON, maps created concurrently merged key by key (see `readMerged`); as it was at
+   * `heads` (a version from `changes()`) when given.
+   */
+  readMerged (path: readonly string[], heads?: A.Heads): MergedRead | undefined {
+    if (heads !== undefined && !A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
+    return readMerged(this.current, path, heads)
   }
 
   /** Paths changed between two versions. */

@@ -2,4 +2,5 @@ export { ClusterState, type ChangeEvent, type ChangeRecord, type ClusterStateOpt
 export { DocReplicator, SYNC_PROTOCOL, CHANGES_TOPIC, type ReplicatorOptions, type ReplicatorStats } from './replicator.js'
 export { DocLog, encodeRecord, parseRecords } from './doc-log.js'
 export { type ChangeMeta, type ClusterDoc, type ClusterRecord, type HostRecord, decodeChangeMeta } from './doc.js'
-export { writeDiff, deepEqual, findConflicts, keyConflict, toPlain, type FieldConflict } from './write-diff.js'
+export { writeDiff, deepEqual, keyConflict, toPlain, type FieldConflict } from './write-diff.js'
+export { readMerged, materializeMap, type MergedRead } from './merged-read.js'

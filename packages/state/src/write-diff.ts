@@ -60,20 +60,8 @@ export function keyConflict (parent: MapProxy, key: string, path: string): Field
   return { path, values: entries.map(([, v]) => toPlain(v)), actors: entries.map(([id]) => id.split('@')[1] ?? '') }
 }
 
-/** Every key under `root` (an Automerge map) that holds concurrent values. */
-export function findConflicts (root: MapProxy, path = ''): FieldConflict[] {
-  const found: FieldConflict[] = []
-  for (const key of Object.keys(root)) {
-    const keyPath = path === '' ? key : `${path}.${key}`
-    const conflict = keyConflict(root, key, keyPath)
-    if (conflict !== undefined) found.push(conflict)
-    const value = root[key]
-    if (isPlainObject(value)) found.push(...findConflicts(value, keyPath))
-  }
-  return found
-}
-
-function compareOpIds (x: string, y: string): number {
+/** Automerge's order of op ids (`<counter>@<actor>`): the greatest value of a key is the one it shows. */
+export function compareOpIds (x: string, y: string): number {
   const [cx = '0', ax = ''] = x.split('@')
   const [cy = '0', ay = ''] = y.split('@')
   const dc = Number(cx) - Number(cy)
