@@ -282,22 +282,19 @@ async function connect (i: Instance, user: string, password?: string): Promise<p
   return c
 }
 
-/** The proof: DDL through pglogical as the pgmesh superuser, one row written on each node, all rows on every node. */
+/** The proof: a plain CREATE TABLE on one node, one row written on each node, all rows on every node. */
 async function showReplication (db: Database, password: string): Promise<void> {
   const [first] = db.instances
   if (first === undefined) throw new Error('the database has no instances')
   console.log(`\nMulti-master replication check:`)
-  const superuser = await connect(first, 'pgmesh')
-  clients.push(superuser)
-  await superuser.query(`SELECT pglogical.replicate_ddl_command('CREATE TABLE public.items (id int PRIMARY KEY, written_on text); GRANT ALL ON public.items TO ${USER}', '{ddl_sql}')`)
-  await superuser.end()
-  console.log(`  ${first.node_name}: created public.items through pglogical.replicate_ddl_command as pgmesh`)
   const nodes: pg.Client[] = []
   for (const i of db.instances) {
     const c = await connect(i, USER, password)
     clients.push(c)
     nodes.push(c)
   }
+  await nodes[0]?.query('CREATE TABLE items (id int PRIMARY KEY, written_on text)')
+  console.log(`  ${first.node_name}: CREATE TABLE items (id int PRIMARY KEY, written_on text) as ${USER}, plain DDL`)
   await until('public.items on every node', async () => {
     for (const c of nodes) if ((await c.query("SELECT to_regclass('public.items') AS t")).rows[0].t === null) return false
     return true
@@ -341,11 +338,11 @@ try {
   const [n1, n2] = db.instances as [Instance, Instance]
   const a1 = address(n1)
   const a2 = address(n2)
-  console.log(`\nTry multi-master replication yourself: DDL goes through pglogical, run as the pgmesh superuser, e.g.
-  psql 'host=${a1.host} port=${a1.port} dbname=${DATABASE_ID} user=pgmesh' -c "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.t (id int primary key, v text); GRANT ALL ON public.t TO ${USER}', '{ddl_sql}')"
+  console.log(`\nTry multi-master replication yourself: plain DDL on any node reaches the others, e.g.
+  PGPASSWORD=${password} psql -h localhost -p ${a1.port} -U ${USER} ${DATABASE_ID} -c "CREATE TABLE t (id int primary key, v text)"
 then write on one node and read on another:
-  psql 'host=${a1.host} port=${a1.port} dbname=${DATABASE_ID} user=${USER} password=${password}' -c "INSERT INTO t VALUES (1, 'written on n1')"
-  psql 'host=${a2.host} port=${a2.port} dbname=${DATABASE_ID} user=${USER} password=${password}' -c "SELECT * FROM t"
+  PGPASSWORD=${password} psql -h localhost -p ${a1.port} -U ${USER} ${DATABASE_ID} -c "INSERT INTO t VALUES (1, 'written on n1')"
+  PGPASSWORD=${password} psql -h localhost -p ${a2.port} -U ${USER} ${DATABASE_ID} -c "SELECT * FROM t"
 
 The API: curl -s ${h1.url}/v1/databases/${DATABASE_ID}   curl -s ${h2.url}/v1/hosts   curl -s ${h3.url}/metrics | grep pgmesh_
 

@@ -113,6 +113,9 @@ describe("pgEdge's quickstart, verbatim", () => {
     // A second table created with plain DDL on n3. (Not one without a primary key: rows that reach the joining node
     // both through its source and directly are told apart only by their key; see packages/reconciler/README.md.)
     await psql(6434, 'CREATE TABLE events (id text primary key, note text);')
+    for (const port of [6432, 6433]) {
+      await until(`events on ${port}`, async () => (await psql(port, "SELECT to_regclass('public.events') IS NOT NULL AS here;")).includes(' t'), 10_000, 50)
+    }
     const writers = [await connect(6432), await connect(6433)]
     let writing = true
     const loops = writers.map(async (client, w) => {

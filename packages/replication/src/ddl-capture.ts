@@ -237,6 +237,9 @@ export function ddlCaptureStatements (): Sql[] {
     { text: QUEUE_CLIENT_DDL, values: [] },
     { text: CAPTURE_FUNCTION, values: [] },
     // Enabled for origin sessions only: an apply worker's and a schema copy's DDL is never queued again.
-    { text: CREATE_CAPTURE_TRIGGER, values: [] }
+    { text: CREATE_CAPTURE_TRIGGER, values: [] },
+    // The trigger runs as the client, who must reach queue_client_ddl; nothing else here is theirs to call.
+    { text: 'GRANT USAGE ON SCHEMA pgmesh_repl TO PUBLIC', values: [] },
+    { text: 'REVOKE ALL ON FUNCTION pgmesh_repl.not_replicated(text, text, name) FROM PUBLIC', values: [] }
   ]
 }

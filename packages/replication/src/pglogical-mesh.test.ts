@@ -178,7 +178,7 @@ describe('pglogical driver on a real 3-node mesh', () => {
     $body$`)
     await client('n1').query("CREATE VIEW plain_v AS SELECT id, v || ';' AS v FROM plain")
     await client('n2').query('CREATE SEQUENCE counter START 7')
-    await client('n2').query("CREATE TYPE mood AS ENUM ('ok', 'meh')")
+    await client('n1').query("CREATE TYPE mood AS ENUM ('ok', 'meh')") // on the node that uses it next: DDL from two nodes is not ordered
     await client('n1').query("ALTER TABLE plain ADD COLUMN mood mood NOT NULL DEFAULT 'ok'")
     await client('n1').query('CREATE INDEX CONCURRENTLY plain_v_idx ON plain (v)')
     await everywhere(`SELECT public.greet('n') AS g, (SELECT v FROM plain_v) AS v, (SELECT start_value::int FROM pg_sequences WHERE sequencename = 'counter') AS s,
@@ -186,6 +186,14 @@ describe('pglogical driver on a real 3-node mesh', () => {
     [{ g: "it's n", v: 'from n3;', s: 7, m: 'ok', i: 1 }])
     await client('n2').query('DROP VIEW plain_v; DROP SEQUENCE counter')
     await everywhere("SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('plain_v', 'counter')", [{ n: 0 }])
+
+    // A user who is no superuser: the subscribers run the DDL as that role, so the table has one owner everywhere.
+    for (const node of NODES) await client(node).query('CREATE ROLE app_owner; GRANT CREATE ON SCHEMA public TO app_owner')
+    await client('n2').query('SET ROLE app_owner')
+    await client('n2').query('CREATE TABLE owned (id int PRIMARY KEY)')
+    await client('n2').query('INSERT INTO owned VALUES (1)')
+    await client('n2').query('RESET ROLE')
+    await everywhere("SELECT tableowner::text, (SELECT count(*)::int FROM owned) AS n FROM pg_tables WHERE tablename = 'owned'", [{ tableowner: 'app_owner', n: 1 }])
 
     // A session on another search_path: the statement runs with that path on the subscribers too.
     await client('n1').query('CREATE SCHEMA app')
