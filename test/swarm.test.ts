@@ -149,6 +149,11 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
     const db = await database()
     await expect(connect(db, 'n1', 'admin', 'wrong')).rejects.toThrow(/password authentication failed/)
     await expect(connect(db, 'n1', 'pgmesh', undefined)).rejects.toThrow()
+    // The image's server (Debian's newest minor, 15.19+) refuses output plugins it does not list; the orchestrator
+    // learnt that it has the setting and lists pglogical's.
+    for (const node of ['n1', 'n2', 'n3']) {
+      expect((await query(db, node, 'SHOW output_plugin_libraries'))[0].output_plugin_libraries).toBe('pgoutput, test_decoding, pglogical_output')
+    }
     // DDL goes through the replication extension, as the control plane's superuser over n1's socket on host-1.
     const n1 = db.instances.find(i => i.node_name === 'n1') as Instance
     const admin = new pg.Client({ host: `${hosts[0]?.options.dataDir ?? ''}/instances/${n1.id}/run`, port: n1.connection_info?.port, user: 'pgmesh', database: 'app' })

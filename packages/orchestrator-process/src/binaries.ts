@@ -46,6 +46,11 @@ export async function replicationLibrary (root: string, major: number): Promise<
   throw new Error(`neither spock nor pglogical is installed for PostgreSQL ${major} (run scripts/install-deps.sh)`)
 }
 
+/** The parameter names in `postgres --describe-config`'s output (one tab-separated line per parameter, name first). */
+export function describedParameters (output: string): ReadonlySet<string> {
+  return new Set(output.split('\n').map(line => line.split('\t')[0]?.trim() ?? '').filter(name => name !== ''))
+}
+
 const parametersOf = new Map<string, Promise<ReadonlySet<string>>>()
 
 /**
@@ -56,7 +61,7 @@ export async function serverParameters (bin: string): Promise<ReadonlySet<string
   let known = parametersOf.get(bin)
   if (known === undefined) {
     known = runCommand(join(bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })
-      .then(out => new Set(out.split('\n').map(line => line.split('\t')[0] ?? '').filter(name => name !== '')))
+      .then(describedParameters)
     known.catch(() => { parametersOf.delete(bin) })
     parametersOf.set(bin, known)
   }
