@@ -67,6 +67,7 @@ export class ImageParameters {
   }
 
   private async describe (image: string, imageId: string, postgresMajor: number): Promise<ReadonlySet<string>> {
+    const started = Date.now()
     // A leftover of an interrupted run has the same name.
     await this.docker.getContainer(describeConfigContainerName(imageId, postgresMajor)).remove({ force: true }).catch((err: unknown) => { if (!isNotFound(err)) throw err })
     const container = await this.docker.createContainer(describeConfigContainerSpec({ hostId: this.hostId, image, imageId, postgresMajor }))
@@ -78,7 +79,7 @@ export class ImageParameters {
       const parameters = describedParameters(stdout)
       // Every server has `port`: without it the output was not what was asked for, and guessing would drop settings.
       if (!parameters.has('port')) throw new Error(`postgres --describe-config in ${image} listed no parameters: ${(stdout + stderr).trim().slice(0, 500)}`)
-      this.log.info({ image, imageId, postgresMajor, parameters: parameters.size }, 'server parameters of the image')
+      this.log.info({ image, imageId, postgresMajor, parameters: parameters.size, ms: Date.now() - started }, 'server parameters of the image')
       return parameters
     } finally {
       await container.remove({ force: true }).catch(() => undefined)
