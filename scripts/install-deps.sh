@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and what the tests need:
-# iproute2 (hosts in network namespaces), Docker (docker.io; the swarm testbed starts its own dockerds in network
-# namespaces) and mmdebstrap (builds the Postgres image from Debian packages, no image registry needed).
+# iproute2 (hosts in network namespaces), procps (pgrep/pkill; minimal images lack it), Docker (docker.io; the swarm
+# testbed starts its own dockerds in network namespaces) and mmdebstrap (builds the Postgres image from Debian
+# packages, no image registry needed).
 #
 # PostgreSQL is always brought to the newest minor Debian ships (bookworm-security included): users who install it
 # today get that one, so the tests must run on it too (15.19 added `output_plugin_libraries`, which broke every
@@ -9,7 +10,8 @@
 # are (offline machines); otherwise the lists are refreshed once per run.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib docker.io mmdebstrap iproute2"
+PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib docker.io mmdebstrap iproute2
+  procps"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get needs it)" >&2

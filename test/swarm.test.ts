@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
-import { hostAddress, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
+import { hostAddress, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
 
 const execFileAsync = promisify(execFile)
 const PASSWORD = 'app-password'
@@ -149,6 +149,16 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
     const db = await database()
     await expect(connect(db, 'n1', 'admin', 'wrong')).rejects.toThrow(/password authentication failed/)
     await expect(connect(db, 'n1', 'pgmesh', undefined)).rejects.toThrow()
+    // The image's server (Debian's newest minor, 15.19+) refuses output plugins it does not list; the orchestrator
+    // learnt that it has the setting and lists pglogical's. Only a superuser may read it: node n<i> is on host-<i>.
+    for (const [index, host] of hosts.slice(0, 3).entries()) {
+      const superuser = await instanceAdmin(host, db.instances.find(i => i.node_name === `n${index + 1}`) as Instance, 'postgres')
+      try {
+        expect((await superuser.query('SHOW output_plugin_libraries')).rows[0].output_plugin_libraries).toBe('pgoutput, test_decoding, pglogical_output')
+      } finally {
+        await superuser.end()
+      }
+    }
     // DDL goes through the replication extension, as the control plane's superuser over n1's socket on host-1.
     const n1 = db.instances.find(i => i.node_name === 'n1') as Instance
     const admin = new pg.Client({ host: `${hosts[0]?.options.dataDir ?? ''}/instances/${n1.id}/run`, port: n1.connection_info?.port, user: 'pgmesh', database: 'app' })

@@ -26,6 +26,9 @@ start_host() {
   # leaves it stale.
   rm -rf "$RUN/$h/exec"
   mkdir -p "$TB/$h/data" "$TB/$h/etc-docker" "$RUN/$h/cg"
+  # Each dockerd gets its own tmpfs on /run/docker (below), whose mount point is missing where no system dockerd
+  # ever ran; one made here is removed again by `down`.
+  [ -d /run/docker ] || { mkdir -p /run/docker && touch "$RUN/made-run-docker"; }
   # Not `ip netns exec`: it remounts /sys, which hides /sys/fs/cgroup ("Devices cgroup isn't mounted"). Instead keep
   # the cgroup mounts and put the netns' own sysfs under them. Per daemon: /run/docker (libnetwork's netns files and
   # setkey sockets have the same names on every node), /etc/docker (key.json = engine id), hostname, cgroup parent.
@@ -115,6 +118,8 @@ down)
   for ns in $(ip netns list | awk '{print $1}' | grep -E '^tbh[0-9]+$' || true); do ip netns del "$ns"; done
   ip netns del tbsw 2>/dev/null || true
   ip link del tb-root 2>/dev/null || true
+  # Only if still empty: a system dockerd started meanwhile owns it now.
+  [ -e "$RUN/made-run-docker" ] && { rmdir /run/docker 2>/dev/null || true; }
   rm -rf "$RUN"
   # Deepest first: a killed host leaves its containers' cgroups behind.
   for c in /sys/fs/cgroup/*/tbh[0-9]*; do [ -d "$c" ] && { find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; }; done

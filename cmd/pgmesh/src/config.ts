@@ -17,6 +17,8 @@ export const FileConfigSchema = z.strictObject({
   bootstrap: z.array(z.string()).optional(),
   cluster_key_file: z.string().optional(),
   orchestrator: z.enum(['process', 'swarm']).optional(),
+  /** process: the PostgreSQL installation root, `<root>/<major>/bin` or `<root>/bin` (default /usr/lib/postgresql). */
+  postgres_root: z.string().min(1).optional(),
   /** swarm: the Docker Engine socket (default /var/run/docker.sock). */
   docker_host: z.string().min(1).optional(),
   /** swarm: the Postgres image for databases whose spec names none (default pgmesh/postgres:<major>). */
@@ -34,6 +36,7 @@ export interface DaemonConfig {
   httpAddress: string
   httpPort: number
   logLevel: NonNullable<FileConfig['log_level']>
+  process: { postgresRoot?: string }
   swarm: { dockerHost: string, postgresImage?: string }
 }
 
@@ -69,6 +72,7 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
     httpPort,
     logLevel: merged.log_level ?? 'info',
     reconcile: merged.reconcile ?? true,
+    process: merged.postgres_root === undefined ? {} : { postgresRoot: resolve(merged.postgres_root) },
     swarm: {
       dockerHost: merged.docker_host ?? '/var/run/docker.sock',
       ...(merged.postgres_image === undefined ? {} : { postgresImage: merged.postgres_image })

@@ -1,7 +1,7 @@
 import { serve, type ServerType } from '@hono/node-server'
 import { createApp } from '@pgmesh/api'
-import { Host } from '@pgmesh/host'
-import { type Orchestrator, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import { Host, type HostConfig } from '@pgmesh/host'
+import { newestPostgresVersion, type Orchestrator, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
 import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
 import { Reconciler } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
@@ -19,7 +19,7 @@ export interface Daemon {
 
 /** `pgmesh run`: the host runtime plus its HTTP server, with a graceful stop (503 for new requests, flush, close). */
 export async function runDaemon (config: DaemonConfig, logger = pino({ level: config.logLevel, redact: REDACT })): Promise<Daemon> {
-  const host = await Host.open(config.host, logger)
+  const host = await Host.open(await withDefaultPostgresVersion(config), logger)
   let draining = false
   const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
   const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' })) : undefined
@@ -51,9 +51,20 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   return { host, logger, stop }
 }
 
+/**
+ * A process host with its own PostgreSQL root gives new databases that root's newest version (the host's own
+ * detection only knows Debian's layout under /usr/lib/postgresql).
+ */
+async function withDefaultPostgresVersion (config: DaemonConfig): Promise<HostConfig> {
+  const root = config.process.postgresRoot
+  if (root === undefined || config.host.orchestrator !== 'process' || config.host.defaultPostgresVersion !== undefined) return config.host
+  const version = await newestPostgresVersion(root)
+  return version === undefined ? config.host : { ...config.host, defaultPostgresVersion: version }
+}
+
 async function openOrchestrator (config: DaemonConfig, logger: Logger): Promise<Orchestrator> {
   const { dataDir, hostId } = config.host
-  if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger })
+  if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger, ...config.process })
   return await SwarmOrchestrator.open({
     dataDir, hostId, logger, dockerHost: config.swarm.dockerHost,
     ...(config.swarm.postgresImage === undefined ? {} : { defaultImage: config.swarm.postgresImage })

@@ -26,6 +26,7 @@ program.command('run')
   .addOption(new Option('--bootstrap <multiaddr>', 'join through this host (multiaddr ending in /p2p/<peer id>); with --cluster-key').env('PGMESH_BOOTSTRAP').argParser(list))
   .addOption(new Option('--cluster-key <file>', 'the cluster\'s private-network key file').env('PGMESH_CLUSTER_KEY'))
   .addOption(new Option('--orchestrator <kind>', 'how instances run on this host').choices(['process', 'swarm']).env('PGMESH_ORCHESTRATOR'))
+  .addOption(new Option('--postgres-root <dir>', 'process: the PostgreSQL installation, <dir>/<major>/bin or <dir>/bin (default: /usr/lib/postgresql)').env('PGMESH_POSTGRES_ROOT'))
   .addOption(new Option('--docker-host <socket>', 'swarm: the Docker Engine socket (default: /var/run/docker.sock)').env('PGMESH_DOCKER_HOST'))
   .addOption(new Option('--postgres-image <image>', 'swarm: the Postgres image of databases that name none (default: pgmesh/postgres:<major>)').env('PGMESH_POSTGRES_IMAGE'))
   .addOption(new Option('--client-addresses <addrs>', 'addresses clients reach this host at').env('PGMESH_CLIENT_ADDRESSES').argParser(list))
@@ -36,7 +37,7 @@ program.command('run')
     const fromArgs: FileConfig = {}
     const names: Record<string, keyof FileConfig> = {
       hostId: 'host_id', dataDir: 'data_dir', httpAddress: 'http_address', httpPort: 'http_port', apiUrl: 'api_url', listen: 'listen',
-      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', dockerHost: 'docker_host', postgresImage: 'postgres_image', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile'
+      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', postgresRoot: 'postgres_root', dockerHost: 'docker_host', postgresImage: 'postgres_image', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile'
     }
     const fromEnv: FileConfig = {}
     for (const [option, key] of Object.entries(names)) {

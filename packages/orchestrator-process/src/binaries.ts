@@ -1,17 +1,47 @@
+import { existsSync } from 'node:fs'
 import { access, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
 import { runCommand } from './system.js'
 import type { ReplicationLibrary } from './postgres-config.js'
 
-/** Debian's layout: /usr/lib/postgresql/<major>/{bin,lib}, several majors side by side. */
+/**
+ * A PostgreSQL installation root has one of two layouts:
+ * - Debian's, `<root>/<major>/{bin,lib}`, several majors side by side (the default root, /usr/lib/postgresql);
+ * - a single installation, `<root>/bin` and `<root>/lib` (pgEdge's Spock builds, a source build's prefix), whose
+ *   major is the one its `postgres --version` names.
+ * A root with `bin/postgres` is the single kind.
+ */
 export const DEBIAN_POSTGRES_ROOT = '/usr/lib/postgresql'
 
 async function exists (path: string): Promise<boolean> {
   return await access(path).then(() => true, () => false)
 }
 
+function isSingleInstallation (root: string): boolean {
+  return existsSync(join(root, 'bin', 'postgres'))
+}
+
+const versionOf = new Map<string, Promise<{ major: number, version: string }>>()
+
+/** `postgres --version` of a binary directory (allowed as root), cached like serverParameters. */
+async function binaryVersion (bin: string): Promise<{ major: number, version: string }> {
+  let known = versionOf.get(bin)
+  if (known === undefined) {
+    known = runCommand(join(bin, 'postgres'), ['--version'], { runAs: undefined, cwd: '/' }).then(out => {
+      // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", "postgres (PostgreSQL) 18beta1"
+      const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(out)
+      if (match === null) throw new Error(`${join(bin, 'postgres')} --version printed no PostgreSQL version: ${out.trim()}`)
+      return { major: Number(match[1]), version: match[2] === undefined ? String(match[1]) : `${match[1]}.${match[2]}` }
+    })
+    known.catch(() => { versionOf.delete(bin) })
+    versionOf.set(bin, known)
+  }
+  return await known
+}
+
 async function installedMajors (root: string): Promise<number[]> {
+  if (isSingleInstallation(root)) return [(await binaryVersion(join(root, 'bin'))).major]
   const entries = await readdir(root).catch(() => [])
   const majors: number[] = []
   for (const entry of entries) {
@@ -35,15 +65,32 @@ export async function resolveMajor (root: string, version: string | undefined): 
   return major
 }
 
+/** The newest installed version as `major.minor` (what a database gets when its spec names none), if any. */
+export async function newestPostgresVersion (root: string): Promise<string | undefined> {
+  const newest = (await installedMajors(root)).at(-1)
+  return newest === undefined ? undefined : (await binaryVersion(binDir(root, newest))).version
+}
+
 export function binDir (root: string, major: number): string {
-  return join(root, String(major), 'bin')
+  return isSingleInstallation(root) ? join(root, 'bin') : join(root, String(major), 'bin')
+}
+
+/** Where extension libraries may be: a single installation's pkglibdir is `lib/postgresql` unless its prefix names postgres. */
+function libDirs (root: string, major: number): string[] {
+  return isSingleInstallation(root) ? [join(root, 'lib'), join(root, 'lib', 'postgresql')] : [join(root, String(major), 'lib')]
 }
 
 /** Spock when the host has it (pgEdge's packages), else pglogical (Debian's postgresql-NN-pglogical). */
 export async function replicationLibrary (root: string, major: number): Promise<ReplicationLibrary> {
-  if (await exists(join(root, String(major), 'lib', 'spock.so'))) return 'spock'
-  if (await exists(join(root, String(major), 'lib', 'pglogical.so'))) return 'pglogical'
-  throw new Error(`neither spock nor pglogical is installed for PostgreSQL ${major} (run scripts/install-deps.sh)`)
+  for (const library of ['spock', 'pglogical'] as const) {
+    for (const dir of libDirs(root, major)) if (await exists(join(dir, `${library}.so`))) return library
+  }
+  throw new Error(`neither spock nor pglogical is installed for PostgreSQL ${major} under ${root} (run scripts/install-deps.sh)`)
+}
+
+/** The parameter names in `postgres --describe-config`'s output (one tab-separated line per parameter, name first). */
+export function describedParameters (output: string): ReadonlySet<string> {
+  return new Set(output.split('\n').map(line => line.split('\t')[0]?.trim() ?? '').filter(name => name !== ''))
 }
 
 const parametersOf = new Map<string, Promise<ReadonlySet<string>>>()
@@ -56,7 +103,7 @@ export async function serverParameters (bin: string): Promise<ReadonlySet<string
   let known = parametersOf.get(bin)
   if (known === undefined) {
     known = runCommand(join(bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })
-      .then(out => new Set(out.split('\n').map(line => line.split('\t')[0] ?? '').filter(name => name !== '')))
+      .then(describedParameters)
     known.catch(() => { parametersOf.delete(bin) })
     parametersOf.set(bin, known)
   }

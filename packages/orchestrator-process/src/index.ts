@@ -12,6 +12,7 @@ export { InstanceEvents } from './instance-events.js'
 export { InstanceLocks } from './instance-locks.js'
 export { reloadSettings } from './config-reload.js'
 export { pickFreePort } from './ports.js'
+export { describedParameters, newestPostgresVersion } from './binaries.js'
 export {
   type AdminTarget, basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
 } from './standby.js'

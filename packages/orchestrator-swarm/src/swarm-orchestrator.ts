@@ -11,6 +11,7 @@ import {
 import Docker from 'dockerode'
 import type pg from 'pg'
 import type { Logger } from 'pino'
+import { ImageParameters } from './image-parameters.js'
 import {
   cloneContainerName, cloneContainerSpec, CONTAINER_PATHS, containerSpec, LABELS, networkName, serviceName, serviceSpec,
   specHash, type TaskInput
@@ -92,6 +93,7 @@ export class SwarmOrchestrator implements Orchestrator {
   /** Last seen postmaster pid per instance (0 = seen down), for exit/restart events. */
   private readonly seenPids = new Map<string, number>()
   private readonly reservedPorts = new Set<number>()
+  private readonly imageParameters: ImageParameters
   private timer: NodeJS.Timeout | undefined
   private dockerStatus: DockerComponent = { healthy: false, error: 'docker not checked yet' }
 
@@ -101,6 +103,7 @@ export class SwarmOrchestrator implements Orchestrator {
     this.instancesDir = join(options.dataDir, 'instances')
     this.log = options.logger.child({ component: 'orchestrator-swarm' })
     this.events = new InstanceEvents(this.log)
+    this.imageParameters = new ImageParameters(this.docker, options.hostId, this.log)
   }
 
   static async open (options: SwarmOrchestratorOptions): Promise<SwarmOrchestrator> {
@@ -190,6 +193,7 @@ export class SwarmOrchestrator implements Orchestrator {
       else state.standbyOf = standbyOf
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
       const image = spec.swarm?.image ?? this.options.defaultImage ?? `pgmesh/postgres:${major}`
+      const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
         await this.writeState(paths, state)
         await this.clone(paths, state, image, state.standbyOf)
@@ -198,7 +202,7 @@ export class SwarmOrchestrator implements Orchestrator {
         state.scriptsDone = { postInit: true, postDatabaseCreate: true }
       }
       // Written now (a new container reads them at start); recorded as applied only once the server has them.
-      const configChange = await this.writeConfig(paths, spec, state, image.includes('spock') ? 'spock' : 'pglogical')
+      const configChange = await this.writeConfig(paths, spec, state, image.includes('spock') ? 'spock' : 'pglogical', serverParameters)
       await this.writeState(paths, state)
 
       const input: TaskInput = {
@@ -548,10 +552,12 @@ export class SwarmOrchestrator implements Orchestrator {
    * postgresql.conf (the process orchestrator's settings, with container paths), pg_hba.conf and pg_ident.conf,
    * all outside pgdata in the read-only configs mount, so they exist before initdb and travel with nothing else.
    */
-  private async writeConfig (paths: Paths, spec: InstanceSpec, state: InstanceRecord, library: ReplicationLibrary): Promise<ConfigChange> {
+  private async writeConfig (
+    paths: Paths, spec: InstanceSpec, state: InstanceRecord, library: ReplicationLibrary, serverParameters: ReadonlySet<string>
+  ): Promise<ConfigChange> {
     const settings = desiredSettings({
       spec: { instanceId: spec.instanceId, listenAddresses: ['*'], ...(spec.postgresqlConf === undefined ? {} : { postgresqlConf: spec.postgresqlConf }) },
-      port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library,
+      port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library, serverParameters,
       ...(state.standbyOf === undefined ? {} : { standbyOf: state.standbyOf })
     })
     const conf = renderManagedConf(settings) +

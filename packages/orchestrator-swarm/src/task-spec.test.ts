@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { CLONE_SCRIPT, cloneContainerSpec, containerSpec, networkName, serviceName, serviceSpec, specHash, START_SCRIPT, type TaskInput } from './task-spec.js'
+import { CLONE_SCRIPT, cloneContainerSpec, containerSpec, describeConfigContainerSpec, networkName, serviceName, serviceSpec, specHash, START_SCRIPT, type TaskInput } from './task-spec.js'
 
 const input: TaskInput = {
   instanceId: 'app-n1-689qacsi',
@@ -100,6 +100,24 @@ describe('replica clone container', () => {
   it('prepares the mounts as the start script does, but never runs initdb', () => {
     expect(CLONE_SCRIPT.split('\n').slice(0, 6)).toEqual(START_SCRIPT.split('\n').slice(0, 6))
     expect(CLONE_SCRIPT).not.toContain('initdb')
+  })
+})
+
+describe('describe-config container', () => {
+  const spec = describeConfigContainerSpec({ hostId: 'host-1', image: 'pgmesh/postgres:15', imageId: 'sha256:0123456789abcdef0123', postgresMajor: 15 })
+
+  it("runs the image's own postgres --describe-config of the instance's major, without network, mounts or TTY", () => {
+    expect(spec.name).toBe('pgmesh-describe-config-0123456789ab-15')
+    expect(spec.Image).toBe('pgmesh/postgres:15')
+    expect(spec.Entrypoint).toEqual(['/bin/sh', '-c'])
+    expect(spec.Cmd).toEqual(['PATH="/usr/lib/postgresql/$PGMESH_MAJOR/bin:$PATH" exec postgres --describe-config'])
+    expect(spec.Env).toEqual(['PGMESH_MAJOR=15'])
+    expect(spec.Tty).toBe(false)
+    expect(spec.HostConfig).toEqual({ NetworkMode: 'none' })
+  })
+
+  it('is not labelled as an instance container', () => {
+    expect(spec.Labels).toEqual({ 'pgedge.host.id': 'host-1', 'pgmesh.describe-config-of': 'sha256:0123456789abcdef0123', 'pgedge.component': 'describe-config' })
   })
 })
 

@@ -96,6 +96,37 @@ export function cloneContainerSpec (input: CloneInput): Docker.ContainerCreateOp
   }
 }
 
+export interface DescribeConfigInput {
+  hostId: string
+  image: string
+  /** The image's content id (`sha256:…`): the name and label say which image the answer is for. */
+  imageId: string
+  postgresMajor: number
+}
+
+export function describeConfigContainerName (imageId: string, postgresMajor: number): string {
+  return `pgmesh-describe-config-${imageId.replace(/^sha256:/, '').slice(0, 12)}-${postgresMajor}`
+}
+
+/**
+ * A one-shot container that prints the configuration parameters the image's server knows
+ * (`postgres --describe-config`, allowed as root): no network, no mounts, no TTY (tabs and newlines arrive as
+ * written, in Docker's multiplexed log stream).
+ */
+export function describeConfigContainerSpec (input: DescribeConfigInput): Docker.ContainerCreateOptions {
+  return {
+    name: describeConfigContainerName(input.imageId, input.postgresMajor),
+    Image: input.image,
+    Entrypoint: ['/bin/sh', '-c'],
+    Cmd: ['PATH="/usr/lib/postgresql/$PGMESH_MAJOR/bin:$PATH" exec postgres --describe-config'],
+    Env: [`PGMESH_MAJOR=${input.postgresMajor}`],
+    User: 'root',
+    Tty: false,
+    Labels: { [LABELS.hostId]: input.hostId, [LABELS.describeConfigOf]: input.imageId, [LABELS.component]: 'describe-config' },
+    HostConfig: { NetworkMode: 'none' }
+  }
+}
+
 export interface TaskInput {
   instanceId: string
   databaseId: string
@@ -130,6 +161,8 @@ export const LABELS = {
   component: 'pgedge.component',
   /** On a replica's one-shot clone container (not an instance container: status and events ignore it). */
   cloneOf: 'pgmesh.clone-of',
+  /** On the one-shot container that lists an image's server parameters (not an instance container either). */
+  describeConfigOf: 'pgmesh.describe-config-of',
   /** Hash of the task's spec, to tell whether the running container already is the wanted one. */
   specHash: 'pgmesh.spec-hash'
 } as const
