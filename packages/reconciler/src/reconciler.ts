@@ -36,6 +36,7 @@ export class Reconciler {
   /** Per local primary: its subscriptions' errors, failures and restarts, and where its JSON server log was read up to. */
   private readonly subscriptionHealth = new Map<string, SubscriptionHealth>()
   private readonly serverLogs = new Map<string, JsonLogTail>()
+  private polling = false
   /** What each instance's report last said, and since when. */
   private reportedSince = new Map<string, { fingerprint: string, since: string }>()
   /**
@@ -462,7 +463,17 @@ export class Reconciler {
    * from the server's JSON log; restarts the subscriptions that stall (see SubscriptionHealth).
    */
   private async pollSubscriptions (): Promise<void> {
-    if (this.stopped) return
+    // A poll that outlasts the interval (a restart, a slow server) is not overlapped: the log tails must not be read twice.
+    if (this.stopped || this.polling) return
+    this.polling = true
+    try {
+      await this.pollPrimaries()
+    } finally {
+      this.polling = false
+    }
+  }
+
+  private async pollPrimaries (): Promise<void> {
     let down = 0
     for (const record of this.applied.all()) {
       if (record.replicationHash === undefined) continue
