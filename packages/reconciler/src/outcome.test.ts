@@ -195,6 +195,11 @@ describe('outcome', () => {
       expect(outcome(db, patched(converged(), 'storefront-n2-9ptayhma', { subscriptions }), ALL, CLOCK)).toEqual({ status: 'running' })
     })
 
+    it('a failure time that does not parse never fails a task', () => {
+      const subscriptions = [{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down', error: 'data stream ended', failing_since: 'yesterday' }, ...replicating('n2', 'n3')]
+      expect(outcome(db, patched(converged(), 'storefront-n2-9ptayhma', { subscriptions }), ALL, CLOCK)).toEqual({ status: 'running' })
+    })
+
     it('without an error in the server log, says so', () => {
       const subscriptions = [{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down', failing_since: UPDATED_AT }, ...replicating('n2', 'n3')]
       expect(outcome(db, patched(converged(), 'storefront-n2-9ptayhma', { subscriptions }), ALL, CLOCK)).toEqual({

@@ -64,7 +64,8 @@ function failingSubscription (db: DesiredDatabase, byId: ReadonlyMap<string, Obs
     for (const sub of instance?.subscriptions ?? []) {
       if (sub.failing_since === undefined || !nodes.some(n => n.name === sub.provider_node && n.name !== node.name)) continue
       const since = Math.max(Date.parse(sub.failing_since), clock.taskStartedAt)
-      if (clock.now - since < REPLICATION_FAILURE_BOUND_MS) continue
+      // Written so that a time that does not parse (NaN) never fails a task.
+      if (!(clock.now - since >= REPLICATION_FAILURE_BOUND_MS)) continue
       return `instance ${instance?.id ?? ''}: subscription ${sub.name} has been down since ${sub.failing_since}: ${sub.error ?? 'no error in the server log'}`
     }
   }
