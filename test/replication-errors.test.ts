@@ -88,11 +88,17 @@ describe('a subscription whose apply worker fails', () => {
     expect(sub?.status).toBe('down')
     expect(sub?.error).toMatch(/violates check constraint "v_small"/)
     expect(sub?.error).not.toContain('500') // the failing row's values stay in the server log
-    const instance = db.instances.find(i => i.node_name === 'n2')
+    // Failing for 10 s (longer than a provider's restart or a failover interrupts replication): degraded.
+    const degraded = await until('n2 and the database degraded', async () => {
+      const seen = await database(h1)
+      return seen.state === 'degraded' ? seen : undefined
+    }, 30_000, 200)
+    console.log(`instance and database degraded ${Date.now() - inserted} ms after the insert`)
+    expect(subscription(degraded, 'n2', 'sub_n1_n2')?.failing_since).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)
+    const instance = degraded.instances.find(i => i.node_name === 'n2')
     expect(instance?.state).toBe('degraded')
     expect(instance?.error).toMatch(/^subscription sub_n1_n2: new row for relation "t" violates check constraint "v_small"/)
-    expect(db.instances.find(i => i.node_name === 'n1')?.state).toBe('available')
-    await until('the database degraded', async () => (await database(h1)).state === 'degraded', 10_000, 200)
+    expect(degraded.instances.find(i => i.node_name === 'n1')?.state).toBe('available')
     await until('the metrics moved on host-2', async () =>
       await metric(h2, 'pgmesh_subscriptions_down') === 1 && await metric(h2, 'pgmesh_subscription_apply_errors_total') > errorsBefore, 10_000, 200)
     expect(await metric(h1, 'pgmesh_subscriptions_down')).toBe(0)

@@ -62,9 +62,13 @@ describe('a failing subscription', () => {
     expect(databases.get('db').state).toBe('degraded')
   })
 
-  it('stalled without a known error, is degraded too; down for a moment (no error, not failing) is not', () => {
+  it('stalled without a known error, is degraded too; down, even with an error, but not (yet) failing is not', () => {
     report({ status: 'down' })
     expect(n2()?.state).toBe('available')
+    report({ status: 'down', error: 'data stream ended' })
+    expect(n2()?.state).toBe('available')
+    expect(n2()).not.toHaveProperty('error')
+    expect(databases.get('db').state).toBe('available')
     report({ status: 'down', failing_since: '2026-11-30T05:01:00Z' })
     expect(n2()).toMatchObject({ state: 'degraded', error: 'subscription sub_n1_n2: down' })
   })

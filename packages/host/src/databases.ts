@@ -425,15 +425,15 @@ function placementsOf (databaseId: string, spec: Record<string, unknown>): Place
 
 /**
  * The anchor's Instance fields for each placed instance, with what its host reports; unreported is `unknown`. A
- * running primary with a failing subscription (down with an apply error, or stalled while its provider is up) is
- * `degraded` here, with that error; its host reports it `available`, because what the planner and the HA loop read is
+ * running primary with a failing subscription (reported with `failing_since`: down with an apply error, or stalled,
+ * for 10 s while its provider is up) is `degraded` here, with that error; its host reports it `available`, because what the planner and the HA loop read is
  * whether the server itself serves (a degraded primary would be failed over).
  */
 function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>): Array<Record<string, unknown>> {
   return placements.map(({ id, host_id, node_name }) => {
     const o = observed.get(id)
     if (o === undefined) return { id, host_id, node_name, state: 'unknown' }
-    const failing = o.role === 'primary' ? o.subscriptions?.find(s => s.status === 'down' && (s.error !== undefined || s.failing_since !== undefined)) : undefined
+    const failing = o.role === 'primary' ? o.subscriptions?.find(s => s.status === 'down' && s.failing_since !== undefined) : undefined
     const state = o.state === 'available' && failing !== undefined ? 'degraded' : o.state
     const error = o.error ?? (failing === undefined ? undefined : `subscription ${failing.name}: ${failing.error ?? 'down'}`)
     return {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { RECOVERED_AFTER_MS, restartPause, STALL_MS, SubscriptionHealth, type SubscriptionPoll } from './subscription-health.js'
+import { FAILING_REPORTED_AFTER_MS, RECOVERED_AFTER_MS, restartPause, STALL_MS, SubscriptionHealth, type SubscriptionPoll } from './subscription-health.js'
 
 const T0 = Date.parse('2026-11-30T05:00:00Z')
 const CHECK = 'new row for relation "t" violates check constraint "v_small" (apply INSERT from remote relation public.t …)'
@@ -16,9 +16,11 @@ describe('subscription health', () => {
     expect(health.observe(poll(0, 'replicating'))).toEqual({ reports: [{ provider_node: 'n1', name: 'sub_n1_n2', status: 'replicating' }], restart: [] })
   })
 
-  it('reports an apply error at once: down, with the error, failing since then', () => {
+  it('reports an apply error at once (down, with the error), and failing since then once that has lasted', () => {
     const health = new SubscriptionHealth()
-    expect(health.observe(poll(0, 'down', failed)).reports).toEqual([
+    expect(health.observe(poll(0, 'down', failed)).reports).toEqual([{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down', error: CHECK }])
+    expect(health.observe(poll(FAILING_REPORTED_AFTER_MS - 500, 'down')).reports[0]).not.toHaveProperty('failing_since')
+    expect(health.observe(poll(FAILING_REPORTED_AFTER_MS, 'down')).reports).toEqual([
       { provider_node: 'n1', name: 'sub_n1_n2', status: 'down', error: CHECK, failing_since: '2026-11-30T05:00:00Z' }
     ])
   })
@@ -26,12 +28,12 @@ describe('subscription health', () => {
   it('keeps the error, and down, through a worker that is replicating for a moment before it fails again', () => {
     const health = new SubscriptionHealth()
     health.observe(poll(0, 'down', failed))
-    const { reports } = health.observe(poll(1000, 'replicating'))
-    expect(reports).toEqual([{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down', error: CHECK, failing_since: '2026-11-30T05:00:00Z' }])
+    expect(health.observe(poll(1000, 'replicating')).reports).toEqual([{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down', error: CHECK }])
     health.observe(poll(2000, 'down', failed))
-    // The replicating time starts again after each new error.
+    // The replicating time starts again after each new error, and the failure goes on from its start.
     expect(health.observe(poll(3000, 'replicating')).reports[0]?.status).toBe('down')
     expect(health.observe(poll(3000 + RECOVERED_AFTER_MS - 1, 'replicating')).reports[0]?.status).toBe('down')
+    expect(health.observe(poll(FAILING_REPORTED_AFTER_MS, 'down', failed)).reports[0]?.failing_since).toBe('2026-11-30T05:00:00Z')
   })
 
   it('drops the error once replicating for RECOVERED_AFTER_MS with no new error', () => {
@@ -48,13 +50,22 @@ describe('subscription health', () => {
       reports: [{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down', error: CHECK }], restart: []
     })
     expect(health.observe(poll(60_000, 'down', providerDown)).reports[0]).not.toHaveProperty('failing_since')
-    expect(health.observe(poll(61_000, 'down')).reports[0]?.failing_since).toBe('2026-11-30T05:01:01Z')
+    health.observe(poll(61_000, 'down'))
+    expect(health.observe(poll(61_000 + FAILING_REPORTED_AFTER_MS, 'down')).reports[0]?.failing_since).toBe('2026-11-30T05:01:01Z')
   })
 
   it('does not call a subscription down for a moment failing; stalled without an error, it is', () => {
     const health = new SubscriptionHealth()
     expect(health.observe(poll(0, 'down')).reports).toEqual([{ provider_node: 'n1', name: 'sub_n1_n2', status: 'down' }])
-    expect(health.observe(poll(STALL_MS, 'down')).reports[0]?.failing_since).toBe('2026-11-30T05:00:01Z')
+    health.observe(poll(STALL_MS, 'down'))
+    expect(health.observe(poll(STALL_MS + FAILING_REPORTED_AFTER_MS, 'down')).reports[0]?.failing_since).toBe('2026-11-30T05:00:01Z')
+  })
+
+  it('does not report a failure shorter than FAILING_REPORTED_AFTER_MS (a provider restarting, a failover)', () => {
+    const health = new SubscriptionHealth()
+    const seen = [0, 1500, 5000, 8000].map(ms => health.observe(poll(ms, ms === 0 ? 'down' : 'replicating', ms === 0 ? { errors: [{ subscription: 'sub_n1_n2', error: 'data stream ended' }] } : {})).reports[0])
+    expect(seen.map(r => r?.failing_since)).toEqual([undefined, undefined, undefined, undefined])
+    expect(seen.map(r => r?.status)).toEqual(['down', 'down', 'replicating', 'replicating'])
   })
 
   it('restarts a subscription stalled for STALL_MS with its provider available, then backs off: 5 s doubling to 30 s', () => {

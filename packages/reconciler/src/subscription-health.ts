@@ -8,6 +8,12 @@ export const RESTART_PAUSE_MS = 5000
 export const RESTART_PAUSE_CAP_MS = 30_000
 /** Replicating this long, with no new error, and a subscription counts as healthy again (its error is dropped). */
 export const RECOVERED_AFTER_MS = 2000
+/**
+ * A failure is reported (`failing_since`, which makes the instance degraded and starts the task's bound) once it has
+ * lasted this long: a provider's restart or a failover interrupts replication for a few seconds, with errors, and
+ * that is not a degraded database. The time reported is still when the failure began.
+ */
+export const FAILING_REPORTED_AFTER_MS = 10_000
 
 /** The pause before the next restart, after `restarts` restarts that did not help: 5 s, 10 s, 20 s, then 30 s. */
 export function restartPause (restarts: number): number {
@@ -37,8 +43,8 @@ interface Tracked {
  *
  * A worker that fails on a change it cannot apply runs for milliseconds before it fails again, so a poll can catch
  * it `replicating`; the last error is therefore kept, and the subscription reported `down`, until it has been
- * replicating for RECOVERED_AFTER_MS with no new error. While it is down with an error (or stalled) and its
- * provider is available it is `failing_since` (what bounds a task waiting for it). A subscription down for STALL_MS with its provider
+ * replicating for RECOVERED_AFTER_MS with no new error. Down with an error (or stalled) while its provider is
+ * available for FAILING_REPORTED_AFTER_MS, it reports `failing_since` (what bounds a task waiting for it). A subscription down for STALL_MS with its provider
  * available is restarted (pglogical retries a failed worker after 5 s once, then only when its manager wakes, up to
  * 3 minutes later); restarts that do not help back off, 5 s doubling to 30 s, until it is healthy again.
  */
@@ -81,7 +87,7 @@ export class SubscriptionHealth {
         name: row.name,
         status: down ? 'down' : row.status,
         ...(t.error === undefined ? {} : { error: t.error }),
-        ...(t.failingSince === undefined ? {} : { failing_since: isoSeconds(t.failingSince) })
+        ...(t.failingSince === undefined || now - t.failingSince < FAILING_REPORTED_AFTER_MS ? {} : { failing_since: isoSeconds(t.failingSince) })
       })
     }
     return { reports, restart }

@@ -26,7 +26,7 @@ const InstanceSchema = z.object({
       name: z.string(),
       status: z.string(),
       error: z.string().optional().openapi({ description: "The apply worker's last error from the server log, kept until the subscription is replicating again" }),
-      failing_since: z.string().optional().openapi({ description: "Since when it has been down while its provider's primary is available (RFC 3339); a create or update waiting for it fails 60 s after the later of this and the task's start" })
+      failing_since: z.string().optional().openapi({ description: "Since when it has been down while its provider's primary is available (RFC 3339), reported once that lasted 10 s; a create or update waiting for it fails 60 s after the later of this and the task's start" })
     }).openapi('SubscriptionStatus'))
   }).optional()
 }).openapi('Instance')
