@@ -220,8 +220,14 @@ describe('pglogical driver on a real 3-node mesh', () => {
     expect([...workers.values()]).toEqual(['sub_n1_n2'])
     await driver.replicateDdl(client('n1'), 'CREATE TABLE public.checked (id int PRIMARY KEY, v int)')
     await eventually(async () => { expect(await rows('n2', "SELECT to_regclass('public.checked') IS NOT NULL AS t")).toEqual([{ t: true }]) })
-    // Only on n2, so n1 accepts a row that n2 refuses.
-    await client('n2').query('ALTER TABLE public.checked ADD CONSTRAINT v_small CHECK (v < 100)')
+    // Only on n2 (pgmesh.replicate_ddl = off keeps it local once plain DDL is captured), so n1 accepts a row n2 refuses.
+    const local = async (ddl: string): Promise<void> => {
+      await client('n2').query('BEGIN')
+      await client('n2').query('SET LOCAL pgmesh.replicate_ddl = off')
+      await client('n2').query(ddl)
+      await client('n2').query('COMMIT')
+    }
+    await local('ALTER TABLE public.checked ADD CONSTRAINT v_small CHECK (v < 100)')
     await client('n1').query('INSERT INTO public.checked VALUES (1, 500)')
     const seen: ApplyError[] = []
     await eventually(async () => {
@@ -232,7 +238,7 @@ describe('pglogical driver on a real 3-node mesh', () => {
     await eventually(async () => {
       expect((await driver.subscriptionStatus(client('n2'))).find(s => s.name === 'sub_n1_n2')?.status).toBe('down')
     })
-    await client('n2').query('ALTER TABLE public.checked DROP CONSTRAINT v_small')
+    await local('ALTER TABLE public.checked DROP CONSTRAINT v_small')
     // pglogical's manager retries a worker that failed twice only after minutes; a restart starts one now.
     await driver.restartSubscription(client('n2'), 'sub_n1_n2')
     await eventually(async () => { expect(await rows('n2', 'SELECT v FROM public.checked')).toEqual([{ v: 500 }]) })
