@@ -200,7 +200,8 @@ export class TestCluster {
         const logDirs = ['log', 'data/log'].map(dir => join(d.options.dataDir, 'instances', instance, dir))
         const files: string[] = []
         for (const dir of logDirs) {
-          try { files.push(...readdirSync(dir).map(f => join(dir, f))) } catch { /* none */ }
+          // The .json files (jsonlog) repeat the .log files' lines.
+          try { files.push(...readdirSync(dir).filter(f => !f.endsWith('.json')).map(f => join(dir, f))) } catch { /* none */ }
         }
         for (const file of files) {
           const lines = readFileSync(file, 'utf8').split('\n').filter(l => /ERROR|FATAL|PANIC/.test(l)).slice(-8)

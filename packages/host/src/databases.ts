@@ -386,6 +386,22 @@ export class Databases {
     })
   }
 
+  /**
+   * A database whose task failed, once the hosts report its spec reached after all (say, a replication error fixed by
+   * hand): back to `available`. The task stays failed. Returns whether the state moved.
+   */
+  async recover (id: string, taskId: string): Promise<boolean> {
+    const stored = this.record(id)
+    if (stored === undefined || stored.deleted || stored.task_id !== taskId || stored.state !== 'failed') return false
+    await this.ctx.state.change({ op: 'database.recovered', entity: id }, d => {
+      const record = d.databases[id] as unknown as DatabaseRecord | undefined
+      if (record === undefined || record.task_id !== taskId || record.state !== 'failed') return
+      record.state = 'available'
+      record.updated_at = now()
+    })
+    return true
+  }
+
   /** The raw stored record (for the reconciler and tests). */
   stored (id: string): DatabaseRecord | undefined {
     return this.readRecord(id)?.record
@@ -425,21 +441,28 @@ function placementsOf (databaseId: string, spec: Record<string, unknown>): Place
   return out.sort((a, b) => a.node_name.localeCompare(b.node_name) || a.id.localeCompare(b.id))
 }
 
-/** The anchor's Instance fields for each placed instance, with what its host reports; unreported is `unknown`. */
+/**
+ * The anchor's Instance fields for each placed instance, with what its host reports; unreported is `unknown`. A
+ * running primary with a failing subscription (reported with `failing_since`: down with an apply error, or stalled,
+ * for 10 s while its provider is up) is `degraded` here, with that error; its host reports it `available`, because what the planner and the HA loop read is
+ * whether the server itself serves (a degraded primary would be failed over).
+ */
 function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>): Array<Record<string, unknown>> {
   return placements.map(({ id, host_id, node_name }) => {
     const o = observed.get(id)
-    return o === undefined
-      ? { id, host_id, node_name, state: 'unknown' }
-      : {
-          id, host_id, node_name, state: o.state, status_updated_at: o.updated_at,
-          ...(o.error === undefined ? {} : { error: o.error }),
-          ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
-          postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
-          ...(o.role === 'primary' && o.subscriptions !== undefined
-            ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions } }
-            : {})
-        }
+    if (o === undefined) return { id, host_id, node_name, state: 'unknown' }
+    const failing = o.role === 'primary' ? o.subscriptions?.find(s => s.status === 'down' && s.failing_since !== undefined) : undefined
+    const state = o.state === 'available' && failing !== undefined ? 'degraded' : o.state
+    const error = o.error ?? (failing === undefined ? undefined : `subscription ${failing.name}: ${failing.error ?? 'down'}`)
+    return {
+      id, host_id, node_name, state, status_updated_at: o.updated_at,
+      ...(error === undefined ? {} : { error }),
+      ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
+      postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
+      ...(o.role === 'primary' && o.subscriptions !== undefined
+        ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions } }
+        : {})
+    }
   })
 }
 

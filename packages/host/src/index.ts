@@ -1,5 +1,5 @@
 export { Host, type HostConfig, type HostObserved, type HostView, type ComponentStatus, type JoinOptions } from './host.js'
-export { type ObservedInstance } from './observed.js'
+export { type ObservedInstance, type ObservedSubscription } from './observed.js'
 export { Databases, type DesiredDatabaseRecord, type DatabaseRecord, type DatabaseView, type DatabaseConflict, type DatabaseState } from './databases.js'
 export { Tasks, type Task, type TaskLog, type TaskListQuery, type TaskScope, type TaskStatus, type TaskType } from './tasks.js'
 export { type TaskLogEntry } from './task-log.js'

@@ -1,10 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
-/** Prometheus figures of one host: mesh, document replication and the process itself. */
+/** Prometheus figures of one host: mesh, document replication, its instances' replication and the process itself. */
 export class HostMetrics {
   readonly registry = new Registry()
   readonly changeVisibleSeconds: Histogram
   readonly documentChanges: Counter<'origin'>
+  /** Set by the reconciler on each poll of its primaries' subscriptions. */
+  readonly subscriptionsDown: Gauge
+  readonly subscriptionApplyErrors: Counter
 
   constructor (source: {
     peers: () => number
@@ -33,6 +36,16 @@ export class HostMetrics {
       name: 'pgmesh_change_visible_seconds',
       help: 'Time from a change being made on its host to it being applied here (wall clocks)',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [r]
+    })
+    this.subscriptionsDown = new Gauge({
+      name: 'pgmesh_subscriptions_down',
+      help: "Subscriptions of this host's primaries that are down (held down until replicating again after an error)",
+      registers: [r]
+    })
+    this.subscriptionApplyErrors = new Counter({
+      name: 'pgmesh_subscription_apply_errors_total',
+      help: "Errors of apply workers seen in the server logs of this host's primaries",
       registers: [r]
     })
   }

@@ -1,3 +1,15 @@
+/** The anchor's subscription status (`spock.sub_show_status`), and why it fails when it does. */
+export interface ObservedSubscription {
+  provider_node: string
+  name: string
+  /** `down` also while the last error is held, until the subscription is replicating again. */
+  status: string
+  /** The apply worker's last error (from the server log), kept until the subscription is replicating again. */
+  error?: string
+  /** Since when it has been down while its provider's primary is available (RFC 3339, the subscriber's clock). */
+  failing_since?: string
+}
+
 /**
  * One instance as its host sees it, spread by heartbeat to every host (never stored in the document). Field names
  * follow the anchor's Instance where they overlap.
@@ -17,7 +29,7 @@ export interface ObservedInstance {
   generation: number
   error?: string
   /** Primaries only: the node's subscriptions, as the replication extension reports them. */
-  subscriptions?: Array<{ provider_node: string, name: string, status: string }>
+  subscriptions?: ObservedSubscription[]
   /** Primaries: this node exists in the replication extension, so peers can subscribe to it. */
   node_ready?: boolean
   /** The replication extension in use: spock or pglogical. */

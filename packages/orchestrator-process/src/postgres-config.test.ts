@@ -16,6 +16,7 @@ describe('postgresql.conf rendering', () => {
       dynamic_shared_memory_type = 'posix'
       hot_standby_feedback = on
       logging_collector = on
+      log_destination = 'stderr,jsonlog'
       log_filename = 'postgresql-%a.log'
       log_rotation_age = '1d'
       log_truncate_on_rotation = on

@@ -39,6 +39,8 @@ function baseSettings (library: ReplicationLibrary): Record<string, SettingValue
     dynamic_shared_memory_type: 'posix',
     hot_standby_feedback: true,
     logging_collector: true,
+    // jsonlog too: the reconciler reads why a subscription's apply worker fails from it (no catalog keeps that).
+    log_destination: 'stderr,jsonlog',
     log_filename: 'postgresql-%a.log',
     log_rotation_age: '1d',
     log_truncate_on_rotation: true,

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
-import { type Host, nodePrimary, type ObservedInstance } from '@pgmesh/host'
+import { type Host, nodePrimary, type ObservedInstance, type ObservedSubscription } from '@pgmesh/host'
 import { CONTROL_SESSION_OPTIONS, type InstanceStatus, type Orchestrator } from '@pgmesh/orchestrator-process'
-import { detect, driverFor, type NodeSpec, type ReplicationDriver, type SubscriptionStatus } from '@pgmesh/replication'
+import { applyErrors, detect, driverFor, JsonLogTail, type NodeSpec, type ReplicationDriver } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
@@ -9,12 +9,10 @@ import { HighAvailability } from './ha.js'
 import { waitConfirmed } from './slots.js'
 import { outcome } from './outcome.js'
 import { plan, SUPERUSER } from './plan.js'
+import { SubscriptionHealth } from './subscription-health.js'
 import type { Action, Desired, DesiredDatabase, LocalInstance } from './types.js'
 
 const FAILED_AFTER = 3
-/** How long a subscription may be down, with its provider available, before it is restarted. */
-const SUBSCRIPTION_STALL_MS = 1500
-const SUBSCRIPTION_RESTART_EVERY_MS = 5000
 
 export interface ReconcilerOptions {
   logger: Logger
@@ -32,12 +30,13 @@ export interface ReconcilerOptions {
 export class Reconciler {
   private applied!: AppliedStore
   private local = new Map<string, InstanceStatus>()
-  private readonly subscriptions = new Map<string, { status: SubscriptionStatus[], kind: string }>()
+  private readonly subscriptions = new Map<string, { status: ObservedSubscription[], kind: string }>()
   /** The last error of each instance's actions, and how many times in a row they failed. */
   private readonly errors = new Map<string, { message: string, attempts: number }>()
-  /** Subscriptions (`<instance>/<name>`) whose apply worker is down, since when; and when each was last restarted. */
-  private readonly stalledSince = new Map<string, number>()
-  private readonly subscriptionRestarts = new Map<string, number>()
+  /** Per local primary: its subscriptions' errors, failures and restarts, and where its JSON server log was read up to. */
+  private readonly subscriptionHealth = new Map<string, SubscriptionHealth>()
+  private readonly serverLogs = new Map<string, JsonLogTail>()
+  private polling = false
   /** What each instance's report last said, and since when. */
   private reportedSince = new Map<string, { fingerprint: string, since: string }>()
   /**
@@ -238,7 +237,7 @@ export class Reconciler {
           this.log.warn({ instanceId: action.instanceId }, 'former primary: discarding its data and cloning the new primary')
           await this.orchestrator.removeInstance(action.instanceId)
           await this.applied.delete(action.instanceId)
-          this.subscriptions.delete(action.instanceId)
+          this.forgetSubscriptions(action.instanceId)
           this.ha.forget(action.instanceId)
           await this.orchestrator.ensureInstance(action.spec)
           await this.applied.set({ instanceId: action.instanceId, databaseId: action.databaseId, nodeName: action.nodeName, generation: action.generation, specHash: action.specHash, role: 'replica' })
@@ -249,7 +248,7 @@ export class Reconciler {
           await this.taskLog(taskId, `removing instance ${action.instanceId}`, { instance_id: action.instanceId })
           await this.orchestrator.removeInstance(action.instanceId)
           await this.applied.delete(action.instanceId)
-          this.subscriptions.delete(action.instanceId)
+          this.forgetSubscriptions(action.instanceId)
           this.errors.delete(action.instanceId)
           await this.taskLog(taskId, `removed instance ${action.instanceId} (took ${tookMs()} ms)`)
           break
@@ -452,41 +451,29 @@ export class Reconciler {
     }
   }
 
+  private forgetSubscriptions (instanceId: string): void {
+    this.subscriptions.delete(instanceId)
+    this.subscriptionHealth.delete(instanceId)
+    this.serverLogs.delete(instanceId)
+  }
+
   /**
-   * An apply worker that failed while its provider restarted is started again by the extension only after a back-off
-   * per failure (with pglogical, 5-10 s each, and a restart of every node fails it several times: replication
-   * stalled ~20 s after a restart-only setting changed). Once the provider's primary is reported available again,
-   * a subscription down for SUBSCRIPTION_STALL_MS is restarted at once, at most once per SUBSCRIPTION_RESTART_EVERY_MS.
+   * Primaries' subscription status, for observed state (and so for task completion), with the apply workers' errors
+   * from the server's JSON log; restarts the subscriptions that stall (see SubscriptionHealth).
    */
-  private async restartStalledSubscriptions (driver: ReplicationDriver, client: pg.Client, instanceId: string, databaseId: string, rows: SubscriptionStatus[]): Promise<void> {
-    const now = Date.now()
-    const current = new Set(rows.map(r => `${instanceId}/${r.name}`))
-    for (const map of [this.stalledSince, this.subscriptionRestarts]) {
-      for (const key of map.keys()) if (key.startsWith(`${instanceId}/`) && !current.has(key)) map.delete(key)
-    }
-    // Built only when a subscription is down: this runs every second for every local primary.
-    let cluster: ObservedInstance[] | undefined
-    for (const row of rows) {
-      const key = `${instanceId}/${row.name}`
-      if (row.status !== 'down') {
-        this.stalledSince.delete(key)
-        continue
-      }
-      const since = this.stalledSince.get(key) ?? now
-      this.stalledSince.set(key, since)
-      cluster ??= this.host.clusterInstances()
-      const providerUp = cluster.some(i => i.database_id === databaseId && i.node_name === row.provider_node && i.role === 'primary' && i.state === 'available')
-      const restarted = this.subscriptionRestarts.get(key) ?? 0
-      if (!providerUp || now - since < SUBSCRIPTION_STALL_MS || now - restarted < SUBSCRIPTION_RESTART_EVERY_MS) continue
-      this.subscriptionRestarts.set(key, now)
-      this.log.info({ instanceId, subscription: row.name, downMs: now - since }, 'restarting a stalled subscription')
-      await driver.restartSubscription(client, row.name)
+  private async pollSubscriptions (): Promise<void> {
+    // A poll that outlasts the interval (a restart, a slow server) is not overlapped: the log tails must not be read twice.
+    if (this.stopped || this.polling) return
+    this.polling = true
+    try {
+      await this.pollPrimaries()
+    } finally {
+      this.polling = false
     }
   }
 
-  /** Primaries' subscription status, for observed state (and so for task completion). */
-  private async pollSubscriptions (): Promise<void> {
-    if (this.stopped) return
+  private async pollPrimaries (): Promise<void> {
+    let down = 0
     for (const record of this.applied.all()) {
       if (record.replicationHash === undefined) continue
       const status = this.local.get(record.instanceId)
@@ -498,17 +485,55 @@ export class Reconciler {
         client = await this.connect(record.instanceId, databaseName)
         const kind = await detect(client)
         const driver = driverFor(kind)
+        const errors = await this.readApplyErrors(record.instanceId, driver, client)
         const rows = await driver.subscriptionStatus(client)
-        const before = JSON.stringify(this.subscriptions.get(record.instanceId)?.status)
-        this.subscriptions.set(record.instanceId, { status: rows, kind })
-        if (before !== JSON.stringify(rows)) this.requeue()
-        await this.restartStalledSubscriptions(driver, client, record.instanceId, record.databaseId, rows)
+        // Built only when a subscription is down: this runs every second for every local primary.
+        let cluster: ObservedInstance[] | undefined
+        const providerUp = (node: string): boolean => {
+          cluster ??= this.host.clusterInstances()
+          return cluster.some(i => i.database_id === record.databaseId && i.node_name === node && i.role === 'primary' && i.state === 'available')
+        }
+        let health = this.subscriptionHealth.get(record.instanceId)
+        if (health === undefined) {
+          health = new SubscriptionHealth()
+          this.subscriptionHealth.set(record.instanceId, health)
+        }
+        const previous = this.subscriptions.get(record.instanceId)?.status
+        const { reports, restart } = health.observe({ rows, errors, providerUp, now: Date.now() })
+        this.subscriptions.set(record.instanceId, { status: reports, kind })
+        down += reports.filter(r => r.status === 'down').length
+        for (const report of reports) {
+          if (report.error !== undefined && report.error !== previous?.find(p => p.name === report.name)?.error) {
+            this.log.warn({ instanceId: record.instanceId, subscription: report.name, error: report.error }, 'subscription apply worker failed')
+          }
+        }
+        if (JSON.stringify(previous) !== JSON.stringify(reports)) this.requeue()
+        for (const name of restart) {
+          this.log.info({ instanceId: record.instanceId, subscription: name }, 'restarting a stalled subscription')
+          await driver.restartSubscription(client, name)
+        }
       } catch (err) {
         this.log.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscription status not available')
       } finally {
         await client?.end().catch(() => {})
       }
     }
+    this.host.metrics.subscriptionsDown.set(down)
+  }
+
+  /** The apply-worker errors this instance logged since the last poll (none when its log is not JSON). */
+  private async readApplyErrors (instanceId: string, driver: ReplicationDriver, client: pg.Client): Promise<Array<{ subscription: string, error: string }>> {
+    let tail = this.serverLogs.get(instanceId)
+    if (tail === undefined) {
+      tail = new JsonLogTail()
+      this.serverLogs.set(instanceId, tail)
+    }
+    const entries = await tail.read(client)
+    // Which worker is which subscription is asked only when something failed.
+    if (!entries.some(e => e.error_severity === 'ERROR' || e.error_severity === 'FATAL')) return []
+    const errors = applyErrors(entries, await driver.applyWorkers(client))
+    this.host.metrics.subscriptionApplyErrors.inc(errors.length)
+    return errors
   }
 
   /**
@@ -619,8 +644,17 @@ export class Reconciler {
         await this.taskLog(taskId, 'task successfully canceled')
         continue
       }
+      const clock = { now: Date.now(), taskStartedAt: Date.parse(task.created_at) }
+      if (task.status === 'failed') {
+        // The reconciler kept at it after the failure (a failed task does not pause it), and the hosts now report the
+        // spec reached: the database is available again. The task keeps its failure.
+        if (!db.deleted && outcome(db, cluster, reachable, clock).status === 'completed' && await this.host.databases.recover(db.id, taskId)) {
+          await this.taskLog(taskId, 'every instance is available and replicating again: the database is available')
+        }
+        continue
+      }
       if (task.status !== 'pending' && task.status !== 'running') continue
-      const result = outcome(db, cluster, reachable)
+      const result = outcome(db, cluster, reachable, clock)
       if (result.status === 'running') {
         if (task.status === 'pending') await this.host.databases.settle(db.id, taskId, { status: 'running' })
         continue

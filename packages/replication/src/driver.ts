@@ -71,6 +71,8 @@ export interface ReplicationDriver {
    * fresh one now instead of after its crash back-off (pglogical waits 5 s after each crash, and checks every 5 s).
    */
   restartSubscription: (conn: Queryable, name: string) => Promise<void>
+  /** Each subscription's apply worker as the server log names it (`backend_type`) → the subscription's name. */
+  applyWorkers: (conn: Queryable) => Promise<Map<string, string>>
 }
 
 /** The statements behind each driver operation; the executor is shared, only the SQL differs per extension. */
@@ -88,6 +90,8 @@ export interface ReplicationSql {
   subscriptionStatus: () => Sql
   disableSubscription: (name: string) => Sql
   enableSubscription: (name: string) => Sql
+  /** Rows `{ name, backend_type }`: the backend type the server logs each subscription's apply worker with. */
+  applyWorkers: () => Sql
 }
 
 export async function execute<R extends QueryResultRow> (conn: Queryable, statement: Sql): Promise<R[]> {

@@ -4,6 +4,7 @@ export {
 } from './driver.js'
 export { formatDsn } from './dsn.js'
 export { pglogicalSql } from './pglogical.js'
+export { type ApplyError, applyErrors, type JsonLogEntry, JsonLogTail, type LogPosition, nextRead, parseJsonLog, serverLogSql, splitLines } from './server-log.js'
 export { dropInactiveSlots, terminateSlotUsers } from './slots.js'
 export { spockRepairMode, spockSql } from './spock.js'
 export { detect, driverFor, pglogicalDriver, spockDriver } from './sql-driver.js'

@@ -6,6 +6,7 @@ import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Link } from './driver.js'
 import { formatDsn } from './dsn.js'
+import { type ApplyError, applyErrors, JsonLogTail } from './server-log.js'
 import { detect, driverFor } from './sql-driver.js'
 
 const NODES = ['n1', 'n2', 'n3'] as const
@@ -291,5 +292,37 @@ describe('pglogical driver on a real 3-node mesh', () => {
     await eventually(async () => {
       expect(await rows('n1', "SELECT origin FROM items WHERE id = 'after-removal'")).toEqual([{ origin: 'n2' }])
     })
+  })
+
+  it("reads why an apply worker fails from the subscriber's JSON log, until the cause is gone", async () => {
+    const tail = new JsonLogTail()
+    expect(await tail.read(client('n2'))).toEqual([]) // a log seen for the first time is followed from its end
+    const workers = await driver.applyWorkers(client('n2'))
+    expect([...workers.values()]).toEqual(['sub_n1_n2'])
+    await driver.replicateDdl(client('n1'), 'CREATE TABLE public.checked (id int PRIMARY KEY, v int)')
+    await eventually(async () => { expect(await rows('n2', "SELECT to_regclass('public.checked') IS NOT NULL AS t")).toEqual([{ t: true }]) })
+    // Only on n2 (pgmesh.replicate_ddl = off keeps it local once plain DDL is captured), so n1 accepts a row n2 refuses.
+    const local = async (ddl: string): Promise<void> => {
+      await client('n2').query('BEGIN')
+      await client('n2').query('SET LOCAL pgmesh.replicate_ddl = off')
+      await client('n2').query(ddl)
+      await client('n2').query('COMMIT')
+    }
+    await local('ALTER TABLE public.checked ADD CONSTRAINT v_small CHECK (v < 100)')
+    await client('n1').query('INSERT INTO public.checked VALUES (1, 500)')
+    const seen: ApplyError[] = []
+    await eventually(async () => {
+      seen.push(...applyErrors(await tail.read(client('n2')), workers))
+      expect(seen.map(e => e.subscription)).toContain('sub_n1_n2')
+    })
+    expect(seen[0]?.error).toMatch(/^new row for relation "checked" violates check constraint "v_small" \(apply INSERT from remote relation public\.checked/)
+    await eventually(async () => {
+      expect((await driver.subscriptionStatus(client('n2'))).find(s => s.name === 'sub_n1_n2')?.status).toBe('down')
+    })
+    await local('ALTER TABLE public.checked DROP CONSTRAINT v_small')
+    // pglogical's manager retries a worker that failed twice only after minutes; a restart starts one now.
+    await driver.restartSubscription(client('n2'), 'sub_n1_n2')
+    await eventually(async () => { expect(await rows('n2', 'SELECT v FROM public.checked')).toEqual([{ v: 500 }]) })
+    expect((await driver.subscriptionStatus(client('n2'))).find(s => s.name === 'sub_n1_n2')?.status).toBe('replicating')
   })
 })

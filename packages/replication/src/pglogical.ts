@@ -148,7 +148,14 @@ WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name
   }),
 
   disableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_disable($1::name, true)', values: [name] }),
-  enableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_enable($1::name, true)', values: [name] })
+  enableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_enable($1::name, true)', values: [name] }),
+
+  // The worker is registered as `pglogical apply <database oid>:<subscription id>` (pglogical_worker.c).
+  applyWorkers: () => ({
+    text: `SELECT s.sub_name::text AS name, 'pglogical apply ' || d.oid || ':' || s.sub_id AS backend_type
+  FROM pglogical.subscription s, pg_catalog.pg_database d WHERE d.datname = current_database()`,
+    values: []
+  })
 }
 
 /**

@@ -64,7 +64,14 @@ WHERE NOT EXISTS (SELECT 1 FROM spock.subscription WHERE sub_name = $1::name)`,
   }),
 
   disableSubscription: name => ({ text: 'SELECT spock.sub_disable($1::name, true)', values: [name] }),
-  enableSubscription: name => ({ text: 'SELECT spock.sub_enable($1::name, true)', values: [name] })
+  enableSubscription: name => ({ text: 'SELECT spock.sub_enable($1::name, true)', values: [name] }),
+
+  // Spock 5 registers the worker as `spock apply <database oid>:<subscription id>` (spock_worker.c).
+  applyWorkers: () => ({
+    text: `SELECT s.sub_name::text AS name, 'spock apply ' || d.oid || ':' || s.sub_id AS backend_type
+  FROM spock.subscription s, pg_catalog.pg_database d WHERE d.datname = current_database()`,
+    values: []
+  })
 }
 
 /**

@@ -70,6 +70,11 @@ class SqlReplicationDriver implements ReplicationDriver {
     await new Promise(resolve => setTimeout(resolve, MANAGER_SETTLE_MS))
     await execute(conn, this.sql.enableSubscription(name))
   }
+
+  async applyWorkers (conn: Queryable): Promise<Map<string, string>> {
+    const rows = await execute<{ name: string, backend_type: string }>(conn, this.sql.applyWorkers())
+    return new Map(rows.map(r => [r.backend_type, r.name]))
+  }
 }
 
 function kindNode (kind: ReplicationKind, nodeName: string | undefined): string {

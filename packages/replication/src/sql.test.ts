@@ -76,6 +76,14 @@ FROM spock.tables t WHERE t.set_name IS NULL`,
     expect(spockSql.disableSubscription('sub_n1_n2')).toEqual({ text: 'SELECT spock.sub_disable($1::name, true)', values: ['sub_n1_n2'] })
     expect(spockSql.enableSubscription('sub_n1_n2')).toEqual({ text: 'SELECT spock.sub_enable($1::name, true)', values: ['sub_n1_n2'] })
   })
+
+  it("names each subscription's apply worker the way Spock registers it (spock apply <db oid>:<sub id>)", () => {
+    expect(spockSql.applyWorkers()).toEqual({
+      text: `SELECT s.sub_name::text AS name, 'spock apply ' || d.oid || ':' || s.sub_id AS backend_type
+  FROM spock.subscription s, pg_catalog.pg_database d WHERE d.datname = current_database()`,
+      values: []
+    })
+  })
 })
 
 describe('pglogical SQL (golden; also run for real in pglogical-mesh.test.ts)', () => {

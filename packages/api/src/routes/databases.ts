@@ -19,7 +19,16 @@ const InstanceSchema = z.object({
   error: z.string().optional(),
   connection_info: z.object({ addresses: z.array(z.string()), port: z.number().int() }).optional(),
   postgres: z.record(z.string(), z.unknown()).optional(),
-  spock: z.record(z.string(), z.unknown()).optional()
+  spock: z.object({
+    extension: z.string().optional(),
+    subscriptions: z.array(z.object({
+      provider_node: z.string(),
+      name: z.string(),
+      status: z.string(),
+      error: z.string().optional().openapi({ description: "The apply worker's last error from the server log, kept until the subscription is replicating again" }),
+      failing_since: z.string().optional().openapi({ description: "Since when it has been down while its provider's primary is available (RFC 3339), reported once that lasted 10 s; a create or update waiting for it fails 60 s after the later of this and the task's start" })
+    }).openapi('SubscriptionStatus'))
+  }).optional()
 }).openapi('Instance')
 
 const ConflictSchema = z.object({
