@@ -95,6 +95,19 @@ describe("pgEdge's quickstart, verbatim", () => {
     // The table has the same owner everywhere (the replicated CREATE runs as the role that issued it).
     for (const port of [6432, 6433, 6434]) expect(await psql(port, "SELECT tableowner FROM pg_tables WHERE tablename = 'example';")).toContain('admin')
 
+    // What cannot replicate is refused in the session and shown on the instance.
+    const refused = await run('psql', ['-h', 'localhost', '-p', '6433', '-U', 'admin', 'example', '-c', 'CREATE TABLE example_copy AS SELECT * FROM example;'],
+      { env: { ...process.env, PGPASSWORD: 'password' } })
+    expect(refused.stderr).toMatch(/WARNING: {2}pgmesh: not replicated to the other nodes: CREATE TABLE \.\.\. AS/)
+    const reported = await until('the refusal on n2', async () => {
+      const instances = (await curl(`${url}/v1/databases/example`)).instances as Array<{ node_name: string, spock?: { unreplicated_ddl?: unknown } }>
+      return instances.find(i => i.node_name === 'n2')?.spock?.unreplicated_ddl
+    }, 10_000, 200)
+    expect(reported).toEqual({
+      count: 1,
+      last: { logged_at: expect.any(String), role: 'admin', statement: 'CREATE TABLE example_copy AS SELECT * FROM example', reason: expect.stringMatching(/^CREATE TABLE \.\.\. AS/) }
+    })
+
     // A table without a primary key replicates its inserts too.
     await psql(6434, 'CREATE TABLE log (line text);')
     await until('the log table on n1', async () => (await psql(6432, "SELECT to_regclass('public.log') IS NOT NULL AS here;")).includes(' t'), 10_000, 50)

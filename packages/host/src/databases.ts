@@ -460,7 +460,7 @@ function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<st
       ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
       postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
       ...(o.role === 'primary' && o.subscriptions !== undefined
-        ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions } }
+        ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions, ...(o.unreplicated_ddl === undefined ? {} : { unreplicated_ddl: o.unreplicated_ddl }) } }
         : {})
     }
   })

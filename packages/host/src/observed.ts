@@ -30,6 +30,11 @@ export interface ObservedInstance {
   error?: string
   /** Primaries only: the node's subscriptions, as the replication extension reports them. */
   subscriptions?: ObservedSubscription[]
+  /**
+   * Primaries: DDL that automatic DDL replication refused on this node (CREATE TABLE AS, SELECT INTO, DDL in a
+   * function or DO block), how many statements and the latest; it exists on this node only.
+   */
+  unreplicated_ddl?: { count: number, last: { logged_at: string, role: string, statement: string, reason: string } }
   /** Primaries: this node exists in the replication extension, so peers can subscribe to it. */
   node_ready?: boolean
   /** The replication extension in use: spock or pglogical. */

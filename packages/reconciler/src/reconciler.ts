@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { type Host, nodePrimary, type ObservedInstance, type ObservedSubscription } from '@pgmesh/host'
 import { CONTROL_SESSION_OPTIONS, type InstanceStatus, type Orchestrator } from '@pgmesh/orchestrator-process'
-import { applyErrors, detect, driverFor, JsonLogTail, type NodeSpec, type ReplicationDriver } from '@pgmesh/replication'
+import { applyErrors, detect, driverFor, JsonLogTail, type NodeSpec, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
@@ -34,6 +34,8 @@ export class Reconciler {
   /** The last error of each instance's actions, and how many times in a row they failed. */
   private readonly errors = new Map<string, { message: string, attempts: number }>()
   /** Per local primary: its subscriptions' errors, failures and restarts, and where its JSON server log was read up to. */
+  /** Per local primary: the DDL its automatic DDL replication refused (see @pgmesh/replication). */
+  private readonly unreplicatedDdl = new Map<string, UnreplicatedDdl>()
   private readonly subscriptionHealth = new Map<string, SubscriptionHealth>()
   private readonly serverLogs = new Map<string, JsonLogTail>()
   private polling = false
@@ -455,6 +457,7 @@ export class Reconciler {
     this.subscriptions.delete(instanceId)
     this.subscriptionHealth.delete(instanceId)
     this.serverLogs.delete(instanceId)
+    this.unreplicatedDdl.delete(instanceId)
   }
 
   /**
@@ -512,6 +515,7 @@ export class Reconciler {
           this.log.info({ instanceId: record.instanceId, subscription: name }, 'restarting a stalled subscription')
           await driver.restartSubscription(client, name)
         }
+        await this.readUnreplicatedDdl(record.instanceId, driver, client)
       } catch (err) {
         this.log.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscription status not available')
       } finally {
@@ -519,6 +523,16 @@ export class Reconciler {
       }
     }
     this.host.metrics.subscriptionsDown.set(down)
+  }
+
+  /** What the node's automatic DDL replication refused, for the instance's report; a new refusal is logged too. */
+  private async readUnreplicatedDdl (instanceId: string, driver: ReplicationDriver, client: pg.Client): Promise<void> {
+    const found = await driver.unreplicatedDdl(client)
+    const previous = this.unreplicatedDdl.get(instanceId)
+    if (found === undefined || found.count === previous?.count) return
+    this.unreplicatedDdl.set(instanceId, found)
+    this.log.warn({ instanceId, count: found.count, reason: found.last.reason, role: found.last.role }, 'DDL not replicated to the other nodes')
+    this.requeue()
   }
 
   /** The apply-worker errors this instance logged since the last poll (none when its log is not JSON). */
@@ -566,6 +580,7 @@ export class Reconciler {
         generation: failure !== undefined && failure.attempts >= FAILED_AFTER ? Math.max(record.generation, generation) : record.generation,
         ...(error === undefined ? {} : { error }),
         ...(subs === undefined || status?.role !== 'primary' ? {} : { subscriptions: subs.status, replication: subs.kind }),
+        ...(status?.role !== 'primary' || !this.unreplicatedDdl.has(record.instanceId) ? {} : { unreplicated_ddl: this.unreplicatedDdl.get(record.instanceId) }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
         ...(record.restarts === undefined ? {} : { restarts: record.restarts })
       })

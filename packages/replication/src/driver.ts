@@ -73,7 +73,12 @@ export interface ReplicationDriver {
   restartSubscription: (conn: Queryable, name: string) => Promise<void>
   /** Each subscription's apply worker as the server log names it (`backend_type`) → the subscription's name. */
   applyWorkers: (conn: Queryable) => Promise<Map<string, string>>
+  /** DDL the automatic DDL replication refused on this node (pglogical only; Spock replicates it its own way). */
+  unreplicatedDdl: (conn: Queryable) => Promise<UnreplicatedDdl | undefined>
 }
+
+/** How many statements were refused, and the latest (its text cut to 200 characters). */
+export interface UnreplicatedDdl { count: number, last: { logged_at: string, role: string, statement: string, reason: string } }
 
 /** The statements behind each driver operation; the executor is shared, only the SQL differs per extension. */
 export interface ReplicationSql {
@@ -92,6 +97,8 @@ export interface ReplicationSql {
   enableSubscription: (name: string) => Sql
   /** Rows `{ name, backend_type }`: the backend type the server logs each subscription's apply worker with. */
   applyWorkers: () => Sql
+  /** Rows `{ count, logged_at, role, statement, reason }`: the latest refused DDL statement, when any. */
+  unreplicatedDdl?: () => Sql
 }
 
 export async function execute<R extends QueryResultRow> (conn: Queryable, statement: Sql): Promise<R[]> {

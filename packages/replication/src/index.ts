@@ -1,6 +1,6 @@
 export {
   type Link, type NodeSpec, type Queryable, REPLICATION_SETS, type ReplicationDriver, type ReplicationKind,
-  type ReplicationSql, type Sql, type SubscriptionSpec, type SubscriptionStatus, subscriptionName
+  type ReplicationSql, type Sql, type SubscriptionSpec, type SubscriptionStatus, subscriptionName, type UnreplicatedDdl
 } from './driver.js'
 export { formatDsn } from './dsn.js'
 export { pglogicalSql } from './pglogical.js'

@@ -150,6 +150,13 @@ WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name
   disableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_disable($1::name, true)', values: [name] }),
   enableSubscription: name => ({ text: 'SELECT pglogical.alter_subscription_enable($1::name, true)', values: [name] }),
 
+  unreplicatedDdl: () => ({
+    text: `SELECT (SELECT count(*) FROM pgmesh_repl.unreplicated_ddl)::int AS count, u.logged_at, u.role::text AS role,
+       left(u.statement, 200) AS statement, u.reason
+  FROM pgmesh_repl.unreplicated_ddl u ORDER BY u.id DESC LIMIT 1`,
+    values: []
+  }),
+
   // The worker is registered as `pglogical apply <database oid>:<subscription id>` (pglogical_worker.c).
   applyWorkers: () => ({
     text: `SELECT s.sub_name::text AS name, 'pglogical apply ' || d.oid || ':' || s.sub_id AS backend_type

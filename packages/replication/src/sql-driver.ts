@@ -1,6 +1,6 @@
 import {
   execute, type Link, type NodeSpec, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql,
-  type SubscriptionSpec, type SubscriptionStatus
+  type SubscriptionSpec, type SubscriptionStatus, type UnreplicatedDdl
 } from './driver.js'
 import { pglogicalSql } from './pglogical.js'
 import { dropInactiveSlots, terminateSlotUsers } from './slots.js'
@@ -69,6 +69,14 @@ class SqlReplicationDriver implements ReplicationDriver {
     // The manager must see the subscription disabled (and drop its crashed worker slot) before it is enabled again.
     await new Promise(resolve => setTimeout(resolve, MANAGER_SETTLE_MS))
     await execute(conn, this.sql.enableSubscription(name))
+  }
+
+  async unreplicatedDdl (conn: Queryable): Promise<UnreplicatedDdl | undefined> {
+    const statement = this.sql.unreplicatedDdl?.()
+    if (statement === undefined) return undefined
+    const [row] = await execute<{ count: number, logged_at: Date, role: string, statement: string, reason: string }>(conn, statement)
+    if (row === undefined) return undefined
+    return { count: row.count, last: { logged_at: row.logged_at.toISOString().replace(/\.\d{3}Z$/, 'Z'), role: row.role, statement: row.statement, reason: row.reason } }
   }
 
   async applyWorkers (conn: Queryable): Promise<Map<string, string>> {

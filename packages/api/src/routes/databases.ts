@@ -27,7 +27,11 @@ const InstanceSchema = z.object({
       status: z.string(),
       error: z.string().optional().openapi({ description: "The apply worker's last error from the server log, kept until the subscription is replicating again" }),
       failing_since: z.string().optional().openapi({ description: "Since when it has been down while its provider's primary is available (RFC 3339), reported once that lasted 10 s; a create or update waiting for it fails 60 s after the later of this and the task's start" })
-    }).openapi('SubscriptionStatus'))
+    }).openapi('SubscriptionStatus')),
+    unreplicated_ddl: z.object({
+      count: z.number().int(),
+      last: z.object({ logged_at: z.string(), role: z.string(), statement: z.string(), reason: z.string() })
+    }).optional().openapi({ description: 'pglogical: DDL the automatic DDL replication refused on this node (CREATE TABLE AS, SELECT INTO, DDL inside a function or DO block), which exists on this node only; the latest statement cut to 200 characters' })
   }).optional()
 }).openapi('Instance')
 
