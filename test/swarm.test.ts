@@ -240,7 +240,11 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
       await tb('start-host', '3')
     }
     // The restarted dockerd rejoins the swarm first; under load that has taken over a minute.
-    await until('n3 available again', async () => (await database()).instances.find(i => i.node_name === 'n3')?.state === 'available', 150_000, 500)
+    let n3: unknown
+    await until('n3 available again', async () => {
+      n3 = (await database()).instances.find(i => i.node_name === 'n3')
+      return (n3 as Instance | undefined)?.state === 'available'
+    }, 150_000, 500).catch((err: Error) => { throw new Error(`${err.message}; n3 is ${JSON.stringify(n3)}`) })
     await replicated(db, ['n3'], 'while-docker-3-down', 60_000)
   })
 

@@ -55,8 +55,9 @@ export async function database (d: DaemonProcess): Promise<Db> {
   return (await d.get<Db>('/v1/databases/ha')).body
 }
 
+/** The node's serving primary: `degraded` too (a primary whose subscription fails still takes writes). */
 export function primaryOf (db: Db, node: string): Instance | undefined {
-  return db.instances.find(i => i.node_name === node && i.postgres?.role === 'primary' && i.state === 'available')
+  return db.instances.find(i => i.node_name === node && i.postgres?.role === 'primary' && (i.state === 'available' || i.state === 'degraded'))
 }
 
 export async function connectTo (instance: Instance | undefined, user = 'admin'): Promise<pg.Client> {

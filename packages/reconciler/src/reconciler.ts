@@ -34,10 +34,10 @@ export class Reconciler {
   /** The last error of each instance's actions, and how many times in a row they failed. */
   private readonly errors = new Map<string, { message: string, attempts: number }>()
   /** Per local primary: its subscriptions' errors, failures and restarts, and where its JSON server log was read up to. */
-  /** Per local primary: the DDL its automatic DDL replication refused (see @pgmesh/replication). */
-  private readonly unreplicatedDdl = new Map<string, UnreplicatedDdl>()
   private readonly subscriptionHealth = new Map<string, SubscriptionHealth>()
   private readonly serverLogs = new Map<string, JsonLogTail>()
+  /** Per local primary: the DDL its automatic DDL replication refused (see @pgmesh/replication). */
+  private readonly unreplicatedDdl = new Map<string, UnreplicatedDdl>()
   private polling = false
   /** What each instance's report last said, and since when. */
   private reportedSince = new Map<string, { fingerprint: string, since: string }>()

@@ -238,6 +238,17 @@ describe('pglogical driver on a real 3-node mesh', () => {
     }
     expect(await rows('n2', "SELECT count(*)::int AS n FROM pglogical.tables WHERE relname = 'scratch' AND set_name IS NOT NULL")).toEqual([{ n: 0 }])
     for (const node of NODES) expect((await driver.subscriptionStatus(client(node))).map(s => s.status)).toEqual(['replicating', 'replicating'])
+
+    // A function planted in the schema by another role would run in every session's DDL: installing refuses.
+    await client('n1').query('SET pgmesh.replicate_ddl = off')
+    await client('n1').query('GRANT CREATE ON SCHEMA pgmesh_repl TO app_owner')
+    await client('n1').query('SET ROLE app_owner')
+    await client('n1').query('CREATE FUNCTION pgmesh_repl.planted() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$')
+    await client('n1').query('RESET ROLE')
+    await expect(driver.ensureTablesReplicated(client('n1'))).rejects.toThrow(/schema pgmesh_repl holds objects owned by app_owner/)
+    await client('n1').query('DROP FUNCTION pgmesh_repl.planted(); REVOKE CREATE ON SCHEMA pgmesh_repl FROM app_owner')
+    await client('n1').query('RESET pgmesh.replicate_ddl')
+    await driver.ensureTablesReplicated(client('n1'))
   })
 
   it('restarts subscriptions whose apply workers died with their provider: replicating again, nothing lost', async () => {

@@ -65,6 +65,30 @@ END
 $do$`
 
 /**
+ * The event triggers run these functions in every session, a superuser's too: a schema or function someone else
+ * created first (a database owner may create schemas) would run their code as that session's user. Refuse, loudly.
+ */
+const REFUSE_FOREIGN_SCHEMA = `DO $do$
+DECLARE
+  me oid := (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user);
+  schema oid := pg_catalog.to_regnamespace('pgmesh_repl');
+  foreign_owner name;
+BEGIN
+  SELECT r.rolname INTO foreign_owner FROM pg_catalog.pg_roles r
+   WHERE r.oid <> me AND r.oid IN (
+     SELECT nspowner FROM pg_catalog.pg_namespace WHERE oid = schema
+     UNION ALL SELECT proowner FROM pg_catalog.pg_proc WHERE pronamespace = schema
+     UNION ALL SELECT relowner FROM pg_catalog.pg_class WHERE relnamespace = schema
+     UNION ALL SELECT typowner FROM pg_catalog.pg_type WHERE typnamespace = schema)
+   LIMIT 1;
+  IF foreign_owner IS NOT NULL THEN
+    RAISE EXCEPTION 'schema pgmesh_repl holds objects owned by %: refusing to install DDL replication in it', foreign_owner
+      USING HINT = 'pgmesh creates this schema itself; drop the other owner''s schema or objects as a superuser.';
+  END IF;
+END
+$do$`
+
+/**
  * Earlier versions kept these functions in a schema named `pgmesh`, which is also the superuser's name: `"$user"` in
  * the default search_path then put that user's unqualified tables there. Their trigger and functions go; the schema
  * stays (a user may have put tables in it).
@@ -100,6 +124,7 @@ export const pglogicalSql: ReplicationSql = {
 
   ensureTablesReplicated: () => [
     { text: 'CREATE SCHEMA IF NOT EXISTS pgmesh_repl', values: [] },
+    { text: REFUSE_FOREIGN_SCHEMA, values: [] },
     { text: RETIRE_PGMESH_SCHEMA_OBJECTS, values: [] },
     ...ddlCaptureStatements(),
     { text: REPLICATE_TABLE_FUNCTION, values: [] },
