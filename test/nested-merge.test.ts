@@ -4,25 +4,8 @@
 // Cut off the way test/partition.test.ts does it: the other side's daemons are down while one side writes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
+import { heads, ok, updateSpec } from './helpers/specs.js'
 
-type Spec = Record<string, any>
-
-async function ok<T = any> (p: Promise<{ status: number, body: T }>, what: string): Promise<T> {
-  const res = await p
-  if (res.status !== 200) throw new Error(`${what}: ${res.status} ${JSON.stringify(res.body)}`)
-  return res.body
-}
-
-async function updateSpec (d: DaemonProcess, id: string, edit: (spec: Spec) => void): Promise<void> {
-  const current = await ok(d.get(`/v1/databases/${id}`), `get ${id}`)
-  const spec = structuredClone(current.spec) as Spec
-  edit(spec)
-  await ok(d.post(`/v1/databases/${id}`, { spec }), `update ${id} on ${d.hostId}`)
-}
-
-async function heads (d: DaemonProcess): Promise<string> {
-  return JSON.stringify((await d.get('/v1/cluster')).body.document.heads)
-}
 
 async function converged (hosts: DaemonProcess[]): Promise<void> {
   await until('identical documents on all hosts', async () => new Set(await Promise.all(hosts.map(heads))).size === 1, 30_000, 100)

@@ -218,13 +218,19 @@ BEGIN
 END
 $fn$`
 
-const CREATE_CAPTURE_TRIGGER = `DO $do$
+/** CREATE EVENT TRIGGER has no IF NOT EXISTS. `name` and `definition` are this package's constants, never input. */
+export function createEventTriggerOnce (name: string, definition: string): Sql {
+  return {
+    text: `DO $do$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgmesh_capture_ddl') THEN
-    CREATE EVENT TRIGGER pgmesh_capture_ddl ON ddl_command_end EXECUTE FUNCTION pgmesh_repl.capture_ddl();
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = '${name}') THEN
+    CREATE EVENT TRIGGER ${name} ${definition};
   END IF;
 END
-$do$`
+$do$`,
+    values: []
+  }
+}
 
 /** Installs (idempotently) the DDL capture in the pgmesh_repl schema; run after the pglogical node exists. */
 export function ddlCaptureStatements (): Sql[] {
@@ -237,7 +243,7 @@ export function ddlCaptureStatements (): Sql[] {
     { text: QUEUE_CLIENT_DDL, values: [] },
     { text: CAPTURE_FUNCTION, values: [] },
     // Enabled for origin sessions only: an apply worker's and a schema copy's DDL is never queued again.
-    { text: CREATE_CAPTURE_TRIGGER, values: [] },
+    createEventTriggerOnce('pgmesh_capture_ddl', 'ON ddl_command_end EXECUTE FUNCTION pgmesh_repl.capture_ddl()'),
     // The trigger runs as the client, who must reach queue_client_ddl; nothing else here is theirs to call.
     { text: 'GRANT USAGE ON SCHEMA pgmesh_repl TO PUBLIC', values: [] },
     { text: 'REVOKE ALL ON FUNCTION pgmesh_repl.not_replicated(text, text, name) FROM PUBLIC', values: [] }

@@ -1,4 +1,4 @@
-import { ddlCaptureStatements } from './ddl-capture.js'
+import { createEventTriggerOnce, ddlCaptureStatements } from './ddl-capture.js'
 import { REPLICATION_SETS, type ReplicationSql, type Sql, subscriptionName } from './driver.js'
 
 const sets = `ARRAY[${REPLICATION_SETS.map(s => `'${s}'`).join(', ')}]`
@@ -53,16 +53,6 @@ BEGIN
   END LOOP;
 END
 $fn$`
-
-const CREATE_TRIGGER = `DO $do$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgmesh_replicate_new_tables') THEN
-    CREATE EVENT TRIGGER pgmesh_replicate_new_tables ON ddl_command_end
-      WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
-      EXECUTE FUNCTION pgmesh_repl.replicate_new_tables();
-  END IF;
-END
-$do$`
 
 /**
  * The event triggers run these functions in every session, a superuser's too: a schema or function someone else
@@ -129,7 +119,9 @@ export const pglogicalSql: ReplicationSql = {
     ...ddlCaptureStatements(),
     { text: REPLICATE_TABLE_FUNCTION, values: [] },
     { text: TRIGGER_FUNCTION, values: [] },
-    { text: CREATE_TRIGGER, values: [] },
+    createEventTriggerOnce('pgmesh_replicate_new_tables', `ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
+      EXECUTE FUNCTION pgmesh_repl.replicate_new_tables()`),
     { text: 'ALTER EVENT TRIGGER pgmesh_replicate_new_tables ENABLE ALWAYS', values: [] },
     {
       text: `SELECT pgmesh_repl.replicate_table(t.relid) FROM pglogical.tables t
