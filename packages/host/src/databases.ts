@@ -444,8 +444,8 @@ function placementsOf (databaseId: string, spec: Record<string, unknown>): Place
 /**
  * The anchor's Instance fields for each placed instance, with what its host reports; unreported is `unknown`. A
  * running primary with a failing subscription (reported with `failing_since`: down with an apply error, or stalled,
- * for 10 s while its provider is up) is `degraded` here, with that error; its host reports it `available`, because what the planner and the HA loop read is
- * whether the server itself serves (a degraded primary would be failed over).
+ * for 10 s while its provider is up) is `degraded` here, with that error; its host reports it `available`, because
+ * what the planner and the HA loop read is whether the server itself serves (a degraded primary would be failed over).
  */
 function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>): Array<Record<string, unknown>> {
   return placements.map(({ id, host_id, node_name }) => {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { access, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
+import { cachedAsync } from './cached-async.js'
 import { runCommand } from './system.js'
 import type { ReplicationLibrary } from './postgres-config.js'
 
@@ -22,23 +23,14 @@ function isSingleInstallation (root: string): boolean {
   return existsSync(join(root, 'bin', 'postgres'))
 }
 
-const versionOf = new Map<string, Promise<{ major: number, version: string }>>()
-
-/** `postgres --version` of a binary directory (allowed as root), cached like serverParameters. */
-async function binaryVersion (bin: string): Promise<{ major: number, version: string }> {
-  let known = versionOf.get(bin)
-  if (known === undefined) {
-    known = runCommand(join(bin, 'postgres'), ['--version'], { runAs: undefined, cwd: '/' }).then(out => {
-      // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", "postgres (PostgreSQL) 18beta1"
-      const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(out)
-      if (match === null) throw new Error(`${join(bin, 'postgres')} --version printed no PostgreSQL version: ${out.trim()}`)
-      return { major: Number(match[1]), version: match[2] === undefined ? String(match[1]) : `${match[1]}.${match[2]}` }
-    })
-    known.catch(() => { versionOf.delete(bin) })
-    versionOf.set(bin, known)
-  }
-  return await known
-}
+/** `postgres --version` of a binary directory (allowed as root), cached per directory like serverParameters. */
+const binaryVersion = cachedAsync(async (bin: string): Promise<{ major: number, version: string }> => {
+  const out = await runCommand(join(bin, 'postgres'), ['--version'], { runAs: undefined, cwd: '/' })
+  // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", "postgres (PostgreSQL) 18beta1"
+  const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(out)
+  if (match === null) throw new Error(`${join(bin, 'postgres')} --version printed no PostgreSQL version: ${out.trim()}`)
+  return { major: Number(match[1]), version: match[2] === undefined ? String(match[1]) : `${match[1]}.${match[2]}` }
+})
 
 async function installedMajors (root: string): Promise<number[]> {
   if (isSingleInstallation(root)) return [(await binaryVersion(join(root, 'bin'))).major]
@@ -93,19 +85,9 @@ export function describedParameters (output: string): ReadonlySet<string> {
   return new Set(output.split('\n').map(line => line.split('\t')[0]?.trim() ?? '').filter(name => name !== ''))
 }
 
-const parametersOf = new Map<string, Promise<ReadonlySet<string>>>()
-
 /**
  * The configuration parameters a server binary knows, from `postgres --describe-config` (allowed as root, ~20 ms),
  * cached per binary directory: a minor-version update replaces the binary, and the daemon restarts with it.
  */
-export async function serverParameters (bin: string): Promise<ReadonlySet<string>> {
-  let known = parametersOf.get(bin)
-  if (known === undefined) {
-    known = runCommand(join(bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })
-      .then(describedParameters)
-    known.catch(() => { parametersOf.delete(bin) })
-    parametersOf.set(bin, known)
-  }
-  return await known
-}
+export const serverParameters = cachedAsync(async (bin: string): Promise<ReadonlySet<string>> =>
+  describedParameters(await runCommand(join(bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })))

@@ -13,6 +13,7 @@ export { InstanceLocks } from './instance-locks.js'
 export { reloadSettings } from './config-reload.js'
 export { pickFreePort } from './ports.js'
 export { describedParameters, newestPostgresVersion } from './binaries.js'
+export { cachedAsync } from './cached-async.js'
 export {
   type AdminTarget, basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
 } from './standby.js'

@@ -1,4 +1,4 @@
-import { describedParameters } from '@pgmesh/orchestrator-process'
+import { cachedAsync, describedParameters } from '@pgmesh/orchestrator-process'
 import type Docker from 'dockerode'
 import type { Logger } from 'pino'
 import { describeConfigContainerName, describeConfigContainerSpec } from './task-spec.js'
@@ -31,20 +31,14 @@ function isNotFound (err: unknown): boolean {
  * (a re-tagged or rebuilt image has a new id, so it is asked again); a failed attempt is not cached.
  */
 export class ImageParameters {
-  private readonly known = new Map<string, Promise<ReadonlySet<string>>>()
+  private readonly describeOnce = cachedAsync(
+    async (image: { name: string, id: string, postgresMajor: number }) => await this.describe(image.name, image.id, image.postgresMajor),
+    image => `${image.id} ${image.postgresMajor}`)
 
   constructor (private readonly docker: Docker, private readonly hostId: string, private readonly log: Logger) {}
 
   async of (image: string, postgresMajor: number): Promise<ReadonlySet<string>> {
-    const imageId = await this.localImageId(image)
-    const key = `${imageId} ${postgresMajor}`
-    let parameters = this.known.get(key)
-    if (parameters === undefined) {
-      parameters = this.describe(image, imageId, postgresMajor)
-      parameters.catch(() => { this.known.delete(key) })
-      this.known.set(key, parameters)
-    }
-    return await parameters
+    return await this.describeOnce({ name: image, id: await this.localImageId(image), postgresMajor })
   }
 
   /** The image's id on this host, pulled first when the host does not have it (Swarm would pull it for a service). */
