@@ -136,6 +136,7 @@ export class Reconciler {
       synchronous: Object.fromEntries(this.ha.synchronous),
       now: Date.now()
     })
+    this.forgetSettledErrors(actions)
     const now = Date.now()
     for (const action of actions) {
       if (this.stopped) return
@@ -150,6 +151,19 @@ export class Reconciler {
       this.host.heartbeats?.beat()
     }
     await this.settleTasks(desired)
+  }
+
+  /**
+   * An instance whose actions failed (its runtime was down, say) and that runs again with nothing left to do for it
+   * has recovered without a successful action of ours (Swarm restarted its container): its failure is history, and
+   * keeping it would report the instance `failed` for good. Level-triggered like the rest: decided from the plan.
+   */
+  private forgetSettledErrors (actions: readonly Action[]): void {
+    if (this.errors.size === 0) return
+    const pending = new Set(actions.map(a => a.instanceId))
+    for (const id of this.errors.keys()) {
+      if (!pending.has(id) && this.local.get(id)?.state === 'running') this.errors.delete(id)
+    }
   }
 
   private desired (): Desired & { records: Map<string, { taskId: string }> } {
