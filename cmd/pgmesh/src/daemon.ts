@@ -1,9 +1,9 @@
 import { serve, type ServerType } from '@hono/node-server'
-import { createApp } from '@pgmesh/api'
+import { apiComponents, createApp } from '@pgmesh/api'
 import { Host, type HostConfig } from '@pgmesh/host'
 import { newestPostgresVersion, type Orchestrator, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
 import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
-import { Reconciler } from '@pgmesh/reconciler'
+import { Reconciler, reconcilerHost } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
 
@@ -19,12 +19,17 @@ export interface Daemon {
 
 /** `pgmesh run`: the host runtime plus its HTTP server, with a graceful stop (503 for new requests, flush, close). */
 export async function runDaemon (config: DaemonConfig, logger = pino({ level: config.logLevel, redact: REDACT })): Promise<Daemon> {
-  const host = await Host.open(await withDefaultPostgresVersion(config), logger)
-  let draining = false
-  const app = createApp(host, { logger: logger.child({ component: 'api' }), isDraining: () => draining })
   const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' })) : undefined
-  if (orchestrator instanceof SwarmOrchestrator) host.componentObservers.set('docker', () => orchestrator.dockerComponent())
-  const reconciler = orchestrator === undefined ? undefined : new Reconciler(host, orchestrator, { logger: logger.child({ component: 'reconciler' }) })
+  // The host reports the reconciler's instances in its heartbeats, and the reconciler runs on the host's parts: the
+  // host reads them through this reference, set once the reconciler exists.
+  let reconciler: Reconciler | undefined
+  const host = await Host.open(await withDefaultPostgresVersion(config), logger, {
+    ownInstances: () => reconciler?.observedInstances() ?? [],
+    components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {}
+  })
+  let draining = false
+  const app = createApp(apiComponents(host), { logger: logger.child({ component: 'api' }), isDraining: () => draining })
+  reconciler = orchestrator === undefined ? undefined : new Reconciler(reconcilerHost(host), orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
   await reconciler?.start()
   const server: ServerType = await new Promise((resolve) => {

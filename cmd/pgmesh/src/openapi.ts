@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createApp, openApiDocument } from '@pgmesh/api'
+import { apiComponents, createApp, openApiDocument } from '@pgmesh/api'
 import { Host } from '@pgmesh/host'
 import pino from 'pino'
 
@@ -13,7 +13,7 @@ export async function renderOpenApi (): Promise<string> {
     const host = await Host.open({
       hostId: 'openapi', dataDir: dir, apiUrl: 'http://127.0.0.1:3000', listen: [], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: []
     }, logger)
-    const doc = openApiDocument(createApp(host, { logger }))
+    const doc = openApiDocument(createApp(apiComponents(host), { logger }))
     await host.stop()
     return JSON.stringify(doc, null, 2) + '\n'
   } finally {

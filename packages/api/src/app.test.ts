@@ -1,41 +1,20 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import * as A from '@automerge/automerge'
-import { Host } from '@pgmesh/host'
-import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type App, createApp, openApiDocument } from './app.js'
+import { type ApiFixture, startApiFixture } from './api.fixture.js'
+import { openApiDocument } from './app.js'
 
-const logger = pino({ level: 'silent' })
-let dir: string
-let host: Host
-let app: App
+let api: ApiFixture
 let draining = false
-
-async function call (method: string, path: string, body?: string | object): Promise<{ status: number, json: any, headers: Headers }> {
-  const init: RequestInit = { method }
-  if (body !== undefined) {
-    init.body = typeof body === 'string' ? body : JSON.stringify(body)
-    init.headers = { 'content-type': 'application/json' }
-  }
-  const res = await app.request(path, init)
-  const text = await res.text()
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), headers: res.headers }
-}
+const call = async (method: string, path: string, body?: string | object): ReturnType<ApiFixture['call']> => await api.call(method, path, body)
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'pgmesh-api-'))
-  host = await Host.open({
-    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
-  }, logger)
-  await host.start()
-  app = createApp(host, { logger, isDraining: () => draining })
+  api = await startApiFixture({ isDraining: () => draining })
 })
 
 afterAll(async () => {
-  await host.stop()
-  await rm(dir, { recursive: true, force: true })
+  await api.stop()
 })
 
 describe('before init', () => {
@@ -121,12 +100,12 @@ describe('after init', () => {
     const bad = await call('POST', '/v1/internal/cluster/join-document', { token: token.slice(0, -1) + (token.endsWith('0') ? '1' : '0') })
     expect(bad.status).toBe(401)
     expect(bad.json.name).toBe('invalid_join_token')
-    const res = await app.request('/v1/internal/cluster/join-document', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) })
+    const res = await api.app.request('/v1/internal/cluster/join-document', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('application/octet-stream')
     const doc = A.load<{ cluster?: { id: string } }>(new Uint8Array(await res.arrayBuffer()))
     expect(doc.cluster?.id).toBe('c1')
-    expect(A.getHeads(doc)).toEqual(host.state.heads())
+    expect(A.getHeads(doc)).toEqual(api.host.state.heads())
   })
 
   it('lists this host with the anchor fields', async () => {
@@ -136,7 +115,7 @@ describe('after init', () => {
     const hosts = await call('GET', '/v1/hosts')
     expect(hosts.json.hosts).toHaveLength(1)
     const h = hosts.json.hosts[0]
-    expect(h).toMatchObject({ id: 'host-1', orchestrator: 'process', data_dir: dir, client_addresses: ['127.0.0.1'], status: { state: 'healthy' } })
+    expect(h).toMatchObject({ id: 'host-1', orchestrator: 'process', data_dir: api.dir, client_addresses: ['127.0.0.1'], status: { state: 'healthy' } })
     expect(h.memory).toMatch(/^\d+(GB|MB|TB)$/)
     expect(h.status.updated_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)
   })
@@ -155,7 +134,7 @@ describe('after init', () => {
   })
 
   it('serves metrics in Prometheus text format', async () => {
-    const res = await app.request('/metrics')
+    const res = await api.app.request('/metrics')
     const text = await res.text()
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/)
     expect(text).toMatch(/^pgmesh_cluster_hosts 1$/m)
@@ -182,6 +161,6 @@ describe('OpenAPI', () => {
     expect(served.json.paths['/v1/internal/cluster/join-options']).toBeUndefined()
     const checkedIn = JSON.parse(await readFile(resolve(import.meta.dirname, '../../../spec/openapi.json'), 'utf8'))
     // Regenerate with `npm run openapi` when this fails.
-    expect(checkedIn).toEqual(openApiDocument(app))
+    expect(checkedIn).toEqual(openApiDocument(api.app))
   })
 })

@@ -1,9 +1,9 @@
 import { OpenAPIHono } from '@hono/zod-openapi'
-import type { Host } from '@pgmesh/host'
 import { ApiError, ClusterNotInitializedError, DecodePayloadError, ServerError, ShuttingDownError, invalidInput, issuesFromZod } from '@pgmesh/model'
 import { HTTPException } from 'hono/http-exception'
 import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
+import type { ApiComponents } from './components.js'
 import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
 import { registerOperationRoutes } from './routes/operations.js'
@@ -26,7 +26,7 @@ const PRE_INIT = new Set(['/v1/version', '/v1/cluster/init', '/v1/cluster/join',
  * The v1 API, wire-compatible with pgEdge Control Plane. Every thrown ApiError becomes the anchor's `{name, message}`
  * response here and only here.
  */
-export function createApp (host: Host, options: AppOptions): App {
+export function createApp (components: ApiComponents, options: AppOptions): App {
   const log = options.logger
   const app = new OpenAPIHono({
     defaultHook: (result) => {
@@ -54,16 +54,16 @@ export function createApp (host: Host, options: AppOptions): App {
       return c.json(new ShuttingDownError().toJSON(), 503)
     }
     const path = c.req.path
-    if (path.startsWith('/v1/') && !PRE_INIT.has(path) && !host.initialized) throw new ClusterNotInitializedError()
+    if (path.startsWith('/v1/') && !PRE_INIT.has(path) && !components.membership.initialized) throw new ClusterNotInitializedError()
     await next()
   })
 
-  registerSystemRoutes(app, host)
-  registerClusterRoutes(app, host)
-  registerHostRoutes(app, host)
-  registerDatabaseRoutes(app, host)
-  registerOperationRoutes(app, host)
-  registerTaskRoutes(app, host)
+  registerSystemRoutes(app, components)
+  registerClusterRoutes(app, components)
+  registerHostRoutes(app, components)
+  registerDatabaseRoutes(app, components)
+  registerOperationRoutes(app, components.operations)
+  registerTaskRoutes(app, components.tasks)
 
   app.get('/v1/openapi.json', c => c.json(openApiDocument(app)))
   return app

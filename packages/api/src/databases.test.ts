@@ -1,29 +1,15 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
-import { Host } from '@pgmesh/host'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type App, createApp } from './app.js'
+import { type ApiFixture, startApiFixture } from './api.fixture.js'
 
 // Logs go to a buffer so the test can prove secrets never reach them.
 const logLines: string[] = []
 const logger = pino({ level: 'debug' }, { write: (line: string) => { logLines.push(line) } })
-let dir: string
-let host: Host
-let app: App
-
-async function call (method: string, path: string, body?: unknown): Promise<{ status: number, json: any, text: string }> {
-  const init: RequestInit = { method }
-  if (body !== undefined) {
-    init.body = JSON.stringify(body)
-    init.headers = { 'content-type': 'application/json' }
-  }
-  const res = await app.request(path, init)
-  const text = await res.text()
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text }
-}
+let api: ApiFixture
+const call = async (method: string, path: string, body?: unknown): ReturnType<ApiFixture['call']> => await api.call(method, path, body)
 
 const spec = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
   database_name: 'storefront',
@@ -33,18 +19,11 @@ const spec = (extra: Record<string, unknown> = {}): Record<string, unknown> => (
 })
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'pgmesh-dbapi-'))
-  host = await Host.open({
-    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
-  }, logger)
-  await host.start()
-  app = createApp(host, { logger })
-  expect((await call('GET', '/v1/cluster/init?cluster_id=c1')).status).toBe(200)
+  api = await startApiFixture({ logger, clusterId: 'c1' })
 })
 
 afterAll(async () => {
-  await host.stop()
-  await rm(dir, { recursive: true, force: true })
+  await api.stop()
 })
 
 describe('databases', () => {
@@ -113,15 +92,15 @@ describe('databases', () => {
   })
 
   it('serves the list with an ETag that moves with the document and with what hosts report, 304 until then, gzip when accepted', async () => {
-    const first = await app.request('/v1/databases')
+    const first = await api.app.request('/v1/databases')
     const etag = first.headers.get('etag') ?? ''
     expect(etag).toMatch(/^W\/"[\w-]+"$/)
-    expect((await app.request('/v1/databases', { headers: { 'if-none-match': etag } })).status).toBe(304)
-    expect((await app.request('/v1/databases', { headers: { 'if-none-match': `"other", ${etag.slice(2)}` } })).status).toBe(304)
+    expect((await api.app.request('/v1/databases', { headers: { 'if-none-match': etag } })).status).toBe(304)
+    expect((await api.app.request('/v1/databases', { headers: { 'if-none-match': `"other", ${etag.slice(2)}` } })).status).toBe(304)
 
     // What this host reports about an instance is part of the list: a new report is a new list.
     const instance = { id: 'storefront-n1-689qacsi', database_id: 'storefront', node_name: 'n1', host_id: 'host-1', state: 'available' as const, generation: 1, updated_at: '2026-11-24T00:00:00Z' }
-    host.instanceObserver = () => [instance]
+    api.reported = [instance]
     try {
       let reported = await call('GET', '/v1/databases')
       for (let i = 0; i < 50 && reported.json.databases.find((d: { id: string }) => d.id === 'storefront').instances[0].state !== 'available'; i++) {
@@ -129,25 +108,25 @@ describe('databases', () => {
         reported = await call('GET', '/v1/databases')
       }
       expect(reported.json.databases.find((d: { id: string }) => d.id === 'storefront').instances[0]).toMatchObject({ state: 'available', status_updated_at: instance.updated_at })
-      const afterReport = (await app.request('/v1/databases', { headers: { 'if-none-match': etag } }))
+      const afterReport = (await api.app.request('/v1/databases', { headers: { 'if-none-match': etag } }))
       expect(afterReport.status).toBe(200)
       const reportedEtag = afterReport.headers.get('etag') ?? ''
       expect(reportedEtag).not.toBe(etag)
       expect((await call('POST', '/v1/databases', { id: 'etag-probe', spec: spec() })).status).toBe(200)
-      const afterCreate = await app.request('/v1/databases', { headers: { 'if-none-match': reportedEtag } })
+      const afterCreate = await api.app.request('/v1/databases', { headers: { 'if-none-match': reportedEtag } })
       expect(afterCreate.status).toBe(200)
       const plain = await afterCreate.text()
       expect((JSON.parse(plain) as { databases: Array<{ id: string }> }).databases.map(d => d.id)).toContain('etag-probe')
 
       expect(plain.length).toBeGreaterThan(512)
-      const zipped = await app.request('/v1/databases', { headers: { 'accept-encoding': 'gzip' } })
+      const zipped = await api.app.request('/v1/databases', { headers: { 'accept-encoding': 'gzip' } })
       expect(zipped.headers.get('content-encoding')).toBe('gzip')
       expect(zipped.headers.get('etag')).toBe(afterCreate.headers.get('etag'))
       expect(gunzipSync(Buffer.from(await zipped.arrayBuffer())).toString()).toBe(plain)
-      const refused = await app.request('/v1/databases', { headers: { 'accept-encoding': 'gzip;q=0, identity' } })
+      const refused = await api.app.request('/v1/databases', { headers: { 'accept-encoding': 'gzip;q=0, identity' } })
       expect(refused.headers.get('content-encoding')).toBeNull()
     } finally {
-      host.instanceObserver = undefined
+      api.reported = []
     }
   })
 
@@ -158,9 +137,9 @@ describe('databases', () => {
     expect(res.status, res.text).toBe(200)
     expect(res.json.task.type).toBe('update')
     expect(res.json.database.state).toBe('modifying')
-    const stored = host.databases.desiredSpec('storefront') as { database_users: Array<{ password?: string }>, postgresql_conf: Record<string, unknown> }
-    expect(stored.database_users[0]?.password).toBe('hunter2-very-secret')
-    expect(stored.postgresql_conf.work_mem).toBe('8MB')
+    const stored = api.host.document.databases.desired().find(d => d.id === 'storefront')?.spec
+    expect(stored?.database_users?.[0]?.password).toBe('hunter2-very-secret')
+    expect(stored?.postgresql_conf?.work_mem).toBe('8MB')
     const create = await call('GET', `/v1/databases/storefront/tasks/${createTaskId}`)
     expect(create.json.status).toBe('canceled')
     const renamed = await call('POST', '/v1/databases/storefront', { spec: { ...next, database_name: 'other' } })
@@ -230,6 +209,21 @@ describe('databases', () => {
 
   it('never writes a secret to a log line or a task log', async () => {
     expect(logLines.join('')).not.toContain('hunter2')
-    for (const f of await readdir(join(dir, 'tasks'))) expect(await readFile(join(dir, 'tasks', f), 'utf8')).not.toContain('hunter2')
+    for (const f of await readdir(join(api.dir, 'tasks'))) expect(await readFile(join(api.dir, 'tasks', f), 'utf8')).not.toContain('hunter2')
+  })
+
+  it('refuses to remove a host that a database places a node on, unless forced', async () => {
+    // A second host, as its own join would record it (no daemon behind it: only the document matters here).
+    await api.host.state.change({ op: 'test' }, d => {
+      d.hosts['host-2'] = { ...JSON.parse(JSON.stringify(d.hosts['host-1'])), id: 'host-2', peer_id: '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA', peer_addresses: [] }
+    })
+    expect((await call('POST', '/v1/databases', { id: 'on-host-2', spec: spec({ nodes: [{ name: 'n1', host_ids: ['host-2'] }] }) })).status).toBe(200)
+    const refused = await call('DELETE', '/v1/hosts/host-2')
+    expect(refused.status).toBe(400)
+    expect(refused.json).toEqual({ name: 'invalid_input', message: 'cannot remove host with running instances' })
+    const forced = await call('DELETE', '/v1/hosts/host-2?force=true')
+    expect(forced.status, forced.text).toBe(200)
+    expect(forced.json.task).toMatchObject({ type: 'remove_host', status: 'completed' })
+    expect((await call('GET', '/v1/hosts/host-2')).status).toBe(404)
   })
 })

@@ -1,1 +1,2 @@
 export { createApp, openApiDocument, type App, type AppOptions } from './app.js'
+export { type ApiComponents, apiComponents } from './components.js'

@@ -113,11 +113,6 @@ export function errorResponses (...statuses: Array<400 | 401 | 404 | 409 | 500 |
   return Object.fromEntries(statuses.map(s => [s, { description: descriptions[s] ?? 'Error', content: { 'application/json': { schema: ApiErrorSchema } } }]))
 }
 
-/** RFC 3339 with second precision, UTC, as the anchor renders timestamps. */
-export function rfc3339 (date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z')
-}
-
 /** The anchor renders memory in SI units: 16 GiB → "17GB". */
 export function humanBytes (bytes: number): string {
   const units: Array<[number, string]> = [[1e12, 'TB'], [1e9, 'GB'], [1e6, 'MB'], [1e3, 'kB']]

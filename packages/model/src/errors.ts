@@ -32,7 +32,6 @@ export const DatabaseAlreadyExistsError = apiError('database_already_exists', 40
 export const InvalidInputError = apiError('invalid_input', 400, 'invalid input')
 /** Malformed request bodies (not JSON at all); schema violations are InvalidInputError. */
 export const DecodePayloadError = apiError('decode_payload', 400, 'the request body could not be decoded')
-export const OperationNotSupportedError = apiError('operation_not_supported', 400, 'operation not supported by this control plane server')
 export const InvalidJoinTokenError = apiError('invalid_join_token', 401, 'the given join token is invalid')
 export const NotFoundError = apiError('not_found', 404, 'not found')
 export const ServerError = apiError('server_error', 500, 'internal server error')

@@ -1,4 +1,6 @@
 export * from './errors.js'
 export * from './ids.js'
 export * from './zod-issues.js'
-export * from './spec/index.js'
+export * from './database-spec/index.js'
+export * from './records/index.js'
+export { rfc3339 } from './time.js'

@@ -1,6 +1,6 @@
 import type { z } from 'zod'
 import type { Issue } from './errors.js'
-import { formatPath, segmentsFromZodPath } from './spec/paths.js'
+import { formatPath, segmentsFromZodPath } from './database-spec/paths.js'
 
 /**
  * Turns zod's issues into the anchor's path-prefixed ones: one issue per unknown field, `[key]` for map keys, and

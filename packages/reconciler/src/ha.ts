@@ -1,9 +1,10 @@
-import { type DesiredDatabaseRecord, type Host, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/host'
+import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import type { KeptLease } from '@pgmesh/lease'
-import { instanceId } from '@pgmesh/model'
+import { instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/model'
 import { type InstanceStatus, type Orchestrator, replicaSlotName } from '@pgmesh/orchestrator-process'
 import pg from 'pg'
 import type { Logger } from 'pino'
+import type { ReconcilerHost } from './deps.js'
 import { SUPERUSER } from './plan.js'
 import { waitConfirmed } from './slots.js'
 
@@ -49,7 +50,7 @@ export class HighAvailability {
   private readonly handingOver = new Set<Promise<void>>()
   private readonly log: Logger
 
-  constructor (private readonly host: Host, private readonly orchestrator: Orchestrator, private readonly deps: HighAvailabilityDeps) {
+  constructor (private readonly host: ReconcilerHost, private readonly orchestrator: Orchestrator, private readonly deps: HighAvailabilityDeps) {
     this.log = deps.logger
   }
 
@@ -76,12 +77,12 @@ export class HighAvailability {
   }
 
   private async tick (): Promise<void> {
-    const leases = this.host.leases
-    if (this.ticking || leases === undefined || !this.host.initialized) return
+    const leases = this.host.runtime.leases
+    if (this.ticking || leases === undefined || !this.host.runtime.initialized) return
     this.ticking = true
     try {
-      const me = this.host.config.hostId
-      const cluster = this.host.clusterInstances()
+      const me = this.host.hostId
+      const cluster = this.host.health.clusterInstances()
       const seen = new Set<string>()
       for (const db of this.host.databases.desired()) {
         if (db.deleted || db.spec === undefined) continue
@@ -114,7 +115,7 @@ export class HighAvailability {
   }
 
   private keep (key: string, holder: string, term: number, databaseId: string): KeptLease | undefined {
-    const leases = this.host.leases
+    const leases = this.host.runtime.leases
     if (leases === undefined) return undefined
     const current = this.kept.get(key)
     if (current !== undefined && current.holder === holder && current.term === term) return current
@@ -216,9 +217,8 @@ export class HighAvailability {
   readonly synchronous = new Map<string, string[]>()
 
   private heardFrom (hostId: string): boolean {
-    if (hostId === this.host.config.hostId) return true
-    const beat = this.host.heartbeats?.get(hostId)
-    return beat !== undefined && Date.now() - beat.receivedAt <= SILENT_MS
+    const heard = this.host.health.lastHeardFrom(hostId)
+    return heard !== undefined && Date.now() - heard <= SILENT_MS
   }
 
   /**
@@ -231,7 +231,7 @@ export class HighAvailability {
     if (kept === undefined) return
     if (this.deps.localStatus(mine)?.state === 'stopped') {
       await this.drop(key)
-      await this.host.leases?.release(key, mine, kept.term)
+      await this.host.runtime.leases?.release(key, mine, kept.term)
       this.deps.requeue()
       return
     }
@@ -248,7 +248,7 @@ export class HighAvailability {
       await this.setReadOnly(mine, true).catch(() => {})
       await this.orchestrator.stopInstance(mine)
       await this.drop(key)
-      await this.host.leases?.release(key, mine, kept.term)
+      await this.host.runtime.leases?.release(key, mine, kept.term)
     })().catch((err: unknown) => { this.log.warn({ node: key, err }, 'stopping the primary failed') })
       .finally(() => {
         this.busy.delete(key)
@@ -274,7 +274,7 @@ export class HighAvailability {
     const asked = request?.type === 'failover' && request.candidate === mine && request.from_term === primary.term && this.active(request)
     if (!this.primaryGone(db.id, nodeName, hostIds, primary, cluster)) return
     if (!asked && this.preferredCandidate(db.id, nodeName, hostIds, primary, cluster) !== mine) return
-    const leases = this.host.leases
+    const leases = this.host.runtime.leases
     if (leases === undefined) return
     const term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
     const outcome = await leases.request(key, mine, term)
@@ -363,7 +363,7 @@ export class HighAvailability {
   /** `requested`: a switchover/failover task (settled here on failure); false: the user stopping the primary. */
   private async switchover (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, request: PrimaryChangeRequest, cluster: ObservedInstance[], requested = true): Promise<void> {
     const log = async (message: string): Promise<void> => { await this.deps.taskLog(request.task_id, message, { node_name: nodeName }) }
-    const leases = this.host.leases
+    const leases = this.host.runtime.leases
     const candidate = cluster.find(i => i.id === request.candidate)
     const databaseName = db.spec?.database_name
     let handedOver = false
@@ -372,9 +372,9 @@ export class HighAvailability {
     try {
       if (leases === undefined || databaseName === undefined) throw new Error('not ready')
       if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
-      const address = candidate.addresses?.[0] ?? this.host.state.doc.hosts?.[candidate.host_id]?.client_addresses[0]
+      const address = candidate.addresses?.[0] ?? this.host.document.doc.hosts?.[candidate.host_id]?.client_addresses[0]
       if (address === undefined) throw new Error(`no address for host ${candidate.host_id}`)
-      if (requested) await this.host.operations.settle(request.task_id, { status: 'running' })
+      if (requested) await this.host.tasks.settle(request.task_id, { status: 'running' })
       await log(`switching node ${nodeName} over from ${mine} to ${request.candidate}: stopping writes`)
       await this.setReadOnly(mine, true)
       const conn = await this.deps.connect(mine, databaseName)
@@ -423,11 +423,11 @@ export class HighAvailability {
           this.fenced.add(mine)
           await this.orchestrator.stopInstance(mine).catch(() => {})
           await this.drop(key)
-          await this.host.leases?.release(key, mine, primary.term)
+          await this.host.runtime.leases?.release(key, mine, primary.term)
         }
         return
       }
-      await this.host.operations.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
+      await this.host.tasks.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
       if (!handedOver && !stopped) {
         // Still the primary, still renewing its lease: take writes again.
         await this.setReadOnly(mine, false).catch(() => {})

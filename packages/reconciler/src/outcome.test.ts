@@ -1,4 +1,4 @@
-import type { ObservedInstance, ObservedSubscription } from '@pgmesh/host'
+import type { ObservedInstance, ObservedSubscription } from '@pgmesh/model'
 import { type DatabaseSpec, instanceId } from '@pgmesh/model'
 import { describe, expect, it } from 'vitest'
 import { outcome, REPLICATION_FAILURE_BOUND_MS } from './outcome.js'

@@ -1,5 +1,4 @@
-import { nodePrimary, type ObservedInstance } from '@pgmesh/host'
-import { instanceId } from '@pgmesh/model'
+import { instanceId, nodePrimary, type ObservedInstance } from '@pgmesh/model'
 import type { DesiredDatabase } from './types.js'
 
 export type Outcome = { status: 'running' } | { status: 'completed' } | { status: 'failed', error: string }

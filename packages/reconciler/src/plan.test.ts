@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ObservedInstance } from '@pgmesh/host'
+import type { ObservedInstance } from '@pgmesh/model'
 import { type DatabaseSpec, instanceId } from '@pgmesh/model'
 import { describe, expect, it } from 'vitest'
 import { hashOf, plan } from './plan.js'

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto'
-import { type DatabaseSpec, effectiveNode, instanceId, type OrchestratorOpts } from '@pgmesh/model'
+import { type DatabaseSpec, effectiveNode, instanceId, nodePrimary, type ObservedInstance, type OrchestratorOpts } from '@pgmesh/model'
 import { type DatabaseSetup, type InstanceSpec, replicaSlotName, type SettingValue, type SwarmInstanceOptions } from '@pgmesh/orchestrator-process'
 import { formatDsn, type NodeSpec } from '@pgmesh/replication'
-import { nodePrimary, type ObservedInstance } from '@pgmesh/host'
 import type { Action, Desired, DesiredDatabase, Observed } from './types.js'
 
 /** The role the control plane's own connections use on every instance (the process orchestrator creates it). */

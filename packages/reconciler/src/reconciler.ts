@@ -1,10 +1,11 @@
 import { join } from 'node:path'
-import { type Host, nodePrimary, type ObservedInstance, type ObservedSubscription } from '@pgmesh/host'
+import { nodePrimary, type ObservedInstance, type ObservedSubscription, rfc3339 } from '@pgmesh/model'
 import { CONTROL_SESSION_OPTIONS, type InstanceStatus, type Orchestrator } from '@pgmesh/orchestrator-process'
 import { applyErrors, detect, driverFor, JsonLogTail, type NodeSpec, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
+import type { ReconcilerHost } from './deps.js'
 import { HighAvailability } from './ha.js'
 import { waitConfirmed } from './slots.js'
 import { outcome } from './outcome.js'
@@ -56,7 +57,7 @@ export class Reconciler {
   private unsubscribe: (() => void) | undefined
   private readonly ha: HighAvailability
 
-  constructor (private readonly host: Host, private readonly orchestrator: Orchestrator, private readonly options: ReconcilerOptions) {
+  constructor (private readonly host: ReconcilerHost, private readonly orchestrator: Orchestrator, private readonly options: ReconcilerOptions) {
     this.log = options.logger
     this.ha = new HighAvailability(host, orchestrator, {
       logger: options.logger.child({ component: 'ha' }),
@@ -68,28 +69,19 @@ export class Reconciler {
   }
 
   async start (): Promise<void> {
-    this.applied = await AppliedStore.open(join(this.host.config.dataDir, 'reconciler', 'applied.json'))
+    this.applied = await AppliedStore.open(join(this.host.dataDir, 'reconciler', 'applied.json'))
     await this.refreshLocal()
-    this.host.instanceObserver = () => this.observedInstances()
     const kick = (): void => { this.requeue() }
-    this.host.state.on('change', kick)
-    this.host.on('initialized', kick)
+    this.host.document.on('change', kick)
+    this.host.runtime.on('initialized', kick)
+    // A peer's heartbeat may carry what a pass waits for (its instance up, its node ready).
+    this.host.runtime.on('heartbeat', kick)
     this.unsubscribe = this.orchestrator.onEvent(kick)
     this.timers.push(setInterval(kick, this.options.resyncMs ?? 5000))
     this.timers.push(setInterval(() => { void this.pollSubscriptions() }, this.options.subscriptionPollMs ?? 1000))
-    this.attachHeartbeats()
     for (const t of this.timers) t.unref()
     this.ha.start()
     this.requeue()
-  }
-
-  private attachedTo: unknown
-  /** The mesh (and its heartbeats) starts only at init or join: attach to it when it exists. */
-  private attachHeartbeats (): void {
-    const hb = this.host.heartbeats
-    if (hb === undefined || hb === this.attachedTo) return
-    this.attachedTo = hb
-    hb.on('heartbeat', (beat) => { if (beat.host_id !== this.host.config.hostId) this.requeue() })
   }
 
   async stop (): Promise<void> {
@@ -97,7 +89,6 @@ export class Reconciler {
     for (const t of this.timers) clearInterval(t)
     await this.ha.stop()
     this.unsubscribe?.()
-    this.host.instanceObserver = undefined
     await this.running
   }
 
@@ -123,14 +114,13 @@ export class Reconciler {
   }
 
   private async pass (): Promise<void> {
-    if (!this.host.initialized) return
-    this.attachHeartbeats()
+    if (!this.host.runtime.initialized) return
     const desired = this.desired()
     await this.refreshLocal()
     const actions = plan(desired, {
       local: [...this.local.values()].map(toLocal),
       applied: this.applied.all(),
-      cluster: this.host.clusterInstances(),
+      cluster: this.host.health.clusterInstances(),
       leases: this.ha.held(),
       fenced: [...this.ha.fenced],
       synchronous: Object.fromEntries(this.ha.synchronous),
@@ -148,7 +138,7 @@ export class Reconciler {
     }
     if (actions.length > 0) {
       await this.refreshLocal()
-      this.host.heartbeats?.beat()
+      this.host.runtime.beat()
     }
     await this.settleTasks(desired)
   }
@@ -167,7 +157,7 @@ export class Reconciler {
   }
 
   private desired (): Desired & { records: Map<string, { taskId: string }> } {
-    const hosts = Object.values(this.host.state.doc.hosts ?? {}).map(h => ({ id: h.id, addresses: [...h.client_addresses] }))
+    const hosts = Object.values(this.host.document.doc.hosts ?? {}).map(h => ({ id: h.id, addresses: [...h.client_addresses] }))
     const records = new Map<string, { taskId: string }>()
     const databases: DesiredDatabase[] = this.host.databases.desired().map((d) => {
       records.set(d.id, { taskId: d.task_id })
@@ -177,7 +167,7 @@ export class Reconciler {
         primaries: d.primaries, instanceOperations: d.instanceOperations, primaryChanges: d.primaryChanges
       }
     })
-    return { hostId: this.host.config.hostId, hosts, databases, records }
+    return { hostId: this.host.hostId, hosts, databases, records }
   }
 
   private async refreshLocal (): Promise<void> {
@@ -190,7 +180,7 @@ export class Reconciler {
 
   private async taskLog (taskId: string | undefined, message: string, fields?: Record<string, unknown>): Promise<void> {
     if (taskId === undefined) return
-    await this.host.tasks.log(taskId, message, { host_id: this.host.config.hostId, ...fields }).catch(() => {})
+    await this.host.tasks.log(taskId, message, { host_id: this.host.hostId, ...fields }).catch(() => {})
   }
 
   private async apply (action: Action, desired: ReturnType<Reconciler['desired']>): Promise<void> {
@@ -507,7 +497,7 @@ export class Reconciler {
         // Built only when a subscription is down: this runs every second for every local primary.
         let cluster: ObservedInstance[] | undefined
         const providerUp = (node: string): boolean => {
-          cluster ??= this.host.clusterInstances()
+          cluster ??= this.host.health.clusterInstances()
           return cluster.some(i => i.database_id === record.databaseId && i.node_name === node && i.role === 'primary' && i.state === 'available')
         }
         let health = this.subscriptionHealth.get(record.instanceId)
@@ -570,7 +560,7 @@ export class Reconciler {
    */
   observedInstances (): ObservedInstance[] {
     const out: Array<Omit<ObservedInstance, 'updated_at'>> = []
-    const addresses = [...(this.host.state.doc.hosts?.[this.host.config.hostId]?.client_addresses ?? [])]
+    const addresses = [...(this.host.document.doc.hosts?.[this.host.hostId]?.client_addresses ?? [])]
     const desired = this.host.databases.generations()
     for (const record of this.applied?.all() ?? []) {
       const status = this.local.get(record.instanceId)
@@ -587,7 +577,7 @@ export class Reconciler {
       else state = 'available'
       const subs = this.subscriptions.get(record.instanceId)
       out.push({
-        id: record.instanceId, database_id: record.databaseId, node_name: record.nodeName, host_id: this.host.config.hostId, state,
+        id: record.instanceId, database_id: record.databaseId, node_name: record.nodeName, host_id: this.host.hostId, state,
         ...(status?.role === undefined ? {} : { role: status.role }),
         ...(status === undefined ? {} : { port: status.port, postgres_version: status.postgresVersion, addresses }),
         // A failing instance reports the generation it fails to reach, so that task fails instead of waiting.
@@ -603,7 +593,7 @@ export class Reconciler {
       if (this.applied.get(id) !== undefined) continue
       const [databaseId, nodeName] = parseInstance(id, desired)
       out.push({
-        id, database_id: databaseId, node_name: nodeName, host_id: this.host.config.hostId, state: failure.attempts >= FAILED_AFTER ? 'failed' : 'creating',
+        id, database_id: databaseId, node_name: nodeName, host_id: this.host.hostId, state: failure.attempts >= FAILED_AFTER ? 'failed' : 'creating',
         generation: desired.get(databaseId)?.generation ?? 0, error: failure.message
       })
     }
@@ -612,7 +602,7 @@ export class Reconciler {
 
   /** Each instance's report with the time it last changed. */
   private stampChanges (reports: Array<Omit<ObservedInstance, 'updated_at'>>): ObservedInstance[] {
-    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const now = rfc3339()
     const seen = new Map<string, { fingerprint: string, since: string }>()
     const stamped = reports.map(report => {
       const fingerprint = JSON.stringify(report)
@@ -629,7 +619,7 @@ export class Reconciler {
   private async settleOperations (desired: ReturnType<Reconciler['desired']>, cluster: ObservedInstance[]): Promise<void> {
     const mine = (taskId: string): boolean => {
       const task = this.host.tasks.get(taskId)
-      return task !== undefined && task.origin_host === this.host.config.hostId && (task.status === 'pending' || task.status === 'running')
+      return task !== undefined && task.origin_host === this.host.hostId && (task.status === 'pending' || task.status === 'running')
     }
     for (const db of desired.databases) {
       for (const [id, op] of Object.entries(db.instanceOperations ?? {})) {
@@ -639,7 +629,7 @@ export class Reconciler {
         const done = task?.type === 'stop_instance'
           ? observed?.state === 'stopped'
           : observed?.state === 'available' && (task?.type !== 'restart_instance' || (observed.restarts ?? 0) >= op.restarts)
-        if (done) await this.host.operations.settle(op.task_id, { status: 'completed' })
+        if (done) await this.host.tasks.settle(op.task_id, { status: 'completed' })
       }
       for (const [nodeName, request] of Object.entries(db.primaryChanges ?? {})) {
         if (!mine(request.task_id)) continue
@@ -648,28 +638,27 @@ export class Reconciler {
         const primary = nodePrimary(db.id, nodeName, node.host_ids, db.primaries?.[nodeName])
         if (primary === undefined || primary.term <= request.from_term) continue
         if (primary.instanceId !== request.candidate) {
-          await this.host.operations.settle(request.task_id, { status: 'failed', error: `instance ${primary.instanceId} became the primary instead` })
+          await this.host.tasks.settle(request.task_id, { status: 'failed', error: `instance ${primary.instanceId} became the primary instead` })
           continue
         }
         const observed = cluster.find(i => i.id === primary.instanceId)
-        if (observed?.role === 'primary' && observed.state === 'available') await this.host.operations.settle(request.task_id, { status: 'completed' })
+        if (observed?.role === 'primary' && observed.state === 'available') await this.host.tasks.settle(request.task_id, { status: 'completed' })
       }
     }
   }
 
   /** Closes the tasks this host started, once every host reports the outcome. */
   private async settleTasks (desired: ReturnType<Reconciler['desired']>): Promise<void> {
-    const reachable = this.host.reachableHosts()
-    const cluster = this.host.clusterInstances()
+    const reachable = this.host.health.reachableHosts()
+    const cluster = this.host.health.clusterInstances()
     await this.settleOperations(desired, cluster)
     for (const db of desired.databases) {
       const taskId = desired.records.get(db.id)?.taskId
       if (taskId === undefined) continue
       const task = this.host.tasks.get(taskId)
-      if (task === undefined || task.origin_host !== this.host.config.hostId) continue
+      if (task === undefined || task.origin_host !== this.host.hostId) continue
       if (task.status === 'canceling') {
-        await this.host.databases.settle(db.id, taskId, { status: 'failed' })
-        await this.host.state.change({ op: 'task.canceled', entity: db.id }, d => { Object.assign(d.tasks[taskId] as object, { status: 'canceled' }) })
+        await this.host.databases.settle(db.id, taskId, { status: 'canceled' })
         await this.taskLog(taskId, 'task successfully canceled')
         continue
       }

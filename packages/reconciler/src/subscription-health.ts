@@ -1,4 +1,4 @@
-import type { ObservedSubscription } from '@pgmesh/host'
+import { type ObservedSubscription, rfc3339 } from '@pgmesh/model'
 import type { SubscriptionStatus } from '@pgmesh/replication'
 
 /** How long a subscription may be down, with its provider available, before it is restarted. */
@@ -87,13 +87,9 @@ export class SubscriptionHealth {
         name: row.name,
         status: down ? 'down' : row.status,
         ...(t.error === undefined ? {} : { error: t.error }),
-        ...(t.failingSince === undefined || now - t.failingSince < FAILING_REPORTED_AFTER_MS ? {} : { failing_since: isoSeconds(t.failingSince) })
+        ...(t.failingSince === undefined || now - t.failingSince < FAILING_REPORTED_AFTER_MS ? {} : { failing_since: rfc3339(t.failingSince) })
       })
     }
     return { reports, restart }
   }
-}
-
-function isoSeconds (ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
 }

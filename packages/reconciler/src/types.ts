@@ -1,5 +1,4 @@
-import type { InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/host'
-import type { DatabaseSpec } from '@pgmesh/model'
+import type { DatabaseSpec, InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/model'
 import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator-process'
 import type { NodeSpec } from '@pgmesh/replication'
 

@@ -1,3 +1,4 @@
+import { rfc3339 } from '@pgmesh/model'
 import {
   execute, type Link, type NodeSpec, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql,
   type SubscriptionSpec, type SubscriptionStatus, type UnreplicatedDdl
@@ -76,7 +77,7 @@ class SqlReplicationDriver implements ReplicationDriver {
     if (statement === undefined) return undefined
     const [row] = await execute<{ count: number, logged_at: Date, role: string, statement: string, reason: string }>(conn, statement)
     if (row === undefined) return undefined
-    return { count: row.count, last: { logged_at: row.logged_at.toISOString().replace(/\.\d{3}Z$/, 'Z'), role: row.role, statement: row.statement, reason: row.reason } }
+    return { count: row.count, last: { logged_at: rfc3339(row.logged_at), role: row.role, statement: row.statement, reason: row.reason } }
   }
 
   async applyWorkers (conn: Queryable): Promise<Map<string, string>> {

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events'
 import * as A from '@automerge/automerge'
+import type { ClusterDoc } from '@pgmesh/model'
 import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
-import { type ChangeMeta, type ClusterDoc, decodeChangeMeta, encodeChangeMeta } from './doc.js'
+import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { type MergedRead, readMerged } from './merged-read.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
@@ -165,11 +166,12 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
 
   /**
    * The map at `path` as plain JSON, maps created concurrently merged key by key (see `readMerged`); as it was at
-   * `heads` (a version from `changes()`) when given.
+   * `heads` (a version from `changes()`) when given. `T` is what the caller knows lives at `path` (the document's
+   * record types); the read itself checks nothing of it.
    */
-  readMerged (path: readonly string[], heads?: A.Heads): MergedRead | undefined {
+  readMerged<T = Record<string, unknown>> (path: readonly string[], heads?: A.Heads): MergedRead<T> | undefined {
     if (heads !== undefined && !A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
-    return readMerged(this.current, path, heads)
+    return readMerged(this.current, path, heads) as MergedRead<T> | undefined
   }
 
   /** Paths changed between two versions. */

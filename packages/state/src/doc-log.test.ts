@@ -29,7 +29,7 @@ describe('document log', () => {
     const state = await ClusterState.open({ dir, hostId: 'h1', logger })
     await state.initialize('c1')
     for (let i = 0; i < 20; i++) {
-      await state.change({ op: 'test' }, d => { d.databases[`db${i}`] = { i } })
+      await state.change({ op: 'test' }, d => { d.databases[`db${i}`] = { i } as never })
     }
     // No close(): simulate a crash by just reopening from the files as they are.
     const logFile = join(dir, 'doc.log')
@@ -40,7 +40,7 @@ describe('document log', () => {
     expect(Object.keys(reopened.doc.databases ?? {})).toHaveLength(20)
     expect((await readFile(logFile)).length).toBe(intact)
     // and it keeps working after the repair
-    await reopened.change({ op: 'test' }, d => { d.databases.after = { ok: true } })
+    await reopened.change({ op: 'test' }, d => { d.databases.after = { ok: true } as never })
     const again = await ClusterState.open({ dir, hostId: 'h1', logger })
     expect(again.doc.databases?.after).toEqual({ ok: true })
   })
@@ -68,7 +68,7 @@ describe('document log', () => {
   it('adopts a member\'s whole document only while empty, durably, with its history', async () => {
     const member = await ClusterState.open({ dir: join(dir, 'member'), hostId: 'h1', logger })
     await member.initialize('c1')
-    for (let i = 0; i < 5; i++) await member.change({ op: 'database.create', entity: `db${i}` }, d => { d.databases[`db${i}`] = { i } })
+    for (let i = 0; i < 5; i++) await member.change({ op: 'database.create', entity: `db${i}` }, d => { d.databases[`db${i}`] = { i } as never })
     const snapshot = A.save(member.doc)
 
     const joiner = await ClusterState.open({ dir: join(dir, 'joiner'), hostId: 'h2', logger })

@@ -1,6 +1,6 @@
 export { ClusterState, type ChangeEvent, type ChangeRecord, type ClusterStateOptions, type Doc } from './cluster-state.js'
 export { DocReplicator, SYNC_PROTOCOL, CHANGES_TOPIC, type ReplicatorOptions, type ReplicatorStats } from './replicator.js'
 export { DocLog, encodeRecord, parseRecords } from './doc-log.js'
-export { type ChangeMeta, type ClusterDoc, type ClusterRecord, type HostRecord, decodeChangeMeta } from './doc.js'
+export { type ChangeMeta, decodeChangeMeta } from './doc.js'
 export { writeDiff, deepEqual, keyConflict, toPlain, type FieldConflict } from './write-diff.js'
 export { readMerged, materializeMap, type MergedRead } from './merged-read.js'

@@ -6,9 +6,9 @@ type Value = ReturnType<Backend['getAll']>[number]
 type FullValue = NonNullable<ReturnType<Backend['getWithType']>>
 type MapProxy = Record<string, unknown>
 
-export interface MergedRead {
+export interface MergedRead<T = Record<string, unknown>> {
   /** Plain JSON: every map that hosts created concurrently at one key merged key by key. */
-  value: Record<string, unknown>
+  value: T
   /** Leaf keys (scalars, strings, lists, or a map against a non-map) that got different concurrent values. */
   conflicts: FieldConflict[]
 }
@@ -40,16 +40,17 @@ export function readMerged (doc: A.Doc<unknown>, path: readonly string[], heads?
  * it concurrently, replaced by one new map holding their merged contents, so the Automerge-level conflict is gone
  * and later writes land in the map every host reads. `doc` is the change callback's root proxy.
  */
-export function materializeMap (doc: unknown, parent: MapProxy, key: string): MapProxy {
+export function materializeMap<P extends object, K extends keyof P & string> (doc: unknown, parent: P, key: K): NonNullable<P[K]> {
   const backend = A.getBackend(doc as A.Doc<unknown>)
   const obj = A.getObjectId(parent)
   if (obj === null) throw new Error('materializeMap needs a document proxy')
   const values = backend.getAll(obj, key)
   const maps = values.filter(v => v[0] === 'map').map(v => v[1] as string)
+  const target = parent as MapProxy
   if (values.length !== 1 || maps.length !== 1) {
-    parent[key] = maps.length === 0 ? {} : new MergedReader(backend, undefined).mergeMaps(maps, '', [])
+    target[key] = maps.length === 0 ? {} : new MergedReader(backend, undefined).mergeMaps(maps, '', [])
   }
-  return parent[key] as MapProxy
+  return target[key] as NonNullable<P[K]>
 }
 
 class MergedReader {

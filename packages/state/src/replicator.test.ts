@@ -54,8 +54,8 @@ describe('document replication over libp2p', () => {
     await until('genesis everywhere', () => b.state.initialized && c.state.initialized)
 
     // c is only connected to a: its change must still reach b (relay through a).
-    await c.state.change({ op: 'test' }, d => { d.databases.fromC = { v: 1 } })
-    await b.state.change({ op: 'test' }, d => { d.databases.fromB = { v: 2 } })
+    await c.state.change({ op: 'test' }, d => { d.databases.fromC = { v: 1 } as never })
+    await b.state.change({ op: 'test' }, d => { d.databases.fromB = { v: 2 } as never })
     await until('both changes on all hosts', () => nodes.every(n => n.state.doc.databases?.fromC !== undefined && n.state.doc.databases?.fromB !== undefined))
     const heads = nodes.map(n => n.state.heads().join(','))
     expect(new Set(heads).size).toBe(1)
@@ -81,8 +81,8 @@ describe('document replication over libp2p', () => {
     // Partition: stop b's networking entirely, edit on both sides, then bring it back.
     b.replicator.stop()
     await b.mesh.stop()
-    await a.state.change({ op: 'test' }, d => { d.databases.x = { side: 'a', shared: 'a' } })
-    await b.state.change({ op: 'test' }, d => { d.databases.y = { side: 'b' } })
+    await a.state.change({ op: 'test' }, d => { d.databases.x = { side: 'a', shared: 'a' } as never })
+    await b.state.change({ op: 'test' }, d => { d.databases.y = { side: 'b' } as never })
     const b2mesh = new Mesh({ privateKey: await loadOrCreatePeerKey(join(b.dir, 'peer.key')), clusterKey: key, listen: [bAddress.replace(/\/p2p\/.*/, '')], logger })
     const b2 = { ...b, mesh: b2mesh, replicator: new DocReplicator(b.state, b2mesh, { logger, resyncMs: 500 }) }
     nodes[1] = b2

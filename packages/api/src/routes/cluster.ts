@@ -1,9 +1,9 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Host } from '@pgmesh/host'
 import { ClusterJoinTokenSchema, ClusterSchema, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinOptionsSchema, errorResponses } from '../schemas.js'
+import type { ApiComponents } from '../components.js'
 import { hostResponse } from './hosts.js'
 
-export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
+export function registerClusterRoutes (app: OpenAPIHono, { membership, health, state }: Pick<ApiComponents, 'membership' | 'health' | 'state'>): void {
   app.openapi(createRoute({
     method: 'get',
     path: '/v1/cluster/init',
@@ -17,7 +17,7 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
     }
   }), async (c) => {
     const { cluster_id: clusterId } = c.req.valid('query')
-    return c.json(await host.initCluster(clusterId), 200)
+    return c.json(await membership.initCluster(clusterId), 200)
   })
 
   app.openapi(createRoute({
@@ -30,7 +30,7 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
       200: { description: 'Join token', content: { 'application/json': { schema: ClusterJoinTokenSchema } } },
       ...errorResponses(409, 500)
     }
-  }), c => c.json(host.joinToken(), 200))
+  }), c => c.json(membership.joinToken(), 200))
 
   app.openapi(createRoute({
     method: 'post',
@@ -45,7 +45,7 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
     }
   }), async (c) => {
     const { token, server_urls: serverUrls } = c.req.valid('json')
-    await host.joinCluster(token, serverUrls)
+    await membership.joinCluster(token, serverUrls)
     return c.body(null, 204)
   })
 
@@ -60,7 +60,7 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
     }
   }), (c) => {
     const { token, host_id: hostId } = c.req.valid('json')
-    return c.json(host.joinOptions(token, hostId), 200)
+    return c.json(membership.joinOptions(token, hostId), 200)
   })
 
   app.openapi(createRoute({
@@ -74,7 +74,7 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
     }
   }), (c) => {
     const { token } = c.req.valid('json')
-    const snapshot = host.joinDocument(token)
+    const snapshot = membership.joinDocument(token)
     return c.body(new Uint8Array(snapshot), 200, { 'content-type': 'application/octet-stream' })
   })
 
@@ -89,9 +89,9 @@ export function registerClusterRoutes (app: OpenAPIHono, host: Host): void {
       ...errorResponses(409, 500)
     }
   }), c => c.json({
-    id: host.state.doc.cluster?.id ?? '',
+    id: state.doc.cluster?.id ?? '',
     status: { state: 'available' as const },
-    hosts: host.hostViews().map(hostResponse),
-    document: { heads: host.state.heads() }
+    hosts: health.hostViews().map(hostResponse),
+    document: { heads: state.heads() }
   }, 200))
 }

@@ -1,7 +1,9 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
-import type { DatabaseView, Host, Task } from '@pgmesh/host'
+import type { DatabaseView } from '@pgmesh/cluster'
+import type { Task } from '@pgmesh/model'
 import { CreateDatabaseRequestSchema, DatabaseSpecSchema, NotFoundError, UpdateDatabaseRequestSchema } from '@pgmesh/model'
 import { CachedJson } from '../cached-json.js'
+import type { ApiComponents } from '../components.js'
 import { Identifier, TaskLogSchema, TaskSchema, errorResponses, jsonResponse, taskResponse } from '../schemas.js'
 
 const DatabaseIdParam = z.object({ database_id: Identifier.openapi({ param: { name: 'database_id', in: 'path' } }) })
@@ -81,8 +83,7 @@ function summary (view: DatabaseView): DatabaseSummaryBody {
   return rest as unknown as DatabaseSummaryBody
 }
 
-export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
-  const db = host.databases
+export function registerDatabaseRoutes (app: OpenAPIHono, { databases: db, tasks }: Pick<ApiComponents, 'databases' | 'tasks'>): void {
   const listResponse = new CachedJson()
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases', tags: ['Database'], operationId: 'list-databases', summary: 'List databases',
@@ -145,12 +146,12 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   }), (c) => {
     const { database_id: id } = c.req.valid('param')
     const q = c.req.valid('query')
-    const tasks = host.tasks.list({ scope: 'database', entityId: id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
-    return c.json({ tasks: tasks.map(taskResponse) }, 200)
+    const found = tasks.list({ scope: 'database', entityId: id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
+    return c.json({ tasks: found.map(taskResponse) }, 200)
   })
 
   const databaseTask = (databaseId: string, taskId: string): Task => {
-    const task = host.tasks.get(taskId)
+    const task = tasks.get(taskId)
     if (task === undefined || task.scope !== 'database' || task.entity_id !== databaseId) throw new NotFoundError('no task found with the given ID')
     return task
   }
@@ -173,7 +174,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
   }), async (c) => {
     const { database_id: id, task_id: taskId } = c.req.valid('param')
     const q = c.req.valid('query')
-    return c.json(await host.tasks.readLog(databaseTask(id, taskId), { afterEntryId: q.after_entry_id, limit: q.limit }), 200)
+    return c.json(await tasks.readLog(databaseTask(id, taskId), { afterEntryId: q.after_entry_id, limit: q.limit }), 200)
   })
 
   app.openapi(createRoute({
@@ -183,7 +184,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, host: Host): void {
     responses: { 200: jsonResponse(TaskSchema, 'The task, canceling'), ...errorResponses(400, 404, 409) }
   }), async (c) => {
     const { database_id: id, task_id: taskId } = c.req.valid('param')
-    return c.json(taskResponse(await host.tasks.cancel(taskId, id)), 200)
+    return c.json(taskResponse(await tasks.cancel(taskId, id)), 200)
   })
 
   const HistoryEntry = z.object({

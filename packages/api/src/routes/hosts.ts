@@ -1,6 +1,8 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Host, HostView } from '@pgmesh/host'
-import { HostSchema, Identifier, RemoveHostResponseSchema, errorResponses, humanBytes, rfc3339 } from '../schemas.js'
+import { rfc3339 } from '@pgmesh/model'
+import type { HostView } from '@pgmesh/host'
+import type { ApiComponents } from '../components.js'
+import { HostSchema, Identifier, RemoveHostResponseSchema, errorResponses, humanBytes } from '../schemas.js'
 
 type HostResponse = z.infer<typeof HostSchema>
 
@@ -29,7 +31,7 @@ export function hostResponse (view: HostView): HostResponse {
 
 const HostIdParam = z.object({ host_id: Identifier.openapi({ param: { name: 'host_id', in: 'path' } }) })
 
-export function registerHostRoutes (app: OpenAPIHono, host: Host): void {
+export function registerHostRoutes (app: OpenAPIHono, { membership, health }: Pick<ApiComponents, 'membership' | 'health'>): void {
   app.openapi(createRoute({
     method: 'get',
     path: '/v1/hosts',
@@ -40,7 +42,7 @@ export function registerHostRoutes (app: OpenAPIHono, host: Host): void {
       200: { description: 'Hosts', content: { 'application/json': { schema: z.object({ hosts: z.array(HostSchema) }) } } },
       ...errorResponses(409, 500)
     }
-  }), c => c.json({ hosts: host.hostViews().map(hostResponse) }, 200))
+  }), c => c.json({ hosts: health.hostViews().map(hostResponse) }, 200))
 
   app.openapi(createRoute({
     method: 'get',
@@ -53,7 +55,7 @@ export function registerHostRoutes (app: OpenAPIHono, host: Host): void {
       200: { description: 'Host', content: { 'application/json': { schema: HostSchema } } },
       ...errorResponses(400, 404, 409, 500)
     }
-  }), c => c.json(hostResponse(host.hostView(c.req.valid('param').host_id)), 200))
+  }), c => c.json(hostResponse(health.hostView(c.req.valid('param').host_id)), 200))
 
   app.openapi(createRoute({
     method: 'delete',
@@ -72,7 +74,7 @@ export function registerHostRoutes (app: OpenAPIHono, host: Host): void {
   }), async (c) => {
     const { host_id: hostId } = c.req.valid('param')
     const force = c.req.valid('query').force === 'true'
-    const { task } = await host.removeHost(hostId, force)
+    const { task } = await membership.removeHost(hostId, force)
     return c.json({ task: task as z.infer<typeof RemoveHostResponseSchema>['task'], update_database_tasks: [] }, 200)
   })
 }

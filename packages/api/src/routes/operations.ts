@@ -1,5 +1,5 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Host } from '@pgmesh/host'
+import type { Operations } from '@pgmesh/cluster'
 import { Identifier, TaskSchema, errorResponses, jsonResponse, taskResponse } from '../schemas.js'
 
 const InstanceParams = z.object({
@@ -15,8 +15,7 @@ const TaskBody = z.object({ task: TaskSchema })
 const ScheduledAt = z.iso.datetime({ offset: true }).optional().openapi({ description: 'RFC 3339; must be in the future' })
 
 /** The anchor's instance restart/stop/start and node switchover/failover. */
-export function registerOperationRoutes (app: OpenAPIHono, host: Host): void {
-  const ops = host.operations
+export function registerOperationRoutes (app: OpenAPIHono, ops: Operations): void {
   app.openapi(createRoute({
     method: 'post', path: '/v1/databases/{database_id}/instances/{instance_id}/restart', tags: ['Database'], operationId: 'restart-instance',
     summary: 'Restart an instance, now or at a scheduled time (asynchronous)',

@@ -1,10 +1,11 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Host, Task } from '@pgmesh/host'
+import type { Tasks } from '@pgmesh/cluster'
+import type { Task } from '@pgmesh/model'
 import { InvalidInputError, NotFoundError } from '@pgmesh/model'
 import { Identifier, TaskLogSchema, TaskSchema, errorResponses, jsonResponse, taskResponse } from '../schemas.js'
 import { TaskListQuery, sortOrder } from './databases.js'
 
-export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
+export function registerTaskRoutes (app: OpenAPIHono, tasks: Tasks): void {
   app.openapi(createRoute({
     method: 'get', path: '/v1/tasks', tags: ['System'], operationId: 'list-tasks', summary: 'Tasks of every scope, newest first',
     request: { query: TaskListQuery.extend({ scope: z.enum(['database', 'host']).optional(), entity_id: Identifier.optional() }) },
@@ -12,14 +13,14 @@ export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
   }), (c) => {
     const q = c.req.valid('query')
     if (q.entity_id !== undefined && q.scope === undefined) throw new InvalidInputError('entity_id requires scope to be set')
-    const tasks = host.tasks.list({ scope: q.scope, entityId: q.entity_id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
-    return c.json({ tasks: tasks.map(taskResponse) }, 200)
+    const found = tasks.list({ scope: q.scope, entityId: q.entity_id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
+    return c.json({ tasks: found.map(taskResponse) }, 200)
   })
 
   const HostParam = z.object({ host_id: Identifier.openapi({ param: { name: 'host_id', in: 'path' } }) })
   const HostTaskParams = HostParam.extend({ task_id: z.uuid({ message: 'the given task ID is invalid' }).openapi({ param: { name: 'task_id', in: 'path' } }) })
   const hostTask = (hostId: string, taskId: string): Task => {
-    const task = host.tasks.get(taskId)
+    const task = tasks.get(taskId)
     if (task === undefined || task.scope !== 'host' || task.entity_id !== hostId) throw new NotFoundError('no task found with the given ID')
     return task
   }
@@ -30,8 +31,8 @@ export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
     responses: { 200: jsonResponse(z.object({ tasks: z.array(TaskSchema) }), 'Tasks'), ...errorResponses(400, 409) }
   }), (c) => {
     const q = c.req.valid('query')
-    const tasks = host.tasks.list({ scope: 'host', entityId: c.req.valid('param').host_id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
-    return c.json({ tasks: tasks.map(taskResponse) }, 200)
+    const found = tasks.list({ scope: 'host', entityId: c.req.valid('param').host_id, afterTaskId: q.after_task_id, limit: q.limit, sortOrder: sortOrder(q.sort_order) })
+    return c.json({ tasks: found.map(taskResponse) }, 200)
   })
 
   app.openapi(createRoute({
@@ -50,6 +51,6 @@ export function registerTaskRoutes (app: OpenAPIHono, host: Host): void {
   }), async (c) => {
     const { host_id: hostId, task_id: taskId } = c.req.valid('param')
     const q = c.req.valid('query')
-    return c.json(await host.tasks.readLog(hostTask(hostId, taskId), { afterEntryId: q.after_entry_id, limit: q.limit }), 200)
+    return c.json(await tasks.readLog(hostTask(hostId, taskId), { afterEntryId: q.after_entry_id, limit: q.limit }), 200)
   })
 }

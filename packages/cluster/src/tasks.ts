@@ -1,31 +1,8 @@
-import { InvalidInputError, NotFoundError, newTaskId } from '@pgmesh/model'
+import {
+  ACTIVE_TASK_STATUSES, InvalidInputError, NotFoundError, newTaskId, rfc3339, type Task, type TaskScope, type TaskStatus, type TaskType, transitionTask
+} from '@pgmesh/model'
 import { type ClusterState, toPlain } from '@pgmesh/state'
 import type { TaskLogEntry, TaskLogStore } from './task-log.js'
-
-export type TaskType = 'create' | 'update' | 'delete' | 'node_backup' | 'restore' | 'node_restore' | 'restart_instance' | 'stop_instance'
-  | 'start_instance' | 'switchover' | 'failover' | 'remove_host' | 'upgrade'
-export type TaskStatus = 'pending' | 'running' | 'completed' | 'failed' | 'canceling' | 'canceled' | 'unknown'
-export type TaskScope = 'database' | 'host'
-
-/** A task as the anchor shapes it; `remove_hosts` and `origin_host` are pgmesh's own and never returned. */
-export interface Task {
-  scope: TaskScope
-  entity_id: string
-  task_id: string
-  created_at: string
-  type: TaskType
-  status: TaskStatus
-  parent_id?: string
-  database_id?: string
-  node_name?: string
-  instance_id?: string
-  host_id?: string
-  completed_at?: string
-  error?: string
-  remove_hosts?: string[]
-  /** The host that accepted the request. */
-  origin_host?: string
-}
 
 export interface TaskListQuery {
   scope?: TaskScope
@@ -45,7 +22,6 @@ export interface TaskLog {
   entries: Array<{ timestamp: string, message: string, fields?: Record<string, unknown> }>
 }
 
-const ACTIVE: ReadonlySet<TaskStatus> = new Set(['pending', 'running'])
 /** Tasks that set a database's spec; only they can be superseded by another. */
 const SPEC_TASKS: ReadonlySet<TaskType> = new Set(['create', 'update', 'delete'])
 
@@ -63,7 +39,7 @@ export class Tasks {
   ) {}
 
   newTask (init: Omit<Task, 'task_id' | 'created_at' | 'status'>): Task {
-    return { ...init, task_id: newTaskId(), created_at: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), status: 'pending', origin_host: this.hostId }
+    return { ...init, task_id: newTaskId(), created_at: rfc3339(), status: 'pending', origin_host: this.hostId }
   }
 
   /**
@@ -73,17 +49,16 @@ export class Tasks {
   async settleSuperseded (): Promise<void> {
     const doc = this.state.doc
     const stale: Array<{ taskId: string, by: string }> = []
-    for (const raw of Object.values(doc.tasks ?? {})) {
-      const task = raw as Task
-      if (task.scope !== 'database' || task.origin_host !== this.hostId || !ACTIVE.has(task.status) || !SPEC_TASKS.has(task.type)) continue
-      const current = (doc.databases?.[task.entity_id] as { task_id?: string } | undefined)?.task_id
+    for (const task of Object.values(doc.tasks ?? {})) {
+      if (task.scope !== 'database' || task.origin_host !== this.hostId || !ACTIVE_TASK_STATUSES.has(task.status) || !SPEC_TASKS.has(task.type)) continue
+      const current = doc.databases?.[task.entity_id]?.task_id
       if (current !== undefined && current !== task.task_id) stale.push({ taskId: task.task_id, by: current })
     }
     if (stale.length === 0) return
-    const at = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
     await this.state.change({ op: 'task.supersede' }, d => {
       for (const { taskId, by } of stale) {
-        Object.assign(d.tasks[taskId] as object, { status: 'canceled', completed_at: at, error: `superseded by concurrent task ${by}` })
+        const task = d.tasks[taskId]
+        if (task !== undefined) transitionTask(task, 'canceled', { error: `superseded by concurrent task ${by}` })
       }
     })
   }
@@ -139,11 +114,22 @@ export class Tasks {
   async cancel (taskId: string, databaseId: string): Promise<Task> {
     const task = this.get(taskId)
     if (task === undefined || task.database_id !== databaseId) throw new NotFoundError('no task found with the given ID')
-    if (!ACTIVE.has(task.status)) throw new InvalidInputError('task must be running or pending to be cancelled')
+    if (!ACTIVE_TASK_STATUSES.has(task.status)) throw new InvalidInputError('task must be running or pending to be cancelled')
     await this.state.change({ op: 'task.cancel', entity: databaseId }, d => {
-      Object.assign(d.tasks[taskId] as object, { status: 'canceling' })
+      const stored = d.tasks[taskId]
+      if (stored !== undefined) transitionTask(stored, 'canceling')
     })
     await this.logs.append(taskId, 'task is canceling', { status: 'canceling' })
     return { ...task, status: 'canceling' }
+  }
+
+  /** Moves a task this host accepted to what its work came to; a task already past that status is left alone. */
+  async settle (taskId: string, result: { status: 'running' | 'completed' | 'failed', error?: string }): Promise<void> {
+    let moved = false
+    await this.state.change({ op: `task.${result.status}` }, d => {
+      const task = d.tasks[taskId]
+      if (task !== undefined) moved = transitionTask(task, result.status, result.error === undefined ? {} : { error: result.error })
+    })
+    if (moved && result.status !== 'running') await this.log(taskId, result.status === 'completed' ? 'task completed' : `task failed: ${result.error ?? ''}`)
   }
 }

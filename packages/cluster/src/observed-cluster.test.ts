@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { ObservedInstance } from './observed.js'
+import type { ObservedInstance } from '@pgmesh/model'
 import { ObservedCluster, type PeerReport } from './observed-cluster.js'
 
 function instance (id: string, hostId: string, state: ObservedInstance['state'] = 'available'): ObservedInstance {

@@ -1,4 +1,4 @@
-import type { ObservedInstance } from './observed.js'
+import type { ObservedInstance } from '@pgmesh/model'
 
 /** One reachable peer's last report: a new `report` object arrives with each of its heartbeats. */
 export interface PeerReport {

@@ -43,3 +43,12 @@ export interface ObservedInstance {
   restarts?: number
   updated_at: string
 }
+
+export interface ComponentStatus { healthy: boolean, error?: string, details?: Record<string, unknown> }
+
+/** What a host tells the others about itself in every heartbeat. */
+export interface HostObserved {
+  version: string
+  components: Record<string, ComponentStatus>
+  instances?: ObservedInstance[]
+}

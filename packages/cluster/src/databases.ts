@@ -1,42 +1,13 @@
 import {
-  type DatabaseSpec, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError, NotFoundError, formatIssues, instanceId, invalidInput, isIdentifier,
-  IDENTIFIER_MESSAGE, isSensitiveConfigKey, mergeSecrets, newTaskId, newUuid, redactSpec, validateSpec, type Issue
+  ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
+  type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
+  IDENTIFIER_MESSAGE, isSensitiveConfigKey, mergeSecrets, newUuid, redactSpec, rfc3339, transitionTask, validateSpec, type Issue
 } from '@pgmesh/model'
 import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
-import { decodeSpec, encodeSpec, type EncodedSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
-import type { ObservedInstance } from './observed.js'
+import { decodeSpec, encodeSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
-import type { InstanceOperation, PrimaryChangeRequest } from './operations.js'
-import type { Task, Tasks } from './tasks.js'
+import type { Tasks } from './tasks.js'
 import { DatabaseCache } from './database-cache.js'
-
-export type DatabaseState = 'creating' | 'modifying' | 'available' | 'deleting' | 'degraded' | 'failed' | 'restoring' | 'unknown'
-
-/** A database as stored in the cluster document (desired state only). */
-export interface DatabaseRecord {
-  id: string
-  tenant_id?: string
-  created_at: string
-  updated_at: string
-  /** The state the last accepted operation put the database in; observed state refines it. */
-  state: DatabaseState
-  /** Bumped by every accepted create/update/delete (and force_update), so reconcilers re-run. */
-  generation: number
-  /** Tombstone: a delete is a flag, never a removal, so it wins over a concurrent update on every host. */
-  deleted: boolean
-  /** The create/update/delete task that last set the spec. */
-  task_id: string
-  created_by_host: string
-  spec: EncodedSpec
-  /** Nodes added to the live database, and the node each copies its data from (the anchor's source_node). */
-  node_sources?: Record<string, string>
-  /** Per node: term → the instance a majority's lease made primary at that term (the highest term is current). */
-  primaries?: Record<string, Record<string, string>>
-  /** Per instance: stop/start/restart requests. */
-  instance_operations?: Record<string, InstanceOperation>
-  /** Per node: the switchover or failover asked for last. */
-  primary_changes?: Record<string, PrimaryChangeRequest>
-}
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
 export interface DesiredDatabaseRecord {
@@ -93,10 +64,6 @@ export interface DatabaseContext {
   defaultPostgresVersion: string | undefined
 }
 
-function now (): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
-}
-
 /**
  * Databases' desired state: create, update and delete write the spec into the cluster document field by field, so
  * edits made on different hosts, also while apart, merge; every read validates the merged spec again.
@@ -110,7 +77,7 @@ export class Databases {
   }
 
   private record (id: string): DatabaseRecord | undefined {
-    return this.ctx.state.doc.databases?.[id] as DatabaseRecord | undefined
+    return this.ctx.state.doc.databases?.[id]
   }
 
   /**
@@ -142,9 +109,9 @@ export class Databases {
    * list's order written on both sides is merged too: a conflict only when the sides order shared items differently.
    */
   private readRecord (id: string, heads?: string[]): { record: DatabaseRecord, specConflicts: FieldConflict[] } | undefined {
-    const read = this.ctx.state.readMerged(['databases', id], heads)
+    const read = this.ctx.state.readMerged<DatabaseRecord>(['databases', id], heads)
     if (read === undefined) return undefined
-    const record = read.value as unknown as DatabaseRecord
+    const record = read.value
     const specConflicts: FieldConflict[] = []
     for (const conflict of read.conflicts) {
       // Only what the user wrote: bookkeeping fields (generation, updated_at, task_id) race on every concurrent edit.
@@ -242,14 +209,14 @@ export class Databases {
     if (existing !== undefined && !existing.deleted) throw new DatabaseAlreadyExistsError()
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
     const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'create' })
-    const at = now()
+    const at = rfc3339()
     const record: DatabaseRecord = {
       id, created_at: at, updated_at: at, state: 'creating', generation: 1, deleted: false, task_id: task.task_id,
       created_by_host: this.ctx.hostId, spec: encodeSpec(spec), ...(body.tenant_id === undefined ? {} : { tenant_id: body.tenant_id })
     }
     await this.ctx.state.change({ op: 'database.create', entity: id }, d => {
       // A re-create over a tombstone starts a new record; the old database's tasks stay listed.
-      d.databases[id] = structuredClone(record) as unknown as Record<string, unknown>
+      d.databases[id] = structuredClone(record)
       d.tasks[task.task_id] = task
     })
     await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId, generation: 1 })
@@ -280,22 +247,21 @@ export class Databases {
     const newNodes = (spec.nodes as Array<{ name: string, source_node?: string }>).filter(n => !previousNodes.has(n.name))
     const firstExisting = (spec.nodes as Array<{ name: string }>).find(n => previousNodes.has(n.name))?.name
     await this.ctx.state.change({ op: 'database.update', entity: id }, d => {
-      const target = d.databases[id] as unknown as DatabaseRecord
+      const target = d.databases[id] as DatabaseRecord
       writeDiff(target.spec as Record<string, unknown>, encodeSpec(spec))
       for (const n of newNodes) {
         const source = n.source_node ?? firstExisting
         if (source === undefined) continue
-        materializeMap(d, target as unknown as Record<string, unknown>, 'node_sources')[n.name] = source
+        materializeMap(d, target, 'node_sources')[n.name] = source
       }
-      target.updated_at = now()
+      target.updated_at = rfc3339()
       target.state = 'modifying'
       target.task_id = task.task_id
       target.generation = target.generation + 1
       d.tasks[task.task_id] = task
       // Reconciling is level-triggered: the new spec replaces whatever the previous task was still doing.
-      if (superseded !== undefined && (superseded.status === 'pending' || superseded.status === 'running')) {
-        Object.assign(d.tasks[superseded.task_id] as object, { status: 'canceled', completed_at: now(), error: `superseded by task ${task.task_id}` })
-      }
+      const previous = superseded === undefined ? undefined : d.tasks[superseded.task_id]
+      if (previous !== undefined) transitionTask(previous, 'canceled', { error: `superseded by task ${task.task_id}` })
     })
     await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId, force_update: options.forceUpdate === true })
     return { task, database: this.get(id) }
@@ -308,16 +274,15 @@ export class Databases {
     const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'delete' })
     const superseded = this.ctx.tasks.get(record.task_id)
     await this.ctx.state.change({ op: 'database.delete', entity: id }, d => {
-      const target = d.databases[id] as unknown as DatabaseRecord
+      const target = d.databases[id] as DatabaseRecord
       target.deleted = true
       target.state = 'deleting'
-      target.updated_at = now()
+      target.updated_at = rfc3339()
       target.task_id = task.task_id
       target.generation = target.generation + 1
       d.tasks[task.task_id] = task
-      if (superseded !== undefined && (superseded.status === 'pending' || superseded.status === 'running')) {
-        Object.assign(d.tasks[superseded.task_id] as object, { status: 'canceled', completed_at: now(), error: `superseded by task ${task.task_id}` })
-      }
+      const previous = superseded === undefined ? undefined : d.tasks[superseded.task_id]
+      if (previous !== undefined) transitionTask(previous, 'canceled', { error: `superseded by task ${task.task_id}` })
     })
     await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId })
     return { task }
@@ -357,8 +322,7 @@ export class Databases {
    */
   generations (): Map<string, { generation: number, databaseName: string | undefined }> {
     const out = new Map<string, { generation: number, databaseName: string | undefined }>()
-    for (const [id, raw] of Object.entries(this.ctx.state.doc.databases ?? {})) {
-      const record = raw as DatabaseRecord
+    for (const [id, record] of Object.entries(this.ctx.state.doc.databases ?? {})) {
       const name = record.spec?.database_name
       out.set(id, { generation: record.generation, databaseName: typeof name === 'string' ? name : undefined })
     }
@@ -370,16 +334,16 @@ export class Databases {
     return this.cache.all().map(cached => cached.desired)
   }
 
-  /** Closes a database's task with what the hosts reported, and moves the database to the matching state. */
-  async settle (id: string, taskId: string, result: { status: 'running' | 'completed' | 'failed', error?: string }): Promise<void> {
-    const at = now()
+  /**
+   * Moves a database's task to what the hosts reported (or to canceled, once its cancel is honoured), and the database
+   * to the matching state. A task already past that status is left alone.
+   */
+  async settle (id: string, taskId: string, result: { status: 'running' | 'completed' | 'failed' | 'canceled', error?: string }): Promise<void> {
+    const at = rfc3339()
     await this.ctx.state.change({ op: `task.${result.status}`, entity: id }, d => {
-      const task = d.tasks[taskId] as Task | undefined
-      if (task === undefined) return
-      task.status = result.status
-      if (result.status !== 'running') task.completed_at = at
-      if (result.error !== undefined) task.error = result.error
-      const record = d.databases[id] as unknown as DatabaseRecord | undefined
+      const task = d.tasks[taskId]
+      if (task === undefined || !transitionTask(task, result.status, { at, ...(result.error === undefined ? {} : { error: result.error }) })) return
+      const record = d.databases[id]
       if (record === undefined || record.task_id !== taskId || record.deleted || result.status === 'running') return
       record.state = result.status === 'completed' ? 'available' : 'failed'
       record.updated_at = at
@@ -394,23 +358,12 @@ export class Databases {
     const stored = this.record(id)
     if (stored === undefined || stored.deleted || stored.task_id !== taskId || stored.state !== 'failed') return false
     await this.ctx.state.change({ op: 'database.recovered', entity: id }, d => {
-      const record = d.databases[id] as unknown as DatabaseRecord | undefined
+      const record = d.databases[id]
       if (record === undefined || record.task_id !== taskId || record.state !== 'failed') return
       record.state = 'available'
-      record.updated_at = now()
+      record.updated_at = rfc3339()
     })
     return true
-  }
-
-  /** The raw stored record (for the reconciler and tests). */
-  stored (id: string): DatabaseRecord | undefined {
-    return this.readRecord(id)?.record
-  }
-
-  /** The decoded, unredacted spec (for the reconciler): never send this to a client. */
-  desiredSpec (id: string): Record<string, unknown> | undefined {
-    const record = this.readRecord(id)?.record
-    return record === undefined ? undefined : decodeSpec(record.spec)
   }
 }
 

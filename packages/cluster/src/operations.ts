@@ -1,64 +1,20 @@
 import {
-  DatabaseNotModifiableError, InvalidInputError, NotFoundError, OperationAlreadyInProgressError, instanceId
+  ACTIVE_TASK_STATUSES, type DatabaseRecord, DatabaseNotModifiableError, type InstanceOperation, InvalidInputError, nodePrimary, type NodePrimary, NotFoundError,
+  type ObservedInstance, OperationAlreadyInProgressError, type PrimaryChangeRequest, type Task, instanceId, rfc3339, transitionTask
 } from '@pgmesh/model'
 import { type ClusterState, materializeMap } from '@pgmesh/state'
-import type { DatabaseRecord } from './databases.js'
 import { decodeSpec } from './spec-encoding.js'
-import type { ObservedInstance } from './observed.js'
-import type { Task, Tasks } from './tasks.js'
+import type { Tasks } from './tasks.js'
 
-/** What the user asked of one instance: kept stopped, and how many restarts were asked for so far. */
-export interface InstanceOperation {
-  stopped: boolean
-  restarts: number
-  /** The stop/start/restart task that last changed this record. */
-  task_id: string
-  /** A restart waits until then (RFC 3339). */
-  restart_at?: string
-}
-
-/** A switchover or failover asked for one node; the host that can carry it out does. */
-export interface PrimaryChangeRequest {
-  type: 'switchover' | 'failover'
-  task_id: string
-  candidate: string
-  /** The node's primary term when asked: done once a higher term names the candidate. */
-  from_term: number
-  scheduled_at?: string
-}
-
-export interface NodePrimary { instanceId: string, term: number }
-
-/**
- * The node's primary: the highest term recorded whose instance is still one of the node's, else the first host's
- * instance at term 0. Terms come from leases a majority granted, so two hosts never record the same term for
- * different instances; a merge keeps every entry and every host reads the same highest one.
- */
-export function nodePrimary (databaseId: string, nodeName: string, hostIds: readonly string[], primaries: Record<string, string> | undefined): NodePrimary | undefined {
-  const instances = new Set(hostIds.map(h => instanceId(databaseId, nodeName, h)))
-  let best: NodePrimary | undefined
-  for (const [term, id] of Object.entries(primaries ?? {})) {
-    const t = Number(term)
-    if (!instances.has(id) || !Number.isInteger(t)) continue
-    if (best === undefined || t > best.term) best = { instanceId: id, term: t }
-  }
-  if (best !== undefined) return best
-  const first = hostIds[0]
-  return first === undefined ? undefined : { instanceId: instanceId(databaseId, nodeName, first), term: 0 }
-}
-
-function now (): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
-}
-
-const ACTIVE = new Set(['pending', 'running', 'canceling'])
+/** A primary change whose task is in one of these blocks another. */
+const UNFINISHED = new Set(['pending', 'running', 'canceling'])
 
 export interface OperationsContext {
   state: ClusterState
   tasks: Tasks
-  observedInstances: () => ObservedInstance[]
+  observedInstances: () => readonly ObservedInstance[]
   /** Hosts whose heartbeats are current (this one included). */
-  reachableHosts: () => Set<string>
+  reachableHosts: () => ReadonlySet<string>
 }
 
 interface NodeRef { record: DatabaseRecord, nodeName: string, hostIds: string[] }
@@ -73,7 +29,7 @@ export class Operations {
 
   private record (databaseId: string): DatabaseRecord {
     // Merged as GET shows it: a node's primaries or requests may sit in maps two hosts created concurrently.
-    const record = this.ctx.state.readMerged(['databases', databaseId])?.value as DatabaseRecord | undefined
+    const record = this.ctx.state.readMerged<DatabaseRecord>(['databases', databaseId])?.value
     if (record === undefined) throw new NotFoundError('database not found')
     if (record.deleted) {
       if (this.ctx.tasks.get(record.task_id)?.status === 'completed') throw new NotFoundError('database not found')
@@ -105,21 +61,19 @@ export class Operations {
   private async newInstanceTask (databaseId: string, nodeName: string, id: string, type: Task['type'], change: (op: InstanceOperation) => void): Promise<Task> {
     const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: databaseId, database_id: databaseId, node_name: nodeName, instance_id: id, type })
     await this.ctx.state.change({ op: `instance.${type}`, entity: databaseId }, d => {
-      const target = d.databases[databaseId] as unknown as DatabaseRecord
+      const target = d.databases[databaseId] as DatabaseRecord
       // Maps other hosts may have created concurrently become one before this write lands in them.
-      const operations = materializeMap(d, target as unknown as Record<string, unknown>, 'instance_operations')
+      const operations = materializeMap(d, target, 'instance_operations')
       if (operations[id] === undefined) {
         const op: InstanceOperation = { stopped: false, restarts: 0, task_id: task.task_id }
         change(op)
         operations[id] = op
       } else {
-        const existing = materializeMap(d, operations, id) as unknown as InstanceOperation
+        const existing = materializeMap(d, operations, id)
         change(existing)
         // Only the newest operation's task is followed to its end: one still open is superseded.
-        const previous = d.tasks[existing.task_id] as Task | undefined
-        if (previous !== undefined && (previous.status === 'pending' || previous.status === 'running')) {
-          Object.assign(previous, { status: 'canceled', completed_at: now(), error: `superseded by task ${task.task_id}` })
-        }
+        const previous = d.tasks[existing.task_id]
+        if (previous !== undefined && ACTIVE_TASK_STATUSES.has(previous.status)) transitionTask(previous, 'canceled', { error: `superseded by task ${task.task_id}` })
         existing.task_id = task.task_id
       }
       d.tasks[task.task_id] = task
@@ -179,7 +133,7 @@ export class Operations {
 
   private inProgress (ref: NodeRef): boolean {
     const request = ref.record.primary_changes?.[ref.nodeName]
-    return request !== undefined && ACTIVE.has(this.ctx.tasks.get(request.task_id)?.status ?? '')
+    return request !== undefined && UNFINISHED.has(this.ctx.tasks.get(request.task_id)?.status ?? '')
   }
 
   async switchover (databaseId: string, nodeName: string, body: { candidate_instance_id?: string, scheduled_at?: string }): Promise<Task> {
@@ -207,15 +161,15 @@ export class Operations {
 
   private async primaryChange (ref: NodeRef, request: Omit<PrimaryChangeRequest, 'task_id'>, noop: string | undefined, refused?: string): Promise<Task> {
     const base = this.ctx.tasks.newTask({ scope: 'database', entity_id: ref.record.id, database_id: ref.record.id, node_name: ref.nodeName, instance_id: request.candidate, type: request.type })
-    const at = now()
+    const at = rfc3339()
     const task: Task = refused !== undefined
       ? { ...base, status: 'failed', completed_at: at, error: refused }
       : noop !== undefined ? { ...base, status: 'completed', completed_at: at } : base
     await this.ctx.state.change({ op: `node.${request.type}`, entity: ref.record.id }, d => {
       d.tasks[task.task_id] = task
       if (task.status !== 'pending') return
-      const target = d.databases[ref.record.id] as unknown as DatabaseRecord
-      materializeMap(d, target as unknown as Record<string, unknown>, 'primary_changes')[ref.nodeName] = { ...request, task_id: task.task_id }
+      const target = d.databases[ref.record.id] as DatabaseRecord
+      materializeMap(d, target, 'primary_changes')[ref.nodeName] = { ...request, task_id: task.task_id }
     })
     await this.ctx.tasks.log(task.task_id, refused ?? noop ?? 'task created', { node_name: ref.nodeName, candidate_instance_id: request.candidate })
     return task
@@ -224,24 +178,12 @@ export class Operations {
   /** A lease at `term` was granted to `instance`: it is the node's primary from now on. */
   async recordPrimary (databaseId: string, nodeName: string, term: number, instance: string): Promise<void> {
     await this.ctx.state.change({ op: 'node.primary', entity: databaseId }, d => {
-      const target = d.databases[databaseId] as unknown as DatabaseRecord | undefined
+      const target = d.databases[databaseId]
       if (target === undefined) return
       // Two hosts recording the first terms of different nodes at once both create `primaries`: merge, never lose one.
-      const primaries = materializeMap(d, target as unknown as Record<string, unknown>, 'primaries')
+      const primaries = materializeMap(d, target, 'primaries')
       materializeMap(d, primaries, nodeName)[String(term)] = instance
     })
-  }
-
-  /** Closes a task this host accepted. */
-  async settle (taskId: string, result: { status: 'running' | 'completed' | 'failed', error?: string }): Promise<void> {
-    await this.ctx.state.change({ op: `task.${result.status}` }, d => {
-      const task = d.tasks[taskId] as Task | undefined
-      if (task === undefined) return
-      task.status = result.status
-      if (result.status !== 'running') task.completed_at = now()
-      if (result.error !== undefined) task.error = result.error
-    })
-    if (result.status !== 'running') await this.ctx.tasks.log(taskId, result.status === 'completed' ? 'task completed' : `task failed: ${result.error ?? ''}`)
   }
 }
 

@@ -1,6 +1,6 @@
 import { appendFile, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { newTaskId } from '@pgmesh/model'
+import { newTaskId, rfc3339 } from '@pgmesh/model'
 
 export interface TaskLogEntry {
   /** UUIDv7, so entries from several hosts sort by time. */
@@ -21,7 +21,7 @@ export class TaskLogStore {
   async append (taskId: string, message: string, fields?: Record<string, unknown>): Promise<TaskLogEntry> {
     const entry: TaskLogEntry = {
       id: newTaskId(),
-      timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      timestamp: rfc3339(),
       message,
       ...(fields === undefined ? {} : { fields }),
       host_id: this.hostId

@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Host } from '@pgmesh/host'
+import type { ObservedInstance } from '@pgmesh/model'
+import pino, { type Logger } from 'pino'
+import { type App, createApp } from './app.js'
+import { apiComponents } from './components.js'
+
+export interface CallResult { status: number, json: any, text: string, headers: Headers }
+
+/** One host (mesh on loopback, no orchestrator) with the API over it, answered in process by `app.request`. */
+export interface ApiFixture {
+  app: App
+  host: Host
+  dir: string
+  /** What this host reports as its own instances (its reconciler's part); tests set it. */
+  reported: ObservedInstance[]
+  call: (method: string, path: string, body?: unknown) => Promise<CallResult>
+  stop: () => Promise<void>
+}
+
+export async function startApiFixture (options: { logger?: Logger, isDraining?: () => boolean, clusterId?: string } = {}): Promise<ApiFixture> {
+  const logger = options.logger ?? pino({ level: 'silent' })
+  const dir = await mkdtemp(join(tmpdir(), 'pgmesh-api-'))
+  const fixture: Partial<ApiFixture> & { reported: ObservedInstance[] } = { reported: [] }
+  const host = await Host.open({
+    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
+  }, logger, { ownInstances: () => fixture.reported })
+  await host.start()
+  const app = createApp(apiComponents(host), { logger, ...(options.isDraining === undefined ? {} : { isDraining: options.isDraining }) })
+  const call = async (method: string, path: string, body?: unknown): Promise<CallResult> => {
+    const init: RequestInit = { method }
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body)
+      init.headers = { 'content-type': 'application/json' }
+    }
+    const res = await app.request(path, init)
+    const text = await res.text()
+    return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text, headers: res.headers }
+  }
+  if (options.clusterId !== undefined) {
+    const init = await call('GET', `/v1/cluster/init?cluster_id=${options.clusterId}`)
+    if (init.status !== 200) throw new Error(`cluster init answered ${init.status}: ${init.text}`)
+  }
+  return Object.assign(fixture, {
+    app, host, dir, call,
+    stop: async () => {
+      await host.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+}

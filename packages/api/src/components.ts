@@ -1,0 +1,24 @@
+import type { Databases, Operations, Tasks } from '@pgmesh/cluster'
+import type { Host, HostHealth, HostMetrics, Membership } from '@pgmesh/host'
+import type { ClusterState } from '@pgmesh/state'
+
+/**
+ * What the API serves from, handed over at construction (js-libp2p's components pattern): each route group takes
+ * only the parts it answers from.
+ */
+export interface ApiComponents {
+  membership: Pick<Membership, 'initialized' | 'initCluster' | 'joinToken' | 'joinOptions' | 'joinDocument' | 'joinCluster' | 'removeHost'>
+  health: Pick<HostHealth, 'hostViews' | 'hostView'>
+  /** The cluster document itself, for its id and heads. */
+  state: Pick<ClusterState, 'doc' | 'heads'>
+  databases: Databases
+  operations: Operations
+  tasks: Tasks
+  metrics: Pick<HostMetrics, 'registry'>
+}
+
+/** A host's parts as the API takes them. */
+export function apiComponents (host: Host): ApiComponents {
+  const { databases, operations, tasks } = host.document
+  return { membership: host.membership, health: host.health, state: host.state, databases, operations, tasks, metrics: host.metrics }
+}

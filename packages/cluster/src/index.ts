@@ -1,0 +1,7 @@
+export { ClusterDocument, type ClusterDocumentDeps } from './cluster-document.js'
+export { Databases, type DatabaseContext, type DatabaseConflict, type DatabaseView, type DesiredDatabaseRecord } from './databases.js'
+export { Operations, type OperationsContext } from './operations.js'
+export { Tasks, type TaskListQuery, type TaskLog } from './tasks.js'
+export { type TaskLogEntry, TaskLogStore } from './task-log.js'
+export { decodeSpec, encodeSpec } from './spec-encoding.js'
+export { NOTHING_OBSERVED, ObservedCluster, type ObservedSnapshot, type ObservedSources, type PeerReport } from './observed-cluster.js'

@@ -1,0 +1,32 @@
+import type { ComponentStatus, ObservedInstance } from '@pgmesh/model'
+
+export interface HostConfig {
+  hostId: string
+  dataDir: string
+  /** The HTTP API base URL other hosts and clients use for this host. */
+  apiUrl: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  announce: string[]
+  /** Multiaddrs of hosts to join through at start (with `clusterKeyFile`). */
+  bootstrap: string[]
+  /** A cluster key to join with, copied into the data dir on first start. */
+  clusterKeyFile?: string
+  orchestrator: 'process' | 'swarm'
+  clientAddresses: string[]
+  /** The Postgres version new databases get when their spec names none. */
+  defaultPostgresVersion?: string
+  /** Heartbeat period and the silence after which a host is unreachable. */
+  heartbeatMs?: number
+  unreachableAfterMs?: number
+  /** How long a primary's lease lasts (default 4 s); failover takes a little longer than that. */
+  leaseMs?: number
+}
+
+/** What the host reports of parts that run beside it; the daemon wires them in at construction. */
+export interface HostSources {
+  /** This host's instances as its reconciler sees them (none on a control-only host). */
+  ownInstances?: () => ObservedInstance[]
+  /** Components beyond the mesh and the document (the swarm orchestrator's `docker`). */
+  components?: Readonly<Record<string, () => ComponentStatus>>
+}

@@ -1,0 +1,107 @@
+import type { PeerReport } from '@pgmesh/cluster'
+import type { Heartbeats, Reachability } from '@pgmesh/mesh'
+import { type ComponentStatus, type HostObserved, type HostRecord, NotFoundError, type ObservedInstance } from '@pgmesh/model'
+import type { ClusterState } from '@pgmesh/state'
+import { VERSION } from './version.js'
+
+export interface HostView {
+  record: HostRecord
+  reachability: Reachability
+  /** When this host last heard from it (its own clock). */
+  lastSeen: Date | undefined
+  observed: HostObserved | undefined
+}
+
+export interface HostHealthDeps {
+  hostId: string
+  state: ClusterState
+  /** The heartbeats, once the mesh runs. */
+  heartbeats: () => Heartbeats<HostObserved> | undefined
+  connectedPeers: () => number
+  /** This host's instances as its reconciler sees them (none on a control-only host). */
+  ownInstances: () => ObservedInstance[]
+  /** Components of this host's runtime beyond the mesh and the document (the swarm orchestrator's `docker`). */
+  components: Readonly<Record<string, () => ComponentStatus>>
+}
+
+/**
+ * What this host knows of every host's health: its own report (sent with every heartbeat) and the reports the others
+ * sent last, with whether their heartbeats are current.
+ */
+export class HostHealth {
+  constructor (private readonly deps: HostHealthDeps) {}
+
+  hostViews (): HostView[] {
+    const now = Date.now()
+    return Object.values(this.deps.state.doc.hosts ?? {})
+      .map(record => this.view(record, now))
+      .sort((a, b) => a.record.id.localeCompare(b.record.id))
+  }
+
+  hostView (hostId: string): HostView {
+    const record = this.deps.state.doc.hosts?.[hostId]
+    if (record === undefined) throw new NotFoundError('no host found with the given ID')
+    return this.view(record, Date.now())
+  }
+
+  /** Every reachable host's instances, as last reported (this host's own, fresh). */
+  clusterInstances (): ObservedInstance[] {
+    return [...this.deps.ownInstances(), ...this.peerReports().flatMap(p => p.instances)]
+  }
+
+  /** What the reachable peers last reported. */
+  peerReports (): PeerReport[] {
+    const now = Date.now()
+    const heartbeats = this.deps.heartbeats()
+    const out: PeerReport[] = []
+    for (const id of Object.keys(this.deps.state.doc.hosts ?? {})) {
+      if (id === this.deps.hostId || heartbeats?.reachability(id, now) !== 'healthy') continue
+      const report = heartbeats.get(id)?.heartbeat.observed
+      if (report !== undefined) out.push({ hostId: id, report, instances: report.instances ?? [] })
+    }
+    return out
+  }
+
+  /** Hosts whose heartbeats are current (always this one). */
+  reachableHosts (): Set<string> {
+    const now = Date.now()
+    const heartbeats = this.deps.heartbeats()
+    return new Set(Object.keys(this.deps.state.doc.hosts ?? {}).filter(id => id === this.deps.hostId || heartbeats?.reachability(id, now) === 'healthy'))
+  }
+
+  /** When this host last heard a heartbeat of `hostId` (its own clock); now for itself. */
+  lastHeardFrom (hostId: string): number | undefined {
+    if (hostId === this.deps.hostId) return Date.now()
+    return this.deps.heartbeats()?.get(hostId)?.receivedAt
+  }
+
+  /** This host's own report. */
+  observed (): HostObserved {
+    const peers = this.deps.connectedPeers()
+    const others = Object.keys(this.deps.state.doc.hosts ?? {}).filter(id => id !== this.deps.hostId).length
+    return {
+      version: VERSION,
+      components: {
+        mesh: {
+          healthy: others === 0 || peers > 0,
+          ...(others > 0 && peers === 0 ? { error: 'not connected to any other host' } : {}),
+          details: { connected_peers: peers, other_hosts: others }
+        },
+        state: { healthy: true, details: { heads: this.deps.state.heads().length } },
+        ...Object.fromEntries(Object.entries(this.deps.components).map(([name, observe]) => [name, observe()]))
+      },
+      instances: this.deps.ownInstances()
+    }
+  }
+
+  private view (record: HostRecord, now: number): HostView {
+    const self = record.id === this.deps.hostId
+    const last = this.deps.heartbeats()?.get(record.id)
+    return {
+      record,
+      reachability: this.deps.heartbeats()?.reachability(record.id, now) ?? (self ? 'healthy' : 'unknown'),
+      lastSeen: self ? new Date(now) : (last === undefined ? undefined : new Date(last.receivedAt)),
+      observed: self ? this.observed() : last?.heartbeat.observed
+    }
+  }
+}

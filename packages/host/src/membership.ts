@@ -1,0 +1,256 @@
+import { timingSafeEqual } from 'node:crypto'
+import { cpus as osCpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import * as A from '@automerge/automerge'
+import { decodeSpec, type Tasks } from '@pgmesh/cluster'
+import { ClusterKey, type Mesh } from '@pgmesh/mesh'
+import {
+  ClusterAlreadyInitializedError, ClusterNotInitializedError, type DatabaseRecord, type HostRecord, InvalidInputError, InvalidJoinTokenError, NotFoundError,
+  newUuid, rfc3339, ServerError, type Task
+} from '@pgmesh/model'
+import type { ClusterState } from '@pgmesh/state'
+import type { Logger } from 'pino'
+import type { HostConfig } from './config.js'
+import { adoptMemberDocument, fetchJoinOptions, type JoinOptions, listedBy } from './join-client.js'
+
+export const KEY_FILE = 'cluster.key'
+
+export interface MembershipDeps {
+  config: HostConfig
+  state: ClusterState
+  tasks: Tasks
+  log: Logger
+  /** The mesh, once it runs. */
+  mesh: () => Mesh | undefined
+  /** Starts the mesh with the cluster's key (at init or join), dialing `bootstrap`. */
+  startMesh: (key: ClusterKey, bootstrap?: string[]) => Promise<void>
+  /** The cluster key the mesh runs with. */
+  clusterKey: () => ClusterKey | undefined
+  stopping: () => boolean
+}
+
+/**
+ * This host's place in the cluster: init, join (through a member's API, by token), the join answers it gives other
+ * hosts, its own host record, removal of others, and the connections it keeps to every listed host.
+ */
+export class Membership {
+  private registering = false
+
+  constructor (private readonly deps: MembershipDeps) {}
+
+  /** This host is part of an initialized cluster and listed in its document. */
+  get initialized (): boolean {
+    const mesh = this.deps.mesh()
+    const own = this.deps.state.doc.hosts?.[this.deps.config.hostId]
+    return this.deps.state.initialized && mesh !== undefined && own?.peer_id === mesh.peerId
+  }
+
+  requireInitialized (): void {
+    if (!this.initialized) throw new ClusterNotInitializedError()
+  }
+
+  async initCluster (clusterId: string = newUuid()): Promise<{ token: string, server_urls: string[] }> {
+    if (this.initialized || this.deps.state.initialized || this.deps.mesh() !== undefined) throw new ClusterAlreadyInitializedError()
+    const key = ClusterKey.generate()
+    await key.save(join(this.deps.config.dataDir, KEY_FILE))
+    await this.deps.state.initialize(clusterId)
+    await this.deps.startMesh(key)
+    await this.writeOwnRecord()
+    this.deps.log.info({ clusterId }, 'cluster initialized')
+    return this.joinToken()
+  }
+
+  joinToken (): { token: string, server_urls: string[] } {
+    this.requireInitialized()
+    return { token: this.key().joinToken(), server_urls: [this.deps.config.apiUrl] }
+  }
+
+  /** Answers a joining host (the internal join-options call): checks its token and hands over the cluster key. */
+  joinOptions (token: string, hostId: string): JoinOptions {
+    this.checkToken(token)
+    const { state } = this.deps
+    if (state.doc.hosts?.[hostId] !== undefined) throw new InvalidInputError(`a host with ID ${hostId} already exists in the cluster`)
+    const hosts = Object.values(state.doc.hosts ?? {})
+    const self = this.deps.mesh()?.addresses() ?? []
+    return {
+      cluster_id: state.doc.cluster?.id ?? '',
+      cluster_key: this.key().toString(),
+      bootstrap: [...self, ...hosts.filter(h => h.id !== this.deps.config.hostId).flatMap(h => [...h.peer_addresses])],
+      heads: state.heads()
+    }
+  }
+
+  /** The whole cluster document for a joining host (the internal join-document call), behind the same token check. */
+  joinDocument (token: string): Uint8Array {
+    this.checkToken(token)
+    return A.save(this.deps.state.doc)
+  }
+
+  /**
+   * Joins through a member's API: fetches the cluster key and the member's document, dials the members, and returns
+   * once this host holds the member's document and has added itself to it.
+   */
+  async joinCluster (token: string, serverUrls: string[], timeoutMs = 30_000): Promise<void> {
+    const { config, log, state } = this.deps
+    if (this.initialized || this.deps.mesh() !== undefined) throw new ClusterAlreadyInitializedError()
+    const started = Date.now()
+    const { options, member } = await fetchJoinOptions(serverUrls, token, config.hostId, log)
+    const key = ClusterKey.parse(options.cluster_key)
+    if (`PGEDGE-${key.fingerprint()}` !== token.slice(0, 71)) throw new InvalidJoinTokenError()
+    await key.save(join(config.dataDir, KEY_FILE))
+    const snapshotBytes = await adoptMemberDocument(state, member, token, options.cluster_id, log)
+    const fetchedMs = Date.now() - started
+    await this.deps.startMesh(key, options.bootstrap)
+    const meshMs = Date.now() - started
+    const deadline = Date.now() + timeoutMs
+    while (!A.hasHeads(state.doc, options.heads)) {
+      if (Date.now() > deadline) throw new ServerError('timed out waiting for the cluster document from the members')
+      await sleep(20)
+    }
+    const convergedMs = Date.now() - started
+    await this.writeOwnRecord()
+    // Joined means the cluster knows this host too: a spec naming it, sent to that member right after, must pass.
+    while (!(await listedBy(member, config.hostId))) {
+      if (Date.now() > deadline) throw new ServerError(`member ${member} does not list this host yet`)
+      await sleep(20)
+    }
+    log.info({ clusterId: options.cluster_id, snapshotBytes, fetchedMs, meshMs, convergedMs, ms: Date.now() - started }, 'joined cluster')
+  }
+
+  /** Removes a host from the cluster (the anchor's guards), and keeps its peer out of the mesh from now on. */
+  async removeHost (hostId: string, force: boolean): Promise<{ task: Task }> {
+    this.requireInitialized()
+    const { state, tasks } = this.deps
+    if (hostId === this.deps.config.hostId) throw new InvalidInputError('a host cannot remove itself from the cluster')
+    const record = state.doc.hosts?.[hostId]
+    if (record === undefined) throw new NotFoundError('no host found with the given ID')
+    if (!force && hostHasInstances(state.doc.databases ?? {}, hostId)) throw new InvalidInputError('cannot remove host with running instances')
+    const now = rfc3339()
+    // Removing a host is a document change only: it completes as it is written.
+    const task: Task = { ...tasks.newTask({ scope: 'host', entity_id: hostId, host_id: hostId, type: 'remove_host' }), status: 'completed', completed_at: now }
+    await state.change({ op: 'host.remove', entity: hostId }, d => {
+      d.removed_peers[record.peer_id] = { host_id: hostId, removed_at: now }
+      delete d.hosts[hostId]
+      d.tasks[task.task_id] = { ...task }
+    })
+    await tasks.log(task.task_id, `removed host '${hostId}'`, { host_id: hostId, force })
+    return { task }
+  }
+
+  /**
+   * Once the document has arrived, makes sure this host's record is in it and current. Runs on start and after
+   * every document change; a no-op when nothing differs.
+   */
+  registerSelf (): void {
+    const { state, log, config } = this.deps
+    const mesh = this.deps.mesh()
+    if (!state.initialized || mesh === undefined || this.registering || this.deps.stopping()) return
+    const own = state.doc.hosts?.[config.hostId]
+    if (own !== undefined && own.peer_id !== mesh.peerId) {
+      log.error({ hostId: config.hostId, peerId: own.peer_id }, 'another peer holds this host id in the cluster; not registering')
+      return
+    }
+    if (state.doc.removed_peers?.[mesh.peerId] !== undefined) {
+      log.warn('this host was removed from the cluster')
+      return
+    }
+    if (own !== undefined && sameRecord(own, this.ownRecord(own.joined_at))) return
+    this.registering = true
+    void this.writeOwnRecord().catch((err: unknown) => { log.error({ err }, 'failed to register this host') })
+      .finally(() => { this.registering = false })
+  }
+
+  /** Dials every host the document lists (the bootstrap peer is only the first contact), and denies removed ones. */
+  keepMeshConnected (bootstrap: readonly string[]): void {
+    const mesh = this.deps.mesh()
+    if (mesh === undefined || this.deps.stopping()) return
+    const doc = this.deps.state.doc
+    for (const peer of Object.keys(doc.removed_peers ?? {})) mesh.deny(peer)
+    const hosts = Object.values(doc.hosts ?? {}).filter(h => h.id !== this.deps.config.hostId)
+    if (hosts.length === 0 && mesh.connectedPeers().length === 0) this.dialBootstrap(bootstrap)
+    mesh.keepConnected(hosts.map(h => ({ peerId: h.peer_id, addresses: [...h.peer_addresses] })))
+  }
+
+  dialBootstrap (bootstrap: readonly string[]): void {
+    const mesh = this.deps.mesh()
+    if (mesh === undefined) return
+    for (const address of bootstrap) {
+      if (mesh.addresses().includes(address)) continue
+      void mesh.dial(address, AbortSignal.timeout(5000)).catch((err: unknown) => {
+        this.deps.log.debug({ address, err: (err as Error).message }, 'bootstrap dial failed; will retry')
+      })
+    }
+  }
+
+  private checkToken (token: string): void {
+    this.requireInitialized()
+    if (!constantTimeEqual(token, this.key().joinToken())) throw new InvalidJoinTokenError()
+  }
+
+  private key (): ClusterKey {
+    const key = this.deps.clusterKey()
+    if (key === undefined) throw new ClusterNotInitializedError()
+    return key
+  }
+
+  private ownRecord (joinedAt: string): HostRecord {
+    const { config } = this.deps
+    const mesh = this.deps.mesh()
+    return {
+      id: config.hostId,
+      peer_id: mesh?.peerId ?? '',
+      peer_addresses: mesh?.addresses() ?? [],
+      client_addresses: config.clientAddresses,
+      api_url: config.apiUrl,
+      orchestrator: config.orchestrator,
+      data_dir: config.dataDir,
+      cpus: osCpus().length,
+      memory: totalmem(),
+      joined_at: joinedAt
+    }
+  }
+
+  private async writeOwnRecord (): Promise<void> {
+    const { state, config } = this.deps
+    const existing = state.doc.hosts?.[config.hostId]
+    const record = this.ownRecord(existing?.joined_at ?? new Date().toISOString())
+    await state.change({ op: existing === undefined ? 'host.join' : 'host.update', entity: record.id }, d => {
+      const current = d.hosts[record.id]
+      if (current === undefined) {
+        d.hosts[record.id] = record
+        return
+      }
+      // Field by field, so a concurrent removal (a delete of the whole record) still wins.
+      for (const [k, v] of Object.entries(record) as Array<[keyof HostRecord, HostRecord[keyof HostRecord]]>) {
+        if (JSON.stringify(current[k]) !== JSON.stringify(v)) Object.assign(current, { [k]: v })
+      }
+    })
+  }
+}
+
+function sameRecord (a: HostRecord, b: HostRecord): boolean {
+  return JSON.stringify(toSorted(a)) === JSON.stringify(toSorted(b))
+}
+
+function toSorted (r: HostRecord): unknown {
+  return Object.fromEntries(Object.entries(r).sort(([x], [y]) => x.localeCompare(y)).map(([k, v]) => [k, Array.isArray(v) ? [...v] : v]))
+}
+
+/** A host has instances while any database spec places a node on it. */
+function hostHasInstances (databases: Record<string, DatabaseRecord>, hostId: string): boolean {
+  return Object.values(databases).some((db) => {
+    if (db.deleted) return false
+    const nodes = decodeSpec(db.spec).nodes
+    return Array.isArray(nodes) && nodes.some((n: { host_ids?: unknown }) => Array.isArray(n.host_ids) && n.host_ids.includes(hostId))
+  })
+}
+
+function constantTimeEqual (a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}

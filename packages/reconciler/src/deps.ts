@@ -1,0 +1,36 @@
+import type { Databases, Operations, Tasks } from '@pgmesh/cluster'
+import type { Host, HostHealth, HostMetrics } from '@pgmesh/host'
+import type { ClusterState } from '@pgmesh/state'
+
+/**
+ * What the reconciler and its HA loop need of the host they run on, handed over at construction (js-libp2p's
+ * components pattern): the daemon passes the host's parts, tests pass their own.
+ */
+export interface ReconcilerHost {
+  hostId: string
+  dataDir: string
+  /** The cluster document: read, and watched for changes. */
+  document: Pick<ClusterState, 'doc' | 'on'>
+  databases: Pick<Databases, 'desired' | 'generations' | 'settle' | 'recover'>
+  tasks: Pick<Tasks, 'get' | 'log' | 'settle'>
+  operations: Pick<Operations, 'recordPrimary'>
+  /** The host's lifecycle: initialized (and its event), peers' heartbeats arriving, leases once the mesh runs. */
+  runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
+  health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>
+  metrics: Pick<HostMetrics, 'subscriptionsDown' | 'subscriptionApplyErrors'>
+}
+
+/** A host's parts as the reconciler takes them. */
+export function reconcilerHost (host: Host): ReconcilerHost {
+  return {
+    hostId: host.config.hostId,
+    dataDir: host.config.dataDir,
+    document: host.state,
+    databases: host.document.databases,
+    tasks: host.document.tasks,
+    operations: host.document.operations,
+    runtime: host,
+    health: host.health,
+    metrics: host.metrics
+  }
+}
