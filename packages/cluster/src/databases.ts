@@ -1,13 +1,15 @@
 import {
   ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
   type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
-  IDENTIFIER_MESSAGE, isSensitiveConfigKey, mergeSecrets, newUuid, redactSpec, rfc3339, transitionTask, validateSpec, type Issue
+  IDENTIFIER_MESSAGE, mergeSecrets, newUuid, redactSpec, rfc3339, transitionTask, validateSpec, type Issue
 } from '@pgmesh/model'
 import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import type { Tasks } from './tasks.js'
+import { conflictView, type DatabaseConflict } from './conflict-view.js'
 import { DatabaseCache } from './database-cache.js'
+import { type DiffEntry, jsonDiff } from './json-diff.js'
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
 export interface DesiredDatabaseRecord {
@@ -20,13 +22,6 @@ export interface DesiredDatabaseRecord {
   primaries: Record<string, Record<string, string>>
   instanceOperations: Record<string, InstanceOperation>
   primaryChanges: Record<string, PrimaryChangeRequest>
-}
-
-export interface DatabaseConflict {
-  /** Field path in the anchor's notation, relative to the database (e.g. `spec.postgresql_conf.work_mem`). */
-  path: string
-  values: unknown[]
-  hosts: string[]
 }
 
 export interface DatabaseView {
@@ -50,8 +45,6 @@ interface CachedDatabase {
   placements: Placement[]
   desired: DesiredDatabaseRecord
 }
-
-const SECRET_LEAF = /(^|\.)(password|s3_key|s3_key_secret|gcs_key|azure_key)$/
 
 export interface DatabaseContext {
   hostId: string
@@ -188,13 +181,7 @@ export class Databases {
     const own = keyConflict(databases, id, '')
     // Both sides writing the same value is agreement, not a conflict (say, the same edit sent to two hosts).
     const all = [...(own === undefined || new Set(own.values.map(v => JSON.stringify(v))).size < 2 ? [] : [own]), ...specConflicts]
-    return all.map(c => ({
-      path: c.path.replace(/\.items\.([^.]+)/g, '[$1]').replace(/\.order$/, ''),
-      values: isSecretPath(c.path)
-        ? c.values.map(() => '(secret)')
-        : c.values.map(v => isRecordValue(v) && c.path === '' ? redactRecord(v) : maskSecrets(v, isSecretKeyAt(c.path))),
-      hosts: c.actors.map(a => this.ctx.state.hostOfActor(a) ?? a)
-    }))
+    return all.map(c => conflictView(c, actor => this.ctx.state.hostOfActor(actor) ?? actor))
   }
 
   async create (body: { id?: string, tenant_id?: string, spec: unknown }): Promise<{ task: Task, database: DatabaseView }> {
@@ -419,54 +406,6 @@ function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<st
   })
 }
 
-export interface DiffEntry { path: string, action: 'set' | 'removed', before?: unknown, after?: unknown }
-
-/** Leaf-level differences between two JSON values, with anchor-style paths. */
-export function jsonDiff (before: unknown, after: unknown, path: string): DiffEntry[] {
-  if (isRecordValue(before) && isRecordValue(after)) {
-    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()
-    return keys.flatMap(k => jsonDiff(before[k], after[k], path === '' ? k : `${path}.${k}`))
-  }
-  if (Array.isArray(before) && Array.isArray(after) && before.every(isRecordValue) && after.every(isRecordValue)) {
-    const n = Math.max(before.length, after.length)
-    return Array.from({ length: n }, (_, i) => jsonDiff(before[i], after[i], `${path}[${i}]`)).flat()
-  }
-  if (JSON.stringify(before) === JSON.stringify(after)) return []
-  if (after === undefined) return [{ path, action: 'removed', before }]
-  return [{ path, action: 'set', ...(before === undefined ? {} : { before }), after }]
-}
-
 function isRecordValue (v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-/** A whole conflicting database record (two concurrent creates): show it the way GET would. */
-function redactRecord (v: Record<string, unknown>): unknown {
-  if (isRecordValue(v.spec)) return { ...v, spec: redactSpec(decodeSpec(v.spec) as never) }
-  return maskSecrets(v, key => SECRET_LEAF.test(key))
-}
-
-/**
- * Whether a conflict at this document path holds a secret: a password or repository key, or anything under a
- * service's config whose key looks secret (the same rule responses use to strip service config).
- */
-function isSecretPath (path: string): boolean {
-  if (SECRET_LEAF.test(path)) return true
-  const segments = path.split('.')
-  const services = segments.indexOf('services')
-  const config = services < 0 ? -1 : segments.indexOf('config', services)
-  return config > 0 && segments.slice(config + 1).some(isSensitiveConfigKey)
-}
-
-/** The test for keys inside a conflicting subtree at this path: service configs have their own rule. */
-function isSecretKeyAt (path: string): (key: string) => boolean {
-  if (!path.split('.').includes('services')) return key => SECRET_LEAF.test(key)
-  return key => SECRET_LEAF.test(key) || isSensitiveConfigKey(key)
-}
-
-/** A conflicting subtree (a whole user, a service, a repository list): its secret fields masked at any depth. */
-function maskSecrets (v: unknown, isSecretKey: (key: string) => boolean): unknown {
-  if (Array.isArray(v)) return v.map(x => maskSecrets(x, isSecretKey))
-  if (!isRecordValue(v)) return v
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, isSecretKey(k) ? '(secret)' : maskSecrets(x, isSecretKey)]))
 }

@@ -1,5 +1,7 @@
 export { ClusterDocument, type ClusterDocumentDeps } from './cluster-document.js'
-export { Databases, type DatabaseContext, type DatabaseConflict, type DatabaseView, type DesiredDatabaseRecord } from './databases.js'
+export { Databases, type DatabaseContext, type DatabaseView, type DesiredDatabaseRecord } from './databases.js'
+export type { DatabaseConflict } from './conflict-view.js'
+export type { DiffEntry } from './json-diff.js'
 export { Operations, type OperationsContext } from './operations.js'
 export { Tasks, type TaskListQuery, type TaskLog } from './tasks.js'
 export { type TaskLogEntry, TaskLogStore } from './task-log.js'
