@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { ClusterDocument, ObservedCluster } from '@pgmesh/cluster'
 import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
-import type { HostObserved } from '@pgmesh/model'
+import type { HostObserved, Startable } from '@pgmesh/model'
 import { ClusterState, DocReplicator } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig, HostSources } from './config.js'
@@ -25,7 +25,7 @@ const KEEPER_MS = 2000
  * document replicator, heartbeats, leases and the task-log protocol) once the host has a cluster key, and stops them
  * all. The API and the reconciler are built on its parts.
  */
-export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: string] }> {
+export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: string] }> implements Startable {
   readonly metrics: HostMetrics
   readonly document: ClusterDocument
   readonly membership: Membership

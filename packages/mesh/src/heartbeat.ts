@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Mesh } from './mesh.js'
+import type { Startable } from '@pgmesh/model'
 
 export const HEARTBEAT_TOPIC = '/pgmesh/heartbeat/1'
 
@@ -30,7 +31,7 @@ export interface HeartbeatOptions<T> {
  * Host liveness and observed state by gossip (never in the CRDT: it changes every second). The newest heartbeat of
  * each host replaces the previous one whole.
  */
-export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbeat<T>] }> {
+export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbeat<T>] }> implements Startable {
   readonly intervalMs: number
   readonly unreachableAfterMs: number
   private readonly latest = new Map<string, { heartbeat: Heartbeat<T>, receivedAt: number }>()

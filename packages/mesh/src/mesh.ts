@@ -14,6 +14,7 @@ import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { type Framed, frame } from './framed.js'
 import type { ClusterKey } from './keys.js'
+import type { Startable } from '@pgmesh/model'
 
 export interface MeshOptions {
   privateKey: PrivateKey
@@ -36,7 +37,7 @@ const KEEP_ALIVE_TAG = `${KEEP_ALIVE}-pgmesh`
  * This host's libp2p node: TCP + pnet + noise + yamux, identify, ping and gossipsub. Small surface on purpose: the
  * rest of pgmesh sees framed protocol streams, pub/sub topics and "keep these peers connected".
  */
-export class Mesh {
+export class Mesh implements Startable {
   readonly peerId: string
   private node: Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }> | undefined
   private readonly handlers = new Map<string, StreamHandler>()

@@ -2,6 +2,7 @@ import * as A from '@automerge/automerge'
 import type { Framed, Mesh } from '@pgmesh/mesh'
 import type { Logger } from 'pino'
 import type { ChangeEvent, ClusterState } from './cluster-state.js'
+import type { Startable } from '@pgmesh/model'
 
 export const SYNC_PROTOCOL = '/pgmesh/doc-sync/1.0.0'
 export const CHANGES_TOPIC = '/pgmesh/doc-changes/1'
@@ -36,7 +37,7 @@ interface PeerSync {
  * resync. Gossip alone is not enough: a change published before the gossip mesh forms is lost, and Automerge then
  * queues every later change of that actor forever.
  */
-export class DocReplicator {
+export class DocReplicator implements Startable {
   readonly stats: ReplicatorStats = {
     syncMessagesSent: 0, syncMessagesReceived: 0, syncBytesSent: 0, syncBytesReceived: 0, gossipSent: 0, gossipReceived: 0, resyncRounds: 0
   }
