@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { InvalidInputError } from '@pgmesh/model'
 import {
-  assertInstanceId, basebackupArgs, desiredSettings, dropReplicaSlot, type InstanceEvent, InstanceEvents, InstanceLocks,
-  type InstanceSpec, type InstanceStatus, nextStandbyOf, type Orchestrator, pickFreePort, promoteServer, reloadSettings,
-  renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, type ScriptsDone, serverRole,
-  setupDatabase, type StandbyOf, SYSTEM_SUPERUSER, withAdminConnection
-} from '@pgmesh/orchestrator-process'
+  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
+  desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, type InstanceRecord as BaseRecord,
+  InstanceRecords, type InstanceSpec, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord, renderHba,
+  renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole, setupPrimaryDatabase, type StandbyOf,
+  statusBase, withAdminConnection
+} from '@pgmesh/orchestrator'
 import Docker from 'dockerode'
-import type pg from 'pg'
 import type { Logger } from 'pino'
 import { ImageParameters } from './image-parameters.js'
 import {
@@ -36,38 +36,30 @@ export interface SwarmOrchestratorOptions {
   readyTimeoutMs?: number
 }
 
-/** What the orchestrator remembers about an instance, in `<instance dir>/state.json`. */
-interface InstanceRecord {
-  instanceId: string
+/**
+ * The shared record (in `<instance dir>/state.json`) plus what a swarm instance needs. The port is published (host
+ * mode) and listened on inside the container; desiredRunning false means the service is scaled to 0 (a worker's
+ * container stopped); appliedSettings (and appliedAuth, a hash of the auth files) are what the running server has
+ * loaded, updated only once a change is applied.
+ */
+interface InstanceRecord extends BaseRecord {
   databaseId: string
   nodeName: string
-  /** Published (host mode) and listened on inside the container; chosen once for `port: 0` and kept. */
-  port: number
-  postgresMajor: number
-  /** false after stopInstance: the service is scaled to 0 (a worker's container stopped). */
-  desiredRunning: boolean
   /** Bumped to make Swarm replace the task (a restart). */
   forceUpdate: number
-  /** Settings and auth files (hash) the running server has loaded; updated only once a change is applied. */
-  appliedSettings: Record<string, string>
   appliedAuth?: string
-  scriptsDone: ScriptsDone
-  /** Set while the instance is a streaming replica (cleared by promote). */
-  standbyOf?: StandbyOf
   /** The replica's base backup finished; until then it is (re)cloned before its container is created. */
   cloned?: boolean
 }
 
-interface ConfigChange { settings: string[], auth: boolean, applied: { settings: Record<string, string>, auth: string } }
+interface SwarmConfigChange extends ConfigChange { applied: { settings: Record<string, string>, auth: string } }
 
-interface Paths { dir: string, data: string, configs: string, socket: string, state: string }
+interface Paths { dir: string, data: string, configs: string, socket: string }
 
 interface SwarmRole { nodeId: string, manager: boolean }
 
 const DEFAULT_MAJOR = 15
 const MAX_SOCKET_PATH = 107 - '/.s.PGSQL.65535.lock'.length
-/** `<database id>-<node name>-<host hash>` (model's instanceId()); the database id may itself contain `-`. */
-const INSTANCE_ID_PARTS = /^(.+)-(n\d+)-([0-9a-z]+)$/
 
 function isNotFound (err: unknown): boolean {
   return (err as { statusCode?: number }).statusCode === 404
@@ -87,12 +79,12 @@ function delay (ms: number): Promise<void> {
 export class SwarmOrchestrator implements Orchestrator {
   private readonly docker: Docker
   private readonly instancesDir: string
+  private readonly records: InstanceRecords<InstanceRecord>
+  private readonly locks
   private readonly log: Logger
-  private readonly locks = new InstanceLocks()
   private readonly events: InstanceEvents
   /** Last seen postmaster pid per instance (0 = seen down), for exit/restart events. */
   private readonly seenPids = new Map<string, number>()
-  private readonly reservedPorts = new Set<number>()
   private readonly imageParameters: ImageParameters
   private timer: NodeJS.Timeout | undefined
   private dockerStatus: DockerComponent = { healthy: false, error: 'docker not checked yet' }
@@ -101,6 +93,8 @@ export class SwarmOrchestrator implements Orchestrator {
     const socketPath = (options.dockerHost ?? '/var/run/docker.sock').replace(/^unix:\/\//, '')
     this.docker = new Docker({ socketPath })
     this.instancesDir = join(options.dataDir, 'instances')
+    this.records = new InstanceRecords(this.instancesDir)
+    this.locks = this.records.locks
     this.log = options.logger.child({ component: 'orchestrator-swarm' })
     this.events = new InstanceEvents(this.log)
     this.imageParameters = new ImageParameters(this.docker, options.hostId, this.log)
@@ -163,39 +157,23 @@ export class SwarmOrchestrator implements Orchestrator {
   }
 
   async ensureInstance (spec: InstanceSpec): Promise<InstanceStatus> {
-    assertInstanceId(spec.instanceId)
-    if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) throw new InvalidInputError(`invalid port ${spec.port}`)
-    const parts = INSTANCE_ID_PARTS.exec(spec.instanceId)
-    if (parts === null) throw new InvalidInputError(`instance id '${spec.instanceId}' is not <database id>-<node name>-<host hash>`)
+    assertInstanceSpec(spec)
+    const parts = parseInstanceId(spec.instanceId)
+    if (parts === undefined) throw new InvalidInputError(`instance id '${spec.instanceId}' is not <database id>-<node name>-<host hash>`)
     return await this.locks.run(spec.instanceId, async () => {
       const role = await this.swarmRole()
       const paths = this.paths(spec.instanceId)
-      const previous = await this.readState(paths)
+      const previous = await this.records.read(spec.instanceId)
       const major = spec.postgresVersion === undefined ? previous?.postgresMajor ?? DEFAULT_MAJOR : Number(spec.postgresVersion.split('.')[0])
-      if (previous !== undefined && previous.postgresMajor !== major) {
-        throw new InvalidInputError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
-      }
-      const state: InstanceRecord = previous ?? {
-        instanceId: spec.instanceId,
-        databaseId: parts[1] ?? '',
-        nodeName: parts[2] ?? '',
-        port: 0,
-        postgresMajor: major,
-        desiredRunning: true,
-        forceUpdate: 0,
-        appliedSettings: {},
-        scriptsDone: { postInit: false, postDatabaseCreate: false }
-      }
-      state.port = await this.choosePort(spec, previous)
-      state.desiredRunning = true
-      const standbyOf = nextStandbyOf(spec, previous === undefined, state.standbyOf, this.log)
-      if (standbyOf === undefined) delete state.standbyOf
-      else state.standbyOf = standbyOf
+      const state = await this.records.prepare(spec, previous, major, base => ({
+        ...base, databaseId: parts.databaseId, nodeName: parts.nodeName, forceUpdate: 0
+      }))
+      followPrimary(state, spec, previous === undefined, this.log)
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
       const image = spec.swarm?.image ?? this.options.defaultImage ?? `pgmesh/postgres:${major}`
       const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
-        await this.writeState(paths, state)
+        await this.records.write(state)
         await this.clone(paths, state, image, state.standbyOf)
         state.cloned = true
         // The clone holds what the primary's scripts did: once promoted, it must not run them again.
@@ -203,7 +181,7 @@ export class SwarmOrchestrator implements Orchestrator {
       }
       // Written now (a new container reads them at start); recorded as applied only once the server has them.
       const configChange = await this.writeConfig(paths, spec, state, image.includes('spock') ? 'spock' : 'pglogical', serverParameters)
-      await this.writeState(paths, state)
+      await this.records.write(state)
 
       const input: TaskInput = {
         instanceId: spec.instanceId,
@@ -220,16 +198,13 @@ export class SwarmOrchestrator implements Orchestrator {
       }
       const replaced = role.manager ? await this.ensureService(input, role, state) : await this.ensureContainer(input, state)
       await this.waitReady(state, specHash(input))
-      if (!replaced) await this.applyConfigChange(paths, state, configChange)
+      if (!replaced) await applyConfigChange(state.instanceId, configChange, this.admin(paths, state), async () => { await this.restart(paths, state) }, this.log)
       state.appliedSettings = configChange.applied.settings
       state.appliedAuth = configChange.applied.auth
-      await this.writeState(paths, state)
+      await this.records.write(state)
       const status = await this.inspect(paths, state)
       if (spec.database !== undefined && status.role === 'primary') {
-        await setupDatabase(async (database, work) => await this.withClient(paths, state, database, work), spec.database, state.scriptsDone, async script => {
-          state.scriptsDone[script] = true
-          await this.writeState(paths, state)
-        })
+        await setupPrimaryDatabase(state, spec.database, this.admin(paths, state), async r => { await this.records.write(r) })
       }
       return status
     })
@@ -238,7 +213,7 @@ export class SwarmOrchestrator implements Orchestrator {
   async startInstance (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       state.desiredRunning = true
-      await this.writeState(paths, state)
+      await this.records.write(state)
       await this.setRunning(state, true)
       await this.waitReady(state, undefined)
       return await this.inspect(paths, state)
@@ -248,7 +223,7 @@ export class SwarmOrchestrator implements Orchestrator {
   async stopInstance (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       state.desiredRunning = false
-      await this.writeState(paths, state)
+      await this.records.write(state)
       await this.setRunning(state, false)
       await this.waitGone(state.instanceId)
       return await this.inspect(paths, state)
@@ -258,7 +233,7 @@ export class SwarmOrchestrator implements Orchestrator {
   async restartInstance (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       state.desiredRunning = true
-      await this.writeState(paths, state)
+      await this.records.write(state)
       await this.restart(paths, state)
       return await this.inspect(paths, state)
     })
@@ -266,12 +241,10 @@ export class SwarmOrchestrator implements Orchestrator {
 
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
-      const formerPrimary = state.standbyOf
-      await this.withClient(paths, state, 'postgres', promoteServer)
-      // primary_conninfo stays in the config file until the next ensureInstance rewrites it; a primary ignores it.
-      delete state.standbyOf
-      delete state.cloned
-      await this.writeState(paths, state)
+      const formerPrimary = await promoteRecord(state, this.admin(paths, state), async r => {
+        delete r.cloned
+        await this.records.write(r)
+      })
       // Not awaited: after a failover the former primary's host may take seconds to fail the connection, and the
       // caller keeps the new primary read-only until this returns.
       if (formerPrimary !== undefined) void dropReplicaSlot(formerPrimary, this.log)
@@ -284,7 +257,7 @@ export class SwarmOrchestrator implements Orchestrator {
     assertInstanceId(instanceId)
     await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
-      const state = await this.readState(paths)
+      const state = await this.records.read(instanceId)
       if ((await this.swarmRole()).manager) {
         await this.docker.getService(serviceName(instanceId)).remove().catch((err: unknown) => { if (!isNotFound(err)) throw err })
       }
@@ -299,7 +272,7 @@ export class SwarmOrchestrator implements Orchestrator {
       if (!paths.socket.startsWith(paths.dir)) await rm(paths.socket, { recursive: true, force: true })
       this.seenPids.delete(instanceId)
       if (state !== undefined) {
-        this.reservedPorts.delete(state.port)
+        this.records.releasePort(state.port)
         await this.removeNetworkIfUnused(state.databaseId)
       }
       this.log.info({ instanceId }, 'removed')
@@ -307,15 +280,11 @@ export class SwarmOrchestrator implements Orchestrator {
   }
 
   async status (instanceId: string): Promise<InstanceStatus | undefined> {
-    assertInstanceId(instanceId)
-    const paths = this.paths(instanceId)
-    const state = await this.readState(paths)
-    return state === undefined ? undefined : await this.inspect(paths, state)
+    return await this.records.status(instanceId, async state => await this.inspect(this.paths(state.instanceId), state))
   }
 
   async list (): Promise<InstanceStatus[]> {
-    const all = await Promise.all((await this.instanceIds()).map(async id => await this.status(id)))
-    return all.filter((s): s is InstanceStatus => s !== undefined)
+    return await this.records.list(async state => await this.inspect(this.paths(state.instanceId), state))
   }
 
   // ---- docker ------------------------------------------------------------------------------------------------
@@ -482,7 +451,7 @@ export class SwarmOrchestrator implements Orchestrator {
     const role = await this.swarmRole()
     if (role.manager) {
       state.forceUpdate++
-      await this.writeState(paths, state)
+      await this.records.write(state)
       const service = await this.docker.getService(serviceName(state.instanceId)).inspect() as Docker.Service
       const spec = service.Spec ?? {}
       const template = spec.TaskTemplate ?? {}
@@ -513,7 +482,7 @@ export class SwarmOrchestrator implements Orchestrator {
         c.State === 'running' && c.Id !== notId && (hash === undefined || c.Labels[LABELS.specHash] === hash))
       if (running !== undefined) {
         try {
-          await this.withClient(paths, state, 'postgres', async client => { await client.query('SELECT 1') })
+          await this.admin(paths, state)('postgres', async client => { await client.query('SELECT 1') })
           return
         } catch (err) {
           last = `not accepting connections yet: ${(err as Error).message}`
@@ -554,7 +523,7 @@ export class SwarmOrchestrator implements Orchestrator {
    */
   private async writeConfig (
     paths: Paths, spec: InstanceSpec, state: InstanceRecord, library: ReplicationLibrary, serverParameters: ReadonlySet<string>
-  ): Promise<ConfigChange> {
+  ): Promise<SwarmConfigChange> {
     const settings = desiredSettings({
       spec: { instanceId: spec.instanceId, listenAddresses: ['*'], ...(spec.postgresqlConf === undefined ? {} : { postgresqlConf: spec.postgresqlConf }) },
       port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library, serverParameters,
@@ -568,9 +537,7 @@ export class SwarmOrchestrator implements Orchestrator {
     await this.writeConfigFile(join(paths.configs, 'pg_hba.conf'), hba)
     await this.writeConfigFile(join(paths.configs, 'pg_ident.conf'), ident)
     const authHash = createHash('sha256').update(hba).update('\0').update(ident).digest('hex').slice(0, 16)
-    const applied = state.appliedSettings
-    const names = new Set([...Object.keys(applied), ...settings.keys()])
-    const changed = [...names].filter(name => applied[name] !== settings.get(name))
+    const changed = changedSettings(state.appliedSettings, settings)
     return { settings: changed, auth: state.appliedAuth !== authHash, applied: { settings: Object.fromEntries(settings), auth: authHash } }
   }
 
@@ -581,28 +548,11 @@ export class SwarmOrchestrator implements Orchestrator {
     await rename(`${path}.tmp`, path)
   }
 
-  /** Reload, or restart when a changed setting needs it (context `postmaster`, or `pending_restart` after reload). */
-  private async applyConfigChange (paths: Paths, state: InstanceRecord, change: ConfigChange): Promise<void> {
-    if (change.settings.length === 0 && !change.auth) return
-    const needsRestart = await this.withClient(paths, state, 'postgres', async client => await reloadSettings(client, change.settings))
-    if (needsRestart.length > 0) {
-      this.log.info({ instanceId: state.instanceId, settings: needsRestart }, 'restarting for settings that need it')
-      await this.restart(paths, state)
-    } else {
-      this.log.info({ instanceId: state.instanceId, settings: change.settings, auth: change.auth }, 'reloaded configuration')
-    }
-  }
-
   // ---- observed state ----------------------------------------------------------------------------------------
 
   /** From Docker (the instance's container and its health) and from Postgres itself (over the socket). */
   private async inspect (paths: Paths, state: InstanceRecord): Promise<InstanceStatus> {
-    const base = {
-      instanceId: state.instanceId,
-      port: state.port,
-      postgresVersion: String(state.postgresMajor),
-      admin: { host: paths.socket, port: state.port, user: SYSTEM_SUPERUSER }
-    }
+    const base = statusBase(state, paths.socket)
     let running: Docker.ContainerInfo | undefined
     try {
       running = (await this.containers(state.instanceId)).find(c => c.State === 'running')
@@ -614,7 +564,7 @@ export class SwarmOrchestrator implements Orchestrator {
     const container = await this.docker.getContainer(running.Id).inspect().catch(() => undefined)
     const pid = container?.State.Pid
     try {
-      const server = await this.withClient(paths, state, 'postgres', serverRole)
+      const server = await this.admin(paths, state)('postgres', serverRole)
       return { ...base, state: 'running', ...server, ...(pid === undefined ? {} : { pid }) }
     } catch {
       // Not accepting connections: still starting, unless Docker's health check has given up on it.
@@ -625,9 +575,9 @@ export class SwarmOrchestrator implements Orchestrator {
 
   /** Docker restarts containers by itself; this only reports what it saw, so a reconciler can look again. */
   private async monitor (): Promise<void> {
-    for (const id of await this.instanceIds()) {
+    for (const id of await this.records.ids()) {
       if (this.locks.busy(id)) continue
-      const state = await this.readState(this.paths(id))
+      const state = await this.records.read(id)
       if (state === undefined || !state.desiredRunning) continue
       const running = await this.containers(id).then(cs => cs.find(c => c.State === 'running'), () => undefined)
       const pid = running === undefined ? 0 : await this.docker.getContainer(running.Id).inspect().then(c => c.State.Pid, () => 0)
@@ -653,58 +603,18 @@ export class SwarmOrchestrator implements Orchestrator {
     const socket = inside.length <= MAX_SOCKET_PATH
       ? inside
       : join(this.options.dataDir, 's', createHash('sha256').update(instanceId).digest('hex').slice(0, 12))
-    return { dir, data: join(dir, 'data'), configs: join(dir, 'configs'), socket, state: join(dir, 'state.json') }
-  }
-
-  private async instanceIds (): Promise<string[]> {
-    const entries = await readdir(this.instancesDir, { withFileTypes: true }).catch(() => [])
-    return entries.filter(e => e.isDirectory()).map(e => e.name).sort()
-  }
-
-  private async readState (paths: Paths): Promise<InstanceRecord | undefined> {
-    try {
-      return JSON.parse(await readFile(paths.state, 'utf8')) as InstanceRecord
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
-  }
-
-  private async writeState (paths: Paths, state: InstanceRecord): Promise<void> {
-    await mkdir(paths.dir, { recursive: true })
-    await writeFile(`${paths.state}.tmp`, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 })
-    await rename(`${paths.state}.tmp`, paths.state)
+    return { dir, data: join(dir, 'data'), configs: join(dir, 'configs'), socket }
   }
 
   private async withExisting<T> (instanceId: string, operation: (paths: Paths, state: InstanceRecord) => Promise<T>): Promise<T> {
-    assertInstanceId(instanceId)
-    return await this.locks.run(instanceId, async () => {
-      const paths = this.paths(instanceId)
-      const state = await this.readState(paths)
-      if (state === undefined) throw new NotFoundError(`instance ${instanceId} not found`)
-      return await operation(paths, state)
-    })
+    return await this.records.withExisting(instanceId, async state => await operation(this.paths(instanceId), state))
   }
 
-  private async withClient<T> (paths: Paths, state: InstanceRecord, database: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-    if (paths.socket.length > MAX_SOCKET_PATH) throw new Error(`data dir ${this.options.dataDir} is too long for a unix socket path`)
-    return await withAdminConnection({ host: paths.socket, port: state.port, database }, this.log, work)
-  }
-
-  /**
-   * Fixed, or for `port: 0` a random one chosen once: free on this host's addresses (the daemon shares the host's
-   * network namespace) and held by no other instance here.
-   */
-  private async choosePort (spec: InstanceSpec, previous: InstanceRecord | undefined): Promise<number> {
-    if (spec.port !== 0) return spec.port
-    if (previous !== undefined && previous.port !== 0) return previous.port
-    const taken = new Set(this.reservedPorts)
-    for (const id of await this.instanceIds()) {
-      const other = await this.readState(this.paths(id))
-      if (other !== undefined) taken.add(other.port)
+  /** Admin connections over the socket in the instance's bind mount. */
+  private admin (paths: Paths, state: InstanceRecord): AdminConnect {
+    return async (database, work) => {
+      if (paths.socket.length > MAX_SOCKET_PATH) throw new Error(`data dir ${this.options.dataDir} is too long for a unix socket path`)
+      return await withAdminConnection({ host: paths.socket, port: state.port, database }, this.log, work)
     }
-    const port = await pickFreePort(spec.listenAddresses.map(a => a === '*' ? '0.0.0.0' : a), taken)
-    this.reservedPorts.add(port)
-    return port
   }
 }

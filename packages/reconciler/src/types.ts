@@ -1,6 +1,6 @@
 import type { InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/host'
 import type { DatabaseSpec } from '@pgmesh/model'
-import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator-process'
+import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator'
 import type { NodeSpec } from '@pgmesh/replication'
 
 /** What the converged document asks of the cluster, as the planner needs it. */
