@@ -1,24 +1,22 @@
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
 import {
-  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
-  desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, type InstanceRecord as BaseRecord,
-  InstanceRecords, type InstanceSpec, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord, renderHba,
-  renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole, setupPrimaryDatabase, type StandbyOf,
-  statusBase, withAdminConnection
+  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, dropReplicaSlot, followPrimary, type InstanceEvent,
+  InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceSpec, type InstanceStatus, type Orchestrator,
+  parseInstanceId, promoteRecord, serverRole, setupPrimaryDatabase, statusBase, withAdminConnection
 } from '@pgmesh/orchestrator'
 import Docker from 'dockerode'
 import type { Logger } from 'pino'
+import { cloneReplica } from './clone.js'
+import { writeConfigFiles } from './config-files.js'
 import { ImageParameters } from './image-parameters.js'
 import {
-  cloneContainerName, cloneContainerSpec, CONTAINER_PATHS, containerSpec, LABELS, networkName, serviceName, serviceSpec,
-  specHash, type TaskInput
-} from './task-spec.js'
-
-/** A host component as GET /v1/hosts shows it (`{healthy, error?, details?}`). */
-export interface DockerComponent { healthy: boolean, error?: string, details?: Record<string, unknown> }
+  delay, type DockerComponent, dockerComponent, ensureNetwork, instanceContainers, isNotFound, removeCloneContainer,
+  removeNetworkIfUnused, swarmRole, type SwarmRole, taskProblem, waitGone
+} from './swarm-docker.js'
+import { containerSpec, LABELS, serviceName, serviceSpec, specHash, type TaskInput } from './task-spec.js'
 
 export interface SwarmOrchestratorOptions {
   /** This host's id: instances are labelled with it and only this host's are listed. */
@@ -52,22 +50,10 @@ interface InstanceRecord extends BaseRecord {
   cloned?: boolean
 }
 
-interface SwarmConfigChange extends ConfigChange { applied: { settings: Record<string, string>, auth: string } }
-
 interface Paths { dir: string, data: string, configs: string, socket: string }
-
-interface SwarmRole { nodeId: string, manager: boolean }
 
 const DEFAULT_MAJOR = 15
 const MAX_SOCKET_PATH = 107 - '/.s.PGSQL.65535.lock'.length
-
-function isNotFound (err: unknown): boolean {
-  return (err as { statusCode?: number }).statusCode === 404
-}
-
-function delay (ms: number): Promise<void> {
-  return new Promise(resolve => setTimeout(resolve, ms))
-}
 
 /**
  * Runs each Postgres instance placed on this host as a Docker Swarm service `postgres-<instance id>` pinned to this
@@ -103,7 +89,7 @@ export class SwarmOrchestrator implements Orchestrator {
   static async open (options: SwarmOrchestratorOptions): Promise<SwarmOrchestrator> {
     const orchestrator = new SwarmOrchestrator(options)
     await mkdir(orchestrator.instancesDir, { recursive: true, mode: 0o755 })
-    const role = await orchestrator.swarmRole().catch((err: unknown) => {
+    const role = await swarmRole(orchestrator.docker).catch((err: unknown) => {
       // A stopped dockerd must not keep the daemon (and its API) down; instances show as crashed meanwhile.
       orchestrator.log.error({ err: (err as Error).message }, 'docker is not usable yet')
       return undefined
@@ -124,27 +110,7 @@ export class SwarmOrchestrator implements Orchestrator {
   }
 
   private async refreshDockerStatus (): Promise<void> {
-    try {
-      const info = await this.docker.info() as {
-        Containers?: number, ContainersRunning?: number, ContainersStopped?: number, ContainersPaused?: number,
-        Swarm?: { LocalNodeState?: string, ControlAvailable?: boolean, Error?: string }
-      }
-      const state = info.Swarm?.LocalNodeState ?? 'unknown'
-      const swarmError = info.Swarm?.Error ?? ''
-      this.dockerStatus = {
-        healthy: state === 'active',
-        ...(state === 'active' ? {} : { error: `this host is not an active swarm node (state: ${state})` }),
-        details: {
-          containers: info.Containers ?? 0,
-          containers_running: info.ContainersRunning ?? 0,
-          containers_stopped: info.ContainersStopped ?? 0,
-          containers_paused: info.ContainersPaused ?? 0,
-          swarm: { local_node_state: state, control_available: info.Swarm?.ControlAvailable === true, ...(swarmError === '' ? {} : { error: swarmError }) }
-        }
-      }
-    } catch (err) {
-      this.dockerStatus = { healthy: false, error: `docker is not reachable: ${(err as Error).message}` }
-    }
+    this.dockerStatus = await dockerComponent(this.docker)
   }
 
   async close (): Promise<void> {
@@ -161,7 +127,7 @@ export class SwarmOrchestrator implements Orchestrator {
     const parts = parseInstanceId(spec.instanceId)
     if (parts === undefined) throw new InvalidInputError(`instance id '${spec.instanceId}' is not <database id>-<node name>-<host hash>`)
     return await this.locks.run(spec.instanceId, async () => {
-      const role = await this.swarmRole()
+      const role = await swarmRole(this.docker)
       const paths = this.paths(spec.instanceId)
       const previous = await this.records.read(spec.instanceId)
       const major = spec.postgresVersion === undefined ? previous?.postgresMajor ?? DEFAULT_MAJOR : Number(spec.postgresVersion.split('.')[0])
@@ -174,13 +140,15 @@ export class SwarmOrchestrator implements Orchestrator {
       const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
         await this.records.write(state)
-        await this.clone(paths, state, image, state.standbyOf)
+        await cloneReplica(this.docker, this.log, {
+          instanceId: state.instanceId, databaseId: state.databaseId, hostId: this.options.hostId, image, postgresMajor: major, dataDir: paths.data
+        }, state.standbyOf)
         state.cloned = true
         // The clone holds what the primary's scripts did: once promoted, it must not run them again.
         state.scriptsDone = { postInit: true, postDatabaseCreate: true }
       }
       // Written now (a new container reads them at start); recorded as applied only once the server has them.
-      const configChange = await this.writeConfig(paths, spec, state, image.includes('spock') ? 'spock' : 'pglogical', serverParameters)
+      const configChange = await writeConfigFiles(paths.configs, spec, state, image.includes('spock') ? 'spock' : 'pglogical', serverParameters)
       await this.records.write(state)
 
       const input: TaskInput = {
@@ -193,7 +161,7 @@ export class SwarmOrchestrator implements Orchestrator {
         port: state.port,
         hostAddresses: spec.listenAddresses.filter(a => !['*', '0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'].includes(a)),
         dirs: { data: paths.data, configs: paths.configs, socket: paths.socket },
-        network: await this.ensureNetwork(state.databaseId, role),
+        network: await ensureNetwork(this.docker, state.databaseId, role),
         extraLabels: spec.swarm?.extraLabels ?? {}
       }
       const replaced = role.manager ? await this.ensureService(input, role, state) : await this.ensureContainer(input, state)
@@ -225,7 +193,7 @@ export class SwarmOrchestrator implements Orchestrator {
       state.desiredRunning = false
       await this.records.write(state)
       await this.setRunning(state, false)
-      await this.waitGone(state.instanceId)
+      await waitGone(this.docker, state.instanceId)
       return await this.inspect(paths, state)
     })
   }
@@ -258,22 +226,22 @@ export class SwarmOrchestrator implements Orchestrator {
     await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
       const state = await this.records.read(instanceId)
-      if ((await this.swarmRole()).manager) {
+      if ((await swarmRole(this.docker)).manager) {
         await this.docker.getService(serviceName(instanceId)).remove().catch((err: unknown) => { if (!isNotFound(err)) throw err })
       }
       // A worker's container, or a service task the manager has not stopped yet: the data must not be in use.
-      for (const container of await this.containers(instanceId)) {
+      for (const container of await instanceContainers(this.docker, instanceId)) {
         await this.docker.getContainer(container.Id).remove({ force: true }).catch((err: unknown) => { if (!isNotFound(err)) throw err })
       }
-      await this.removeCloneContainer(instanceId)
-      await this.waitGone(instanceId)
+      await removeCloneContainer(this.docker, instanceId)
+      await waitGone(this.docker, instanceId)
       if (state?.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log)
       await rm(paths.dir, { recursive: true, force: true })
       if (!paths.socket.startsWith(paths.dir)) await rm(paths.socket, { recursive: true, force: true })
       this.seenPids.delete(instanceId)
       if (state !== undefined) {
         this.records.releasePort(state.port)
-        await this.removeNetworkIfUnused(state.databaseId)
+        await removeNetworkIfUnused(this.docker, state.databaseId, this.log)
       }
       this.log.info({ instanceId }, 'removed')
     })
@@ -288,65 +256,6 @@ export class SwarmOrchestrator implements Orchestrator {
   }
 
   // ---- docker ------------------------------------------------------------------------------------------------
-
-  private async swarmRole (): Promise<SwarmRole> {
-    const info = await this.docker.info() as { Swarm?: { NodeID?: string, LocalNodeState?: string, ControlAvailable?: boolean } }
-    const swarm = info.Swarm
-    if (swarm?.LocalNodeState !== 'active' || swarm.NodeID === undefined || swarm.NodeID === '') {
-      throw new Error(`docker on this host is not an active swarm node (state: ${swarm?.LocalNodeState ?? 'unknown'}); run docker swarm init or join`)
-    }
-    return { nodeId: swarm.NodeID, manager: swarm.ControlAvailable === true }
-  }
-
-  /**
-   * The database's attachable overlay, created by the first manager host that needs it. Swarm does not enforce
-   * unique network names, so concurrent creations can make two: everyone uses the oldest, and extras are removed.
-   */
-  private async ensureNetwork (databaseId: string, role: SwarmRole): Promise<string> {
-    const name = networkName(databaseId)
-    // A worker sees a swarm network only once something of its own is attached; the Engine resolves the name then.
-    if (!role.manager) return name
-    const find = async (): Promise<Docker.NetworkInspectInfo[]> => (await this.docker.listNetworks({ filters: { name: [name] } }))
-      .filter(n => n.Name === name && n.Scope === 'swarm')
-      .sort((a, b) => a.Created.localeCompare(b.Created) || a.Id.localeCompare(b.Id))
-    let networks = await find()
-    if (networks.length === 0) {
-      await this.docker.createNetwork({
-        Name: name, Driver: 'overlay', Attachable: true, CheckDuplicate: true,
-        Labels: { [LABELS.databaseId]: databaseId, [LABELS.component]: 'network' }
-      }).catch((err: unknown) => { if ((err as { statusCode?: number }).statusCode !== 409) throw err })
-      networks = await find()
-    }
-    const [chosen, ...extras] = networks
-    if (chosen === undefined) throw new Error(`network ${name} could not be created`)
-    for (const extra of extras) await this.docker.getNetwork(extra.Id).remove().catch(() => undefined)
-    return chosen.Id
-  }
-
-  /** Once no service of the database is left, its network goes (the last host to remove an instance does it). */
-  private async removeNetworkIfUnused (databaseId: string): Promise<void> {
-    const role = await this.swarmRole().catch(() => undefined)
-    if (role?.manager !== true) return
-    const services = await this.docker.listServices({ filters: { label: [`${LABELS.databaseId}=${databaseId}`] } })
-    if (services.length > 0) return
-    const name = networkName(databaseId)
-    for (const network of (await this.docker.listNetworks({ filters: { name: [name] } })).filter(n => n.Name === name)) {
-      // Tasks of just-removed services (or workers' containers) may still hold endpoints for a moment.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await this.docker.getNetwork(network.Id).remove()
-          break
-        } catch (err) {
-          if (isNotFound(err)) break
-          if (attempt >= 20) {
-            this.log.warn({ network: name, err: (err as Error).message }, 'could not remove the database network')
-            break
-          }
-          await delay(500)
-        }
-      }
-    }
-  }
 
   /** Creates or updates the service; true when Swarm (re)creates the task because of it. */
   private async ensureService (input: TaskInput, role: SwarmRole, state: InstanceRecord): Promise<boolean> {
@@ -371,7 +280,7 @@ export class SwarmOrchestrator implements Orchestrator {
   /** On a worker: a plain container, replaced when its spec changed. */
   private async ensureContainer (input: TaskInput, state: InstanceRecord): Promise<boolean> {
     const hash = specHash(input)
-    const existing = await this.containers(input.instanceId)
+    const existing = await instanceContainers(this.docker, input.instanceId)
     const current = existing.find(c => c.Labels[LABELS.specHash] === hash)
     for (const stale of existing.filter(c => c !== current)) await this.docker.getContainer(stale.Id).remove({ force: true })
     if (current !== undefined) {
@@ -379,57 +288,15 @@ export class SwarmOrchestrator implements Orchestrator {
       await this.docker.getContainer(current.Id).start()
       return true
     }
-    if (existing.length > 0) await this.waitGone(input.instanceId)
+    if (existing.length > 0) await waitGone(this.docker, input.instanceId)
     const container = await this.docker.createContainer(containerSpec(input))
     await container.start()
     this.log.info({ instanceId: input.instanceId, image: input.image, port: input.port, forceUpdate: state.forceUpdate }, 'container created (worker host)')
     return true
   }
 
-  /**
-   * A replica's data directory: pg_basebackup in a one-shot container of the instance's own image (this host may
-   * have no Postgres binaries) on the host's network, over the instance's slot on the primary (created by the clone
-   * when the primary has none). A leftover from an interrupted clone is removed first.
-   */
-  private async clone (paths: Paths, state: InstanceRecord, image: string, primary: StandbyOf): Promise<void> {
-    const started = Date.now()
-    const slotExists = await replicaSlotExists(primary, this.log)
-    await this.removeCloneContainer(state.instanceId)
-    const container = await this.docker.createContainer(cloneContainerSpec({
-      instanceId: state.instanceId,
-      databaseId: state.databaseId,
-      hostId: this.options.hostId,
-      image,
-      postgresMajor: state.postgresMajor,
-      dataDir: paths.data,
-      basebackupArgs: basebackupArgs(primary, CONTAINER_PATHS.pgdata, slotExists)
-    }))
-    try {
-      await container.start()
-      const { StatusCode: code } = await container.wait() as { StatusCode: number }
-      if (code !== 0) {
-        const output = (await container.logs({ stdout: true, stderr: true, tail: 20 })).toString().trim()
-        throw new Error(`cloning ${state.instanceId} from ${primary.host}:${primary.port} failed (exit ${code}): ${output}`)
-      }
-    } finally {
-      await container.remove({ force: true }).catch(() => undefined)
-    }
-    this.log.info({ instanceId: state.instanceId, primary: `${primary.host}:${primary.port}`, ms: Date.now() - started }, 'base backup done')
-  }
-
-  private async removeCloneContainer (instanceId: string): Promise<void> {
-    await this.docker.getContainer(cloneContainerName(instanceId)).remove({ force: true })
-      .catch((err: unknown) => { if (!isNotFound(err)) throw err })
-  }
-
-  /** This instance's containers on this host (service tasks and workers' containers alike), newest first. */
-  private async containers (instanceId: string): Promise<Docker.ContainerInfo[]> {
-    const found = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.instanceId}=${instanceId}`] } })
-    return found.sort((a, b) => b.Created - a.Created)
-  }
-
   private async setRunning (state: InstanceRecord, running: boolean): Promise<void> {
-    const role = await this.swarmRole()
+    const role = await swarmRole(this.docker)
     if (role.manager) {
       const service = await this.docker.getService(serviceName(state.instanceId)).inspect() as Docker.Service
       const spec = service.Spec ?? {}
@@ -438,7 +305,7 @@ export class SwarmOrchestrator implements Orchestrator {
       })
       return
     }
-    for (const c of await this.containers(state.instanceId)) {
+    for (const c of await instanceContainers(this.docker, state.instanceId)) {
       const container = this.docker.getContainer(c.Id)
       if (running && c.State !== 'running') await container.start()
       if (!running && c.State === 'running') await container.stop()
@@ -447,8 +314,8 @@ export class SwarmOrchestrator implements Orchestrator {
 
   /** A new task (service) or a restarted container (worker), then wait until it accepts connections. */
   private async restart (paths: Paths, state: InstanceRecord): Promise<void> {
-    const before = (await this.containers(state.instanceId)).find(c => c.State === 'running')
-    const role = await this.swarmRole()
+    const before = (await instanceContainers(this.docker, state.instanceId)).find(c => c.State === 'running')
+    const role = await swarmRole(this.docker)
     if (role.manager) {
       state.forceUpdate++
       await this.records.write(state)
@@ -478,7 +345,7 @@ export class SwarmOrchestrator implements Orchestrator {
     const paths = this.paths(state.instanceId)
     let last = 'no container yet'
     for (;;) {
-      const running = (await this.containers(state.instanceId)).find(c =>
+      const running = (await instanceContainers(this.docker, state.instanceId)).find(c =>
         c.State === 'running' && c.Id !== notId && (hash === undefined || c.Labels[LABELS.specHash] === hash))
       if (running !== undefined) {
         try {
@@ -488,64 +355,11 @@ export class SwarmOrchestrator implements Orchestrator {
           last = `not accepting connections yet: ${(err as Error).message}`
         }
       } else {
-        last = await this.taskProblem(state.instanceId) ?? 'waiting for its container'
+        last = await taskProblem(this.docker, state.instanceId) ?? 'waiting for its container'
       }
       if (Date.now() > deadline) throw new Error(`instance ${state.instanceId} did not become ready: ${last}`)
       await delay(250)
     }
-  }
-
-  /** Why the service has no running task, as Swarm says it (manager hosts only; best effort). */
-  private async taskProblem (instanceId: string): Promise<string | undefined> {
-    try {
-      const tasks = await this.docker.listTasks({ filters: { service: [serviceName(instanceId)] } }) as Array<{ Status?: { State?: string, Err?: string, Message?: string }, CreatedAt?: string }>
-      const latest = tasks.sort((a, b) => (b.CreatedAt ?? '').localeCompare(a.CreatedAt ?? ''))[0]
-      if (latest?.Status === undefined) return undefined
-      return `task ${latest.Status.State ?? '?'}${latest.Status.Err === undefined ? '' : `: ${latest.Status.Err}`}`
-    } catch {
-      return undefined
-    }
-  }
-
-  private async waitGone (instanceId: string): Promise<void> {
-    for (let i = 0; i < 240; i++) {
-      if ((await this.containers(instanceId)).every(c => c.State !== 'running' && c.State !== 'restarting')) return
-      await delay(250)
-    }
-    throw new Error(`the containers of ${instanceId} did not stop`)
-  }
-
-  // ---- configuration -----------------------------------------------------------------------------------------
-
-  /**
-   * postgresql.conf (the process orchestrator's settings, with container paths), pg_hba.conf and pg_ident.conf,
-   * all outside pgdata in the read-only configs mount, so they exist before initdb and travel with nothing else.
-   */
-  private async writeConfig (
-    paths: Paths, spec: InstanceSpec, state: InstanceRecord, library: ReplicationLibrary, serverParameters: ReadonlySet<string>
-  ): Promise<SwarmConfigChange> {
-    const settings = desiredSettings({
-      spec: { instanceId: spec.instanceId, listenAddresses: ['*'], ...(spec.postgresqlConf === undefined ? {} : { postgresqlConf: spec.postgresqlConf }) },
-      port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library, serverParameters,
-      ...(state.standbyOf === undefined ? {} : { standbyOf: state.standbyOf })
-    })
-    const conf = renderManagedConf(settings) +
-      `hba_file = '${CONTAINER_PATHS.configs}/pg_hba.conf'\nident_file = '${CONTAINER_PATHS.configs}/pg_ident.conf'\n`
-    await this.writeConfigFile(join(paths.configs, 'postgresql.conf'), conf)
-    const hba = renderHba(spec)
-    const ident = renderIdent(spec)
-    await this.writeConfigFile(join(paths.configs, 'pg_hba.conf'), hba)
-    await this.writeConfigFile(join(paths.configs, 'pg_ident.conf'), ident)
-    const authHash = createHash('sha256').update(hba).update('\0').update(ident).digest('hex').slice(0, 16)
-    const changed = changedSettings(state.appliedSettings, settings)
-    return { settings: changed, auth: state.appliedAuth !== authHash, applied: { settings: Object.fromEntries(settings), auth: authHash } }
-  }
-
-  /** Readable by the container's postgres user (no secrets in these files). */
-  private async writeConfigFile (path: string, content: string): Promise<void> {
-    if (await readFile(path, 'utf8').catch(() => '') === content) return
-    await writeFile(`${path}.tmp`, content, { mode: 0o644 })
-    await rename(`${path}.tmp`, path)
   }
 
   // ---- observed state ----------------------------------------------------------------------------------------
@@ -555,7 +369,7 @@ export class SwarmOrchestrator implements Orchestrator {
     const base = statusBase(state, paths.socket)
     let running: Docker.ContainerInfo | undefined
     try {
-      running = (await this.containers(state.instanceId)).find(c => c.State === 'running')
+      running = (await instanceContainers(this.docker, state.instanceId)).find(c => c.State === 'running')
     } catch (err) {
       this.log.debug({ instanceId: state.instanceId, err: (err as Error).message }, 'docker not reachable')
       return { ...base, state: state.desiredRunning ? 'crashed' : 'stopped' }
@@ -579,7 +393,7 @@ export class SwarmOrchestrator implements Orchestrator {
       if (this.locks.busy(id)) continue
       const state = await this.records.read(id)
       if (state === undefined || !state.desiredRunning) continue
-      const running = await this.containers(id).then(cs => cs.find(c => c.State === 'running'), () => undefined)
+      const running = await instanceContainers(this.docker, id).then(cs => cs.find(c => c.State === 'running'), () => undefined)
       const pid = running === undefined ? 0 : await this.docker.getContainer(running.Id).inspect().then(c => c.State.Pid, () => 0)
       const seen = this.seenPids.get(id)
       this.seenPids.set(id, pid)
