@@ -30,12 +30,8 @@ export function dockerSocket (i: number): string {
   return `/run/tb/tbh${i}/docker.sock`
 }
 
-/**
- * The swarm testbed (scripts/testbed/tb.sh): `count` hosts, each a network namespace with its own dockerd, the
- * first `managers` of them swarm managers, the Postgres image (built offline, cached) imported into every one,
- * and a pgmesh daemon with the swarm orchestrator inside each host's namespace.
- */
-export async function startSwarmTestbed (name: string, count: number, managers: number): Promise<{ cluster: TestCluster, hosts: DaemonProcess[] }> {
+/** The hosts and their dockerds only (no pgmesh daemons), one swarm, the Postgres image in every host. */
+export async function startDockerTestbed (count: number, managers: number): Promise<void> {
   for (const tool of ['docker', 'dockerd', 'mmdebstrap']) {
     await run('sh', ['-c', `command -v ${tool}`]).catch(() => { throw new Error(`${tool} is not installed (scripts/install-deps.sh installs it)`) })
   }
@@ -43,6 +39,15 @@ export async function startSwarmTestbed (name: string, count: number, managers: 
   const rootfs = (await run(`${SCRIPTS}/build-postgres-image.sh`, [], 600_000)).trim()
   await tb('up', String(count), String(managers))
   await tb('import-image', rootfs, IMAGE)
+}
+
+/**
+ * The swarm testbed (scripts/testbed/tb.sh): `count` hosts, each a network namespace with its own dockerd, the
+ * first `managers` of them swarm managers, the Postgres image (built offline, cached) imported into every one,
+ * and a pgmesh daemon with the swarm orchestrator inside each host's namespace.
+ */
+export async function startSwarmTestbed (name: string, count: number, managers: number): Promise<{ cluster: TestCluster, hosts: DaemonProcess[] }> {
+  await startDockerTestbed(count, managers)
   const cluster = await TestCluster.create(name)
   const hosts: DaemonProcess[] = []
   for (let i = 1; i <= count; i++) {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { binDir, describedParameters, newestPostgresVersion, replicationLibrary, resolveMajor } from './binaries.js'
+import { binDir, newestPostgresVersion, replicationLibrary, resolveMajor } from './binaries.js'
 
 let root: string
 
@@ -81,13 +81,5 @@ describe('no installation', () => {
     await mkdir(join(root, 'bin'))
     await writeFile(join(root, 'bin', 'postgres'), '#!/bin/sh\necho "something else"\n', { mode: 0o755 })
     await expect(resolveMajor(root, undefined)).rejects.toThrow('--version printed no PostgreSQL version: something else')
-  })
-})
-
-describe('describedParameters', () => {
-  it("takes the first tab-separated field of each line of postgres --describe-config", () => {
-    const output = 'port\tpostmaster\tConnections\tINTEGER\t5432\t1\t65535\tSets the TCP port.\t\n' +
-      'output_plugin_libraries\tsuperuser\tReplication\tSTRING\tpgoutput, test_decoding\t\t\tLists libraries.\t\n\n'
-    expect([...describedParameters(output)]).toEqual(['port', 'output_plugin_libraries'])
   })
 })

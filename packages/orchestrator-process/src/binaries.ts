@@ -2,9 +2,8 @@ import { existsSync } from 'node:fs'
 import { access, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
-import { cachedAsync } from './cached-async.js'
+import { cachedAsync, describedParameters, type ReplicationLibrary } from '@pgmesh/orchestrator'
 import { runCommand } from './system.js'
-import type { ReplicationLibrary } from './postgres-config.js'
 
 /**
  * A PostgreSQL installation root has one of two layouts:
@@ -78,11 +77,6 @@ export async function replicationLibrary (root: string, major: number): Promise<
     for (const dir of libDirs(root, major)) if (await exists(join(dir, `${library}.so`))) return library
   }
   throw new Error(`neither spock nor pglogical is installed for PostgreSQL ${major} under ${root} (run scripts/install-deps.sh)`)
-}
-
-/** The parameter names in `postgres --describe-config`'s output (one tab-separated line per parameter, name first). */
-export function describedParameters (output: string): ReadonlySet<string> {
-  return new Set(output.split('\n').map(line => line.split('\t')[0]?.trim() ?? '').filter(name => name !== ''))
 }
 
 /**

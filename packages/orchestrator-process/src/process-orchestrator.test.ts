@@ -4,8 +4,7 @@ import { InvalidInputError } from '@pgmesh/model'
 import { Client } from 'pg'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { InstanceEvent, InstanceSpec, InstanceStatus } from './orchestrator.js'
-import { isPortBindable, pickFreePort } from './ports.js'
+import { type InstanceEvent, type InstanceSpec, type InstanceStatus, isPortBindable } from '@pgmesh/orchestrator'
 import { ProcessOrchestrator } from './process-orchestrator.js'
 import { isProcessAlive } from './system.js'
 
@@ -132,59 +131,6 @@ describe('process orchestrator (real PostgreSQL)', () => {
     })).rejects.toBeInstanceOf(InvalidInputError)
   })
 
-  it('keeps a port-0 port across stop, start, restart and re-ensure', async () => {
-    const restarted = await orchestrator.restartInstance(primary.instanceId)
-    expect(restarted.port).toBe(primary.port)
-    expect(restarted.pid).not.toBe(primary.pid)
-    expect((await orchestrator.stopInstance(primary.instanceId)).state).toBe('stopped')
-    expect(await isPortBindable('127.0.0.1', primary.port)).toBe(true)
-    const started = await orchestrator.startInstance(primary.instanceId)
-    expect(started).toMatchObject({ state: 'running', port: primary.port })
-    primary = await orchestrator.ensureInstance(primarySpec)
-    expect(primary.port).toBe(started.port)
-  })
-
-  it('reloads for a reloadable setting and restarts for one that needs a restart', async () => {
-    const reloaded = await orchestrator.ensureInstance({ ...primarySpec, postgresqlConf: { work_mem: '8MB' } })
-    expect(reloaded.pid).toBe(primary.pid)
-    expect(await admin(reloaded, "SELECT current_setting('work_mem') AS v")).toEqual([{ v: '8MB' }])
-
-    const withHbaRule = await orchestrator.ensureInstance({
-      ...primarySpec, postgresqlConf: { work_mem: '8MB' }, pgHbaConf: ['host app reporter 127.0.0.1/32 reject']
-    })
-    expect(withHbaRule.pid).toBe(primary.pid)
-    await expect(query({ host: '127.0.0.1', port: primary.port, user: 'reporter', password: 'r3port', database: 'app' }, 'SELECT 1'))
-      .rejects.toThrow(/rejects connection/)
-
-    const restarted = await orchestrator.ensureInstance({ ...primarySpec, postgresqlConf: { work_mem: '8MB', max_connections: 50 } })
-    expect(restarted.pid).not.toBe(primary.pid)
-    expect(await admin(restarted, "SELECT current_setting('max_connections') AS v, current_setting('work_mem') AS w"))
-      .toEqual([{ v: '50', w: '8MB' }])
-    primary = restarted
-  })
-
-  it('restarts a postmaster killed with SIGKILL and reports it', async () => {
-    const killedPid = primary.pid ?? 0
-    events.length = 0
-    const started = Date.now()
-    process.kill(killedPid, 'SIGKILL')
-    const restarted = await eventually(async () => {
-      const event = events.find(e => e.type === 'restarted')
-      if (event === undefined) throw new Error('not restarted yet')
-      return event
-    })
-    console.info(`kill -9 to restarted: ${Date.now() - started} ms`)
-    expect(events[0]).toEqual({ type: 'exited', instanceId: primary.instanceId, pid: killedPid })
-    expect(restarted).toMatchObject({ instanceId: primary.instanceId })
-    primary = await eventually(async () => {
-      const status = await orchestrator.status(primary.instanceId)
-      if (status?.state !== 'running') throw new Error(`state ${status?.state}`)
-      return status
-    })
-    expect(primary.pid).not.toBe(killedPid)
-    expect(await admin(primary, 'SELECT count(*)::int AS runs FROM script_runs', 'app')).toEqual([{ runs: 1 }])
-  })
-
   it('a restarted daemon adopts the running instances and supervises them', async () => {
     await orchestrator.close()
     orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }), superviseIntervalMs: 100 })
@@ -197,49 +143,13 @@ describe('process orchestrator (real PostgreSQL)', () => {
     expect(primary.state).toBe('running')
   })
 
-  describe('streaming replica', () => {
-    let replica: InstanceStatus
-    let fixedPort: number
-
-    it('clones the primary over a slot, streams and refuses writes', async () => {
-      fixedPort = await pickFreePort(['127.0.0.1'], new Set([primary.port]))
-      const started = Date.now()
-      replica = await orchestrator.ensureInstance({
-        ...base, instanceId: 'db-n1-host2', port: fixedPort, primary: { host: '127.0.0.1', port: primary.port }, database: appSetup
-      })
-      console.info(`create replica (pg_basebackup + start): ${Date.now() - started} ms`)
-      expect(replica).toMatchObject({ state: 'running', role: 'replica', port: fixedPort })
-      expect(await admin(primary, "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'"))
-        .toEqual([{ slot_name: 'pgmesh_db_n1_host2', active: true }])
-
-      await admin(primary, 'INSERT INTO script_runs DEFAULT VALUES', 'app')
-      await eventually(async () => {
-        expect(await admin(replica, 'SELECT count(*)::int AS runs FROM script_runs', 'app')).toEqual([{ runs: 2 }])
-      })
-      await expect(admin(replica, 'INSERT INTO script_runs DEFAULT VALUES', 'app')).rejects.toThrow(/read-only transaction/)
-    })
-
-    it('promotes the replica to a writable primary and drops its slot on the old primary', async () => {
-      const started = Date.now()
-      const promoted = await orchestrator.promote(replica.instanceId)
-      console.info(`promote: ${Date.now() - started} ms`)
-      expect(promoted).toMatchObject({ state: 'running', role: 'primary', port: fixedPort })
-      await admin(promoted, 'INSERT INTO script_runs DEFAULT VALUES', 'app')
-      expect(await admin(primary, "SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'")).toEqual([])
-      replica = promoted
-    })
-
-    it('removes an instance leaving no process, port, directory or socket', async () => {
-      const instanceDir = join(dataDir, 'instances', replica.instanceId)
-      await access(instanceDir)
-      await orchestrator.removeInstance(replica.instanceId)
-      expect(await isProcessAlive(replica.pid ?? 0)).toBe(false)
-      expect(await isPortBindable('127.0.0.1', fixedPort)).toBe(true)
-      await expect(access(instanceDir)).rejects.toThrow()
-      await expect(access(replica.admin.host)).rejects.toThrow()
-      expect(await orchestrator.status(replica.instanceId)).toBeUndefined()
-      expect((await orchestrator.list()).map(s => s.instanceId)).toEqual([primary.instanceId])
-      await orchestrator.removeInstance(replica.instanceId) // idempotent
-    })
+  it('removes an instance leaving no process, port, directory or socket', async () => {
+    const instanceDir = join(dataDir, 'instances', primary.instanceId)
+    await access(instanceDir)
+    await orchestrator.removeInstance(primary.instanceId)
+    expect(await isProcessAlive(primary.pid ?? 0)).toBe(false)
+    expect(await isPortBindable('127.0.0.1', primary.port)).toBe(true)
+    await expect(access(instanceDir)).rejects.toThrow()
+    await expect(access(primary.admin.host)).rejects.toThrow()
   })
 })

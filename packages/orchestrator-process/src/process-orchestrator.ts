@@ -1,27 +1,14 @@
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { InvalidInputError, NotFoundError } from '@pgmesh/model'
-import type pg from 'pg'
+import {
+  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange, desiredSettings,
+  dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceSpec, type InstanceStatus,
+  type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary,
+  serverRole, setupPrimaryDatabase, type StandbyOf, statusBase, SYSTEM_SUPERUSER, withAdminConnection
+} from '@pgmesh/orchestrator'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
-import { reloadSettings } from './config-reload.js'
-import { setupDatabase } from './database-setup.js'
-import { InstanceEvents } from './instance-events.js'
-import { InstanceLocks } from './instance-locks.js'
-import {
-  assertInstanceId, type InstanceRecord, InstancePaths, listInstanceIds, readState, writeState
-} from './instance-store.js'
-import type {
-  DatabaseSetup, InstanceEvent, InstanceSpec, InstanceStatus, Orchestrator
-} from './orchestrator.js'
-import { pickFreePort } from './ports.js'
-import {
-  desiredSettings, INCLUDE_LINE, MANAGED_CONF_FILE, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary,
-  type StandbyOf, SYSTEM_SUPERUSER
-} from './postgres-config.js'
-import {
-  basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
-} from './standby.js'
+import { INCLUDE_LINE, InstancePaths, MANAGED_CONF_FILE, type ProcessInstanceRecord as InstanceRecord } from './instance-store.js'
 import { isProcessAlive, postgresOsUser, type RunAs, runCommand } from './system.js'
 
 export interface ProcessOrchestratorOptions {
@@ -34,9 +21,6 @@ export interface ProcessOrchestratorOptions {
   superviseIntervalMs?: number
 }
 
-/** What a config write changed, so the caller can reload or restart only as much as needed. */
-interface ConfigChange { settings: string[], auth: boolean }
-
 interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
 
 const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
@@ -48,17 +32,18 @@ const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
  */
 export class ProcessOrchestrator implements Orchestrator {
   private readonly instancesDir: string
+  private readonly records: InstanceRecords<InstanceRecord>
+  private readonly locks
   private readonly root: string
   private readonly log: Logger
-  private readonly locks = new InstanceLocks()
   private readonly events: InstanceEvents
   private readonly supervised = new Map<string, Supervision>()
-  /** Ports picked but maybe not yet in a state file, so parallel creations never pick the same one. */
-  private readonly reservedPorts = new Set<number>()
   private timer: NodeJS.Timeout | undefined
 
   private constructor (options: ProcessOrchestratorOptions, private readonly runAs: RunAs | undefined) {
     this.instancesDir = join(options.dataDir, 'instances')
+    this.records = new InstanceRecords(this.instancesDir)
+    this.locks = this.records.locks
     this.root = options.postgresRoot ?? DEBIAN_POSTGRES_ROOT
     this.log = options.logger.child({ component: 'orchestrator-process' })
     this.events = new InstanceEvents(this.log)
@@ -68,8 +53,8 @@ export class ProcessOrchestrator implements Orchestrator {
   static async open (options: ProcessOrchestratorOptions): Promise<ProcessOrchestrator> {
     const orchestrator = new ProcessOrchestrator(options, await postgresOsUser())
     await orchestrator.prepareInstancesDir()
-    for (const instanceId of await listInstanceIds(orchestrator.instancesDir)) {
-      const state = await readState(orchestrator.paths(instanceId))
+    for (const instanceId of await orchestrator.records.ids()) {
+      const state = await orchestrator.records.read(instanceId)
       if (state?.desiredRunning === true && state.initialized) orchestrator.supervise(instanceId)
     }
     orchestrator.timer = setInterval(() => { orchestrator.superviseAll() }, options.superviseIntervalMs ?? 300)
@@ -89,47 +74,33 @@ export class ProcessOrchestrator implements Orchestrator {
   }
 
   async ensureInstance (spec: InstanceSpec): Promise<InstanceStatus> {
-    assertInstanceId(spec.instanceId)
-    if (!Number.isInteger(spec.port) || spec.port < 0 || spec.port > 65535) {
-      throw new InvalidInputError(`invalid port ${spec.port}`)
-    }
+    assertInstanceSpec(spec)
     return await this.locks.run(spec.instanceId, async () => {
       const paths = this.paths(spec.instanceId)
-      const previous = await readState(paths)
+      const previous = await this.records.read(spec.instanceId)
       // Without an explicit version an existing instance keeps its major, even after a newer one gets installed.
       const major = spec.postgresVersion === undefined && previous !== undefined
         ? previous.postgresMajor
         : await resolveMajor(this.root, spec.postgresVersion)
-      if (previous !== undefined && previous.postgresMajor !== major) {
-        throw new InvalidInputError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
-      }
-      const state: InstanceRecord = previous ?? {
-        instanceId: spec.instanceId,
-        port: 0,
-        postgresMajor: major,
-        initialized: false,
-        desiredRunning: true,
-        appliedSettings: {},
-        scriptsDone: { postInit: false, postDatabaseCreate: false }
-      }
-      state.port = await this.choosePort(spec, previous)
-      state.desiredRunning = true
+      const state = await this.records.prepare(spec, previous, major, base => ({ ...base, initialized: false }))
       await this.prepareInstanceDirs(paths)
-      await writeState(paths, state)
+      await this.records.write(state)
 
       await this.ensureDataDirectory(paths, state, spec)
 
       const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major))
-      await writeState(paths, state)
+      await this.records.write(state)
       if (await this.runningPid(paths) === undefined) {
         await this.startPostgres(paths, state)
       } else {
-        await this.applyConfigChange(paths, state, change)
+        await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log)
       }
       this.supervise(spec.instanceId)
 
       const status = await this.inspect(paths, state)
-      if (spec.database !== undefined && status.role === 'primary') await this.setupDatabase(paths, state, spec.database)
+      if (spec.database !== undefined && status.role === 'primary') {
+        await setupPrimaryDatabase(state, spec.database, this.admin(paths, state), async r => { await this.records.write(r) })
+      }
       return status
     })
   }
@@ -137,7 +108,7 @@ export class ProcessOrchestrator implements Orchestrator {
   async startInstance (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       state.desiredRunning = true
-      await writeState(paths, state)
+      await this.records.write(state)
       if (await this.runningPid(paths) === undefined) await this.startPostgres(paths, state)
       this.supervise(instanceId)
       return await this.inspect(paths, state)
@@ -147,7 +118,7 @@ export class ProcessOrchestrator implements Orchestrator {
   async stopInstance (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       state.desiredRunning = false
-      await writeState(paths, state)
+      await this.records.write(state)
       await this.stopPostgres(paths, state)
       return await this.inspect(paths, state)
     })
@@ -156,7 +127,7 @@ export class ProcessOrchestrator implements Orchestrator {
   async restartInstance (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       state.desiredRunning = true
-      await writeState(paths, state)
+      await this.records.write(state)
       await this.restartPostgres(paths, state)
       this.supervise(instanceId)
       return await this.inspect(paths, state)
@@ -165,11 +136,7 @@ export class ProcessOrchestrator implements Orchestrator {
 
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
-      const formerPrimary = state.standbyOf
-      await this.withClient(paths, state, 'postgres', promoteServer)
-      // primary_conninfo stays in the conf file until the next ensureInstance rewrites it; a primary ignores it.
-      delete state.standbyOf
-      await writeState(paths, state)
+      const formerPrimary = await promoteRecord(state, this.admin(paths, state), async r => { await this.records.write(r) })
       if (formerPrimary !== undefined) await dropReplicaSlot(formerPrimary, this.log)
       this.log.info({ instanceId }, 'promoted')
       return await this.inspect(paths, state)
@@ -181,12 +148,12 @@ export class ProcessOrchestrator implements Orchestrator {
     await this.locks.run(instanceId, async () => {
       const paths = this.paths(instanceId)
       this.supervised.delete(instanceId)
-      const state = await readState(paths)
+      const state = await this.records.read(instanceId)
       if (state !== undefined) {
         state.desiredRunning = false
-        await writeState(paths, state)
+        await this.records.write(state)
         await this.stopPostgres(paths, state)
-        this.reservedPorts.delete(state.port)
+        this.records.releasePort(state.port)
         if (state.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log)
       }
       await rm(paths.dir, { recursive: true, force: true })
@@ -196,29 +163,20 @@ export class ProcessOrchestrator implements Orchestrator {
   }
 
   async status (instanceId: string): Promise<InstanceStatus | undefined> {
-    assertInstanceId(instanceId)
-    const paths = this.paths(instanceId)
-    const state = await readState(paths)
-    return state === undefined ? undefined : await this.inspect(paths, state)
+    return await this.records.status(instanceId, async state => await this.inspect(this.paths(state.instanceId), state))
   }
 
   async list (): Promise<InstanceStatus[]> {
-    const all = await Promise.all((await listInstanceIds(this.instancesDir)).map(async id => await this.status(id)))
-    return all.filter((s): s is InstanceStatus => s !== undefined)
+    return await this.records.list(async state => await this.inspect(this.paths(state.instanceId), state))
   }
 
   private paths (instanceId: string): InstancePaths {
     return new InstancePaths(this.instancesDir, instanceId)
   }
 
+  /** Only an instance whose data directory was made exists for start, stop, restart and promote. */
   private async withExisting<T> (instanceId: string, operation: (paths: InstancePaths, state: InstanceRecord) => Promise<T>): Promise<T> {
-    assertInstanceId(instanceId)
-    return await this.locks.run(instanceId, async () => {
-      const paths = this.paths(instanceId)
-      const state = await readState(paths)
-      if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
-      return await operation(paths, state)
-    })
+    return await this.records.withExisting(instanceId, async state => await operation(this.paths(instanceId), state), state => state.initialized)
   }
 
   // ---- supervision -------------------------------------------------------------------------------------------
@@ -240,7 +198,7 @@ export class ProcessOrchestrator implements Orchestrator {
 
   private async superviseOne (instanceId: string, supervision: Supervision): Promise<void> {
     const paths = this.paths(instanceId)
-    const state = await readState(paths)
+    const state = await this.records.read(instanceId)
     if (state === undefined || !state.desiredRunning || !state.initialized || !this.supervised.has(instanceId)) return
     const pid = await this.runningPid(paths)
     if (pid !== undefined) {
@@ -325,9 +283,7 @@ export class ProcessOrchestrator implements Orchestrator {
       }
     }
 
-    const applied = state.appliedSettings
-    const names = new Set([...Object.keys(applied), ...settings.keys()])
-    const changed = [...names].filter(name => applied[name] !== settings.get(name))
+    const changed = changedSettings(state.appliedSettings, settings)
     state.appliedSettings = Object.fromEntries(settings)
     return { settings: changed, auth }
   }
@@ -346,9 +302,7 @@ export class ProcessOrchestrator implements Orchestrator {
 
   /** initdb for a primary, pg_basebackup for a replica; for an existing replica, follows a primary that moved. */
   private async ensureDataDirectory (paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec): Promise<void> {
-    const standbyOf = nextStandbyOf(spec, !state.initialized, state.standbyOf, this.log)
-    if (standbyOf === undefined) delete state.standbyOf
-    else state.standbyOf = standbyOf
+    const standbyOf = followPrimary(state, spec, !state.initialized, this.log)
     if (state.initialized) return
     await rm(paths.pgdata, { recursive: true, force: true })
     if (standbyOf === undefined) {
@@ -434,63 +388,24 @@ export class ProcessOrchestrator implements Orchestrator {
     await this.startPostgres(paths, state)
   }
 
-  /** Reload, or restart when a changed setting needs it (see reloadSettings). */
-  private async applyConfigChange (paths: InstancePaths, state: InstanceRecord, change: ConfigChange): Promise<void> {
-    if (change.settings.length === 0 && !change.auth) return
-    const needsRestart = await this.withClient(paths, state, 'postgres', async client => await reloadSettings(client, change.settings))
-    if (needsRestart.length > 0) {
-      this.log.info({ instanceId: state.instanceId, settings: needsRestart }, 'restarting for settings that need it')
-      await this.restartPostgres(paths, state)
-    } else {
-      this.log.info({ instanceId: state.instanceId, settings: change.settings, auth: change.auth }, 'reloaded configuration')
-    }
-  }
-
   // ---- SQL ---------------------------------------------------------------------------------------------------
 
-  private async withClient<T> (
-    paths: InstancePaths, state: InstanceRecord, database: string, work: (client: pg.Client) => Promise<T>
-  ): Promise<T> {
-    return await withAdminConnection({ host: paths.socketDir, port: state.port, database }, this.log, work)
+  /** Admin connections over the instance's socket. */
+  private admin (paths: InstancePaths, state: InstanceRecord): AdminConnect {
+    return async (database, work) => await withAdminConnection({ host: paths.socketDir, port: state.port, database }, this.log, work)
   }
 
   private async inspect (paths: InstancePaths, state: InstanceRecord): Promise<InstanceStatus> {
-    const base = {
-      instanceId: state.instanceId,
-      port: state.port,
-      postgresVersion: String(state.postgresMajor),
-      admin: { host: paths.socketDir, port: state.port, user: SYSTEM_SUPERUSER }
-    }
+    const base = statusBase(state, paths.socketDir)
     const pid = await this.runningPid(paths)
     if (pid === undefined) {
       return { ...base, state: !state.initialized ? 'starting' : state.desiredRunning ? 'crashed' : 'stopped' }
     }
     try {
-      const server = await this.withClient(paths, state, 'postgres', serverRole)
+      const server = await this.admin(paths, state)('postgres', serverRole)
       return { ...base, state: 'running', ...server, pid }
     } catch {
       return { ...base, state: 'starting', pid }
     }
-  }
-
-  private async setupDatabase (paths: InstancePaths, state: InstanceRecord, setup: DatabaseSetup): Promise<void> {
-    await setupDatabase(async (database, work) => await this.withClient(paths, state, database, work), setup, state.scriptsDone, async script => {
-      state.scriptsDone[script] = true
-      await writeState(paths, state)
-    })
-  }
-
-  private async choosePort (spec: InstanceSpec, previous: InstanceRecord | undefined): Promise<number> {
-    if (spec.port !== 0) return spec.port
-    if (previous !== undefined && previous.port !== 0) return previous.port
-    const taken = new Set(this.reservedPorts)
-    for (const instanceId of await listInstanceIds(this.instancesDir)) {
-      const other = await readState(this.paths(instanceId))
-      if (other !== undefined) taken.add(other.port)
-    }
-    const hosts = spec.listenAddresses.map(address => address === '*' ? '0.0.0.0' : address)
-    const port = await pickFreePort(hosts, taken)
-    this.reservedPorts.add(port)
-    return port
   }
 }

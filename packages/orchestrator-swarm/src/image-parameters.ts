@@ -1,4 +1,4 @@
-import { cachedAsync, describedParameters } from '@pgmesh/orchestrator-process'
+import { cachedAsync, describedParameters } from '@pgmesh/orchestrator'
 import type Docker from 'dockerode'
 import type { Logger } from 'pino'
 import { describeConfigContainerName, describeConfigContainerSpec } from './task-spec.js'

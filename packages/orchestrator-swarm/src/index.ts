@@ -1,1 +1,2 @@
-export { type DockerComponent, SwarmOrchestrator, type SwarmOrchestratorOptions } from './swarm-orchestrator.js'
+export { SwarmOrchestrator, type SwarmOrchestratorOptions } from './swarm-orchestrator.js'
+export type { DockerComponent } from './swarm-docker.js'

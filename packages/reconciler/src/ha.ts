@@ -1,11 +1,10 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import type { KeptLease } from '@pgmesh/lease'
 import { instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/model'
-import { type InstanceStatus, type Orchestrator, replicaSlotName } from '@pgmesh/orchestrator-process'
+import { type InstanceStatus, type Orchestrator, replicaSlotName, SYSTEM_SUPERUSER } from '@pgmesh/orchestrator'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
-import { SUPERUSER } from './plan.js'
 import { waitConfirmed } from './slots.js'
 
 /** How long before its lease's end a primary that could not renew stops taking writes. */
@@ -445,7 +444,7 @@ export class HighAvailability {
 }
 
 async function waitReplayed (target: { host: string, port: number }, lsn: string, timeoutMs: number): Promise<void> {
-  const client = new pg.Client({ host: target.host, port: target.port, user: SUPERUSER, database: 'postgres', connectionTimeoutMillis: 5000 })
+  const client = new pg.Client({ host: target.host, port: target.port, user: SYSTEM_SUPERUSER, database: 'postgres', connectionTimeoutMillis: 5000 })
   client.on('error', () => {})
   await client.connect()
   try {

@@ -1,5 +1,5 @@
 export { Reconciler, type ReconcilerOptions } from './reconciler.js'
-export { plan, hashOf, SUPERUSER } from './plan.js'
+export { plan, hashOf } from './plan.js'
 export { outcome, type Outcome } from './outcome.js'
 export type { Action, Desired, DesiredDatabase, Observed, AppliedInstance, LocalInstance } from './types.js'
 export { type ReconcilerHost, reconcilerHost } from './deps.js'

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto'
 import { type DatabaseSpec, effectiveNode, instanceId, nodePrimary, type ObservedInstance, type OrchestratorOpts } from '@pgmesh/model'
-import { type DatabaseSetup, type InstanceSpec, replicaSlotName, type SettingValue, type SwarmInstanceOptions } from '@pgmesh/orchestrator-process'
+import {
+  type DatabaseSetup, type InstanceSpec, replicaSlotName, type SettingValue, type SwarmInstanceOptions, SYSTEM_SUPERUSER
+} from '@pgmesh/orchestrator'
 import { formatDsn, type NodeSpec } from '@pgmesh/replication'
 import type { Action, Desired, DesiredDatabase, Observed } from './types.js'
-
-/** The role the control plane's own connections use on every instance (the process orchestrator creates it). */
-export const SUPERUSER = 'pgmesh'
 
 export function hashOf (value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16)
@@ -176,7 +175,7 @@ function replicationAction (
 ): Extract<Action, { kind: 'ensure-replication' }> | undefined {
   const host = addresses.get(desired.hostId)?.[0]
   if (host === undefined) return undefined
-  const dsn = (h: string, p: number): string => formatDsn({ host: h, port: p, dbname: spec.database_name, user: SUPERUSER })
+  const dsn = (h: string, p: number): string => formatDsn({ host: h, port: p, dbname: spec.database_name, user: SYSTEM_SUPERUSER })
   const node: NodeSpec = { nodeName, dsn: dsn(host, port) }
   const providers: NodeSpec[] = []
   for (const other of spec.nodes) {

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { nodePrimary, type ObservedInstance, type ObservedSubscription, rfc3339 } from '@pgmesh/model'
-import { CONTROL_SESSION_OPTIONS, type InstanceStatus, type Orchestrator } from '@pgmesh/orchestrator-process'
+import { CONTROL_SESSION_OPTIONS, type InstanceStatus, type Orchestrator, parseInstanceId } from '@pgmesh/orchestrator'
 import { applyErrors, detect, driverFor, JsonLogTail, type NodeSpec, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
@@ -9,7 +9,7 @@ import type { ReconcilerHost } from './deps.js'
 import { HighAvailability } from './ha.js'
 import { waitConfirmed } from './slots.js'
 import { outcome } from './outcome.js'
-import { plan, SUPERUSER } from './plan.js'
+import { plan } from './plan.js'
 import { SubscriptionHealth } from './subscription-health.js'
 import type { Action, Desired, DesiredDatabase, LocalInstance } from './types.js'
 
@@ -770,11 +770,6 @@ function toLocal (s: InstanceStatus): LocalInstance {
 
 /** Which database and node an instance id belongs to (`<db>-<node>-<hash8>`), for instances that never applied. */
 function parseInstance (id: string, desired: Map<string, unknown>): [string, string] {
-  for (const dbId of desired.keys()) {
-    if (!id.startsWith(`${dbId}-`)) continue
-    const rest = id.slice(dbId.length + 1)
-    const node = rest.slice(0, rest.lastIndexOf('-'))
-    if (/^n\d+$/.test(node)) return [dbId, node]
-  }
-  return ['', '']
+  const parts = parseInstanceId(id)
+  return parts !== undefined && desired.has(parts.databaseId) ? [parts.databaseId, parts.nodeName] : ['', '']
 }

@@ -1,5 +1,5 @@
 import type { DatabaseSpec, InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/model'
-import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator-process'
+import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator'
 import type { NodeSpec } from '@pgmesh/replication'
 
 /** What the converged document asks of the cluster, as the planner needs it. */

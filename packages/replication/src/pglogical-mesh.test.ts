@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type InstanceStatus, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import type { InstanceStatus } from '@pgmesh/orchestrator'
+import { ProcessOrchestrator } from '@pgmesh/orchestrator-process'
 import { Client } from 'pg'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

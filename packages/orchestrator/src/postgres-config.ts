@@ -12,10 +12,6 @@ export const SYSTEM_SUPERUSER = 'pgmesh'
  */
 export const CONTROL_SESSION_OPTIONS = '-c synchronous_commit=local -c pgmesh.replicate_ddl=off'
 
-/** File (inside pgdata, so it travels with pg_basebackup and stays valid) holding every setting the orchestrator writes. */
-export const MANAGED_CONF_FILE = 'pgmesh.conf'
-export const INCLUDE_LINE = `include '${MANAGED_CONF_FILE}'`
-
 export type ReplicationLibrary = 'pglogical' | 'spock'
 
 /** Settings the orchestrator derives itself; a spec that sets them is rejected rather than silently overridden. */

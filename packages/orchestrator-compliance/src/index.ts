@@ -1,0 +1,1 @@
+export { type ComplianceTarget, orchestratorCompliance } from './compliance.js'
