@@ -1,7 +1,5 @@
-import { InvalidInputError, NotFoundError } from '@pgmesh/model'
-import {
-  type DatabaseSetup, type InstanceEvent, type InstanceSpec, type InstanceStatus, type Orchestrator, replicaSlotName
-} from '@pgmesh/orchestrator'
+import { type DatabaseSetup, type InstanceSpec, InvalidInputError, NotFoundError, replicaSlotName } from '@pgmesh/model'
+import type { InstanceEvent, InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { admin, eventually, query } from './sql.js'
 

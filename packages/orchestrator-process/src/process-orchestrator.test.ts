@@ -1,10 +1,10 @@
 import { access, chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidInputError } from '@pgmesh/model'
+import { type InstanceSpec, InvalidInputError } from '@pgmesh/model'
 import { Client } from 'pg'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type InstanceEvent, type InstanceSpec, type InstanceStatus, isPortBindable } from '@pgmesh/orchestrator'
+import { type InstanceEvent, type InstanceStatus, isPortBindable } from '@pgmesh/orchestrator'
 import { ProcessOrchestrator } from './process-orchestrator.js'
 import { isProcessAlive } from './system.js'
 

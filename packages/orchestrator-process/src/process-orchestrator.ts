@@ -1,11 +1,12 @@
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
-  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange, desiredSettings,
-  dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceSpec, type InstanceStatus,
-  type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary,
-  serverRole, setupPrimaryDatabase, type StandbyOf, statusBase, SYSTEM_SUPERUSER, withAdminConnection
+  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
+  desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceStatus,
+  type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
+  setupPrimaryDatabase, type StandbyOf, statusBase, withAdminConnection
 } from '@pgmesh/orchestrator'
+import { type InstanceSpec, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
 import { INCLUDE_LINE, InstancePaths, MANAGED_CONF_FILE, type ProcessInstanceRecord as InstanceRecord } from './instance-store.js'

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { InstanceSpec } from '@pgmesh/model'
 import {
-  changedSettings, type ConfigChange, desiredSettings, type InstanceRecord, type InstanceSpec, renderHba, renderIdent,
-  renderManagedConf, type ReplicationLibrary
+  changedSettings, type ConfigChange, desiredSettings, type InstanceRecord, renderHba, renderIdent, renderManagedConf,
+  type ReplicationLibrary
 } from '@pgmesh/orchestrator'
 import { CONTAINER_PATHS } from './task-spec.js'
 

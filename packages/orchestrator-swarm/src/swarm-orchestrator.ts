@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidInputError } from '@pgmesh/model'
+import { type InstanceSpec, InvalidInputError } from '@pgmesh/model'
 import {
   type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, dropReplicaSlot, followPrimary, type InstanceEvent,
-  InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceSpec, type InstanceStatus, type Orchestrator,
-  parseInstanceId, promoteRecord, serverRole, setupPrimaryDatabase, statusBase, withAdminConnection
+  InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord,
+  serverRole, setupPrimaryDatabase, statusBase, withAdminConnection
 } from '@pgmesh/orchestrator'
 import Docker from 'dockerode'
 import type { Logger } from 'pino'
@@ -13,8 +13,8 @@ import { cloneReplica } from './clone.js'
 import { writeConfigFiles } from './config-files.js'
 import { ImageParameters } from './image-parameters.js'
 import {
-  delay, type DockerComponent, dockerComponent, ensureNetwork, instanceContainers, isNotFound, removeCloneContainer,
-  removeNetworkIfUnused, swarmRole, type SwarmRole, taskProblem, waitGone
+  delay, type DockerComponent, dockerComponent, ensureNetwork, instanceContainers, isNotFound, removeCloneContainer, removeNetworkIfUnused,
+  swarmRole, type SwarmRole, taskProblem, waitGone
 } from './swarm-docker.js'
 import { containerSpec, LABELS, serviceName, serviceSpec, specHash, type TaskInput } from './task-spec.js'
 

@@ -1,8 +1,7 @@
 import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
-import { InvalidInputError } from '@pgmesh/model'
+import { type DatabaseSetup, type DatabaseUser, InvalidInputError } from '@pgmesh/model'
 import { escapeIdentifier, escapeLiteral, type ClientBase } from 'pg'
-import type { DatabaseSetup, DatabaseUser } from './orchestrator.js'
 
 const pbkdf2Async = promisify(pbkdf2)
 

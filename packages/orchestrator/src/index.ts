@@ -1,10 +1,6 @@
-export type {
-  DatabaseSetup, DatabaseUser, InstanceEvent, InstanceSpec, InstanceState, InstanceStatus, Orchestrator, SettingValue,
-  SwarmInstanceOptions
-} from './orchestrator.js'
+export type { InstanceEvent, InstanceStatus, Orchestrator } from './orchestrator.js'
 export {
-  CONTROL_SESSION_OPTIONS, desiredSettings, renderHba, renderIdent, renderManagedConf, replicaSlotName, type ReplicationLibrary,
-  type StandbyOf, SYSTEM_SUPERUSER
+  CONTROL_SESSION_OPTIONS, desiredSettings, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary, type StandbyOf
 } from './postgres-config.js'
 export { type ScriptsDone, setupDatabase } from './database-setup.js'
 export { assertInstanceId, type InstanceIdParts, isInstanceId, parseInstanceId } from './instance-id.js'

@@ -1,12 +1,12 @@
-import { InvalidInputError } from '@pgmesh/model'
+import { type DatabaseSetup, type InstanceSpec, InvalidInputError, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import { reloadSettings } from './config-reload.js'
 import { setupDatabase } from './database-setup.js'
 import { assertInstanceId } from './instance-id.js'
 import type { InstanceRecord } from './instance-records.js'
-import type { DatabaseSetup, InstanceSpec, InstanceStatus } from './orchestrator.js'
-import { type StandbyOf, SYSTEM_SUPERUSER } from './postgres-config.js'
+import type { InstanceStatus } from './orchestrator.js'
+import type { StandbyOf } from './postgres-config.js'
 import { nextStandbyOf, promoteServer } from './standby.js'
 
 /** Runs `work` on an admin connection (see withAdminConnection) to one database of an instance. */

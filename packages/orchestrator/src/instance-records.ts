@@ -1,10 +1,10 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { type InstanceSpec, InvalidInputError, NotFoundError } from '@pgmesh/model'
 import type { ScriptsDone } from './database-setup.js'
 import { assertInstanceId, isInstanceId } from './instance-id.js'
 import { InstanceLocks } from './instance-locks.js'
-import type { InstanceSpec, InstanceStatus } from './orchestrator.js'
+import type { InstanceStatus } from './orchestrator.js'
 import { pickFreePort } from './ports.js'
 import type { StandbyOf } from './postgres-config.js'
 

@@ -1,9 +1,5 @@
 import { isIP } from 'node:net'
-import { InvalidInputError } from '@pgmesh/model'
-import type { InstanceSpec, SettingValue } from './orchestrator.js'
-
-/** The control plane's own superuser, created by initdb; it connects over the unix socket (trust) and from peers. */
-export const SYSTEM_SUPERUSER = 'pgmesh'
+import { type InstanceSpec, InvalidInputError, type SettingValue, SYSTEM_SUPERUSER } from '@pgmesh/model'
 
 /**
  * libpq `options` of the control plane's own sessions: their commits never wait for synchronous standbys (a standby
@@ -205,9 +201,4 @@ export function renderIdent (spec: Pick<InstanceSpec, 'pgIdentConf'>): string {
   const lines = ['# Written by pgmesh; edits are overwritten.']
   for (const mapping of spec.pgIdentConf ?? []) lines.push(singleLine('pg_ident_conf', mapping))
   return lines.join('\n') + '\n'
-}
-
-/** Physical slot names allow only [a-z0-9_]; instance ids may contain `-`. */
-export function replicaSlotName (instanceId: string): string {
-  return `pgmesh_${instanceId.replaceAll('-', '_')}`.slice(0, 63)
 }

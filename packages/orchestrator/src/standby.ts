@@ -1,7 +1,8 @@
+import { type InstanceSpec, replicaSlotName, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import pg from 'pg'
 import type { Logger } from 'pino'
-import type { InstanceSpec, InstanceStatus } from './orchestrator.js'
-import { CONTROL_SESSION_OPTIONS, replicaSlotName, type StandbyOf, SYSTEM_SUPERUSER } from './postgres-config.js'
+import type { InstanceStatus } from './orchestrator.js'
+import { CONTROL_SESSION_OPTIONS, type StandbyOf } from './postgres-config.js'
 
 /** Where an admin connection goes: a unix socket directory or a peer's address, with its port. */
 export interface AdminTarget { host: string, port: number, database: string }

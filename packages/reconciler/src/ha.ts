@@ -1,7 +1,9 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import type { KeptLease } from '@pgmesh/lease'
-import { instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/model'
-import { type InstanceStatus, type Orchestrator, replicaSlotName, SYSTEM_SUPERUSER } from '@pgmesh/orchestrator'
+import {
+  instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest, replicaSlotName, SYSTEM_SUPERUSER
+} from '@pgmesh/model'
+import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto'
-import { type DatabaseSpec, effectiveNode, instanceId, nodePrimary, type ObservedInstance, type OrchestratorOpts } from '@pgmesh/model'
 import {
-  type DatabaseSetup, type InstanceSpec, replicaSlotName, type SettingValue, type SwarmInstanceOptions, SYSTEM_SUPERUSER
-} from '@pgmesh/orchestrator'
-import { formatDsn, type NodeSpec } from '@pgmesh/replication'
+  type DatabaseSetup, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
+  type ObservedInstance, type OrchestratorOpts, replicaSlotName, type SettingValue, type SwarmInstanceOptions, SYSTEM_SUPERUSER
+} from '@pgmesh/model'
 import type { Action, Desired, DesiredDatabase, Observed } from './types.js'
 
 export function hashOf (value: unknown): string {

@@ -1,6 +1,4 @@
-import type { DatabaseSpec, InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/model'
-import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator'
-import type { NodeSpec } from '@pgmesh/replication'
+import type { DatabaseSpec, InstanceOperation, InstanceSpec, InstanceState, NodeSpec, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/model'
 
 /** What the converged document asks of the cluster, as the planner needs it. */
 export interface Desired {

@@ -1,4 +1,5 @@
 import type { QueryConfig, QueryResult, QueryResultRow } from 'pg'
+import type { NodeSpec } from '@pgmesh/model'
 
 /** Anything that runs a parameterised query: a pg Client, PoolClient or Pool. */
 export interface Queryable {
@@ -9,12 +10,6 @@ export interface Queryable {
 export interface Sql { text: string, values: unknown[] }
 
 export type ReplicationKind = 'pglogical' | 'spock'
-
-export interface NodeSpec {
-  nodeName: string
-  /** How the peers reach this node (libpq conninfo), e.g. from formatDsn. */
-  dsn: string
-}
 
 /** The link from a provider node to a subscriber node; its subscription lives on the subscriber. */
 export interface Link { provider: string, subscriber: string }

@@ -1,8 +1,7 @@
 export {
-  type Link, type NodeSpec, type Queryable, REPLICATION_SETS, type ReplicationDriver, type ReplicationKind,
+  type Link, type Queryable, REPLICATION_SETS, type ReplicationDriver, type ReplicationKind,
   type ReplicationSql, type Sql, type SubscriptionSpec, type SubscriptionStatus, subscriptionName, type UnreplicatedDdl
 } from './driver.js'
-export { formatDsn } from './dsn.js'
 export { pglogicalSql } from './pglogical.js'
 export { type ApplyError, applyErrors, type JsonLogEntry, JsonLogTail, type LogPosition, nextRead, parseJsonLog, serverLogSql, splitLines } from './server-log.js'
 export { dropInactiveSlots, terminateSlotUsers } from './slots.js'

@@ -1,12 +1,12 @@
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { formatDsn } from '@pgmesh/model'
 import type { InstanceStatus } from '@pgmesh/orchestrator'
 import { ProcessOrchestrator } from '@pgmesh/orchestrator-process'
 import { Client } from 'pg'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Link } from './driver.js'
-import { formatDsn } from './dsn.js'
 import { type ApplyError, applyErrors, JsonLogTail } from './server-log.js'
 import { detect, driverFor } from './sql-driver.js'
 

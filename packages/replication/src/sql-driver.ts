@@ -1,7 +1,7 @@
-import { rfc3339 } from '@pgmesh/model'
+import { type NodeSpec, rfc3339 } from '@pgmesh/model'
 import {
-  execute, type Link, type NodeSpec, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql,
-  type SubscriptionSpec, type SubscriptionStatus, type UnreplicatedDdl
+  execute, type Link, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql, type SubscriptionSpec,
+  type SubscriptionStatus, type UnreplicatedDdl
 } from './driver.js'
 import { pglogicalSql } from './pglogical.js'
 import { dropInactiveSlots, terminateSlotUsers } from './slots.js'

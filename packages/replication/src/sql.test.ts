@@ -1,6 +1,6 @@
+import { formatDsn } from '@pgmesh/model'
 import { describe, expect, it } from 'vitest'
 import { subscriptionName } from './driver.js'
-import { formatDsn } from './dsn.js'
 import { pglogicalSql } from './pglogical.js'
 import { dropInactiveSlots, terminateSlotUsers } from './slots.js'
 import { spockRepairMode, spockSql } from './spock.js'

@@ -3,3 +3,7 @@ export type { ClusterDoc, ClusterRecord, HostRecord, RemovedPeer } from './clust
 export { type DatabaseRecord, type DatabaseState, type EncodedSpec, type InstanceOperation, nodePrimary, type NodePrimary, type PrimaryChangeRequest } from './database.js'
 export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskScope, type TaskStatus, type TaskType, transitionTask } from './task.js'
 export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription } from './observed.js'
+export {
+  type DatabaseSetup, type DatabaseUser, formatDsn, type InstanceSpec, type InstanceState, type NodeSpec, replicaSlotName, type SettingValue,
+  type SwarmInstanceOptions, SYSTEM_SUPERUSER
+} from './instance.js'
