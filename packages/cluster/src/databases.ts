@@ -280,7 +280,7 @@ export class Databases {
     if (this.record(id) === undefined) throw new NotFoundError('database not found')
     return this.ctx.state.changes()
       .filter(c => c.meta?.entity === id)
-      .map(c => ({ version: c.hash, time: new Date(c.meta?.at ?? 0).toISOString().replace(/\.\d{3}Z$/, 'Z'), host_id: c.meta?.host ?? '', operation: c.meta?.op ?? '', at: c.meta?.at ?? 0 }))
+      .map(c => ({ version: c.hash, time: rfc3339(c.meta?.at ?? 0), host_id: c.meta?.host ?? '', operation: c.meta?.op ?? '', at: c.meta?.at ?? 0 }))
       .sort((a, b) => a.at - b.at || a.version.localeCompare(b.version))
       .map(({ at: _at, ...rest }) => rest)
   }
