@@ -1,1 +1,2 @@
 export { type ComplianceTarget, orchestratorCompliance } from './compliance.js'
+export { admin, eventually, query, type Target } from './sql.js'

@@ -1,10 +1,10 @@
 import { access, chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type InstanceSpec, InvalidInputError } from '@pgmesh/model'
-import { Client } from 'pg'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type InstanceEvent, type InstanceStatus, isPortBindable } from '@pgmesh/orchestrator'
+import { admin, eventually, query } from '@pgmesh/orchestrator-compliance'
 import { ProcessOrchestrator } from './process-orchestrator.js'
 import { isProcessAlive } from './system.js'
 
@@ -25,33 +25,6 @@ const appSetup: InstanceSpec['database'] = {
   }
 }
 const primarySpec: InstanceSpec = { ...base, instanceId: 'db-n1-host1', port: 0, database: appSetup }
-
-async function query<R extends Record<string, unknown>> (
-  target: { host: string, port: number, user?: string, password?: string, database?: string }, text: string, values: unknown[] = []
-): Promise<R[]> {
-  const client = new Client({ user: 'pgmesh', database: 'postgres', ...target, connectionTimeoutMillis: 3_000 })
-  await client.connect()
-  try {
-    return (await client.query<R>(text, values)).rows
-  } finally {
-    await client.end()
-  }
-}
-
-const admin = async <R extends Record<string, unknown>>(status: InstanceStatus, text: string, database = 'postgres') =>
-  await query<R>({ ...status.admin, database }, text)
-
-async function eventually<T> (check: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() > deadline) throw err
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
-  }
-}
 
 beforeAll(async () => {
   dataDir = await mkdtemp('/tmp/pgmesh-orch-')
