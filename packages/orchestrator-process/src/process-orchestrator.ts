@@ -1,6 +1,6 @@
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { InvalidInputError, NotFoundError, TerminalError } from '@pgmesh/model'
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
@@ -101,7 +101,7 @@ export class ProcessOrchestrator implements Orchestrator {
         ? previous.postgresMajor
         : await resolveMajor(this.root, spec.postgresVersion)
       if (previous !== undefined && previous.postgresMajor !== major) {
-        throw new InvalidInputError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
+        throw new TerminalError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
       }
       const state: InstanceRecord = previous ?? {
         instanceId: spec.instanceId,

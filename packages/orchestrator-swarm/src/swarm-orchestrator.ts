@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { InvalidInputError, NotFoundError, TerminalError } from '@pgmesh/model'
 import {
   assertInstanceId, basebackupArgs, desiredSettings, dropReplicaSlot, type InstanceEvent, InstanceEvents, InstanceLocks,
   type InstanceSpec, type InstanceStatus, nextStandbyOf, type Orchestrator, pickFreePort, promoteServer, reloadSettings,
@@ -173,7 +173,7 @@ export class SwarmOrchestrator implements Orchestrator {
       const previous = await this.readState(paths)
       const major = spec.postgresVersion === undefined ? previous?.postgresMajor ?? DEFAULT_MAJOR : Number(spec.postgresVersion.split('.')[0])
       if (previous !== undefined && previous.postgresMajor !== major) {
-        throw new InvalidInputError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
+        throw new TerminalError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
       }
       const state: InstanceRecord = previous ?? {
         instanceId: spec.instanceId,
