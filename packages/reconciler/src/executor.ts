@@ -1,5 +1,4 @@
 import type { Orchestrator } from '@pgmesh/orchestrator-process'
-import { detect, driverFor } from '@pgmesh/replication'
 import type { Logger } from 'pino'
 import type { AppliedStore } from './applied-store.js'
 import type { Failures } from './failures.js'
@@ -60,7 +59,7 @@ export class ActionExecutor {
         const { admin } = this.deps
         await admin.withSession(action.instanceId, action.databaseName, async (conn) => {
           const membership = { node: action.node, providers: action.providers, nodes: action.nodes, ...(action.sourceNode === undefined ? {} : { sourceNode: action.sourceNode }) }
-          await driverFor(await detect(conn)).ensureMembership(conn, membership, admin.connectPeer, async (message) => { await tasks.log(message, { node_name: action.nodeName }) })
+          await (await admin.replicationOf(conn)).driver.ensureMembership(conn, membership, admin.connectPeer, async (message) => { await tasks.log(message, { node_name: action.nodeName }) })
         })
         const previous = applied.get(action.instanceId)
         if (previous !== undefined) await applied.set({ ...previous, replicationHash: action.hash })

@@ -1,5 +1,5 @@
 import { CONTROL_SESSION_OPTIONS, type InstanceStatus, replicaSlotName } from '@pgmesh/orchestrator-process'
-import { type ConnectPeer, detect, driverFor, pglogicalSlots, type Queryable, waitConfirmed } from '@pgmesh/replication'
+import { type ConnectPeer, detect, driverFor, pglogicalSlots, type Queryable, type ReplicationDriver, type ReplicationKind, waitConfirmed } from '@pgmesh/replication'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { SUPERUSER } from './plan.js'
@@ -12,6 +12,8 @@ export type AdminSession = Queryable
  * and promotion hold no SQL. The daemon's implementation connects over the instance's admin socket; tests pass fakes.
  */
 export interface InstanceAdmin {
+  /** Which extension the instance replicates with (Spock when available, else pglogical), and its driver. */
+  replicationOf: (session: AdminSession) => Promise<{ kind: ReplicationKind, driver: ReplicationDriver }>
   /** A superuser session on a local instance, connected to `database`, for `work` only. */
   withSession: <T>(instanceId: string, database: string, work: (session: AdminSession) => Promise<T>) => Promise<T>
   /** default_transaction_read_only for every new transaction; on, it also ends every client session. */
@@ -47,6 +49,11 @@ export class PgInstanceAdmin implements InstanceAdmin {
     client.on('error', (err: Error) => { this.log.debug({ instanceId, err: err.message }, 'admin connection error') })
     await client.connect()
     return client
+  }
+
+  async replicationOf (session: AdminSession): Promise<{ kind: ReplicationKind, driver: ReplicationDriver }> {
+    const kind = await detect(session)
+    return { kind, driver: driverFor(kind) }
   }
 
   async withSession<T> (instanceId: string, database: string, work: (session: AdminSession) => Promise<T>): Promise<T> {
@@ -118,7 +125,7 @@ export class PgInstanceAdmin implements InstanceAdmin {
     })
     await this.withSession(instanceId, database, async (client) => {
       await client.query({ text: 'SET default_transaction_read_only = off' })
-      await driverFor(await detect(client)).ensureProviderSlots(client, nodeName, peers)
+      await (await this.replicationOf(client)).driver.ensureProviderSlots(client, nodeName, peers)
     })
   }
 

@@ -26,8 +26,8 @@ export interface ReconcilerOptions {
   subscriptionPollMs?: number
   /** SQL on the local instances (default: pg sessions over the orchestrator's admin socket). Tests pass fakes. */
   admin?: InstanceAdmin
-  /** Tests: how the subscription poller finds each instance's driver and reads its server log. */
-  replication?: Pick<SubscriptionPollerDeps, 'replicationOf' | 'newLogTail'>
+  /** Tests: how the subscription poller reads a server log. */
+  newLogTail?: SubscriptionPollerDeps['newLogTail']
   /** Tests: no high-availability loop. */
   highAvailability?: boolean
 }
@@ -66,7 +66,7 @@ export class Reconciler implements Startable {
     this.subscriptions = new SubscriptionPoller({
       host, admin: this.admin, applied: () => this.applied?.all() ?? [], local, requeue, logger: this.log,
       ...(options.subscriptionPollMs === undefined ? {} : { pollMs: options.subscriptionPollMs }),
-      ...options.replication
+      ...(options.newLogTail === undefined ? {} : { newLogTail: options.newLogTail })
     })
     this.ha = options.highAvailability === false
       ? undefined

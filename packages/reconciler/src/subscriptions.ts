@@ -1,6 +1,6 @@
 import type { ObservedInstance, ObservedSubscription } from '@pgmesh/model'
 import type { InstanceStatus } from '@pgmesh/orchestrator-process'
-import { applyErrors, detect, driverFor, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type ReplicationKind, type UnreplicatedDdl } from '@pgmesh/replication'
+import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
@@ -10,7 +10,7 @@ import type { AppliedInstance } from './types.js'
 
 export interface SubscriptionPollerDeps {
   host: Pick<ReconcilerHost, 'databases' | 'health' | 'metrics'>
-  admin: Pick<InstanceAdmin, 'withSession'>
+  admin: Pick<InstanceAdmin, 'withSession' | 'replicationOf'>
   /** This host's applied records (the primaries whose replication was applied are polled). */
   applied: () => readonly AppliedInstance[]
   local: (instanceId: string) => InstanceStatus | undefined
@@ -19,8 +19,6 @@ export interface SubscriptionPollerDeps {
   logger: Logger
   /** How often (default 1 s). */
   pollMs?: number
-  /** Which extension and driver the instance replicates with (default: detect it). */
-  replicationOf?: (conn: Queryable) => Promise<{ kind: ReplicationKind, driver: ReplicationDriver }>
   /** A reader of one instance's JSON server log (default: JsonLogTail). */
   newLogTail?: () => { read: (conn: Queryable) => Promise<JsonLogEntry[]> }
 }
@@ -103,7 +101,7 @@ export class SubscriptionPoller implements Startable {
   /** Adds how many of its subscriptions are down to `count`. */
   private async pollOne (record: AppliedInstance, conn: Queryable, count: { down: number }): Promise<void> {
     const log = this.deps.logger
-    const { kind, driver } = await (this.deps.replicationOf ?? replicationOf)(conn)
+    const { kind, driver } = await this.deps.admin.replicationOf(conn)
     const errors = await this.readApplyErrors(record.instanceId, driver, conn)
     const rows = await driver.subscriptionStatus(conn)
     // Built only when a subscription is down: this runs every second for every local primary.
@@ -158,9 +156,4 @@ export class SubscriptionPoller implements Startable {
     this.deps.host.metrics.subscriptionApplyErrors.inc(errors.length)
     return errors
   }
-}
-
-async function replicationOf (conn: Queryable): Promise<{ kind: ReplicationKind, driver: ReplicationDriver }> {
-  const kind = await detect(conn)
-  return { kind, driver: driverFor(kind) }
 }
