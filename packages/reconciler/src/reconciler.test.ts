@@ -36,7 +36,7 @@ function fakeHost (dataDir: string) {
   const host: ReconcilerHost = {
     hostId: 'host-1',
     dataDir,
-    document: { doc: { hosts: { 'host-1': { id: 'host-1', client_addresses: ['127.0.0.1'] } } } as never, on: () => {} },
+    document: { doc: { hosts: { 'host-1': { id: 'host-1', client_addresses: ['127.0.0.1'] } } } as never, on: (() => {}) as never },
     databases: {
       desired: () => [db],
       generations: () => new Map([['db1', { generation: db.generation, databaseName: 'app' }]]),
