@@ -1,6 +1,5 @@
-import type { InstanceStatus } from '@pgmesh/orchestrator-process'
 import type { ReconcilerHost } from './deps.js'
-import type { Desired, DesiredDatabase, LocalInstance } from './types.js'
+import type { Desired, DesiredDatabase, InstanceStatus, LocalInstance } from './types.js'
 
 /** The planner's desired state, with each database's current task. */
 export type DesiredState = Desired & { records: Map<string, { taskId: string }> }

@@ -1,9 +1,8 @@
-import type { Orchestrator } from '@pgmesh/orchestrator-process'
 import type { Logger } from 'pino'
 import type { AppliedStore } from './applied-store.js'
 import type { Failures } from './failures.js'
 import type { InstanceAdmin } from './instance-admin.js'
-import type { Action } from './types.js'
+import type { Action, Orchestrator } from './types.js'
 
 export interface ActionExecutorDeps {
   orchestrator: Pick<Orchestrator, 'ensureInstance' | 'stopInstance' | 'restartInstance' | 'promote' | 'removeInstance'>

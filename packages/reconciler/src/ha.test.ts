@@ -1,12 +1,12 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import { instanceId } from '@pgmesh/model'
-import type { InstanceStatus } from '@pgmesh/orchestrator-process'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import type { ReconcilerHost } from './deps.js'
 import { HighAvailability } from './ha.js'
 import type { InstanceAdmin } from './instance-admin.js'
 import { InstanceQueues } from './queue.js'
+import type { InstanceStatus } from './types.js'
 
 // The HA loop in process: fakes of the lease keeper, the host and the instance admin. What is checked is the rule of
 // part 5: the loop decides (fenced, held, synchronous), the instance queue carries it out, and fencing never waits.

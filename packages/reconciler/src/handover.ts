@@ -1,9 +1,9 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import type { NodePrimary, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/model'
-import type { Orchestrator } from '@pgmesh/orchestrator-process'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
+import type { Orchestrator } from './types.js'
 
 /** What a hand-over needs of the HA loop that decided it. It runs as a job on the primary's instance queue. */
 export interface HandOverContext {

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import { type DatabaseSpec, instanceId, type ObservedInstance, TerminalError } from '@pgmesh/model'
-import type { InstanceSpec, InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
 import type { ReplicationDriver, SubscriptionStatus } from '@pgmesh/replication'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
 import { Reconciler } from './reconciler.js'
+import type { InstanceSpec, InstanceStatus, Orchestrator } from './types.js'
 
 // In-process tests of the loop and its parts, with fakes of the narrow components the reconciler takes: a host
 // (document, tasks, health), an orchestrator that keeps instances in memory and an InstanceAdmin with no server.

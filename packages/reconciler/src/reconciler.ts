@@ -1,6 +1,5 @@
 import { join } from 'node:path'
 import { isTerminalError, type ObservedInstance } from '@pgmesh/model'
-import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
 import { Backoff } from './backoff.js'
@@ -16,7 +15,7 @@ import { InstanceQueues } from './queue.js'
 import { Reports } from './reports.js'
 import { TaskSettler } from './settle.js'
 import { SubscriptionPoller, type SubscriptionPollerDeps } from './subscriptions.js'
-import type { Action } from './types.js'
+import type { Action, InstanceStatus, Orchestrator } from './types.js'
 
 export interface ReconcilerOptions {
   logger: Logger

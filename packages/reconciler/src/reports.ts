@@ -1,9 +1,8 @@
 import { type ObservedInstance, rfc3339 } from '@pgmesh/model'
-import type { InstanceStatus } from '@pgmesh/orchestrator-process'
 import type { ReconcilerHost } from './deps.js'
 import type { Failures } from './failures.js'
 import type { SubscriptionPoller } from './subscriptions.js'
-import type { AppliedInstance } from './types.js'
+import type { AppliedInstance, InstanceStatus } from './types.js'
 
 export interface ReportsDeps {
   host: Pick<ReconcilerHost, 'hostId' | 'document' | 'databases'>

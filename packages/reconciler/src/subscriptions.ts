@@ -1,12 +1,11 @@
 import type { ObservedInstance, ObservedSubscription } from '@pgmesh/model'
-import type { InstanceStatus } from '@pgmesh/orchestrator-process'
 import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
 import type { Startable } from './lifecycle.js'
 import { SubscriptionHealth } from './subscription-health.js'
-import type { AppliedInstance } from './types.js'
+import type { AppliedInstance, InstanceStatus } from './types.js'
 
 export interface SubscriptionPollerDeps {
   host: Pick<ReconcilerHost, 'databases' | 'health' | 'metrics'>

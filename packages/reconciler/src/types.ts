@@ -1,5 +1,7 @@
 import type { DatabaseSpec, InstanceOperation, ObservedInstance, PrimaryChangeRequest } from '@pgmesh/model'
 import type { InstanceSpec, InstanceState } from '@pgmesh/orchestrator-process'
+/** The orchestrator's types as the reconciler's parts use them: this line is the one place they come from. */
+export type { InstanceSpec, InstanceStatus, Orchestrator } from '@pgmesh/orchestrator-process'
 import type { NodeSpec } from '@pgmesh/replication'
 
 /** What the converged document asks of the cluster, as the planner needs it. */
