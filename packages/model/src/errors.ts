@@ -59,3 +59,17 @@ export function joinPath (segments: ReadonlyArray<string | number | symbol>): st
   }
   return out
 }
+
+/**
+ * Not an API error: an action on an instance that can never succeed as the spec asks (a major version change of an
+ * existing instance). The reconciler does not retry it: the instance is reported failed with this message, and the
+ * task fails, until the spec changes (its generation moves).
+ */
+export class TerminalError extends Error {
+  override readonly name = 'TerminalError'
+}
+
+/** By name, so an error from another copy of this package counts too. */
+export function isTerminalError (err: unknown): err is TerminalError {
+  return err instanceof Error && err.name === 'TerminalError'
+}

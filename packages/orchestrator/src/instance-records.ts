@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type InstanceSpec, InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { type InstanceSpec, NotFoundError, TerminalError } from '@pgmesh/model'
 import type { ScriptsDone } from './database-setup.js'
 import { assertInstanceId, isInstanceId } from './instance-id.js'
 import { InstanceLocks } from './instance-locks.js'
@@ -74,7 +74,7 @@ export class InstanceRecords<R extends InstanceRecord> {
    */
   async prepare (spec: InstanceSpec, previous: R | undefined, major: number, fresh: (base: InstanceRecord) => R): Promise<R> {
     if (previous !== undefined && previous.postgresMajor !== major) {
-      throw new InvalidInputError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
+      throw new TerminalError(`instance ${spec.instanceId}: major version cannot change from ${previous.postgresMajor} to ${major}`)
     }
     const record = previous ?? fresh({
       instanceId: spec.instanceId,

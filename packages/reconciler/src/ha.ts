@@ -1,13 +1,13 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import type { KeptLease } from '@pgmesh/lease'
-import {
-  instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest, replicaSlotName, SYSTEM_SUPERUSER
-} from '@pgmesh/model'
+import { instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/model'
 import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
-import pg from 'pg'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
-import { waitConfirmed } from './slots.js'
+import { handOver, type HandOverContext, stopAndRelease } from './handover.js'
+import type { InstanceAdmin } from './instance-admin.js'
+import type { Startable } from './lifecycle.js'
+import type { InstanceQueues } from './queue.js'
 
 /** How long before its lease's end a primary that could not renew stops taking writes. */
 const FENCE_MS = 1500
@@ -18,11 +18,14 @@ const TICK_MS = 250
 const HAND_OVER_WAIT_MS = 45_000
 
 export interface HighAvailabilityDeps {
+  host: ReconcilerHost
+  admin: Pick<InstanceAdmin, 'setReadOnly' | 'synchronousNow' | 'drainToPeers' | 'waitReplayed'>
+  /** Used only inside jobs of the instance queues: the loop itself never stops or starts a server. */
+  control: Pick<Orchestrator, 'stopInstance' | 'startInstance'>
+  queues: InstanceQueues
   logger: Logger
   requeue: () => void
   localStatus: (instanceId: string) => InstanceStatus | undefined
-  /** A superuser connection to a local instance. */
-  connect: (instanceId: string, database: string) => Promise<pg.Client>
   taskLog: (taskId: string, message: string, fields?: Record<string, unknown>) => Promise<void>
 }
 
@@ -32,8 +35,12 @@ export interface HighAvailabilityDeps {
  * when the primary looks gone and the previous lease has run out, records the new term in the document, and only
  * then gets promoted (the planner's promote-instance). Planned switchovers hand the lease over after the candidate
  * has replayed everything. Single-instance nodes need no lease: they keep taking writes in any partition.
+ *
+ * The loop decides and publishes (held leases, fenced primaries, synchronous standbys); the instance queues carry
+ * the decisions out: fencing as an `immediate` job (it never waits for a running action), unfencing and hand-overs
+ * as `high` ones (ahead of the planner's actions). It never stops or starts a server itself.
  */
-export class HighAvailability {
+export class HighAvailability implements Startable {
   private readonly kept = new Map<string, KeptLease>()
   /** Primaries stopped because they lost their lease: the planner keeps them stopped. */
   readonly fenced = new Set<string>()
@@ -49,13 +56,18 @@ export class HighAvailability {
   private stopping = false
   /** Switchovers and hand-overs under way; stop() waits for them. */
   private readonly handingOver = new Set<Promise<void>>()
+  /** Primaries with an unfence job queued or running. */
+  private readonly unfencing = new Set<string>()
   private readonly log: Logger
+  private readonly host: ReconcilerHost
 
-  constructor (private readonly host: ReconcilerHost, private readonly orchestrator: Orchestrator, private readonly deps: HighAvailabilityDeps) {
+  constructor (private readonly deps: HighAvailabilityDeps) {
     this.log = deps.logger
+    this.host = deps.host
   }
 
   start (): void {
+    this.stopping = false
     this.timer = setInterval(() => { void this.tick() }, TICK_MS)
     this.timer.unref()
   }
@@ -151,14 +163,14 @@ export class HighAvailability {
       }
     }
     const kept = this.keep(key, mine, primary.term, db.id)
-    if (kept?.held() === true && this.fenced.has(mine)) await this.unfence(mine)
+    if (kept?.held() === true && this.fenced.has(mine)) this.unfence(mine)
     if (kept?.held() === true && !this.fenced.has(mine)) await this.synchronize(db, nodeName, key, mine, kept, cluster)
     const request = db.primaryChanges[nodeName]
     if (request === undefined || request.candidate === mine || request.from_term !== primary.term || !this.active(request)) return
     if (request.scheduled_at !== undefined && Date.parse(request.scheduled_at) > Date.now()) return
     if (kept?.held() !== true || this.stopping) return
     this.busy.add(key)
-    this.track(this.switchover(db, nodeName, key, mine, primary, request, cluster)
+    this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => { await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request, cluster, requested: true }) })
       .catch((err: unknown) => { this.log.warn({ node: key, err }, 'switchover failed') })
       .finally(() => { this.busy.delete(key) }))
   }
@@ -195,22 +207,9 @@ export class HighAvailability {
     }
     const pending = names.filter(id => !kept.confirmedEligible.includes(id))
     if (pending.length === 0) return
-    const caughtUp = await this.synchronousNow(mine, pending)
+    const caughtUp = await this.deps.admin.synchronousNow(mine, pending)
     if (caughtUp.length > 0 && await kept.setEligible([...kept.confirmedEligible.filter(id => names.includes(id)), ...caughtUp])) {
       this.log.info({ node: key, eligible: kept.eligible }, 'replicas eligible to take over')
-    }
-  }
-
-  /** Of these replicas, those the primary's Postgres now waits for on every commit. */
-  private async synchronousNow (mine: string, ids: string[]): Promise<string[]> {
-    const client = await this.deps.connect(mine, 'postgres').catch(() => undefined)
-    if (client === undefined) return []
-    try {
-      const rows = (await client.query("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')")).rows as Array<{ application_name: string }>
-      const names = new Set(rows.map(r => r.application_name))
-      return ids.filter(id => names.has(replicaSlotName(id)))
-    } finally {
-      await client.end().catch(() => {})
     }
   }
 
@@ -240,17 +239,13 @@ export class HighAvailability {
     const node = db.spec?.nodes.find(n => n.name === nodeName)
     const candidate = node === undefined ? undefined : this.preferredCandidate(db.id, nodeName, node.host_ids, primary, cluster)
     this.busy.add(key)
-    this.track((async () => {
+    this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => {
       if (candidate !== undefined) {
-        await this.switchover(db, nodeName, key, mine, primary, { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, false)
+        await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request: { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, requested: false })
         return
       }
-      this.fenced.add(mine)
-      await this.setReadOnly(mine, true).catch(() => {})
-      await this.orchestrator.stopInstance(mine)
-      await this.drop(key)
-      await this.host.runtime.leases?.release(key, mine, kept.term)
-    })().catch((err: unknown) => { this.log.warn({ node: key, err }, 'stopping the primary failed') })
+      await stopAndRelease(this.handOverContext(), key, mine, kept.term, true)
+    }).catch((err: unknown) => { this.log.warn({ node: key, err }, 'stopping the primary failed') })
       .finally(() => {
         this.busy.delete(key)
         this.deps.requeue()
@@ -320,144 +315,62 @@ export class HighAvailability {
   /**
    * Stops writes at once (read-only, client sessions ended), then stops the server; kept stopped until re-leased.
    * Also for an instance already in `fenced` because it was found at start: its Postgres may still take writes.
+   * The decision is published before anything runs (the planner and the queue keep the server stopped from here),
+   * and the job is `immediate`: it does not wait for an action running on the instance.
    */
-  async fence (databaseId: string, id: string): Promise<void> {
+  fence (databaseId: string, id: string): Promise<void> {
     this.fenced.add(id)
     this.log.warn({ databaseId, instanceId: id }, 'lease not renewed in time: fencing the primary')
-    try {
-      await this.setReadOnly(id, true)
-    } catch (err) {
-      this.log.warn({ instanceId: id, err: (err as Error).message }, 'could not make the instance read-only; stopping it')
-    }
-    await this.orchestrator.stopInstance(id).catch((err: unknown) => { this.log.error({ instanceId: id, err }, 'could not stop the fenced instance') })
-    this.deps.requeue()
-  }
-
-  private async unfence (id: string): Promise<void> {
-    this.foundRunning.delete(id)
-    this.log.info({ instanceId: id }, 'lease held again: the primary takes writes again')
-    await this.orchestrator.startInstance(id)
-    await this.setReadOnly(id, false)
-    this.fenced.delete(id)
-    this.deps.requeue()
-  }
-
-  /** default_transaction_read_only for every new transaction; on, it also ends every client session. */
-  async setReadOnly (id: string, on: boolean): Promise<void> {
-    const client = await this.deps.connect(id, 'postgres')
-    try {
-      await client.query(on ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only')
-      await client.query('SELECT pg_reload_conf()')
-      if (on) {
-        await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
-      }
-    } finally {
-      await client.end().catch(() => {})
-    }
-  }
-
-  /**
-   * Planned: writes stop here, the other nodes confirm everything this node wrote, the server stops (its shutdown
-   * sends the last WAL to the replicas), the candidate replays all of it, then the lease goes to the candidate at a
-   * higher term and the document says so. On any failure before the hand-over, this primary takes writes again.
-   */
-  /** `requested`: a switchover/failover task (settled here on failure); false: the user stopping the primary. */
-  private async switchover (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, request: PrimaryChangeRequest, cluster: ObservedInstance[], requested = true): Promise<void> {
-    const log = async (message: string): Promise<void> => { await this.deps.taskLog(request.task_id, message, { node_name: nodeName }) }
-    const leases = this.host.runtime.leases
-    const candidate = cluster.find(i => i.id === request.candidate)
-    const databaseName = db.spec?.database_name
-    let handedOver = false
-    /** The server was stopped for the hand-over: a failure from here on leaves it fenced until a pass un-fences it. */
-    let stopped = false
-    try {
-      if (leases === undefined || databaseName === undefined) throw new Error('not ready')
-      if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
-      const address = candidate.addresses?.[0] ?? this.host.document.doc.hosts?.[candidate.host_id]?.client_addresses[0]
-      if (address === undefined) throw new Error(`no address for host ${candidate.host_id}`)
-      if (requested) await this.host.tasks.settle(request.task_id, { status: 'running' })
-      await log(`switching node ${nodeName} over from ${mine} to ${request.candidate}: stopping writes`)
-      await this.setReadOnly(mine, true)
-      const conn = await this.deps.connect(mine, databaseName)
-      let lsn: string
+    return this.deps.queues.run(id, 'immediate', 'fence', async () => {
       try {
-        // This session only: the barrier below writes small WAL messages.
-        await conn.query('SET default_transaction_read_only = off')
-        // Every other node's slot, connected or not: a node that has not caught up would miss these rows for good
-        // (the new primary's slots start where it is promoted), so the switchover waits, or fails and undoes.
-        const slots = await conn.query("SELECT slot_name::text AS slot FROM pg_replication_slots WHERE plugin = 'pglogical_output' AND database = current_database()")
-        for (const row of slots.rows as Array<{ slot: string }>) await waitConfirmed(conn, row.slot, `peer slot ${row.slot}`, 30_000)
-        lsn = (await conn.query('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0]?.lsn as string
-      } finally {
-        await conn.end().catch(() => {})
+        await this.deps.admin.setReadOnly(id, true)
+      } catch (err) {
+        this.log.warn({ instanceId: id, err: (err as Error).message }, 'could not make the instance read-only; stopping it')
       }
-      await log(`the other nodes have everything up to ${lsn}; stopping ${mine}`)
-      this.fenced.add(mine)
-      stopped = true
-      // The lease is renewed until the hand-over, however long the server takes to stop (a Swarm task takes
-      // seconds): a lease that ran out meanwhile would let the candidate take over by itself and end this wait.
-      await this.orchestrator.stopInstance(mine)
-      await waitReplayed({ host: address, port: candidate.port }, lsn, 30_000)
-      await log(`${request.candidate} replayed everything; handing the lease over`)
-      await this.drop(key)
-      await leases.release(key, mine, primary.term)
-      let term = Math.max(primary.term, this.highestSeen.get(key) ?? 0) + 1
-      const deadline = Date.now() + 15_000
-      for (;;) {
-        const outcome = await leases.request(key, request.candidate, term)
-        if (outcome.held) break
-        if (Date.now() > deadline) throw new Error(`no majority granted the lease to ${request.candidate} (${outcome.granted}/${outcome.voters})`)
-        term = Math.max(term, outcome.highestTerm) + 1
-        await new Promise(resolve => setTimeout(resolve, 200))
-      }
-      handedOver = true
-      await this.host.operations.recordPrimary(db.id, nodeName, term, request.candidate)
-      await log(`${request.candidate} is the primary of node ${nodeName} at term ${term}`)
+      await this.deps.control.stopInstance(id).catch((err: unknown) => { this.log.error({ instanceId: id, err }, 'could not stop the fenced instance') })
       this.deps.requeue()
-    } catch (err) {
-      const message = (err as Error).message
-      this.log.warn({ node: key, err: message }, 'switchover failed')
-      await log(`switchover failed: ${message}`).catch(() => {})
-      if (!requested) {
-        // The user asked for the server to stop: it stops, and the lease goes once it is down.
-        if (!handedOver) {
-          this.fenced.add(mine)
-          await this.orchestrator.stopInstance(mine).catch(() => {})
-          await this.drop(key)
-          await this.host.runtime.leases?.release(key, mine, primary.term)
-        }
-        return
-      }
-      await this.host.tasks.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
-      if (!handedOver && !stopped) {
-        // Still the primary, still renewing its lease: take writes again.
-        await this.setReadOnly(mine, false).catch(() => {})
-      }
-      // Otherwise it stays fenced (stopped, read-only) until a pass holds the lease (still, or again) and un-fences it.
+    })
+  }
+
+  /** The lease is held again: the server starts and takes writes again, as a `high` job ahead of planned actions. */
+  private unfence (id: string): void {
+    if (this.unfencing.has(id)) return
+    this.unfencing.add(id)
+    void this.deps.queues.run(id, 'high', 'unfence', async () => {
+      // A fence may have run meanwhile (the lease lost again): unfence only what is still held.
+      if (![...this.kept.values()].some(k => k.holder === id && k.held())) return
+      this.foundRunning.delete(id)
+      this.log.info({ instanceId: id }, 'lease held again: the primary takes writes again')
+      await this.deps.control.startInstance(id)
+      await this.deps.admin.setReadOnly(id, false)
+      this.fenced.delete(id)
       this.deps.requeue()
+    }).catch((err: unknown) => { this.log.warn({ instanceId: id, err }, 'high-availability pass failed') })
+      .finally(() => { this.unfencing.delete(id) })
+  }
+
+  private handOverContext (): HandOverContext {
+    return {
+      host: this.host,
+      admin: this.deps.admin,
+      control: this.deps.control,
+      fence: (id) => { this.fenced.add(id) },
+      drop: async (key) => { await this.drop(key) },
+      highestSeen: key => this.highestSeen.get(key) ?? 0,
+      taskLog: this.deps.taskLog,
+      requeue: this.deps.requeue,
+      logger: this.log
     }
+  }
+
+  /** Fenced primaries, held leases, synchronous standbys: what the planner reads of this loop. */
+  isFenced (id: string): boolean {
+    return this.fenced.has(id)
   }
 
   /** A rebuilt former primary is a plain replica again. */
   forget (id: string): void {
     this.fenced.delete(id)
     this.synchronous.delete(id)
-  }
-}
-
-async function waitReplayed (target: { host: string, port: number }, lsn: string, timeoutMs: number): Promise<void> {
-  const client = new pg.Client({ host: target.host, port: target.port, user: SYSTEM_SUPERUSER, database: 'postgres', connectionTimeoutMillis: 5000 })
-  client.on('error', () => {})
-  await client.connect()
-  try {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const row = (await client.query({ text: 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', values: [lsn] })).rows[0] as { done: boolean | null } | undefined
-      if (row?.done === true) return
-      if (Date.now() > deadline) throw new Error(`the candidate has not replayed ${lsn}`)
-      await new Promise(resolve => setTimeout(resolve, 50))
-    }
-  } finally {
-    await client.end().catch(() => {})
   }
 }

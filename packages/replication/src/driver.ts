@@ -25,6 +25,45 @@ export interface SubscriptionSpec extends Link {
 /** The anchor's subscription status shape (spock.sub_show_status). */
 export interface SubscriptionStatus { provider_node: string, name: string, status: string }
 
+/** A connection to another node's primary, opened by the caller (who owns users, timeouts and session options). */
+export interface PeerConnection extends Queryable { end: () => Promise<void> }
+export type ConnectPeer = (dsn: string) => Promise<PeerConnection>
+
+/** What one node's primary should be a member of: its node, the peers it subscribes to, every node of the database. */
+export interface Membership {
+  node: NodeSpec
+  /** Nodes this node subscribes to (those whose primary is up). */
+  providers: NodeSpec[]
+  /** Every node of the database: subscriptions and slots of any other node are dropped. */
+  nodes: string[]
+  /** When set, this node is new and copies schema and rows from this provider first. */
+  sourceNode?: string
+}
+
+/**
+ * The statements of pglogical's join protocol (a node added to a live database copies from a source while the
+ * others keep writing; see membership.ts for the order they run in). Pure data, like the rest of the drivers' SQL.
+ */
+export interface JoinSql {
+  /**
+   * On the source: replication sets `<set>` (tables with a primary key) and `<set>_insert_only` (without) holding
+   * every replicated table, for one joining node's forwarding subscription. Idempotent.
+   */
+  createJoinSets: (set: string) => Sql[]
+  /** On the source: the join's sets go. */
+  dropJoinSets: (set: string) => Sql
+  /** On the joining node: subscribes to the source over the join's sets, with schema and row copy and origin forwarding. */
+  subscribeForwarding: (name: string, providerDsn: string, set: string) => Sql
+  /** On the joining node: returns once the subscription's schema and row copy is done. */
+  waitSyncComplete: (name: string) => Sql
+  /** On the subscriber: rows `{ slot }`, the provider-side slot of a subscription. */
+  subscriptionSlot: (name: string) => Sql
+  /** On a provider: one row once the slot exists and has a confirmed position. */
+  slotReady: (slot: string) => Sql
+  /** On the subscriber: drops one subscription by name (the forwarding one). */
+  dropSubscriptionNamed: (name: string) => Sql
+}
+
 /** The replication sets every subscription uses: rows with and without primary keys, and replicated DDL. */
 export const REPLICATION_SETS = ['default', 'default_insert_only', 'ddl_sql'] as const
 
@@ -70,6 +109,19 @@ export interface ReplicationDriver {
   applyWorkers: (conn: Queryable) => Promise<Map<string, string>>
   /** DDL the automatic DDL replication refused on this node (pglogical only; Spock replicates it its own way). */
   unreplicatedDdl: (conn: Queryable) => Promise<UnreplicatedDdl | undefined>
+  /**
+   * The node's whole membership on its primary: ensureNode, drops what nodes gone from the database left here,
+   * subscribes to every provider, and for a node added to a live database runs the join protocol (pglogical: a
+   * forwarding subscription from the source, direct subscriptions, a barrier; see membership.ts). `connect` opens
+   * connections to other nodes' primaries by DSN (the join works on the source and the other providers too).
+   */
+  ensureMembership: (conn: Queryable, membership: Membership, connect: ConnectPeer, progress: (message: string) => Promise<void>) => Promise<void>
+  /**
+   * On a just-promoted primary of `nodeName`: the logical slots the other nodes' subscriptions to this node use
+   * (same names as on the old primary), so no change is written that their slots would miss. A no-op when this
+   * database is no node (yet), and for Spock (not done there yet).
+   */
+  ensureProviderSlots: (conn: Queryable, nodeName: string, peers: readonly string[]) => Promise<void>
 }
 
 /** How many statements were refused, and the latest (its text cut to 200 characters). */
@@ -94,6 +146,12 @@ export interface ReplicationSql {
   applyWorkers: () => Sql
   /** Rows `{ count, logged_at, role, statement, reason }`: the latest refused DDL statement, when any. */
   unreplicatedDdl?: () => Sql
+  /** The join protocol's statements (pglogical); without them a new node subscribes directly, its source last. */
+  join?: JoinSql
+  /** Each returns a row when this database is a node of the extension, checked in order (the extension may be missing). */
+  localNodeExists?: () => Sql[]
+  /** On a provider: its slot for `subscriber`'s subscription, created when missing. */
+  providerSlot?: (provider: string, subscriber: string) => Sql
 }
 
 export async function execute<R extends QueryResultRow> (conn: Queryable, statement: Sql): Promise<R[]> {

@@ -1,4 +1,5 @@
 import { createEventTriggerOnce, ddlCaptureStatements } from './ddl-capture.js'
+import { pglogicalJoinSql } from './join.js'
 import { REPLICATION_SETS, type ReplicationSql, type Sql, subscriptionName } from './driver.js'
 
 const sets = `ARRAY[${REPLICATION_SETS.map(s => `'${s}'`).join(', ')}]`
@@ -98,6 +99,20 @@ $do$`
 
 /** The SQL of the pglogical 2 driver (Debian's postgresql-NN-pglogical). */
 export const pglogicalSql: ReplicationSql = {
+  join: pglogicalJoinSql,
+
+  localNodeExists: () => [
+    { text: "SELECT 1 FROM pg_extension WHERE extname = 'pglogical'", values: [] },
+    { text: 'SELECT 1 FROM pglogical.local_node', values: [] }
+  ],
+
+  providerSlot: (provider, subscriber) => ({
+    text: `SELECT pg_create_logical_replication_slot(s.name, 'pglogical_output')
+                     FROM (SELECT pglogical.pglogical_gen_slot_name(current_database()::name, $1::name, ('sub_' || $1 || '_' || $2)::name)::text AS name) s
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots r WHERE r.slot_name = s.name)`,
+    values: [provider, subscriber]
+  }),
+
   ensureNode: node => [
     { text: 'CREATE EXTENSION IF NOT EXISTS pglogical', values: [] },
     {

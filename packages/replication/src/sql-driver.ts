@@ -1,8 +1,9 @@
 import { type NodeSpec, rfc3339 } from '@pgmesh/model'
 import {
-  execute, type Link, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql, type SubscriptionSpec,
-  type SubscriptionStatus, type UnreplicatedDdl
+  type ConnectPeer, execute, type Link, type Membership, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql,
+  type SubscriptionSpec, type SubscriptionStatus, type UnreplicatedDdl
 } from './driver.js'
+import { ensureMembership } from './membership.js'
 import { pglogicalSql } from './pglogical.js'
 import { dropInactiveSlots, terminateSlotUsers } from './slots.js'
 import { spockSql } from './spock.js'
@@ -78,6 +79,19 @@ class SqlReplicationDriver implements ReplicationDriver {
     const [row] = await execute<{ count: number, logged_at: Date, role: string, statement: string, reason: string }>(conn, statement)
     if (row === undefined) return undefined
     return { count: row.count, last: { logged_at: rfc3339(row.logged_at), role: row.role, statement: row.statement, reason: row.reason } }
+  }
+
+  async ensureMembership (conn: Queryable, membership: Membership, connect: ConnectPeer, progress: (message: string) => Promise<void>): Promise<void> {
+    await ensureMembership(conn, this, this.sql, membership, connect, progress)
+  }
+
+  async ensureProviderSlots (conn: Queryable, nodeName: string, peers: readonly string[]): Promise<void> {
+    const { localNodeExists, providerSlot } = this.sql
+    if (localNodeExists === undefined || providerSlot === undefined) return
+    for (const check of localNodeExists()) {
+      if ((await execute(conn, check)).length !== 1) return
+    }
+    for (const peer of peers) await execute(conn, providerSlot(nodeName, peer))
   }
 
   async applyWorkers (conn: Queryable): Promise<Map<string, string>> {

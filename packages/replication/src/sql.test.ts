@@ -1,8 +1,9 @@
 import { formatDsn } from '@pgmesh/model'
 import { describe, expect, it } from 'vitest'
 import { subscriptionName } from './driver.js'
+import { pglogicalJoinSql } from './join.js'
 import { pglogicalSql } from './pglogical.js'
-import { dropInactiveSlots, terminateSlotUsers } from './slots.js'
+import { dropInactiveSlots, dropSlot, pglogicalSlots, slotConfirmed, terminateSlotUsers } from './slots.js'
 import { spockRepairMode, spockSql } from './spock.js'
 
 const subscription = { provider: 'n1', subscriber: 'n2', providerDsn: 'host=10.0.0.1 port=5432 dbname=app user=pgmesh' }
@@ -122,8 +123,46 @@ WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name
       ...spockSql.ensureNode({ nodeName: hostile, dsn: hostile }),
       ...spockSql.ensureSubscription({ provider: hostile, subscriber: 'n2', providerDsn: hostile }),
       spockSql.slotsFor(hostile), spockSql.replicateDdl(hostile),
-      terminateSlotUsers([hostile]), dropInactiveSlots([hostile])
+      terminateSlotUsers([hostile]), dropInactiveSlots([hostile]), dropSlot(hostile), slotConfirmed(hostile, hostile),
+      ...pglogicalJoinSql.createJoinSets(hostile), pglogicalJoinSql.dropJoinSets(hostile), pglogicalJoinSql.subscribeForwarding(hostile, hostile, hostile),
+      pglogicalJoinSql.waitSyncComplete(hostile), pglogicalJoinSql.subscriptionSlot(hostile), pglogicalJoinSql.slotReady(hostile),
+      pglogicalJoinSql.dropSubscriptionNamed(hostile), pglogicalSql.providerSlot?.(hostile, hostile) ?? { text: '', values: [] }
     ]
     for (const statement of statements) expect(statement.text).not.toContain('DROP TABLE')
+  })
+})
+
+describe('pglogical join protocol SQL (golden; run for real by test/quickstart.test.ts and test/databases.test.ts)', () => {
+  it('makes the join sets on the source: keyed tables in <set>, the others in <set>_insert_only, idempotently', () => {
+    const [create, createInsertOnly, addTables] = pglogicalJoinSql.createJoinSets('pgmesh_join_n3')
+    expect(create).toEqual({
+      text: `SELECT pglogical.create_replication_set($1::name)
+     WHERE NOT EXISTS (SELECT 1 FROM pglogical.replication_set WHERE set_name = $1::name)`,
+      values: ['pgmesh_join_n3']
+    })
+    expect(createInsertOnly?.text).toContain("create_replication_set(($1::text || '_insert_only')::name, true, false, false, true)")
+    expect(addTables?.text).toContain("WHERE t.set_name IN ('default', 'default_insert_only')")
+    expect(pglogicalJoinSql.dropJoinSets('pgmesh_join_n3').values).toEqual(['pgmesh_join_n3'])
+  })
+
+  it('subscribes the joining node to its source with a copy and origin forwarding, over the join sets', () => {
+    expect(pglogicalJoinSql.subscribeForwarding('sub_n1_n3_init', 'host=a dbname=app', 'pgmesh_join_n3')).toEqual({
+      text: `SELECT pglogical.create_subscription(subscription_name := $1::name, provider_dsn := $2::text,
+                 replication_sets := ARRAY[$3::text, $3::text || '_insert_only'], synchronize_structure := true,
+                 synchronize_data := true, forward_origins := '{all}')`,
+      values: ['sub_n1_n3_init', 'host=a dbname=app', 'pgmesh_join_n3']
+    })
+    expect(pglogicalJoinSql.waitSyncComplete('sub_n1_n3_init')).toEqual({ text: 'SELECT pglogical.wait_for_subscription_sync_complete($1::name)', values: ['sub_n1_n3_init'] })
+  })
+
+  it('barriers on slot positions, and creates a promoted primary\'s slots for the other nodes by pglogical\'s own names', () => {
+    expect(slotConfirmed('pgl_app_n1_sub_n1_n3', '0/16B3748')).toEqual({
+      text: 'SELECT confirmed_flush_lsn >= $2::pg_lsn AS done, active FROM pg_replication_slots WHERE slot_name = $1',
+      values: ['pgl_app_n1_sub_n1_n3', '0/16B3748']
+    })
+    expect(pglogicalSlots().text).toContain("plugin = 'pglogical_output' AND database = current_database()")
+    expect(pglogicalSql.providerSlot?.('n1', 'n2')?.text).toContain("pglogical.pglogical_gen_slot_name(current_database()::name, $1::name, ('sub_' || $1 || '_' || $2)::name)")
+    expect(spockSql.join).toBeUndefined()
+    expect(spockSql.providerSlot).toBeUndefined()
   })
 })

@@ -1,0 +1,159 @@
+import type { ObservedInstance, ObservedSubscription } from '@pgmesh/model'
+import type { InstanceStatus } from '@pgmesh/orchestrator'
+import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
+import type { Logger } from 'pino'
+import type { ReconcilerHost } from './deps.js'
+import type { InstanceAdmin } from './instance-admin.js'
+import type { Startable } from './lifecycle.js'
+import { SubscriptionHealth } from './subscription-health.js'
+import type { AppliedInstance } from './types.js'
+
+export interface SubscriptionPollerDeps {
+  host: Pick<ReconcilerHost, 'databases' | 'health' | 'metrics'>
+  admin: Pick<InstanceAdmin, 'withSession' | 'replicationOf'>
+  /** This host's applied records (the primaries whose replication was applied are polled). */
+  applied: () => readonly AppliedInstance[]
+  local: (instanceId: string) => InstanceStatus | undefined
+  /** Asks the loop for a pass (a report changed). */
+  requeue: () => void
+  logger: Logger
+  /** How often (default 1 s). */
+  pollMs?: number
+  /** A reader of one instance's JSON server log (default: JsonLogTail). */
+  newLogTail?: () => { read: (conn: Queryable) => Promise<JsonLogEntry[]> }
+}
+
+/** What a local primary's report carries about its replication. */
+export interface ReplicationReport { subscriptions: ObservedSubscription[], kind: string }
+
+/**
+ * Polls the local primaries' subscription status every second, for observed state (and so for task completion), with
+ * the apply workers' errors from the server's JSON log, and restarts the subscriptions that stall (SubscriptionHealth).
+ */
+export class SubscriptionPoller implements Startable {
+  private readonly reports = new Map<string, ReplicationReport>()
+  /** Per local primary: its subscriptions' errors, failures and restarts, and where its JSON server log was read up to. */
+  private readonly health = new Map<string, SubscriptionHealth>()
+  private readonly serverLogs = new Map<string, { read: (conn: Queryable) => Promise<JsonLogEntry[]> }>()
+  /** Per local primary: the DDL its automatic DDL replication refused (see @pgmesh/replication). */
+  private readonly refusedDdl = new Map<string, UnreplicatedDdl>()
+  private polling = false
+  private stopped = false
+  private timer: NodeJS.Timeout | undefined
+
+  constructor (private readonly deps: SubscriptionPollerDeps) {}
+
+  start (): void {
+    this.stopped = false
+    this.timer = setInterval(() => { void this.poll() }, this.deps.pollMs ?? 1000)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    this.stopped = true
+    clearInterval(this.timer)
+  }
+
+  report (instanceId: string): ReplicationReport | undefined {
+    return this.reports.get(instanceId)
+  }
+
+  unreplicatedDdl (instanceId: string): UnreplicatedDdl | undefined {
+    return this.refusedDdl.get(instanceId)
+  }
+
+  /** The instance was removed or rebuilt: what was known of its replication goes. */
+  forget (instanceId: string): void {
+    this.reports.delete(instanceId)
+    this.health.delete(instanceId)
+    this.serverLogs.delete(instanceId)
+    this.refusedDdl.delete(instanceId)
+  }
+
+  /** One poll of every local primary. A poll that outlasts the interval is not overlapped: the log tails must not be read twice. */
+  async poll (): Promise<void> {
+    if (this.stopped || this.polling) return
+    this.polling = true
+    try {
+      await this.pollPrimaries()
+    } finally {
+      this.polling = false
+    }
+  }
+
+  private async pollPrimaries (): Promise<void> {
+    const count = { down: 0 }
+    for (const record of this.deps.applied()) {
+      if (record.replicationHash === undefined) continue
+      const status = this.deps.local(record.instanceId)
+      if (status?.state !== 'running' || status.role !== 'primary') continue
+      const databaseName = this.deps.host.databases.generations().get(record.databaseId)?.databaseName
+      if (databaseName === undefined) continue
+      try {
+        await this.deps.admin.withSession(record.instanceId, databaseName, async conn => { await this.pollOne(record, conn, count) })
+      } catch (err) {
+        this.deps.logger.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscription status not available')
+      }
+    }
+    this.deps.host.metrics.subscriptionsDown.set(count.down)
+  }
+
+  /** Adds how many of its subscriptions are down to `count`. */
+  private async pollOne (record: AppliedInstance, conn: Queryable, count: { down: number }): Promise<void> {
+    const log = this.deps.logger
+    const { kind, driver } = await this.deps.admin.replicationOf(conn)
+    const errors = await this.readApplyErrors(record.instanceId, driver, conn)
+    const rows = await driver.subscriptionStatus(conn)
+    // Built only when a subscription is down: this runs every second for every local primary.
+    let cluster: ObservedInstance[] | undefined
+    const providerUp = (node: string): boolean => {
+      cluster ??= this.deps.host.health.clusterInstances()
+      return cluster.some(i => i.database_id === record.databaseId && i.node_name === node && i.role === 'primary' && i.state === 'available')
+    }
+    let health = this.health.get(record.instanceId)
+    if (health === undefined) {
+      health = new SubscriptionHealth()
+      this.health.set(record.instanceId, health)
+    }
+    const previous = this.reports.get(record.instanceId)?.subscriptions
+    const { reports, restart } = health.observe({ rows, errors, providerUp, now: Date.now() })
+    this.reports.set(record.instanceId, { subscriptions: reports, kind })
+    count.down += reports.filter(r => r.status === 'down').length
+    for (const report of reports) {
+      if (report.error !== undefined && report.error !== previous?.find(p => p.name === report.name)?.error) {
+        log.warn({ instanceId: record.instanceId, subscription: report.name, error: report.error }, 'subscription apply worker failed')
+      }
+    }
+    if (JSON.stringify(previous) !== JSON.stringify(reports)) this.deps.requeue()
+    for (const name of restart) {
+      log.info({ instanceId: record.instanceId, subscription: name }, 'restarting a stalled subscription')
+      await driver.restartSubscription(conn, name)
+    }
+    await this.readUnreplicatedDdl(record.instanceId, driver, conn)
+  }
+
+  /** What the node's automatic DDL replication refused, for the instance's report; a new refusal is logged too. */
+  private async readUnreplicatedDdl (instanceId: string, driver: ReplicationDriver, conn: Queryable): Promise<void> {
+    const found = await driver.unreplicatedDdl(conn)
+    const previous = this.refusedDdl.get(instanceId)
+    if (found === undefined || found.count === previous?.count) return
+    this.refusedDdl.set(instanceId, found)
+    this.deps.logger.warn({ instanceId, count: found.count, reason: found.last.reason, role: found.last.role }, 'DDL not replicated to the other nodes')
+    this.deps.requeue()
+  }
+
+  /** The apply-worker errors this instance logged since the last poll (none when its log is not JSON). */
+  private async readApplyErrors (instanceId: string, driver: ReplicationDriver, conn: Queryable): Promise<Array<{ subscription: string, error: string }>> {
+    let tail = this.serverLogs.get(instanceId)
+    if (tail === undefined) {
+      tail = (this.deps.newLogTail ?? (() => new JsonLogTail()))()
+      this.serverLogs.set(instanceId, tail)
+    }
+    const entries = await tail.read(conn)
+    // Which worker is which subscription is asked only when something failed.
+    if (!entries.some(e => e.error_severity === 'ERROR' || e.error_severity === 'FATAL')) return []
+    const errors = applyErrors(entries, await driver.applyWorkers(conn))
+    this.deps.host.metrics.subscriptionApplyErrors.inc(errors.length)
+    return errors
+  }
+}
