@@ -1,6 +1,7 @@
 // Read replicas, stop/start/restart, switchover and automatic failover, with daemons as processes and real Postgres
 // (process orchestrator). n1 has a primary and a streaming replica; n2 is a single instance on a third host.
 import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 import {
@@ -27,7 +28,9 @@ describe('a node with a streaming replica', () => {
   })
 
   afterEach((context) => {
-    if (context.task.result?.state === 'fail') console.log(cluster?.problems())
+    if (context.task.result?.state !== 'fail') return
+    console.log(cluster?.problems())
+    if (process.env.HA_LOG_DIR !== undefined) for (const d of hosts) writeFileSync(`${process.env.HA_LOG_DIR}/${d.hostId}.log`, d.output)
   })
 
   afterAll(async () => {

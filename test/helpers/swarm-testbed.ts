@@ -80,8 +80,11 @@ export async function instanceAdmin (daemon: DaemonProcess, instance: { id: stri
 
 /** Stops the daemons and takes the testbed down; returns what was left behind (all empty when clean). */
 export async function stopSwarmTestbed (cluster: TestCluster | undefined): Promise<Record<string, string[]>> {
-  await cluster?.destroy()
+  // The daemons first, then the testbed (its dockerds take the containers with them), and only then the files: a
+  // Postgres still running in a container writes into the data dirs being removed.
+  await Promise.all((cluster?.daemons ?? []).map(async d => { await d.stop('SIGKILL') }))
   await tb('down')
+  await cluster?.destroy()
   return await testbedLeftovers()
 }
 
