@@ -4,7 +4,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
+import { type DaemonProcess, TestCluster, until, untilEveryHostKnowsEvery } from './helpers/cluster.js'
 import { cli, cliJson, startCli } from './helpers/cli.js'
 
 let cluster: TestCluster | undefined
@@ -31,10 +31,7 @@ describe('pgmesh with a real database', () => {
     // host-3 runs no instances: a database placed on it stays creating, for the tests of Ctrl-C and cancel.
     hosts = await cluster.initAndJoin(3, i => i === 3 ? { reconcile: false } : {})
     servers = hosts.slice(0, 2).map(h => h.url).join(',')
-    await until('every host knows every host', async () => {
-      for (const d of hosts) if ((await d.get<{ hosts: unknown[] }>('/v1/hosts')).body.hosts.length !== 3) return false
-      return true
-    })
+    await untilEveryHostKnowsEvery(hosts)
   })
 
   afterEach((context) => {

@@ -189,7 +189,7 @@ describe('pgmesh, the client of any host', () => {
       "
     `)
     const all = await cli(['task', 'list', ...on(h1)])
-    expect(all.stdout.split('\n')[0]).toMatch(/^TASK {34}SCOPE {5}ENTITY {3}TYPE {4}STATUS +CREATED {15}COMPLETED  ERROR$/)
+    expect(all.stdout.split('\n')[0]).toMatch(/^TASK {34}SCOPE {5}ENTITY +TYPE +STATUS +CREATED {15}COMPLETED +ERROR$/)
     const canceled = await cliJson<{ status: string }>(['task', 'cancel', newest, '--db', 'shop', ...on(h1)])
     expect(canceled.status).toBe('canceling')
     const logs = await cli(['task', 'logs', newest, ...on(h2)])

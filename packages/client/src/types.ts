@@ -1,9 +1,9 @@
 // The v1 API's JSON shapes as a client sees them (the anchor's fields plus pgmesh's documented extensions; see
-// spec/openapi.json). The spec and the task record are the model's own types; the rest are response shapes that only
+// spec/openapi.json). The spec, the task record and the task log are the model's own types; the rest are response shapes that only
 // exist on the wire, so they are declared here rather than imported from the daemon's packages.
-import type { DatabaseSpec, DatabaseState, Task, TaskScope, TaskStatus } from '@pgmesh/model'
+import type { DatabaseSpec, DatabaseState, Task, TaskLog, TaskLogEntry, TaskScope, TaskStatus } from '@pgmesh/model'
 
-export type { DatabaseSpec, DatabaseState, Task, TaskScope, TaskStatus }
+export type { DatabaseSpec, DatabaseState, Task, TaskLog, TaskLogEntry, TaskScope, TaskStatus }
 
 /** A task as responses show it: the model's record without pgmesh's internal fields. */
 export type ApiTask = Omit<Task, 'remove_hosts' | 'origin_host'>
@@ -90,18 +90,6 @@ export interface UpdateDatabaseBody { tenant_id?: string, spec: unknown }
 export interface DatabaseChange { version: string, time: string, host_id: string, operation: string }
 export interface DiffEntry { path: string, action: 'set' | 'removed', before?: unknown, after?: unknown }
 export interface DatabaseHistory { changes: DatabaseChange[], diff?: DiffEntry[] }
-
-export interface TaskLogEntry { timestamp: string, message: string, fields?: Record<string, unknown> }
-
-export interface TaskLog {
-  scope: TaskScope
-  entity_id: string
-  database_id?: string
-  task_id: string
-  task_status: TaskStatus
-  last_entry_id?: string
-  entries: TaskLogEntry[]
-}
 
 /** Where a task lives: its scope and entity pick the path its log and cancel are under. */
 export interface TaskRef { scope: TaskScope, entityId: string, taskId: string }
