@@ -2,7 +2,7 @@
 // (process orchestrator). n1 has a primary and a streaming replica; n2 is a single instance on a third host.
 import { spawn } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type DaemonProcess, TestCluster, until, untilEveryHostKnowsEvery } from './helpers/cluster.js'
+import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 import {
   connectTo, createHaDatabase, database, type Db, primaryOf, stopStartRestartReplica, switchOverThereAndBack, waitTask as waitHaTask, writeThroughHostDeath
 } from './helpers/ha.js'
@@ -20,7 +20,10 @@ describe('a node with a streaming replica', () => {
   beforeAll(async () => {
     cluster = await TestCluster.create('ha')
     hosts = await cluster.initAndJoin(3)
-    await untilEveryHostKnowsEvery(hosts)
+    await until('every host to know every other', async () => {
+      for (const d of hosts) if ((await d.get<{ hosts: unknown[] }>('/v1/hosts')).body.hosts.length !== 3) return false
+      return true
+    })
   })
 
   afterEach((context) => {
