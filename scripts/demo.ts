@@ -6,7 +6,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs'
-import { chmod, mkdir, rm } from 'node:fs/promises'
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import pg from 'pg'
@@ -243,26 +243,33 @@ async function startCluster (): Promise<DemoDaemon[]> {
   return [h1, h2, h3]
 }
 
-async function createDatabase (via: DaemonProcess, password: string): Promise<Database> {
-  console.log(`\nCreating the 3-node database "${DATABASE_ID}" through ${via.hostId} (nodes n1, n2, n3 on host-1, host-2, host-3):`)
-  const started = Date.now()
-  databaseRequested = true
-  const res = await via.post<{ task: Task }>('/v1/databases', {
-    id: DATABASE_ID,
-    spec: {
-      database_name: DATABASE_ID,
-      database_users: [{ username: USER, password, db_owner: true, attributes: ['LOGIN'] }],
-      nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-2'] }, { name: 'n3', host_ids: ['host-3'] }]
-    }
+/** Runs the operator's CLI against the cluster, its output on the terminal, the command shown first. */
+async function pgmesh (args: string[], servers: string): Promise<number> {
+  console.log(`$ pgmesh ${args.join(' ')}`)
+  return await new Promise(res => {
+    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, PGMESH_SERVER: servers } })
+    child.once('exit', code => { res(code ?? 1) })
   })
-  if (res.status !== 200) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`)
-  const task = await followTask(via, res.body.task.task_id, 300_000, () => stopping === undefined)
-  if (task.status !== 'completed') {
-    console.error(`\nThe create task ${task.status}: ${task.error ?? '(no error given)'}`)
-    console.error(`Daemon logs: ${hosts.map(h => join(root, `${h.hostId}.log`)).join(', ')}`)
+}
+
+/** Creates the database with the CLI, which follows the create task's log (every host's entries) until it ends. */
+async function createDatabase (via: DaemonProcess, servers: string, password: string): Promise<Database> {
+  console.log(`\nCreating the 3-node database "${DATABASE_ID}" with the CLI through ${via.hostId} (nodes n1, n2, n3 on host-1, host-2, host-3):`)
+  const file = join(root, `${DATABASE_ID}.yaml`)
+  // The spec holds the password: readable by this user only, and deleted once sent.
+  await writeFile(file, [
+    `database_name: ${DATABASE_ID}`,
+    `database_users: [{ username: ${USER}, password: ${password}, db_owner: true, attributes: [LOGIN] }]`,
+    'nodes: [{ name: n1, host_ids: [host-1] }, { name: n2, host_ids: [host-2] }, { name: n3, host_ids: [host-3] }]',
+    ''
+  ].join('\n'), { mode: 0o600 })
+  databaseRequested = true
+  const code = await pgmesh(['db', 'create', '-f', file, '--id', DATABASE_ID, '--wait'], `${via.url},${servers}`)
+  await rm(file, { force: true })
+  if (code !== 0) {
+    if (stopping === undefined) console.error(`Daemon logs: ${hosts.map(h => join(root, `${h.hostId}.log`)).join(', ')}`)
     throw new ExitError(1)
   }
-  console.log(`Database "${DATABASE_ID}" is available after ${seconds(Date.now() - started)}.`)
   const db = (await via.get<Database>(`/v1/databases/${DATABASE_ID}`)).body
   db.instances.sort((a, b) => a.node_name.localeCompare(b.node_name))
   return db
@@ -326,9 +333,12 @@ try {
   await chmod(root, 0o755) // Postgres runs as the postgres OS user and must reach the instance dirs below
 
   const [h1, h2, h3] = await startCluster() as [DemoDaemon, DemoDaemon, DemoDaemon]
+  const servers = hosts.map(h => h.url).join(',')
   const password = randomBytes(18).toString('base64url')
-  const db = await createDatabase(h3, password)
+  const db = await createDatabase(h3, servers, password)
   await showReplication(db, password)
+  console.log('')
+  await pgmesh(['cluster', 'status'], servers)
 
   console.log(`\nConnect to any node (the password was generated for this run and is shown only here):`)
   for (const i of db.instances) {
@@ -344,6 +354,11 @@ then write on one node and read on another:
   PGPASSWORD=${password} psql -h localhost -p ${a1.port} -U ${USER} ${DATABASE_ID} -c "INSERT INTO t VALUES (1, 'written on n1')"
   PGPASSWORD=${password} psql -h localhost -p ${a2.port} -U ${USER} ${DATABASE_ID} -c "SELECT * FROM t"
 
+The CLI talks to any host (PGMESH_SERVER or --server lists them, tried in order):
+  export PGMESH_SERVER=${servers}
+  node cmd/pgmesh/dist/main.js cluster status        node cmd/pgmesh/dist/main.js db get ${DATABASE_ID}
+  PGPASSWORD=${password} node cmd/pgmesh/dist/main.js db psql ${DATABASE_ID} --node n2
+  node cmd/pgmesh/dist/main.js task list --db ${DATABASE_ID}   node cmd/pgmesh/dist/main.js db history ${DATABASE_ID}
 The API: curl -s ${h1.url}/v1/databases/${DATABASE_ID}   curl -s ${h2.url}/v1/hosts   curl -s ${h3.url}/metrics | grep pgmesh_
 
 Ctrl-C deletes the database and stops the cluster.`)

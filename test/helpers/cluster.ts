@@ -223,3 +223,11 @@ export async function hostStates (d: DaemonProcess): Promise<Record<string, stri
   if (res.status !== 200) throw new Error(`GET /v1/hosts on ${d.hostId}: ${res.status}`)
   return Object.fromEntries(res.body.hosts.map(h => [h.id, h.status.state]))
 }
+
+/** Waits until every daemon lists all of them among its hosts. */
+export async function untilEveryHostKnowsEvery (daemons: readonly DaemonProcess[], timeoutMs = 20_000): Promise<void> {
+  await until('every host to know every other', async () => {
+    for (const d of daemons) if ((await d.get<{ hosts: unknown[] }>('/v1/hosts')).body.hosts.length !== daemons.length) return false
+    return true
+  }, timeoutMs)
+}

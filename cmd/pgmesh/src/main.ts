@@ -1,15 +1,20 @@
 #!/usr/bin/env node
-import '@pgmesh/mesh'
-import { Command, Option } from 'commander'
-import pino from 'pino'
-import { ClusterKey } from '@pgmesh/mesh'
-import { type FileConfig, loadConfigFile, resolveConfig } from './config.js'
-import { REDACT, runDaemon } from './daemon.js'
-import { printOpenApi } from './openapi.js'
+import { Command, CommanderError, Option } from 'commander'
+import type { FileConfig } from './config.js'
+import { EXIT, registerClientCommands } from './cli/index.js'
+
+// The daemon's modules (libp2p, Automerge, the orchestrators) load only for the commands that need them: the
+// client commands start in a fraction of the time.
+async function daemonModules (): Promise<{ daemon: typeof import('./daemon.js'), config: typeof import('./config.js'), pino: typeof import('pino').default }> {
+  await import('@pgmesh/mesh') // its polyfill comes before libp2p
+  const [daemon, config, pino] = await Promise.all([import('./daemon.js'), import('./config.js'), import('pino')])
+  return { daemon, config, pino: pino.default }
+}
 
 const program = new Command('pgmesh')
-  .description('Leaderless control plane for distributed PostgreSQL')
+  .description('Leaderless control plane for distributed PostgreSQL: the host daemon (pgmesh run) and the operator\'s client of any host')
   .showHelpAfterError()
+  .exitOverride()
 
 const list = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), ...value.split(',').map(s => s.trim()).filter(s => s !== '')]
 
@@ -33,6 +38,7 @@ program.command('run')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).env('PGMESH_LOG_LEVEL'))
   .addOption(new Option('--reconcile <bool>', 'manage instances on this host (false: a control-only host)').choices(['true', 'false']).env('PGMESH_RECONCILE').argParser(v => v === 'true'))
   .action(async (opts: Record<string, unknown>, command: Command) => {
+    const { daemon: { REDACT, runDaemon }, config: { loadConfigFile, resolveConfig }, pino } = await daemonModules()
     const fromFile = typeof opts.config === 'string' ? await loadConfigFile(opts.config) : {}
     const fromArgs: FileConfig = {}
     const names: Record<string, keyof FileConfig> = {
@@ -60,13 +66,24 @@ program.command('run')
 
 program.command('openapi')
   .description('print the OpenAPI document of the v1 API')
-  .action(async () => { await printOpenApi() })
+  .action(async () => { await (await import('./openapi.js')).printOpenApi() })
 
 program.command('cluster-key')
   .description('print a new cluster (private network) key, for joining hosts with --bootstrap')
-  .action(() => { process.stdout.write(ClusterKey.generate().toString() + '\n') })
+  .action(async () => {
+    const { ClusterKey } = await import('@pgmesh/mesh')
+    process.stdout.write(ClusterKey.generate().toString() + '\n')
+  })
 
-program.parseAsync().catch((err: unknown) => {
+registerClientCommands(program)
+
+program.parseAsync().catch(async (err: unknown) => {
+  if (err instanceof CommanderError) {
+    // Help and version exit 0; anything else commander refused (unknown option, missing argument) is a usage error.
+    process.exitCode = err.exitCode === 0 ? 0 : EXIT.usage
+    return
+  }
+  const { daemon: { REDACT }, pino } = await daemonModules()
   pino({ redact: REDACT }).fatal({ err }, (err as Error).message)
   process.exitCode = 1
 })

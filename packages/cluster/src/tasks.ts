@@ -1,5 +1,5 @@
 import {
-  ACTIVE_TASK_STATUSES, InvalidInputError, NotFoundError, newTaskId, rfc3339, type Task, type TaskScope, type TaskStatus, type TaskType, transitionTask
+  ACTIVE_TASK_STATUSES, InvalidInputError, NotFoundError, newTaskId, rfc3339, type Task, type TaskLog, type TaskScope, type TaskStatus, type TaskType, transitionTask
 } from '@pgmesh/model'
 import { type ClusterState, toPlain } from '@pgmesh/state'
 import type { TaskLogEntry, TaskLogStore } from './task-log.js'
@@ -12,15 +12,7 @@ export interface TaskListQuery {
   sortOrder?: 'asc' | 'desc'
 }
 
-export interface TaskLog {
-  scope: TaskScope
-  entity_id: string
-  database_id?: string
-  task_id: string
-  task_status: TaskStatus
-  last_entry_id?: string
-  entries: Array<{ timestamp: string, message: string, fields?: Record<string, unknown> }>
-}
+export type { TaskLog }
 
 /** Tasks that set a database's spec; only they can be superseded by another. */
 const SPEC_TASKS: ReadonlySet<TaskType> = new Set(['create', 'update', 'delete'])

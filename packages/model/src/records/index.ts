@@ -1,7 +1,7 @@
 // Every record of the cluster document and of the hosts' heartbeats, with the pure rules over them.
 export type { ClusterDoc, ClusterRecord, HostRecord, RemovedPeer } from './cluster.js'
 export { type DatabaseRecord, type DatabaseState, type EncodedSpec, type InstanceOperation, nodePrimary, type NodePrimary, type PrimaryChangeRequest } from './database.js'
-export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskScope, type TaskStatus, type TaskType, transitionTask } from './task.js'
+export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskLog, type TaskLogEntry, type TaskScope, type TaskStatus, type TaskType, transitionTask } from './task.js'
 export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription } from './observed.js'
 export {
   type DatabaseSetup, type DatabaseUser, formatDsn, type InstanceSpec, type InstanceState, type NodeSpec, replicaSlotName, type SettingValue,

@@ -25,6 +25,20 @@ export interface Task {
   origin_host?: string
 }
 
+/** One line of a task's log as the API answers it; `fields.host_id` names the host that wrote it. */
+export interface TaskLogEntry { timestamp: string, message: string, fields?: Record<string, unknown> }
+
+/** A task's log as the API answers it: entries oldest first, and the newest entry's id to poll after. */
+export interface TaskLog {
+  scope: TaskScope
+  entity_id: string
+  database_id?: string
+  task_id: string
+  task_status: TaskStatus
+  last_entry_id?: string
+  entries: TaskLogEntry[]
+}
+
 /** Work not yet finished: a task in one of these can still be superseded, canceled or settled. */
 export const ACTIVE_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(['pending', 'running'])
 

@@ -1,0 +1,51 @@
+import { Command } from 'commander'
+import { describe, expect, it } from 'vitest'
+import { resolveVersion, parseRange } from './databases.js'
+import { registerClientCommands } from './index.js'
+import { painter, table } from './output.js'
+import { createBody, parseSpecText, updateBody } from './spec-file.js'
+
+describe('the CLI\'s pure parts', () => {
+  it('aligns columns on the plain text and paints after padding', () => {
+    const red = painter(true)
+    const out = table(['A', 'STATE', 'C'], [['x', { text: 'down', paint: s => red.red(s) }, 'end'], ['longer', 'ok', '']])
+    expect(out).toBe('A       STATE  C\nx       \u001b[31mdown \u001b[39m  end\nlonger  ok\n')
+  })
+
+  it('reads JSON and YAML specs, and shapes create and update bodies', () => {
+    expect(parseSpecText('{"database_name": "a"}', 'a.json')).toEqual({ database_name: 'a' })
+    expect(parseSpecText('database_name: a\nnodes: [{name: n1, host_ids: [h]}]\n', 'a.yaml')).toEqual({ database_name: 'a', nodes: [{ name: 'n1', host_ids: ['h'] }] })
+    expect(() => parseSpecText('{"a": ', 'a.json')).toThrow(/a\.json: not valid JSON/)
+    expect(createBody({ database_name: 'a' }, 'a')).toEqual({ id: 'a', spec: { database_name: 'a' } })
+    expect(createBody({ id: 'a', spec: {} }, undefined)).toEqual({ id: 'a', spec: {} })
+    expect(() => createBody({ id: 'a', spec: {} }, 'b')).toThrow('--id b differs from the file\'s id a')
+    expect(updateBody({ id: 'a', tenant_id: 't', spec: {} }, 'a')).toEqual({ tenant_id: 't', spec: {} })
+    expect(() => updateBody({ id: 'b', spec: {} }, 'a')).toThrow('the file is for database b, not a')
+  })
+
+  it('parses --diff ranges and resolves version prefixes', () => {
+    expect(parseRange('ab..cd')).toEqual({ from: 'ab', to: 'cd' })
+    expect(parseRange('..cd')).toEqual({ to: 'cd' })
+    expect(() => parseRange('..')).toThrow(/expected FROM\.\.TO/)
+    const changes = [{ version: 'abc1', time: '', host_id: '', operation: '' }, { version: 'abd2', time: '', host_id: '', operation: '' }]
+    expect(resolveVersion('abc', changes)).toBe('abc1')
+    expect(() => resolveVersion('ab', changes)).toThrow(/ambiguous/)
+    expect(() => resolveVersion('ff', changes)).toThrow(/no version/)
+  })
+
+  it('gives every client command a description and an example in its --help', () => {
+    let help = ''
+    const program = new Command('pgmesh').exitOverride().configureOutput({ writeOut: s => { help += s } })
+    registerClientCommands(program)
+    const leaves: Command[] = []
+    const walk = (c: Command): void => { if (c.commands.length === 0) leaves.push(c); else c.commands.forEach(walk) }
+    walk(program)
+    expect(leaves.length).toBeGreaterThanOrEqual(26)
+    for (const leaf of leaves) {
+      help = ''
+      leaf.outputHelp()
+      expect(leaf.description(), leaf.name()).not.toBe('')
+      expect(help, `pgmesh … ${leaf.name()} --help`).toMatch(/\nExample:\n {2}\S/)
+    }
+  })
+})

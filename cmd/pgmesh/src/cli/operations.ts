@@ -1,0 +1,73 @@
+import type { Command } from 'commander'
+import { clientAction, withClientOptions } from './context.js'
+import { UsageError } from './errors.js'
+import { startedTask, withWait } from './wait.js'
+
+/** RFC 3339 with an offset, as the API takes it; checked here so a typo is a usage error, not a 400. */
+function scheduledAt (value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value) || Number.isNaN(Date.parse(value))) {
+    throw new UsageError(`--scheduled-at ${value}: expected an RFC 3339 time such as 2026-01-31T22:00:00Z`)
+  }
+  return value
+}
+
+export function registerOperationCommands (program: Command, db: Command): void {
+  withWait(withClientOptions(db.command('switchover')))
+    .description('planned switchover of a node\'s primary to one of its replicas')
+    .argument('<id>', 'database id')
+    .argument('<node>', 'node name')
+    .option('--candidate <instance-id>', 'the replica to promote (default: one the control plane picks)')
+    .option('--scheduled-at <time>', 'RFC 3339 time in the future to switch over at')
+    .addHelpText('after', '\nExample:\n  pgmesh db switchover storefront n1 --candidate storefront-n1-9ptayhma --wait\n')
+    .action(clientAction(async (ctx, opts, id: string, node: string) => {
+      const at = scheduledAt(opts.scheduledAt as string | undefined)
+      const body = { ...(opts.candidate === undefined ? {} : { candidate_instance_id: opts.candidate as string }), ...(at === undefined ? {} : { scheduled_at: at }) }
+      await startedTask(ctx, await ctx.client.switchover(id, node, body), opts.wait as boolean | undefined)
+    }))
+
+  withWait(withClientOptions(db.command('failover')))
+    .description('manual failover of a node to one of its replicas (refused on a healthy node without --skip-validation)')
+    .argument('<id>', 'database id')
+    .argument('<node>', 'node name')
+    .option('--candidate <instance-id>', 'the replica to promote (default: one the control plane picks)')
+    .option('--skip-validation', 'fail over even though the node is healthy')
+    .addHelpText('after', '\nExample:\n  pgmesh db failover storefront n1 --skip-validation --wait\n')
+    .action(clientAction(async (ctx, opts, id: string, node: string) => {
+      const body = { ...(opts.candidate === undefined ? {} : { candidate_instance_id: opts.candidate as string }), ...(opts.skipValidation === true ? { skip_validation: true } : {}) }
+      await startedTask(ctx, await ctx.client.failover(id, node, body), opts.wait as boolean | undefined)
+    }))
+
+  const instance = program.command('instance').description('restart, stop and start one Postgres instance of a database')
+
+  withWait(withClientOptions(instance.command('restart')))
+    .description('restart an instance, now or at a scheduled time')
+    .argument('<id>', 'database id')
+    .argument('<instance>', 'instance id (pgmesh db get ID lists them)')
+    .option('--scheduled-at <time>', 'RFC 3339 time in the future to restart at')
+    .addHelpText('after', '\nExample:\n  pgmesh instance restart storefront storefront-n1-689qacsi --wait\n')
+    .action(clientAction(async (ctx, opts, id: string, instanceId: string) => {
+      const at = scheduledAt(opts.scheduledAt as string | undefined)
+      await startedTask(ctx, await ctx.client.restartInstance(id, instanceId, at === undefined ? {} : { scheduled_at: at }), opts.wait as boolean | undefined)
+    }))
+
+  withWait(withClientOptions(instance.command('stop')))
+    .description('stop an instance and keep it stopped (its port is kept)')
+    .argument('<id>', 'database id')
+    .argument('<instance>', 'instance id')
+    .option('--force', 'pass force=true to the API')
+    .addHelpText('after', '\nExample:\n  pgmesh instance stop storefront storefront-n1-9ptayhma --wait\n')
+    .action(clientAction(async (ctx, opts, id: string, instanceId: string) => {
+      await startedTask(ctx, await ctx.client.stopInstance(id, instanceId, { force: opts.force === true }), opts.wait as boolean | undefined)
+    }))
+
+  withWait(withClientOptions(instance.command('start')))
+    .description('start a stopped instance')
+    .argument('<id>', 'database id')
+    .argument('<instance>', 'instance id')
+    .option('--force', 'pass force=true to the API')
+    .addHelpText('after', '\nExample:\n  pgmesh instance start storefront storefront-n1-9ptayhma --wait\n')
+    .action(clientAction(async (ctx, opts, id: string, instanceId: string) => {
+      await startedTask(ctx, await ctx.client.startInstance(id, instanceId, { force: opts.force === true }), opts.wait as boolean | undefined)
+    }))
+}

@@ -1,0 +1,5 @@
+export { PgmeshClient, type ClientOptions } from './client.js'
+export { ApiRequestError, UnreachableError, type Attempt } from './errors.js'
+export { followTask, type FollowOptions } from './follow.js'
+export type { TlsOptions } from './transport.js'
+export * from './types.js'
