@@ -1,5 +1,8 @@
 import { OpenAPIHono, z } from '@hono/zod-openapi'
-import { ApiError, ClusterNotInitializedError, DecodePayloadError, ServerError, ShuttingDownError, invalidInput, issuesFromZod, schemaMessage } from '@pgmesh/model'
+import {
+  ApiError, ClusterNotInitializedError, DecodePayloadError, PayloadTooLargeError, ServerError, ShuttingDownError, UnsupportedMediaTypeError, invalidInput,
+  issuesFromZod, schemaMessage
+} from '@pgmesh/model'
 import { HTTPException } from 'hono/http-exception'
 import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
@@ -46,6 +49,9 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
     if (err instanceof HTTPException && err.status === 400) {
       return c.json(new DecodePayloadError(`request body could not be decoded: ${err.message}`).toJSON(), 400)
     }
+    // Hono's own refusals (the OpenAPI validator's media-type gate, the body limit) in the anchor's shape.
+    if (err instanceof HTTPException && err.status === 415) return c.json(new UnsupportedMediaTypeError().toJSON(), 415)
+    if (err instanceof HTTPException && err.status === 413) return c.json(new PayloadTooLargeError().toJSON(), 413)
     // A client gets no internal text (stack, library messages); the log has it.
     log.error({ err, path: c.req.path }, 'unhandled error')
     return c.json(new ServerError().toJSON(), 500)

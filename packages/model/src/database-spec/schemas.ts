@@ -13,6 +13,7 @@
 import { z } from '@hono/zod-openapi'
 import { IDENTIFIER_MESSAGE, isIdentifier } from '../ids.js'
 import { imageReferenceProblem } from './names-policy.js'
+import { isStorableJson, MAX_NUMBER } from './settings-policy.js'
 import { CPUS_PATTERN } from './units.js'
 
 export const NODE_NAME_PATTERN = /^n[0-9]+$/
@@ -185,7 +186,9 @@ export const ServiceSpecSchema = z.strictObject({
   version: z.string().regex(SERVICE_VERSION_PATTERN, { error: "version must be in semver format (e.g., '1.0.0') or 'latest'" }),
   host_ids: z.array(IdentifierSchema).min(1).max(MAX_HOSTS_PER_NODE),
   port: PortSchema.optional(),
-  config: limitedMap(z.unknown(), MAX_MAP_ENTRIES).optional().openapi({
+  config: limitedMap(z.unknown(), MAX_MAP_ENTRIES).refine(config => isStorableJson(config), {
+    error: `must nest at most 16 levels, with numbers between -${MAX_NUMBER} and ${MAX_NUMBER}`
+  }).optional().openapi({
     description: 'Service-type-specific settings. Keys that look secret (passwords, tokens, API keys) are never returned.'
   }),
   cpus: CpusSchema.optional(),

@@ -70,7 +70,7 @@ export function settingProblem (key: string, value: unknown): string | undefined
   if (ORCHESTRATOR_OWNED_SETTINGS.has(name)) return `${JSON.stringify(name)} is managed by the orchestrator and cannot be set`
   const reason = DENIED.get(name)
   if (reason !== undefined) return `${JSON.stringify(name)} is not allowed: it ${reason}`
-  if (typeof value === 'number') return Number.isFinite(value) ? undefined : 'must be a finite number'
+  if (typeof value === 'number') return numberProblem(value)
   if (typeof value === 'boolean') return undefined
   if (typeof value !== 'string') return 'must be a string, number or boolean'
   if (value.length > MAX_SETTING_VALUE_LENGTH) return `must be at most ${MAX_SETTING_VALUE_LENGTH} characters long`
@@ -78,6 +78,24 @@ export function settingProblem (key: string, value: unknown): string | undefined
   if (name === 'shared_preload_libraries') return preloadProblem(value)
   if (name === 'log_filename' && /[/\\]/.test(value)) return 'must be a file name, without "/"'
   return undefined
+}
+
+/**
+ * The cluster document (Automerge) keeps integer-valued numbers as 64-bit integers: from 2^53 − 1 up they come back
+ * as BigInt (which JSON cannot render), and beyond 2^63 they are cut. Nothing Postgres takes is that large.
+ */
+export const MAX_NUMBER = 1e15
+
+export function numberProblem (value: number): string | undefined {
+  return Number.isFinite(value) && Math.abs(value) <= MAX_NUMBER ? undefined : `must be a finite number between -${MAX_NUMBER} and ${MAX_NUMBER}`
+}
+
+/** Free-form JSON (a service's config) the document can keep: numbers as above, at most `maxDepth` levels. */
+export function isStorableJson (value: unknown, maxDepth = 16): boolean {
+  if (typeof value === 'number') return numberProblem(value) === undefined
+  if (typeof value !== 'object' || value === null) return true
+  if (maxDepth <= 0) return false
+  return Object.values(value).every(item => isStorableJson(item, maxDepth - 1))
 }
 
 function preloadProblem (value: string): string | undefined {
