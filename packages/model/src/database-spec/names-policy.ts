@@ -48,10 +48,11 @@ export function grantedRoleProblem (role: string): string | undefined {
 }
 
 /**
- * A Docker image reference: `[registry[:port]/]path[:tag][@algorithm:digest]`, lowercase path components, at most
+ * A Docker image reference: `[registry[:port]/]path[:tag][@algorithm:digest]` (a registry is `localhost` or has a
+ * dot or a port, as Docker tells it from a path component), lowercase path components, at most
  * 255 characters (the distribution reference grammar, without its rarely used separators inside components).
  */
-const IMAGE_REFERENCE = /^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$/
+const IMAGE_REFERENCE = /^(?:(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+)(?::[0-9]+)?\/|[a-zA-Z0-9-]+:[0-9]+\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$/
 
 export function imageReferenceProblem (image: string): string | undefined {
   if (image.length > 255 || !IMAGE_REFERENCE.test(image)) return 'must be an image reference ([registry/]repository[:tag][@digest])'
