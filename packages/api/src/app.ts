@@ -1,8 +1,12 @@
-import { OpenAPIHono } from '@hono/zod-openapi'
-import { ApiError, ClusterNotInitializedError, DecodePayloadError, ServerError, ShuttingDownError, invalidInput, issuesFromZod } from '@pgmesh/model'
+import { OpenAPIHono, z } from '@hono/zod-openapi'
+import {
+  ApiError, ClusterNotInitializedError, DecodePayloadError, PayloadTooLargeError, ServerError, ShuttingDownError, UnsupportedMediaTypeError, invalidInput,
+  issuesFromZod, schemaMessage
+} from '@pgmesh/model'
 import { HTTPException } from 'hono/http-exception'
 import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
+import { guardJsonBody, limitBody } from './body-guard.js'
 import type { ApiComponents } from './components.js'
 import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
@@ -28,6 +32,8 @@ const PRE_INIT = new Set(['/v1/version', '/v1/cluster/init', '/v1/cluster/join',
  */
 export function createApp (components: ApiComponents, options: AppOptions): App {
   const log = options.logger
+  // Route validation words its problems as validateSpec does (`must be at most 63 characters long`).
+  z.config({ customError: schemaMessage })
   const app = new OpenAPIHono({
     defaultHook: (result) => {
       if (!result.success) {
@@ -43,8 +49,12 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
     if (err instanceof HTTPException && err.status === 400) {
       return c.json(new DecodePayloadError(`request body could not be decoded: ${err.message}`).toJSON(), 400)
     }
+    // Hono's own refusals (the OpenAPI validator's media-type gate, the body limit) in the anchor's shape.
+    if (err instanceof HTTPException && err.status === 415) return c.json(new UnsupportedMediaTypeError().toJSON(), 415)
+    if (err instanceof HTTPException && err.status === 413) return c.json(new PayloadTooLargeError().toJSON(), 413)
+    // A client gets no internal text (stack, library messages); the log has it.
     log.error({ err, path: c.req.path }, 'unhandled error')
-    return c.json(new ServerError(err.message).toJSON(), 500)
+    return c.json(new ServerError().toJSON(), 500)
   })
   app.notFound(c => c.json({ name: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404))
 
@@ -57,6 +67,7 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
     if (path.startsWith('/v1/') && !PRE_INIT.has(path) && !components.membership.initialized) throw new ClusterNotInitializedError()
     await next()
   })
+  app.use('*', limitBody, guardJsonBody)
 
   registerSystemRoutes(app, components)
   registerClusterRoutes(app, components)

@@ -19,7 +19,7 @@ export class HostMetrics {
     collectDefaultMetrics({ register: r, prefix: 'pgmesh_' })
     new Gauge({ name: 'pgmesh_mesh_peers', help: 'Connected libp2p peers', registers: [r], collect () { this.set(source.peers()) } })
     new Gauge({ name: 'pgmesh_cluster_hosts', help: 'Hosts in the cluster document', registers: [r], collect () { this.set(source.knownHosts()) } })
-    new Gauge({ name: 'pgmesh_document_bytes', help: 'Size of the cluster document (Automerge save)', registers: [r], collect () { this.set(source.documentBytes()) } })
+    new Gauge({ name: 'pgmesh_document_bytes', help: 'Size of the cluster document on disk (snapshot plus change log), bytes', registers: [r], collect () { this.set(source.documentBytes()) } })
     const counter = (name: string, help: string, pick: (s: NonNullable<ReturnType<typeof source.replication>>) => number): void => {
       // Mirrors a monotonically increasing total kept by the replicator.
       new Counter({ name, help, registers: [r], collect () { const s = source.replication(); this.reset(); this.inc(s === undefined ? 0 : pick(s)) } })

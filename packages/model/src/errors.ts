@@ -3,7 +3,7 @@
  * any thrown ApiError into the anchor's `{name, message}` body in one place.
  */
 export abstract class ApiError extends Error {
-  abstract readonly status: 400 | 401 | 404 | 409 | 500 | 503
+  abstract readonly status: 400 | 401 | 404 | 409 | 413 | 415 | 500 | 503
   constructor (message: string, options?: { cause?: unknown }) {
     super(message, options)
   }
@@ -32,6 +32,10 @@ export const DatabaseAlreadyExistsError = apiError('database_already_exists', 40
 export const InvalidInputError = apiError('invalid_input', 400, 'invalid input')
 /** Malformed request bodies (not JSON at all); schema violations are InvalidInputError. */
 export const DecodePayloadError = apiError('decode_payload', 400, 'the request body could not be decoded')
+/** pgmesh: a request body over the API's size limit (the anchor has no limit, so no name for it). */
+export const PayloadTooLargeError = apiError('payload_too_large', 413, 'the request body is too large')
+/** pgmesh: a request body that is not declared as JSON. */
+export const UnsupportedMediaTypeError = apiError('unsupported_media_type', 415, 'the request body must be JSON (Content-Type: application/json)')
 export const InvalidJoinTokenError = apiError('invalid_join_token', 401, 'the given join token is invalid')
 export const NotFoundError = apiError('not_found', 404, 'not found')
 export const ServerError = apiError('server_error', 500, 'internal server error')

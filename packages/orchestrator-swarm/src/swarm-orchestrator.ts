@@ -12,6 +12,7 @@ import type { Logger } from 'pino'
 import { cloneReplica } from './clone.js'
 import { writeConfigFiles } from './config-files.js'
 import { ImageParameters } from './image-parameters.js'
+import { chooseImage } from './image-policy.js'
 import {
   delay, type DockerComponent, dockerComponent, ensureNetwork, instanceContainers, isNotFound, removeCloneContainer, removeNetworkIfUnused,
   swarmRole, type SwarmRole, taskProblem, waitGone
@@ -28,6 +29,8 @@ export interface SwarmOrchestratorOptions {
   dockerHost?: string
   /** The Postgres image when a database names none (`orchestrator_opts.swarm.image`); default `pgmesh/postgres:<major>`. */
   defaultImage?: string
+  /** Repositories a database's own image may come from; default: only the default image's (see chooseImage). */
+  allowedImageRepositories?: readonly string[]
   /** How often containers are looked at for exit/restart events; default 2 s. */
   monitorIntervalMs?: number
   /** How long a created or updated instance may take to accept connections; default 180 s. */
@@ -136,7 +139,7 @@ export class SwarmOrchestrator implements Orchestrator {
       }))
       followPrimary(state, spec, previous === undefined, this.log)
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
-      const image = spec.swarm?.image ?? this.options.defaultImage ?? `pgmesh/postgres:${major}`
+      const image = chooseImage({ specImage: spec.swarm?.image, defaultImage: this.options.defaultImage, allowedRepositories: this.options.allowedImageRepositories, major })
       const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
         await this.records.write(state)

@@ -1,6 +1,6 @@
 import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
-import { type DatabaseSetup, type DatabaseUser, InvalidInputError } from '@pgmesh/model'
+import { type DatabaseSetup, type DatabaseUser, InvalidInputError, REPLICATION_SCHEMA } from '@pgmesh/model'
 import { escapeIdentifier, escapeLiteral, type ClientBase } from 'pg'
 
 const pbkdf2Async = promisify(pbkdf2)
@@ -135,11 +135,31 @@ export async function ensureDatabaseOwner (client: ClientBase, database: string,
   if (found.rowCount === 0) await client.query(`ALTER DATABASE ${escapeIdentifier(database)} OWNER TO ${escapeIdentifier(owner)}`)
 }
 
+/**
+ * The DDL-capture schema, created by the control plane's superuser in a database no user may create schemas in
+ * yet (its owner is set last): its SECURITY DEFINER event triggers run in every session, so whoever created it
+ * first could plant code they run. No privilege on it for anyone else; @pgmesh/replication grants USAGE when it
+ * installs the capture, and refuses to if anything in it belongs to another role (the second guard).
+ */
+export async function ensureReplicationSchema (client: ClientBase): Promise<void> {
+  const schema = escapeIdentifier(REPLICATION_SCHEMA)
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
+  const { rows } = await client.query<{ owner: string, mine: boolean }>(
+    `SELECT r.rolname AS owner, r.rolname = current_user AS mine
+       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = $1`, [REPLICATION_SCHEMA])
+  const owner = rows[0]
+  if (owner !== undefined && !owner.mine) {
+    throw new Error(`schema ${REPLICATION_SCHEMA} belongs to ${owner.owner}, not to the control plane: drop it as a superuser`)
+  }
+  await client.query(`REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`)
+}
+
 /** Which of a database's run-once scripts already ran on an instance (kept by the orchestrator across restarts). */
 export interface ScriptsDone { postInit: boolean, postDatabaseCreate: boolean }
 
 /**
- * Users, database, owner and the run-once scripts of a primary, in the order the anchor applies them. `connect`
+ * Users, database, owner and the run-once scripts of a primary, in the order the anchor applies them, with the
+ * replication schema made right after the database, before its scripts run and before it gets its owner. `connect`
  * opens a superuser connection to a database of the instance; `markDone` persists script completion before the
  * next step, so a failure after a script never runs it twice.
  */
@@ -159,7 +179,10 @@ export async function setupDatabase (
     await ensureDatabaseExists(client, setup.name)
   })
   if (!done.postDatabaseCreate) {
-    await connect(setup.name, async client => { await runScript(client, setup.scripts?.postDatabaseCreate ?? []) })
+    await connect(setup.name, async client => {
+      await ensureReplicationSchema(client)
+      await runScript(client, setup.scripts?.postDatabaseCreate ?? [])
+    })
     await markDone('postDatabaseCreate')
   }
   const owner = owners[0]

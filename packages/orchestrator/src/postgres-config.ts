@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { type InstanceSpec, InvalidInputError, type SettingValue, SYSTEM_SUPERUSER } from '@pgmesh/model'
+import { type InstanceSpec, InvalidInputError, ORCHESTRATOR_OWNED_SETTINGS, type SettingValue, settingProblem, SYSTEM_SUPERUSER } from '@pgmesh/model'
 
 /**
  * libpq `options` of the control plane's own sessions: their commits never wait for synchronous standbys (a standby
@@ -10,12 +10,6 @@ export const CONTROL_SESSION_OPTIONS = '-c synchronous_commit=local -c pgmesh.re
 
 export type ReplicationLibrary = 'pglogical' | 'spock'
 
-/** Settings the orchestrator derives itself; a spec that sets them is rejected rather than silently overridden. */
-const ORCHESTRATOR_OWNED = new Set([
-  'port', 'listen_addresses', 'unix_socket_directories', 'unix_socket_permissions', 'cluster_name',
-  'primary_conninfo', 'primary_slot_name', 'log_directory',
-  'hba_file', 'ident_file', 'config_file', 'data_directory', 'external_pid_file'
-])
 
 /**
  * The anchor's base GUCs (research §2.8) that apply to a process instance. Left out: ssl (no certificates yet),
@@ -112,7 +106,12 @@ export function desiredSettings (input: SettingsInput): Map<string, string> {
   for (const [rawName, value] of Object.entries(input.spec.postgresqlConf ?? {})) {
     const name = rawName.toLowerCase()
     if (!SETTING_NAME.test(name)) throw new InvalidInputError(`invalid setting name '${rawName}'`)
-    if (ORCHESTRATOR_OWNED.has(name)) throw new InvalidInputError(`'${name}' is managed by the orchestrator and cannot be set`)
+    if (ORCHESTRATOR_OWNED_SETTINGS.has(name)) throw new InvalidInputError(`'${name}' is managed by the orchestrator and cannot be set`)
+    // The API refuses these already (the model's settings policy); a spec that reached the document another way
+    // (a peer, an older host) is refused here too.
+    // (The replication library is added below whatever the spec lists, so only the list's other entries matter.)
+    const problem = settingProblem(rawName, name === 'shared_preload_libraries' ? withLibrary(value, input.library) : value)
+    if (problem !== undefined) throw new InvalidInputError(`postgresql_conf[${name}]: ${problem}`)
     merged[name] = value
   }
   // Replication cannot work without its library, so it stays preloaded (and its output plugin allowed) whatever

@@ -232,6 +232,24 @@ $do$`,
   }
 }
 
+/**
+ * Drops pgmesh_repl when it is empty, before a node copies its schema from another node: the orchestrators create
+ * the (empty) schema with the database, and the copy (pg_restore, --exit-on-error in one transaction) brings the
+ * source's, which would collide. A schema with anything in it stays, and the copy then fails loudly.
+ */
+export const RELEASE_EMPTY_SCHEMA: Sql = {
+  text: `DO $do$
+BEGIN
+  IF pg_catalog.to_regnamespace('pgmesh_repl') IS NOT NULL THEN
+    DROP SCHEMA pgmesh_repl;
+  END IF;
+EXCEPTION WHEN dependent_objects_still_exist THEN
+  NULL;
+END
+$do$`,
+  values: []
+}
+
 /** Installs (idempotently) the DDL capture in the pgmesh_repl schema; run after the pglogical node exists. */
 export function ddlCaptureStatements (): Sql[] {
   return [

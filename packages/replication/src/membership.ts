@@ -2,6 +2,7 @@ import type { NodeSpec } from '@pgmesh/model'
 import {
   type ConnectPeer, execute, type JoinSql, type Membership, type PeerConnection, type Queryable, type ReplicationDriver, type ReplicationSql
 } from './driver.js'
+import { RELEASE_EMPTY_SCHEMA } from './ddl-capture.js'
 import { BARRIER_MESSAGE, CURRENT_WAL_LSN, dropSlot, pglogicalSlots, slotConfirmed, terminateSlotUsers } from './slots.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -139,6 +140,7 @@ async function joinFromSource (
   const join = sql.join
   if (join === undefined || (subscribed.has(directName) && !subscribed.has(initName))) {
     for (const p of others) await driver.ensureSubscription(conn, { provider: p.nodeName, subscriber: me, providerDsn: p.dsn })
+    if (!subscribed.has(directName)) await execute(conn, RELEASE_EMPTY_SCHEMA)
     await driver.ensureSubscription(conn, { provider: source.nodeName, subscriber: me, providerDsn: source.dsn, synchronizeStructure: !subscribed.has(directName), synchronizeData: !subscribed.has(directName) })
     await driver.ensureTablesReplicated(conn)
     await resumePaused(conn, driver, sql)
@@ -149,7 +151,11 @@ async function joinFromSource (
   const joinSet = `pgmesh_join_${me}`
   await withPeer(connect, source.dsn, async (s) => { for (const statement of join.createJoinSets(joinSet)) await execute(s, statement) })
   await progress(`copying schema and rows from ${source.nodeName}, with forwarding`)
-  if (!subscribed.has(initName)) await execute(conn, join.subscribeForwarding(initName, source.dsn, joinSet))
+  if (!subscribed.has(initName)) {
+    // The schema copy brings the source's pgmesh_repl; the empty one made with this database would collide.
+    await execute(conn, RELEASE_EMPTY_SCHEMA)
+    await execute(conn, join.subscribeForwarding(initName, source.dsn, joinSet))
+  }
   await waitReplicating(driver, conn, initName)
   // 'replicating' only says the worker runs; the schema and row copy is done when pglogical says so.
   await execute(conn, join.waitSyncComplete(initName))

@@ -30,6 +30,7 @@ export class DocLog {
   private flushing: Promise<void> | undefined
   private logBytes: number
   private logRecords: number
+  private snapshotBytes: number
   private closed = false
 
   private constructor (
@@ -37,11 +38,13 @@ export class DocLog {
     private handle: FileHandle,
     size: number,
     records: number,
+    snapshotSize: number,
     private readonly snapshotSource: () => Uint8Array,
     private readonly log: Logger
   ) {
     this.logBytes = size
     this.logRecords = records
+    this.snapshotBytes = snapshotSize
   }
 
   /** `snapshotSource` returns the full current document (Automerge.save) when the log is compacted. */
@@ -69,7 +72,7 @@ export class DocLog {
       await handle.truncate(validBytes)
       await handle.datasync()
     }
-    return { log: new DocLog(dir, handle, validBytes, records.length, snapshotSource, log), chunks, droppedBytes }
+    return { log: new DocLog(dir, handle, validBytes, records.length, snapshot?.length ?? 0, snapshotSource, log), chunks, droppedBytes }
   }
 
   /** Appends one record; resolves once it is on disk. */
@@ -100,6 +103,11 @@ export class DocLog {
 
   get sizeBytes (): number {
     return this.logBytes
+  }
+
+  /** Bytes of the document on disk, snapshot plus log: known without any work (a full save costs ~40 ms per 1,000 databases). */
+  get storedBytes (): number {
+    return this.snapshotBytes + this.logBytes
   }
 
   private kick (): void {
@@ -142,6 +150,7 @@ export class DocLog {
     }
     await rename(tmp, file)
     await syncDir(this.dir)
+    this.snapshotBytes = snapshot.length
     // A crash between the rename and this truncate leaves records that are also in the snapshot; loading them
     // again is a no-op for Automerge.
     await this.handle.truncate(0)

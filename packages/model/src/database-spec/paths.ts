@@ -22,13 +22,25 @@ export function formatPath (segments: readonly PathSegment[]): string {
   for (const segment of segments) {
     if (typeof segment === 'object') {
       flushRun()
-      out += `[${segment.mapKey}]`
+      out += `[${displayName(segment.mapKey)}]`
     } else {
-      run.push(segment)
+      run.push(typeof segment === 'string' ? displayName(segment) : segment)
     }
   }
   flushRun()
   return out
+}
+
+const PLAIN_NAME = /^[\x21-\x7e]{1,64}$/
+
+/**
+ * A field or key name as a path shows it: as given when it is short printable ASCII, else quoted and cut to 64
+ * characters, so a client's odd key (a newline, 10,000 characters) can neither break the newline-joined message
+ * apart nor make it huge.
+ */
+function displayName (name: string): string {
+  if (PLAIN_NAME.test(name) && !/[[\]"]/.test(name)) return name
+  return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
 }
 
 export function issueAt (segments: readonly PathSegment[], message: string): Issue {

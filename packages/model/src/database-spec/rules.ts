@@ -4,13 +4,16 @@
  */
 import type { Issue } from '../errors.js'
 import { instanceId } from '../ids.js'
-import { hbaEntryProblem, identEntryProblem, isCommentLine } from './hba.js'
+import { hbaEntryProblem, hbaRuleProblem, identEntryProblem, identRuleProblem, isCommentLine } from './hba.js'
+import { grantedRoleProblem, usernameProblem } from './names-policy.js'
 import { formatPath, issueAt, mapKey, type PathSegment } from './paths.js'
 import type {
   BackupConfigSpec, DatabaseNodeSpec, DatabaseSpec, DatabaseUserSpec, OrchestratorOpts, RepositorySpec, RestoreConfigSpec, ServiceSpec, StoredSpec
 } from './schemas.js'
+import { scriptStatementProblem } from './script-policy.js'
 import { mergeSecrets } from './secrets.js'
-import { parseBytes } from './units.js'
+import { settingName, settingProblem } from './settings-policy.js'
+import { parseBytes, parseCpus } from './units.js'
 
 export interface ValidationContext {
   /** Host ids that exist in the cluster; when given, every other host id in nodes and services is rejected. */
@@ -35,11 +38,10 @@ const ALLOWED_ROLE_ATTRIBUTES: ReadonlySet<string> = new Set([
   'SUPERUSER', 'NOSUPERUSER', 'CREATEDB', 'NOCREATEDB', 'CREATEROLE', 'NOCREATEROLE', 'INHERIT', 'NOINHERIT',
   'LOGIN', 'NOLOGIN', 'REPLICATION', 'NOREPLICATION', 'BYPASSRLS', 'NOBYPASSRLS'
 ])
-/**
- * The replication extension must stay loaded. The anchor requires `spock`; pgmesh runs pglogical on Postgres builds
- * without Spock, so either satisfies the rule.
- */
-const REPLICATION_LIBRARIES: ReadonlySet<string> = new Set(['spock', 'pglogical'])
+/** pgmesh's bounds on resources (the anchor has none): beyond them Docker and the kernel refuse, after the fact. */
+const MAX_CPUS = 4096
+const MAX_MEMORY_BYTES = 1024 ** 5
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/
 const PGBACKREST_OPTION_NAME = /^[a-z0-9-]+$/
 const RESERVED_LABEL_PREFIX = 'pgedge.'
 /** Docker service names are `<database_id>-<service_id>-<8 char hash>` and must fit in 63 characters. */
@@ -60,7 +62,9 @@ export function semanticIssues (parsed: DatabaseSpec, ctx: ValidationContext, da
   // An update may omit secrets it means to keep; judge "azure_key is required" on what will actually be stored.
   const spec = previous === undefined ? parsed : mergeSecrets(parsed, previous)
 
+  if (CONTROL_CHARACTERS.test(spec.database_name)) out.add(['database_name'], 'must not contain control characters or NUL')
   checkMemory(out, spec.memory, ['memory'])
+  checkCpus(out, spec.cpus, ['cpus'])
   checkUniquePorts(out, spec)
   checkUsers(out, spec.database_users ?? [])
 
@@ -82,6 +86,12 @@ export function semanticIssues (parsed: DatabaseSpec, ctx: ValidationContext, da
 
   checkPostgresqlConf(out, spec.postgresql_conf, ['postgresql_conf'])
   checkHbaLines(out, spec.pg_hba_conf, spec.pg_ident_conf, [])
+  for (const script of ['post_init', 'post_database_create'] as const) {
+    ;(spec.scripts?.[script] ?? []).forEach((statement, i) => {
+      const problem = scriptStatementProblem(statement)
+      if (problem !== undefined) out.add(['scripts', script, i], problem)
+    })
+  }
   if (spec.backup_config !== undefined) checkBackupConfig(out, spec.backup_config, ['backup_config'])
   if (spec.restore_config !== undefined) checkRestoreConfig(out, spec.restore_config, ['restore_config'])
   checkOrchestratorOpts(out, spec.orchestrator_opts, ['orchestrator_opts'])
@@ -100,6 +110,7 @@ export function semanticIssues (parsed: DatabaseSpec, ctx: ValidationContext, da
 
 function checkNode (out: IssueList, spec: DatabaseSpec, node: DatabaseNodeSpec, path: PathSegment[], ctx: ValidationContext): void {
   checkMemory(out, node.memory, [...path, 'memory'])
+  checkCpus(out, node.cpus, [...path, 'cpus'])
 
   const hostIds = new Set<string>()
   node.host_ids.forEach((hostId, j) => {
@@ -125,9 +136,15 @@ function checkNode (out: IssueList, spec: DatabaseSpec, node: DatabaseNodeSpec, 
 }
 
 function checkMemory (out: IssueList, memory: string | undefined, path: PathSegment[]): void {
-  if (memory === undefined || memory === '') return
+  if (memory === undefined || memory === '' || memory.length > 16) return // the schema reports the length
   const parsed = parseBytes(memory)
   if (!parsed.ok) out.add(path, parsed.message)
+  else if (parsed.value > MAX_MEMORY_BYTES) out.add(path, 'must be at most 1PiB')
+}
+
+function checkCpus (out: IssueList, cpus: string | undefined, path: PathSegment[]): void {
+  const parsed = cpus === undefined ? undefined : parseCpus(cpus)
+  if (parsed !== undefined && parsed > MAX_CPUS) out.add(path, `must be at most ${MAX_CPUS} CPUs`)
 }
 
 /**
@@ -174,9 +191,15 @@ function checkUsers (out: IssueList, users: readonly DatabaseUserSpec[]): void {
     if (user.db_owner === true && hasOwner) out.add(['database_users', i], 'cannot have multiple users with db_owner = true')
     usernames.add(user.username)
     if (user.db_owner === true) hasOwner = true
+    const nameProblem = usernameProblem(user.username)
     if (RESERVED_USERNAMES.has(user.username)) {
       out.add(['database_users', i, 'username'], `role name '${user.username}' conflicts with a builtin role`)
-    }
+    } else if (nameProblem !== undefined) out.add(['database_users', i, 'username'], nameProblem)
+    if (user.password?.includes('\0') === true) out.add(['database_users', i, 'password'], 'must not contain NUL')
+    ;(user.roles ?? []).forEach((role, j) => {
+      const problem = grantedRoleProblem(role)
+      if (problem !== undefined) out.add(['database_users', i, 'roles', j], problem)
+    })
     ;(user.attributes ?? []).forEach((attribute, j) => {
       if (!ALLOWED_ROLE_ATTRIBUTES.has(attribute.toUpperCase())) {
         out.add(['database_users', i, 'attributes', j], `unsupported role attribute ${JSON.stringify(attribute)}`)
@@ -185,34 +208,42 @@ function checkUsers (out: IssueList, users: readonly DatabaseUserSpec[]): void {
   })
 }
 
-/** GUC names are case-insensitive in Postgres, so keys are compared lower-cased and trimmed. */
+/**
+ * GUC names are case-insensitive in Postgres, so keys are compared lower-cased and trimmed. The anchor's rules
+ * (hba_file/ident_file, the replication library) keep its messages; settings-policy.ts has pgmesh's (issue 16).
+ */
 function checkPostgresqlConf (out: IssueList, conf: Readonly<Record<string, unknown>> | undefined, path: PathSegment[]): void {
-  if (conf === undefined) return
-  for (const key of Object.keys(conf)) {
-    const name = key.trim().toLowerCase()
+  for (const [key, value] of Object.entries(conf ?? {})) {
+    const name = settingName(key)
     // Patroni ignores the hba/ident entries it manages when these are set, so pg_hba_conf would silently not apply.
-    if (name === 'hba_file' || name === 'ident_file') {
-      out.add([...path, mapKey(key)], `${JSON.stringify(key)} is not allowed: it overrides the control-plane-managed pg_hba.conf/pg_ident.conf and would make pg_hba_conf/pg_ident_conf entries ineffective`)
-    }
+    const problem = name === 'hba_file' || name === 'ident_file'
+      ? `${JSON.stringify(key)} is not allowed: it overrides the control-plane-managed pg_hba.conf/pg_ident.conf and would make pg_hba_conf/pg_ident_conf entries ineffective`
+      : settingProblem(key, value)
+    if (problem !== undefined) out.add([...path, mapKey(key)], problem)
   }
-  const librariesKey = Object.keys(conf).find(key => key.trim().toLowerCase() === 'shared_preload_libraries')
-  if (librariesKey === undefined) return // absent: the defaults, which load the replication extension, apply
-  const libraries = conf[librariesKey]
-  if (typeof libraries !== 'string') {
-    out.add([...path, mapKey(librariesKey)], `${JSON.stringify(librariesKey)} must be a string`)
-  } else if (!libraries.split(',').some(library => REPLICATION_LIBRARIES.has(library.trim()))) {
-    out.add([...path, mapKey(librariesKey)], '"spock" must be included in shared_preload_libraries (or "pglogical" where Spock is not available)')
-  }
+}
+
+/** A line as a message quotes it: cut to 100 characters (the schema allows 1024). */
+function quoteLine (line: string): string {
+  return JSON.stringify(line.length > 100 ? `${line.slice(0, 100)}…` : line)
+}
+
+/** Lines with a line break or NUL would be several lines in the rendered file. */
+function lineProblem (line: string, entry: (line: string) => string | undefined, rule: (line: string) => string | undefined): string | undefined {
+  if (/[\r\n\0]/.test(line)) return 'must be a single line without NUL'
+  if (isCommentLine(line)) return undefined
+  const syntax = entry(line)
+  return syntax !== undefined ? syntax : rule(line)
 }
 
 function checkHbaLines (out: IssueList, hba: readonly string[] | undefined, ident: readonly string[] | undefined, path: PathSegment[]): void {
   ;(hba ?? []).forEach((line, i) => {
-    const problem = isCommentLine(line) ? undefined : hbaEntryProblem(line)
-    if (problem !== undefined) out.add([...path, 'pg_hba_conf', i], `invalid pg_hba entry ${JSON.stringify(line)}: ${problem}`)
+    const problem = lineProblem(line, hbaEntryProblem, hbaRuleProblem)
+    if (problem !== undefined) out.add([...path, 'pg_hba_conf', i], `invalid pg_hba entry ${quoteLine(line)}: ${problem}`)
   })
   ;(ident ?? []).forEach((line, i) => {
-    const problem = isCommentLine(line) ? undefined : identEntryProblem(line)
-    if (problem !== undefined) out.add([...path, 'pg_ident_conf', i], `invalid pg_ident entry ${JSON.stringify(line)}: ${problem}`)
+    const problem = lineProblem(line, identEntryProblem, identRuleProblem)
+    if (problem !== undefined) out.add([...path, 'pg_ident_conf', i], `invalid pg_ident entry ${quoteLine(line)}: ${problem}`)
   })
 }
 

@@ -12,6 +12,8 @@
  */
 import { z } from '@hono/zod-openapi'
 import { IDENTIFIER_MESSAGE, isIdentifier } from '../ids.js'
+import { imageReferenceProblem } from './names-policy.js'
+import { isStorableJson, MAX_NUMBER } from './settings-policy.js'
 import { CPUS_PATTERN } from './units.js'
 
 export const NODE_NAME_PATTERN = /^n[0-9]+$/
@@ -27,6 +29,18 @@ export const MAX_NODES = 9
 export const MAX_USERS = 16
 export const MAX_POSTGRESQL_CONF_KEYS = 64
 export const MAX_RESTORE_OPTIONS = 32
+/*
+ * pgmesh's bounds where the anchor's schema has none (issue 16: one oversized spec replicates to every host). Each
+ * is far above any real spec; together with the API's 1 MiB body limit they keep a spec small.
+ */
+export const MAX_HOSTS_PER_NODE = 16
+export const MAX_SERVICES = 16
+export const MAX_REPOSITORIES = 4 // pgBackRest's repo1..repo4
+export const MAX_HBA_LINES = 256
+export const MAX_HBA_LINE_LENGTH = 1024
+export const MAX_MAP_ENTRIES = 64
+const MAX_TEXT = 1024
+const MAX_NAME = 256
 
 /** Error text for a value outside a closed set; undefined (missing value) defers to the generic message. */
 function unsupportedValue (render: (input: string) => string) {
@@ -47,9 +61,11 @@ export const IdentifierSchema = z.string()
     example: 'production'
   })
 
+/** n<ordinal>; the ordinal is bounded (n99999) because it ends up in slot names and Snowflake/LOLOR node numbers. */
 const NodeNameSchema = z.string().regex(NODE_NAME_PATTERN)
+  .refine(name => name.length <= 6 || !NODE_NAME_PATTERN.test(name), { error: 'must be n followed by at most 5 digits' })
 const PortSchema = z.int().min(0).max(65535)
-const CpusSchema = z.string().regex(CPUS_PATTERN).openapi({
+const CpusSchema = z.string().max(16).regex(CPUS_PATTERN).openapi({
   description: "CPUs to allocate, optionally with the SI suffix 'm' ('500m' = half a CPU). 0 or unset means all of the host's CPUs.",
   example: '0.5'
 })
@@ -57,14 +73,15 @@ const MemorySchema = z.string().max(16).openapi({
   description: "Memory in SI or IEC notation ('16GiB', '500M'). Unset means the host's total memory.",
   example: '16GiB'
 })
-const StringMapSchema = z.record(z.string(), z.string())
+const TextSchema = z.string().max(MAX_TEXT)
+const StringMapSchema = limitedMap(TextSchema, MAX_MAP_ENTRIES)
 const SqlScriptSchema = z.array(z.string().min(1).max(1024)).max(256).openapi('SQLScript', {
   description: 'Each element is one SQL statement.'
 })
 
 /** A map with at most `max` keys (zod records have no key-count check; the refinement keeps the anchor's limit). */
 function limitedMap<T extends z.ZodType> (values: T, max: number) {
-  return z.record(z.string(), values)
+  return z.record(z.string().max(MAX_NAME), values)
     .refine(map => Object.keys(map).length <= max, { error: `must have at most ${max} entries` })
     .openapi({ maxProperties: max })
 }
@@ -75,8 +92,8 @@ export const ExtraVolumesSpecSchema = z.strictObject({
 }).openapi('ExtraVolumesSpec', { description: 'A host path bind-mounted into the database container.' })
 
 export const ExtraNetworkSpecSchema = z.strictObject({
-  id: z.string(),
-  aliases: z.array(z.string()).max(8).optional(),
+  id: z.string().max(MAX_NAME),
+  aliases: z.array(z.string().max(MAX_NAME)).max(8).optional(),
   driver_opts: StringMapSchema.optional()
 }).openapi('ExtraNetworkSpec')
 
@@ -84,7 +101,9 @@ export const SwarmOptsSchema = z.strictObject({
   extra_volumes: z.array(ExtraVolumesSpecSchema).max(16).optional(),
   extra_networks: z.array(ExtraNetworkSpecSchema).max(8).optional(),
   extra_labels: StringMapSchema.optional(),
-  image: z.string().optional()
+  image: z.string().max(255).refine(image => imageReferenceProblem(image) === undefined, {
+    error: 'must be an image reference ([registry/]repository[:tag][@digest])'
+  }).optional().openapi({ description: 'Image reference; a host runs only images of the repositories it allows (by default its own default image\'s).' })
 }).openapi('SwarmOpts')
 
 export const OrchestratorOptsSchema = z.strictObject({
@@ -128,7 +147,7 @@ export const BackupScheduleSpecSchema = z.strictObject({
 }).openapi('BackupScheduleSpec')
 
 export const BackupConfigSpecSchema = z.strictObject({
-  repositories: z.array(BackupRepositorySpecSchema).min(1),
+  repositories: z.array(BackupRepositorySpecSchema).min(1).max(MAX_REPOSITORIES),
   schedules: z.array(BackupScheduleSpecSchema).max(32).optional()
 }).openapi('BackupConfigSpec')
 
@@ -139,21 +158,21 @@ export const RestoreConfigSpecSchema = z.strictObject({
   source_node_name: NodeNameSchema,
   source_database_name: z.string().min(1).max(31),
   repository: RestoreRepositorySpecSchema,
-  restore_options: limitedMap(z.string(), MAX_RESTORE_OPTIONS).optional()
+  restore_options: limitedMap(TextSchema, MAX_RESTORE_OPTIONS).optional()
 }).openapi('RestoreConfigSpec')
 
 export const DatabaseUserSpecSchema = z.strictObject({
-  username: z.string().min(1),
-  password: z.string().min(1).optional().openapi({
+  username: z.string().min(1).max(63),
+  password: z.string().min(1).max(MAX_TEXT).optional().openapi({
     description: 'Write-only: never returned; omit it on update to keep the stored value.'
   }),
   db_owner: z.boolean().optional(),
-  attributes: z.array(z.string()).max(16).optional(),
-  roles: z.array(z.string()).max(16).optional()
+  attributes: z.array(z.string().max(32)).max(16).optional(),
+  roles: z.array(z.string().max(63)).max(16).optional()
 }).openapi('DatabaseUserSpec')
 
 export const DatabaseConnectionSchema = z.strictObject({
-  target_nodes: z.array(z.string()).optional(),
+  target_nodes: z.array(z.string().max(6)).max(MAX_NODES).optional(),
   target_session_attrs: z.enum(TARGET_SESSION_ATTRS, {
     error: unsupportedValue(value => `invalid target_session_attrs ${JSON.stringify(value)} (must be primary, prefer-standby, standby, read-write, or any)`)
   }).optional()
@@ -165,16 +184,18 @@ export const ServiceSpecSchema = z.strictObject({
     error: unsupportedValue(type => `unsupported service type ${JSON.stringify(type)} (supported: ${SERVICE_TYPES.join(', ')})`)
   }),
   version: z.string().regex(SERVICE_VERSION_PATTERN, { error: "version must be in semver format (e.g., '1.0.0') or 'latest'" }),
-  host_ids: z.array(IdentifierSchema).min(1),
+  host_ids: z.array(IdentifierSchema).min(1).max(MAX_HOSTS_PER_NODE),
   port: PortSchema.optional(),
-  config: z.record(z.string(), z.unknown()).optional().openapi({
+  config: limitedMap(z.unknown(), MAX_MAP_ENTRIES).refine(config => isStorableJson(config), {
+    error: `must nest at most 16 levels, with numbers between -${MAX_NUMBER} and ${MAX_NUMBER}`
+  }).optional().openapi({
     description: 'Service-type-specific settings. Keys that look secret (passwords, tokens, API keys) are never returned.'
   }),
   cpus: CpusSchema.optional(),
   memory: MemorySchema.optional(),
   orchestrator_opts: OrchestratorOptsSchema.optional(),
   database_connection: DatabaseConnectionSchema.optional(),
-  connect_as: z.string().openapi({ description: 'Username of the database_users entry this service connects as.' })
+  connect_as: z.string().max(63).openapi({ description: 'Username of the database_users entry this service connects as.' })
 }).openapi('ServiceSpec')
 
 export const DatabaseScriptsSchema = z.strictObject({
@@ -182,12 +203,14 @@ export const DatabaseScriptsSchema = z.strictObject({
   post_database_create: SqlScriptSchema.optional()
 }).openapi('DatabaseScripts')
 
-const postgresqlConf = () => z.record(z.string(), z.unknown())
-const hbaLines = () => z.array(z.string())
+/** Setting values are scalars; which names and values a spec may set is checked in rules.ts (settings-policy.ts). */
+const SettingValueSchema = z.union([z.string(), z.number(), z.boolean()], { error: 'must be a string, number or boolean' })
+const postgresqlConf = () => limitedMap(SettingValueSchema, MAX_POSTGRESQL_CONF_KEYS)
+const hbaLines = () => z.array(z.string().max(MAX_HBA_LINE_LENGTH)).max(MAX_HBA_LINES)
 
 export const DatabaseNodeSpecSchema = z.strictObject({
   name: NodeNameSchema.openapi({ example: 'n1', description: 'Node name n<ordinal>; the ordinal is the node number used by Snowflake/LOLOR.' }),
-  host_ids: z.array(IdentifierSchema).min(1).openapi({
+  host_ids: z.array(IdentifierSchema).min(1).max(MAX_HOSTS_PER_NODE).openapi({
     description: 'Hosts running this node. The first gets the primary at creation; the others are streaming replicas.'
   }),
   postgres_version: z.string().regex(POSTGRES_VERSION_PATTERN).optional(),
@@ -201,7 +224,7 @@ export const DatabaseNodeSpecSchema = z.strictObject({
   backup_config: BackupConfigSpecSchema.optional(),
   restore_config: RestoreConfigSpecSchema.optional(),
   orchestrator_opts: OrchestratorOptsSchema.optional(),
-  source_node: z.string().optional().openapi({ description: 'Existing node to copy data from when this node is added.' })
+  source_node: z.string().max(6).optional().openapi({ description: 'Existing node to copy data from when this node is added.' })
 }).openapi('DatabaseNodeSpec')
 
 export const DatabaseSpecSchema = z.strictObject({
@@ -219,10 +242,10 @@ export const DatabaseSpecSchema = z.strictObject({
   memory: MemorySchema.optional(),
   nodes: z.array(DatabaseNodeSpecSchema).min(1).max(MAX_NODES),
   database_users: z.array(DatabaseUserSpecSchema).max(MAX_USERS).optional(),
-  services: z.array(ServiceSpecSchema).optional(),
+  services: z.array(ServiceSpecSchema).max(MAX_SERVICES).optional(),
   backup_config: BackupConfigSpecSchema.optional(),
   restore_config: RestoreConfigSpecSchema.optional(),
-  postgresql_conf: limitedMap(z.unknown(), MAX_POSTGRESQL_CONF_KEYS).optional(),
+  postgresql_conf: postgresqlConf().optional(),
   pg_hba_conf: hbaLines().optional(),
   pg_ident_conf: hbaLines().optional(),
   orchestrator_opts: OrchestratorOptsSchema.optional(),

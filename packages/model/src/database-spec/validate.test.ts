@@ -59,7 +59,7 @@ describe('validateSpec: schema', () => {
       restore_config: { source_database_id: 'old-db', source_node_name: 'n1', source_database_name: 'old', repository: { type: 'gcs', gcs_bucket: 'old-backups' }, restore_options: { type: 'time', target: '2025-01-01T00:00:00Z' } },
       postgresql_conf: { max_connections: 500, shared_preload_libraries: 'pg_stat_statements, spock' },
       pg_hba_conf: ['# comment', 'hostssl all all 0.0.0.0/0 scram-sha-256'],
-      pg_ident_conf: ['include_dir conf.d'],
+      pg_ident_conf: ['certs "CN=alice" alice'],
       orchestrator_opts: { swarm: { extra_volumes: [{ host_path: '/data', destination_path: '/mnt' }], extra_networks: [{ id: 'traefik', aliases: ['db'], driver_opts: { a: 'b' } }], extra_labels: { 'traefik.enable': 'true' } } },
       scripts: { post_init: ['CREATE ROLE app NOLOGIN'], post_database_create: ['CREATE EXTENSION vector'] }
     }
@@ -288,10 +288,10 @@ describe('validateSpec: cross-field rules', () => {
     it('keeps the replication extension in shared_preload_libraries: spock or pglogical', () => {
       expect(errorsOf(spec({ postgresql_conf: { shared_preload_libraries: 'pg_stat_statements, spock' } }))).toBe('')
       expect(errorsOf(spec({ postgresql_conf: { SHARED_PRELOAD_LIBRARIES: 'pglogical,pg_stat_statements' } }))).toBe('')
-      expect(errorsOf(spec({ postgresql_conf: { shared_preload_libraries: 'pg_stat_statements,spockish' } })))
+      expect(errorsOf(spec({ postgresql_conf: { shared_preload_libraries: 'pg_stat_statements,auto_explain' } })))
         .toBe('postgresql_conf[shared_preload_libraries]: "spock" must be included in shared_preload_libraries (or "pglogical" where Spock is not available)')
       expect(errorsOf(spec({ nodes: [{ name: 'n1', host_ids: ['host-1'], postgresql_conf: { shared_preload_libraries: ['spock'] } }] })))
-        .toBe('nodes[0].postgresql_conf[shared_preload_libraries]: "shared_preload_libraries" must be a string')
+        .toBe('nodes[0].postgresql_conf[shared_preload_libraries]: must be a string, number or boolean')
     })
   })
 

@@ -106,8 +106,11 @@ const TYPE_NAMES: Readonly<Record<string, string>> = {
   record: 'an object'
 }
 
-/** pgmesh's wording for zod's generic problems; schemas with their own message (identifiers, enums) keep theirs. */
-const schemaMessage: z.core.$ZodErrorMap = issue => {
+/**
+ * pgmesh's wording for zod's generic problems; schemas with their own message (identifiers, enums) keep theirs. The
+ * API installs it for its route validation too (`z.config({ customError })`), so a request gets the same words there.
+ */
+export const schemaMessage: z.core.$ZodErrorMap = issue => {
   if (issue.input === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_value')) return 'missing required field'
   switch (issue.code) {
     case 'invalid_type':

@@ -5,5 +5,5 @@ export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskLog, ty
 export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription } from './observed.js'
 export {
   type DatabaseSetup, type DatabaseUser, formatDsn, type InstanceSpec, type InstanceState, type NodeSpec, replicaSlotName, type SettingValue,
-  type SwarmInstanceOptions, SYSTEM_SUPERUSER
+  type SwarmInstanceOptions, SYSTEM_SUPERUSER, REPLICATION_SCHEMA
 } from './instance.js'
