@@ -36,9 +36,9 @@ export interface HandOver {
 }
 
 /**
- * Planned: writes stop here, the other nodes confirm everything this node wrote, the server stops (its shutdown
- * sends the last WAL to the replicas), the candidate replays all of it, then the lease goes to the candidate at a
- * higher term and the document says so. On any failure before the hand-over, this primary takes writes again.
+ * Planned: writes stop here, the other nodes confirm everything this node wrote, the candidate replays all of it,
+ * the server stops, then the lease goes to the candidate at a higher term and the document says so. On any failure
+ * before the server stops, this primary takes writes again.
  */
 export async function handOver (ctx: HandOverContext, h: HandOver): Promise<void> {
   const { db, nodeName, key, mine, primary, request, cluster, requested } = h
@@ -58,14 +58,17 @@ export async function handOver (ctx: HandOverContext, h: HandOver): Promise<void
     await log(`switching node ${nodeName} over from ${mine} to ${request.candidate}: stopping writes`)
     await ctx.admin.setReadOnly(mine, true)
     const lsn = await ctx.admin.drainToPeers(mine, databaseName, 30_000)
-    await log(`the other nodes have everything up to ${lsn}; stopping ${mine}`)
+    await log(`the other nodes have everything up to ${lsn}`)
+    // The candidate replays it while this server still runs: a replica that was just cloned, or lost its stream, is
+    // streaming again before the only server it can get the WAL from stops.
+    await ctx.admin.waitReplayed({ host: address, port: candidate.port }, lsn, 30_000)
+    await log(`${request.candidate} replayed everything; stopping ${mine}`)
     ctx.fence(mine)
     stopped = true
     // The lease is renewed until the hand-over, however long the server takes to stop (a Swarm task takes
     // seconds): a lease that ran out meanwhile would let the candidate take over by itself and end this wait.
     await ctx.control.stopInstance(mine)
-    await ctx.admin.waitReplayed({ host: address, port: candidate.port }, lsn, 30_000)
-    await log(`${request.candidate} replayed everything; handing the lease over`)
+    await log(`${mine} stopped; handing the lease over`)
     await ctx.drop(key)
     await leases.release(key, mine, primary.term)
     let term = Math.max(primary.term, ctx.highestSeen(key)) + 1
