@@ -14,6 +14,8 @@ const FENCE_MS = 1500
 /** A primary's host silent for this long may have died: its replicas start asking for the lease. */
 const SILENT_MS = 1500
 const TICK_MS = 250
+/** How long stopping a primary waits for its replica to be eligible to take over before handing over anyway. */
+const STOP_WAITS_FOR_ELIGIBLE_MS = 30_000
 /** How long a stopping daemon waits for a switchover under way (its own steps time out after 30 s). */
 const HAND_OVER_WAIT_MS = 45_000
 
@@ -56,6 +58,8 @@ export class HighAvailability implements Startable {
   private stopping = false
   /** Switchovers and hand-overs under way; stop() waits for them. */
   private readonly handingOver = new Set<Promise<void>>()
+  /** Per node: since when stopping its primary waits for a replica to be eligible. */
+  private readonly stopWaiting = new Map<string, number>()
   /** Primaries with an unfence job queued or running. */
   private readonly unfencing = new Set<string>()
   private readonly log: Logger
@@ -238,6 +242,18 @@ export class HighAvailability implements Startable {
     if (!kept.held() || this.stopping) return
     const node = db.spec?.nodes.find(n => n.name === nodeName)
     const candidate = node === undefined ? undefined : this.preferredCandidate(db.id, nodeName, node.host_ids, primary, cluster)
+    // A replica just cloned (after a switchover, say) reports available before it streams and before the voters count
+    // it as holding everything: handing over to it then could leave the node without a primary. Give it a while.
+    if (candidate !== undefined && !kept.confirmedEligible.includes(candidate)) {
+      const since = this.stopWaiting.get(key) ?? Date.now()
+      this.stopWaiting.set(key, since)
+      if (Date.now() - since < STOP_WAITS_FOR_ELIGIBLE_MS && !this.fenced.has(mine)) {
+        // Meanwhile the primary goes on making its replicas synchronous and eligible, as it does while it runs.
+        await this.synchronize(db, nodeName, key, mine, kept, cluster)
+        return
+      }
+    }
+    this.stopWaiting.delete(key)
     this.busy.add(key)
     this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => {
       if (candidate !== undefined) {
