@@ -138,7 +138,11 @@ export class PgInstanceAdmin implements InstanceAdmin {
       const raw = m[2] ?? ''
       params[m[1] ?? ''] = raw.startsWith("'") ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw
     }
-    const client = new pg.Client({ host: params.host, port: Number(params.port), user: params.user, database: params.dbname, statement_timeout: 300_000, options: CONTROL_SESSION_OPTIONS })
+    // A peer across a partition drops packets: without a connect timeout the pass would wait out TCP's retries (~2 min).
+    const client = new pg.Client({
+      host: params.host, port: Number(params.port), user: params.user, database: params.dbname, connectionTimeoutMillis: 10_000, statement_timeout: 300_000,
+      options: CONTROL_SESSION_OPTIONS
+    })
     client.on('error', () => {})
     await client.connect()
     return client
