@@ -1,12 +1,11 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import type { KeptLease } from '@pgmesh/lease'
-import { instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest } from '@pgmesh/model'
+import { instanceId, nodePrimary, type NodePrimary, type ObservedInstance, type PrimaryChangeRequest, type Startable } from '@pgmesh/model'
 import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import { handOver, type HandOverContext, stopAndRelease } from './handover.js'
 import type { InstanceAdmin } from './instance-admin.js'
-import type { Startable } from './lifecycle.js'
 import type { InstanceQueues } from './queue.js'
 
 /** How long before its lease's end a primary that could not renew stops taking writes. */

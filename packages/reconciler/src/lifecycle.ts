@@ -1,7 +1,5 @@
 import type { Startable } from '@pgmesh/model'
 
-export type { Startable }
-
 /** Starts parts in order. */
 export async function startAll (parts: readonly Startable[]): Promise<void> {
   for (const part of parts) await part.start()

@@ -1,10 +1,9 @@
-import type { ObservedInstance, ObservedSubscription } from '@pgmesh/model'
+import type { ObservedInstance, ObservedSubscription, Startable } from '@pgmesh/model'
 import type { InstanceStatus } from '@pgmesh/orchestrator'
 import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
-import type { Startable } from './lifecycle.js'
 import { SubscriptionHealth } from './subscription-health.js'
 import type { AppliedInstance } from './types.js'
 
