@@ -15,7 +15,7 @@ export interface CliOptions {
 /** The CLI as its user runs it: `node cmd/pgmesh/dist/main.js ARGS`, a child process with piped output. */
 /** Starts the CLI; `stdout()` is what it printed so far. */
 export function startCli (args: readonly string[], options: CliOptions = {}): { child: ChildProcess, done: Promise<CliResult>, stdout: () => string } {
-  const env: Record<string, string | undefined> = { ...process.env, PGMESH_SERVER: undefined, XDG_CONFIG_HOME: '/nonexistent', NO_COLOR: undefined, ...options.env }
+  const env: Record<string, string | undefined> = { ...process.env, PGMESH_SERVER: undefined, XDG_CONFIG_HOME: '/nonexistent', NO_COLOR: undefined, FORCE_COLOR: undefined, ...options.env }
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k]
   const child = spawn(process.execPath, [MAIN, ...args], { env: env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe'] })
   let stdout = ''

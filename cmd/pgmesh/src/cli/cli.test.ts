@@ -2,7 +2,7 @@ import { Command } from 'commander'
 import { describe, expect, it } from 'vitest'
 import { resolveVersion, parseRange } from './databases.js'
 import { registerClientCommands } from './index.js'
-import { painter, table } from './output.js'
+import { colorEnabled, painter, table } from './output.js'
 import { createBody, parseSpecText, updateBody } from './spec-file.js'
 
 describe('the CLI\'s pure parts', () => {
@@ -10,6 +10,17 @@ describe('the CLI\'s pure parts', () => {
     const red = painter(true)
     const out = table(['A', 'STATE', 'C'], [['x', { text: 'down', paint: s => red.red(s) }, 'end'], ['longer', 'ok', '']])
     expect(out).toBe('A       STATE  C\nx       \u001b[31mdown \u001b[39m  end\nlonger  ok\n')
+  })
+
+  it('colours only a terminal or with FORCE_COLOR, never with NO_COLOR, whatever CI says', () => {
+    const pipe = { isTTY: undefined as unknown as boolean }
+    expect(colorEnabled(pipe, { CI: 'true' })).toBe(false)
+    expect(colorEnabled({ isTTY: true }, {})).toBe(true)
+    expect(colorEnabled({ isTTY: true }, { TERM: 'dumb' })).toBe(false)
+    expect(colorEnabled({ isTTY: true }, { NO_COLOR: '1' })).toBe(false)
+    expect(colorEnabled(pipe, { FORCE_COLOR: '1' })).toBe(true)
+    expect(colorEnabled(pipe, { FORCE_COLOR: '0' })).toBe(false)
+    expect(painter(colorEnabled(pipe, { CI: 'true' })).red('x')).toBe('x')
   })
 
   it('reads JSON and YAML specs, and shapes create and update bodies', () => {

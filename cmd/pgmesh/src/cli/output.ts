@@ -12,9 +12,14 @@ export interface Painter {
   bold: (s: string) => string
 }
 
-/** Colour only on a terminal, and never with NO_COLOR set (https://no-color.org). */
-export function colorEnabled (stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv = process.env): boolean {
-  return stream.isTTY && (env.NO_COLOR === undefined || env.NO_COLOR === '') && env.TERM !== 'dumb'
+/**
+ * Colour on a terminal or with FORCE_COLOR, never with NO_COLOR set (https://no-color.org). Always a boolean:
+ * picocolors' `createColors(undefined)` falls back to its own guess, which turns colour on for any `CI` variable.
+ */
+export function colorEnabled (stream: Pick<NodeJS.WriteStream, 'isTTY'>, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '' && env.FORCE_COLOR !== '0') return true
+  return stream.isTTY === true && env.TERM !== 'dumb'
 }
 
 export function painter (enabled: boolean): Painter {
