@@ -182,7 +182,11 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       unreachableAfterMs: this.config.unreachableAfterMs,
       observe: () => this.health.observed(),
       authorizeSender: (peer, hostId) => members.authorizeSender(peer, hostId),
-      onRefused: (peer, hostId) => { this.refused.report('heartbeat', peer, { host_id: hostId }) },
+      // A joiner beats before its host record reaches this host: not worth a warning. A known host's id is.
+      onRefused: (peer, hostId) => {
+        const joining = members.hostOf(peer) === undefined && !members.isRemoved(peer) && !members.knows(hostId)
+        this.refused.report('heartbeat', peer, { host_id: hostId }, joining)
+      },
       logger
     })
     heartbeats.on('heartbeat', (beat) => { if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id) })

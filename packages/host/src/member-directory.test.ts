@@ -17,6 +17,8 @@ describe('MemberDirectory', () => {
     expect(members.speaksForInstance('P2', instanceId('db', 'n1', 'host-2'))).toBe(true)
     expect(members.speaksForInstance('P1', instanceId('db', 'n1', 'host-2'))).toBe(false)
     expect(members.speaksForInstance('stranger', instanceId('db', 'n1', 'host-2'))).toBe(false)
+    expect(members.knows('host-2')).toBe(true)
+    expect(members.knows('host-9')).toBe(false)
 
     // host-2 removed; a concurrent edit of its old record (a removed host returning with its old document) may have
     // kept the record, but its peer id is in removed_peers: refused all the same.

@@ -31,6 +31,11 @@ export class MemberDirectory {
     return hostId !== undefined && instanceId.endsWith(`-${hostIdHash(hostId)}`)
   }
 
+  /** A host id the document knows. */
+  knows (hostId: string): boolean {
+    return Object.hasOwn(this.doc().hosts ?? {}, hostId)
+  }
+
   /** A removed host's peer: refused everything, even the document. */
   isRemoved (peerId: string): boolean {
     this.refresh()
@@ -58,8 +63,13 @@ export class RefusedMessages {
 
   constructor (private readonly log: Logger, private readonly count: (kind: string) => void, private readonly everyMs = 60_000) {}
 
-  report (kind: string, peerId: string, detail: Record<string, unknown>): void {
+  /** `expected`: a refusal that normal operation makes (a joiner's first heartbeats): counted, logged at debug. */
+  report (kind: string, peerId: string, detail: Record<string, unknown>, expected = false): void {
     this.count(kind)
+    if (expected) {
+      this.log.debug({ kind, peer: peerId, ...detail }, 'ignored a message from a peer not (yet) bound to a host')
+      return
+    }
     const key = `${kind} ${peerId}`
     const now = Date.now()
     const last = this.lastLogged.get(key)
