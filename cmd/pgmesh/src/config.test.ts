@@ -15,3 +15,14 @@ describe('postgres_root', () => {
     expect(FileConfigSchema.safeParse({ postgres_root: '' }).success).toBe(false)
   })
 })
+
+describe('api_limits', () => {
+  it('overrides the API request limits one by one, the rest keeping their defaults', () => {
+    const defaults = resolveConfig({}).apiLimits
+    expect(defaults.maxConcurrentWrites).toBeGreaterThan(0)
+    const limits = resolveConfig({ api_limits: { max_concurrent_writes: 8, write_rate: 5 } }).apiLimits
+    expect(limits).toEqual({ ...defaults, maxConcurrentWrites: 8, writes: { ...defaults.writes, perSecond: 5 } })
+    expect(FileConfigSchema.safeParse({ api_limits: { write_burst: 0 } }).success).toBe(false)
+    expect(FileConfigSchema.safeParse({ api_limits: { unknown: 1 } }).success).toBe(false)
+  })
+})

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '@pgmesh/api'
 import type { HostConfig } from '@pgmesh/host'
 import { IDENTIFIER_MESSAGE, formatIssues, isIdentifier, issuesFromZod } from '@pgmesh/model'
 import { z } from 'zod'
@@ -26,7 +27,13 @@ export const FileConfigSchema = z.strictObject({
   client_addresses: z.array(z.string()).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** false: a control-only host (API and mesh, no instances managed here). */
-  reconcile: z.boolean().optional()
+  reconcile: z.boolean().optional(),
+  /** API request limits, each defaulting to @pgmesh/api's DEFAULT_REQUEST_LIMITS (per client, per second). */
+  api_limits: z.strictObject({
+    write_rate: z.number().positive(), write_burst: z.number().int().min(1),
+    read_rate: z.number().positive(), read_burst: z.number().int().min(1),
+    max_concurrent_writes: z.number().int().min(1)
+  }).partial().optional()
 })
 export type FileConfig = z.infer<typeof FileConfigSchema>
 
@@ -38,6 +45,7 @@ export interface DaemonConfig {
   logLevel: NonNullable<FileConfig['log_level']>
   process: { postgresRoot?: string }
   swarm: { dockerHost: string, postgresImage?: string }
+  apiLimits: RequestLimits
 }
 
 /** Reads and validates a JSON config file; errors name the file and the offending field. */
@@ -72,6 +80,7 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
     httpPort,
     logLevel: merged.log_level ?? 'info',
     reconcile: merged.reconcile ?? true,
+    apiLimits: apiLimits(merged.api_limits ?? {}),
     process: merged.postgres_root === undefined ? {} : { postgresRoot: resolve(merged.postgres_root) },
     swarm: {
       dockerHost: merged.docker_host ?? '/var/run/docker.sock',
@@ -88,6 +97,15 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
       orchestrator: merged.orchestrator ?? 'process',
       clientAddresses
     }
+  }
+}
+
+function apiLimits (l: NonNullable<FileConfig['api_limits']>): RequestLimits {
+  const d = DEFAULT_REQUEST_LIMITS
+  return {
+    writes: { perSecond: l.write_rate ?? d.writes.perSecond, burst: l.write_burst ?? d.writes.burst },
+    reads: { perSecond: l.read_rate ?? d.reads.perSecond, burst: l.read_burst ?? d.reads.burst },
+    maxConcurrentWrites: l.max_concurrent_writes ?? d.maxConcurrentWrites
   }
 }
 

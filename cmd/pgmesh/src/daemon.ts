@@ -29,7 +29,7 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
     components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {}
   })
   let draining = false
-  const app = createApp(apiComponents(host), { logger: logger.child({ component: 'api' }), isDraining: () => draining })
+  const app = createApp(apiComponents(host), { logger: logger.child({ component: 'api' }), isDraining: () => draining, limits: config.apiLimits })
   reconciler = orchestrator === undefined ? undefined : new Reconciler(reconcilerHost(host), orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
   await reconciler?.start()

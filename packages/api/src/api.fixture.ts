@@ -6,6 +6,7 @@ import type { ObservedInstance } from '@pgmesh/model'
 import pino, { type Logger } from 'pino'
 import { type App, createApp } from './app.js'
 import { apiComponents } from './components.js'
+import type { ClientIdentity, RequestLimits } from './request-limits.js'
 
 export interface CallResult { status: number, json: any, text: string, headers: Headers }
 
@@ -16,11 +17,13 @@ export interface ApiFixture {
   dir: string
   /** What this host reports as its own instances (its reconciler's part); tests set it. */
   reported: ObservedInstance[]
-  call: (method: string, path: string, body?: unknown) => Promise<CallResult>
+  call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<CallResult>
   stop: () => Promise<void>
 }
 
-export async function startApiFixture (options: { logger?: Logger, isDraining?: () => boolean, clusterId?: string } = {}): Promise<ApiFixture> {
+export async function startApiFixture (options: {
+  logger?: Logger, isDraining?: () => boolean, clusterId?: string, limits?: RequestLimits, clientIdentity?: ClientIdentity
+} = {}): Promise<ApiFixture> {
   const logger = options.logger ?? pino({ level: 'silent' })
   const dir = await mkdtemp(join(tmpdir(), 'pgmesh-api-'))
   const fixture: Partial<ApiFixture> & { reported: ObservedInstance[] } = { reported: [] }
@@ -28,12 +31,17 @@ export async function startApiFixture (options: { logger?: Logger, isDraining?: 
     hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
   }, logger, { ownInstances: () => fixture.reported })
   await host.start()
-  const app = createApp(apiComponents(host), { logger, ...(options.isDraining === undefined ? {} : { isDraining: options.isDraining }) })
-  const call = async (method: string, path: string, body?: unknown): Promise<CallResult> => {
-    const init: RequestInit = { method }
+  const app = createApp(apiComponents(host), {
+    logger,
+    ...(options.isDraining === undefined ? {} : { isDraining: options.isDraining }),
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(options.clientIdentity === undefined ? {} : { clientIdentity: options.clientIdentity })
+  })
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<CallResult> => {
+    const init: RequestInit = { method, headers }
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body)
-      init.headers = { 'content-type': 'application/json' }
+      init.headers = { ...headers, 'content-type': 'application/json' }
     }
     const res = await app.request(path, init)
     const text = await res.text()

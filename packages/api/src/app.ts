@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
 import { guardJsonBody, limitBody } from './body-guard.js'
 import type { ApiComponents } from './components.js'
+import { type ClientIdentity, type RequestLimits, requestLimits } from './request-limits.js'
 import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
 import { registerOperationRoutes } from './routes/operations.js'
@@ -19,6 +20,10 @@ export interface AppOptions {
   logger: Logger
   /** True once the server is draining: new requests get 503. */
   isDraining?: () => boolean
+  /** Per-client rates and the bound on writes in flight (default DEFAULT_REQUEST_LIMITS). */
+  limits?: RequestLimits
+  /** Who a request counts against (default: its remote address). */
+  clientIdentity?: ClientIdentity
 }
 
 export type App = OpenAPIHono
@@ -45,7 +50,10 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
   })
 
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(err.toJSON(), err.status)
+    if (err instanceof ApiError) {
+      if (err.retryAfterSeconds !== undefined) c.header('Retry-After', String(err.retryAfterSeconds))
+      return c.json(err.toJSON(), err.status)
+    }
     if (err instanceof HTTPException && err.status === 400) {
       return c.json(new DecodePayloadError(`request body could not be decoded: ${err.message}`).toJSON(), 400)
     }
@@ -67,6 +75,7 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
     if (path.startsWith('/v1/') && !PRE_INIT.has(path) && !components.membership.initialized) throw new ClusterNotInitializedError()
     await next()
   })
+  app.use('*', requestLimits(options.limits, options.clientIdentity))
   app.use('*', limitBody, guardJsonBody)
 
   registerSystemRoutes(app, components)

@@ -57,7 +57,8 @@ export class HostHealth {
     for (const id of Object.keys(this.deps.state.doc.hosts ?? {})) {
       if (id === this.deps.hostId || heartbeats?.reachability(id, now) !== 'healthy') continue
       const report = heartbeats.get(id)?.heartbeat.observed
-      if (report !== undefined) out.push({ hostId: id, report, instances: report.instances ?? [] })
+      // A host reports only its own instances (its heartbeat's sender is authorized for it, not for others).
+      if (report !== undefined) out.push({ hostId: id, report, instances: (report.instances ?? []).filter(i => i.host_id === id) })
     }
     return out
   }

@@ -9,6 +9,7 @@ import { ClusterState, DocReplicator } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig, HostSources } from './config.js'
 import { HostHealth } from './host-health.js'
+import { MemberDirectory, RefusedMessages } from './member-directory.js'
 import { KEY_FILE, Membership } from './membership.js'
 import { HostMetrics } from './metrics.js'
 import { detectPostgresVersion } from './postgres-version.js'
@@ -32,6 +33,9 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   readonly health: HostHealth
   /** This host's vote in the cluster's leases (answering other hosts over the mesh). */
   readonly leaseVoter: LeaseVoter
+  /** Which peer speaks for which host, from the document: every mesh message about a host is checked against it. */
+  readonly members: MemberDirectory
+  private readonly refused: RefusedMessages
   private leasesOfMesh: Leases | undefined
   private mesh: Mesh | undefined
   private heartbeats: Heartbeats<HostObserved> | undefined
@@ -45,6 +49,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
 
   private constructor (readonly config: HostConfig, readonly state: ClusterState, private readonly log: Logger, sources: HostSources) {
     super()
+    this.members = new MemberDirectory(() => state.doc)
     this.health = new HostHealth({
       hostId: config.hostId,
       state,
@@ -63,7 +68,9 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       hostId: config.hostId,
       state,
       taskLogDir: join(config.dataDir, 'tasks'),
-      remoteTaskLogs: async (taskId) => await readPeerTaskLogs(this.mesh, taskId, this.log),
+      remoteTaskLogs: async (taskId) => await readPeerTaskLogs(this.mesh, taskId, this.log,
+        (peer, hostId) => this.members.authorizeSender(peer, hostId),
+        (peer, hostId) => { this.refused.report('task_log', peer, { host_id: hostId }) }),
       observed: () => observed.snapshot(),
       reachableHosts: () => this.health.reachableHosts(),
       defaultPostgresVersion: config.defaultPostgresVersion
@@ -86,6 +93,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       documentBytes: () => this.state.sizeBytes(),
       replication: () => this.replicator?.stats
     })
+    this.refused = new RefusedMessages(log.child({ component: 'members' }), (kind) => { this.metrics.refusedMessages.inc({ kind }) })
     state.on('change', (event) => {
       this.metrics.documentChanges.inc({ origin: event.origin }, event.changes.length)
       if (event.origin === 'remote') {
@@ -156,15 +164,29 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       announce: this.config.announce,
       logger
     })
-    const replicator = new DocReplicator(this.state, mesh, { logger: this.log.child({ component: 'replicator' }) })
-    serveTaskLogs(mesh, this.document.taskLogs)
-    serveLeases(mesh, this.leaseVoter)
+    const members = this.members
+    const replicator = new DocReplicator(this.state, mesh, {
+      logger: this.log.child({ component: 'replicator' }),
+      admit: peer => !members.isRemoved(peer),
+      onRefused: (peer) => { this.refused.report('document', peer, {}) }
+    })
+    serveTaskLogs(mesh, this.document.taskLogs, peer => !members.isRemoved(peer))
+    serveLeases(mesh, this.leaseVoter, {
+      speaksFor: (peer, holder) => members.speaksForInstance(peer, holder),
+      onRefused: (peer, request) => { this.refused.report('lease', peer, { key: request?.key, holder: request?.holder, release: request?.release === true }) }
+    })
     this.leasesOfMesh = new Leases(this.leaseVoter, meshTransport(mesh, () => this.leaseVoters(mesh.peerId)), { durationMs: this.config.leaseMs ?? DEFAULT_LEASE_MS, driftMs: LEASE_DRIFT_MS })
     const heartbeats = new Heartbeats<HostObserved>(mesh, {
       hostId: this.config.hostId,
       intervalMs: this.config.heartbeatMs,
       unreachableAfterMs: this.config.unreachableAfterMs,
       observe: () => this.health.observed(),
+      authorizeSender: (peer, hostId) => members.authorizeSender(peer, hostId),
+      // A joiner beats before its host record reaches this host: not worth a warning. A known host's id is.
+      onRefused: (peer, hostId) => {
+        const joining = members.hostOf(peer) === undefined && !members.isRemoved(peer) && !members.knows(hostId)
+        this.refused.report('heartbeat', peer, { host_id: hostId }, joining)
+      },
       logger
     })
     heartbeats.on('heartbeat', (beat) => { if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id) })

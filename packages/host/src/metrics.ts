@@ -8,6 +8,8 @@ export class HostMetrics {
   /** Set by the reconciler on each poll of its primaries' subscriptions. */
   readonly subscriptionsDown: Gauge
   readonly subscriptionApplyErrors: Counter
+  /** Mesh messages refused because their sender is not the member they speak for (see MemberDirectory). */
+  readonly refusedMessages: Counter<'kind'>
 
   constructor (source: {
     peers: () => number
@@ -46,6 +48,12 @@ export class HostMetrics {
     this.subscriptionApplyErrors = new Counter({
       name: 'pgmesh_subscription_apply_errors_total',
       help: "Errors of apply workers seen in the server logs of this host's primaries",
+      registers: [r]
+    })
+    this.refusedMessages = new Counter({
+      name: 'pgmesh_refused_peer_messages_total',
+      help: 'Mesh messages refused: the sending peer is not the host they speak for, or was removed (by kind)',
+      labelNames: ['kind'],
       registers: [r]
     })
   }

@@ -48,6 +48,39 @@ describe('LeaseVoter', () => {
   })
 })
 
+describe('LeaseVoter.answerFrom: a host acts only for its own instances', () => {
+  let clock = 1000
+  // Host A's instances end in -a, host B's in -b: what the host's member directory decides from the document.
+  const speaksFor = (host: string) => (holder: string): boolean => holder.endsWith(`-${host}`)
+  const request = (holder: string, term: number, release = false): { key: string, holder: string, term: number, durationMs: number, release?: boolean } =>
+    ({ key: 'db/n1', holder, term, durationMs: 1000, ...(release ? { release } : {}) })
+
+  it('refuses a request or a release for another host\'s instance, and lets the last holder hand over', () => {
+    clock = 1000
+    const v = new LeaseVoter({ maxDurationMs: 1000, now: () => clock })
+    clock = 2000
+    // B asks for A's instance: a spoofed holder, never granted.
+    expect(v.answerFrom(request('inst-a', 1), speaksFor('b'))).toBeUndefined()
+    expect(v.answerFrom(request('inst-a', 1), speaksFor('a'))?.granted).toBe(true)
+    // B cannot release A's grant, so B's own request still finds it running.
+    expect(v.answerFrom(request('inst-a', 1, true), speaksFor('b'))).toBeUndefined()
+    expect(v.answerFrom(request('inst-b', 2), speaksFor('b'))?.granted).toBe(false)
+    // A (the holder) releases and hands its node to B's instance: a switchover.
+    expect(v.answerFrom(request('inst-a', 1, true), speaksFor('a'))?.granted).toBe(false)
+    expect(v.answerFrom(request('inst-b', 2), speaksFor('a'))?.granted).toBe(true)
+    // Now B holds it: A can no longer speak for the node, B renews its own.
+    expect(v.answerFrom(request('inst-a', 3), speaksFor('a'))?.granted).toBe(false)
+    expect(v.answerFrom(request('inst-c', 3), speaksFor('a'))).toBeUndefined()
+    expect(v.answerFrom(request('inst-b', 2), speaksFor('b'))?.granted).toBe(true)
+  })
+
+  it('refuses a malformed request', () => {
+    const v = new LeaseVoter({ maxDurationMs: 1000, now: () => clock })
+    expect(v.answerFrom(JSON.parse('{"key":"db/n1","holder":7,"term":1,"durationMs":1}'), () => true)).toBeUndefined()
+    expect(v.answerFrom(JSON.parse('null'), () => true)).toBeUndefined()
+  })
+})
+
 interface Voter { mesh: Mesh, leases: Leases, dir: string }
 
 describe('leases over libp2p', () => {
@@ -59,14 +92,15 @@ describe('leases over libp2p', () => {
     }
   })
 
-  async function cluster (n: number, durationMs: number): Promise<Voter[]> {
+  async function cluster (n: number, durationMs: number, guarded = false, refused: string[] = []): Promise<Voter[]> {
     const key = ClusterKey.generate()
     const voters: Voter[] = []
     for (let i = 0; i < n; i++) {
       const dir = await mkdtemp(join(tmpdir(), 'pgmesh-lease-'))
       const mesh = new Mesh({ privateKey: await loadOrCreatePeerKey(join(dir, 'peer.key')), clusterKey: key, listen: ['/ip4/127.0.0.1/tcp/0'], logger })
       const local = new LeaseVoter({ maxDurationMs: durationMs })
-      serveLeases(mesh, local)
+      // Guarded: peer i may act only for holders named `inst-<its peer id>`.
+      serveLeases(mesh, local, guarded ? { speaksFor: (peer, holder) => holder === `inst-${peer}`, onRefused: (peer) => { refused.push(peer) } } : undefined)
       await mesh.start()
       voters.push({ mesh, dir, leases: undefined as unknown as Leases })
       voters[i]!.leases = new Leases(local, meshTransport(mesh, () => voters.filter(v => v.mesh !== mesh).map(v => v.mesh.peerId)), { durationMs, driftMs: 50 })
@@ -161,5 +195,20 @@ describe('leases over libp2p', () => {
       outcome = await b!.leases.request('db/n3', 'inst-b', 2)
     }
     expect(outcome.eligibility).toMatchObject({ term: 1, eligible: ['inst-b'] })
+  })
+
+  it('a guarded voter grants nothing to a peer asking for another peer\'s holder', async () => {
+    const refused: string[] = []
+    const [a, b, c] = await cluster(3, 800, true, refused)
+    const own = `inst-${a!.mesh.peerId}`
+    expect((await a!.leases.request('db/n5', own, 1)).held).toBe(true)
+    // b claims to ask for c's holder: both other voters refuse, b's own vote is not a majority.
+    const spoofed = await b!.leases.request('db/n6', `inst-${c!.mesh.peerId}`, 1)
+    expect(spoofed.held).toBe(false)
+    expect(spoofed.granted).toBe(1)
+    expect(refused.filter(p => p === b!.mesh.peerId)).toHaveLength(2)
+    // Nor can b release a's lease to take it.
+    await b!.leases.release('db/n5', own, 1)
+    expect((await b!.leases.request('db/n5', `inst-${b!.mesh.peerId}`, 2)).held).toBe(false)
   })
 })

@@ -65,6 +65,22 @@ export class LeaseVoter {
     return (this.options.now ?? monotonicNow)()
   }
 
+  /**
+   * Answers a request that came from another host: `speaksFor(holder)` says whether the sending host may act for that
+   * holder (its own instance). A request for someone else's instance is a hand-over, taken only from the host of the
+   * holder this voter granted last (the primary handing its node to a replica); a release only from the holder's
+   * own host. undefined: refused, not answered (the caller logs and counts it).
+   */
+  answerFrom (request: LeaseRequest, speaksFor: (holder: string) => boolean): LeaseReply | undefined {
+    if (typeof request !== 'object' || request === null || typeof request.key !== 'string' || typeof request.holder !== 'string' ||
+      typeof request.term !== 'number' || typeof request.durationMs !== 'number') return undefined
+    if (!speaksFor(request.holder)) {
+      const last = this.grants.get(request.key)?.holder
+      if (request.release === true || last === undefined || !speaksFor(last)) return undefined
+    }
+    return this.answer(request)
+  }
+
   answer (request: LeaseRequest): LeaseReply {
     const now = this.now()
     const grant = this.grants.get(request.key) ?? { holder: undefined, term: 0, expiresAt: 0 }

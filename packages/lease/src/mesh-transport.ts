@@ -6,11 +6,29 @@ export const LEASE_PROTOCOL = '/pgmesh/lease/1.0.0'
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** Answers other hosts' lease requests with this host's voter; register before the mesh starts. */
-export function serveLeases (mesh: Mesh, voter: LeaseVoter): void {
-  mesh.handle(LEASE_PROTOCOL, async (channel) => {
+/** Who may ask this voter for what: the host passes its member directory in (the lease package knows no hosts). */
+export interface LeaseGuard {
+  /** Whether the peer (the stream's authenticated remote) may act for this holder, an instance of its own host. */
+  speaksFor: (peerId: string, holder: string) => boolean
+  /** Told of each refused request (logged and counted by the host). */
+  onRefused?: (peerId: string, request: LeaseRequest) => void
+}
+
+/**
+ * Answers other hosts' lease requests with this host's voter; register before the mesh starts. A refused request gets
+ * a plain refusal (granted false), never a grant.
+ */
+export function serveLeases (mesh: Mesh, voter: LeaseVoter, guard?: LeaseGuard): void {
+  mesh.handle(LEASE_PROTOCOL, async (channel, remotePeer) => {
     const request = JSON.parse(decoder.decode(await channel.read())) as LeaseRequest
-    await channel.write(encoder.encode(JSON.stringify(voter.answer(request))))
+    let reply: LeaseReply | undefined
+    if (guard === undefined) {
+      reply = voter.answer(request)
+    } else {
+      reply = voter.answerFrom(request, holder => guard.speaksFor(remotePeer, holder))
+      if (reply === undefined) guard.onRefused?.(remotePeer, request)
+    }
+    await channel.write(encoder.encode(JSON.stringify(reply ?? { granted: false, term: 0 })))
     await channel.close()
   })
 }

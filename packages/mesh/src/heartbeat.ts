@@ -24,6 +24,13 @@ export interface HeartbeatOptions<T> {
   /** A host whose last heartbeat is older than this is unreachable. */
   unreachableAfterMs?: number
   observe: () => T
+  /**
+   * Whether the authenticated gossip sender (a peer id) speaks for this host id: the host's binding in the cluster
+   * document, passed in by the host. Without it every signed heartbeat is taken (tests of the mesh alone).
+   */
+  authorizeSender?: (peerId: string, hostId: string) => boolean
+  /** Told of each heartbeat refused, for the host's warning log and metrics. */
+  onRefused?: (peerId: string, hostId: string) => void
   logger: Logger
 }
 
@@ -43,7 +50,7 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
     super()
     this.intervalMs = options.intervalMs ?? 1000
     this.unreachableAfterMs = options.unreachableAfterMs ?? 4000
-    mesh.subscribe(HEARTBEAT_TOPIC, (data) => { this.receive(data) })
+    mesh.subscribe(HEARTBEAT_TOPIC, (data, from) => { this.receive(data, from) })
   }
 
   start (): void {
@@ -88,14 +95,21 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
     this.latest.delete(hostId)
   }
 
-  private receive (data: Uint8Array): void {
+  /** `from`: the peer that signed the gossip message ('' when unsigned, which gossipsub's StrictSign never lets through). */
+  receive (data: Uint8Array, from: string): void {
     let heartbeat: Heartbeat<T>
     try {
       heartbeat = JSON.parse(new TextDecoder().decode(data)) as Heartbeat<T>
     } catch {
       return
     }
-    if (typeof heartbeat.host_id !== 'string' || typeof heartbeat.seq !== 'number') return
+    if (typeof heartbeat !== 'object' || heartbeat === null || typeof heartbeat.host_id !== 'string' || typeof heartbeat.seq !== 'number') return
+    // A heartbeat speaks for its host only when the peer that signed it is the one bound to that host.
+    const authorize = this.options.authorizeSender
+    if (from === '' || heartbeat.peer_id !== from || (authorize !== undefined && !authorize(from, heartbeat.host_id))) {
+      this.options.onRefused?.(from, heartbeat.host_id)
+      return
+    }
     const previous = this.latest.get(heartbeat.host_id)?.heartbeat
     if (previous !== undefined && previous.boot_id === heartbeat.boot_id && previous.seq >= heartbeat.seq) return
     this.record(heartbeat)

@@ -90,7 +90,9 @@ export class Mesh implements Startable {
       services: {
         identify: identify(),
         ping: ping(),
-        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, fallbackToFloodsub: false })
+        // StrictSign (gossipsub's default, stated so it stays): every message carries its author's signature and
+        // unsigned ones are dropped, so handlers can authorize by `from`.
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, fallbackToFloodsub: false, globalSignaturePolicy: 'StrictSign' })
       }
     })
     this.node = node

@@ -3,7 +3,9 @@
  * any thrown ApiError into the anchor's `{name, message}` body in one place.
  */
 export abstract class ApiError extends Error {
-  abstract readonly status: 400 | 401 | 404 | 409 | 413 | 415 | 500 | 503
+  abstract readonly status: 400 | 401 | 404 | 409 | 413 | 415 | 429 | 500 | 503
+  /** Sent as `Retry-After` (seconds) when set: the client may try again then. */
+  retryAfterSeconds?: number
   constructor (message: string, options?: { cause?: unknown }) {
     super(message, options)
   }
@@ -40,6 +42,10 @@ export const InvalidJoinTokenError = apiError('invalid_join_token', 401, 'the gi
 export const NotFoundError = apiError('not_found', 404, 'not found')
 export const ServerError = apiError('server_error', 500, 'internal server error')
 export const ShuttingDownError = apiError('shutting_down', 503, 'the server is shutting down')
+/** pgmesh: a client over its request rate (429 with Retry-After). */
+export const TooManyRequestsError = apiError('too_many_requests', 429, 'too many requests from this client; retry after the time in Retry-After')
+/** pgmesh: too many document writes in flight on this host (503 with Retry-After); reads stay answered meanwhile. */
+export const ServerBusyError = apiError('server_busy', 503, 'this host has too many writes in progress; retry after the time in Retry-After')
 
 /** One problem at one place in the input; `path` is `nodes[0].host_ids[1]` style, empty for the whole input. */
 export interface Issue { path: string, message: string }

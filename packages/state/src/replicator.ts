@@ -10,6 +10,13 @@ export const CHANGES_TOPIC = '/pgmesh/doc-changes/1'
 export interface ReplicatorOptions {
   /** Anti-entropy period: a sync round with every peer even when nothing seems to have changed. */
   resyncMs?: number
+  /**
+   * Whether a peer may exchange the document with this host at all (false for a removed host's peer id that got a
+   * connection through). Any other member with the cluster key may: Automerge changes are not authorized per field.
+   */
+  admit?: (peerId: string) => boolean
+  /** Told of each sync message or gossiped change refused by `admit`. */
+  onRefused?: (peerId: string) => void
   logger: Logger
 }
 
@@ -46,12 +53,16 @@ export class DocReplicator implements Startable {
   private timer: NodeJS.Timeout | undefined
   private readonly log: Logger
   private readonly resyncMs: number
+  private readonly admit: (peerId: string) => boolean
+  private readonly onRefused: (peerId: string) => void
   private stopped = false
   private readonly onChange = (event: ChangeEvent): void => { this.changed(event) }
 
   constructor (private readonly state: ClusterState, private readonly mesh: Mesh, options: ReplicatorOptions) {
     this.log = options.logger
     this.resyncMs = options.resyncMs ?? 2000
+    this.admit = options.admit ?? (() => true)
+    this.onRefused = options.onRefused ?? (() => {})
     mesh.handle(SYNC_PROTOCOL, async (channel, peer) => { await this.readLoop(channel, peer) })
     mesh.onPeer(SYNC_PROTOCOL, {
       connect: (peer) => { this.connected(peer) },
@@ -81,11 +92,11 @@ export class DocReplicator implements Startable {
 
   /** Sends a sync message to every known peer (only peers that lack something get one). */
   syncAll (except?: string): void {
-    for (const peer of this.peers.keys()) if (peer !== except) this.sendSync(peer)
+    for (const peer of this.peers.keys()) if (peer !== except && this.admit(peer)) this.sendSync(peer)
   }
 
   private connected (peer: string): void {
-    if (this.stopped) return
+    if (this.stopped || !this.admit(peer)) return
     // A new connection means the peer may have lost or gained anything: start its sync state afresh.
     const existing = this.peers.get(peer)
     existing?.out?.abort(new Error('reconnected'))
@@ -116,6 +127,10 @@ export class DocReplicator implements Startable {
   }
 
   private gossiped (data: Uint8Array, from: string): void {
+    if (from === '' || !this.admit(from)) {
+      this.onRefused(from)
+      return
+    }
     this.stats.gossipReceived++
     try {
       this.state.applyRemote(from, doc => [A.loadIncremental(doc, data), undefined])
@@ -159,6 +174,11 @@ export class DocReplicator implements Startable {
         return
       }
       if (this.stopped) return
+      if (!this.admit(peer)) {
+        this.onRefused(peer)
+        channel.abort(new Error('peer not admitted'))
+        return
+      }
       this.stats.syncMessagesReceived++
       this.stats.syncBytesReceived += message.length
       let p = this.peers.get(peer)

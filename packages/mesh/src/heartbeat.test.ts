@@ -1,0 +1,34 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import pino from 'pino'
+import { describe, expect, it } from 'vitest'
+import { type Heartbeat, Heartbeats } from './heartbeat.js'
+import { ClusterKey } from './keys.js'
+import { Mesh } from './mesh.js'
+
+const logger = pino({ level: 'silent' })
+
+describe('Heartbeats from peers', () => {
+  it('ignores a heartbeat whose signer is not the peer bound to its host id', async () => {
+    const mesh = new Mesh({ privateKey: await generateKeyPair('Ed25519'), clusterKey: ClusterKey.generate(), listen: [], logger })
+    // host-2 is bound to peer P2 (what the host's member directory says from the document).
+    const bound: Record<string, string> = { P2: 'host-2', P3: 'host-3' }
+    const refused: string[] = []
+    const beats = new Heartbeats(mesh, {
+      hostId: 'host-1',
+      observe: () => ({}),
+      authorizeSender: (peer, hostId) => bound[peer] === hostId,
+      onRefused: (peer, hostId) => { refused.push(`${peer}:${hostId}`) },
+      logger
+    })
+    const encode = (b: Partial<Heartbeat>): Uint8Array => new TextEncoder().encode(JSON.stringify({ boot_id: 'x', sent_at: 0, observed: {}, ...b }))
+    // P3 forges host-2's heartbeat, with and without claiming host-2's peer id; an unsigned one has no sender.
+    beats.receive(encode({ host_id: 'host-2', peer_id: 'P3', seq: 1 }), 'P3')
+    beats.receive(encode({ host_id: 'host-2', peer_id: 'P2', seq: 2 }), 'P3')
+    beats.receive(encode({ host_id: 'host-2', peer_id: 'P2', seq: 3 }), '')
+    expect(beats.reachability('host-2')).toBe('unknown')
+    expect(refused).toEqual(['P3:host-2', 'P3:host-2', ':host-2'])
+    beats.receive(encode({ host_id: 'host-2', peer_id: 'P2', seq: 1 }), 'P2')
+    expect(beats.reachability('host-2')).toBe('healthy')
+    expect(beats.get('host-2')?.heartbeat.seq).toBe(1)
+  })
+})
