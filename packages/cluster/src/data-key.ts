@@ -60,6 +60,14 @@ export class DataKey {
    */
   readonly id: string
 
+  /**
+   * The control plane's superuser password for instances over TCP: every host derives the same one, so it is never
+   * stored (in the document or elsewhere) or sent; base64url, so it fits a libpq password file as it is.
+   */
+  superuserPassword (): string {
+    return this.derive('pgmesh-superuser').toString('base64url')
+  }
+
   /** A value derived from the key for one purpose (HMAC-SHA256 with a label), so no two uses share key material. */
   derive (label: string): Buffer {
     return createHmac('sha256', this.secret).update(label).digest()

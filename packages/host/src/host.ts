@@ -149,6 +149,11 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     return this.membership.initialized
   }
 
+  /** The control plane's superuser password for peers' instances (from the data key), once this host has the key. */
+  superuserPassword (): string | undefined {
+    return this.dataKey?.superuserPassword()
+  }
+
   /** Leases asked of every host of the cluster; there once the mesh runs. */
   get leases (): Leases | undefined {
     return this.leasesOfMesh
