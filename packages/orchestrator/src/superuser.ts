@@ -28,7 +28,15 @@ export function scramVerifier (password: string, salt: Buffer = randomBytes(16))
 export async function ensureSuperuserPassword (client: ClientBase, password: string): Promise<boolean> {
   const { rows } = await client.query<{ rolpassword: string | null }>('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [SYSTEM_SUPERUSER])
   if (await scramVerifierMatches(rows[0]?.rolpassword ?? null, password)) return false
-  await client.query(`ALTER ROLE ${SYSTEM_SUPERUSER} WITH PASSWORD ${escapeLiteral(scramVerifier(password))}`)
+  // READ WRITE: a fenced primary (default_transaction_read_only on) still takes the control plane's own role change.
+  await client.query('BEGIN READ WRITE')
+  try {
+    await client.query(`ALTER ROLE ${SYSTEM_SUPERUSER} WITH PASSWORD ${escapeLiteral(scramVerifier(password))}`)
+    await client.query('COMMIT')
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    throw err
+  }
   return true
 }
 
