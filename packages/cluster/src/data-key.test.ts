@@ -37,6 +37,13 @@ describe('DataKey envelopes', () => {
     expect(() => other.open(key.seal('p', 'x'))).toThrow(`encrypted with data key ${key.id}, but this host holds data key ${other.id}`)
   })
 
+  it('is derived the same from the same cluster key (clusters from before data keys), and differently from another', () => {
+    const secret = Buffer.alloc(32, 1)
+    expect(DataKey.derivedFromClusterKey(secret).toString()).toBe(DataKey.derivedFromClusterKey(Buffer.from(secret)).toString())
+    expect(DataKey.derivedFromClusterKey(secret).toString()).not.toBe(DataKey.derivedFromClusterKey(Buffer.alloc(32, 2)).toString())
+    expect(DataKey.derivedFromClusterKey(secret).toString()).not.toBe(secret.toString('hex'))
+  })
+
   it('round-trips through its file, mode 0600', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgmesh-datakey-'))
     try {

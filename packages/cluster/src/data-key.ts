@@ -32,6 +32,14 @@ export class DataKey {
     return new DataKey(randomBytes(32))
   }
 
+  /**
+   * The data key of a cluster initialized before data keys existed: derived from its cluster key, which every member
+   * already holds, so all of them arrive at the same key without any exchange. New clusters get a random one.
+   */
+  static derivedFromClusterKey (clusterSecret: Uint8Array): DataKey {
+    return new DataKey(createHmac('sha256', clusterSecret).update('pgmesh data key from cluster key v1').digest())
+  }
+
   static parse (text: string): DataKey {
     const hex = text.trim()
     if (!/^[0-9a-f]{64}$/i.test(hex)) throw new Error('data key must be 64 hex digits')

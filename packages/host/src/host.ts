@@ -120,14 +120,24 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   async start (): Promise<void> {
     const keyFile = join(this.config.dataDir, KEY_FILE)
     const dataKeyFile = join(this.config.dataDir, DATA_KEY_FILE)
-    if (!(await exists(keyFile)) && this.config.clusterKeyFile !== undefined) {
-      await copyFile(this.config.clusterKeyFile, keyFile)
-      // Joining by key file: the data key travels beside it (the member's data dir holds both).
+    const memberBefore = await exists(keyFile)
+    if (!memberBefore && this.config.clusterKeyFile !== undefined) {
+      // Joining by key file: the data key travels beside it (a member's data dir holds both). Without it this host
+      // could neither read the specs' secrets nor reach its peers' instances; refused before anything is written.
       const besideKey = join(dirname(this.config.clusterKeyFile), DATA_KEY_FILE)
-      if (!(await exists(dataKeyFile)) && await exists(besideKey)) await (await DataKey.load(besideKey)).save(dataKeyFile)
+      if (!(await exists(dataKeyFile)) && !(await exists(besideKey))) {
+        throw new Error(`no ${DATA_KEY_FILE} beside the cluster key file ${this.config.clusterKeyFile}: copy it there from a member's data dir`)
+      }
+      if (!(await exists(dataKeyFile))) await (await DataKey.load(besideKey)).save(dataKeyFile)
+      await copyFile(this.config.clusterKeyFile, keyFile)
+    }
+    if (memberBefore && !(await exists(dataKeyFile))) {
+      // A member of a cluster from before data keys: every member derives the same one from the cluster key.
+      await DataKey.derivedFromClusterKey((await ClusterKey.load(keyFile)).secret).save(dataKeyFile)
+      this.log.info('derived this cluster\'s data key from its cluster key (the cluster predates data keys)')
     }
     if (await exists(dataKeyFile)) this.dataKey = await DataKey.load(dataKeyFile)
-    else if (await exists(keyFile)) this.log.warn('this host has no data key (data.key): it cannot read or store the specs\' secrets')
+    else if (await exists(keyFile)) this.log.warn('this host has no data key (data.key beside the cluster key file it joined with): it cannot read or store the specs\' secrets, nor reach peers\' instances as the superuser')
     if (await exists(keyFile)) {
       await this.startMesh(await ClusterKey.load(keyFile))
       this.membership.registerSelf()
