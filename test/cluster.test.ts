@@ -28,7 +28,10 @@ describe('a three-host mesh', () => {
     const joined = await h2.post('/v1/cluster/join', init.body)
     expect(joined.status).toBe(204)
     // host-3 joins by bootstrap multiaddr with the cluster key file instead of a token.
-    const keyFile = await cluster.writeFile('cluster.key', await (await import('node:fs/promises')).readFile(`${h1.options.dataDir}/cluster.key`, 'utf8'))
+    const { readFile } = await import('node:fs/promises')
+    const keyFile = await cluster.writeFile('cluster.key', await readFile(`${h1.options.dataDir}/cluster.key`, 'utf8'))
+    // The data key travels beside it (a member's data dir holds both).
+    await cluster.writeFile('data.key', await readFile(`${h1.options.dataDir}/data.key`, 'utf8'))
     h3 = await cluster.add('host-3', { bootstrap: [await h1.multiaddr()], clusterKeyFile: keyFile })
     await until('host-3 to join by bootstrap', async () => (await h3.get('/v1/cluster')).status === 200)
   })

@@ -79,7 +79,7 @@ describe('a three-node database on three hosts', () => {
     for (const node of ['n1', 'n2', 'n3']) clients.push(await connect(db, node))
     const [c1] = clients as [pg.Client]
     // DDL goes through the replication extension so every node gets it.
-    const admin = new pg.Client({ host: db.instances[0]?.connection_info?.addresses[0], port: db.instances[0]?.connection_info?.port, user: 'pgmesh', database: 'app' })
+    const admin = new pg.Client({ host: db.instances[0]?.connection_info?.addresses[0], port: db.instances[0]?.connection_info?.port, user: 'pgmesh', password: await hosts[0]?.superuserPassword(), database: 'app' })
     await admin.connect()
     await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.items (id text PRIMARY KEY, origin text); GRANT ALL ON public.items TO admin', '{ddl_sql}')")
     await admin.end()
@@ -229,7 +229,7 @@ describe('a three-node database on three hosts', () => {
     db = (await h1.get('/v1/databases/app')).body
     for (const node of ['n1', 'n2', 'n3']) {
       const info = db.instances.find(i => i.node_name === node)?.connection_info
-      const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'app' })
+      const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', password: await hosts[0]?.superuserPassword(), database: 'app' })
       await c.connect()
       await until(`no n4 slot on ${node}`, async () => (await c.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE '%n4%'")).rowCount === 0, 10_000)
       expect((await c.query("SELECT sub_name FROM pglogical.subscription WHERE sub_name LIKE '%n4%'")).rowCount).toBe(0)
@@ -284,7 +284,7 @@ describe('a three-node database on three hosts', () => {
     const [n1, n2] = [await connect(later, 'n1', 'later', 'later-password'), await connect(later, 'n2', 'later', 'later-password')]
     try {
       const info = later.instances.find(i => i.node_name === 'n1')?.connection_info
-      const admin = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'later' })
+      const admin = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', password: await hosts[0]?.superuserPassword(), database: 'later' })
       await admin.connect()
       await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.t (id int PRIMARY KEY); GRANT ALL ON public.t TO admin', '{ddl_sql}')")
       await admin.end()
@@ -344,7 +344,7 @@ describe('a spec edited on both sides of a partition', () => {
     const setting = async (node: string, name: string): Promise<string> => {
       const db: Db = (await h1.get('/v1/databases/split')).body
       const info = db.instances.find(i => i.node_name === node)?.connection_info
-      const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'split' })
+      const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', password: await h1.superuserPassword(), database: 'split' })
       c.on('error', () => {})
       await c.connect()
       try { return (await c.query(`SHOW ${name}`)).rows[0][name] as string } finally { await c.end() }

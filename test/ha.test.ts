@@ -41,7 +41,7 @@ describe('a node with a streaming replica', () => {
     const [h1] = hosts as [DaemonProcess]
     db = await createHaDatabase(h1, waitTask)
 
-    const admin = await connectTo(primaryOf(db, 'n1'), 'pgmesh')
+    const admin = await connectTo(primaryOf(db, 'n1'), 'pgmesh', await h1.superuserPassword())
     await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.events (id text PRIMARY KEY, src text); GRANT ALL ON public.events TO admin', '{ddl_sql}')")
     await admin.end()
     const replica = await connectTo(db.instances.find(i => i.host_id === 'host-2'))

@@ -20,7 +20,7 @@ const sessions: pg.Client[] = []
 /** A superuser session on a node's primary (the control plane's own user, as the tests' DDL uses). */
 async function superuser (db: Db, node: string): Promise<pg.Client> {
   const info = db.instances.find(i => i.node_name === node)?.connection_info
-  const client = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'errs' })
+  const client = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', password: await h1.superuserPassword(), database: 'errs' })
   client.on('error', () => {})
   await client.connect()
   sessions.push(client)

@@ -20,7 +20,9 @@ orchestratorCompliance('swarm orchestrator (2-host Docker Swarm testbed)', async
     const dataDir = `${root}/host-${i}`
     await mkdir(dataDir, { mode: 0o755 })
     return await SwarmOrchestrator.open({
-      hostId: `host-${i}`, dataDir, logger, dockerHost: dockerSocket(i), defaultImage: IMAGE, monitorIntervalMs: MONITOR_INTERVAL_MS
+      hostId: `host-${i}`, dataDir, logger, dockerHost: dockerSocket(i), defaultImage: IMAGE, monitorIntervalMs: MONITOR_INTERVAL_MS,
+      // Replicas clone and stream from the other host, whose pg_hba admits the superuser by password only.
+      superuserPassword: () => 'swarm-compliance-superuser-password'
     })
   }
   const [first, second] = [await open(1), await open(2)]

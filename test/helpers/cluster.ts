@@ -7,6 +7,15 @@ import { join, resolve } from 'node:path'
 
 const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/dist/main.js')
 
+/**
+ * The control plane's superuser password, as every host of the cluster derives it from the data key in its data dir
+ * (instances admit `pgmesh` over TCP only with it).
+ */
+export async function superuserPassword (dataDir: string): Promise<string> {
+  const { DataKey } = await import('@pgmesh/cluster')
+  return (await DataKey.load(join(dataDir, 'data.key'))).superuserPassword()
+}
+
 /** A free TCP port on loopback (bound and released; good enough for tests on one machine). */
 export async function freePort (): Promise<number> {
   return await new Promise((res, rej) => {
@@ -68,6 +77,8 @@ export class DaemonProcess {
 
   get url (): string { return `http://${this.options.address ?? '127.0.0.1'}:${this.options.httpPort}` }
   get hostId (): string { return this.options.hostId }
+  /** The cluster's superuser password (from this host's data key). */
+  async superuserPassword (): Promise<string> { return await superuserPassword(this.options.dataDir) }
   /** The daemon's OS process id while it runs. */
   get pid (): number | undefined { return this.running ? this.child?.pid : undefined }
 

@@ -60,10 +60,10 @@ export function primaryOf (db: Db, node: string): Instance | undefined {
   return db.instances.find(i => i.node_name === node && i.postgres?.role === 'primary' && (i.state === 'available' || i.state === 'degraded'))
 }
 
-export async function connectTo (instance: Instance | undefined, user = 'admin'): Promise<pg.Client> {
+export async function connectTo (instance: Instance | undefined, user = 'admin', password = PASSWORD): Promise<pg.Client> {
   const info = instance?.connection_info
   if (info === undefined) throw new Error('no connection info')
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user, password: PASSWORD, database: 'ha', connectionTimeoutMillis: 3000, statement_timeout: 10_000, query_timeout: 10_000 })
+  const client = new pg.Client({ host: info.addresses[0], port: info.port, user, password, database: 'ha', connectionTimeoutMillis: 3000, statement_timeout: 10_000, query_timeout: 10_000 })
   client.on('error', () => {})
   await client.connect()
   return client
@@ -132,7 +132,7 @@ export async function expectN2RowOnN1 (d: DaemonProcess, id: string): Promise<vo
 async function replicationState (d: DaemonProcess): Promise<string> {
   const out: string[] = []
   for (const node of ['n1', 'n2']) {
-    const c = await connectTo(primaryOf(await database(d), node), 'pgmesh').catch(() => undefined)
+    const c = await connectTo(primaryOf(await database(d), node), 'pgmesh', await d.superuserPassword()).catch(() => undefined)
     if (c === undefined) return 'replication state: not reachable as pgmesh from here'
     try {
       const subs = await c.query('SELECT s.sub_name, s.sub_enabled, i.if_dsn, st.status FROM pglogical.subscription s JOIN pglogical.node_interface i ON i.if_id = s.sub_origin_if JOIN pglogical.show_subscription_status() st ON st.subscription_name = s.sub_name')

@@ -26,3 +26,14 @@ describe('api_limits', () => {
     expect(FileConfigSchema.safeParse({ api_limits: { unknown: 1 } }).success).toBe(false)
   })
 })
+
+describe('client_addresses', () => {
+  it('takes plain IP addresses', () => {
+    expect(resolveConfig({ client_addresses: ['10.0.0.2', 'fd00::2'] }).host.clientAddresses).toEqual(['10.0.0.2', 'fd00::2'])
+  })
+
+  it('refuses a network such as 0.0.0.0/0, or a name, with a clear error', () => {
+    expect(() => resolveConfig({ client_addresses: ['0.0.0.0/0'] })).toThrow(/client_addresses\[0\].*must be one IP address \(not a network or a name\)/s)
+    expect(() => resolveConfig({ client_addresses: ['10.0.0.2', 'db.example.com'] })).toThrow(/client_addresses\[1\]/)
+  })
+})

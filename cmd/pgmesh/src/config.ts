@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '@pgmesh/api'
@@ -24,7 +25,10 @@ export const FileConfigSchema = z.strictObject({
   docker_host: z.string().min(1).optional(),
   /** swarm: the Postgres image for databases whose spec names none (default pgmesh/postgres:<major>). */
   postgres_image: z.string().min(1).optional(),
-  client_addresses: z.array(z.string()).optional(),
+  /** Each one IP address: peers' pg_hba rules admit the control plane's superuser from exactly these hosts. */
+  client_addresses: z.array(z.string().refine(address => isIP(address) !== 0, {
+    error: 'must be one IP address (not a network or a name): instances admit the control plane\'s superuser from it'
+  })).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** false: a control-only host (API and mesh, no instances managed here). */
   reconcile: z.boolean().optional(),

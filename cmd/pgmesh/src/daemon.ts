@@ -9,7 +9,7 @@ import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
 
 /** Paths whose values never reach a log line. */
-export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'password', '*.password', '*.*.password', 'req.headers.authorization']
+export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'data_key', '*.data_key', 'password', '*.password', '*.*.password', 'req.headers.authorization']
 
 export interface Daemon {
   host: Host
@@ -20,7 +20,11 @@ export interface Daemon {
 
 /** `pgmesh run`: the host runtime plus its HTTP server, with a graceful stop (503 for new requests, flush, close). */
 export async function runDaemon (config: DaemonConfig, logger = pino({ level: config.logLevel, redact: REDACT })): Promise<Daemon> {
-  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' })) : undefined
+  // The orchestrator opens first (the host reports its instances); the superuser password comes from the host's data
+  // key, read through this reference once the host exists.
+  let opened: Host | undefined
+  const superuserPassword = (): string | undefined => opened?.superuserPassword()
+  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword) : undefined
   // The host reports the reconciler's instances in its heartbeats, and the reconciler runs on the host's parts: the
   // host reads them through this reference, set once the reconciler exists.
   let reconciler: Reconciler | undefined
@@ -28,6 +32,7 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
     ownInstances: () => reconciler?.observedInstances() ?? [],
     components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {}
   })
+  opened = host
   let draining = false
   const app = createApp(apiComponents(host), { logger: logger.child({ component: 'api' }), isDraining: () => draining, limits: config.apiLimits })
   reconciler = orchestrator === undefined ? undefined : new Reconciler(reconcilerHost(host), orchestrator, { logger: logger.child({ component: 'reconciler' }) })
@@ -68,11 +73,11 @@ async function withDefaultPostgresVersion (config: DaemonConfig): Promise<HostCo
   return version === undefined ? config.host : { ...config.host, defaultPostgresVersion: version }
 }
 
-async function openOrchestrator (config: DaemonConfig, logger: Logger): Promise<Orchestrator> {
+async function openOrchestrator (config: DaemonConfig, logger: Logger, superuserPassword: () => string | undefined): Promise<Orchestrator> {
   const { dataDir, hostId } = config.host
-  if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger, ...config.process })
+  if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger, superuserPassword, ...config.process })
   return await SwarmOrchestrator.open({
-    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost,
+    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost, superuserPassword,
     ...(config.swarm.postgresImage === undefined ? {} : { defaultImage: config.swarm.postgresImage })
   })
 }

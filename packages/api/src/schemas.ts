@@ -30,6 +30,7 @@ export const JoinDocumentRequestSchema = JoinOptionsRequestSchema.pick({ token: 
 export const JoinOptionsSchema = z.object({
   cluster_id: z.string(),
   cluster_key: z.string(),
+  data_key: z.string().optional().openapi({ description: 'The cluster data key (hex), which seals the specs\' secrets' }),
   bootstrap: z.array(z.string()),
   heads: z.array(z.string())
 }).openapi('JoinOptions')

@@ -1,5 +1,6 @@
 import type { ObservedInstance } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
+import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import { Operations } from './operations.js'
@@ -20,6 +21,8 @@ export interface ClusterDocumentDeps {
   reachableHosts: () => ReadonlySet<string>
   /** The Postgres version new databases get when their spec names none. */
   defaultPostgresVersion: string | undefined
+  /** The cluster's data key (seals the spec's secrets), once this host has one. */
+  dataKey: () => DataKey | undefined
 }
 
 /**
@@ -41,7 +44,8 @@ export class ClusterDocument {
       tasks: this.tasks,
       knownHostIds: () => new Set(Object.keys(deps.state.doc.hosts ?? {})),
       observed: deps.observed,
-      defaultPostgresVersion: deps.defaultPostgresVersion
+      defaultPostgresVersion: deps.defaultPostgresVersion,
+      dataKey: deps.dataKey
     })
     this.operations = new Operations({
       state: deps.state,

@@ -11,6 +11,10 @@ import type { ObservedInstance, ObservedSubscription } from '@pgmesh/model'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import { TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
+import { DataKey } from './data-key.js'
+
+/** One cluster's data key for every replica here. */
+const DATA_KEY = DataKey.generate()
 
 const CHECK = 'new row for relation "t" violates check constraint "v_small"'
 const N2 = instanceId('db', 'n2', 'host-2')
@@ -37,7 +41,7 @@ beforeEach(async () => {
   state = await ClusterState.open({ dir: join(dir, 'state'), hostId: 'host-1', logger: pino({ level: 'silent' }) })
   const tasks = new Tasks('host-1', state, new TaskLogStore(join(dir, 'tasks'), 'host-1'), async () => [])
   observed = { version: 0, instances: [], byId: new Map() }
-  databases = new Databases({ hostId: 'host-1', state, tasks, knownHostIds: () => new Set(['host-1', 'host-2']), observed: () => observed, defaultPostgresVersion: '15.20' })
+  databases = new Databases({ hostId: 'host-1', state, tasks, knownHostIds: () => new Set(['host-1', 'host-2']), observed: () => observed, defaultPostgresVersion: '15.20', dataKey: () => DATA_KEY })
   await state.initialize('c1')
   await state.change({ op: 'test.hosts' }, d => { d.hosts = { 'host-1': { id: 'host-1' }, 'host-2': { id: 'host-2' } } as never })
   const created = await databases.create({ id: 'db', spec: { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-2'] }] } })

@@ -10,6 +10,10 @@ import { Databases } from './databases.js'
 import { TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
 import { NOTHING_OBSERVED } from './observed-cluster.js'
+import { DataKey } from './data-key.js'
+
+/** One cluster's data key for every replica here. */
+const DATA_KEY = DataKey.generate()
 
 const logger = pino({ level: 'silent' })
 
@@ -22,7 +26,7 @@ let b: Replica
 async function open (hostId: string): Promise<Replica> {
   const state = await ClusterState.open({ dir: join(dir, hostId, 'state'), hostId, logger })
   const tasks = new Tasks(hostId, state, new TaskLogStore(join(dir, hostId, 'tasks'), hostId), async () => [])
-  const databases = new Databases({ hostId, state, tasks, knownHostIds: () => new Set(Object.keys(state.doc.hosts ?? {})), observed: () => NOTHING_OBSERVED, defaultPostgresVersion: '15.18' })
+  const databases = new Databases({ hostId, state, tasks, knownHostIds: () => new Set(Object.keys(state.doc.hosts ?? {})), observed: () => NOTHING_OBSERVED, defaultPostgresVersion: '15.18', dataKey: () => DATA_KEY })
   return { hostId, state, databases }
 }
 

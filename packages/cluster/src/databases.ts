@@ -1,7 +1,7 @@
 import {
   ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
   type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
-  IDENTIFIER_MESSAGE, mergeSecrets, newUuid, redactSpec, rfc3339, transitionTask, validateSpec, type Issue
+  IDENTIFIER_MESSAGE, mergeSecrets, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue
 } from '@pgmesh/model'
 import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
@@ -9,6 +9,8 @@ import type { ObservedSnapshot } from './observed-cluster.js'
 import type { Tasks } from './tasks.js'
 import { conflictView, type DatabaseConflict } from './conflict-view.js'
 import { DatabaseCache } from './database-cache.js'
+import type { DataKey } from './data-key.js'
+import { openSecrets, sealSecrets, secretMarker, withoutSecrets } from './spec-secrets.js'
 import { type DiffEntry, jsonDiff } from './json-diff.js'
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
@@ -55,6 +57,8 @@ export interface DatabaseContext {
   /** Ids of the hosts in the cluster, for spec validation. */
   knownHostIds: () => ReadonlySet<string>
   defaultPostgresVersion: string | undefined
+  /** The cluster's data key, which seals the spec's secrets in the document; undefined before init/join. */
+  dataKey: () => DataKey | undefined
 }
 
 /**
@@ -125,7 +129,10 @@ export class Databases {
     const read = this.readRecord(id)
     if (read === undefined) return undefined
     const { record } = read
-    const spec = decodeSpec(record.spec)
+    // Secrets are opened here, once per change, for validation and for the reconciler's record only: the view is
+    // redacted, and nothing else reads them.
+    const opened = openSecrets(decodeSpec(record.spec), this.ctx.dataKey())
+    const spec = opened.spec
     const check = validateSpec(spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
     const view: Omit<DatabaseView, 'instances'> = {
       id: record.id,
@@ -137,8 +144,8 @@ export class Databases {
     }
     const conflicts = this.conflicts(id, read.specConflicts)
     if (conflicts.length > 0) view.conflicts = conflicts
-    if (!record.deleted && !check.ok) {
-      view.spec_errors = formatIssues(check.issues).split('\n')
+    if (!record.deleted && (!check.ok || opened.problems.length > 0)) {
+      view.spec_errors = [...opened.problems, ...(check.ok ? [] : formatIssues(check.issues).split('\n'))]
       view.state = 'failed'
     }
     return {
@@ -148,7 +155,7 @@ export class Databases {
       placements: placementsOf(id, spec),
       desired: {
         id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
-        spec: check.ok ? check.spec : (record.deleted ? spec as unknown as DatabaseSpec : undefined),
+        spec: check.ok && opened.problems.length === 0 ? check.spec : (record.deleted ? spec as unknown as DatabaseSpec : undefined),
         sources: record.node_sources ?? {},
         primaries: record.primaries ?? {},
         instanceOperations: record.instance_operations ?? {},
@@ -199,7 +206,7 @@ export class Databases {
     const at = rfc3339()
     const record: DatabaseRecord = {
       id, created_at: at, updated_at: at, state: 'creating', generation: 1, deleted: false, task_id: task.task_id,
-      created_by_host: this.ctx.hostId, spec: encodeSpec(spec), ...(body.tenant_id === undefined ? {} : { tenant_id: body.tenant_id })
+      created_by_host: this.ctx.hostId, spec: encodeSpec(sealSecrets(spec, this.ctx.dataKey())), ...(body.tenant_id === undefined ? {} : { tenant_id: body.tenant_id })
     }
     await this.ctx.state.change({ op: 'database.create', entity: id }, d => {
       // A re-create over a tombstone starts a new record; the old database's tasks stay listed.
@@ -216,7 +223,10 @@ export class Databases {
     if (record.deleted) throw new DatabaseNotModifiableError()
     // What GET shows (concurrently created maps merged): writeDiff below writes it over any key holding concurrent
     // values, so the merged maps become one map in the document.
-    const previous = decodeSpec(record.spec)
+    const opened = openSecrets(decodeSpec(record.spec), this.ctx.dataKey())
+    // A stored secret this host cannot open would be dropped by the write below: refuse instead (paths only).
+    if (opened.problems.length > 0) throw new ServerError(`the stored spec's secrets cannot be read on this host: ${opened.problems.join('; ')}`)
+    const previous = opened.spec
     const issues: Issue[] = []
     if (body.tenant_id !== undefined && body.tenant_id !== record.tenant_id) issues.push({ path: 'tenant_id', message: 'tenant ID cannot be changed' })
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
@@ -235,7 +245,8 @@ export class Databases {
     const firstExisting = (spec.nodes as Array<{ name: string }>).find(n => previousNodes.has(n.name))?.name
     await this.ctx.state.change({ op: 'database.update', entity: id }, d => {
       const target = d.databases[id] as DatabaseRecord
-      writeDiff(target.spec as Record<string, unknown>, encodeSpec(spec))
+      // Sealed deterministically: an unchanged secret encrypts to the value already stored, so writeDiff leaves it.
+      writeDiff(target.spec as Record<string, unknown>, encodeSpec(sealSecrets(spec, this.ctx.dataKey())))
       for (const n of newNodes) {
         const source = n.source_node ?? firstExisting
         if (source === undefined) continue
@@ -259,10 +270,13 @@ export class Databases {
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
     if (record.deleted) throw new DatabaseNotModifiableError()
     const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'delete' })
+    const storedSpec = this.readRecord(id)?.record.spec ?? {}
     const superseded = this.ctx.tasks.get(record.task_id)
     await this.ctx.state.change({ op: 'database.delete', entity: id }, d => {
       const target = d.databases[id] as DatabaseRecord
       target.deleted = true
+      // The teardown needs no secret: drop them from the current document (the history keeps only ciphertext).
+      writeDiff(target.spec as Record<string, unknown>, encodeSpec(withoutSecrets(decodeSpec(storedSpec))))
       target.state = 'deleting'
       target.updated_at = rfc3339()
       target.task_id = task.task_id
@@ -300,7 +314,8 @@ export class Databases {
   private snapshotOf (id: string, heads: string[] | undefined): Record<string, unknown> | undefined {
     const plain = this.readRecord(id, heads)?.record
     if (plain === undefined) return undefined
-    return { state: plain.state, deleted: plain.deleted, tenant_id: plain.tenant_id, spec: redactSpec(decodeSpec(plain.spec) as never) }
+    // Secrets show as a hash of their ciphertext: a diff says one changed, never what it was or became.
+    return { state: plain.state, deleted: plain.deleted, tenant_id: plain.tenant_id, spec: redactSpec(decodeSpec(plain.spec) as never, secretMarker) }
   }
 
   /**

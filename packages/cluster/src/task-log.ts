@@ -26,8 +26,8 @@ export class TaskLogStore {
       ...(fields === undefined ? {} : { fields }),
       host_id: this.hostId
     }
-    await mkdir(this.dir, { recursive: true })
-    await appendFile(this.file(taskId), JSON.stringify(entry) + '\n')
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
+    await appendFile(this.file(taskId), JSON.stringify(entry) + '\n', { mode: 0o600 })
     return entry
   }
 

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { access, copyFile, mkdir } from 'node:fs/promises'
-import { join } from 'node:path'
-import { ClusterDocument, ObservedCluster } from '@pgmesh/cluster'
+import { dirname, join } from 'node:path'
+import { ClusterDocument, DATA_KEY_FILE, DataKey, ObservedCluster } from '@pgmesh/cluster'
 import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
 import type { HostObserved, Startable } from '@pgmesh/model'
@@ -14,6 +14,7 @@ import { KEY_FILE, Membership } from './membership.js'
 import { HostMetrics } from './metrics.js'
 import { detectPostgresVersion } from './postgres-version.js'
 import { readPeerTaskLogs, serveTaskLogs } from './task-log-protocol.js'
+import { tightenDataDir } from './data-dir.js'
 
 /** Default lease of a node's primary; a failover waits it out. */
 const DEFAULT_LEASE_MS = 4000
@@ -41,6 +42,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   private heartbeats: Heartbeats<HostObserved> | undefined
   private replicator: DocReplicator | undefined
   private clusterKey: ClusterKey | undefined
+  private dataKey: DataKey | undefined
   private keeper: NodeJS.Timeout | undefined
   private settleTimer: NodeJS.Timeout | undefined
   private stopping = false
@@ -73,7 +75,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
         (peer, hostId) => { this.refused.report('task_log', peer, { host_id: hostId }) }),
       observed: () => observed.snapshot(),
       reachableHosts: () => this.health.reachableHosts(),
-      defaultPostgresVersion: config.defaultPostgresVersion
+      defaultPostgresVersion: config.defaultPostgresVersion,
+      dataKey: () => this.dataKey
     })
     this.membership = new Membership({
       config,
@@ -83,6 +86,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       mesh: () => this.mesh,
       startMesh: async (key, bootstrap) => { await this.startMesh(key, bootstrap) },
       clusterKey: () => this.clusterKey,
+      dataKey: () => this.dataKey,
+      adoptDataKey: (key) => { this.dataKey = key },
       stopping: () => this.stopping
     })
     // Grants never outlast the cluster's lease duration, so a restarted voter need only wait that long.
@@ -111,7 +116,9 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   }
 
   static async open (config: HostConfig, logger: Logger, sources: HostSources = {}): Promise<Host> {
-    await mkdir(config.dataDir, { recursive: true })
+    // 0711: the process orchestrator's postgres user must traverse it to its instances, nothing more.
+    await mkdir(config.dataDir, { recursive: true, mode: 0o711 })
+    await tightenDataDir(config.dataDir, logger)
     const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
     const defaultPostgresVersion = config.defaultPostgresVersion ?? await detectPostgresVersion()
     return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, logger.child({ component: 'host' }), sources)
@@ -120,9 +127,25 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   /** Starts the mesh when this host already belongs to a cluster (or was given a key to join with). */
   async start (): Promise<void> {
     const keyFile = join(this.config.dataDir, KEY_FILE)
-    if (!(await exists(keyFile)) && this.config.clusterKeyFile !== undefined) {
+    const dataKeyFile = join(this.config.dataDir, DATA_KEY_FILE)
+    const memberBefore = await exists(keyFile)
+    if (!memberBefore && this.config.clusterKeyFile !== undefined) {
+      // Joining by key file: the data key travels beside it (a member's data dir holds both). Without it this host
+      // could neither read the specs' secrets nor reach its peers' instances; refused before anything is written.
+      const besideKey = join(dirname(this.config.clusterKeyFile), DATA_KEY_FILE)
+      if (!(await exists(dataKeyFile)) && !(await exists(besideKey))) {
+        throw new Error(`no ${DATA_KEY_FILE} beside the cluster key file ${this.config.clusterKeyFile}: copy it there from a member's data dir`)
+      }
+      if (!(await exists(dataKeyFile))) await (await DataKey.load(besideKey)).save(dataKeyFile)
       await copyFile(this.config.clusterKeyFile, keyFile)
     }
+    if (memberBefore && !(await exists(dataKeyFile))) {
+      // A member of a cluster from before data keys: every member derives the same one from the cluster key.
+      await DataKey.derivedFromClusterKey((await ClusterKey.load(keyFile)).secret).save(dataKeyFile)
+      this.log.info('derived this cluster\'s data key from its cluster key (the cluster predates data keys)')
+    }
+    if (await exists(dataKeyFile)) this.dataKey = await DataKey.load(dataKeyFile)
+    else if (await exists(keyFile)) this.log.warn('this host has no data key (data.key beside the cluster key file it joined with): it cannot read or store the specs\' secrets, nor reach peers\' instances as the superuser')
     if (await exists(keyFile)) {
       await this.startMesh(await ClusterKey.load(keyFile))
       this.membership.registerSelf()
@@ -142,6 +165,11 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
 
   get initialized (): boolean {
     return this.membership.initialized
+  }
+
+  /** The control plane's superuser password for peers' instances (from the data key), once this host has the key. */
+  superuserPassword (): string | undefined {
+    return this.dataKey?.superuserPassword()
   }
 
   /** Leases asked of every host of the cluster; there once the mesh runs. */

@@ -5,6 +5,8 @@ import type { Logger } from 'pino'
 export interface JoinOptions {
   cluster_id: string
   cluster_key: string
+  /** The cluster's data key (hex), which seals the specs' secrets; absent from members that predate it. */
+  data_key?: string
   /** Multiaddrs of every known host, the answering host first. */
   bootstrap: string[]
   /** The answering host's document heads: the joiner has converged once it holds them. */

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto'
 import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { decodeSpec, type Tasks } from '@pgmesh/cluster'
+import { DATA_KEY_FILE, DataKey, decodeSpec, type Tasks } from '@pgmesh/cluster'
 import { ClusterKey, type Mesh } from '@pgmesh/mesh'
 import {
   ClusterAlreadyInitializedError, ClusterNotInitializedError, type DatabaseRecord, type HostRecord, InvalidInputError, InvalidJoinTokenError, NotFoundError,
@@ -26,6 +26,9 @@ export interface MembershipDeps {
   startMesh: (key: ClusterKey, bootstrap?: string[]) => Promise<void>
   /** The cluster key the mesh runs with. */
   clusterKey: () => ClusterKey | undefined
+  /** The cluster's data key, and how this host takes one on (init, join). */
+  dataKey: () => DataKey | undefined
+  adoptDataKey: (key: DataKey) => void
   stopping: () => boolean
 }
 
@@ -53,6 +56,9 @@ export class Membership {
     if (this.initialized || this.deps.state.initialized || this.deps.mesh() !== undefined) throw new ClusterAlreadyInitializedError()
     const key = ClusterKey.generate()
     await key.save(join(this.deps.config.dataDir, KEY_FILE))
+    const dataKey = DataKey.generate()
+    await dataKey.save(join(this.deps.config.dataDir, DATA_KEY_FILE))
+    this.deps.adoptDataKey(dataKey)
     await this.deps.state.initialize(clusterId)
     await this.deps.startMesh(key)
     await this.writeOwnRecord()
@@ -75,6 +81,7 @@ export class Membership {
     return {
       cluster_id: state.doc.cluster?.id ?? '',
       cluster_key: this.key().toString(),
+      ...(this.deps.dataKey() === undefined ? {} : { data_key: this.deps.dataKey()?.toString() }),
       bootstrap: [...self, ...hosts.filter(h => h.id !== this.deps.config.hostId).flatMap(h => [...h.peer_addresses])],
       heads: state.heads()
     }
@@ -98,6 +105,11 @@ export class Membership {
     const key = ClusterKey.parse(options.cluster_key)
     if (`PGEDGE-${key.fingerprint()}` !== token.slice(0, 71)) throw new InvalidJoinTokenError()
     await key.save(join(config.dataDir, KEY_FILE))
+    if (options.data_key !== undefined) {
+      const dataKey = DataKey.parse(options.data_key)
+      await dataKey.save(join(config.dataDir, DATA_KEY_FILE))
+      this.deps.adoptDataKey(dataKey)
+    }
     const snapshotBytes = await adoptMemberDocument(state, member, token, options.cluster_id, log)
     const fetchedMs = Date.now() - started
     await this.deps.startMesh(key, options.bootstrap)

@@ -8,7 +8,8 @@ import { ProcessOrchestrator } from './process-orchestrator.js'
 orchestratorCompliance('process orchestrator (real PostgreSQL)', async () => {
   const dataDir = await mkdtemp('/tmp/pgmesh-compliance-')
   await chmod(dataDir, 0o755) // the postgres OS user must traverse it when the tests run as root
-  const orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }), superviseIntervalMs: 100 })
+  // Replicas clone from 127.0.0.1, which pg_hba admits the superuser from by password only.
+  const orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }), superviseIntervalMs: 100, superuserPassword: () => 'compliance-superuser-password' })
   return {
     orchestrator,
     replicaOrchestrator: orchestrator,

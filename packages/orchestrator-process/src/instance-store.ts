@@ -33,6 +33,11 @@ export class InstancePaths {
       : `/tmp/pgmesh-${createHash('sha256').update(this.dir).digest('hex').slice(0, 16)}`
   }
 
+  /** The superuser's libpq password file (PGPASSFILE of the postmaster and pg_basebackup), 0600, postgres's. */
+  get passfile (): string {
+    return join(this.dir, 'pgpass')
+  }
+
   /** The postmaster's stdout/stderr before the logging collector takes over (startup failures land here). */
   get startupLog (): string {
     return join(this.logDir, 'startup.log')

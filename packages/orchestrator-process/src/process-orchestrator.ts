@@ -4,7 +4,7 @@ import {
   type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
   desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceStatus,
   type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
-  setupPrimaryDatabase, type StandbyOf, statusBase, withAdminConnection
+  setupPrimaryDatabase, type StandbyOf, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
 } from '@pgmesh/orchestrator'
 import { type InstanceSpec, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import type { Logger } from 'pino'
@@ -20,6 +20,11 @@ export interface ProcessOrchestratorOptions {
   postgresRoot?: string
   /** How often supervision looks at the postmasters; default 300 ms. */
   superviseIntervalMs?: number
+  /**
+   * The control plane's superuser password for peers' instances over TCP (derived from the cluster's data key); none
+   * before this host has the key, or in a test of one host.
+   */
+  superuserPassword?: SuperuserPassword
 }
 
 interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
@@ -40,6 +45,7 @@ export class ProcessOrchestrator implements Orchestrator {
   private readonly events: InstanceEvents
   private readonly supervised = new Map<string, Supervision>()
   private timer: NodeJS.Timeout | undefined
+  private readonly superuserPassword: SuperuserPassword
 
   private constructor (options: ProcessOrchestratorOptions, private readonly runAs: RunAs | undefined) {
     this.instancesDir = join(options.dataDir, 'instances')
@@ -48,6 +54,7 @@ export class ProcessOrchestrator implements Orchestrator {
     this.root = options.postgresRoot ?? DEBIAN_POSTGRES_ROOT
     this.log = options.logger.child({ component: 'orchestrator-process' })
     this.events = new InstanceEvents(this.log)
+    this.superuserPassword = options.superuserPassword ?? (() => undefined)
   }
 
   /** Prepares the data dir and resumes supervising every instance that should run (they restart if down). */
@@ -85,6 +92,7 @@ export class ProcessOrchestrator implements Orchestrator {
         : await resolveMajor(this.root, spec.postgresVersion)
       const state = await this.records.prepare(spec, previous, major, base => ({ ...base, initialized: false }))
       await this.prepareInstanceDirs(paths)
+      await this.writePassfile(paths)
       await this.records.write(state)
 
       await this.ensureDataDirectory(paths, state, spec)
@@ -99,6 +107,11 @@ export class ProcessOrchestrator implements Orchestrator {
       this.supervise(spec.instanceId)
 
       const status = await this.inspect(paths, state)
+      const password = this.superuserPassword()
+      if (status.role === 'primary' && password !== undefined) {
+        // Replicas get it through physical replication; pglogical peers are primaries, each setting its own.
+        await this.admin(paths, state)('postgres', async client => { await ensureSuperuserPassword(client, password) })
+      }
       if (spec.database !== undefined && status.role === 'primary') {
         await setupPrimaryDatabase(state, spec.database, this.admin(paths, state), async r => { await this.records.write(r) })
       }
@@ -138,7 +151,7 @@ export class ProcessOrchestrator implements Orchestrator {
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
       const formerPrimary = await promoteRecord(state, this.admin(paths, state), async r => { await this.records.write(r) })
-      if (formerPrimary !== undefined) await dropReplicaSlot(formerPrimary, this.log)
+      if (formerPrimary !== undefined) await dropReplicaSlot(formerPrimary, this.log, this.superuserPassword())
       this.log.info({ instanceId }, 'promoted')
       return await this.inspect(paths, state)
     })
@@ -155,7 +168,7 @@ export class ProcessOrchestrator implements Orchestrator {
         await this.records.write(state)
         await this.stopPostgres(paths, state)
         this.records.releasePort(state.port)
-        if (state.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log)
+        if (state.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log, this.superuserPassword())
       }
       await rm(paths.dir, { recursive: true, force: true })
       await rm(paths.socketDir, { recursive: true, force: true })
@@ -256,6 +269,12 @@ export class ProcessOrchestrator implements Orchestrator {
     if (this.runAs !== undefined) await chown(path, this.runAs.uid, this.runAs.gid)
   }
 
+  /** The superuser's password file, rewritten each ensure (the data key may have arrived since), or none yet. */
+  private async writePassfile (paths: InstancePaths): Promise<void> {
+    const password = this.superuserPassword()
+    if (password !== undefined) await this.writePostgresFile(paths.passfile, superuserPassfile(password))
+  }
+
   private async writePostgresFile (path: string, content: string): Promise<void> {
     await writeFile(path, content, { mode: 0o600 })
     await chmod(path, 0o600)
@@ -297,7 +316,9 @@ export class ProcessOrchestrator implements Orchestrator {
 
   private async run (state: InstanceRecord, paths: InstancePaths, name: string, args: string[]): Promise<string> {
     return await runCommand(this.bin(state, name), args, {
-      runAs: this.runAs, cwd: paths.dir, env: { PGCONNECT_TIMEOUT: '10' }
+      // PGPASSFILE, a path: the postmaster started here hands it to its walreceiver and pglogical's workers, and
+      // pg_basebackup reads it; the password itself is in no argument, environment or conninfo.
+      runAs: this.runAs, cwd: paths.dir, env: { PGCONNECT_TIMEOUT: '10', PGPASSFILE: paths.passfile }
     })
   }
 
@@ -331,7 +352,7 @@ export class ProcessOrchestrator implements Orchestrator {
    */
   private async cloneFromPrimary (paths: InstancePaths, state: InstanceRecord, primary: StandbyOf): Promise<void> {
     const started = Date.now()
-    const slotExists = await replicaSlotExists(primary, this.log)
+    const slotExists = await replicaSlotExists(primary, this.log, this.superuserPassword())
     await this.run(state, paths, 'pg_basebackup', basebackupArgs(primary, paths.pgdata, slotExists))
     await this.writePostgresFile(join(paths.pgdata, 'standby.signal'), '')
     this.log.info({ instanceId: state.instanceId, primary: `${primary.host}:${primary.port}`, ms: Date.now() - started }, 'base backup done')

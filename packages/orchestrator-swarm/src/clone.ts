@@ -12,9 +12,9 @@ export interface CloneInput { instanceId: string, databaseId: string, hostId: st
  * have no Postgres binaries) on the host's network, over the instance's slot on the primary (created by the clone
  * when the primary has none). A leftover from an interrupted clone is removed first.
  */
-export async function cloneReplica (docker: Docker, log: Logger, input: CloneInput, primary: StandbyOf): Promise<void> {
+export async function cloneReplica (docker: Docker, log: Logger, input: CloneInput, primary: StandbyOf, password: string | undefined): Promise<void> {
   const started = Date.now()
-  const slotExists = await replicaSlotExists(primary, log)
+  const slotExists = await replicaSlotExists(primary, log, password)
   await removeCloneContainer(docker, input.instanceId)
   const container = await docker.createContainer(cloneContainerSpec({
     ...input,

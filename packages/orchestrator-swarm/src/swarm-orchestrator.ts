@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
-import { mkdir, rm } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type InstanceSpec, InvalidInputError } from '@pgmesh/model'
 import {
   type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, dropReplicaSlot, followPrimary, type InstanceEvent,
   InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord,
-  serverRole, setupPrimaryDatabase, statusBase, withAdminConnection
+  serverRole, setupPrimaryDatabase, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
 } from '@pgmesh/orchestrator'
 import Docker from 'dockerode'
 import type { Logger } from 'pino'
@@ -17,7 +17,7 @@ import {
   delay, type DockerComponent, dockerComponent, ensureNetwork, instanceContainers, isNotFound, removeCloneContainer, removeNetworkIfUnused,
   swarmRole, type SwarmRole, taskProblem, waitGone
 } from './swarm-docker.js'
-import { containerSpec, LABELS, serviceName, serviceSpec, specHash, type TaskInput } from './task-spec.js'
+import { containerSpec, LABELS, PASSFILE_NAME, serviceName, serviceSpec, specHash, type TaskInput } from './task-spec.js'
 
 export interface SwarmOrchestratorOptions {
   /** This host's id: instances are labelled with it and only this host's are listed. */
@@ -35,6 +35,8 @@ export interface SwarmOrchestratorOptions {
   monitorIntervalMs?: number
   /** How long a created or updated instance may take to accept connections; default 180 s. */
   readyTimeoutMs?: number
+  /** The control plane's superuser password for peers' instances over TCP (from the data key); none before it. */
+  superuserPassword?: SuperuserPassword
 }
 
 /**
@@ -139,13 +141,14 @@ export class SwarmOrchestrator implements Orchestrator {
       }))
       followPrimary(state, spec, previous === undefined, this.log)
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
+      await this.writePassfile(paths)
       const image = chooseImage({ specImage: spec.swarm?.image, defaultImage: this.options.defaultImage, allowedRepositories: this.options.allowedImageRepositories, major })
       const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
         await this.records.write(state)
         await cloneReplica(this.docker, this.log, {
           instanceId: state.instanceId, databaseId: state.databaseId, hostId: this.options.hostId, image, postgresMajor: major, dataDir: paths.data
-        }, state.standbyOf)
+        }, state.standbyOf, this.password())
         state.cloned = true
         // The clone holds what the primary's scripts did: once promoted, it must not run them again.
         state.scriptsDone = { postInit: true, postDatabaseCreate: true }
@@ -174,11 +177,35 @@ export class SwarmOrchestrator implements Orchestrator {
       state.appliedAuth = configChange.applied.auth
       await this.records.write(state)
       const status = await this.inspect(paths, state)
+      const password = this.password()
+      if (status.role === 'primary' && password !== undefined) {
+        // Replicas get it through physical replication; pglogical peers are primaries, each setting its own.
+        await this.admin(paths, state)('postgres', async client => { await ensureSuperuserPassword(client, password) })
+      }
       if (spec.database !== undefined && status.role === 'primary') {
         await setupPrimaryDatabase(state, spec.database, this.admin(paths, state), async r => { await this.records.write(r) })
       }
       return status
     })
+  }
+
+  private password (): string | undefined {
+    return this.options.superuserPassword?.()
+  }
+
+  /**
+   * The superuser's password file in the instance's data mount (CONTAINER_PATHS.passfile, PGPASSFILE of the
+   * postmaster and of the clone): written 0600 by root here, handed to the image's postgres user by the container's
+   * PREPARE step. Left alone when unchanged, so a running server's copy keeps its owner.
+   */
+  private async writePassfile (paths: { data: string }): Promise<void> {
+    const password = this.password()
+    if (password === undefined) return
+    const file = join(paths.data, PASSFILE_NAME)
+    const content = superuserPassfile(password)
+    if (await readFile(file, 'utf8').catch(() => '') === content) return
+    await writeFile(file, content, { mode: 0o600 })
+    await chmod(file, 0o600)
   }
 
   async startInstance (instanceId: string): Promise<InstanceStatus> {
@@ -218,7 +245,7 @@ export class SwarmOrchestrator implements Orchestrator {
       })
       // Not awaited: after a failover the former primary's host may take seconds to fail the connection, and the
       // caller keeps the new primary read-only until this returns.
-      if (formerPrimary !== undefined) void dropReplicaSlot(formerPrimary, this.log)
+      if (formerPrimary !== undefined) void dropReplicaSlot(formerPrimary, this.log, this.password())
       this.log.info({ instanceId }, 'promoted')
       return await this.inspect(paths, state)
     })
@@ -238,7 +265,7 @@ export class SwarmOrchestrator implements Orchestrator {
       }
       await removeCloneContainer(this.docker, instanceId)
       await waitGone(this.docker, instanceId)
-      if (state?.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log)
+      if (state?.standbyOf !== undefined) await dropReplicaSlot(state.standbyOf, this.log, this.password())
       await rm(paths.dir, { recursive: true, force: true })
       if (!paths.socket.startsWith(paths.dir)) await rm(paths.socket, { recursive: true, force: true })
       this.seenPids.delete(instanceId)

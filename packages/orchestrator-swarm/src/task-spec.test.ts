@@ -48,7 +48,7 @@ describe('service spec', () => {
     const c = container.ContainerSpec
     expect(c.Command).toEqual(['/bin/sh', '-c', START_SCRIPT])
     expect(c.User).toBe('root')
-    expect(c.Env).toEqual(['PGMESH_MAJOR=15', 'PGMESH_LOCAL_ADDRESSES=10.0.0.1/32 fd00::1/128'])
+    expect(c.Env).toEqual(['PGMESH_MAJOR=15', 'PGMESH_LOCAL_ADDRESSES=10.0.0.1/32 fd00::1/128', 'PGPASSFILE=/var/lib/pgmesh/data/pgpass'])
     expect(c.StopSignal).toBe('SIGINT')
     expect(c.Healthcheck.Test).toEqual(['CMD-SHELL', 'PATH="/usr/lib/postgresql/15/bin:$PATH" pg_isready -q -h /var/run/postgresql -p 6432'])
     expect(c.HealthCheck).toBeUndefined()
@@ -89,7 +89,7 @@ describe('replica clone container', () => {
     expect(spec.HostConfig?.NetworkMode).toBe('host')
     expect(spec.HostConfig?.Mounts).toEqual([{ Type: 'bind', Source: '/d/instances/app-n1-host2/data', Target: '/var/lib/pgmesh/data' }])
     expect(spec.HostConfig?.RestartPolicy).toBeUndefined()
-    expect(spec.Env).toEqual(['PGMESH_MAJOR=15', 'PGCONNECT_TIMEOUT=10'])
+    expect(spec.Env).toEqual(['PGMESH_MAJOR=15', 'PGCONNECT_TIMEOUT=10', 'PGPASSFILE=/var/lib/pgmesh/data/pgpass'])
   })
 
   it('is not labelled as an instance container, so status and events never take it for the instance', () => {

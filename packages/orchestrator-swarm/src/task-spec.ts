@@ -7,8 +7,13 @@ export const CONTAINER_PATHS = {
   pgdata: '/var/lib/pgmesh/data/pgdata',
   log: '/var/lib/pgmesh/data/log',
   configs: '/etc/pgmesh',
-  socket: '/var/run/postgresql'
+  socket: '/var/run/postgresql',
+  /** The superuser's libpq password file (PGPASSFILE), in the data mount: written by the orchestrator, 0600. */
+  passfile: '/var/lib/pgmesh/data/pgpass'
 } as const
+
+/** The password file's name in the instance's data directory (host side). */
+export const PASSFILE_NAME = 'pgpass'
 
 /** As root: the image's binaries on PATH, and the bind-mounted directories handed to the image's `postgres` user. */
 const PREPARE = `set -eu
@@ -17,6 +22,7 @@ AS="setpriv --reuid=postgres --regid=postgres --init-groups"
 mkdir -p ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
 chown postgres:postgres ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
 chmod 0700 ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.socket}
+if [ -f ${CONTAINER_PATHS.passfile} ]; then chown postgres:postgres ${CONTAINER_PATHS.passfile}; chmod 0600 ${CONTAINER_PATHS.passfile}; fi
 `
 
 /**
@@ -71,8 +77,9 @@ export function cloneContainerName (instanceId: string): string {
 }
 
 /**
- * The one-shot clone container: on the host's network, so that the primary sees this host's address (a trusted
- * peer) without NAT, and so that it needs no overlay; a TTY so that its output comes back as plain text.
+ * The one-shot clone container: on the host's network, so that the primary sees this host's address (a peer the
+ * primary's pg_hba admits, by password) without NAT, and so that it needs no overlay; a TTY so that its output comes
+ * back as plain text.
  */
 export function cloneContainerSpec (input: CloneInput): Docker.ContainerCreateOptions {
   return {
@@ -80,7 +87,8 @@ export function cloneContainerSpec (input: CloneInput): Docker.ContainerCreateOp
     Image: input.image,
     Entrypoint: ['/bin/sh', '-c'],
     Cmd: [CLONE_SCRIPT, 'pgmesh-clone', ...input.basebackupArgs],
-    Env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'PGCONNECT_TIMEOUT=10'],
+    // PGPASSFILE is a path: pg_basebackup authenticates as the superuser with no password in its arguments.
+    Env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'PGCONNECT_TIMEOUT=10', `PGPASSFILE=${CONTAINER_PATHS.passfile}`],
     User: 'root',
     Tty: true,
     Labels: {
@@ -180,7 +188,9 @@ function labels (input: TaskInput): Record<string, string> {
 
 function env (input: TaskInput): string[] {
   const local = input.hostAddresses.map(a => a.includes(':') ? `${a}/128` : `${a}/32`)
-  return [`PGMESH_MAJOR=${input.postgresMajor}`, `PGMESH_LOCAL_ADDRESSES=${local.join(' ')}`]
+  // PGPASSFILE (a path): the postmaster's walreceiver (primary_conninfo) and pglogical's workers (subscription DSNs)
+  // authenticate to peers as the superuser from it, with no password in any conninfo or catalog.
+  return [`PGMESH_MAJOR=${input.postgresMajor}`, `PGMESH_LOCAL_ADDRESSES=${local.join(' ')}`, `PGPASSFILE=${CONTAINER_PATHS.passfile}`]
 }
 
 function healthTest (input: TaskInput): string[] {

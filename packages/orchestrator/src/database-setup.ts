@@ -47,7 +47,7 @@ function saslprep (password: string): string {
  * True when a stored SCRAM-SHA-256 verifier was made from this password. Lets a reconcile leave an unchanged
  * password alone instead of rewriting pg_authid every pass; any doubt answers false, which merely sets it again.
  */
-async function scramVerifierMatches (verifier: string | null, password: string): Promise<boolean> {
+export async function scramVerifierMatches (verifier: string | null, password: string): Promise<boolean> {
   const match = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(verifier ?? '')
   if (match === null) return false
   const [, iterations = '', salt = '', storedKey = '', serverKey = ''] = match

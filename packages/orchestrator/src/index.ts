@@ -15,6 +15,7 @@ export { reloadSettings } from './config-reload.js'
 export { isPortBindable, pickFreePort } from './ports.js'
 export { describedParameters } from './server-parameters.js'
 export { cachedAsync } from './cached-async.js'
+export { ensureSuperuserPassword, scramVerifier, superuserPassfile, type SuperuserPassword } from './superuser.js'
 export {
   type AdminTarget, basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
 } from './standby.js'

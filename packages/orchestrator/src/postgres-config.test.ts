@@ -106,15 +106,15 @@ describe('postgresql.conf rendering', () => {
 
 describe('pg_hba.conf rendering', () => {
   it('puts system rules first, user rules next and the scram catch-all last', () => {
-    expect(renderHba({ peerAddresses: ['10.0.0.2', '10.1.0.0/16'], pgHbaConf: ['host app alice 10.9.0.0/24 scram-sha-256'] }))
+    expect(renderHba({ peerAddresses: ['10.0.0.2', 'fd00::2'], pgHbaConf: ['host app alice 10.9.0.0/24 scram-sha-256'] }))
       .toMatchInlineSnapshot(`
         "# Written by pgmesh; edits are overwritten. Add rules through the database spec (pg_hba_conf).
         # system: the control plane over the unix socket (socket is 0700, owned by the postgres OS user)
         local all pgmesh trust
-        host replication pgmesh 10.0.0.2/32 trust
-        host all pgmesh 10.0.0.2/32 trust
-        host replication pgmesh 10.1.0.0/16 trust
-        host all pgmesh 10.1.0.0/16 trust
+        host replication pgmesh 10.0.0.2/32 scram-sha-256
+        host all pgmesh 10.0.0.2/32 scram-sha-256
+        host replication pgmesh fd00::2/128 scram-sha-256
+        host all pgmesh fd00::2/128 scram-sha-256
         # user rules
         host app alice 10.9.0.0/24 scram-sha-256
         # catch-all
@@ -124,9 +124,10 @@ describe('pg_hba.conf rendering', () => {
       `)
   })
 
-  it('rejects peer addresses that are not IPs or CIDRs and multi-line rules', () => {
+  it('rejects peer addresses that are not plain IPs (a network would let in every host in it) and multi-line rules', () => {
     expect(() => renderHba({ peerAddresses: ['0.0.0.0/0 trust\nhost all all all'] })).toThrow(/invalid peer address/)
-    expect(() => renderHba({ peerAddresses: ['10.0.0.1/33'] })).toThrow(/invalid peer address/)
+    expect(() => renderHba({ peerAddresses: ['0.0.0.0/0'] })).toThrow(/invalid peer address '0.0.0.0\/0': must be one IP address, not a network/)
+    expect(() => renderHba({ peerAddresses: ['10.1.0.0/16'] })).toThrow(/invalid peer address/)
     expect(() => renderHba({ pgHbaConf: ['host all all all trust\nlocal all all trust'] })).toThrow(/single line/)
   })
 })

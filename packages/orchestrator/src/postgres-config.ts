@@ -160,14 +160,11 @@ export function formatConninfo (params: Record<string, string>): string {
   }).join(' ')
 }
 
+/** A host's client address as one-host CIDR; a network is refused (its every host would reach the superuser). */
 function peerCidr (address: string): string {
-  const [ip, bits, ...rest] = address.split('/')
-  const family = isIP(ip ?? '')
-  const maxBits = family === 4 ? 32 : 128
-  const valid = family !== 0 && rest.length === 0 &&
-    (bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= maxBits))
-  if (!valid) throw new InvalidInputError(`invalid peer address '${address}'`)
-  return bits === undefined ? `${ip}/${maxBits}` : address
+  const family = isIP(address)
+  if (family === 0) throw new InvalidInputError(`invalid peer address '${address}': must be one IP address, not a network`)
+  return `${address}/${family === 4 ? 32 : 128}`
 }
 
 function singleLine (kind: string, line: string): string {
@@ -188,7 +185,9 @@ export function renderHba (spec: Pick<InstanceSpec, 'peerAddresses' | 'pgHbaConf
   ]
   for (const address of spec.peerAddresses ?? []) {
     const cidr = peerCidr(address)
-    lines.push(`host replication ${SYSTEM_SUPERUSER} ${cidr} trust`, `host all ${SYSTEM_SUPERUSER} ${cidr} trust`)
+    // By password (the cluster-wide one derived from the data key), never trust: an address says nothing of which
+    // OS user on that host is connecting.
+    lines.push(`host replication ${SYSTEM_SUPERUSER} ${cidr} scram-sha-256`, `host all ${SYSTEM_SUPERUSER} ${cidr} scram-sha-256`)
   }
   lines.push('# user rules')
   for (const rule of spec.pgHbaConf ?? []) lines.push(singleLine('pg_hba_conf', rule))

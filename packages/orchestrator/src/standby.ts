@@ -5,11 +5,18 @@ import type { InstanceStatus } from './orchestrator.js'
 import { CONTROL_SESSION_OPTIONS, type StandbyOf } from './postgres-config.js'
 
 /** Where an admin connection goes: a unix socket directory or a peer's address, with its port. */
-export interface AdminTarget { host: string, port: number, database: string }
+export interface AdminTarget {
+  host: string
+  port: number
+  database: string
+  /** For a peer's instance over TCP (scram-sha-256); none over the local socket. */
+  password?: string | undefined
+}
 
 /** A connection as the control plane's superuser for one piece of work, with CONTROL_SESSION_OPTIONS. */
 export async function withAdminConnection<T> (target: AdminTarget, log: Logger, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ ...target, user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: CONTROL_SESSION_OPTIONS })
+  const { password, ...where } = target
+  const client = new pg.Client({ ...where, ...(password === undefined ? {} : { password }), user: SYSTEM_SUPERUSER, connectionTimeoutMillis: 5_000, options: CONTROL_SESSION_OPTIONS })
   // A server that goes away while the client idles emits 'error'; without a listener that would crash the process.
   client.on('error', (err: Error) => { log.debug({ err }, 'admin connection error') })
   await client.connect()
@@ -48,7 +55,8 @@ export function nextStandbyOf (
 /**
  * pg_basebackup's arguments for a clone into `pgdata` over the instance's physical slot, creating the slot only when
  * the primary has none yet. No `-R`: the standby settings go into the managed conf (which follows a moved primary)
- * and the caller writes standby.signal. Peers are trusted by address, so no password is involved.
+ * and the caller writes standby.signal. The password comes from the file PGPASSFILE names in pg_basebackup's
+ * environment (superuserPassfile), never from its arguments.
  */
 export function basebackupArgs (primary: StandbyOf, pgdata: string, slotExists: boolean): string[] {
   return [
@@ -57,8 +65,8 @@ export function basebackupArgs (primary: StandbyOf, pgdata: string, slotExists: 
   ]
 }
 
-export async function replicaSlotExists (primary: StandbyOf, log: Logger): Promise<boolean> {
-  return await withAdminConnection({ host: primary.host, port: primary.port, database: 'postgres' }, log, async client =>
+export async function replicaSlotExists (primary: StandbyOf, log: Logger, password: string | undefined): Promise<boolean> {
+  return await withAdminConnection({ host: primary.host, port: primary.port, database: 'postgres', password }, log, async client =>
     (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [primary.slotName])).rowCount !== 0)
 }
 
@@ -69,9 +77,9 @@ export async function promoteServer (client: pg.Client): Promise<void> {
 }
 
 /** Best effort: a replica that goes away (promoted or removed) must not make its primary keep WAL forever. */
-export async function dropReplicaSlot (primary: StandbyOf, log: Logger): Promise<void> {
+export async function dropReplicaSlot (primary: StandbyOf, log: Logger, password: string | undefined): Promise<void> {
   try {
-    await withAdminConnection({ host: primary.host, port: primary.port, database: 'postgres' }, log, async client => {
+    await withAdminConnection({ host: primary.host, port: primary.port, database: 'postgres', password }, log, async client => {
       // The walsender of a just-stopped standby may take a moment to exit and release the slot.
       for (let i = 0; i < 50; i++) {
         const { rows } = await client.query<{ active: boolean }>(

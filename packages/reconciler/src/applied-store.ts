@@ -30,9 +30,9 @@ export class AppliedStore {
   }
 
   private async save (): Promise<void> {
-    await mkdir(dirname(this.file), { recursive: true })
+    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 })
     const tmp = `${this.file}.tmp`
-    await writeFile(tmp, JSON.stringify(this.all(), null, 1), { flush: true })
+    await writeFile(tmp, JSON.stringify(this.all(), null, 1), { flush: true, mode: 0o600 })
     await rename(tmp, this.file)
   }
 }

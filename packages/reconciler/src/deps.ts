@@ -18,6 +18,8 @@ export interface ReconcilerHost {
   runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
   health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>
   metrics: Pick<HostMetrics, 'subscriptionsDown' | 'subscriptionApplyErrors'>
+  /** The superuser password for other hosts' instances over TCP (scram); none before the data key (or in a test). */
+  superuserPassword?: () => string | undefined
 }
 
 /** A host's parts as the reconciler takes them. */
@@ -31,6 +33,7 @@ export function reconcilerHost (host: Host): ReconcilerHost {
     operations: host.document.operations,
     runtime: host,
     health: host.health,
-    metrics: host.metrics
+    metrics: host.metrics,
+    superuserPassword: () => host.superuserPassword()
   }
 }

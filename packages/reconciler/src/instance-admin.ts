@@ -40,7 +40,17 @@ export interface InstanceAdmin {
 
 /** The daemon's InstanceAdmin: pg sessions as the control plane's superuser. */
 export class PgInstanceAdmin implements InstanceAdmin {
-  constructor (private readonly status: (instanceId: string) => Promise<InstanceStatus | undefined>, private readonly log: Logger) {}
+  constructor (
+    private readonly status: (instanceId: string) => Promise<InstanceStatus | undefined>,
+    private readonly log: Logger,
+    /** For other hosts' instances over TCP (their pg_hba wants scram for the superuser); in-process only. */
+    private readonly superuserPassword: () => string | undefined = () => undefined
+  ) {}
+
+  private passwordOption (): { password?: string } {
+    const password = this.superuserPassword()
+    return password === undefined ? {} : { password }
+  }
 
   private async connect (instanceId: string, database: string): Promise<pg.Client> {
     const status = await this.status(instanceId)
@@ -102,7 +112,7 @@ export class PgInstanceAdmin implements InstanceAdmin {
   }
 
   async waitReplayed (target: { host: string, port: number }, lsn: string, timeoutMs: number): Promise<void> {
-    const client = new pg.Client({ host: target.host, port: target.port, user: SYSTEM_SUPERUSER, database: 'postgres', connectionTimeoutMillis: 5000 })
+    const client = new pg.Client({ host: target.host, port: target.port, user: SYSTEM_SUPERUSER, database: 'postgres', connectionTimeoutMillis: 5000, ...this.passwordOption() })
     client.on('error', () => {})
     await client.connect()
     try {
@@ -141,7 +151,7 @@ export class PgInstanceAdmin implements InstanceAdmin {
     // A peer across a partition drops packets: without a connect timeout the pass would wait out TCP's retries (~2 min).
     const client = new pg.Client({
       host: params.host, port: Number(params.port), user: params.user, database: params.dbname, connectionTimeoutMillis: 10_000, statement_timeout: 300_000,
-      options: CONTROL_SESSION_OPTIONS
+      options: CONTROL_SESSION_OPTIONS, ...this.passwordOption()
     })
     client.on('error', () => {})
     await client.connect()

@@ -62,7 +62,7 @@ export class Reconciler implements Startable {
     this.log = options.logger
     const requeue = (): void => { this.requeue() }
     const local = (id: string): InstanceStatus | undefined => this.local.get(id)
-    this.admin = options.admin ?? new PgInstanceAdmin(async id => this.local.get(id) ?? await orchestrator.status(id), this.log)
+    this.admin = options.admin ?? new PgInstanceAdmin(async id => this.local.get(id) ?? await orchestrator.status(id), this.log, host.superuserPassword ?? (() => undefined))
     this.subscriptions = new SubscriptionPoller({
       host, admin: this.admin, applied: () => this.applied?.all() ?? [], local, requeue, logger: this.log,
       ...(options.subscriptionPollMs === undefined ? {} : { pollMs: options.subscriptionPollMs }),

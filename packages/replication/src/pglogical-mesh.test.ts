@@ -52,7 +52,9 @@ async function eventually (check: () => Promise<void>, timeoutMs = 30_000): Prom
 beforeAll(async () => {
   dataDir = await mkdtemp('/tmp/pgmesh-repl-')
   await chmod(dataDir, 0o755) // the postgres OS user must traverse it when the tests run as root
-  orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }) })
+  // The nodes' DSNs reach each other over 127.0.0.1 as pgmesh, which pg_hba admits by password only: the servers'
+  // libpq (pglogical's workers) reads it from the password file the orchestrator writes.
+  orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }), superuserPassword: () => 'mesh-test-superuser-password' })
   const started = Date.now()
   await Promise.all(NODES.map(async node => {
     const status = await orchestrator.ensureInstance({

@@ -49,7 +49,8 @@ export class DocLog {
 
   /** `snapshotSource` returns the full current document (Automerge.save) when the log is compacted. */
   static async open (dir: string, snapshotSource: () => Uint8Array, log: Logger): Promise<LoadedDocLog> {
-    await mkdir(dir, { recursive: true })
+    // The document holds ciphertext only, but its history, hosts and task records are the cluster's own: 0600/0700.
+    await mkdir(dir, { recursive: true, mode: 0o700 })
     const chunks: Uint8Array[] = []
     let droppedBytes = 0
     const snapshot = await readIfExists(join(dir, SNAPSHOT))
@@ -65,7 +66,7 @@ export class DocLog {
     const raw = (await readIfExists(logFile)) ?? new Uint8Array()
     const { records, validBytes } = parseRecords(raw)
     chunks.push(...records)
-    const handle = await open(logFile, 'a+')
+    const handle = await open(logFile, 'a+', 0o600)
     if (validBytes < raw.length) {
       droppedBytes = raw.length - validBytes
       log.warn({ droppedBytes, keptRecords: records.length }, 'dropped a torn tail from the document log')
@@ -141,7 +142,7 @@ export class DocLog {
     const snapshot = encodeRecord(this.snapshotSource())
     const file = join(this.dir, SNAPSHOT)
     const tmp = `${file}.tmp`
-    const h = await open(tmp, 'w')
+    const h = await open(tmp, 'w', 0o600)
     try {
       await h.write(snapshot)
       await h.datasync()

@@ -98,58 +98,71 @@ const SENSITIVE_KEY_PARTS = [
   'access_key', 'access-key', 'init_users'
 ]
 
-/** A copy of a service config without secret-looking keys, at any depth (RAG pipelines nest them in arrays). */
-export function scrubServiceConfig (config: Readonly<Record<string, unknown>>): Record<string, unknown> {
+/**
+ * A copy of a service config without secret-looking keys, at any depth (RAG pipelines nest them in arrays); with a
+ * `marker`, their values are replaced by what it returns instead of dropped.
+ */
+export function scrubServiceConfig (config: Readonly<Record<string, unknown>>, marker?: SecretMarker): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(config)) {
-    if (!isSensitiveConfigKey(key)) out[key] = scrubValue(value)
+    if (!isSensitiveConfigKey(key)) out[key] = scrubValue(value, marker)
+    else if (marker !== undefined) out[key] = marker(value)
   }
   return out
 }
 
-function scrubValue (value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(scrubValue)
-  if (value !== null && typeof value === 'object') return scrubServiceConfig(value as Record<string, unknown>)
+function scrubValue (value: unknown, marker: SecretMarker | undefined): unknown {
+  if (Array.isArray(value)) return value.map(v => scrubValue(v, marker))
+  if (value !== null && typeof value === 'object') return scrubServiceConfig(value as Record<string, unknown>, marker)
   return value
 }
 
+/** What a secret shows as where a redacted view must still tell values apart (a diff): never the value itself. */
+export type SecretMarker = (value: unknown) => unknown
+
 /**
  * The spec as responses show it: no passwords or repository keys, secret-looking service config stripped,
- * `db_owner` always present, cpus and memory re-rendered as the anchor does (`0.5` → `500m`, `16GiB` → `17GB`).
+ * `db_owner` always present, cpus and memory re-rendered as the anchor does (`0.5` → `500m`, `16GiB` → `17GB`). With
+ * a `marker`, each secret is replaced by what it returns instead of dropped (a diff tells a changed one apart).
  */
-export function redactSpec (spec: DatabaseSpec): DatabaseSpec {
+export function redactSpec (spec: DatabaseSpec, marker?: SecretMarker): DatabaseSpec {
   const out = cloneTree(spec)
   renderQuantities(out)
-  out.database_users = out.database_users?.map(({ password: _password, ...user }) => ({ ...user, db_owner: user.db_owner ?? false }))
-  stripBackupSecrets(out.backup_config)
-  stripRestoreSecrets(out.restore_config)
-  for (const node of out.nodes) redactNode(node)
-  out.services = out.services?.map(redactService)
+  out.database_users = out.database_users?.map(({ password, ...user }) => ({
+    ...user, db_owner: user.db_owner ?? false, ...(marker === undefined || password === undefined ? {} : { password: marker(password) as string })
+  }))
+  stripBackupSecrets(out.backup_config, marker)
+  stripRestoreSecrets(out.restore_config, marker)
+  for (const node of out.nodes) redactNode(node, marker)
+  out.services = out.services?.map(service => redactService(service, marker))
   return dropUndefined(out)
 }
 
-function redactNode (node: DatabaseNodeSpec): void {
+function redactNode (node: DatabaseNodeSpec, marker: SecretMarker | undefined): void {
   renderQuantities(node)
-  stripBackupSecrets(node.backup_config)
-  stripRestoreSecrets(node.restore_config)
+  stripBackupSecrets(node.backup_config, marker)
+  stripRestoreSecrets(node.restore_config, marker)
 }
 
-function redactService (service: ServiceSpec): ServiceSpec {
+function redactService (service: ServiceSpec, marker: SecretMarker | undefined): ServiceSpec {
   renderQuantities(service)
-  if (service.config !== undefined) service.config = scrubServiceConfig(service.config)
+  if (service.config !== undefined) service.config = scrubServiceConfig(service.config, marker)
   return service
 }
 
-function stripBackupSecrets (config: BackupConfigSpec | undefined): void {
-  for (const repo of config?.repositories ?? []) stripRepositorySecrets(repo)
+function stripBackupSecrets (config: BackupConfigSpec | undefined, marker: SecretMarker | undefined): void {
+  for (const repo of config?.repositories ?? []) stripRepositorySecrets(repo, marker)
 }
 
-function stripRestoreSecrets (config: RestoreConfigSpec | undefined): void {
-  if (config !== undefined) stripRepositorySecrets(config.repository)
+function stripRestoreSecrets (config: RestoreConfigSpec | undefined, marker: SecretMarker | undefined): void {
+  if (config !== undefined) stripRepositorySecrets(config.repository, marker)
 }
 
-function stripRepositorySecrets (repo: RepositorySpec): void {
-  for (const field of REPOSITORY_SECRET_FIELDS) delete repo[field]
+function stripRepositorySecrets (repo: RepositorySpec, marker: SecretMarker | undefined): void {
+  for (const field of REPOSITORY_SECRET_FIELDS) {
+    if (marker === undefined || repo[field] === undefined) delete repo[field]
+    else repo[field] = marker(repo[field]) as string
+  }
 }
 
 /** Renders cpus/memory in place; a value that does not parse (never stored by validateSpec) is left as it is. */
