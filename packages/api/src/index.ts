@@ -1,2 +1,3 @@
+export type { AuthMode, AuthOptions, Identity } from './auth.js'
 export { createApp, openApiDocument, type App, type AppOptions } from './app.js'
 export { type ApiComponents, apiComponents } from './components.js'

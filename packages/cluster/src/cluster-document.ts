@@ -1,5 +1,6 @@
 import type { ObservedInstance } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
+import { ApiTokens, JoinTokens } from './access-tokens.js'
 import { Databases } from './databases.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import { Operations } from './operations.js'
@@ -31,6 +32,8 @@ export class ClusterDocument {
   readonly tasks: Tasks
   readonly databases: Databases
   readonly operations: Operations
+  readonly apiTokens: ApiTokens
+  readonly joinTokens: JoinTokens
 
   constructor (deps: ClusterDocumentDeps) {
     this.taskLogs = new TaskLogStore(deps.taskLogDir, deps.hostId)
@@ -43,6 +46,8 @@ export class ClusterDocument {
       observed: deps.observed,
       defaultPostgresVersion: deps.defaultPostgresVersion
     })
+    this.apiTokens = new ApiTokens(deps.state)
+    this.joinTokens = new JoinTokens(deps.state, deps.hostId)
     this.operations = new Operations({
       state: deps.state,
       tasks: this.tasks,

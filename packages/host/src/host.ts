@@ -11,6 +11,7 @@ import type { HostConfig, HostSources } from './config.js'
 import { HostHealth } from './host-health.js'
 import { KEY_FILE, Membership } from './membership.js'
 import { HostMetrics } from './metrics.js'
+import { HostTls } from './tls.js'
 import { detectPostgresVersion } from './postgres-version.js'
 import { readPeerTaskLogs, serveTaskLogs } from './task-log-protocol.js'
 
@@ -43,7 +44,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   private readonly startedAt = Date.now()
   private announcedInitialized = false
 
-  private constructor (readonly config: HostConfig, readonly state: ClusterState, private readonly log: Logger, sources: HostSources) {
+  private constructor (readonly config: HostConfig, readonly state: ClusterState, readonly tls: HostTls, private readonly log: Logger, sources: HostSources) {
     super()
     this.health = new HostHealth({
       hostId: config.hostId,
@@ -72,6 +73,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       config,
       state,
       tasks: this.document.tasks,
+      joinTokens: this.document.joinTokens,
+      tls,
       log,
       mesh: () => this.mesh,
       startMesh: async (key, bootstrap) => { await this.startMesh(key, bootstrap) },
@@ -106,7 +109,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     await mkdir(config.dataDir, { recursive: true })
     const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
     const defaultPostgresVersion = config.defaultPostgresVersion ?? await detectPostgresVersion()
-    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, logger.child({ component: 'host' }), sources)
+    const tls = await HostTls.open(config.tls ?? { mode: 'none' }, config.dataDir, config.hostId, () => [...config.clientAddresses, new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, '')])
+    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, tls, logger.child({ component: 'host' }), sources)
   }
 
   /** Starts the mesh when this host already belongs to a cluster (or was given a key to join with). */
