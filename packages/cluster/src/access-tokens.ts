@@ -18,6 +18,11 @@ export function parseDuration (value: string | number, field: string): number {
   return ms
 }
 
+/** Rounded up to the second (RFC 3339 without fractions): a token never expires before its time. */
+function expiryAt (ms: number): string {
+  return rfc3339(new Date(Math.ceil(ms / 1000) * 1000))
+}
+
 function sha256 (text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }
@@ -45,7 +50,7 @@ export class ApiTokens {
     const now = Date.now()
     const record: ApiTokenRecord = {
       id, name: input.name, role: input.role, secret_sha256: sha256(secret), created_at: rfc3339(new Date(now)),
-      ...(input.expires_in === undefined ? {} : { expires_at: rfc3339(new Date(now + parseDuration(input.expires_in, 'expires_in'))) })
+      ...(input.expires_in === undefined ? {} : { expires_at: expiryAt(now + parseDuration(input.expires_in, 'expires_in')) })
     }
     await this.state.change({ op: 'token.create', entity: id }, (d) => {
       d.api_tokens ??= {}
@@ -89,7 +94,7 @@ export class JoinTokens {
     const secret = randomBytes(16).toString('hex')
     const id = randomBytes(8).toString('hex')
     const now = Date.now()
-    const record: JoinTokenRecord = { id, secret_sha256: sha256(secret), created_at: rfc3339(new Date(now)), expires_at: rfc3339(new Date(now + ttlMs)), issued_by: this.hostId }
+    const record: JoinTokenRecord = { id, secret_sha256: sha256(secret), created_at: rfc3339(new Date(now)), expires_at: expiryAt(now + ttlMs), issued_by: this.hostId }
     await this.state.change({ op: 'join-token.issue', entity: id }, (d) => {
       d.join_tokens ??= {}
       d.join_tokens[id] = record
