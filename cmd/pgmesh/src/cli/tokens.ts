@@ -25,6 +25,7 @@ export function registerTokenCommands (program: Command): void {
 
   withClientOptions(token.command('list', { isDefault: true }))
     .description('every token (never their secrets)')
+    .addHelpText('after', '\nExample:\n  pgmesh token list -o json\n')
     .action(clientAction(async (ctx) => {
       const list = await ctx.client.tokens()
       const out = machine(ctx.format, { tokens: list })
@@ -35,6 +36,7 @@ export function registerTokenCommands (program: Command): void {
   withClientOptions(token.command('revoke'))
     .description('revoke a token on every host')
     .argument('<id>', 'the token\'s id (pgmesh token list)')
+    .addHelpText('after', '\nExample:\n  pgmesh token revoke 3f2a9c0d1b7e4a65\n')
     .action(clientAction(async (ctx, _opts, id: string) => {
       await ctx.client.revokeToken(id)
       const out = machine(ctx.format, { revoked: id })
