@@ -154,4 +154,13 @@ describe('--tls auto', () => {
     const env = await cli(['cluster', 'status', '-o', 'json', '--server', h1.url], { env: { PGMESH_CA_CERT: join(dir, 'ca.crt'), PGMESH_CLIENT_CERT: join(dir, 'admin.crt'), PGMESH_CLIENT_KEY: join(dir, 'admin.key') } })
     expect(env.code, env.stderr).toBe(0)
   })
+
+  it('the CLI joins a fresh host through its loopback API, pinning its bootstrap certificate', async () => {
+    const fresh = await call(h1.url, 'GET', '/v1/cluster/join-token?ttl=10m', admin)
+    const joined = await cli(['cluster', 'join', '--server', h3.url, '--ca-cert', join(h3.options.dataDir, 'tls', 'bootstrap.crt'), '--token', fresh.body.token, '--from', h1.url])
+    expect(joined.code, joined.stderr).toBe(0)
+    expect(fingerprintOf(await tlsFile(h3, 'ca.crt'))).toBe(fingerprintOf(admin.ca ?? ''))
+    const hosts = await call(h3.url, 'GET', '/v1/hosts', admin)
+    expect(hosts.body.hosts.map((h: { id: string }) => h.id).sort()).toEqual(['host-1', 'host-3'])
+  })
 })

@@ -66,6 +66,14 @@ describe('CertificateAuthority', () => {
   })
 })
 
+describe('selfSignedCertificate', () => {
+  it('is its own trust anchor: a client pinning it verifies the server', async () => {
+    const boot = await selfSignedCertificate('host-1', ['127.0.0.1', 'localhost'])
+    expect(certificateSubject(boot.cert)).toEqual({ commonName: 'host-1', role: 'host' })
+    expect((await handshake(boot.cert, boot, { ca: boot.cert })).serverVerified).toBe(true)
+  })
+})
+
 describe('PEM files', () => {
   it('writes keys 0600 and certificates 0644 in a 0700 directory', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgmesh-pki-'))

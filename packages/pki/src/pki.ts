@@ -85,7 +85,6 @@ export class CertificateAuthority {
   async issue (commonName: string, role: CertificateRole, names: readonly string[] = []): Promise<IssuedCertificate> {
     const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as CryptoKeyPair
     const now = Date.now()
-    const sans = [...new Set(names.filter(n => n !== ''))].map(n => isIP(n) === 0 ? { type: 'dns' as const, value: n } : { type: 'ip' as const, value: n })
     const certificate = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: `CN=${escapeName(commonName)}, OU=${role}`,
@@ -95,13 +94,7 @@ export class CertificateAuthority {
       signingAlgorithm: ALGORITHM,
       publicKey: keys.publicKey,
       signingKey: this.signingKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        ...(sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(sans)] : []),
-        await x509.AuthorityKeyIdentifierExtension.create(this.certificate)
-      ]
+      extensions: [...leafExtensions(names), await x509.AuthorityKeyIdentifierExtension.create(this.certificate)]
     })
     const cert = certificate.toString('pem')
     return { cert, key: await privateKeyPem(keys.privateKey), fingerprint: fingerprint(cert) }
@@ -110,8 +103,30 @@ export class CertificateAuthority {
 
 /** A self-signed certificate for a host that has no cluster yet (HTTPS before `cluster init`). */
 export async function selfSignedCertificate (commonName: string, names: readonly string[]): Promise<IssuedCertificate> {
-  const ca = await CertificateAuthority.create(`${commonName} bootstrap`)
-  return await ca.issue(commonName, 'host', names)
+  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) as CryptoKeyPair
+  const now = Date.now()
+  // Its own trust anchor: a client can pin it with `--ca-cert` (curl --cacert) before the cluster CA exists.
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${escapeName(commonName)}, OU=host`,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + LEAF_DAYS * DAY_MS),
+    signingAlgorithm: ALGORITHM,
+    keys,
+    extensions: [...leafExtensions(names), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)]
+  })
+  const cert = certificate.toString('pem')
+  return { cert, key: await privateKeyPem(keys.privateKey), fingerprint: fingerprint(cert) }
+}
+
+function leafExtensions (names: readonly string[]): x509.Extension[] {
+  const sans = [...new Set(names.filter(n => n !== ''))].map(n => isIP(n) === 0 ? { type: 'dns' as const, value: n } : { type: 'ip' as const, value: n })
+  return [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+    ...(sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(sans)] : [])
+  ]
 }
 
 /** Writes a certificate (or any public PEM): 0644, atomically, its directory 0700. */
