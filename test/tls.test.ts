@@ -5,7 +5,7 @@ import { X509Certificate, createHash } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
 import { request } from 'node:https'
 import { join } from 'node:path'
-import { selfSignedCertificate } from '@pgmesh/pki'
+import { CertificateAuthority, selfSignedCertificate, writePem, writePrivatePem } from '@pgmesh/pki'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli } from './helpers/cli.js'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
@@ -162,5 +162,47 @@ describe('--tls auto', () => {
     expect(fingerprintOf(await tlsFile(h3, 'ca.crt'))).toBe(fingerprintOf(admin.ca ?? ''))
     const hosts = await call(h3.url, 'GET', '/v1/hosts', admin)
     expect(hosts.body.hosts.map((h: { id: string }) => h.id).sort()).toEqual(['host-1', 'host-3'])
+  })
+})
+
+describe('the operator\'s own CA (--http-ca-cert, --http-server-cert, --http-server-key, --http-client-*)', () => {
+  let cluster: TestCluster
+  let h1: DaemonProcess, h2: DaemonProcess
+  let admin: Credentials
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create('owntls', { reconcile: false, https: true })
+    const ca = await CertificateAuthority.create('own')
+    const caFile = join(cluster.root, 'pki', 'ca.crt')
+    await writePem(caFile, ca.cert)
+    const issued = await ca.issue('admin', 'operator')
+    admin = { ca: ca.cert, cert: issued.cert, key: issued.key }
+    const hostArgs = async (hostId: string): Promise<string[]> => {
+      const host = await ca.issue(hostId, 'host', ['127.0.0.1'])
+      const cert = join(cluster.root, 'pki', `${hostId}.crt`)
+      const key = join(cluster.root, 'pki', `${hostId}.key`)
+      await writePem(cert, host.cert)
+      await writePrivatePem(key, host.key)
+      return ['--http-ca-cert', caFile, '--http-server-cert', cert, '--http-server-key', key, '--http-client-cert', cert, '--http-client-key', key]
+    }
+    h1 = await cluster.add('host-1', { args: await hostArgs('host-1') })
+    h2 = await cluster.add('host-2', { args: await hostArgs('host-2') })
+  })
+
+  afterAll(async () => { await cluster.destroy() })
+
+  it('requires a certificate of that CA from the start, also to init', async () => {
+    expect((await call(h1.url, 'GET', '/v1/cluster/init?cluster_id=own', { ca: admin.ca })).status).toBe(401)
+    const init = await call(h1.url, 'GET', '/v1/cluster/init?cluster_id=own', admin)
+    expect(init.status, JSON.stringify(init.body)).toBe(200)
+    expect(init.body.token).toMatch(new RegExp(`^PGEDGE-${fingerprintOf(admin.ca ?? '')}-`))
+  })
+
+  it('joins a host that presents its configured client certificate to the member', async () => {
+    const token = await call(h1.url, 'GET', '/v1/cluster/join-token', admin)
+    const joined = await call(h2.url, 'POST', '/v1/cluster/join', admin, token.body)
+    expect(joined.status, JSON.stringify(joined.body)).toBe(204)
+    const hosts = await call(h2.url, 'GET', '/v1/hosts', admin)
+    expect(hosts.body.hosts.map((h: { id: string }) => h.id).sort()).toEqual(['host-1', 'host-2'])
   })
 })

@@ -54,12 +54,12 @@ export function authenticate (options: AuthOptions, sources: AuthSources): Middl
     if (options.mode === 'loopback' && !allowedHosts.has(url.hostname.toLowerCase()) && !/^127\.\d+\.\d+\.\d+$/.test(url.hostname)) {
       throw new ForbiddenError(`this API answers only requests for a loopback host or its API URL, not '${url.hostname}'`)
     }
-    const identity = identify(c, options, sources)
     const path = c.req.path
-    if (identity === undefined) {
-      if (PUBLIC_PATHS.has(path)) return await next()
-      throw new UnauthorizedError()
-    }
+    // The public routes need no identity, so one that is not (yet) valid does not stand in their way: a joining
+    // host presents its certificate to the join routes before it is a member.
+    if (PUBLIC_PATHS.has(path)) return await next()
+    const identity = identify(c, options, sources)
+    if (identity === undefined) throw new UnauthorizedError()
     c.set('identity' as never, identity as never)
     if (identity.role === 'viewer' && ((c.req.method !== 'GET' && c.req.method !== 'HEAD') || OPERATOR_GETS.has(path) || path.startsWith('/v1/tokens'))) {
       throw new ForbiddenError('a viewer may only read')
