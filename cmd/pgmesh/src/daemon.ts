@@ -10,7 +10,7 @@ import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
 
 /** Paths whose values never reach a log line. */
-export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'password', '*.password', '*.*.password', 'req.headers.authorization']
+export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'password', '*.password', '*.*.password', 'req.headers.authorization', 'credentials', '*.credentials', 'ca_key', '*.ca_key']
 
 export interface Daemon {
   host: Host
