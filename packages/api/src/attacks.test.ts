@@ -1,7 +1,9 @@
 // The attack suite (issue 16, first part): each finding of the security review that this step fixes, replayed
 // against the API in process. Every test here failed on the code before the fix (d94ebb1). The fuzz run is in
 // attacks.fuzz.test.ts; the replication schema's ownership at database creation in
-// packages/orchestrator/src/database-setup.test.ts.
+// packages/orchestrator/src/database-setup.test.ts. Findings 1 and 2 (authentication, join tokens; at the end) failed
+// on 96f6b99, each for the reason it names (a stolen create answered 200, the key-derived token handed the cluster
+// key out); client certificates over real TLS are in test/tls.test.ts.
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { ClusterKey } from '@pgmesh/mesh'
