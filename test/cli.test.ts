@@ -226,7 +226,7 @@ describe('pgmesh, the client of any host', () => {
     await writeFile(join(xdg, 'pgmesh', 'config.json'), JSON.stringify({ servers: 'x' }))
     const bad = await cli(['db', 'list'], { env: { XDG_CONFIG_HOME: xdg } })
     expect(bad.code).toBe(2)
-    expect(bad.stderr).toContain('servers: unknown setting (known: server, output)')
+    expect(bad.stderr).toContain('servers: unknown setting (known: server, output, ca_cert, client_cert, client_key, token)')
   })
 
   it('exits 2 on usage errors, without touching the network', async () => {

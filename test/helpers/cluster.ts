@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream, readFileSync, readdirSync } from 'node:fs'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { get as httpsGet } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -65,6 +66,8 @@ export interface DaemonOptions {
   address?: string
   /** More `pgmesh run` arguments. */
   args?: string[]
+  /** The API is served over HTTPS (`--tls auto` or certificates in `args`): readiness is polled over https. */
+  https?: boolean
 }
 
 /** One `pgmesh run` as a separate OS process on loopback. */
@@ -75,7 +78,7 @@ export class DaemonProcess {
 
   constructor (readonly options: DaemonOptions) {}
 
-  get url (): string { return `http://${this.options.address ?? '127.0.0.1'}:${this.options.httpPort}` }
+  get url (): string { return `${this.options.https === true ? 'https' : 'http'}://${this.options.address ?? '127.0.0.1'}:${this.options.httpPort}` }
   get hostId (): string { return this.options.hostId }
   /** The cluster's superuser password (from this host's data key). */
   async superuserPassword (): Promise<string> { return await superuserPassword(this.options.dataDir) }
@@ -88,6 +91,8 @@ export class DaemonProcess {
     const address = o.address ?? '127.0.0.1'
     const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
       '--listen', `/ip4/${address}/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug', ...(o.args ?? [])]
+    // Hosts in network namespaces listen on non-loopback addresses: plain HTTP there must be asked for.
+    if (!address.startsWith('127.') && o.https !== true) args.push('--insecure-http')
     if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
     if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)
     if (o.reconcile === false) args.push('--reconcile', 'false')
@@ -108,6 +113,7 @@ export class DaemonProcess {
     if (!waitReady) return
     await until(`${o.hostId} to answer /readyz`, async () => {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${o.hostId} exited: ${this.output.slice(-2000)}`)
+      if (o.https === true) return await readyOverHttps(`${this.url}/readyz`)
       const res = await fetch(`${this.url}/readyz`).catch(() => undefined)
       return res?.status === 200
     }, 20_000, 50)
@@ -147,6 +153,15 @@ export class DaemonProcess {
     if (address === undefined) throw new Error(`${this.hostId} has no peer address`)
     return address
   }
+}
+
+/** /readyz over https, without verifying the server (it is public, and says only whether the daemon runs). */
+async function readyOverHttps (url: string): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const req = httpsGet(url, { rejectUnauthorized: false, timeout: 2000 }, (res) => { res.resume(); resolve(res.statusCode === 200) })
+    req.on('error', () => { resolve(false) })
+    req.on('timeout', () => { req.destroy() })
+  })
 }
 
 /** A set of daemons with their own temp dirs and ports, torn down together. */

@@ -37,3 +37,33 @@ describe('client_addresses', () => {
     expect(() => resolveConfig({ client_addresses: ['10.0.0.2', 'db.example.com'] })).toThrow(/client_addresses\[1\]/)
   })
 })
+
+describe('the API\'s address and security', () => {
+  it('listens on loopback by default, plain HTTP, its API URL on loopback too', () => {
+    const config = resolveConfig({})
+    expect(config.httpAddress).toBe('127.0.0.1')
+    expect(config.authMode).toBe('loopback')
+    expect(config.host.apiUrl).toBe('http://127.0.0.1:3000')
+    expect(config.host.tls).toEqual({ mode: 'none' })
+  })
+
+  it('refuses plain HTTP on any other address unless insecure_http is given', () => {
+    expect(() => resolveConfig({ http_address: '0.0.0.0' })).toThrow(/refusing to serve plain HTTP on 0\.0\.0\.0.*--insecure-http/)
+    expect(() => resolveConfig({ http_address: '10.0.0.1' })).toThrow(/refusing/)
+    const insecure = resolveConfig({ http_address: '10.0.0.1', insecure_http: true })
+    expect(insecure.authMode).toBe('insecure')
+    expect(insecure.host.apiUrl).toBe('http://10.0.0.1:3000')
+    expect(resolveConfig({ http_address: '127.0.0.2' }).authMode).toBe('loopback')
+  })
+
+  it('takes the anchor\'s http.* certificate settings, merged key by key across layers, or http.tls auto', () => {
+    const configured = resolveConfig({ http: { ca_cert: '/etc/ca.crt', server_cert: '/etc/s.crt' } }, { http: { server_key: '/etc/s.key' } }, { http_address: '0.0.0.0' })
+    expect(configured.host.tls).toEqual({ mode: 'configured', caCert: '/etc/ca.crt', serverCert: '/etc/s.crt', serverKey: '/etc/s.key' })
+    expect(configured.authMode).toBe('tls')
+    expect(configured.host.apiUrl).toMatch(/^https:\/\//)
+    expect(resolveConfig({ http: { tls: 'auto' }, http_address: '0.0.0.0' }).host.tls).toEqual({ mode: 'auto' })
+    expect(() => resolveConfig({ http: { ca_cert: '/etc/ca.crt' } })).toThrow(/all of http.ca_cert, http.server_cert and http.server_key/)
+    expect(() => resolveConfig({ http: { tls: 'auto', ca_cert: '/etc/ca.crt' } })).toThrow(/either/)
+    expect(FileConfigSchema.safeParse({ http: { tls: 'manual' } }).success).toBe(false)
+  })
+})

@@ -3,9 +3,19 @@ import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '@pgmesh/api'
-import type { HostConfig } from '@pgmesh/host'
+import type { HostConfig, TlsSettings } from '@pgmesh/host'
 import { IDENTIFIER_MESSAGE, formatIssues, isIdentifier, issuesFromZod } from '@pgmesh/model'
 import { z } from 'zod'
+
+/** The API's TLS, named after the anchor's `http.*` settings; `tls: "auto"` lets pgmesh manage the certificates. */
+const HttpTlsSchema = z.strictObject({
+  tls: z.enum(['auto']).optional(),
+  ca_cert: z.string().min(1).optional(),
+  server_cert: z.string().min(1).optional(),
+  server_key: z.string().min(1).optional(),
+  client_cert: z.string().min(1).optional(),
+  client_key: z.string().min(1).optional()
+})
 
 /** The daemon's settings as they appear in a config file (snake_case), and after merging flags and env. */
 export const FileConfigSchema = z.strictObject({
@@ -13,6 +23,9 @@ export const FileConfigSchema = z.strictObject({
   data_dir: z.string().min(1).optional(),
   http_address: z.string().min(1).optional(),
   http_port: z.number().int().min(0).max(65535).optional(),
+  http: HttpTlsSchema.optional(),
+  /** Plain HTTP on a non-loopback address: anyone who reaches the port administers the cluster. */
+  insecure_http: z.boolean().optional(),
   api_url: z.url().optional(),
   listen: z.array(z.string()).optional(),
   announce: z.array(z.string()).optional(),
@@ -46,6 +59,8 @@ export interface DaemonConfig {
   reconcile: boolean
   httpAddress: string
   httpPort: number
+  /** How requests are authenticated: follows from the TLS settings and the listen address. */
+  authMode: 'loopback' | 'insecure' | 'tls'
   logLevel: NonNullable<FileConfig['log_level']>
   process: { postgresRoot?: string }
   swarm: { dockerHost: string, postgresImage?: string }
@@ -71,17 +86,32 @@ export async function loadConfigFile (file: string): Promise<FileConfig> {
 export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
   const merged: FileConfig = {}
   for (const layer of layers) {
-    for (const [k, v] of Object.entries(layer)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue
+      // `http` is merged key by key, so a flag for one certificate keeps the file's others.
+      if (k === 'http') merged.http = { ...merged.http, ...Object.fromEntries(Object.entries(v as object).filter(([, x]) => x !== undefined)) }
+      else (merged as Record<string, unknown>)[k] = v
+    }
   }
   const check = FileConfigSchema.safeParse(merged)
   if (!check.success) throw new Error(formatIssues(issuesFromZod(check.error)))
   const hostId = merged.host_id ?? defaultHostId()
-  const httpAddress = merged.http_address ?? '0.0.0.0'
+  // Loopback unless told otherwise: the quickstart's `curl http://localhost:3000` works, nobody else reaches it.
+  const httpAddress = merged.http_address ?? '127.0.0.1'
   const httpPort = merged.http_port ?? 3000
-  const clientAddresses = merged.client_addresses ?? defaultClientAddresses(httpAddress)
+  const clientAddresses = merged.client_addresses ?? defaultClientAddresses(merged.http_address ?? '0.0.0.0')
+  const tls = tlsSettings(merged.http ?? {})
+  const loopback = isLoopbackAddress(httpAddress)
+  if (tls.mode === 'none' && !loopback && merged.insecure_http !== true) {
+    throw new Error(`refusing to serve plain HTTP on ${httpAddress}: anyone who reaches it could administer the cluster. ` +
+      'Turn on TLS (--tls auto, or --http-ca-cert/--http-server-cert/--http-server-key), listen on loopback, or pass --insecure-http.')
+  }
+  const scheme = tls.mode === 'none' ? 'http' : 'https'
+  const apiHost = loopback ? (httpAddress === '::1' ? '[::1]' : httpAddress === 'localhost' ? '127.0.0.1' : httpAddress) : clientAddresses[0] ?? '127.0.0.1'
   return {
     httpAddress,
     httpPort,
+    authMode: tls.mode !== 'none' ? 'tls' : loopback ? 'loopback' : 'insecure',
     logLevel: merged.log_level ?? 'info',
     reconcile: merged.reconcile ?? true,
     apiLimits: apiLimits(merged.api_limits ?? {}),
@@ -93,7 +123,8 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
     host: {
       hostId,
       dataDir: resolve(merged.data_dir ?? 'pgmesh-data'),
-      apiUrl: merged.api_url ?? `http://${clientAddresses[0] ?? '127.0.0.1'}:${httpPort}`,
+      apiUrl: merged.api_url ?? `${scheme}://${apiHost}:${httpPort}`,
+      tls,
       listen: merged.listen ?? ['/ip4/0.0.0.0/tcp/3100'],
       announce: merged.announce ?? [],
       bootstrap: merged.bootstrap ?? [],
@@ -111,6 +142,32 @@ function apiLimits (l: NonNullable<FileConfig['api_limits']>): RequestLimits {
     reads: { perSecond: l.read_rate ?? d.reads.perSecond, burst: l.read_burst ?? d.reads.burst },
     maxConcurrentWrites: l.max_concurrent_writes ?? d.maxConcurrentWrites
   }
+}
+
+function tlsSettings (http: NonNullable<FileConfig['http']>): TlsSettings {
+  const files = [http.ca_cert, http.server_cert, http.server_key]
+  if (http.tls === 'auto') {
+    if (files.some(f => f !== undefined)) throw new Error('http.tls "auto" manages its own certificates: give either it or http.ca_cert/server_cert/server_key')
+    return { mode: 'auto' }
+  }
+  if (files.every(f => f === undefined)) {
+    if (http.client_cert !== undefined || http.client_key !== undefined) throw new Error('http.client_cert/client_key need http.ca_cert, server_cert and server_key')
+    return { mode: 'none' }
+  }
+  const [caCert, serverCert, serverKey] = files
+  if (caCert === undefined || serverCert === undefined || serverKey === undefined) throw new Error('TLS needs all of http.ca_cert, http.server_cert and http.server_key')
+  if ((http.client_cert === undefined) !== (http.client_key === undefined)) throw new Error('http.client_cert and http.client_key go together')
+  return {
+    mode: 'configured',
+    caCert: resolve(caCert),
+    serverCert: resolve(serverCert),
+    serverKey: resolve(serverKey),
+    ...(http.client_cert === undefined || http.client_key === undefined ? {} : { clientCert: resolve(http.client_cert), clientKey: resolve(http.client_key) })
+  }
+}
+
+export function isLoopbackAddress (address: string): boolean {
+  return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address)
 }
 
 /** The short hostname, made into a valid identifier (the anchor's default host id). */

@@ -1,3 +1,4 @@
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { serve, type ServerType } from '@hono/node-server'
 import { apiComponents, createApp } from '@pgmesh/api'
 import { Host, type HostConfig } from '@pgmesh/host'
@@ -9,7 +10,7 @@ import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
 
 /** Paths whose values never reach a log line. */
-export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'data_key', '*.data_key', 'password', '*.password', '*.*.password', 'req.headers.authorization']
+export const REDACT = ['token', '*.token', 'cluster_key', '*.cluster_key', 'data_key', '*.data_key', 'password', '*.password', '*.*.password', 'req.headers.authorization', 'credentials', '*.credentials', 'ca_key', '*.ca_key']
 
 export interface Daemon {
   host: Host
@@ -34,13 +35,33 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   })
   opened = host
   let draining = false
-  const app = createApp(apiComponents(host), { logger: logger.child({ component: 'api' }), isDraining: () => draining, limits: config.apiLimits })
+  const app = createApp(apiComponents(host), {
+    logger: logger.child({ component: 'api' }),
+    isDraining: () => draining,
+    limits: config.apiLimits,
+    auth: { mode: config.authMode, allowedHosts: [new URL(config.host.apiUrl).hostname], bootstrapping: () => host.tls.bootstrapping }
+  })
+  if (config.authMode === 'insecure') {
+    logger.warn({ http: `${config.httpAddress}:${config.httpPort}` }, 'INSECURE: plain HTTP on a non-loopback address (--insecure-http): anyone who reaches this port can administer every database of the cluster')
+  }
   reconciler = orchestrator === undefined ? undefined : new Reconciler(reconcilerHost(host), orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
   await reconciler?.start()
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: config.httpAddress, port: config.httpPort }, () => { resolve(s) })
+    const s = host.tls.enabled
+      ? serve({
+        fetch: app.fetch,
+        hostname: config.httpAddress,
+        port: config.httpPort,
+        createServer: createHttpsServer,
+        // Client certificates are asked for and verified, but the decision is the API's: a request without one
+        // gets a 401 in the anchor's shape (and the public routes stay reachable) instead of a TLS alert.
+        serverOptions: { ...host.tls.serverOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }
+      }, () => { resolve(s) })
+      : serve({ fetch: app.fetch, hostname: config.httpAddress, port: config.httpPort }, () => { resolve(s) })
   })
+  // auto TLS: the cluster's certificates replace the bootstrap one at init and join, without a restart.
+  host.tls.on('changed', () => { (server as HttpsServer).setSecureContext({ ...host.tls.serverOptions(), minVersion: 'TLSv1.3' }) })
   logger.info({ hostId: config.host.hostId, apiUrl: config.host.apiUrl, http: `${config.httpAddress}:${config.httpPort}`, initialized: host.initialized }, 'pgmesh host ready')
   let stopping: Promise<void> | undefined
   const stop = async (): Promise<void> => {

@@ -23,8 +23,15 @@ program.command('run')
   .addOption(new Option('-c, --config <file>', 'JSON config file (flags > env > file)').env('PGMESH_CONFIG'))
   .addOption(new Option('--host-id <id>', 'this host\'s id (default: short hostname)').env('PGMESH_HOST_ID'))
   .addOption(new Option('--data-dir <dir>', 'where this host keeps its state (default: ./pgmesh-data)').env('PGMESH_DATA_DIR'))
-  .addOption(new Option('--http-address <addr>', 'HTTP listen address (default: 0.0.0.0)').env('PGMESH_HTTP_ADDRESS'))
+  .addOption(new Option('--http-address <addr>', 'HTTP listen address (default: 127.0.0.1; any other needs TLS or --insecure-http)').env('PGMESH_HTTP_ADDRESS'))
   .addOption(new Option('--http-port <port>', 'HTTP listen port (default: 3000)').env('PGMESH_HTTP_PORT').argParser(v => Number.parseInt(v, 10)))
+  .addOption(new Option('--tls <mode>', 'auto: pgmesh creates and manages the cluster CA and certificates in <data-dir>/tls').choices(['auto']).env('PGMESH_TLS'))
+  .addOption(new Option('--http-ca-cert <file>', 'TLS: the CA that signs server and client certificates').env('PGMESH_HTTP_CA_CERT'))
+  .addOption(new Option('--http-server-cert <file>', 'TLS: this host\'s server certificate').env('PGMESH_HTTP_SERVER_CERT'))
+  .addOption(new Option('--http-server-key <file>', 'TLS: this host\'s server key').env('PGMESH_HTTP_SERVER_KEY'))
+  .addOption(new Option('--http-client-cert <file>', 'TLS: the client certificate this host presents to other members').env('PGMESH_HTTP_CLIENT_CERT'))
+  .addOption(new Option('--http-client-key <file>', 'TLS: the key of --http-client-cert').env('PGMESH_HTTP_CLIENT_KEY'))
+  .addOption(new Option('--insecure-http', 'serve plain HTTP on a non-loopback address: anyone who reaches it administers the cluster').env('PGMESH_INSECURE_HTTP'))
   .addOption(new Option('--api-url <url>', 'URL other hosts and clients reach this API at').env('PGMESH_API_URL'))
   .addOption(new Option('--listen <multiaddr>', 'libp2p listen multiaddr(s), comma separated (default: /ip4/0.0.0.0/tcp/3100)').env('PGMESH_LISTEN').argParser(list))
   .addOption(new Option('--announce <multiaddr>', 'libp2p addresses to announce instead of the listen ones').env('PGMESH_ANNOUNCE').argParser(list))
@@ -43,13 +50,21 @@ program.command('run')
     const fromArgs: FileConfig = {}
     const names: Record<string, keyof FileConfig> = {
       hostId: 'host_id', dataDir: 'data_dir', httpAddress: 'http_address', httpPort: 'http_port', apiUrl: 'api_url', listen: 'listen',
-      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', postgresRoot: 'postgres_root', dockerHost: 'docker_host', postgresImage: 'postgres_image', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile'
+      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', postgresRoot: 'postgres_root', dockerHost: 'docker_host', postgresImage: 'postgres_image', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile', insecureHttp: 'insecure_http'
+    }
+    const httpNames: Record<string, keyof NonNullable<FileConfig['http']>> = {
+      tls: 'tls', httpCaCert: 'ca_cert', httpServerCert: 'server_cert', httpServerKey: 'server_key', httpClientCert: 'client_cert', httpClientKey: 'client_key'
     }
     const fromEnv: FileConfig = {}
     for (const [option, key] of Object.entries(names)) {
       if (opts[option] === undefined) continue
       const source = command.getOptionValueSource(option)
       ;((source === 'env' ? fromEnv : fromArgs) as Record<string, unknown>)[key] = opts[option]
+    }
+    for (const [option, key] of Object.entries(httpNames)) {
+      if (opts[option] === undefined) continue
+      const layer = command.getOptionValueSource(option) === 'env' ? fromEnv : fromArgs
+      layer.http = { ...layer.http, [key]: opts[option] }
     }
     const config = resolveConfig(fromFile, fromEnv, fromArgs)
     const logger = pino({ level: config.logLevel, redact: REDACT })

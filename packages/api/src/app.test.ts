@@ -68,10 +68,13 @@ describe('after init', () => {
     token = res.json.token
   })
 
-  it('returns a token in the anchor format that stays the same', async () => {
+  it('returns tokens in the anchor format, a new one each time (only hashes are kept), naming the same key', async () => {
     expect(token).toMatch(/^PGEDGE-[0-9a-f]{64}-[0-9a-f]{32}$/)
     const again = await call('GET', '/v1/cluster/join-token')
-    expect(again.json).toEqual({ token, server_urls: ['http://127.0.0.1:1'] })
+    expect(again.json.server_urls).toEqual(['http://127.0.0.1:1'])
+    expect(again.json.token).not.toBe(token)
+    expect(again.json.token.slice(0, 71)).toBe(token.slice(0, 71))
+    expect(JSON.stringify(api.host.state.doc.join_tokens)).not.toContain(token.slice(72))
   })
 
   it('refuses a second init and a join', async () => {

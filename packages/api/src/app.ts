@@ -6,6 +6,7 @@ import {
 import { HTTPException } from 'hono/http-exception'
 import type { Logger } from 'pino'
 import type { ZodError } from 'zod'
+import { type AuthOptions, authenticate } from './auth.js'
 import { guardJsonBody, limitBody } from './body-guard.js'
 import type { ApiComponents } from './components.js'
 import { type ClientIdentity, type RequestLimits, requestLimits } from './request-limits.js'
@@ -13,6 +14,7 @@ import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
 import { registerOperationRoutes } from './routes/operations.js'
 import { registerTaskRoutes } from './routes/tasks.js'
+import { registerTokenRoutes } from './routes/tokens.js'
 import { registerHostRoutes } from './routes/hosts.js'
 import { registerSystemRoutes } from './routes/system.js'
 
@@ -24,12 +26,14 @@ export interface AppOptions {
   limits?: RequestLimits
   /** Who a request counts against (default: its remote address). */
   clientIdentity?: ClientIdentity
+  /** Who may call (default: plain HTTP on loopback, the quickstart's). */
+  auth?: AuthOptions
 }
 
 export type App = OpenAPIHono
 
 /** Paths that work before this host belongs to a cluster. */
-const PRE_INIT = new Set(['/v1/version', '/v1/cluster/init', '/v1/cluster/join', '/v1/openapi.json', '/v1/internal/cluster/join-options'])
+const PRE_INIT = new Set(['/v1/version', '/v1/cluster/init', '/v1/cluster/join', '/v1/openapi.json', '/v1/internal/cluster/join-options', '/v1/internal/cluster/ca'])
 
 /**
  * The v1 API, wire-compatible with pgEdge Control Plane. Every thrown ApiError becomes the anchor's `{name, message}`
@@ -71,6 +75,10 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
       c.header('connection', 'close')
       return c.json(new ShuttingDownError().toJSON(), 503)
     }
+    await next()
+  })
+  app.use('*', authenticate(options.auth ?? { mode: 'loopback' }, { apiTokens: components.apiTokens, doc: () => components.state.doc }))
+  app.use('*', async (c, next) => {
     const path = c.req.path
     if (path.startsWith('/v1/') && !PRE_INIT.has(path) && !components.membership.initialized) throw new ClusterNotInitializedError()
     await next()
@@ -84,6 +92,7 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
   registerDatabaseRoutes(app, components)
   registerOperationRoutes(app, components.operations)
   registerTaskRoutes(app, components.tasks)
+  registerTokenRoutes(app, components)
 
   app.get('/v1/openapi.json', c => c.json(openApiDocument(app)))
   return app

@@ -1,10 +1,17 @@
 // The attack suite (issue 16, first part): each finding of the security review that this step fixes, replayed
 // against the API in process. Every test here failed on the code before the fix (d94ebb1). The fuzz run is in
 // attacks.fuzz.test.ts; the replication schema's ownership at database creation in
-// packages/orchestrator/src/database-setup.test.ts.
+// packages/orchestrator/src/database-setup.test.ts. Findings 1 and 2 (authentication, join tokens; at the end) failed
+// on 96f6b99, each for the reason it names (a stolen create answered 200, the key-derived token handed the cluster
+// key out); client certificates over real TLS are in test/tls.test.ts.
+import { join } from 'node:path'
 import * as A from '@automerge/automerge'
+import { ClusterKey } from '@pgmesh/mesh'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ApiFixture, type CallResult, startApiFixture } from './api.fixture.js'
+import { type App, createApp } from './app.js'
+import { apiComponents } from './components.js'
 
 let api: ApiFixture
 const PASSWORD = 'attack-suite-password-7f3a'
@@ -202,5 +209,104 @@ describe('finding 10: /metrics is cheap', () => {
     console.log(`/metrics with 1,000 databases: scrape median ${median(scrapes).toFixed(2)} ms, Automerge.save median ${median(saves).toFixed(2)} ms`)
     // The fastest scrape: a pause of the machine's (shared, busy) cores can slow any one of them.
     expect(Math.min(...scrapes)).toBeLessThan(median(saves) / 4)
+  })
+})
+
+/** A request as an attacker on the network sends it: no certificate, no token, any Host and headers. */
+async function attack (app: App, method: string, url: string, headers: Record<string, string> = {}, body?: unknown): Promise<CallResult> {
+  const res = await app.request(url, {
+    method,
+    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  const text = await res.text()
+  let json: any
+  try { json = text === '' ? undefined : JSON.parse(text) } catch { json = text }
+  return { status: res.status, json, text, headers: res.headers }
+}
+
+describe('finding 1: no authentication', () => {
+  // The fixture's host as it answers on a network address: over TLS, where an identity is required.
+  const tlsApp = (): App => createApp(apiComponents(api.host), { logger: pino({ level: 'silent' }), auth: { mode: 'tls' } })
+
+  it('refuses every change from a client without an identity (401 in the anchor shape)', async () => {
+    const app = tlsApp()
+    for (const [method, path, body] of [
+      ['POST', '/v1/databases', { id: 'stolen', spec: spec() }],
+      ['DELETE', '/v1/hosts/host-1?force=true', undefined],
+      ['POST', '/v1/databases/attack-0/switchover', { candidate_instance_id: 'x' }],
+      ['POST', '/v1/databases/attack-0/failover', {}],
+      ['DELETE', '/v1/databases/attack-0', undefined],
+      ['POST', '/v1/cluster/join', { token: 'x', server_urls: ['http://attacker.example'] }]
+    ] as const) {
+      const res = await attack(app, method, `http://10.0.0.1:3000${path}`, {}, body)
+      expectClientError(res, 401)
+      expect(res.json.name, `${method} ${path}`).toBe('unauthorized')
+    }
+    expect(api.host.state.doc.databases?.stolen).toBeUndefined()
+  })
+
+  it('refuses a foreign Host on the loopback API (DNS rebinding)', async () => {
+    expectClientError(await attack(api.app, 'GET', 'http://rebind.attacker.example:3000/v1/cluster/join-token'), 403)
+    expectClientError(await attack(api.app, 'POST', 'http://rebind.attacker.example:3000/v1/databases', {}, { id: 'rebound', spec: spec() }), 403)
+  })
+
+  it('refuses a browser\'s cross-site request (the CSRF on GET /v1/cluster/init)', async () => {
+    const fresh = await startApiFixture()
+    try {
+      const res = await attack(fresh.app, 'GET', 'http://localhost:3000/v1/cluster/init', { 'sec-fetch-site': 'cross-site', origin: 'https://attacker.example' })
+      expectClientError(res, 403)
+      expect(fresh.host.state.initialized).toBe(false)
+    } finally {
+      await fresh.stop()
+    }
+  })
+
+  it('lets no one on the network claim a fresh host, nor make it call any URL', async () => {
+    const fresh = await startApiFixture()
+    try {
+      // auto TLS before init: only loopback clients (no socket here is one) may init or join.
+      const app = createApp(apiComponents(fresh.host), { logger: pino({ level: 'silent' }), auth: { mode: 'tls', bootstrapping: () => true } })
+      expectClientError(await attack(app, 'GET', 'http://10.0.0.2:3000/v1/cluster/init'), 401)
+      expectClientError(await attack(app, 'POST', 'http://10.0.0.2:3000/v1/cluster/join', {}, { token: `PGEDGE-${'a'.repeat(64)}-${'b'.repeat(32)}`, server_urls: ['http://169.254.169.254/latest'] }), 401)
+      expect(fresh.host.state.initialized).toBe(false)
+    } finally {
+      await fresh.stop()
+    }
+  })
+})
+
+describe('finding 2: the cluster key handed to anyone', () => {
+  it('gives the join token only to an identity', async () => {
+    const app = createApp(apiComponents(api.host), { logger: pino({ level: 'silent' }), auth: { mode: 'tls' } })
+    expectClientError(await attack(app, 'GET', 'http://10.0.0.1:3000/v1/cluster/join-token'), 401)
+    expectClientError(await attack(app, 'GET', 'http://10.0.0.1:3000/v1/cluster/join-tokens'), 401)
+  })
+
+  it('no longer accepts the token derived from the cluster key, which a removed host could recompute', async () => {
+    const key = await ClusterKey.load(join(api.dir, 'cluster.key'))
+    const res = await api.call('POST', '/v1/internal/cluster/join-options', { token: key.joinToken(), host_id: 'foreign' })
+    expectClientError(res, 401)
+    expect(res.text).not.toContain(key.toString().trim().split('\n').at(-1))
+  })
+
+  it('revokes outstanding join tokens on request and when a host is removed', async () => {
+    const options = async (token: string): Promise<number> => (await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'foreign' })).status
+    const first = (await api.call('GET', '/v1/cluster/join-token')).json.token as string
+    expect(await options(first)).toBe(200)
+    expect((await api.call('DELETE', '/v1/cluster/join-tokens')).status).toBe(200)
+    expect(await options(first)).toBe(401)
+    const second = (await api.call('GET', '/v1/cluster/join-token')).json.token as string
+    await api.host.state.change({ op: 'test.host', entity: 'host-2' }, (d) => {
+      d.hosts['host-2'] = { ...JSON.parse(JSON.stringify(d.hosts['host-1'])), id: 'host-2', peer_id: '12D3KooWKP6nxopy5Lpt6igYppo8p6qvCpr6gfSH2zuJVhbQABRx' }
+    })
+    expect((await api.call('DELETE', '/v1/hosts/host-2?force=true')).status).toBe(200)
+    expect(await options(second)).toBe(401)
+  })
+
+  it('expires join tokens', async () => {
+    const token = (await api.call('GET', '/v1/cluster/join-token?ttl=1s')).json.token as string
+    await new Promise(resolve => setTimeout(resolve, 2100))
+    expectClientError(await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'foreign' }), 401)
   })
 })

@@ -1,5 +1,5 @@
-import type { Databases, Operations, Tasks } from '@pgmesh/cluster'
-import type { Host, HostHealth, HostMetrics, Membership } from '@pgmesh/host'
+import type { ApiTokens, Databases, JoinTokens, Operations, Tasks } from '@pgmesh/cluster'
+import type { Host, HostHealth, HostMetrics, HostTls, Membership } from '@pgmesh/host'
 import type { ClusterState } from '@pgmesh/state'
 
 /**
@@ -15,10 +15,14 @@ export interface ApiComponents {
   operations: Operations
   tasks: Tasks
   metrics: Pick<HostMetrics, 'registry'>
+  apiTokens: ApiTokens
+  joinTokens: Pick<JoinTokens, 'list' | 'revoke'>
+  /** The cluster CA a joining host fetches (auto TLS), and whether the host has its certificates yet. */
+  tls: Pick<HostTls, 'caCertificate' | 'bootstrapping'>
 }
 
 /** A host's parts as the API takes them. */
 export function apiComponents (host: Host): ApiComponents {
-  const { databases, operations, tasks } = host.document
-  return { membership: host.membership, health: host.health, state: host.state, databases, operations, tasks, metrics: host.metrics }
+  const { databases, operations, tasks, apiTokens, joinTokens } = host.document
+  return { membership: host.membership, health: host.health, state: host.state, databases, operations, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
 }

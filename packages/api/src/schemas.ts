@@ -22,18 +22,49 @@ export const ClusterJoinTokenSchema = z.strictObject({
 
 export const JoinOptionsRequestSchema = z.strictObject({
   token: z.string().regex(/^PGEDGE-[\w]{64}-[\w]{32}$/, { message: 'invalid join token format' }),
-  host_id: Identifier
+  host_id: Identifier,
+  /** The joiner's addresses and names, for its certificate (auto TLS). */
+  names: z.array(z.string().min(1).max(253).regex(/^[\w.:-]+$/)).max(32).optional()
 }).openapi('JoinOptionsRequest')
 
 export const JoinDocumentRequestSchema = JoinOptionsRequestSchema.pick({ token: true }).openapi('JoinDocumentRequest')
+
+const Base64Pem = z.string().max(20_000)
 
 export const JoinOptionsSchema = z.object({
   cluster_id: z.string(),
   cluster_key: z.string(),
   data_key: z.string().optional().openapi({ description: 'The cluster data key (hex), which seals the specs\' secrets' }),
   bootstrap: z.array(z.string()),
-  heads: z.array(z.string())
+  heads: z.array(z.string()),
+  credentials: z.object({
+    ca_cert: Base64Pem, ca_key: Base64Pem, server_cert: Base64Pem, server_key: Base64Pem, client_cert: Base64Pem, client_key: Base64Pem
+  }).optional()
 }).openapi('JoinOptions')
+
+export const Duration = z.union([z.string().regex(/^\d{1,9}[smhd]?$/), z.number().int().positive()])
+  .openapi({ description: 'seconds, or a number with s, m, h or d (at most 365d)', example: '24h' })
+
+export const ApiTokenSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.enum(['viewer', 'operator']),
+  created_at: z.string(),
+  expires_at: z.string().optional()
+}).openapi('ApiToken')
+
+export const CreateApiTokenSchema = z.strictObject({
+  name: z.string().min(1).max(100),
+  role: z.enum(['viewer', 'operator']),
+  expires_in: Duration.optional()
+}).openapi('CreateApiToken')
+
+export const JoinTokenRecordSchema = z.object({
+  id: z.string(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  issued_by: z.string()
+}).openapi('JoinTokenInfo')
 
 export const ComponentStatusSchema = z.object({
   healthy: z.boolean(),
@@ -107,9 +138,9 @@ export const RemoveHostResponseSchema = z.object({
 }).openapi('RemoveHostResponse')
 
 /** Standard error responses, documented once. */
-export function errorResponses (...statuses: Array<400 | 401 | 404 | 409 | 500 | 503>): Record<number, { description: string, content: { 'application/json': { schema: typeof ApiErrorSchema } } }> {
+export function errorResponses (...statuses: Array<400 | 401 | 403 | 404 | 409 | 500 | 503>): Record<number, { description: string, content: { 'application/json': { schema: typeof ApiErrorSchema } } }> {
   const descriptions: Record<number, string> = {
-    400: 'Invalid input', 401: 'Invalid join token', 404: 'Not found', 409: 'Conflict with the cluster or entity state', 500: 'Server error', 503: 'Shutting down'
+    400: 'Invalid input', 401: 'No valid identity (or join token)', 403: 'Not allowed for this identity', 404: 'Not found', 409: 'Conflict with the cluster or entity state', 500: 'Server error', 503: 'Shutting down'
   }
   return Object.fromEntries(statuses.map(s => [s, { description: descriptions[s] ?? 'Error', content: { 'application/json': { schema: ApiErrorSchema } } }]))
 }

@@ -69,7 +69,7 @@ describe('secrets in the replicated document', () => {
     const saved = A.save(doc)
     expectNoPlaintext('A.save(doc)', Buffer.from(saved).toString('latin1'))
     expectNoPlaintext('the decoded history', decodedHistory(doc))
-    const { token } = api.host.membership.joinToken()
+    const { token } = await api.host.membership.joinToken()
     const joinDocument = api.host.membership.joinDocument(token)
     expectNoPlaintext('the join document', Buffer.from(joinDocument).toString('latin1'))
     expectNoPlaintext('the join document\'s history', decodedHistory(A.load(joinDocument)))

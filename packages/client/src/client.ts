@@ -1,7 +1,7 @@
 import { ApiRequestError, type Attempt, UnreachableError } from './errors.js'
 import { send, type TlsOptions, TransportError, type TransportOptions } from './transport.js'
 import type {
-  ApiTask, Cluster, CreateDatabaseBody, Database, DatabaseHistory, DatabaseSummary, FailoverBody, Host, JoinToken, RemoveHostResponse,
+  ApiTask, ApiToken, Cluster, CreateDatabaseBody, Database, DatabaseHistory, DatabaseSummary, FailoverBody, Host, JoinToken, RemoveHostResponse,
   SwitchoverBody, TaskListQuery, TaskLog, TaskRef, UpdateDatabaseBody, VersionInfo
 } from './types.js'
 
@@ -11,6 +11,8 @@ export interface ClientOptions {
   connectTimeoutMs?: number
   requestTimeoutMs?: number
   tls?: TlsOptions
+  /** A bearer token of the API (pgmesh's viewer or operator tokens). */
+  token?: string
 }
 
 type Query = Record<string, string | number | boolean | undefined>
@@ -33,7 +35,7 @@ export class PgmeshClient {
       const url = new URL(s)
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${s}: only http:// and https:// servers`)
     }
-    this.transport = { connectTimeoutMs: options.connectTimeoutMs ?? 3000, requestTimeoutMs: options.requestTimeoutMs ?? 60_000, ...(options.tls === undefined ? {} : { tls: options.tls }) }
+    this.transport = { connectTimeoutMs: options.connectTimeoutMs ?? 3000, requestTimeoutMs: options.requestTimeoutMs ?? 60_000, ...(options.tls === undefined ? {} : { tls: options.tls }), ...(options.token === undefined ? {} : { token: options.token }) }
   }
 
   /** The server tried first (the last one that answered). */
@@ -83,7 +85,11 @@ export class PgmeshClient {
   async version (): Promise<VersionInfo> { return await this.request('GET', '/v1/version') }
   async initCluster (clusterId?: string): Promise<JoinToken> { return await this.request('GET', '/v1/cluster/init', { query: { cluster_id: clusterId } }) }
   async joinCluster (token: JoinToken): Promise<void> { await this.request('POST', '/v1/cluster/join', { body: token }) }
-  async joinToken (): Promise<JoinToken> { return await this.request('GET', '/v1/cluster/join-token') }
+  async joinToken (ttl?: string): Promise<JoinToken> { return await this.request('GET', '/v1/cluster/join-token', { query: { ttl } }) }
+  async revokeJoinTokens (): Promise<{ revoked: number }> { return await this.request('DELETE', '/v1/cluster/join-tokens') }
+  async createToken (body: { name: string, role: 'viewer' | 'operator', expires_in?: string }): Promise<ApiToken & { token: string }> { return await this.request('POST', '/v1/tokens', { body }) }
+  async tokens (): Promise<ApiToken[]> { return (await this.request<{ tokens: ApiToken[] }>('GET', '/v1/tokens')).tokens }
+  async revokeToken (id: string): Promise<void> { await this.request('DELETE', `/v1/tokens/${enc(id)}`) }
   async cluster (): Promise<Cluster> { return await this.request('GET', '/v1/cluster') }
   async hosts (): Promise<Host[]> { return (await this.request<{ hosts: Host[] }>('GET', '/v1/hosts')).hosts }
   async host (id: string): Promise<Host> { return await this.request('GET', `/v1/hosts/${enc(id)}`) }

@@ -20,6 +20,8 @@ export interface TransportOptions {
   /** How long to wait for the whole answer once connected. */
   requestTimeoutMs: number
   tls?: TlsOptions
+  /** A bearer token of the API, sent as `Authorization: Bearer …`. */
+  token?: string
 }
 
 export interface RawResponse { status: number, body: string }
@@ -39,6 +41,7 @@ export async function send (url: URL, method: string, body: string | undefined, 
   return await new Promise<RawResponse>((resolve, reject) => {
     let connected = false
     const headers: Record<string, string> = { accept: 'application/json' }
+    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
     if (body !== undefined) {
       headers['content-type'] = 'application/json'
       headers['content-length'] = String(Buffer.byteLength(body))

@@ -11,6 +11,8 @@ export type ApiTask = Omit<Task, 'remove_hosts' | 'origin_host'>
 export interface VersionInfo { version: string, revision: string, revision_time: string, arch: string }
 
 export interface JoinToken { token: string, server_urls: string[] }
+/** A bearer token of the API as listed (its secret is only in the answer that created it). */
+export interface ApiToken { id: string, name: string, role: 'viewer' | 'operator', created_at: string, expires_at?: string }
 
 export interface ComponentStatus { healthy: boolean, error?: string, details?: Record<string, unknown> }
 

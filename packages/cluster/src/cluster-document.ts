@@ -1,5 +1,6 @@
 import type { ObservedInstance } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
+import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
@@ -34,6 +35,8 @@ export class ClusterDocument {
   readonly tasks: Tasks
   readonly databases: Databases
   readonly operations: Operations
+  readonly apiTokens: ApiTokens
+  readonly joinTokens: JoinTokens
 
   constructor (deps: ClusterDocumentDeps) {
     this.taskLogs = new TaskLogStore(deps.taskLogDir, deps.hostId)
@@ -47,6 +50,8 @@ export class ClusterDocument {
       defaultPostgresVersion: deps.defaultPostgresVersion,
       dataKey: deps.dataKey
     })
+    this.apiTokens = new ApiTokens(deps.state)
+    this.joinTokens = new JoinTokens(deps.state, deps.hostId)
     this.operations = new Operations({
       state: deps.state,
       tasks: this.tasks,

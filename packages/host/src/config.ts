@@ -1,4 +1,5 @@
 import type { ComponentStatus, ObservedInstance } from '@pgmesh/model'
+import type { TlsSettings } from './tls.js'
 
 export interface HostConfig {
   hostId: string
@@ -21,6 +22,8 @@ export interface HostConfig {
   unreachableAfterMs?: number
   /** How long a primary's lease lasts (default 4 s); failover takes a little longer than that. */
   leaseMs?: number
+  /** How the API is secured (default: none, plain HTTP). */
+  tls?: TlsSettings
 }
 
 /** What the host reports of parts that run beside it; the daemon wires them in at construction. */

@@ -12,6 +12,7 @@ import { HostHealth } from './host-health.js'
 import { MemberDirectory, RefusedMessages } from './member-directory.js'
 import { KEY_FILE, Membership } from './membership.js'
 import { HostMetrics } from './metrics.js'
+import { HostTls } from './tls.js'
 import { detectPostgresVersion } from './postgres-version.js'
 import { readPeerTaskLogs, serveTaskLogs } from './task-log-protocol.js'
 import { tightenDataDir } from './data-dir.js'
@@ -49,7 +50,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   private readonly startedAt = Date.now()
   private announcedInitialized = false
 
-  private constructor (readonly config: HostConfig, readonly state: ClusterState, private readonly log: Logger, sources: HostSources) {
+  private constructor (readonly config: HostConfig, readonly state: ClusterState, readonly tls: HostTls, private readonly log: Logger, sources: HostSources) {
     super()
     this.members = new MemberDirectory(() => state.doc)
     this.health = new HostHealth({
@@ -82,6 +83,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       config,
       state,
       tasks: this.document.tasks,
+      joinTokens: this.document.joinTokens,
+      tls,
       log,
       mesh: () => this.mesh,
       startMesh: async (key, bootstrap) => { await this.startMesh(key, bootstrap) },
@@ -121,7 +124,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     await tightenDataDir(config.dataDir, logger)
     const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
     const defaultPostgresVersion = config.defaultPostgresVersion ?? await detectPostgresVersion()
-    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, logger.child({ component: 'host' }), sources)
+    const tls = await HostTls.open(config.tls ?? { mode: 'none' }, config.dataDir, config.hostId, () => [...config.clientAddresses, new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, '')])
+    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, tls, logger.child({ component: 'host' }), sources)
   }
 
   /** Starts the mesh when this host already belongs to a cluster (or was given a key to join with). */

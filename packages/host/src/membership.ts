@@ -1,8 +1,7 @@
-import { timingSafeEqual } from 'node:crypto'
 import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { DATA_KEY_FILE, DataKey, decodeSpec, type Tasks } from '@pgmesh/cluster'
+import { DATA_KEY_FILE, DataKey, decodeSpec, type JoinTokens, type Tasks } from '@pgmesh/cluster'
 import { ClusterKey, type Mesh } from '@pgmesh/mesh'
 import {
   ClusterAlreadyInitializedError, ClusterNotInitializedError, type DatabaseRecord, type HostRecord, InvalidInputError, InvalidJoinTokenError, NotFoundError,
@@ -11,7 +10,9 @@ import {
 import type { ClusterState } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig } from './config.js'
-import { adoptMemberDocument, fetchJoinOptions, type JoinOptions, listedBy } from './join-client.js'
+import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy } from './join-client.js'
+import { fingerprint } from '@pgmesh/pki'
+import type { HostTls, MemberTls } from './tls.js'
 
 export const KEY_FILE = 'cluster.key'
 
@@ -19,6 +20,9 @@ export interface MembershipDeps {
   config: HostConfig
   state: ClusterState
   tasks: Tasks
+  joinTokens: JoinTokens
+  /** This host's API certificates (auto TLS: created at init, received at join). */
+  tls: HostTls
   log: Logger
   /** The mesh, once it runs. */
   mesh: () => Mesh | undefined
@@ -60,19 +64,28 @@ export class Membership {
     await dataKey.save(join(this.deps.config.dataDir, DATA_KEY_FILE))
     this.deps.adoptDataKey(dataKey)
     await this.deps.state.initialize(clusterId)
+    await this.deps.tls.createCluster(clusterId)
     await this.deps.startMesh(key)
     await this.writeOwnRecord()
     this.deps.log.info({ clusterId }, 'cluster initialized')
-    return this.joinToken()
+    return await this.joinToken()
   }
 
-  joinToken (): { token: string, server_urls: string[] } {
+  /**
+   * Issues a join token (each call a new one: only its hash is kept, so it cannot be shown again), valid for
+   * `ttlMs` and for any number of joins until then or until revoked.
+   */
+  async joinToken (ttlMs?: number): Promise<{ token: string, server_urls: string[] }> {
     this.requireInitialized()
-    return { token: this.key().joinToken(), server_urls: [this.deps.config.apiUrl] }
+    const { token } = await this.deps.joinTokens.issue(this.trustFingerprint(), ttlMs)
+    return { token, server_urls: [this.deps.config.apiUrl] }
   }
 
-  /** Answers a joining host (the internal join-options call): checks its token and hands over the cluster key. */
-  joinOptions (token: string, hostId: string): JoinOptions {
+  /**
+   * Answers a joining host (the internal join-options call): checks its token and hands over the cluster key, and
+   * with auto TLS the cluster CA and a certificate for the joiner valid for `names`.
+   */
+  async joinOptions (token: string, hostId: string, names: readonly string[] = []): Promise<JoinOptions> {
     this.checkToken(token)
     const { state } = this.deps
     if (state.doc.hosts?.[hostId] !== undefined) throw new InvalidInputError(`a host with ID ${hostId} already exists in the cluster`)
@@ -83,7 +96,8 @@ export class Membership {
       cluster_key: this.key().toString(),
       ...(this.deps.dataKey() === undefined ? {} : { data_key: this.deps.dataKey()?.toString() }),
       bootstrap: [...self, ...hosts.filter(h => h.id !== this.deps.config.hostId).flatMap(h => [...h.peer_addresses])],
-      heads: state.heads()
+      heads: state.heads(),
+      ...await this.deps.tls.credentialsFor(hostId, [...names, '127.0.0.1', '::1', 'localhost']).then(c => c === undefined ? {} : { credentials: c })
     }
   }
 
@@ -101,16 +115,30 @@ export class Membership {
     const { config, log, state } = this.deps
     if (this.initialized || this.deps.mesh() !== undefined) throw new ClusterAlreadyInitializedError()
     const started = Date.now()
-    const { options, member } = await fetchJoinOptions(serverUrls, token, config.hostId, log)
+    const tokenFingerprint = /^PGEDGE-([0-9a-f]{64})-[0-9a-f]{32}$/.exec(token)?.[1]
+    if (tokenFingerprint === undefined) throw new InvalidJoinTokenError()
+    const { tls } = this.deps
+    // An https member is trusted only as the token says: its CA's fingerprint (the operator's CA, or the one it serves).
+    const trust = async (base: string): Promise<MemberTls | undefined> => {
+      if (tls.settings.mode === 'configured') {
+        if (fingerprint(tls.caCertificate ?? '') !== tokenFingerprint) throw new InvalidJoinTokenError('the join token names another CA than this host\'s')
+        return tls.memberTls()
+      }
+      return { ca: await fetchMemberCa(base, tokenFingerprint) }
+    }
+    const { options, member, tls: joinTls } = await fetchJoinOptions(serverUrls, token, config.hostId, log, trust, tls.sanNames())
     const key = ClusterKey.parse(options.cluster_key)
-    if (`PGEDGE-${key.fingerprint()}` !== token.slice(0, 71)) throw new InvalidJoinTokenError()
+    // Over plain HTTP the token names the cluster key; over TLS, the CA that vouched for the member.
+    if (joinTls === undefined && key.fingerprint() !== tokenFingerprint) throw new InvalidJoinTokenError()
+    if (options.credentials !== undefined && tls.settings.mode === 'auto') await tls.adopt(options.credentials, tokenFingerprint)
+    const memberTls = joinTls === undefined ? undefined : tls.memberTls() ?? joinTls
     await key.save(join(config.dataDir, KEY_FILE))
     if (options.data_key !== undefined) {
       const dataKey = DataKey.parse(options.data_key)
       await dataKey.save(join(config.dataDir, DATA_KEY_FILE))
       this.deps.adoptDataKey(dataKey)
     }
-    const snapshotBytes = await adoptMemberDocument(state, member, token, options.cluster_id, log)
+    const snapshotBytes = await adoptMemberDocument(state, member, token, options.cluster_id, log, memberTls)
     const fetchedMs = Date.now() - started
     await this.deps.startMesh(key, options.bootstrap)
     const meshMs = Date.now() - started
@@ -122,7 +150,7 @@ export class Membership {
     const convergedMs = Date.now() - started
     await this.writeOwnRecord()
     // Joined means the cluster knows this host too: a spec naming it, sent to that member right after, must pass.
-    while (!(await listedBy(member, config.hostId))) {
+    while (!(await listedBy(member, config.hostId, memberTls))) {
       if (Date.now() > deadline) throw new ServerError(`member ${member} does not list this host yet`)
       await sleep(20)
     }
@@ -143,6 +171,8 @@ export class Membership {
     await state.change({ op: 'host.remove', entity: hostId }, d => {
       d.removed_peers[record.peer_id] = { host_id: hostId, removed_at: now }
       delete d.hosts[hostId]
+      // The removed host may know outstanding join tokens: they stop working with it.
+      for (const id of Object.keys(d.join_tokens ?? {})) delete d.join_tokens?.[id]
       d.tasks[task.task_id] = { ...task }
     })
     await tasks.log(task.task_id, `removed host '${hostId}'`, { host_id: hostId, force })
@@ -196,7 +226,12 @@ export class Membership {
 
   private checkToken (token: string): void {
     this.requireInitialized()
-    if (!constantTimeEqual(token, this.key().joinToken())) throw new InvalidJoinTokenError()
+    this.deps.joinTokens.verify(token, this.trustFingerprint())
+  }
+
+  /** What join tokens name: the cluster CA with TLS, the cluster key without. */
+  private trustFingerprint (): string {
+    return this.deps.tls.fingerprint() ?? this.key().fingerprint()
   }
 
   private key (): ClusterKey {
@@ -255,12 +290,6 @@ function hostHasInstances (databases: Record<string, DatabaseRecord>, hostId: st
     const nodes = decodeSpec(db.spec).nodes
     return Array.isArray(nodes) && nodes.some((n: { host_ids?: unknown }) => Array.isArray(n.host_ids) && n.host_ids.includes(hostId))
   })
-}
-
-function constantTimeEqual (a: string, b: string): boolean {
-  const x = Buffer.from(a)
-  const y = Buffer.from(b)
-  return x.length === y.length && timingSafeEqual(x, y)
 }
 
 async function sleep (ms: number): Promise<void> {

@@ -3,7 +3,7 @@
  * any thrown ApiError into the anchor's `{name, message}` body in one place.
  */
 export abstract class ApiError extends Error {
-  abstract readonly status: 400 | 401 | 404 | 409 | 413 | 415 | 429 | 500 | 503
+  abstract readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429 | 500 | 503
   /** Sent as `Retry-After` (seconds) when set: the client may try again then. */
   retryAfterSeconds?: number
   constructor (message: string, options?: { cause?: unknown }) {
@@ -39,6 +39,10 @@ export const PayloadTooLargeError = apiError('payload_too_large', 413, 'the requ
 /** pgmesh: a request body that is not declared as JSON. */
 export const UnsupportedMediaTypeError = apiError('unsupported_media_type', 415, 'the request body must be JSON (Content-Type: application/json)')
 export const InvalidJoinTokenError = apiError('invalid_join_token', 401, 'the given join token is invalid')
+/** pgmesh: a request that carries no valid identity (client certificate or bearer token) where one is needed. */
+export const UnauthorizedError = apiError('unauthorized', 401, 'authentication required: a client certificate or a bearer token')
+/** pgmesh: an identity whose role does not allow the request, or a request refused for where it comes from. */
+export const ForbiddenError = apiError('forbidden', 403, 'not allowed')
 export const NotFoundError = apiError('not_found', 404, 'not found')
 export const ServerError = apiError('server_error', 500, 'internal server error')
 export const ShuttingDownError = apiError('shutting_down', 503, 'the server is shutting down')

@@ -89,6 +89,9 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
       d.databases = {}
       d.tasks = {}
       d.removed_peers = {}
+      // Created with the cluster, so two hosts adding the first token at once do not each create the map.
+      d.api_tokens = {}
+      d.join_tokens = {}
     })
   }
 

@@ -86,10 +86,16 @@ export function registerClusterCommands (program: Command): void {
     }))
 
   withClientOptions(cluster.command('join-token'))
-    .description('print the token other hosts join this cluster with')
-    .addHelpText('after', '\nExample:\n  pgmesh cluster join-token -o json\n')
-    .action(clientAction(async (ctx) => {
-      const token = await ctx.client.joinToken()
+    .description('issue a token other hosts join this cluster with (reusable until it expires or is revoked)')
+    .option('--ttl <duration>', 'how long it is valid, e.g. 1h, 24h, 7d (default: 24h)')
+    .option('--revoke-all', 'instead: revoke every outstanding join token')
+    .addHelpText('after', '\nExample:\n  pgmesh cluster join-token -o json\n  pgmesh cluster join-token --revoke-all\n')
+    .action(clientAction(async (ctx, opts) => {
+      if (opts.revokeAll === true) {
+        const res = await ctx.client.revokeJoinTokens()
+        return ctx.out(machine(ctx.format, res) ?? `${res.revoked} join token(s) revoked.\n`)
+      }
+      const token = await ctx.client.joinToken(opts.ttl as string | undefined)
       const out = machine(ctx.format, token)
       if (out !== undefined) return ctx.out(out)
       ctx.out(fields([['token', token.token], ['server urls', token.server_urls.join(',')]]))

@@ -28,8 +28,15 @@ export interface ClientConfigFile {
   /** Base URLs of hosts, tried in order: a comma-separated string or an array. */
   server?: string | string[]
   output?: OutputFormat
-  // TLS and client certificates go here once the security issue defines them (see TlsOptions in @pgmesh/client).
+  /** PEM files: the CA that signs the hosts' certificates, and this client's certificate and key (`--tls auto`: `<data-dir>/tls/ca.crt`, `admin.crt`, `admin.key`). */
+  ca_cert?: string
+  client_cert?: string
+  client_key?: string
+  /** A bearer token of the API (viewer or operator). */
+  token?: string
 }
+
+const FILE_KEYS = ['server', 'output', 'ca_cert', 'client_cert', 'client_key', 'token']
 
 export function configFilePath (env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== '' ? env.XDG_CONFIG_HOME : join(env.HOME ?? homedir(), '.config')
@@ -49,7 +56,8 @@ export function loadConfigFile (path: string): ClientConfigFile {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${path}: must hold a JSON object`)
   const config = parsed as Record<string, unknown>
   const problems: string[] = []
-  for (const key of Object.keys(config)) if (key !== 'server' && key !== 'output') problems.push(`${key}: unknown setting (known: server, output)`)
+  for (const key of Object.keys(config)) if (!FILE_KEYS.includes(key)) problems.push(`${key}: unknown setting (known: ${FILE_KEYS.join(', ')})`)
+  for (const key of FILE_KEYS.slice(2)) if (config[key] !== undefined && typeof config[key] !== 'string') problems.push(`${key}: must be a string`)
   const server = config.server
   if (server !== undefined && typeof server !== 'string' && !(Array.isArray(server) && server.every(s => typeof s === 'string'))) problems.push('server: must be a string or an array of strings')
   if (config.output !== undefined && !OUTPUT_FORMATS.includes(config.output as OutputFormat)) problems.push(`output: must be one of ${OUTPUT_FORMATS.join(', ')}`)
@@ -80,11 +88,24 @@ export function resolveTarget (opts: { server?: string, output?: string }, sourc
 }
 
 /**
- * TLS for https:// servers: the place where the security issue's settings (CA, client certificate and key, from
- * flags, env or the config file) become @pgmesh/client's TlsOptions. Until then Node's defaults apply.
+ * TLS and the bearer token, from flags, env (PGMESH_CA_CERT, PGMESH_CLIENT_CERT, PGMESH_CLIENT_KEY, PGMESH_TOKEN) or
+ * the config file, in that order. Files are read here, so a missing one is a usage error before any request.
  */
-function tlsSettings (): TlsOptions | undefined {
-  return undefined
+export function credentialSettings (opts: { caCert?: string, clientCert?: string, clientKey?: string, apiToken?: string }, env: NodeJS.ProcessEnv = process.env): { tls?: TlsOptions, token?: string } {
+  const file = opts.caCert === undefined || opts.clientCert === undefined || opts.clientKey === undefined || opts.apiToken === undefined ? loadConfigFile(configFilePath(env)) : {}
+  const caCert = opts.caCert ?? file.ca_cert
+  const clientCert = opts.clientCert ?? file.client_cert
+  const clientKey = opts.clientKey ?? file.client_key
+  const token = opts.apiToken ?? file.token
+  if ((clientCert === undefined) !== (clientKey === undefined)) throw new UsageError('--client-cert and --client-key go together')
+  const read = (path: string, what: string): string => {
+    try { return readFileSync(path, 'utf8') } catch (err) { throw new UsageError(`${what} ${path}: ${(err as Error).message}`) }
+  }
+  const tls: TlsOptions = {
+    ...(caCert === undefined ? {} : { ca: read(caCert, 'CA certificate') }),
+    ...(clientCert === undefined || clientKey === undefined ? {} : { cert: read(clientCert, 'client certificate'), key: read(clientKey, 'client key') })
+  }
+  return { ...(Object.keys(tls).length === 0 ? {} : { tls }), ...(token === undefined || token === '' ? {} : { token }) }
 }
 
 /** The options every client command takes. */
@@ -92,6 +113,10 @@ export function withClientOptions (command: Command): Command {
   return command
     .addOption(new Option('-s, --server <urls>', 'API base URL(s) of any hosts, comma separated, tried in order until one answers').env('PGMESH_SERVER'))
     .addOption(new Option('-o, --output <format>', 'output format').choices([...OUTPUT_FORMATS]).default('table'))
+    .addOption(new Option('--ca-cert <file>', 'https: the CA that signs the hosts\' certificates').env('PGMESH_CA_CERT'))
+    .addOption(new Option('--client-cert <file>', 'https: this client\'s certificate').env('PGMESH_CLIENT_CERT'))
+    .addOption(new Option('--client-key <file>', 'https: the key of --client-cert').env('PGMESH_CLIENT_KEY'))
+    .addOption(new Option('--api-token <token>', 'a bearer token of the API (prefer PGMESH_TOKEN: arguments are visible to other users)').env('PGMESH_TOKEN'))
 }
 
 type ActionArgs = unknown[]
@@ -109,10 +134,10 @@ export function clientAction (fn: (ctx: Context, opts: Record<string, any>, ...a
     try {
       const target = resolveTarget(opts, { server: command.getOptionValueSource('server'), output: command.getOptionValueSource('output') })
       let client: PgmeshClient | undefined
-      const tls = tlsSettings()
+      const credentials = credentialSettings(opts)
       const ctx: Context = {
         get client () {
-          client ??= new PgmeshClient({ servers: target.servers, ...(tls === undefined ? {} : { tls }) })
+          client ??= new PgmeshClient({ servers: target.servers, ...credentials })
           return client
         },
         format: target.format,

@@ -4,6 +4,7 @@ import { registerCompletion } from './completion.js'
 import { registerDatabaseCommands } from './databases.js'
 import { registerOperationCommands } from './operations.js'
 import { registerTaskCommands } from './tasks.js'
+import { registerTokenCommands } from './tokens.js'
 
 export { EXIT } from './errors.js'
 
@@ -13,5 +14,6 @@ export function registerClientCommands (program: Command): void {
   const db = registerDatabaseCommands(program)
   registerOperationCommands(program, db)
   registerTaskCommands(program)
+  registerTokenCommands(program)
   registerCompletion(program)
 }

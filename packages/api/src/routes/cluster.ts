@@ -1,9 +1,13 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
-import { ClusterJoinTokenSchema, ClusterSchema, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinOptionsSchema, errorResponses } from '../schemas.js'
+import { parseDuration } from '@pgmesh/cluster'
+import { NotFoundError } from '@pgmesh/model'
+import {
+  ClusterJoinTokenSchema, ClusterSchema, Duration, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinOptionsSchema, JoinTokenRecordSchema, errorResponses
+} from '../schemas.js'
 import type { ApiComponents } from '../components.js'
 import { hostResponse } from './hosts.js'
 
-export function registerClusterRoutes (app: OpenAPIHono, { membership, health, state }: Pick<ApiComponents, 'membership' | 'health' | 'state'>): void {
+export function registerClusterRoutes (app: OpenAPIHono, { membership, health, state, joinTokens, tls }: Pick<ApiComponents, 'membership' | 'health' | 'state' | 'joinTokens' | 'tls'>): void {
   app.openapi(createRoute({
     method: 'get',
     path: '/v1/cluster/init',
@@ -25,12 +29,67 @@ export function registerClusterRoutes (app: OpenAPIHono, { membership, health, s
     path: '/v1/cluster/join-token',
     tags: ['Cluster'],
     operationId: 'get-join-token',
-    summary: 'The token other hosts join this cluster with',
+    summary: 'A new token other hosts join this cluster with: reusable until it expires (default 24h) or is revoked',
+    request: { query: z.strictObject({ ttl: Duration.optional() }) },
     responses: {
       200: { description: 'Join token', content: { 'application/json': { schema: ClusterJoinTokenSchema } } },
-      ...errorResponses(409, 500)
+      ...errorResponses(400, 401, 403, 409, 500)
     }
-  }), c => c.json(membership.joinToken(), 200))
+  }), async (c) => {
+    const { ttl } = c.req.valid('query')
+    return c.json(await membership.joinToken(ttl === undefined ? undefined : parseDuration(ttl, 'ttl')), 200)
+  })
+
+  app.openapi(createRoute({
+    method: 'get',
+    path: '/v1/cluster/join-tokens',
+    tags: ['Cluster'],
+    operationId: 'list-join-tokens',
+    summary: 'Outstanding join tokens (never their secrets)',
+    responses: {
+      200: { description: 'Join tokens', content: { 'application/json': { schema: z.object({ join_tokens: z.array(JoinTokenRecordSchema) }) } } },
+      ...errorResponses(401, 403, 409)
+    }
+  }), c => c.json({ join_tokens: joinTokens.list() }, 200))
+
+  app.openapi(createRoute({
+    method: 'delete',
+    path: '/v1/cluster/join-tokens',
+    tags: ['Cluster'],
+    operationId: 'revoke-join-tokens',
+    summary: 'Revokes every outstanding join token',
+    responses: {
+      200: { description: 'How many were revoked', content: { 'application/json': { schema: z.object({ revoked: z.number() }) } } },
+      ...errorResponses(401, 403, 409)
+    }
+  }), async c => c.json({ revoked: await joinTokens.revoke() }, 200))
+
+  app.openapi(createRoute({
+    method: 'delete',
+    path: '/v1/cluster/join-tokens/{id}',
+    tags: ['Cluster'],
+    operationId: 'revoke-join-token',
+    summary: 'Revokes one join token',
+    request: { params: z.object({ id: z.string().regex(/^[0-9a-f]{16}$/).openapi({ param: { name: 'id', in: 'path' } }) }) },
+    responses: {
+      200: { description: 'Revoked', content: { 'application/json': { schema: z.object({ revoked: z.number() }) } } },
+      ...errorResponses(400, 401, 403, 404, 409)
+    }
+  }), async c => c.json({ revoked: await joinTokens.revoke(c.req.valid('param').id) }, 200))
+
+  app.openapi(createRoute({
+    method: 'get',
+    path: '/v1/internal/cluster/ca',
+    hide: true,
+    responses: {
+      200: { description: 'The cluster CA certificate (PEM), which a joiner checks against its join token', content: { 'application/json': { schema: z.object({ ca_cert: z.string() }) } } },
+      ...errorResponses(404)
+    }
+  }), (c) => {
+    const ca = tls.caCertificate
+    if (ca === undefined) throw new NotFoundError('this host has no cluster CA')
+    return c.json({ ca_cert: ca }, 200)
+  })
 
   app.openapi(createRoute({
     method: 'post',
@@ -58,9 +117,9 @@ export function registerClusterRoutes (app: OpenAPIHono, { membership, health, s
       200: { description: 'What a joining host needs', content: { 'application/json': { schema: JoinOptionsSchema } } },
       ...errorResponses(400, 401, 409)
     }
-  }), (c) => {
-    const { token, host_id: hostId } = c.req.valid('json')
-    return c.json(membership.joinOptions(token, hostId), 200)
+  }), async (c) => {
+    const { token, host_id: hostId, names } = c.req.valid('json')
+    return c.json(await membership.joinOptions(token, hostId, names), 200)
   })
 
   app.openapi(createRoute({

@@ -12,6 +12,35 @@ export interface ClusterDoc {
   tasks: Record<string, Task>
   /** Peer ids of removed hosts: nobody dials them or accepts their connections again. */
   removed_peers: Record<string, RemovedPeer>
+  /** API bearer tokens (only their secrets' hashes); absent in documents older than tokens. */
+  api_tokens?: Record<string, ApiTokenRecord>
+  /** Outstanding join tokens (only their secrets' hashes); absent in documents older than them. */
+  join_tokens?: Record<string, JoinTokenRecord>
+}
+
+/** Who an API identity may be: a viewer reads (GET/HEAD), an operator does everything. */
+export type ApiRole = 'viewer' | 'operator'
+
+/** A bearer token of the API. The secret itself is shown once, at creation, and stored nowhere. */
+export interface ApiTokenRecord {
+  id: string
+  name: string
+  role: ApiRole
+  /** sha256 (hex) of the token's secret. */
+  secret_sha256: string
+  created_at: string
+  expires_at?: string
+}
+
+/** A join token: reusable until it expires or is revoked. */
+export interface JoinTokenRecord {
+  id: string
+  /** sha256 (hex) of the token's random part. */
+  secret_sha256: string
+  created_at: string
+  expires_at: string
+  /** The host that issued it. */
+  issued_by: string
 }
 
 export interface ClusterRecord {
