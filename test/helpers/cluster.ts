@@ -1,10 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { createWriteStream, readFileSync, readdirSync } from 'node:fs'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { get as httpsGet } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 
 const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/dist/main.js')
 
@@ -206,9 +207,9 @@ export class TestCluster {
 
   async destroy (): Promise<void> {
     await Promise.all(this.daemons.map(async d => { await d.stop('SIGKILL') }))
-    // Postgres instances outlive their daemon on purpose; the test's own go with its temp dir.
-    await new Promise<void>(resolve => { spawn('pkill', ['-KILL', '-f', this.root]).once('exit', () => { resolve() }) })
-    await new Promise(r => setTimeout(r, 200))
+    // Postgres instances outlive their daemon on purpose; the test's own go with its temp dir, whole process groups
+    // at once: a postmaster killed alone leaves its backends and walsenders running for a while, into the next file.
+    await killProcessGroupsOf(this.root)
     await rm(this.root, { recursive: true, force: true })
   }
 
@@ -256,4 +257,20 @@ export async function untilEveryHostKnowsEvery (daemons: readonly DaemonProcess[
     for (const d of daemons) if ((await d.get<{ hosts: unknown[] }>('/v1/hosts')).body.hosts.length !== daemons.length) return false
     return true
   }, timeoutMs)
+}
+
+/** SIGKILLs the process group of every process whose command line names `path`, and waits until none is left. */
+async function killProcessGroupsOf (path: string): Promise<void> {
+  const pids = async (): Promise<number[]> => {
+    const out = await promisify(execFile)('pgrep', ['-f', path]).catch(() => ({ stdout: '' }))
+    return out.stdout.split('\n').map(Number).filter(pid => pid > 0)
+  }
+  const deadline = Date.now() + 10_000
+  for (let left = await pids(); left.length > 0 && Date.now() < deadline; left = await pids()) {
+    for (const pid of left) {
+      // A postmaster leads its own group (the orchestrator starts it detached); its children are in it.
+      try { process.kill(-pid, 'SIGKILL') } catch { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
+    }
+    await new Promise(r => setTimeout(r, 100))
+  }
 }
