@@ -10,6 +10,23 @@ import type { ClientIdentity, RequestLimits } from './request-limits.js'
 
 export interface CallResult { status: number, json: any, text: string, headers: Headers }
 
+/**
+ * One request to `app` as a client sends it, answered in process: a JSON body when given, any headers (no
+ * certificate, no token unless the headers carry one); the body parsed as JSON when it is.
+ */
+export async function requestApp (app: App, method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<CallResult> {
+  const init: RequestInit = { method, headers }
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body)
+    init.headers = { ...headers, 'content-type': 'application/json' }
+  }
+  const res = await app.request(url, init)
+  const text = await res.text()
+  let json: any
+  try { json = text === '' ? undefined : JSON.parse(text) } catch { json = text }
+  return { status: res.status, json, text, headers: res.headers }
+}
+
 /** One host (mesh on loopback, no orchestrator) with the API over it, answered in process by `app.request`. */
 export interface ApiFixture {
   app: App
@@ -37,16 +54,8 @@ export async function startApiFixture (options: {
     ...(options.limits === undefined ? {} : { limits: options.limits }),
     ...(options.clientIdentity === undefined ? {} : { clientIdentity: options.clientIdentity })
   })
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<CallResult> => {
-    const init: RequestInit = { method, headers }
-    if (body !== undefined) {
-      init.body = typeof body === 'string' ? body : JSON.stringify(body)
-      init.headers = { ...headers, 'content-type': 'application/json' }
-    }
-    const res = await app.request(path, init)
-    const text = await res.text()
-    return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text, headers: res.headers }
-  }
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<CallResult> =>
+    await requestApp(app, method, path, body, headers)
   if (options.clusterId !== undefined) {
     const init = await call('GET', `/v1/cluster/init?cluster_id=${options.clusterId}`)
     if (init.status !== 200) throw new Error(`cluster init answered ${init.status}: ${init.text}`)

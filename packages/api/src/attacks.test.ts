@@ -9,7 +9,7 @@ import * as A from '@automerge/automerge'
 import { ClusterKey } from '@pgmesh/mesh'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type ApiFixture, type CallResult, startApiFixture } from './api.fixture.js'
+import { type ApiFixture, type CallResult, requestApp, startApiFixture } from './api.fixture.js'
 import { type App, createApp } from './app.js'
 import { apiComponents } from './components.js'
 
@@ -214,15 +214,7 @@ describe('finding 10: /metrics is cheap', () => {
 
 /** A request as an attacker on the network sends it: no certificate, no token, any Host and headers. */
 async function attack (app: App, method: string, url: string, headers: Record<string, string> = {}, body?: unknown): Promise<CallResult> {
-  const res = await app.request(url, {
-    method,
-    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const text = await res.text()
-  let json: any
-  try { json = text === '' ? undefined : JSON.parse(text) } catch { json = text }
-  return { status: res.status, json, text, headers: res.headers }
+  return await requestApp(app, method, url, body, headers)
 }
 
 describe('finding 1: no authentication', () => {

@@ -2,7 +2,7 @@
 // Client certificates are checked against real TLS connections in test/tls.test.ts.
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type ApiFixture, startApiFixture } from './api.fixture.js'
+import { type ApiFixture, requestApp, startApiFixture } from './api.fixture.js'
 import { type App, createApp } from './app.js'
 import { apiComponents } from './components.js'
 
@@ -20,15 +20,7 @@ afterAll(async () => {
 })
 
 async function send (app: App, method: string, url: string, headers: Record<string, string> = {}, body?: unknown): Promise<{ status: number, json: any }> {
-  const res = await app.request(url, {
-    method,
-    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const text = await res.text()
-  let json: any
-  try { json = text === '' ? undefined : JSON.parse(text) } catch { json = text }
-  return { status: res.status, json }
+  return await requestApp(app, method, url, body, headers)
 }
 
 async function token (role: 'viewer' | 'operator', expiresIn?: string): Promise<string> {
