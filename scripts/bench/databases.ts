@@ -33,7 +33,7 @@ async function deleteAndWait (d: DaemonProcess, id: string): Promise<void> {
 async function superuser (d: DaemonProcess, id: string, node: string): Promise<pg.Client> {
   const db = (await d.get(`/v1/databases/${id}`)).body as { instances: Array<{ node_name: string, connection_info: { addresses: string[], port: number } }> }
   const info = db.instances.find(i => i.node_name === node)?.connection_info
-  const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', database: 'bench' })
+  const c = new pg.Client({ host: info?.addresses[0], port: info?.port, user: 'pgmesh', password: await d.superuserPassword(), database: 'bench' })
   await c.connect()
   return c
 }

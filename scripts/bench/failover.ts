@@ -35,7 +35,7 @@ try {
   })
   if (res.status !== 200) throw new Error(JSON.stringify(res.body))
   await until('database available', async () => (await observer.get(`/v1/databases/bench/tasks/${res.body.task.task_id as string}`)).body.status === 'completed', 120_000, 100)
-  const setup = new pg.Client({ host: '127.0.0.1', port: primary(await instances(observer))?.connection_info?.port, user: 'pgmesh', database: 'bench' })
+  const setup = new pg.Client({ host: '127.0.0.1', port: primary(await instances(observer))?.connection_info?.port, user: 'pgmesh', password: await observer.superuserPassword(), database: 'bench' })
   await setup.connect()
   await setup.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now()); GRANT ALL ON public.ticks, public.ticks_id_seq TO app', '{ddl_sql}')")
   await setup.end()
