@@ -4,6 +4,7 @@
 // packages/orchestrator/src/database-setup.test.ts. Findings 1 and 2 (authentication, join tokens; at the end) failed
 // on 96f6b99, each for the reason it names (a stolen create answered 200, the key-derived token handed the cluster
 // key out); client certificates over real TLS are in test/tls.test.ts.
+import { createHmac } from 'node:crypto'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { ClusterKey } from '@pgmesh/mesh'
@@ -277,7 +278,9 @@ describe('finding 2: the cluster key handed to anyone', () => {
 
   it('no longer accepts the token derived from the cluster key, which a removed host could recompute', async () => {
     const key = await ClusterKey.load(join(api.dir, 'cluster.key'))
-    const res = await api.call('POST', '/v1/internal/cluster/join-options', { token: key.joinToken(), host_id: 'foreign' })
+    // The token as pgmesh used to derive it: the key's fingerprint and an HMAC of the key, constant for life.
+    const derived = `PGEDGE-${key.fingerprint()}-${createHmac('sha256', key.secret).update('pgmesh join token v1').digest('hex').slice(0, 32)}`
+    const res = await api.call('POST', '/v1/internal/cluster/join-options', { token: derived, host_id: 'foreign' })
     expectClientError(res, 401)
     expect(res.text).not.toContain(key.toString().trim().split('\n').at(-1))
   })

@@ -13,7 +13,7 @@ const PRIVATE_FILES = ['cluster.key', 'data.key', 'peer.key']
  */
 export async function tightenDataDir (dataDir: string, log: Logger): Promise<void> {
   const top = await stat(dataDir)
-  if ((top.mode & 0o066) !== 0) await chmod(dataDir, top.mode & 0o7711 & 0o7777)
+  if ((top.mode & 0o066) !== 0) await chmod(dataDir, top.mode & 0o7711)
   for (const file of PRIVATE_FILES) await tighten(join(dataDir, file), 0o600, log)
   for (const dir of PRIVATE_DIRS) await tightenTree(join(dataDir, dir), log)
 }

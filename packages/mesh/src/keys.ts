@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -55,15 +55,6 @@ export class ClusterKey {
   /** Public identifier of the cluster key (like the anchor's CA fingerprint): safe to show. */
   fingerprint (): string {
     return createHash('sha256').update(this.secret).digest('hex')
-  }
-
-  /**
-   * The join token, in the anchor's format `PGEDGE-<64 hex>-<32 hex>`: the key's fingerprint and a MAC derived from
-   * the key. Every member can verify it without storing it, and it is constant for the life of the cluster.
-   */
-  joinToken (): string {
-    const mac = createHmac('sha256', this.secret).update('pgmesh join token v1').digest('hex').slice(0, 32)
-    return `PGEDGE-${this.fingerprint()}-${mac}`
   }
 
   async save (file: string): Promise<void> {
