@@ -142,6 +142,21 @@ export function orchestratorCompliance (name: string, setup: () => Promise<Compl
       primary = restarted
     })
 
+    it('with deferRestart, reloads what it can and reports a pending restart; the next ensure without it restarts', { timeout }, async () => {
+      applied = spec(PRIMARY, { ...applied, postgresqlConf: { work_mem: '12MB', max_connections: 60 } })
+      const deferred = await o.ensureInstance({ ...applied, deferRestart: true })
+      expect(deferred).toMatchObject({ state: 'running', pid: primary.pid, pendingRestart: true })
+      expect(await admin(deferred, "SELECT current_setting('max_connections') AS m, current_setting('work_mem') AS w")).toEqual([{ m: '50', w: '12MB' }])
+      // Still pending when asked again with the flag, and in status.
+      expect(await o.ensureInstance({ ...applied, deferRestart: true })).toMatchObject({ pid: primary.pid, pendingRestart: true })
+      expect(await o.status(PRIMARY)).toMatchObject({ pendingRestart: true })
+      const restarted = await o.ensureInstance(applied)
+      expect(restarted.pid).not.toBe(primary.pid)
+      expect(restarted.pendingRestart).toBeUndefined()
+      expect(await admin(restarted, "SELECT current_setting('max_connections') AS m")).toEqual([{ m: '60' }])
+      primary = restarted
+    })
+
     it('refuses a setting the orchestrator owns and leaves the instance as it was', { timeout }, async () => {
       await expect(o.ensureInstance({ ...applied, postgresqlConf: { port: 5999 } })).rejects.toBeInstanceOf(InvalidInputError)
       expect(await o.status(PRIMARY)).toMatchObject({ state: 'running', port: primary.port, pid: primary.pid })

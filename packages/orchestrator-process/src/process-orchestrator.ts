@@ -102,8 +102,12 @@ export class ProcessOrchestrator implements Orchestrator {
       if (await this.runningPid(paths) === undefined) {
         await this.startPostgres(paths, state)
       } else {
-        await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log)
+        const deferRestart = spec.deferRestart === true
+        const waiting = await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log, deferRestart)
+        if (waiting.length > 0) state.pendingRestart = true
+        else if (state.pendingRestart === true && !deferRestart) await this.restartPostgres(paths, state)
       }
+      await this.records.write(state)
       this.supervise(spec.instanceId)
 
       const status = await this.inspect(paths, state)
@@ -391,6 +395,11 @@ export class ProcessOrchestrator implements Orchestrator {
       const log = await readFile(paths.startupLog, 'utf8').catch(() => '')
       throw new Error(`starting ${state.instanceId} failed; startup log ends with:\n${log.split('\n').slice(-15).join('\n')}`, { cause: err })
     }
+    if (state.pendingRestart === true) {
+      // Whatever waited for a restart is in effect now.
+      delete state.pendingRestart
+      await this.records.write(state)
+    }
     this.log.info({ instanceId: state.instanceId, port: state.port, ms: Date.now() - started }, 'started')
   }
 
@@ -425,7 +434,7 @@ export class ProcessOrchestrator implements Orchestrator {
     }
     try {
       const server = await this.admin(paths, state)('postgres', serverRole)
-      return { ...base, state: 'running', ...server, pid }
+      return { ...base, state: 'running', ...server, pid, ...(state.pendingRestart === true ? { pendingRestart: true } : {}) }
     } catch {
       return { ...base, state: 'starting', pid }
     }
