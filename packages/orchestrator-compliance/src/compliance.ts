@@ -1,7 +1,7 @@
 import { type DatabaseSetup, type InstanceSpec, InvalidInputError, NotFoundError, replicaSlotName } from '@pgmesh/model'
 import type { InstanceEvent, InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, eventually, query } from './sql.js'
+import { admin, eventually, freePort, query } from './sql.js'
 
 /** What an implementation hands the suite: its orchestrators and where their instances can be reached. */
 export interface ComplianceTarget {
@@ -155,6 +155,18 @@ export function orchestratorCompliance (name: string, setup: () => Promise<Compl
       expect(restarted.pendingRestart).toBeUndefined()
       expect(await admin(restarted, "SELECT current_setting('max_connections') AS m")).toEqual([{ m: '60' }])
       primary = restarted
+
+      // A new port too: the server keeps the old one (and says so) until its restart.
+      const port = await freePort()
+      applied = spec(PRIMARY, { ...applied, port })
+      const moving = await o.ensureInstance({ ...applied, deferRestart: true })
+      expect(moving).toMatchObject({ state: 'running', port: primary.port, pid: primary.pid, pendingRestart: true })
+      expect(await admin(moving, "SELECT current_setting('port') AS p")).toEqual([{ p: String(primary.port) }])
+      const moved = await o.ensureInstance(applied)
+      expect(moved).toMatchObject({ state: 'running', port })
+      expect(moved.pendingRestart).toBeUndefined()
+      expect(await admin(moved, "SELECT current_setting('port') AS p")).toEqual([{ p: String(port) }])
+      primary = moved
     })
 
     it('refuses a setting the orchestrator owns and leaves the instance as it was', { timeout }, async () => {

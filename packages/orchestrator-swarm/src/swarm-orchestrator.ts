@@ -137,6 +137,7 @@ export class SwarmOrchestrator implements Orchestrator {
       const role = await swarmRole(this.docker)
       const paths = this.paths(spec.instanceId)
       const previous = await this.records.read(spec.instanceId)
+      const runningPort = previous?.port
       const major = spec.postgresVersion === undefined ? previous?.postgresMajor ?? DEFAULT_MAJOR : Number(spec.postgresVersion.split('.')[0])
       const state = await this.records.prepare(spec, previous, major, base => ({
         ...base, databaseId: parts.databaseId, nodeName: parts.nodeName, forceUpdate: 0
@@ -180,6 +181,8 @@ export class SwarmOrchestrator implements Orchestrator {
       if (deferTask) {
         if (state.pendingTask !== true) this.log.info({ instanceId: state.instanceId, image }, 'task change written; it waits for its restart')
         state.pendingTask = true
+        // The running server keeps its port until the task is replaced (the admin socket is named after it).
+        if (runningPort !== undefined) state.port = runningPort
       } else {
         delete state.pendingTask
       }
