@@ -10,7 +10,7 @@ import {
 import type { ClusterState } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig } from './config.js'
-import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy, memberSaysRemoved } from './join-client.js'
+import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy, memberAnswer } from './join-client.js'
 import { fingerprint } from '@pgmesh/pki'
 import type { HostTls, MemberTls } from './tls.js'
 
@@ -19,10 +19,13 @@ export const KEY_FILE = 'cluster.key'
 /**
  * How long a forced removal waits for the replicas of the host's primaries to take over. A dead primary's replica
  * takes over once its lease has run out (about 4 s after the host went silent); a live one must be switched over.
+ * Below the 30 s that HTTP clients commonly wait for an answer.
  */
-const FAILOVER_WAIT_MS = 30_000
+const FAILOVER_WAIT_MS = 20_000
 /** How often a host that reaches no peer asks the members' APIs whether it was removed. */
 const REMOVAL_PROBE_MS = 10_000
+/** How long after its join a host's record is taken to have reached every member. */
+const JOINED_SETTLED_MS = 60_000
 
 export interface MembershipDeps {
   config: HostConfig
@@ -276,14 +279,18 @@ export class Membership {
     const mesh = this.deps.mesh()
     if (mesh === undefined || this.probing || this.removed || !this.initialized || this.deps.stopping()) return
     const members = Object.values(state.doc.hosts ?? {}).filter(h => h.id !== config.hostId)
+    // A host that just joined is not in every member's document yet: only later does "not listed" mean removed.
+    const joinedAt = Date.parse(state.doc.hosts?.[config.hostId]?.joined_at ?? '')
+    if (!(Date.now() - joinedAt >= JOINED_SETTLED_MS)) return
     if (members.length === 0 || mesh.connectedPeers().length > 0 || Date.now() - this.lastProbe < REMOVAL_PROBE_MS) return
     this.probing = true
     this.lastProbe = Date.now()
     try {
       const tls = this.deps.tls.memberTls()
-      const answers = await Promise.all(members.map(async m => await memberSaysRemoved(m.api_url.replace(/\/+$/, ''), config.hostId, tls) ? m.id : undefined))
-      const said = answers.find(a => a !== undefined)
-      if (said === undefined || this.removed) return
+      const answers = await Promise.all(members.map(async m => ({ id: m.id, answer: await memberAnswer(m.api_url.replace(/\/+$/, ''), config.hostId, tls) })))
+      // Removed when a member says so and no member still lists this host (one that did not hear of it yet would).
+      const said = answers.find(a => a.answer === 'removed')?.id
+      if (said === undefined || answers.some(a => a.answer === 'listed') || this.removed) return
       log.warn({ member: said }, 'this host was removed from the cluster: its instances go')
       const at = rfc3339()
       await state.change({ op: 'host.removed', entity: config.hostId }, d => {
