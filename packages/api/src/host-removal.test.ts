@@ -50,7 +50,7 @@ describe('DELETE /v1/hosts/{id}', () => {
   it('with force, waits for a replica to take over a primary on the host, and refuses when none does', async () => {
     await create('primary-there', [{ name: 'n1', host_ids: ['host-3', 'host-1'] }])
     await expect(api.host.membership.removeHost('host-3', true, 300)).rejects.toThrow(
-      "cannot remove host 'host-3' yet: no replica has taken over as the primary of node n1 of database primary-there (switch it over first, or fail it over)")
+      "cannot remove host 'host-3' yet: no instance on another host serves as the primary of node n1 of database primary-there (a dead host's replica takes over by itself within seconds; switch a live host's primary over first)")
     // Nothing was written: the host and the spec are as they were.
     expect((await call('GET', '/v1/hosts/host-3')).status).toBe(200)
     expect((await call('GET', '/v1/databases/primary-there')).json.spec.nodes[0].host_ids).toEqual(['host-3', 'host-1'])

@@ -226,7 +226,7 @@ export class Membership {
       const waiting = this.deps.databases.hostRemovals(hostId).flatMap(r => r.edit.awaitingFailover.map(node => `node ${node} of database ${r.id}`))
       if (waiting.length === 0) return
       if (Date.now() > deadline) {
-        throw new InvalidInputError(`cannot remove host '${hostId}' yet: no replica has taken over as the primary of ${waiting.join(', ')} (switch it over first, or fail it over)`)
+        throw new InvalidInputError(`cannot remove host '${hostId}' yet: no instance on another host serves as the primary of ${waiting.join(', ')} (a dead host's replica takes over by itself within seconds; switch a live host's primary over first)`)
       }
       await sleep(200)
     }
