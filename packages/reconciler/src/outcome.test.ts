@@ -262,6 +262,10 @@ describe('outcome', () => {
       expect(outcome(deleted, [instance('storefront', 'n2', 'host-2')], twoReachable, CLOCK, { force: true })).toEqual({ status: 'running' })
     })
 
+    it('does not wait for a host treated as gone (removed from the cluster meanwhile)', () => {
+      expect(outcome(deleted, [], new Set(['host-1', 'host-2']), CLOCK, { goneHosts: ['host-3'] })).toEqual({ status: 'completed' })
+    })
+
     it('a deleted database with an invalid spec completes once nothing is reported', () => {
       const invalid = database('storefront', undefined, { generation: 3, deleted: true })
       expect(outcome(invalid, [], new Set(), CLOCK)).toEqual({ status: 'completed' })

@@ -33,7 +33,7 @@ export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance
   const mine = cluster.filter(i => i.database_id === db.id && !gone.has(i.host_id))
   if (db.deleted) {
     const hosts = new Set((db.spec?.nodes ?? []).flatMap(n => n.host_ids))
-    const waiting = task.force !== true && [...hosts].some(h => !reachable.has(h))
+    const waiting = task.force !== true && [...hosts].some(h => !gone.has(h) && !reachable.has(h))
     return mine.length === 0 && !waiting ? { status: 'completed' } : { status: 'running' }
   }
   const withGone = db.spec

@@ -21,6 +21,7 @@ export class TaskSettler {
     const reachable = host.health.reachableHosts()
     const cluster = host.health.clusterInstances()
     await this.settleOperations(desired, cluster)
+    const members = new Set(desired.hosts.map(h => h.id))
     for (const db of desired.databases) {
       const taskId = desired.records.get(db.id)?.taskId
       if (taskId === undefined) continue
@@ -32,7 +33,10 @@ export class TaskSettler {
         continue
       }
       const clock = { now: (this.deps.now ?? Date.now)(), taskStartedAt: Date.parse(task.created_at) }
-      const scope = { ...(task.remove_hosts === undefined ? {} : { goneHosts: task.remove_hosts }), ...(task.force === true ? { force: true } : {}) }
+      // A host removed from the cluster since (say, while this delete waited for it) is gone too.
+      const removed = (db.spec?.nodes ?? []).flatMap(n => n.host_ids).filter(h => !members.has(h))
+      const goneHosts = [...new Set([...(task.remove_hosts ?? []), ...removed])]
+      const scope = { ...(goneHosts.length === 0 ? {} : { goneHosts }), ...(task.force === true ? { force: true } : {}) }
       if (task.status === 'failed') {
         // The reconciler kept at it after the failure (a failed task does not pause it), and the hosts now report the
         // spec reached: the database is available again. The task keeps its failure.
