@@ -116,6 +116,17 @@ describe('process orchestrator (real PostgreSQL)', () => {
     expect(primary.state).toBe('running')
   })
 
+  it('an instance found down when the daemon starts again waits for an ensure (its host may have been removed meanwhile)', async () => {
+    await orchestrator.close()
+    process.kill(primary.pid ?? 0, 'SIGKILL')
+    await eventually(async () => { expect(await isProcessAlive(primary.pid ?? 0)).toBe(false) })
+    orchestrator = await ProcessOrchestrator.open({ dataDir, logger: pino({ level: 'silent' }), superviseIntervalMs: 100 })
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    expect(await orchestrator.status(primary.instanceId)).toMatchObject({ state: 'crashed' })
+    primary = await orchestrator.ensureInstance(primarySpec)
+    expect(primary.state).toBe('running')
+  })
+
   it('removes an instance leaving no process, port, directory or socket', async () => {
     const instanceDir = join(dataDir, 'instances', primary.instanceId)
     await access(instanceDir)

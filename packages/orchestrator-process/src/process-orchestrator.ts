@@ -57,13 +57,19 @@ export class ProcessOrchestrator implements Orchestrator {
     this.superuserPassword = options.superuserPassword ?? (() => undefined)
   }
 
-  /** Prepares the data dir and resumes supervising every instance that should run (they restart if down). */
+  /**
+   * Prepares the data dir and adopts the instances that run (supervised from now on: restarted if they die). One found
+   * down is left to the caller's next ensureInstance: after a daemon restart the reconciler decides first whether it
+   * should run at all (its host may have been removed from the cluster meanwhile, its primary fenced).
+   */
   static async open (options: ProcessOrchestratorOptions): Promise<ProcessOrchestrator> {
     const orchestrator = new ProcessOrchestrator(options, await postgresOsUser())
     await orchestrator.prepareInstancesDir()
     for (const instanceId of await orchestrator.records.ids()) {
       const state = await orchestrator.records.read(instanceId)
-      if (state?.desiredRunning === true && state.initialized) orchestrator.supervise(instanceId)
+      if (state?.desiredRunning !== true || !state.initialized) continue
+      if (await orchestrator.runningPid(orchestrator.paths(instanceId)) !== undefined) orchestrator.supervise(instanceId)
+      else orchestrator.log.info({ instanceId }, 'found down: started again once the reconciler ensures it')
     }
     orchestrator.timer = setInterval(() => { orchestrator.superviseAll() }, options.superviseIntervalMs ?? 300)
     orchestrator.timer.unref()
