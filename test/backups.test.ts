@@ -231,6 +231,71 @@ describe('pgBackRest backups of a node with a replica', () => {
   })
 })
 
+describe('scheduled backups across a failover', () => {
+  let h1: DaemonProcess
+  let h2: DaemonProcess
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create('backups-failover')
+    // host-3 runs no Postgres: it is the third vote of the lease's majority.
+    ;[h1, h2] = await cluster.initAndJoin(3, i => i === 3 ? { reconcile: false } : {}) as [DaemonProcess, DaemonProcess]
+    const repo = join(cluster.root, 'repo')
+    await mkdir(repo, { mode: 0o700 })
+    const { stdout } = await exec('id', ['-u', 'postgres'])
+    await chown(repo, Number(stdout.trim()), Number(stdout.trim()))
+    const res = await h2.post('/v1/databases', {
+      id: 'bk',
+      spec: {
+        database_name: 'bk',
+        database_users: [{ username: 'admin', password: PASSWORD, db_owner: true, attributes: ['LOGIN', 'SUPERUSER'] }],
+        nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }],
+        backup_config: { repositories: [{ id: 'r', type: 'posix', base_path: repo }], schedules: [{ id: 'often', type: 'full', cron_expression: '*/15 * * * * *' }] }
+      }
+    })
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    await waitTask(h2, res.body.task.task_id as string, 120_000)
+  }, 180_000)
+
+  afterAll(async () => { await cluster?.destroy() })
+
+  it('runs each tick once: on the primary\'s host, then on the new primary\'s once the old one died', async () => {
+    const scheduled = async (): Promise<Array<{ host: string, tick: string }>> => {
+      const tasks = (await h2.get('/v1/databases/bk/tasks?limit=100')).body.tasks as any[]
+      const out: Array<{ host: string, tick: string }> = []
+      for (const t of tasks.filter(t => t.type === 'node_backup' && t.status === 'completed')) {
+        const tick = /scheduled backup often \(tick ([^)]+)\)/.exec(await taskLog(h2, t.task_id as string))?.[1]
+        if (tick !== undefined) out.push({ host: t.host_id as string, tick })
+      }
+      return out.sort((a, b) => a.tick.localeCompare(b.tick))
+    }
+    await until('a scheduled backup on host-1', async () => (await scheduled()).some(b => b.host === 'host-1'), 60_000, 1000)
+
+    // host-1 dies, daemon and Postgres (its postmaster leads its own process group).
+    const id = (await instances(h2)).find(i => i.host_id === 'host-1')?.id ?? 'none'
+    const pid = Number((await readFile(join(cluster?.root ?? '', 'host-1', 'instances', id, 'pgdata', 'postmaster.pid'), 'utf8')).split('\n')[0])
+    await h1.stop('SIGKILL')
+    process.kill(-pid, 'SIGKILL')
+    const diedAt = new Date().toISOString()
+
+    const backups = await until('two scheduled backups on host-2', async () => {
+      const all = await scheduled()
+      return all.filter(b => b.host === 'host-2').length >= 2 ? all : undefined
+    }, 120_000, 1000)
+    // Every tick from the first to the last, 15 s apart, backed up exactly once; host-2's only after host-1 died.
+    // Across the failover ticks that went by unseen make one backup: 30 s there if the takeover took over 15 s.
+    const ticks = backups.map(b => Date.parse(b.tick))
+    const firstOnHost2 = backups.findIndex(b => b.host === 'host-2')
+    for (let i = 1; i < ticks.length; i++) {
+      const gap = ticks[i]! - ticks[i - 1]!
+      if (i === firstOnHost2) expect([15_000, 30_000], JSON.stringify(backups)).toContain(gap)
+      else expect(gap, JSON.stringify(backups)).toBe(15_000)
+    }
+    expect(backups.slice(0, firstOnHost2).every(b => b.host === 'host-1'), JSON.stringify(backups)).toBe(true)
+    expect(backups.slice(firstOnHost2).every(b => b.host === 'host-2'), JSON.stringify(backups)).toBe(true)
+    expect(Date.parse(backups[firstOnHost2]!.tick)).toBeGreaterThan(Date.parse(diedAt) - 15_000)
+  }, 240_000)
+})
+
 async function readdirNames (dir: string): Promise<string[]> {
   const { readdir } = await import('node:fs/promises')
   return await readdir(dir)

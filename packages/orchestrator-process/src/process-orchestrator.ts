@@ -139,9 +139,13 @@ export class ProcessOrchestrator implements Orchestrator {
 
   async backup (instanceId: string, run: BackupRun, onLine: (line: string) => void): Promise<void> {
     const paths = this.paths(instanceId)
-    const state = await this.records.read(instanceId)
-    if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
-    if (state.stanzaChecked === undefined) throw new InvalidInputError('backups are not configured for this database node')
+    await this.locks.run(instanceId, async () => {
+      const state = await this.records.read(instanceId)
+      if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
+      if (await readFile(paths.pgbackrestConf, 'utf8').catch(() => undefined) === undefined) throw new InvalidInputError('backups are not configured for this database node')
+      // A replica promoted a moment ago may not have had its ensure yet: its stanza is checked first.
+      await this.ensureStanza(paths, state, { backup: true })
+    })
     // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
     await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine })
   }
@@ -150,7 +154,7 @@ export class ProcessOrchestrator implements Orchestrator {
    * On a primary with backups configured: the stanza created and checked (WAL reaches the repositories) once per
    * config; both are idempotent, so a new primary of the node simply runs them again.
    */
-  private async ensureStanza (paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec): Promise<void> {
+  private async ensureStanza (paths: InstancePaths, state: InstanceRecord, spec: { backup?: unknown }): Promise<void> {
     if (spec.backup === undefined) {
       if (state.stanzaChecked !== undefined) {
         delete state.stanzaChecked
