@@ -77,30 +77,33 @@ export class Backups {
     return requests === undefined ? [] : Object.values(toPlain<Record<string, BackupRequest>>(requests))
   }
 
-  /** The host of the node's primary starts a request: its task runs there, on that instance. */
-  async started (databaseId: string, taskId: string, hostId: string, instance: string): Promise<void> {
+  /** The host of the node's primary starts a request: its task runs there, on that instance. False: canceled first. */
+  async started (databaseId: string, taskId: string, hostId: string, instance: string): Promise<boolean> {
+    let moved = false
     await this.ctx.state.change({ op: 'node.backup-start', entity: databaseId }, d => {
       const task = d.tasks[taskId]
       if (task === undefined || !transitionTask(task, 'running')) return
+      moved = true
       task.instance_id = instance
       task.host_id = hostId
       const requests = d.databases[databaseId]?.backup_requests
       const stored = requests?.[taskId]
       if (stored !== undefined) stored.host_id = hostId
     })
-    await this.ctx.tasks.log(taskId, `backing up instance ${instance}`, { instance_id: instance })
+    if (moved) await this.ctx.tasks.log(taskId, `backing up instance ${instance}`, { instance_id: instance })
+    return moved
   }
 
-  /** How it ended; the request goes (a canceled task's too). */
-  async finished (databaseId: string, taskId: string, error: string | undefined): Promise<void> {
+  /** How it ended (`canceled`: the user canceled it, the backup was stopped or never started); the request goes. */
+  async finished (databaseId: string, taskId: string, error: string | undefined, canceled = false): Promise<void> {
     let moved = false
     await this.ctx.state.change({ op: 'node.backup-end', entity: databaseId }, d => {
       const task = d.tasks[taskId]
-      if (task !== undefined) moved = transitionTask(task, error === undefined ? 'completed' : 'failed', error === undefined ? {} : { error })
+      if (task !== undefined) moved = transitionTask(task, canceled ? 'canceled' : error === undefined ? 'completed' : 'failed', error === undefined ? {} : { error })
       const requests = d.databases[databaseId]?.backup_requests
       if (requests?.[taskId] !== undefined) delete requests[taskId]
     })
-    if (moved) await this.ctx.tasks.log(taskId, error === undefined ? 'task completed' : `task failed: ${error}`)
+    if (moved) await this.ctx.tasks.log(taskId, canceled ? 'task successfully canceled' : error === undefined ? 'task completed' : `task failed: ${error}`)
   }
 
   /** Instances with a backup running (their reads say `backing_up`). */

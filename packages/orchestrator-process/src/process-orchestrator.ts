@@ -137,7 +137,7 @@ export class ProcessOrchestrator implements Orchestrator {
     })
   }
 
-  async backup (instanceId: string, run: BackupRun, onLine: (line: string) => void): Promise<void> {
+  async backup (instanceId: string, run: BackupRun, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
     const paths = this.paths(instanceId)
     await this.locks.run(instanceId, async () => {
       const state = await this.records.read(instanceId)
@@ -147,7 +147,7 @@ export class ProcessOrchestrator implements Orchestrator {
       await this.ensureStanza(paths, state, { backup: true })
     })
     // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
-    await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine })
+    await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine, ...(signal === undefined ? {} : { signal }) })
   }
 
   /**

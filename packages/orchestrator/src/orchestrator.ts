@@ -46,9 +46,10 @@ export interface Orchestrator {
   list (): Promise<InstanceStatus[]>
   /**
    * One pgBackRest backup of a running primary whose spec configured backups, each line pgBackRest prints handed to
-   * `onLine`; rejects when it fails. Optional: an orchestrator without it cannot take backups yet.
+   * `onLine`; rejects when it fails or `signal` aborts it (pgBackRest is stopped with SIGTERM). Optional: an
+   * orchestrator without it cannot take backups yet.
    */
-  backup?: (instanceId: string, run: BackupRun, onLine: (line: string) => void) => Promise<void>
+  backup?: (instanceId: string, run: BackupRun, onLine: (line: string) => void, signal?: AbortSignal) => Promise<void>
   /** Returns the function that unsubscribes. */
   onEvent (listener: (event: InstanceEvent) => void): () => void
   /** Stops watching the instances; they keep running. */

@@ -40,9 +40,10 @@ function cluster () {
       tasks.set(taskId, { status: 'running', host_id: hostId })
       const r = requests.get(taskId)
       if (r !== undefined) r.host_id = hostId
+      return true
     },
-    finished: async (_db, taskId, error) => {
-      tasks.set(taskId, { ...tasks.get(taskId), status: error === undefined ? 'completed' : 'failed' })
+    finished: async (_db, taskId, error, canceled) => {
+      tasks.set(taskId, { ...tasks.get(taskId), status: canceled === true ? 'canceled' : error === undefined ? 'completed' : 'failed' })
       requests.delete(taskId)
     }
   }
@@ -58,12 +59,17 @@ function cluster () {
     health: {} as never,
     metrics: {} as never
   })
-  const runner = (hostId: string, opts: { held: () => string[], now: () => number, role?: 'primary' | 'replica' }): BackupRunner => {
+  const runner = (hostId: string, opts: { held: () => string[], now: () => number, role?: 'primary' | 'replica', backup?: (signal?: AbortSignal) => Promise<void> }): BackupRunner => {
     const id = instanceId('db1', 'n1', hostId)
     const status: InstanceStatus = { instanceId: id, state: 'running', role: opts.role ?? 'primary', port: 1, postgresVersion: '15', admin: { host: '/tmp', port: 1, user: 'pgmesh' } }
     return new BackupRunner({
       host: host(hostId), held: opts.held, now: opts.now, logger, local: i => i === id ? status : undefined, taskLog: async () => {},
-      orchestrator: { backup: async (_i, run) => { ran.push({ host: hostId, taskId: [...requests.values()].find(r => r.host_id === hostId)?.task_id ?? '?', type: run.type }) } }
+      orchestrator: {
+        backup: async (_i, run, _onLine, signal) => {
+          ran.push({ host: hostId, taskId: [...requests.values()].find(r => r.host_id === hostId)?.task_id ?? '?', type: run.type })
+          await opts.backup?.(signal)
+        }
+      }
     })
   }
   return { record, ticks, requests, tasks, ran, runner }
@@ -143,5 +149,31 @@ describe('the backup runner', () => {
     await h1.stop()
     expect(c.ran.map(r => `${r.host} ${r.taskId}`)).toEqual(['host-1 a', 'host-1 b'])
     expect([c.tasks.get('a')?.status, c.tasks.get('b')?.status, c.requests.size]).toEqual(['completed', 'completed', 0])
+  })
+
+  it('cancels a backup: one not started never starts, a running one is stopped', async () => {
+    const c = cluster()
+    c.record.spec = { ...spec, backup_config: { repositories: spec.backup_config?.repositories ?? [] } }
+    let stopped = false
+    const h1 = c.runner('host-1', {
+      held: () => [instanceId('db1', 'n1', 'host-1')], now: () => T0,
+      backup: async (signal) => {
+        await new Promise<void>((resolve, reject) => { signal?.addEventListener('abort', () => { stopped = true; reject(new Error('canceled')) }) })
+      }
+    })
+    c.tasks.set('a', { status: 'canceling' })
+    c.requests.set('a', { task_id: 'a', node_name: 'n1', type: 'full' })
+    await h1.pass()
+    expect([c.tasks.get('a')?.status, c.ran]).toEqual(['canceled', []])
+
+    c.tasks.set('b', { status: 'pending' })
+    c.requests.set('b', { task_id: 'b', node_name: 'n1', type: 'full' })
+    await h1.pass()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(c.tasks.get('b')?.status).toBe('running')
+    c.tasks.set('b', { ...c.tasks.get('b'), status: 'canceling' })
+    await h1.pass()
+    await h1.stop()
+    expect([stopped, c.tasks.get('b')?.status, c.requests.size]).toEqual([true, 'canceled', 0])
   })
 })

@@ -27,8 +27,8 @@ export interface BackupRunnerDeps {
  */
 export class BackupRunner implements Startable {
   private timer: NodeJS.Timeout | undefined
-  /** Task ids of backups running in this process. */
-  private readonly running = new Set<string>()
+  /** Backups running in this process, by task id, with what stops them. */
+  private readonly running = new Map<string, AbortController>()
   /** Nodes (`<db>/<node>`) with a backup running here. */
   private readonly busyNodes = new Set<string>()
   private ticking = false
@@ -96,11 +96,21 @@ export class BackupRunner implements Startable {
     }
   }
 
-  /** A backup this host started and no longer runs (the daemon restarted meanwhile) ended with the process. */
+  /**
+   * A backup this host started and no longer runs (the daemon restarted meanwhile) ended with the process; a canceled
+   * one is stopped, or, not started yet, never starts.
+   */
   private async settleInterrupted (databaseId: string, requests: readonly BackupRequest[]): Promise<void> {
     const { host } = this.deps
     for (const r of requests) {
-      if (r.host_id !== host.hostId || this.running.has(r.task_id) || host.tasks.get(r.task_id)?.status !== 'running') continue
+      const status = host.tasks.get(r.task_id)?.status
+      const running = this.running.get(r.task_id)
+      if (status === 'canceling') {
+        if (running !== undefined) running.abort()
+        else if (r.host_id === undefined || r.host_id === host.hostId) await host.backups?.finished(databaseId, r.task_id, undefined, true)
+        continue
+      }
+      if (r.host_id !== host.hostId || running !== undefined || status !== 'running') continue
       await host.backups?.finished(databaseId, r.task_id, 'the backup was interrupted (its host restarted)')
     }
   }
@@ -109,9 +119,11 @@ export class BackupRunner implements Startable {
     const { host, orchestrator } = this.deps
     const backups = host.backups
     if (backups === undefined) return
-    this.running.add(request.task_id)
+    const stop = new AbortController()
+    this.running.set(request.task_id, stop)
     try {
-      await backups.started(databaseId, request.task_id, host.hostId, instance)
+      // Canceled before it started: the next pass settles it.
+      if (!await backups.started(databaseId, request.task_id, host.hostId, instance)) return
       if (orchestrator.backup === undefined) throw new Error('this host\'s orchestrator cannot take backups yet')
       // Lines are logged in order, without holding pgBackRest up.
       let logged = Promise.resolve()
@@ -122,15 +134,15 @@ export class BackupRunner implements Startable {
           type: request.type,
           ...(request.annotations === undefined ? {} : { annotations: request.annotations }),
           ...(request.backup_options === undefined ? {} : { options: request.backup_options })
-        }, onLine)
+        }, onLine, stop.signal)
       } finally {
         await logged
       }
       this.deps.logger.info({ instanceId: instance, taskId: request.task_id, ms: Date.now() - started }, 'backup done')
       await backups.finished(databaseId, request.task_id, undefined)
     } catch (err) {
-      this.deps.logger.warn({ instanceId: instance, taskId: request.task_id, err: (err as Error).message }, 'backup failed')
-      await backups.finished(databaseId, request.task_id, (err as Error).message).catch(() => {})
+      this.deps.logger.warn({ instanceId: instance, taskId: request.task_id, err: (err as Error).message }, stop.signal.aborted ? 'backup canceled' : 'backup failed')
+      await backups.finished(databaseId, request.task_id, stop.signal.aborted ? undefined : (err as Error).message, stop.signal.aborted).catch(() => {})
     } finally {
       this.running.delete(request.task_id)
     }
