@@ -62,8 +62,12 @@ export class BackupRunner implements Startable {
     const held = new Set(this.deps.held())
     for (const db of readDesired(host).databases) {
       if (db.deleted || db.paused || db.spec === undefined) continue
+      const record = host.document.doc.databases?.[db.id]
+      // Most databases have no backups: one look, every second, at each of them must stay cheap.
+      const configured = db.spec.backup_config !== undefined || db.spec.nodes.some(n => n.backup_config !== undefined)
+      if (!configured && Object.keys(record?.backup_requests ?? {}).length === 0) continue
       const requests = backups.requests(db.id)
-      const ticks = host.document.doc.databases?.[db.id]?.backup_ticks ?? {}
+      const ticks = record?.backup_ticks ?? {}
       for (const node of db.spec.nodes) {
         const effective = effectiveNode(db.spec, node.name)
         if (effective === undefined) continue
@@ -85,7 +89,8 @@ export class BackupRunner implements Startable {
         }
         const next = nodeRequests.find(r => host.tasks.get(r.task_id)?.status === 'pending')
         const key = `${db.id}/${node.name}`
-        if (next === undefined || this.busyNodes.has(key) || effective.backup_config === undefined) continue
+        // A request whose node lost its backup_config meanwhile runs too, and fails saying so.
+        if (next === undefined || this.busyNodes.has(key)) continue
         this.busyNodes.add(key)
         const job = this.run(db.id, primary.instanceId, next).finally(() => {
           this.busyNodes.delete(key)
