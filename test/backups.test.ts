@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cli } from './helpers/cli.js'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 import { ok, updateSpec } from './helpers/specs.js'
 
@@ -174,6 +175,14 @@ describe('pgBackRest backups of a node with a replica', () => {
     expect([type.status, type.body.name]).toEqual([400, 'invalid_input'])
     expect(type.body.message).toMatch(/^type: /)
   })
+
+  it('takes a backup with the CLI, following its task to the end', async () => {
+    const res = await cli(['db', 'backup', 'bk', 'n1', '--type', 'diff', '--annotation', 'by=cli', '--wait', '--server', h2.url], { timeoutMs: 90_000 })
+    expect(res.code, res.stderr + res.stdout).toBe(0)
+    expect(res.stdout).toMatch(/backup command end: completed successfully/)
+    expect((await backupsInRepository(h1)).map(b => b.type)).toEqual(['full', 'incr', 'diff'])
+    expect((await cli(['db', 'backup', 'bk', 'n1', '--type', 'weekly', '--server', h2.url])).code).toBe(2)
+  }, 120_000)
 
   it('runs a schedule on the primary\'s host only, one backup per tick, and applies retention', async () => {
     await updateSpec(h1, 'bk', spec => {
