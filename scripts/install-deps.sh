@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs the system packages pgmesh runs on (PostgreSQL 15 and pglogical) on Debian 12, and what the tests need:
+# Installs the system packages pgmesh runs on (PostgreSQL 15, pglogical and pgBackRest) on Debian 12, and what the tests need:
 # iproute2 (hosts in network namespaces), procps (pgrep/pkill; minimal images lack it), Docker (docker.io; the swarm
 # testbed starts its own dockerds in network namespaces) and mmdebstrap (builds the Postgres image from Debian
 # packages, no image registry needed).
@@ -10,7 +10,7 @@
 # are (offline machines); otherwise the lists are refreshed once per run.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib docker.io mmdebstrap iproute2
+PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib pgbackrest docker.io mmdebstrap iproute2
   procps"
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the Postgres image the swarm orchestrator runs by default (Debian bookworm + postgresql-15 +
-# postgresql-15-pglogical) without any image registry: mmdebstrap makes a root filesystem tarball from the Debian
+# postgresql-15-pglogical + pgbackrest) without any image registry: mmdebstrap makes a root filesystem tarball from the Debian
 # mirror, which `docker import` turns into an image. The suites are bookworm, bookworm-updates and bookworm-security,
 # as on an installed machine, so the image has the newest minor Debian ships (the same one scripts/install-deps.sh
 # installs on the host). The tarball is cached under $CACHE, keyed on this script, the mirrors and the versions apt
@@ -23,10 +23,10 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-$(uris | grep -- '-security/*$' | head -1)}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SOURCES=("deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" "deb $SECURITY_MIRROR bookworm-security main")
-PACKAGES=postgresql-15,postgresql-15-pglogical,iproute2
+PACKAGES=postgresql-15,postgresql-15-pglogical,pgbackrest,iproute2
 
 key=$( { cat "$0"; printf '%s\n' "${SOURCES[@]}"
-  apt-cache policy postgresql-15 postgresql-15-pglogical 2>/dev/null | grep -E 'Candidate'; } | sha256sum | cut -c1-16)
+  apt-cache policy postgresql-15 postgresql-15-pglogical pgbackrest 2>/dev/null | grep -E 'Candidate'; } | sha256sum | cut -c1-16)
 tarball=$CACHE/postgres-rootfs-$key.tar
 mkdir -p "$CACHE"
 if [ ! -s "$tarball" ]; then
@@ -40,7 +40,7 @@ if [ ! -s "$tarball" ]; then
     --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/libLLVM*' \
     --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/libz3*' \
     --essential-hook='mkdir -p "$1/etc/postgresql-common" && echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.conf"' \
-    --customize-hook='chroot "$1" dpkg-query -W -f="build-postgres-image.sh: \${Package} \${Version}\n" postgresql-15 postgresql-15-pglogical >&2' \
+    --customize-hook='chroot "$1" dpkg-query -W -f="build-postgres-image.sh: \${Package} \${Version}\n" postgresql-15 postgresql-15-pglogical pgbackrest >&2' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
     bookworm "$tarball.tmp" "${SOURCES[@]}" >&2
   mv "$tarball.tmp" "$tarball"

@@ -12,6 +12,7 @@ import type { ApiComponents } from './components.js'
 import { type ClientIdentity, type RequestLimits, requestLimits } from './request-limits.js'
 import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
+import { registerBackupRoutes } from './routes/backups.js'
 import { registerOperationRoutes } from './routes/operations.js'
 import { registerTaskRoutes } from './routes/tasks.js'
 import { registerTokenRoutes } from './routes/tokens.js'
@@ -91,6 +92,7 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
   registerHostRoutes(app, components)
   registerDatabaseRoutes(app, components)
   registerOperationRoutes(app, components.operations)
+  registerBackupRoutes(app, components.backups)
   registerTaskRoutes(app, components.tasks)
   registerTokenRoutes(app, components)
 

@@ -1,4 +1,4 @@
-import type { ApiTokens, Databases, JoinTokens, Operations, Tasks } from '@pgmesh/cluster'
+import type { ApiTokens, Backups, Databases, JoinTokens, Operations, Tasks } from '@pgmesh/cluster'
 import type { Host, HostHealth, HostMetrics, HostTls, Membership } from '@pgmesh/host'
 import type { ClusterState } from '@pgmesh/state'
 
@@ -13,6 +13,7 @@ export interface ApiComponents {
   state: Pick<ClusterState, 'doc' | 'heads'>
   databases: Databases
   operations: Operations
+  backups: Pick<Backups, 'request'>
   tasks: Tasks
   metrics: Pick<HostMetrics, 'registry'>
   apiTokens: ApiTokens
@@ -23,6 +24,6 @@ export interface ApiComponents {
 
 /** A host's parts as the API takes them. */
 export function apiComponents (host: Host): ApiComponents {
-  const { databases, operations, tasks, apiTokens, joinTokens } = host.document
-  return { membership: host.membership, health: host.health, state: host.state, databases, operations, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
+  const { databases, operations, backups, tasks, apiTokens, joinTokens } = host.document
+  return { membership: host.membership, health: host.health, state: host.state, databases, operations, backups, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
 }

@@ -1,7 +1,7 @@
 import { ApiRequestError, type Attempt, UnreachableError } from './errors.js'
 import { send, type TlsOptions, TransportError, type TransportOptions } from './transport.js'
 import type {
-  ApiTask, ApiToken, Cluster, CreateDatabaseBody, Database, DatabaseHistory, DatabaseSummary, FailoverBody, Host, JoinToken, RemoveHostResponse,
+  ApiTask, ApiToken, BackupBody, Cluster, CreateDatabaseBody, Database, DatabaseHistory, DatabaseSummary, FailoverBody, Host, JoinToken, RemoveHostResponse,
   SwitchoverBody, TaskListQuery, TaskLog, TaskRef, UpdateDatabaseBody, VersionInfo
 } from './types.js'
 
@@ -126,6 +126,11 @@ export class PgmeshClient {
 
   async failover (databaseId: string, node: string, body: FailoverBody = {}): Promise<{ task: ApiTask }> {
     return await this.request('POST', `/v1/databases/${enc(databaseId)}/nodes/${enc(node)}/failover`, { body })
+  }
+
+  /** A pgBackRest backup of the node, run on its primary (a `node_backup` task). */
+  async backupNode (databaseId: string, node: string, body: BackupBody): Promise<{ task: ApiTask }> {
+    return await this.request('POST', `/v1/databases/${enc(databaseId)}/nodes/${enc(node)}/backups`, { body })
   }
 
   async restartInstance (databaseId: string, instanceId: string, body: { scheduled_at?: string } = {}): Promise<{ task: ApiTask }> {

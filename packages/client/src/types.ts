@@ -102,6 +102,7 @@ export interface RemoveHostResponse { task: ApiTask, update_database_tasks: ApiT
 
 export interface SwitchoverBody { candidate_instance_id?: string, scheduled_at?: string }
 export interface FailoverBody { candidate_instance_id?: string, skip_validation?: boolean }
+export interface BackupBody { type: 'full' | 'diff' | 'incr', annotations?: Record<string, string>, backup_options?: Record<string, string> }
 
 export function taskRef (task: Pick<ApiTask, 'scope' | 'entity_id' | 'task_id'>): TaskRef {
   return { scope: task.scope, entityId: task.entity_id, taskId: task.task_id }

@@ -4,6 +4,7 @@ import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
+import { Backups } from './backups.js'
 import { Operations } from './operations.js'
 import { type TaskLogEntry, TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
@@ -35,6 +36,7 @@ export class ClusterDocument {
   readonly tasks: Tasks
   readonly databases: Databases
   readonly operations: Operations
+  readonly backups: Backups
   readonly apiTokens: ApiTokens
   readonly joinTokens: JoinTokens
 
@@ -58,5 +60,6 @@ export class ClusterDocument {
       observedInstances: (): readonly ObservedInstance[] => deps.observed().instances,
       reachableHosts: deps.reachableHosts
     })
+    this.backups = new Backups({ state: deps.state, tasks: this.tasks, observedInstances: (): readonly ObservedInstance[] => deps.observed().instances })
   }
 }

@@ -172,12 +172,22 @@ export class Databases {
 
   private viewOf (cached: CachedDatabase, observed: ReadonlyMap<string, ObservedInstance>): DatabaseView | undefined {
     if (cached.gone) return undefined
-    const instances = instancesOf(cached.placements, observed)
+    const instances = instancesOf(cached.placements, observed, this.backingUp(cached.record))
     const view: DatabaseView = { ...cached.view, instances }
     // As the anchor derives it since #461: an available database with an instance that is not is degraded (an
     // instance nobody reports, say because its host is unreachable, counts).
-    if (view.state === 'available' && instances.some(i => i.state !== 'available')) view.state = 'degraded'
+    if (view.state === 'available' && instances.some(i => i.state !== 'available' && i.state !== 'backing_up')) view.state = 'degraded'
     return view
+  }
+
+  /** Instances a node backup runs on now (the anchor shows them `backing_up` meanwhile). */
+  private backingUp (record: DatabaseRecord): ReadonlySet<string> {
+    const out = new Set<string>()
+    for (const taskId of Object.keys(record.backup_requests ?? {})) {
+      const task = this.ctx.tasks.get(taskId)
+      if (task?.status === 'running' && task.instance_id !== undefined) out.add(task.instance_id)
+    }
+    return out
   }
 
   /**
@@ -455,12 +465,14 @@ function placementsOf (databaseId: string, spec: Record<string, unknown>): Place
  * for 10 s while its provider is up) is `degraded` here, with that error; its host reports it `available`, because
  * what the planner and the HA loop read is whether the server itself serves (a degraded primary would be failed over).
  */
-function instancesOf (placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>): Array<Record<string, unknown>> {
+function instancesOf (
+  placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>, backingUp: ReadonlySet<string>
+): Array<Record<string, unknown>> {
   return placements.map(({ id, host_id, node_name }) => {
     const o = observed.get(id)
     if (o === undefined) return { id, host_id, node_name, state: 'unknown' }
     const failing = o.role === 'primary' ? o.subscriptions?.find(s => s.status === 'down' && s.failing_since !== undefined) : undefined
-    const state = o.state === 'available' && failing !== undefined ? 'degraded' : o.state
+    const state = o.state === 'available' && backingUp.has(id) ? 'backing_up' : o.state === 'available' && failing !== undefined ? 'degraded' : o.state
     const error = o.error ?? (failing === undefined ? undefined : `subscription ${failing.name}: ${failing.error ?? 'down'}`)
     return {
       id, host_id, node_name, state, status_updated_at: o.updated_at,

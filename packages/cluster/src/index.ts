@@ -3,6 +3,7 @@ export { Databases, type DatabaseContext, type DatabaseView, type DesiredDatabas
 export type { DatabaseConflict } from './conflict-view.js'
 export type { DiffEntry } from './json-diff.js'
 export { Operations, type OperationsContext } from './operations.js'
+export { type BackupBody, Backups, type BackupsContext } from './backups.js'
 export { Tasks, type TaskListQuery, type TaskLog } from './tasks.js'
 export { type TaskLogEntry, TaskLogStore } from './task-log.js'
 export { decodeSpec, encodeSpec } from './spec-encoding.js'

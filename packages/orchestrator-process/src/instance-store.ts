@@ -6,6 +6,8 @@ import type { InstanceRecord } from '@pgmesh/orchestrator'
 export interface ProcessInstanceRecord extends InstanceRecord {
   /** initdb or pg_basebackup finished; a data directory without it is a half-made leftover and is redone. */
   initialized: boolean
+  /** The pgBackRest config whose stanza was created and checked on this instance as a primary (a hash of it). */
+  stanzaChecked?: string
 }
 
 /** File (inside pgdata, so it travels with pg_basebackup and stays valid) holding every setting the orchestrator writes. */
@@ -36,6 +38,15 @@ export class InstancePaths {
   /** The superuser's libpq password file (PGPASSFILE of the postmaster and pg_basebackup), 0600, postgres's. */
   get passfile (): string {
     return join(this.dir, 'pgpass')
+  }
+
+  /** pgBackRest's config file (0600: it holds repository keys), and its lock directory. */
+  get pgbackrestConf (): string {
+    return join(this.dir, 'pgbackrest.conf')
+  }
+
+  get pgbackrestLockDir (): string {
+    return join(this.dir, 'pgbackrest-lock')
   }
 
   /** The postmaster's stdout/stderr before the logging collector takes over (startup failures land here). */

@@ -1,16 +1,17 @@
+import { createHash } from 'node:crypto'
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
-  type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
+  type AdminConnect, applyConfigChange, archiveCommand, backupArgs, pgbackrestArgs, renderPgbackrestConf, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
   desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceStatus,
   type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
   setupPrimaryDatabase, type StandbyOf, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
 } from '@pgmesh/orchestrator'
-import { type InstanceSpec, SYSTEM_SUPERUSER } from '@pgmesh/model'
+import { type BackupRun, type InstanceSpec, InvalidInputError, NotFoundError, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
 import { INCLUDE_LINE, InstancePaths, MANAGED_CONF_FILE, type ProcessInstanceRecord as InstanceRecord } from './instance-store.js'
-import { isProcessAlive, postgresOsUser, type RunAs, runCommand } from './system.js'
+import { isProcessAlive, postgresOsUser, type RunAs, runCommand, streamCommand } from './system.js'
 
 export interface ProcessOrchestratorOptions {
   /** Instances live under `<dataDir>/instances/<instanceId>/`. Every ancestor must be traversable by `postgres`. */
@@ -25,6 +26,8 @@ export interface ProcessOrchestratorOptions {
    * before this host has the key, or in a test of one host.
    */
   superuserPassword?: SuperuserPassword
+  /** The pgBackRest executable (archive_command runs it by this path); default /usr/bin/pgbackrest. */
+  pgbackrest?: string
 }
 
 interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
@@ -46,6 +49,7 @@ export class ProcessOrchestrator implements Orchestrator {
   private readonly supervised = new Map<string, Supervision>()
   private timer: NodeJS.Timeout | undefined
   private readonly superuserPassword: SuperuserPassword
+  private readonly pgbackrest: string
 
   private constructor (options: ProcessOrchestratorOptions, private readonly runAs: RunAs | undefined) {
     this.instancesDir = join(options.dataDir, 'instances')
@@ -55,6 +59,7 @@ export class ProcessOrchestrator implements Orchestrator {
     this.log = options.logger.child({ component: 'orchestrator-process' })
     this.events = new InstanceEvents(this.log)
     this.superuserPassword = options.superuserPassword ?? (() => undefined)
+    this.pgbackrest = options.pgbackrest ?? '/usr/bin/pgbackrest'
   }
 
   /**
@@ -133,8 +138,48 @@ export class ProcessOrchestrator implements Orchestrator {
       if (spec.database !== undefined && status.role === 'primary') {
         await setupPrimaryDatabase(state, spec.database, this.admin(paths, state), async r => { await this.records.write(r) })
       }
+      if (status.role === 'primary') await this.ensureStanza(paths, state, spec)
       return status
     })
+  }
+
+  async backup (instanceId: string, run: BackupRun, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+    const paths = this.paths(instanceId)
+    await this.locks.run(instanceId, async () => {
+      const state = await this.records.read(instanceId)
+      if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
+      if (await readFile(paths.pgbackrestConf, 'utf8').catch(() => undefined) === undefined) throw new InvalidInputError('backups are not configured for this database node')
+      // A replica promoted a moment ago may not have had its ensure yet: its stanza is checked first.
+      await this.ensureStanza(paths, state, { backup: true })
+    })
+    // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
+    await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine, ...(signal === undefined ? {} : { signal }) })
+  }
+
+  /**
+   * On a primary with backups configured: the stanza created and checked (WAL reaches the repositories) once per
+   * config; both are idempotent, so a new primary of the node simply runs them again.
+   */
+  private async ensureStanza (paths: InstancePaths, state: InstanceRecord, spec: { backup?: unknown }): Promise<void> {
+    if (spec.backup === undefined) {
+      if (state.stanzaChecked !== undefined) {
+        delete state.stanzaChecked
+        await this.records.write(state)
+      }
+      return
+    }
+    const config = await readFile(paths.pgbackrestConf, 'utf8')
+    const hash = createHash('sha256').update(config).digest('hex').slice(0, 16)
+    if (state.stanzaChecked === hash) return
+    const started = Date.now()
+    const run = async (command: string): Promise<void> => {
+      await runCommand(this.pgbackrest, pgbackrestArgs(paths.pgbackrestConf, command, command === 'stanza-create' ? ['--io-timeout=10'] : []), { runAs: this.runAs, cwd: paths.dir })
+    }
+    await run('stanza-create')
+    await run('check')
+    state.stanzaChecked = hash
+    await this.records.write(state)
+    this.log.info({ instanceId: state.instanceId, ms: Date.now() - started }, 'pgBackRest stanza created and checked')
   }
 
   async startInstance (instanceId: string): Promise<InstanceStatus> {
@@ -304,8 +349,10 @@ export class ProcessOrchestrator implements Orchestrator {
   ): Promise<ConfigChange> {
     const settings = desiredSettings({
       spec, port: state.port, socketDir: paths.socketDir, logDir: paths.logDir, library, standbyOf: state.standbyOf,
-      serverParameters: await serverParameters(binDir(this.root, state.postgresMajor))
+      serverParameters: await serverParameters(binDir(this.root, state.postgresMajor)),
+      ...(spec.backup === undefined ? {} : { archiveCommand: archiveCommand(this.pgbackrest, paths.pgbackrestConf) })
     })
+    await this.writePgbackrestConf(paths, state, spec)
     // postgresql.conf keeps initdb's tuned values; our include comes last, so its settings win.
     const mainConf = join(paths.pgdata, 'postgresql.conf')
     const main = await readFile(mainConf, 'utf8')
@@ -324,6 +371,19 @@ export class ProcessOrchestrator implements Orchestrator {
     const changed = changedSettings(state.appliedSettings, settings)
     state.appliedSettings = Object.fromEntries(settings)
     return { settings: changed, auth }
+  }
+
+  /** Written before the settings that name it; removed with backup_config (archive_command is the no-op again). */
+  private async writePgbackrestConf (paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec): Promise<void> {
+    if (spec.backup === undefined) {
+      await rm(paths.pgbackrestConf, { force: true })
+      return
+    }
+    await mkdir(paths.pgbackrestLockDir, { recursive: true, mode: 0o700 })
+    await this.handToPostgres(paths.pgbackrestLockDir)
+    await this.writePostgresFile(paths.pgbackrestConf, renderPgbackrestConf(spec.backup, {
+      config: paths.pgbackrestConf, pgdata: paths.pgdata, socketDir: paths.socketDir, port: state.port, lockDir: paths.pgbackrestLockDir, logDir: paths.logDir
+    }))
   }
 
   // ---- postgres processes ------------------------------------------------------------------------------------

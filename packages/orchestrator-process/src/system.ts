@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 
@@ -43,6 +44,37 @@ export async function runCommand (
     const stderr = (err as { stderr?: unknown }).stderr
     throw new CommandError(`${file.split('/').pop() ?? file} ${args[0] ?? ''}`.trim(), typeof stderr === 'string' ? stderr : '', { cause: err })
   }
+}
+
+/**
+ * Runs a binary to completion like runCommand, handing every line it prints (stdout and stderr) to `onLine` as it
+ * comes; fails with its last lines.
+ */
+export async function streamCommand (
+  file: string, args: string[], options: { runAs: RunAs | undefined, cwd: string, onLine: (line: string) => void, signal?: AbortSignal }
+): Promise<void> {
+  options.signal?.throwIfAborted()
+  const child = spawn(file, args, {
+    cwd: options.cwd, ...options.runAs, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' }
+  })
+  const tail: string[] = []
+  const take = (line: string): void => {
+    if (line.trim() === '') return
+    tail.push(line)
+    if (tail.length > 5) tail.shift()
+    options.onLine(line)
+  }
+  // SIGTERM lets pgBackRest stop cleanly (it releases its lock; the next backup cleans up what it left).
+  const abort = (): void => { child.kill('SIGTERM') }
+  options.signal?.addEventListener('abort', abort, { once: true })
+  createInterface({ input: child.stdout }).on('line', take)
+  createInterface({ input: child.stderr }).on('line', take)
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', resolve)
+  }).finally(() => { options.signal?.removeEventListener('abort', abort) })
+  if (options.signal?.aborted === true) throw new Error('canceled')
+  if (code !== 0) throw new Error(`${file.split('/').pop() ?? file} ${args.at(-1) ?? ''} exited with ${String(code)}: ${tail.join(' | ')}`)
 }
 
 /**

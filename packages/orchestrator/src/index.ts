@@ -19,3 +19,6 @@ export { ensureSuperuserPassword, scramVerifier, superuserPassfile, type Superus
 export {
   type AdminTarget, basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
 } from './standby.js'
+export {
+  archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, type PgbackrestPaths, renderPgbackrestConf, repositoryPath, STANZA
+} from './pgbackrest.js'

@@ -3,7 +3,7 @@
  * Docker Swarm orchestrator can implement the same interface). A reconciler drives it with desired instance specs
  * and reads back observed status; it never needs to know where the data directory or the process lives.
  */
-import type { InstanceSpec, InstanceState } from '@pgmesh/model'
+import type { BackupRun, InstanceSpec, InstanceState } from '@pgmesh/model'
 
 export interface InstanceStatus {
   instanceId: string
@@ -44,6 +44,12 @@ export interface Orchestrator {
   /** undefined when there is no such instance. */
   status (instanceId: string): Promise<InstanceStatus | undefined>
   list (): Promise<InstanceStatus[]>
+  /**
+   * One pgBackRest backup of a running primary whose spec configured backups, each line pgBackRest prints handed to
+   * `onLine`; rejects when it fails or `signal` aborts it (pgBackRest is stopped with SIGTERM). Optional: an
+   * orchestrator without it cannot take backups yet.
+   */
+  backup?: (instanceId: string, run: BackupRun, onLine: (line: string) => void, signal?: AbortSignal) => Promise<void>
   /** Returns the function that unsubscribes. */
   onEvent (listener: (event: InstanceEvent) => void): () => void
   /** Stops watching the instances; they keep running. */

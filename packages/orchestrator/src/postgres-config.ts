@@ -13,8 +13,8 @@ export type ReplicationLibrary = 'pglogical' | 'spock'
 
 /**
  * The anchor's base GUCs (research §2.8) that apply to a process instance. Left out: ssl (no certificates yet),
- * snowflake/lolor (not packaged), memory/CPU tuning (a process shares the host), and the pgBackRest
- * archive_command (no backups yet; archive_mode is on so adding them needs no restart).
+ * snowflake/lolor (not packaged), memory/CPU tuning (a process shares the host). archive_command is the
+ * orchestrator's (pgBackRest's archive-push with backups configured); archive_mode is on so adding them needs no restart.
  */
 function baseSettings (library: ReplicationLibrary): Record<string, SettingValue> {
   const common: Record<string, SettingValue> = {
@@ -81,6 +81,8 @@ interface SettingsInput {
   library: ReplicationLibrary
   /** Set while the instance is a streaming replica. */
   standbyOf?: StandbyOf
+  /** With backups configured: pgBackRest's archive-push (see pgbackrest.ts); without, WAL is not archived. */
+  archiveCommand?: string
   /**
    * The parameters this server knows (`postgres --describe-config`); settings that only some minor versions have
    * are written only where the server has them, since an unknown name in postgresql.conf stops the server.
@@ -132,7 +134,9 @@ export function desiredSettings (input: SettingsInput): Map<string, string> {
     // Only the postgres OS user (and root) may use the socket, which the superuser reaches with trust auth.
     unix_socket_permissions: '0700',
     cluster_name: input.spec.instanceId,
-    log_directory: input.logDir
+    log_directory: input.logDir,
+    // archive_mode is on either way, so switching backups on or off is a reload.
+    archive_command: input.archiveCommand ?? '/bin/true'
   })
   if (input.standbyOf !== undefined) {
     merged.primary_conninfo = formatConninfo({

@@ -1,4 +1,4 @@
-import type { Databases, Operations, Tasks } from '@pgmesh/cluster'
+import type { Backups, Databases, Operations, Tasks } from '@pgmesh/cluster'
 import type { Host, HostHealth, HostMetrics } from '@pgmesh/host'
 import type { ClusterState } from '@pgmesh/state'
 
@@ -14,6 +14,8 @@ export interface ReconcilerHost {
   databases: Pick<Databases, 'desired' | 'generations' | 'settle' | 'recover'>
   tasks: Pick<Tasks, 'get' | 'log' | 'settle' | 'settleParents'>
   operations: Pick<Operations, 'recordPrimary'>
+  /** Node backups asked for, and their schedules' ticks (the backup runner); none: this host runs no backups. */
+  backups?: Pick<Backups, 'requests' | 'tick' | 'started' | 'finished'>
   /** The host's lifecycle: initialized (and its event), peers' heartbeats arriving, leases once the mesh runs. */
   runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
   health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>
@@ -33,6 +35,7 @@ export function reconcilerHost (host: Host): ReconcilerHost {
     databases: host.document.databases,
     tasks: host.document.tasks,
     operations: host.document.operations,
+    backups: host.document.backups,
     runtime: host,
     health: host.health,
     metrics: host.metrics,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import {
-  type DatabaseSetup, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
+  type BackupConfigSpec, type DatabaseSetup, type InstanceBackup, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
   type ObservedInstance, type OrchestratorOpts, replicaSlotName, type SettingValue, type SwarmInstanceOptions, SYSTEM_SUPERUSER
 } from '@pgmesh/model'
 import { rollsByHandOver, rollWait } from './roll.js'
@@ -90,7 +90,8 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           pgHbaConf: effective.pg_hba_conf,
           pgIdentConf: effective.pg_ident_conf,
           ...(standbyOf === undefined ? { database: databaseSetup(spec) } : { primary: standbyOf }),
-          ...swarmOptions(effective.orchestrator_opts)
+          ...swarmOptions(effective.orchestrator_opts),
+          ...backupOptions(db.id, node.name, effective.backup_config)
         }
         const specHash = hashOf(instanceSpec)
         const role = last?.role ?? current?.role
@@ -157,6 +158,11 @@ function swarmOptions (opts: OrchestratorOpts | undefined): { swarm?: SwarmInsta
       ...(swarm.extra_labels === undefined ? {} : { extraLabels: swarm.extra_labels })
     }
   }
+}
+
+/** Only when set, like swarmOptions: instance specs of databases without backups keep their hashes. */
+function backupOptions (databaseId: string, nodeName: string, config: BackupConfigSpec | undefined): { backup?: InstanceBackup } {
+  return config === undefined ? {} : { backup: { databaseId, nodeName, repositories: config.repositories } }
 }
 
 function databaseSetup (spec: DatabaseSpec): DatabaseSetup {

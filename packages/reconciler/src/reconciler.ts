@@ -4,6 +4,7 @@ import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
 import { Backoff } from './backoff.js'
+import { BackupRunner } from './backups.js'
 import type { ReconcilerHost } from './deps.js'
 import { type DesiredState, readDesired, toLocal } from './desired.js'
 import { ActionExecutor } from './executor.js'
@@ -53,6 +54,7 @@ export class Reconciler implements Startable {
   private readonly reports: Reports
   private readonly settler: TaskSettler
   private readonly ha: HighAvailability | undefined
+  private readonly backups: BackupRunner
   private running: Promise<void> | undefined
   private again = false
   private stopped = false
@@ -87,12 +89,16 @@ export class Reconciler implements Startable {
     this.reports = new Reports({
       host, applied: () => this.applied?.all() ?? [], isApplied: id => this.applied?.get(id) !== undefined, local, failures: this.failures, replication: this.subscriptions
     })
+    this.backups = new BackupRunner({
+      host, orchestrator, held: () => this.ha?.held() ?? [], local, logger: this.log.child({ component: 'backups' }),
+      taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
+    })
     this.settler = new TaskSettler({ host, taskLog: async (taskId, message) => { await this.taskLog(taskId, message) } })
   }
 
   /** The parts that run in the background, in start order. */
   private parts (): Startable[] {
-    return [this.subscriptions, ...(this.ha === undefined ? [] : [this.ha])]
+    return [this.subscriptions, ...(this.ha === undefined ? [] : [this.ha]), this.backups]
   }
 
   async start (): Promise<void> {

@@ -12,6 +12,18 @@ function scheduledAt (value: string | undefined): string | undefined {
   return value
 }
 
+/** `key=value` arguments as a map; undefined when none were given. */
+function pairs (flag: string, values: string[] | undefined): Record<string, string> | undefined {
+  if (values === undefined || values.length === 0) return undefined
+  const out: Record<string, string> = {}
+  for (const value of values) {
+    const at = value.indexOf('=')
+    if (at <= 0) throw new UsageError(`${flag} ${value}: expected key=value`)
+    out[value.slice(0, at)] = value.slice(at + 1)
+  }
+  return out
+}
+
 export function registerOperationCommands (program: Command, db: Command): void {
   withWait(withClientOptions(db.command('switchover')))
     .description('planned switchover of a node\'s primary to one of its replicas')
@@ -36,6 +48,23 @@ export function registerOperationCommands (program: Command, db: Command): void 
     .action(clientAction(async (ctx, opts, id: string, node: string) => {
       const body = { ...(opts.candidate === undefined ? {} : { candidate_instance_id: opts.candidate as string }), ...(opts.skipValidation === true ? { skip_validation: true } : {}) }
       await startedTask(ctx, await ctx.client.failover(id, node, body), opts.wait as boolean | undefined)
+    }))
+
+  withWait(withClientOptions(db.command('backup')))
+    .description('back up a node with pgBackRest, on its primary (the database needs a backup_config)')
+    .argument('<id>', 'database id')
+    .argument('<node>', 'node name')
+    .option('--type <type>', 'full, diff or incr', 'full')
+    .option('--annotation <key=value...>', 'annotations stored with the backup')
+    .option('--option <name=value...>', 'pgBackRest options, names without --')
+    .addHelpText('after', '\nExample:\n  pgmesh db backup storefront n1 --type incr --annotation reason=nightly --wait\n')
+    .action(clientAction(async (ctx, opts, id: string, node: string) => {
+      const type = opts.type as string
+      if (type !== 'full' && type !== 'diff' && type !== 'incr') throw new UsageError(`--type ${type}: expected full, diff or incr`)
+      const annotations = pairs('--annotation', opts.annotation as string[] | undefined)
+      const options = pairs('--option', opts.option as string[] | undefined)
+      const body = { type, ...(annotations === undefined ? {} : { annotations }), ...(options === undefined ? {} : { backup_options: options }) } as const
+      await startedTask(ctx, await ctx.client.backupNode(id, node, body), opts.wait as boolean | undefined)
     }))
 
   const instance = program.command('instance').description('restart, stop and start one Postgres instance of a database')

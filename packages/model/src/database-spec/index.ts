@@ -8,3 +8,4 @@ export { formatPath, mapKey, segmentsFromZodPath, type MapKey, type PathSegment 
 export { ALLOWED_PRELOAD_LIBRARIES, ORCHESTRATOR_OWNED_SETTINGS, REPLICATION_LIBRARIES, settingProblem } from './settings-policy.js'
 export { grantedRoleProblem, imageReferenceProblem, imageRepository, usernameProblem } from './names-policy.js'
 export { scriptStatementProblem } from './script-policy.js'
+export { cronProblem, latestCronTick, pgbackrestOptionProblem, pgbackrestValueProblem } from './backup-policy.js'

@@ -10,6 +10,7 @@ import { formatPath, issueAt, mapKey, type PathSegment } from './paths.js'
 import type {
   BackupConfigSpec, DatabaseNodeSpec, DatabaseSpec, DatabaseUserSpec, OrchestratorOpts, RepositorySpec, RestoreConfigSpec, ServiceSpec, StoredSpec
 } from './schemas.js'
+import { cronProblem, pgbackrestOptionProblem, pgbackrestValueProblem } from './backup-policy.js'
 import { scriptStatementProblem } from './script-policy.js'
 import { mergeSecrets } from './secrets.js'
 import { settingName, settingProblem } from './settings-policy.js'
@@ -42,7 +43,6 @@ const ALLOWED_ROLE_ATTRIBUTES: ReadonlySet<string> = new Set([
 const MAX_CPUS = 4096
 const MAX_MEMORY_BYTES = 1024 ** 5
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/
-const PGBACKREST_OPTION_NAME = /^[a-z0-9-]+$/
 const RESERVED_LABEL_PREFIX = 'pgedge.'
 /** Docker service names are `<database_id>-<service_id>-<8 char hash>` and must fit in 63 characters. */
 const SERVICE_NAME_BUDGET = 53
@@ -249,11 +249,25 @@ function checkHbaLines (out: IssueList, hba: readonly string[] | undefined, iden
 
 function checkBackupConfig (out: IssueList, config: BackupConfigSpec, path: PathSegment[]): void {
   config.repositories.forEach((repo, i) => { checkRepository(out, repo, [...path, 'repositories', i]) })
+  const repoIds = new Set<string>()
+  config.repositories.forEach((repo, i) => {
+    // Each repository gets a directory of its own under base_path, named by its id.
+    const key = `${repo.type}/${repo.id ?? ''}/${repo.base_path ?? ''}/${repo.s3_bucket ?? ''}/${repo.gcs_bucket ?? ''}/${repo.azure_container ?? ''}`
+    if (repoIds.has(key)) out.add([...path, 'repositories', i, 'id'], 'repositories must differ (give each an id)')
+    repoIds.add(key)
+  })
+  const scheduleIds = new Set<string>()
+  ;(config.schedules ?? []).forEach((schedule, i) => {
+    if (scheduleIds.has(schedule.id)) out.add([...path, 'schedules', i, 'id'], 'schedule IDs must be unique')
+    scheduleIds.add(schedule.id)
+    const problem = cronProblem(schedule.cron_expression)
+    if (problem !== undefined) out.add([...path, 'schedules', i, 'cron_expression'], problem)
+  })
 }
 
 function checkRestoreConfig (out: IssueList, config: RestoreConfigSpec, path: PathSegment[]): void {
   checkRepository(out, config.repository, [...path, 'repository'])
-  checkOptionNames(out, config.restore_options, [...path, 'restore_options'])
+  checkOptionNames(out, config.restore_options, [...path, 'restore_options'], ['type'])
 }
 
 /**
@@ -285,10 +299,11 @@ function checkRepository (out: IssueList, repo: RepositorySpec, path: PathSegmen
   checkOptionNames(out, repo.custom_options, [...path, 'custom_options'])
 }
 
-/** pgBackRest option names, as passed through custom_options and restore_options. */
-function checkOptionNames (out: IssueList, options: Readonly<Record<string, string>> | undefined, path: PathSegment[]): void {
-  for (const key of Object.keys(options ?? {})) {
-    if (!PGBACKREST_OPTION_NAME.test(key)) out.add([...path, mapKey(key)], 'invalid option name')
+/** pgBackRest options, as passed through custom_options and restore_options (see backup-policy.ts). */
+function checkOptionNames (out: IssueList, options: Readonly<Record<string, string>> | undefined, path: PathSegment[], allowed: readonly string[] = []): void {
+  for (const [key, value] of Object.entries(options ?? {})) {
+    const problem = pgbackrestOptionProblem(key, allowed) ?? pgbackrestValueProblem(value)
+    if (problem !== undefined) out.add([...path, mapKey(key)], problem)
   }
 }
 

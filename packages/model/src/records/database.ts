@@ -33,6 +33,23 @@ export interface DatabaseRecord {
   instance_operations?: Record<string, InstanceOperation>
   /** Per node: the switchover or failover asked for last. */
   primary_changes?: Record<string, PrimaryChangeRequest>
+  /** Backups asked for and not finished yet, by task id (the node's primary's host runs them). */
+  backup_requests?: Record<string, BackupRequest>
+  /** Per `<node>/<schedule id>`: the latest cron tick (RFC 3339) a backup was asked for, or the schedule first seen. */
+  backup_ticks?: Record<string, string>
+}
+
+/** A node_backup task's request, until the host that ran it says how it ended. */
+export interface BackupRequest {
+  task_id: string
+  node_name: string
+  type: 'full' | 'diff' | 'incr'
+  annotations?: Record<string, string>
+  backup_options?: Record<string, string>
+  /** Set for a scheduled backup. */
+  schedule_id?: string
+  /** The host running it, once started (the host of the node's primary then). */
+  host_id?: string
 }
 
 /** What the user asked of one instance: kept stopped, and how many restarts were asked for so far. */

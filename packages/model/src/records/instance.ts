@@ -1,3 +1,5 @@
+import type { BackupRepositorySpec } from '../database-spec/schemas.js'
+
 /**
  * What an instance should be, as the planner decides it and an orchestrator carries it out; and how the control
  * plane names what it creates on every instance. Shared vocabulary, so the planner needs no orchestrator.
@@ -82,6 +84,24 @@ export interface InstanceSpec {
   database?: DatabaseSetup
   /** The anchor's `orchestrator_opts.swarm`: read by the swarm orchestrator, ignored by the process one. */
   swarm?: SwarmInstanceOptions
+  /** pgBackRest: WAL archived to these repositories (by the primary), its stanza kept there. Absent: no archiving. */
+  backup?: InstanceBackup
+}
+
+/** The node's effective backup_config as an instance needs it (repository paths are per database and node). */
+export interface InstanceBackup {
+  databaseId: string
+  nodeName: string
+  /** As in the spec, secrets included: they go into a 0600 config file only, never into arguments or logs. */
+  repositories: BackupRepositorySpec[]
+}
+
+/** One on-demand or scheduled backup, as the node's primary's orchestrator runs it. */
+export interface BackupRun {
+  type: 'full' | 'diff' | 'incr'
+  annotations?: Record<string, string>
+  /** pgBackRest options (names without `--`), checked by pgbackrestOptionProblem. */
+  options?: Record<string, string>
 }
 
 export interface SwarmInstanceOptions {
