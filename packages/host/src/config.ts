@@ -17,6 +17,8 @@ export interface HostConfig {
   clientAddresses: string[]
   /** The Postgres version new databases get when their spec names none. */
   defaultPostgresVersion?: string
+  /** The operator's version manifest (JSON), merged over the embedded one; see ManifestSource. */
+  manifestPath?: string
   /** Heartbeat period and the silence after which a host is unreachable. */
   heartbeatMs?: number
   unreachableAfterMs?: number

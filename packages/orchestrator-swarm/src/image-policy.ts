@@ -1,7 +1,7 @@
-import { imageRepository, TerminalError } from '@pgmesh/model'
+import { DEFAULT_IMAGE_REPOSITORY, imageRepository, TerminalError } from '@pgmesh/model'
 
-/** The image when neither the database nor the host names one. */
-export const DEFAULT_IMAGE_REPOSITORY = 'pgmesh/postgres'
+/** The image when neither the database nor the host names one (its tags are the version manifest's, in the model). */
+export { DEFAULT_IMAGE_REPOSITORY }
 
 /**
  * The image an instance runs (issue 16): the database's `orchestrator_opts.swarm.image` only when its repository is
