@@ -5,6 +5,7 @@ import { Host, type HostConfig } from '@pgmesh/host'
 import type { Orchestrator } from '@pgmesh/orchestrator'
 import { newestPostgresVersion, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
 import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
+import { EMBEDDED_MANIFEST, manifestRepositories } from '@pgmesh/model'
 import { Reconciler, reconcilerHost } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
@@ -25,7 +26,9 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   // key, read through this reference once the host exists.
   let opened: Host | undefined
   const superuserPassword = (): string | undefined => opened?.superuserPassword()
-  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword) : undefined
+  // The swarm orchestrator lets databases run the images of this host's version manifest, as it is when it asks.
+  const manifestImageRepositories = (): readonly string[] => manifestRepositories(opened?.manifest.current() ?? EMBEDDED_MANIFEST)
+  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword, manifestImageRepositories) : undefined
   // The host reports the reconciler's instances in its heartbeats, and the reconciler runs on the host's parts: the
   // host reads them through this reference, set once the reconciler exists.
   let reconciler: Reconciler | undefined
@@ -94,11 +97,13 @@ async function withDefaultPostgresVersion (config: DaemonConfig): Promise<HostCo
   return version === undefined ? config.host : { ...config.host, defaultPostgresVersion: version }
 }
 
-async function openOrchestrator (config: DaemonConfig, logger: Logger, superuserPassword: () => string | undefined): Promise<Orchestrator> {
+async function openOrchestrator (
+  config: DaemonConfig, logger: Logger, superuserPassword: () => string | undefined, manifestImageRepositories: () => readonly string[]
+): Promise<Orchestrator> {
   const { dataDir, hostId } = config.host
   if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger, superuserPassword, ...config.process })
   return await SwarmOrchestrator.open({
-    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost, superuserPassword,
+    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost, superuserPassword, manifestRepositories: manifestImageRepositories,
     ...(config.swarm.postgresImage === undefined ? {} : { defaultImage: config.swarm.postgresImage })
   })
 }
