@@ -1,4 +1,4 @@
-import type { ComponentStatus, ObservedInstance } from '@pgmesh/model'
+import type { ComponentStatus, HostObserved, ObservedInstance } from '@pgmesh/model'
 import type { TlsSettings } from './tls.js'
 
 export interface HostConfig {
@@ -34,4 +34,6 @@ export interface HostSources {
   ownInstances?: () => ObservedInstance[]
   /** Components beyond the mesh and the document (the swarm orchestrator's `docker`). */
   components?: Readonly<Record<string, () => ComponentStatus>>
+  /** The Postgres versions this host can run (the hosts' `default_pgedge_version` and `supported_pgedge_versions`). */
+  postgresVersions?: () => HostObserved['postgres_versions']
 }

@@ -64,7 +64,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       heartbeats: () => this.heartbeats,
       connectedPeers: () => this.mesh?.connectedPeers().length ?? 0,
       ownInstances: sources.ownInstances ?? (() => []),
-      components: sources.components ?? {}
+      components: sources.components ?? {},
+      ...(sources.postgresVersions === undefined ? {} : { postgresVersions: sources.postgresVersions })
     })
     // Reads serve this host's own instances up to 100 ms old: a tenth of the heartbeat lag of every peer's.
     const observed = new ObservedCluster({

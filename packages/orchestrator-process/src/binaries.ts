@@ -23,13 +23,26 @@ function isSingleInstallation (root: string): boolean {
 }
 
 /** `postgres --version` of a binary directory (allowed as root), cached per directory like serverParameters. */
-const binaryVersion = cachedAsync(async (bin: string): Promise<{ major: number, version: string }> => {
+const binaryVersion = cachedAsync(async (bin: string): Promise<{ major: number, version: string }> => await readBinaryVersion(bin))
+
+async function readBinaryVersion (bin: string): Promise<{ major: number, version: string }> {
   const out = await runCommand(join(bin, 'postgres'), ['--version'], { runAs: undefined, cwd: '/' })
   // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", "postgres (PostgreSQL) 18beta1"
   const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(out)
   if (match === null) throw new Error(`${join(bin, 'postgres')} --version printed no PostgreSQL version: ${out.trim()}`)
   return { major: Number(match[1]), version: match[2] === undefined ? String(match[1]) : `${match[1]}.${match[2]}` }
-})
+}
+
+/**
+ * Every installed major's `major.minor` as its binary says now (not cached: a package upgrade shows at once), oldest
+ * first: the minor versions this host's packages provide.
+ */
+export async function installedPostgresVersions (root: string): Promise<string[]> {
+  const majors = isSingleInstallation(root) ? [(await readBinaryVersion(join(root, 'bin'))).major] : await installedMajors(root)
+  const out: string[] = []
+  for (const major of majors) out.push((await readBinaryVersion(binDir(root, major))).version)
+  return out
+}
 
 async function installedMajors (root: string): Promise<number[]> {
   if (isSingleInstallation(root)) return [(await binaryVersion(join(root, 'bin'))).major]
