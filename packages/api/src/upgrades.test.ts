@@ -145,8 +145,9 @@ describe('upgrades on a process host', () => {
     expect(res.json).toEqual({
       name: 'invalid_input',
       message: 'upgrade not available: database app runs on process hosts (host-1), whose PostgreSQL is what their installed packages provide, not an image (running: 15.18); ' +
-        'a minor upgrade there is a package upgrade on every host (apt-get install postgresql-15, see each host\'s supported_pgedge_versions in GET /v1/hosts), ' +
-        'then a restart of each instance, one at a time, with POST /v1/databases/app/instances/{instance_id}/restart'
+        'a minor upgrade there is a package upgrade on every host (apt-get install postgresql-15; GET /v1/hosts shows each host\'s installed version in supported_pgedge_versions), ' +
+        'a restart of that host\'s pgmesh daemon (its instances keep running; it reads the new binaries\' settings), then a restart of each instance, one at a time, ' +
+        'with POST /v1/databases/app/instances/{instance_id}/restart'
     })
   })
 })

@@ -340,8 +340,9 @@ export class Databases {
     const major = spec.postgres_version?.split('.')[0] ?? '<major>'
     return `database ${id} runs on process hosts (${hosts.join(', ')}), whose PostgreSQL is what their installed packages provide, not an image` +
       `${running.length === 0 ? '' : ` (running: ${running.join(', ')})`}; a minor upgrade there is a package upgrade on every host ` +
-      `(apt-get install postgresql-${major}, see each host's supported_pgedge_versions in GET /v1/hosts), then a restart of each instance, ` +
-      `one at a time, with POST /v1/databases/${id}/instances/{instance_id}/restart`
+      `(apt-get install postgresql-${major}; GET /v1/hosts shows each host's installed version in supported_pgedge_versions), a restart of ` +
+      `that host's pgmesh daemon (its instances keep running; it reads the new binaries' settings), then a restart of each instance, one at a ` +
+      `time, with POST /v1/databases/${id}/instances/{instance_id}/restart`
   }
 
   async delete (id: string): Promise<{ task: Task }> {
