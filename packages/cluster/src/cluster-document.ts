@@ -1,4 +1,4 @@
-import { EMBEDDED_MANIFEST, type ObservedInstance, type VersionManifest } from '@pgmesh/model'
+import type { ObservedInstance, VersionManifest } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
 import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
@@ -51,7 +51,7 @@ export class ClusterDocument {
       observed: deps.observed,
       defaultPostgresVersion: deps.defaultPostgresVersion,
       dataKey: deps.dataKey,
-      manifest: deps.manifest ?? (() => EMBEDDED_MANIFEST)
+      ...(deps.manifest === undefined ? {} : { manifest: deps.manifest })
     })
     this.apiTokens = new ApiTokens(deps.state)
     this.joinTokens = new JoinTokens(deps.state, deps.hostId)

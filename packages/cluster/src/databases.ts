@@ -2,7 +2,7 @@ import {
   ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
   type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
   IDENTIFIER_MESSAGE, mergeSecrets, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue,
-  type AvailableUpgrade, availableUpgrades, checkUpgrade, type CurrentVersion, compareVersions, type TaskType, unknownVersionIssues,
+  type AvailableUpgrade, availableUpgrades, EMBEDDED_MANIFEST, checkUpgrade, type CurrentVersion, compareVersions, type TaskType, unknownVersionIssues,
   upgradeNotAvailable, usesSpock, type VersionManifest
 } from '@pgmesh/model'
 import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
@@ -63,8 +63,8 @@ export interface DatabaseContext {
   defaultPostgresVersion: string | undefined
   /** The cluster's data key, which seals the spec's secrets in the document; undefined before init/join. */
   dataKey: () => DataKey | undefined
-  /** This host's version manifest (embedded, with the operator's file merged over it). */
-  manifest: () => VersionManifest
+  /** This host's version manifest (embedded, with the operator's file merged over it); default the embedded one. */
+  manifest?: () => VersionManifest
 }
 
 /**
@@ -77,6 +77,10 @@ export class Databases {
 
   constructor (private readonly ctx: DatabaseContext) {
     this.cache = new DatabaseCache(ctx.state, id => this.build(id), entry => entry.record.task_id)
+  }
+
+  private manifest (): VersionManifest {
+    return this.ctx.manifest?.() ?? EMBEDDED_MANIFEST
   }
 
   private record (id: string): DatabaseRecord | undefined {
@@ -282,7 +286,7 @@ export class Databases {
    */
   private versionIssues (spec: DatabaseSpec, previous: DatabaseSpec | undefined): Issue[] {
     if (this.orchestratorOf(spec) !== 'swarm') return []
-    return unknownVersionIssues(this.ctx.manifest(), spec, previous)
+    return unknownVersionIssues(this.manifest(), spec, previous)
   }
 
   /** `process` when any of the spec's hosts runs instances as processes, `swarm` when all run them on Swarm. */
@@ -297,7 +301,7 @@ export class Databases {
   availableUpgrades (id: string): AvailableUpgrade[] {
     const spec = this.cache.get(id)?.desired.spec
     if (spec === undefined || this.orchestratorOf(spec) !== 'swarm') return []
-    const manifest = this.ctx.manifest()
+    const manifest = this.manifest()
     const current = currentVersion(spec, manifest)
     return current === undefined ? [] : availableUpgrades(manifest, current)
   }
@@ -318,7 +322,7 @@ export class Databases {
     const orchestrator = this.orchestratorOf(spec)
     if (orchestrator === 'process') throw upgradeNotAvailable(this.processUpgradeHelp(id, spec))
     if (orchestrator === undefined) throw upgradeNotAvailable('the database\'s hosts are not all Swarm hosts known to this cluster')
-    const manifest = this.ctx.manifest()
+    const manifest = this.manifest()
     const current = currentVersion(spec, manifest)
     if (current === undefined) throw upgradeNotAvailable('the database\'s spec names no postgres_version to upgrade from')
     const target = checkUpgrade(manifest, current, image)

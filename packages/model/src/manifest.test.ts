@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
-  availableUpgrades, checkUpgrade, compareVersions, defaultImage, EMBEDDED_MANIFEST, mergeManifests, parseManifest, unknownVersionIssues,
+  availableUpgrades, checkUpgrade, compareVersions, type CurrentVersion, defaultImage, EMBEDDED_MANIFEST, mergeManifests, parseManifest, unknownVersionIssues,
   type VersionManifest
 } from './manifest.js'
 
@@ -38,7 +38,7 @@ describe('version manifest', () => {
 
   it('refuses each image the anchor refuses, saying why', () => {
     expect(checkUpgrade(manifest, on1518, 'pgmesh/postgres:15.20').postgres_version).toBe('15.20')
-    const refusal = (image: string, current = on1518): string => {
+    const refusal = (image: string, current: CurrentVersion = on1518): string => {
       try {
         checkUpgrade(manifest, current, image)
       } catch (err) {
