@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path'
 import { ClusterDocument, DATA_KEY_FILE, DataKey, ObservedCluster } from '@pgmesh/cluster'
 import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
-import type { HostObserved, Startable } from '@pgmesh/model'
+import { defaultImage, type HostObserved, type Startable } from '@pgmesh/model'
 import { ClusterState, DocReplicator } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig, HostSources } from './config.js'
@@ -130,8 +130,11 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     await mkdir(config.dataDir, { recursive: true, mode: 0o711 })
     await tightenDataDir(config.dataDir, logger)
     const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
-    const defaultPostgresVersion = config.defaultPostgresVersion ?? await detectPostgresVersion()
     const manifest = await ManifestSource.open(config.manifestPath, logger.child({ component: 'manifest' }))
+    // The anchor's default: on Swarm the manifest's default image's version (this machine's own binaries do not run
+    // the instances), on a process host its newest installed binaries'.
+    const defaultPostgresVersion = config.defaultPostgresVersion ??
+      (config.orchestrator === 'swarm' ? defaultImage(manifest.current())?.postgres_version : await detectPostgresVersion())
     const tls = await HostTls.open(config.tls ?? { mode: 'none' }, config.dataDir, config.hostId, () => [...config.clientAddresses, new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, '')])
     return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, tls, logger.child({ component: 'host' }), sources, manifest)
   }
