@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cli } from './helpers/cli.js'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 
 let cluster: TestCluster | undefined
@@ -62,5 +63,12 @@ describe('minor versions on a process host', () => {
     expect(upgrade.body.name).toBe('invalid_input')
     expect(upgrade.body.message).toContain(`upgrade not available: database app runs on process hosts (host-1), whose PostgreSQL is what their installed packages provide, not an image (running: ${installed as string})`)
     expect(upgrade.body.message).toContain('apt-get install postgresql-15')
+
+    // The CLI says the same: nothing to list, and the API's refusal (exit 3) when an image is named.
+    const server = ['--server', host.url]
+    expect(await cli(['db', 'upgrade', 'app', ...server])).toMatchObject({ code: 0, stdout: 'no upgrade available for app\n' })
+    const refused = await cli(['db', 'upgrade', 'app', 'pgmesh/postgres:15.20', ...server])
+    expect(refused.code).toBe(3)
+    expect(refused.stderr).toContain('upgrade not available: database app runs on process hosts')
   })
 })
