@@ -1,7 +1,7 @@
 import { type DatabaseSetup, type InstanceSpec, InvalidInputError, NotFoundError, replicaSlotName } from '@pgmesh/model'
 import type { InstanceEvent, InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { admin, eventually, query } from './sql.js'
+import { admin, eventually, freePort, query } from './sql.js'
 
 /** What an implementation hands the suite: its orchestrators and where their instances can be reached. */
 export interface ComplianceTarget {
@@ -140,6 +140,33 @@ export function orchestratorCompliance (name: string, setup: () => Promise<Compl
       expect(restarted.pid).not.toBe(primary.pid)
       expect(await admin(restarted, "SELECT current_setting('max_connections') AS m, current_setting('work_mem') AS w")).toEqual([{ m: '50', w: '8MB' }])
       primary = restarted
+    })
+
+    it('with deferRestart, reloads what it can and reports a pending restart; the next ensure without it restarts', { timeout }, async () => {
+      applied = spec(PRIMARY, { ...applied, postgresqlConf: { work_mem: '12MB', max_connections: 60 } })
+      const deferred = await o.ensureInstance({ ...applied, deferRestart: true })
+      expect(deferred).toMatchObject({ state: 'running', pid: primary.pid, pendingRestart: true })
+      expect(await admin(deferred, "SELECT current_setting('max_connections') AS m, current_setting('work_mem') AS w")).toEqual([{ m: '50', w: '12MB' }])
+      // Still pending when asked again with the flag, and in status.
+      expect(await o.ensureInstance({ ...applied, deferRestart: true })).toMatchObject({ pid: primary.pid, pendingRestart: true })
+      expect(await o.status(PRIMARY)).toMatchObject({ pendingRestart: true })
+      const restarted = await o.ensureInstance(applied)
+      expect(restarted.pid).not.toBe(primary.pid)
+      expect(restarted.pendingRestart).toBeUndefined()
+      expect(await admin(restarted, "SELECT current_setting('max_connections') AS m")).toEqual([{ m: '60' }])
+      primary = restarted
+
+      // A new port too: the server keeps the old one (and says so) until its restart.
+      const port = await freePort()
+      applied = spec(PRIMARY, { ...applied, port })
+      const moving = await o.ensureInstance({ ...applied, deferRestart: true })
+      expect(moving).toMatchObject({ state: 'running', port: primary.port, pid: primary.pid, pendingRestart: true })
+      expect(await admin(moving, "SELECT current_setting('port') AS p")).toEqual([{ p: String(primary.port) }])
+      const moved = await o.ensureInstance(applied)
+      expect(moved).toMatchObject({ state: 'running', port })
+      expect(moved.pendingRestart).toBeUndefined()
+      expect(await admin(moved, "SELECT current_setting('port') AS p")).toEqual([{ p: String(port) }])
+      primary = moved
     })
 
     it('refuses a setting the orchestrator owns and leaves the instance as it was', { timeout }, async () => {

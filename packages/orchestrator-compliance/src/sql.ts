@@ -1,3 +1,4 @@
+import { createServer } from 'node:net'
 import type { InstanceStatus } from '@pgmesh/orchestrator'
 import pg from 'pg'
 
@@ -31,4 +32,16 @@ export async function eventually<T> (check: () => Promise<T>, timeoutMs = 30_000
       await new Promise(resolve => setTimeout(resolve, 200))
     }
   }
+}
+
+/** A TCP port free on this machine's loopback now (bound and released), for an instance to move to. */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0) })
+    })
+  })
 }

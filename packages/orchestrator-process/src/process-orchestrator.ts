@@ -90,7 +90,13 @@ export class ProcessOrchestrator implements Orchestrator {
       const major = spec.postgresVersion === undefined && previous !== undefined
         ? previous.postgresMajor
         : await resolveMajor(this.root, spec.postgresVersion)
+      const runningPort = previous?.port
       const state = await this.records.prepare(spec, previous, major, base => ({ ...base, initialized: false }))
+      const running = await this.runningPid(paths) !== undefined
+      const deferRestart = spec.deferRestart === true
+      // A new port takes a restart: until then the server, its record and its config keep the old one.
+      const portMoves = running && runningPort !== undefined && runningPort !== state.port
+      if (portMoves && deferRestart) state.port = runningPort
       await this.prepareInstanceDirs(paths)
       await this.writePassfile(paths)
       await this.records.write(state)
@@ -99,11 +105,17 @@ export class ProcessOrchestrator implements Orchestrator {
 
       const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major))
       await this.records.write(state)
-      if (await this.runningPid(paths) === undefined) {
+      if (!running) {
         await this.startPostgres(paths, state)
+      } else if (portMoves && !deferRestart) {
+        // The admin session goes through the socket named after the port, which the old server does not have.
+        await this.restartPostgres(paths, state)
       } else {
-        await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log)
+        const waiting = await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log, deferRestart)
+        if (waiting.length > 0 || (portMoves && deferRestart)) state.pendingRestart = true
+        else if (state.pendingRestart === true && !deferRestart) await this.restartPostgres(paths, state)
       }
+      await this.records.write(state)
       this.supervise(spec.instanceId)
 
       const status = await this.inspect(paths, state)
@@ -391,6 +403,11 @@ export class ProcessOrchestrator implements Orchestrator {
       const log = await readFile(paths.startupLog, 'utf8').catch(() => '')
       throw new Error(`starting ${state.instanceId} failed; startup log ends with:\n${log.split('\n').slice(-15).join('\n')}`, { cause: err })
     }
+    if (state.pendingRestart === true) {
+      // Whatever waited for a restart is in effect now.
+      delete state.pendingRestart
+      await this.records.write(state)
+    }
     this.log.info({ instanceId: state.instanceId, port: state.port, ms: Date.now() - started }, 'started')
   }
 
@@ -425,7 +442,7 @@ export class ProcessOrchestrator implements Orchestrator {
     }
     try {
       const server = await this.admin(paths, state)('postgres', serverRole)
-      return { ...base, state: 'running', ...server, pid }
+      return { ...base, state: 'running', ...server, pid, ...(state.pendingRestart === true ? { pendingRestart: true } : {}) }
     } catch {
       return { ...base, state: 'starting', pid }
     }

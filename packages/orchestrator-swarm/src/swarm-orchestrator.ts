@@ -55,6 +55,8 @@ interface InstanceRecord extends BaseRecord {
   appliedAuth?: string
   /** The replica's base backup finished; until then it is (re)cloned before its container is created. */
   cloned?: boolean
+  /** A deferred change of the task itself (image, port, labels): only an ensureInstance without deferRestart applies it. */
+  pendingTask?: boolean
 }
 
 interface Paths { dir: string, data: string, configs: string, socket: string }
@@ -137,6 +139,7 @@ export class SwarmOrchestrator implements Orchestrator {
       const role = await swarmRole(this.docker)
       const paths = this.paths(spec.instanceId)
       const previous = await this.records.read(spec.instanceId)
+      const runningPort = previous?.port
       const major = spec.postgresVersion === undefined ? previous?.postgresMajor ?? DEFAULT_MAJOR : Number(spec.postgresVersion.split('.')[0])
       const state = await this.records.prepare(spec, previous, major, base => ({
         ...base, databaseId: parts.databaseId, nodeName: parts.nodeName, forceUpdate: 0
@@ -173,9 +176,27 @@ export class SwarmOrchestrator implements Orchestrator {
         network: await ensureNetwork(this.docker, state.databaseId, role),
         extraLabels: spec.swarm?.extraLabels ?? {}
       }
-      const replaced = role.manager ? await this.ensureService(input, role, state) : await this.ensureContainer(input, state)
-      await this.waitReady(state, specHash(input))
-      if (!replaced) await applyConfigChange(state.instanceId, configChange, this.admin(paths, state), async () => { await this.restart(paths, state) }, this.log)
+      const deferRestart = spec.deferRestart === true
+      // A running task whose spec changed is replaced (a restart) unless the restart is deferred.
+      const running = await this.runningTaskHash(state.instanceId, role)
+      const deferTask = deferRestart && running !== undefined && running !== specHash(input)
+      const replaced = deferTask ? false : role.manager ? await this.ensureService(input, role, state) : await this.ensureContainer(input, state)
+      if (deferTask) {
+        if (state.pendingTask !== true) this.log.info({ instanceId: state.instanceId, image }, 'task change written; it waits for its restart')
+        state.pendingTask = true
+        // The running server keeps its port until the task is replaced (the admin socket is named after it).
+        if (runningPort !== undefined) state.port = runningPort
+      } else {
+        delete state.pendingTask
+      }
+      await this.waitReady(state, deferTask ? undefined : specHash(input))
+      if (!replaced) {
+        const waiting = await applyConfigChange(state.instanceId, configChange, this.admin(paths, state), async () => { await this.restart(paths, state) }, this.log, deferRestart)
+        if (waiting.length > 0) state.pendingRestart = true
+        else if (state.pendingRestart === true && !deferRestart) await this.restart(paths, state)
+      } else {
+        delete state.pendingRestart
+      }
       state.appliedSettings = configChange.applied.settings
       state.appliedAuth = configChange.applied.auth
       await this.records.write(state)
@@ -310,6 +331,19 @@ export class SwarmOrchestrator implements Orchestrator {
     return true
   }
 
+  /** The spec hash of the instance's running task (service or worker container); undefined when none runs. */
+  private async runningTaskHash (instanceId: string, role: SwarmRole): Promise<string | undefined> {
+    if (role.manager) {
+      const service = await this.docker.getService(serviceName(instanceId)).inspect().catch((err: unknown) => {
+        if (isNotFound(err)) return undefined
+        throw err
+      }) as Docker.Service | undefined
+      if (service?.Spec?.Mode?.Replicated?.Replicas !== 1) return undefined
+      return service.Spec.Labels?.[LABELS.specHash]
+    }
+    return (await instanceContainers(this.docker, instanceId)).find(c => c.State === 'running')?.Labels[LABELS.specHash]
+  }
+
   /** On a worker: a plain container, replaced when its spec changed. */
   private async ensureContainer (input: TaskInput, state: InstanceRecord): Promise<boolean> {
     const hash = specHash(input)
@@ -366,6 +400,9 @@ export class SwarmOrchestrator implements Orchestrator {
       await this.setRunning(state, true)
     }
     await this.waitReady(state, undefined, before?.Id)
+    // The settings that waited for a restart are in effect; a pending task change is not (the same task spec ran).
+    delete state.pendingRestart
+    await this.records.write(state)
     this.log.info({ instanceId: state.instanceId }, 'restarted')
   }
 
@@ -412,7 +449,8 @@ export class SwarmOrchestrator implements Orchestrator {
     const pid = container?.State.Pid
     try {
       const server = await this.admin(paths, state)('postgres', serverRole)
-      return { ...base, state: 'running', ...server, ...(pid === undefined ? {} : { pid }) }
+      const pendingRestart = state.pendingRestart === true || state.pendingTask === true
+      return { ...base, state: 'running', ...server, ...(pid === undefined ? {} : { pid }), ...(pendingRestart ? { pendingRestart } : {}) }
     } catch {
       // Not accepting connections: still starting, unless Docker's health check has given up on it.
       const unhealthy = container?.State.Health?.Status === 'unhealthy'

@@ -37,18 +37,26 @@ export function changedSettings (applied: Record<string, string>, settings: Read
 /** What a config write changed: settings by name, and whether pg_hba.conf or pg_ident.conf did. */
 export interface ConfigChange { settings: string[], auth: boolean }
 
-/** Reload, or `restart` when a changed setting needs it (see reloadSettings); nothing when nothing changed. */
+/**
+ * Reload, or `restart` when a changed setting needs it (see reloadSettings); nothing when nothing changed. With
+ * `deferRestart` it only reloads, and returns the settings that wait for a restart.
+ */
 export async function applyConfigChange (
-  instanceId: string, change: ConfigChange, connect: AdminConnect, restart: () => Promise<void>, log: Logger
-): Promise<void> {
-  if (change.settings.length === 0 && !change.auth) return
+  instanceId: string, change: ConfigChange, connect: AdminConnect, restart: () => Promise<void>, log: Logger, deferRestart = false
+): Promise<string[]> {
+  if (change.settings.length === 0 && !change.auth) return []
   const needsRestart = await connect('postgres', async client => await reloadSettings(client, change.settings))
+  if (needsRestart.length > 0 && deferRestart) {
+    log.info({ instanceId, settings: needsRestart }, 'reloaded configuration; the settings that need a restart wait for it')
+    return needsRestart
+  }
   if (needsRestart.length > 0) {
     log.info({ instanceId, settings: needsRestart }, 'restarting for settings that need it')
     await restart()
   } else {
     log.info({ instanceId, settings: change.settings, auth: change.auth }, 'reloaded configuration')
   }
+  return []
 }
 
 /**

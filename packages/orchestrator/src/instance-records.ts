@@ -20,6 +20,8 @@ export interface InstanceRecord {
   appliedSettings: Record<string, string>
   /** Scripts are run once only: after the first successful run (or a first setup without them) they never run again. */
   scriptsDone: ScriptsDone
+  /** A change that needs a restart was written but deferred; cleared by the next (re)start. */
+  pendingRestart?: boolean
   /** Set while the instance is a streaming replica (cleared by promote). */
   standbyOf?: StandbyOf
 }

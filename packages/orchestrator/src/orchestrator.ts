@@ -13,6 +13,8 @@ export interface InstanceStatus {
   port: number
   /** `major.minor` of the running server, or the major of the data directory while not running. */
   postgresVersion: string
+  /** Running with a change written that needs a restart (see InstanceSpec.deferRestart). */
+  pendingRestart?: boolean
   /** The postmaster's pid while it runs. */
   pid?: number
   /** How the control plane itself connects: superuser over the unix socket (`host` is the socket directory). */
@@ -26,7 +28,10 @@ export type InstanceEvent =
   | { type: 'restart_failed', instanceId: string, attempt: number, error: string, retryInMs: number }
 
 export interface Orchestrator {
-  /** Idempotent: creates what is missing, applies config changes (reload or restart as needed), leaves it running. */
+  /**
+   * Idempotent: creates what is missing, applies config changes (reload or restart as needed, or a deferred restart:
+   * see InstanceSpec.deferRestart), leaves it running.
+   */
   ensureInstance (spec: InstanceSpec): Promise<InstanceStatus>
   startInstance (instanceId: string): Promise<InstanceStatus>
   /** Stops the instance and keeps it stopped (supervision does not restart it) until started again. */

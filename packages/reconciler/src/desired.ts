@@ -21,5 +21,5 @@ export function readDesired (host: Pick<ReconcilerHost, 'hostId' | 'document' | 
 }
 
 export function toLocal (s: InstanceStatus): LocalInstance {
-  return { instanceId: s.instanceId, state: s.state, ...(s.role === undefined ? {} : { role: s.role }), port: s.port, postgresVersion: s.postgresVersion }
+  return { instanceId: s.instanceId, state: s.state, ...(s.role === undefined ? {} : { role: s.role }), port: s.port, postgresVersion: s.postgresVersion, ...(s.pendingRestart === true ? { pendingRestart: true } : {}) }
 }

@@ -41,7 +41,7 @@ export class ActionExecutor {
       case 'ensure-instance': {
         const exists = this.deps.exists(action.instanceId)
         await tasks.log(`${exists ? 'updating' : 'creating'} instance ${action.instanceId}`, { instance_id: action.instanceId, node_name: action.nodeName })
-        await orchestrator.ensureInstance(action.spec)
+        const status = await orchestrator.ensureInstance(action.spec)
         const previous = applied.get(action.instanceId)
         const replicationHash = previous?.specHash === action.specHash ? previous.replicationHash : undefined
         await applied.set({
@@ -51,7 +51,13 @@ export class ActionExecutor {
           ...(replicationHash === undefined ? {} : { replicationHash })
         })
         failures.clear(action.instanceId)
-        await tasks.log(`instance ${action.instanceId} is available (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
+        if (status.pendingRestart === true) {
+          await tasks.log(`instance ${action.instanceId} is updated; what needs a restart waits for its turn in the rolling restart (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
+          return
+        }
+        // Planned again with the spec and generation already applied: only its pending restart was left.
+        const turn = previous?.specHash === action.specHash && previous.generation === action.generation
+        await tasks.log(`instance ${action.instanceId} is ${turn ? 'restarted in its turn of the rolling restart' : 'available'} (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
         return
       }
       case 'ensure-replication': {

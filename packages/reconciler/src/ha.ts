@@ -7,6 +7,7 @@ import type { ReconcilerHost } from './deps.js'
 import { handOver, type HandOverContext, stopAndRelease } from './handover.js'
 import type { InstanceAdmin } from './instance-admin.js'
 import type { InstanceQueues } from './queue.js'
+import { rollsByHandOver, rollWait } from './roll.js'
 
 /** How long before its lease's end a primary that could not renew stops taking writes. */
 const FENCE_MS = 1500
@@ -168,14 +169,38 @@ export class HighAvailability implements Startable {
     const kept = this.keep(key, mine, primary.term, db.id)
     if (kept?.held() === true && this.fenced.has(mine)) this.unfence(mine)
     if (kept?.held() === true && !this.fenced.has(mine)) await this.synchronize(db, nodeName, key, mine, kept, cluster)
+    if (kept?.held() === true && !this.fenced.has(mine) && !this.stopping && this.rollOver(db, nodeName, key, mine, primary, kept, cluster)) return
     const request = db.primaryChanges[nodeName]
     if (request === undefined || request.candidate === mine || request.from_term !== primary.term || !this.active(request)) return
     if (request.scheduled_at !== undefined && Date.parse(request.scheduled_at) > Date.now()) return
     if (kept?.held() !== true || this.stopping) return
     this.busy.add(key)
-    this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => { await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request, cluster, requested: true }) })
+    this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => { await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request, cluster, purpose: 'switchover' }) })
       .catch((err: unknown) => { this.log.warn({ node: key, err }, 'switchover failed') })
       .finally(() => { this.busy.delete(key) }))
+  }
+
+  /**
+   * In its turn of a rolling restart (roll.ts), a primary with a restart pending hands its node over to a replica that
+   * holds everything it acknowledged; the planner then rebuilds it as a replica with the new spec. True when started.
+   */
+  private rollOver (db: DesiredDatabaseRecord, nodeName: string, key: string, mine: string, primary: NodePrimary, kept: KeptLease, cluster: ObservedInstance[]): boolean {
+    if (this.deps.localStatus(mine)?.pendingRestart !== true) return false
+    if (!rollsByHandOver(db, mine) || rollWait(db, mine, cluster) !== undefined) return false
+    const node = db.spec?.nodes.find(n => n.name === nodeName)
+    const candidate = node === undefined ? undefined : this.preferredCandidate(db.id, nodeName, node.host_ids, primary, cluster)
+    // Not yet eligible (just restarted, not synchronous again): synchronize makes it so, and a later tick hands over.
+    if (candidate === undefined || !kept.confirmedEligible.includes(candidate)) return false
+    this.log.info({ node: key, from: mine, to: candidate }, 'rolling restart: switching the node over before restarting its primary')
+    this.busy.add(key)
+    const request: PrimaryChangeRequest = { type: 'switchover', task_id: db.task_id, candidate, from_term: primary.term }
+    this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => { await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request, cluster, purpose: 'roll' }) })
+      .catch((err: unknown) => { this.log.warn({ node: key, err }, 'rolling switchover failed') })
+      .finally(() => {
+        this.busy.delete(key)
+        this.deps.requeue()
+      }))
+    return true
   }
 
   /**
@@ -256,7 +281,7 @@ export class HighAvailability implements Startable {
     this.busy.add(key)
     this.track(this.deps.queues.run(mine, 'high', 'hand-over', async () => {
       if (candidate !== undefined) {
-        await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request: { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, requested: false })
+        await handOver(this.handOverContext(), { db, nodeName, key, mine, primary, request: { type: 'switchover', task_id: taskId, candidate, from_term: primary.term }, cluster, purpose: 'stop' })
         return
       }
       await stopAndRelease(this.handOverContext(), key, mine, kept.term, true)

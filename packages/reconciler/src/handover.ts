@@ -31,8 +31,11 @@ export interface HandOver {
   primary: NodePrimary
   request: PrimaryChangeRequest
   cluster: ObservedInstance[]
-  /** A switchover/failover task (settled here on failure); false: the user stopping the primary. */
-  requested: boolean
+  /**
+   * switchover: a switchover task (settled here on failure); stop: the user stopping the primary (it stops even if the
+   * hand-over fails); roll: its turn in a rolling restart (on failure it takes writes again and the roll retries).
+   */
+  purpose: 'switchover' | 'stop' | 'roll'
 }
 
 /**
@@ -41,7 +44,7 @@ export interface HandOver {
  * before the server stops, this primary takes writes again.
  */
 export async function handOver (ctx: HandOverContext, h: HandOver): Promise<void> {
-  const { db, nodeName, key, mine, primary, request, cluster, requested } = h
+  const { db, nodeName, key, mine, primary, request, cluster, purpose } = h
   const log = async (message: string): Promise<void> => { await ctx.taskLog(request.task_id, message, { node_name: nodeName }) }
   const leases = ctx.host.runtime.leases
   const candidate = cluster.find(i => i.id === request.candidate)
@@ -54,7 +57,7 @@ export async function handOver (ctx: HandOverContext, h: HandOver): Promise<void
     if (candidate?.port === undefined || candidate.role !== 'replica' || candidate.state !== 'available') throw new Error(`candidate instance ${request.candidate} is not an available replica`)
     const address = candidate.addresses?.[0] ?? ctx.host.document.doc.hosts?.[candidate.host_id]?.client_addresses[0]
     if (address === undefined) throw new Error(`no address for host ${candidate.host_id}`)
-    if (requested) await ctx.host.tasks.settle(request.task_id, { status: 'running' })
+    if (purpose === 'switchover') await ctx.host.tasks.settle(request.task_id, { status: 'running' })
     await log(`switching node ${nodeName} over from ${mine} to ${request.candidate}: stopping writes`)
     await ctx.admin.setReadOnly(mine, true)
     const lsn = await ctx.admin.drainToPeers(mine, databaseName, 30_000)
@@ -88,12 +91,12 @@ export async function handOver (ctx: HandOverContext, h: HandOver): Promise<void
     const message = (err as Error).message
     ctx.logger.warn({ node: key, err: message }, 'switchover failed')
     await log(`switchover failed: ${message}`).catch(() => {})
-    if (!requested) {
+    if (purpose === 'stop') {
       // The user asked for the server to stop: it stops, and the lease goes once it is down.
       if (!handedOver) await stopAndRelease(ctx, key, mine, primary.term)
       return
     }
-    await ctx.host.tasks.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
+    if (purpose === 'switchover') await ctx.host.tasks.settle(request.task_id, { status: 'failed', error: message }).catch(() => {})
     if (!handedOver && !stopped) {
       // Still the primary, still renewing its lease: take writes again.
       await ctx.admin.setReadOnly(mine, false).catch(() => {})

@@ -86,6 +86,10 @@ describe('outcome', () => {
       expect(outcome(db, patched(converged(), 'storefront-n3-ant97dj4', { generation: 1 }), ALL, CLOCK)).toEqual({ status: 'running' })
     })
 
+    it('an instance at the generation whose restart still waits for its turn in the rolling restart', () => {
+      expect(outcome(db, patched(converged(), 'storefront-n3-ant97dj4', { pending_restart: true }), ALL, CLOCK)).toEqual({ status: 'running' })
+    })
+
     it('the replica of n1 missing', () => {
       expect(outcome(db, converged().filter(i => i.id !== 'storefront-n1-ant97dj4'), ALL, CLOCK)).toEqual({ status: 'running' })
     })

@@ -17,7 +17,7 @@ export interface OutcomeClock { now: number, taskStartedAt: number }
 
 /**
  * Whether a database's current task is done, from what the hosts report: every instance at the task's generation
- * and available, every primary subscribed to every other node; for a delete, no instance left anywhere. It fails when
+ * and available with no restart pending, every primary subscribed to every other node; for a delete, no instance left anywhere. It fails when
  * an instance failed at the generation, or a subscription it needs has been failing for REPLICATION_FAILURE_BOUND_MS.
  * Pure: the time comes in `clock`. `reachable` are the hosts whose heartbeats are current: an unreachable host's
  * instances are unknown, so a delete that involves it waits.
@@ -44,7 +44,7 @@ export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance
     for (const hostId of node.host_ids) {
       const id = instanceId(db.id, node.name, hostId)
       const instance = byId.get(id)
-      if (instance === undefined || instance.state !== 'available' || instance.generation < db.generation) return { status: 'running' }
+      if (instance === undefined || instance.state !== 'available' || instance.generation < db.generation || instance.pending_restart === true) return { status: 'running' }
       if (id !== primary?.instanceId || spec.nodes.length < 2) continue
       const subscribed = new Set((instance.subscriptions ?? []).filter(s => s.status === 'replicating').map(s => s.provider_node))
       if (spec.nodes.some(other => other.name !== node.name && !subscribed.has(other.name))) return { status: 'running' }

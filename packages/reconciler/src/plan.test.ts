@@ -5,6 +5,7 @@ import type { ObservedInstance } from '@pgmesh/model'
 import { type DatabaseSpec, instanceId } from '@pgmesh/model'
 import { describe, expect, it } from 'vitest'
 import { hashOf, plan } from './plan.js'
+import { describeWait, rollOrder, rollsByHandOver, rollWait } from './roll.js'
 import type { Action, AppliedInstance, Desired, DesiredDatabase, LocalInstance, Observed } from './types.js'
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -174,9 +175,14 @@ function applyActions (world: World, hostId: string, actions: Action[]): World {
         const existing = host.local.find(i => i.instanceId === action.instanceId)
         // Port 0: a free port chosen once and kept (deterministic here: 5450 for host-1's first instance, …).
         const port = action.spec.port !== 0 ? action.spec.port : existing?.port ?? 5440 + 10 * Number(hostId.slice('host-'.length)) + host.local.length
+        // Every deferred change of a running server's spec is taken to need a restart (the worst case); a pending
+        // one stays pending until an ensure without deferRestart.
+        const previousHash = host.applied.find(a => a.instanceId === action.instanceId)?.specHash
+        const pendingRestart = action.spec.deferRestart === true && existing?.state === 'running' &&
+          (previousHash !== action.specHash || existing.pendingRestart === true)
         upsert(host.local, {
           instanceId: action.instanceId, state: 'running', role: existing?.role ?? (action.spec.primary === undefined ? 'primary' : 'replica'),
-          port, postgresVersion: action.spec.postgresVersion ?? '17.6'
+          port, postgresVersion: action.spec.postgresVersion ?? '17.6', ...(pendingRestart ? { pendingRestart } : {})
         })
         const previous = host.applied.find(a => a.instanceId === action.instanceId)
         const replicationHash = previous?.specHash === action.specHash ? previous.replicationHash : undefined
@@ -254,6 +260,7 @@ function observe (world: World, cluster: Cluster): ObservedInstance[] {
           ? {}
           : { subscriptions: subscriptions.map(p => ({ provider_node: p, name: `sub_${p}_${record.nodeName}`, status: 'replicating' })), replication: 'spock' }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
+        ...(local?.pendingRestart === true ? { pending_restart: true } : {}),
         updated_at: UPDATED_AT
       })
     }
@@ -461,6 +468,87 @@ describe('plan', () => {
         expect(planFor(world, bumped, hostId)).toEqual([])
         expect(hostOf(world, hostId).applied).toEqual(hostOf(threeConverged, hostId).applied.map(a => ({ ...a, generation: 2 })))
       }
+    })
+  })
+
+  describe('a change that needs restarts rolls, one instance at a time (roll.ts)', () => {
+    const resized: DatabaseSpec = { ...storefront, postgresql_conf: { ...storefront.postgresql_conf, shared_buffers: '1GB' } }
+    const rolled: Cluster = { hosts: HOSTS, databases: [database('storefront', resized, { generation: 2 })] }
+    const restartsIn = (world: World, hostId: string, actions: Action[]): string[] => actions
+      .filter((a): a is Extract<Action, { kind: 'ensure-instance' }> => a.kind === 'ensure-instance' && a.spec.deferRestart !== true)
+      .filter(a => hostOf(world, hostId).local.some(l => l.instanceId === a.instanceId && l.state === 'running'))
+      .map(a => a.instanceId)
+
+    it('planned at the same moment on every host: n1, first in the roll, restarts; n2 and n3 write the change and wait', () => {
+      const passes = Object.fromEntries(['host-1', 'host-2', 'host-3'].map(h => [h, planFor(threeConverged, rolled, h)]))
+      expectGolden('rolling-restart-first-pass-host-1', passes['host-1'] ?? [])
+      expect(only(passes['host-1'] ?? [], 'ensure-instance').spec.deferRestart).toBeUndefined()
+      expect(only(passes['host-2'] ?? [], 'ensure-instance').spec.deferRestart).toBe(true)
+      expect(only(passes['host-3'] ?? [], 'ensure-instance').spec.deferRestart).toBe(true)
+      // The flag is not part of the spec: the hash is the same either way.
+      expect(only(passes['host-2'] ?? [], 'ensure-instance').specHash).toBe(hashOf({ ...only(passes['host-2'] ?? [], 'ensure-instance').spec, deferRestart: undefined }))
+    })
+
+    it('a waiting instance restarts once every instance before it settled, and the roll ends with nothing pending', () => {
+      // Every host plans from one snapshot, then all apply: the hosts act at the same moment, round after round.
+      let world = threeConverged
+      const order: string[][] = []
+      for (let round = 0; round < 8; round++) {
+        const passes = (['host-1', 'host-2', 'host-3']).map(h => [h, planFor(world, rolled, h)] as const)
+        order.push(passes.flatMap(([h, actions]) => restartsIn(world, h, actions)))
+        for (const [h, actions] of passes) world = applyActions(world, h, actions)
+      }
+      expect(order.filter(r => r.length > 0)).toEqual([[id('storefront', 'n1', 'host-1')], [id('storefront', 'n2', 'host-2')], [id('storefront', 'n3', 'host-3')]])
+      for (const hostId of ['host-1', 'host-2', 'host-3']) {
+        expect(hostOf(world, hostId).local.every(l => l.pendingRestart !== true)).toBe(true)
+        expect(planFor(world, rolled, hostId)).toEqual([])
+      }
+    })
+
+    it('a host that stops reporting holds the roll at its instance: the next one waits and says why', () => {
+      const afterFirst = step(step(step(threeConverged, rolled, 'host-2'), rolled, 'host-3'), rolled, 'host-1')
+      const observed = observedFor(afterFirst, rolled, 'host-3')
+      expect(observed.local[0]?.pendingRestart).toBe(true)
+      // host-2 is cut off: its instance n2 is not in what host-3 sees.
+      const cutOff = { ...observed, cluster: observed.cluster.filter(i => i.host_id !== 'host-2') }
+      const n3 = id('storefront', 'n3', 'host-3')
+      const ensures = (o: Observed): Action[] => plan(desiredFor(rolled, 'host-3'), o).filter(a => a.kind === 'ensure-instance')
+      expect(ensures(cutOff)).toEqual([])
+      const db = rolled.databases[0]
+      if (db === undefined) throw new Error('no database')
+      const wait = rollWait(db, n3, cutOff.cluster)
+      expect(wait).toEqual({ instanceId: id('storefront', 'n2', 'host-2'), hostId: 'host-2', reason: 'not reported' })
+      if (wait === undefined) throw new Error('no wait')
+      expect(describeWait(n3, wait, h => h !== 'host-2')).toContain('host host-2 is unreachable')
+      // Back in touch, n2 (pending too) restarts first; n3 follows once n2 reports settled.
+      expect(ensures(observed)).toEqual([])
+      const afterSecond = step(afterFirst, rolled, 'host-2')
+      expect(restartsIn(afterSecond, 'host-3', planFor(afterSecond, rolled, 'host-3'))).toEqual([n3])
+    })
+
+    it('in a node with a replica, the replica restarts first and the primary is left to the hand-over', () => {
+      const ledgerOnly: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger)] }
+      const start = converge(emptyWorld(), ledgerOnly)
+      const changed: Cluster = { hosts: HOSTS, databases: [database('ledger', { ...ledger, postgresql_conf: { max_wal_senders: 20 } }, { generation: 2 })] }
+      const db = changed.databases[0]
+      if (db === undefined) throw new Error('no database')
+      expect(rollOrder(db).map(e => `${e.nodeName}@${e.hostId}${e.primary ? ' (primary)' : ''}`)).toEqual(['n1@host-2', 'n1@host-1 (primary)', 'n2@host-3 (primary)'])
+      // The replica follows a primary at the new generation: the primary writes the change first (and waits).
+      let world = start
+      const order: string[] = []
+      for (let round = 0; round < 6; round++) {
+        const passes = ['host-1', 'host-2', 'host-3'].map(h => [h, planFor(world, changed, h)] as const)
+        order.push(...passes.flatMap(([h, actions]) => restartsIn(world, h, actions)))
+        for (const [h, actions] of passes) world = applyActions(world, h, actions)
+      }
+      expect(order).toEqual([id('ledger', 'n1', 'host-2')])
+      // The replica settled: the primary's turn. It hands over (HA loop); the planner restarts nothing in place.
+      const primary = id('ledger', 'n1', 'host-1')
+      expect(rollWait(db, primary, observe(world, changed))).toBeUndefined()
+      expect(rollsByHandOver(db, primary)).toBe(true)
+      expect(planFor(world, changed, 'host-1')).toEqual([])
+      // n2 waits for n1's primary to settle.
+      expect(rollWait(db, id('ledger', 'n2', 'host-3'), observe(world, changed))).toEqual({ instanceId: primary, hostId: 'host-1', reason: 'not settled' })
     })
   })
 

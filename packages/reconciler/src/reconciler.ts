@@ -14,6 +14,7 @@ import { startAll, stopAll } from './lifecycle.js'
 import { plan } from './plan.js'
 import { InstanceQueues } from './queue.js'
 import { Reports } from './reports.js'
+import { describeWait, rollWait } from './roll.js'
 import { TaskSettler } from './settle.js'
 import { SubscriptionPoller, type SubscriptionPollerDeps } from './subscriptions.js'
 import type { Action } from './types.js'
@@ -57,6 +58,8 @@ export class Reconciler implements Startable {
   private timers: NodeJS.Timeout[] = []
   private readonly log: Logger
   private unsubscribe: (() => void) | undefined
+  /** Per local instance with a restart pending: what its database's task log last said it waits for. */
+  private readonly rollWaits = new Map<string, string>()
 
   constructor (private readonly host: ReconcilerHost, private readonly orchestrator: Orchestrator, private readonly options: ReconcilerOptions) {
     this.log = options.logger
@@ -186,7 +189,29 @@ export class Reconciler implements Startable {
       await this.refreshLocal()
       this.host.runtime.beat()
     }
+    await this.logRollWaits(desired)
     await this.settler.settle(desired)
+  }
+
+  /** A restart held by the rolling order says in the task log what it waits for, each time that changes. */
+  private async logRollWaits (desired: DesiredState): Promise<void> {
+    const cluster = this.host.health.clusterInstances()
+    const reachable = this.host.health.reachableHosts()
+    const waiting = new Set<string>()
+    for (const status of this.local.values()) {
+      const databaseId = this.applied?.get(status.instanceId)?.databaseId
+      const db = desired.databases.find(d => d.id === databaseId)
+      if (status.pendingRestart !== true || db === undefined) continue
+      const wait = rollWait(db, status.instanceId, cluster)
+      if (wait === undefined) continue
+      waiting.add(status.instanceId)
+      const message = describeWait(status.instanceId, wait, h => h === this.host.hostId || reachable.has(h))
+      if (this.rollWaits.get(status.instanceId) === message) continue
+      this.rollWaits.set(status.instanceId, message)
+      this.log.info({ instanceId: status.instanceId, waitsFor: wait.instanceId, reason: wait.reason }, 'restart waits for its turn')
+      await this.taskLog(desired.records.get(db.id)?.taskId, message, { instance_id: status.instanceId })
+    }
+    for (const id of this.rollWaits.keys()) if (!waiting.has(id)) this.rollWaits.delete(id)
   }
 
   private async refreshLocal (): Promise<void> {

@@ -54,7 +54,8 @@ export class Reports {
         ...(replication === undefined || status?.role !== 'primary' ? {} : { subscriptions: replication.subscriptions, replication: replication.kind }),
         ...(status?.role !== 'primary' || refused === undefined ? {} : { unreplicated_ddl: refused }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
-        ...(record.restarts === undefined ? {} : { restarts: record.restarts })
+        ...(record.restarts === undefined ? {} : { restarts: record.restarts }),
+        ...(status?.pendingRestart === true && status.state === 'running' ? { pending_restart: true } : {})
       })
     }
     for (const [id, failure] of failures.entries()) {

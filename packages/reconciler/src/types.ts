@@ -47,6 +47,8 @@ export interface LocalInstance {
   role?: 'primary' | 'replica'
   port: number
   postgresVersion: string
+  /** Running with a change written that waits for its restart (its turn in the rolling restart). */
+  pendingRestart?: boolean
 }
 
 export interface Observed {

@@ -72,6 +72,12 @@ export interface InstanceSpec {
    * is never demoted again (remove and recreate it instead).
    */
   primary?: { host: string, port: number }
+  /**
+   * A running server whose change needs a restart (a setting read only at start, a new port or image) is not
+   * restarted: the change is written, what can be reloaded is, and the status reports `pendingRestart` until an
+   * ensureInstance without this flag (or a restart) applies it. Rolling updates restart one instance at a time.
+   */
+  deferRestart?: boolean
   /** Users, database and scripts; applied on primaries only (replicas get them from their primary). */
   database?: DatabaseSetup
   /** The anchor's `orchestrator_opts.swarm`: read by the swarm orchestrator, ignored by the process one. */

@@ -39,6 +39,11 @@ export interface ObservedInstance {
   node_ready?: boolean
   /** The replication extension in use: spock or pglogical. */
   replication?: string
+  /**
+   * The instance runs with its spec written but not all of it in effect: a restart is due, which the rolling update
+   * gives it in its turn.
+   */
+  pending_restart?: boolean
   /** Restarts asked for (stop/start/restart operations) that this instance has done. */
   restarts?: number
   updated_at: string
