@@ -63,6 +63,7 @@ describe('minor versions on a process host', () => {
     expect(upgrade.body.name).toBe('invalid_input')
     expect(upgrade.body.message).toContain(`upgrade not available: database app runs on process hosts (host-1), whose PostgreSQL is what their installed packages provide, not an image (running: ${installed as string})`)
     expect(upgrade.body.message).toContain('apt-get install postgresql-15')
+    expect(upgrade.body.message).toContain('POST /v1/databases/app?force_update=true')
 
     // The CLI says the same: nothing to list, and the API's refusal (exit 3) when an image is named.
     const server = ['--server', host.url]

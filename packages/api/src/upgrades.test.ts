@@ -146,8 +146,7 @@ describe('upgrades on a process host', () => {
       name: 'invalid_input',
       message: 'upgrade not available: database app runs on process hosts (host-1), whose PostgreSQL is what their installed packages provide, not an image (running: 15.18); ' +
         'a minor upgrade there is a package upgrade on every host (apt-get install postgresql-15; GET /v1/hosts shows each host\'s installed version in supported_pgedge_versions), ' +
-        'a restart of that host\'s pgmesh daemon (its instances keep running; it reads the new binaries\' settings), then a restart of each instance, one at a time, ' +
-        'with POST /v1/databases/app/instances/{instance_id}/restart'
+        'then POST /v1/databases/app?force_update=true, which restarts each instance whose binaries are newer than its running server, one at a time (the rolling restart)'
     })
   })
 })

@@ -336,7 +336,11 @@ export class Databases {
     return await this.update(id, body, { taskType: 'upgrade' })
   }
 
-  /** Why a process database has no image upgrade, and what upgrades its minor version instead. */
+  /**
+   * Why a process database has no image upgrade, and what upgrades its minor version instead: the process
+   * orchestrator restarts, in the roll, an instance whose installed binary is newer than its server whenever the
+   * spec is applied (an update or force_update).
+   */
   private processUpgradeHelp (id: string, spec: DatabaseSpec): string {
     const hosts = [...new Set(spec.nodes.flatMap(n => n.host_ids))].sort()
     const running = [...new Set(this.ctx.observed().instances.filter(i => i.database_id === id && i.postgres_version !== undefined).map(i => i.postgres_version as string))]
@@ -344,9 +348,9 @@ export class Databases {
     const major = spec.postgres_version?.split('.')[0] ?? '<major>'
     return `database ${id} runs on process hosts (${hosts.join(', ')}), whose PostgreSQL is what their installed packages provide, not an image` +
       `${running.length === 0 ? '' : ` (running: ${running.join(', ')})`}; a minor upgrade there is a package upgrade on every host ` +
-      `(apt-get install postgresql-${major}; GET /v1/hosts shows each host's installed version in supported_pgedge_versions), a restart of ` +
-      `that host's pgmesh daemon (its instances keep running; it reads the new binaries' settings), then a restart of each instance, one at a ` +
-      `time, with POST /v1/databases/${id}/instances/{instance_id}/restart`
+      `(apt-get install postgresql-${major}; GET /v1/hosts shows each host's installed version in supported_pgedge_versions), then ` +
+      `POST /v1/databases/${id}?force_update=true, which restarts each instance whose binaries are newer than its running server, one at a ` +
+      'time (the rolling restart)'
   }
 
   async delete (id: string): Promise<{ task: Task }> {
