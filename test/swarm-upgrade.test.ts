@@ -1,11 +1,12 @@
 // An image upgrade on a real Docker Swarm (scripts/testbed/tb.sh, 3 hosts, all managers): a 3-node database on the
 // version manifest's first testbed tag (Debian bookworm's point release, PostgreSQL 15.18) is moved by
 // POST /v1/databases/{id}/upgrade to the second (15.20 plus procps) while a client writes, and every instance ends on
-// the new image with replication working both ways. How the restarts roll is the reconciler's; this test measures the
-// writer's longest gap and prints it.
+// the new image with replication working both ways. A client on every node writes every 25 ms: the roll restarts one
+// instance at a time, so two nodes never refuse writes at once.
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
+import { NodeProbe, overlappingOutages } from './helpers/probes.js'
 import { importImageVariant, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb, UPGRADE_IMAGES } from './helpers/swarm-testbed.js'
 
 const PASSWORD = 'app-password'
@@ -69,46 +70,6 @@ async function replicated (db: Db, nodes: string[], ids: string[], timeoutMs = 6
   }, timeoutMs, 250)
 }
 
-/**
- * A client inserting into `node` every 20 ms, reconnecting after errors: the rows it committed, and the longest time
- * between two commits (what a client of that node saw as unavailability).
- */
-function startWriter (db: Db, node: string): { committed: () => number, stop: () => Promise<{ committed: string[], errors: number, longestGapMs: number }> } {
-  let running = true
-  const committed: string[] = []
-  let errors = 0
-  let lastCommit = Date.now()
-  let longestGapMs = 0
-  const loop = (async () => {
-    let client: pg.Client | undefined
-    for (let i = 0; running; i++) {
-      try {
-        client ??= await connect(db, node)
-        const id = `w-${node}-${i}`
-        await client.query('INSERT INTO items VALUES ($1, $2)', [id, node])
-        committed.push(id)
-        const now = Date.now()
-        longestGapMs = Math.max(longestGapMs, now - lastCommit)
-        lastCommit = now
-      } catch {
-        errors++
-        await client?.end().catch(() => {})
-        client = undefined
-      }
-      await new Promise(resolve => setTimeout(resolve, 20))
-    }
-    await client?.end().catch(() => {})
-  })()
-  return {
-    committed: () => committed.length,
-    stop: async () => {
-      running = false
-      await loop
-      return { committed, errors, longestGapMs }
-    }
-  }
-}
-
 describe('image upgrade on a 3-host swarm', () => {
   beforeAll(async () => {
     ;({ cluster, hosts } = await startSwarmTestbed('swarm-upgrade', 3, 3))
@@ -162,9 +123,9 @@ describe('image upgrade on a 3-host swarm', () => {
 
   it(`upgrades it to ${TO.tag} under a writer: every instance on the new image, replication both ways`, { timeout: 600_000 }, async () => {
     const [h1] = hosts as [DaemonProcess]
-    const before = await database(h1)
-    const writer = startWriter(before, 'n1')
-    await until('the writer commits', () => writer.committed() >= 10, 30_000, 100)
+    const probes = ['n1', 'n2', 'n3'].map(node => new NodeProbe(h1, 'app', node, { user: 'admin', password: PASSWORD, database: 'app' }, 'items'))
+    for (const p of probes) p.start()
+    await until('every probe writes', () => probes.every(p => p.acknowledged.length >= 10), 30_000, 100)
     const res = await h1.post('/v1/databases/app/upgrade', { image: TO.tag })
     expect(res.status, JSON.stringify(res.body)).toBe(200)
     expect(res.body.task.type).toBe('upgrade')
@@ -175,10 +136,11 @@ describe('image upgrade on a 3-host swarm', () => {
     const db = await until('every instance on the new minor', async () => {
       const d = await database(h1, '?include=available_upgrades')
       return d.instances.every(i => i.state === 'available' && i.postgres?.version === TO.minor) ? d : undefined
-    }, 60_000, 500)
+    }, 120_000, 500)
     await new Promise(resolve => setTimeout(resolve, 2000))
-    const written = await writer.stop()
-    console.log(`upgrade ${FROM.tag} -> ${TO.tag}: task ${upgradeMs} ms; writer on n1: ${written.committed.length} rows, ${written.errors} errors, longest gap ${written.longestGapMs} ms`)
+    for (const p of probes) await p.stop()
+    console.log(`upgrade ${FROM.tag} -> ${TO.tag}: task ${upgradeMs} ms; longest write outage per node: ${probes.map(p => `${p.node} ${p.longestMs()} ms`).join(', ')}`)
+    expect(overlappingOutages(probes.flatMap(p => p.outages))).toEqual([])
 
     expect(db.spec).toMatchObject({ postgres_version: TO.minor, orchestrator_opts: { swarm: { image: TO.tag } } })
     expect(db.available_upgrades).toBeUndefined()
@@ -194,9 +156,11 @@ describe('image upgrade on a 3-host swarm', () => {
       expect(serverVersion).toMatch(/^15\.20\b/)
     }
 
-    // Every row the writer committed reached the other nodes, and each node's writes reach the others.
-    expect(written.committed.length).toBeGreaterThan(0)
-    await replicated(db, ['n2', 'n3'], written.committed, 120_000)
+    // Every row the probes wrote reached every other node, and each node's writes reach the others.
+    for (const p of probes) {
+      expect(p.acknowledged.length).toBeGreaterThan(0)
+      await replicated(db, ['n1', 'n2', 'n3'].filter(n => n !== p.node), p.acknowledged, 120_000)
+    }
     for (const node of ['n1', 'n2', 'n3']) await query(db, node, 'INSERT INTO items VALUES ($1, $2)', [`after-${node}`, node])
     await replicated(db, ['n1', 'n2', 'n3'], ['after-n1', 'after-n2', 'after-n3'])
   })
