@@ -260,7 +260,7 @@ export async function untilEveryHostKnowsEvery (daemons: readonly DaemonProcess[
 }
 
 /** SIGKILLs the process group of every process whose command line names `path`, and waits until none is left. */
-async function killProcessGroupsOf (path: string): Promise<void> {
+export async function killProcessGroupsOf (path: string): Promise<void> {
   const pids = async (): Promise<number[]> => {
     const out = await promisify(execFile)('pgrep', ['-f', path]).catch(() => ({ stdout: '' }))
     return out.stdout.split('\n').map(Number).filter(pid => pid > 0)

@@ -14,6 +14,8 @@ export class NodeProbe {
   private stopped = false
   private done: Promise<void> | undefined
   private seq = 0
+  /** Ids stay unique across probes of the same node (a later run must not collide with an earlier one's rows). */
+  private readonly run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
 
   constructor (
     private readonly via: DaemonProcess, private readonly databaseId: string, readonly node: string,
@@ -28,7 +30,7 @@ export class NodeProbe {
         const attempt = Date.now()
         try {
           client ??= await this.connect()
-          const id = `${this.node}-${this.seq++}`
+          const id = `${this.node}-${this.run}-${this.seq++}`
           await client.query(`INSERT INTO ${this.table} VALUES ($1, $2)`, [id, this.node])
           this.acknowledged.push(id)
           if (failingSince !== undefined) this.outages.push({ node: this.node, from: failingSince, to: Date.now() })

@@ -223,7 +223,9 @@ describe('databases', () => {
     expect(refused.json).toEqual({ name: 'invalid_input', message: 'cannot remove host with running instances' })
     const forced = await call('DELETE', '/v1/hosts/host-2?force=true')
     expect(forced.status, forced.text).toBe(200)
-    expect(forced.json.task).toMatchObject({ type: 'remove_host', status: 'completed' })
+    // Its only node was there: the database goes too, as a delete task of the removal (which ends with it).
+    expect(forced.json.task).toMatchObject({ type: 'remove_host', status: 'running' })
+    expect(forced.json.update_database_tasks).toMatchObject([{ type: 'delete', database_id: 'on-host-2', parent_id: forced.json.task.task_id }])
     expect((await call('GET', '/v1/hosts/host-2')).status).toBe(404)
   })
 })

@@ -136,8 +136,8 @@ export const TaskLogSchema = z.object({
 }).openapi('TaskLog')
 
 /** A task as the API shows it: pgmesh's internal fields left out. */
-export function taskResponse (task: z.infer<typeof TaskSchema> & { remove_hosts?: string[], origin_host?: string }): z.infer<typeof TaskSchema> {
-  const { remove_hosts: _removeHosts, origin_host: _originHost, ...rest } = task
+export function taskResponse (task: z.infer<typeof TaskSchema> & { remove_hosts?: string[], force?: boolean, origin_host?: string }): z.infer<typeof TaskSchema> {
+  const { remove_hosts: _removeHosts, force: _force, origin_host: _originHost, ...rest } = task
   return rest
 }
 

@@ -6,7 +6,7 @@ import type { DatabaseSpec, DatabaseState, Task, TaskLog, TaskLogEntry, TaskScop
 export type { DatabaseSpec, DatabaseState, Task, TaskLog, TaskLogEntry, TaskScope, TaskStatus }
 
 /** A task as responses show it: the model's record without pgmesh's internal fields. */
-export type ApiTask = Omit<Task, 'remove_hosts' | 'origin_host'>
+export type ApiTask = Omit<Task, 'remove_hosts' | 'force' | 'origin_host'>
 
 export interface VersionInfo { version: string, revision: string, revision_time: string, arch: string }
 

@@ -1,7 +1,7 @@
 import {
   ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
   type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
-  IDENTIFIER_MESSAGE, mergeSecrets, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue,
+  IDENTIFIER_MESSAGE, mergeSecrets, nodePrimary, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue,
   type AvailableUpgrade, availableUpgrades, EMBEDDED_MANIFEST, checkUpgrade, type CurrentVersion, compareVersions, type TaskType, unknownVersionIssues,
   upgradeNotAvailable, usesSpock, type VersionManifest
 } from '@pgmesh/model'
@@ -14,6 +14,7 @@ import { DatabaseCache } from './database-cache.js'
 import type { DataKey } from './data-key.js'
 import { openSecrets, sealSecrets, secretMarker, withoutSecrets } from './spec-secrets.js'
 import { type DiffEntry, jsonDiff } from './json-diff.js'
+import { type HostRemovalEdit, specWithoutHost } from './host-removal.js'
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
 export interface DesiredDatabaseRecord {
@@ -229,7 +230,8 @@ export class Databases {
   }
 
   async update (
-    id: string, body: { tenant_id?: string, spec: unknown }, options: { forceUpdate?: boolean, removeHosts?: string[], taskType?: Extract<TaskType, 'update' | 'upgrade'> } = {}
+    id: string, body: { tenant_id?: string, spec: unknown },
+    options: { forceUpdate?: boolean, removeHosts?: string[], parentId?: string, taskType?: Extract<TaskType, 'update' | 'upgrade'> } = {}
   ): Promise<{ task: Task, database: DatabaseView }> {
     const record = this.readRecord(id)?.record
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
@@ -252,7 +254,8 @@ export class Databases {
     const superseded = this.ctx.tasks.get(record.task_id)
     const task = this.ctx.tasks.newTask({
       scope: 'database', entity_id: id, database_id: id, type: options.taskType ?? 'update',
-      ...((options.removeHosts ?? []).length > 0 ? { remove_hosts: options.removeHosts } : {})
+      ...((options.removeHosts ?? []).length > 0 ? { remove_hosts: options.removeHosts } : {}),
+      ...(options.parentId === undefined ? {} : { parent_id: options.parentId })
     })
     const previousNodes = new Set((previous.nodes as Array<{ name: string }> | undefined ?? []).map(n => n.name))
     const newNodes = (spec.nodes as Array<{ name: string, source_node?: string }>).filter(n => !previousNodes.has(n.name))
@@ -353,11 +356,19 @@ export class Databases {
       'time (the rolling restart)'
   }
 
-  async delete (id: string): Promise<{ task: Task }> {
+  /**
+   * `force`: the delete finishes once every reachable host has removed its instances (an unreachable host removes
+   * its own when it comes back: the database is deleted in the document it receives).
+   */
+  async delete (id: string, options: { force?: boolean, parentId?: string } = {}): Promise<{ task: Task }> {
     const record = this.record(id)
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
     if (record.deleted) throw new DatabaseNotModifiableError()
-    const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'delete' })
+    const task = this.ctx.tasks.newTask({
+      scope: 'database', entity_id: id, database_id: id, type: 'delete',
+      ...(options.force === true ? { force: true } : {}),
+      ...(options.parentId === undefined ? {} : { parent_id: options.parentId })
+    })
     const storedSpec = this.readRecord(id)?.record.spec ?? {}
     const superseded = this.ctx.tasks.get(record.task_id)
     await this.ctx.state.change({ op: 'database.delete', entity: id }, d => {
@@ -375,6 +386,38 @@ export class Databases {
     })
     await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId })
     return { task }
+  }
+
+  /**
+   * How removing `hostId` edits each database whose spec names it (see `specWithoutHost`), from the document as it
+   * is now: the nodes still waiting for a replica to take over from a primary on that host are named in each edit.
+   */
+  hostRemovals (hostId: string): Array<{ id: string, edit: HostRemovalEdit }> {
+    const observed = this.ctx.observed().byId
+    const out: Array<{ id: string, edit: HostRemovalEdit }> = []
+    for (const id of Object.keys(this.ctx.state.doc.databases ?? {}).sort()) {
+      const record = this.readRecord(id)?.record
+      if (record === undefined || record.deleted) continue
+      const edit = specWithoutHost(decodeSpec(record.spec), hostId, (node, hostIds) => servingPrimaryHost(id, node, hostIds, record.primaries?.[node], observed))
+      if (edit !== undefined) out.push({ id, edit })
+    }
+    return out
+  }
+
+  /**
+   * Writes one database's part of a host's removal as a task of `parentId` (the remove_host task): an update
+   * without the host (its instances not waited for), or a delete when no node is left. Undefined when the spec no
+   * longer names the host.
+   */
+  async removeHost (id: string, hostId: string, parentId: string): Promise<Task | undefined> {
+    const edit = this.hostRemovals(hostId).find(r => r.id === id)?.edit
+    if (edit === undefined) return undefined
+    if (edit.spec === undefined) return (await this.delete(id, { force: true, parentId })).task
+    const record = this.readRecord(id)?.record
+    // The spec with its secrets opened: update() seals them again, unchanged.
+    const opened = openSecrets(edit.spec, this.ctx.dataKey()).spec
+    const { task } = await this.update(id, { ...(record?.tenant_id === undefined ? {} : { tenant_id: record.tenant_id }), spec: opened }, { removeHosts: [hostId], parentId })
+    return task
   }
 
   /** Every change that touched this database, oldest first. */
@@ -472,6 +515,17 @@ function currentVersion (spec: DatabaseSpec, manifest: VersionManifest): Current
     ...(entry?.spock_version === undefined ? {} : { spockVersion: entry.spock_version }),
     spock: image === undefined ? false : usesSpock(image, entry?.spock_version)
   }
+}
+
+/** The host of the node's primary by the document; for a node with replicas, only once that instance serves as one. */
+function servingPrimaryHost (
+  databaseId: string, nodeName: string, hostIds: readonly string[], primaries: Record<string, string> | undefined, observed: ReadonlyMap<string, ObservedInstance>
+): string | undefined {
+  const primary = nodePrimary(databaseId, nodeName, hostIds, primaries)
+  const host = hostIds.find(h => instanceId(databaseId, nodeName, h) === primary?.instanceId)
+  if (host === undefined || primary === undefined || hostIds.length < 2) return host
+  const serving = observed.get(primary.instanceId)
+  return serving?.role === 'primary' && ['available', 'modifying', 'degraded'].includes(serving.state) ? host : undefined
 }
 
 /** Update keeps the stored postgres/spock versions when the new spec omits them (the anchor's rule). */

@@ -1,5 +1,5 @@
 import {
-  ACTIVE_TASK_STATUSES, InvalidInputError, NotFoundError, newTaskId, rfc3339, type Task, type TaskLog, type TaskScope, type TaskStatus, type TaskType, transitionTask
+  ACTIVE_TASK_STATUSES, InvalidInputError, isTerminalTaskStatus, NotFoundError, newTaskId, rfc3339, type Task, type TaskLog, type TaskScope, type TaskStatus, type TaskType, transitionTask
 } from '@pgmesh/model'
 import { type ClusterState, toPlain } from '@pgmesh/state'
 import type { TaskLogEntry, TaskLogStore } from './task-log.js'
@@ -113,6 +113,23 @@ export class Tasks {
     })
     await this.logs.append(taskId, 'task is canceling', { status: 'canceling' })
     return { ...task, status: 'canceling' }
+  }
+
+  /**
+   * Closes the parent tasks this host accepted (a remove_host) whose child tasks (its databases' updates and
+   * deletes) have all finished: completed when they all completed, else failed with the first child's error.
+   */
+  async settleParents (): Promise<void> {
+    const tasks = Object.values(this.state.doc.tasks ?? {})
+    const open = tasks.filter(t => t.type === 'remove_host' && t.origin_host === this.hostId && ACTIVE_TASK_STATUSES.has(t.status))
+    for (const parent of open) {
+      const children = tasks.filter(t => t.parent_id === parent.task_id)
+      if (children.some(c => !isTerminalTaskStatus(c.status))) continue
+      const failed = children.find(c => c.status !== 'completed')
+      await this.settle(parent.task_id, failed === undefined
+        ? { status: 'completed' }
+        : { status: 'failed', error: `database ${failed.entity_id}: ${failed.error ?? failed.status}` })
+    }
   }
 
   /** Moves a task this host accepted to what its work came to; a task already past that status is left alone. */

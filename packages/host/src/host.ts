@@ -90,6 +90,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       config,
       state,
       tasks: this.document.tasks,
+      databases: this.document.databases,
       joinTokens: this.document.joinTokens,
       tls,
       log,
@@ -164,6 +165,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     else if (await exists(keyFile)) this.log.warn('this host has no data key (data.key beside the cluster key file it joined with): it cannot read or store the specs\' secrets, nor reach peers\' instances as the superuser')
     if (await exists(keyFile)) {
       await this.startMesh(await ClusterKey.load(keyFile))
+      // Before the reconciler plans from the document this host holds: a removed host learns so first.
+      await this.membership.probeRemoval()
       this.membership.registerSelf()
     }
   }

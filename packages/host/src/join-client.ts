@@ -109,6 +109,22 @@ export async function adoptMemberDocument (state: ClusterState, member: string, 
 }
 
 /** Whether the member's API already lists this host (asked with this host's own identity once it has one). */
+/**
+ * What a member says of this host: `listed`, or `removed` when it has no such host or (TLS) refuses this host's
+ * certificate as not a member's, or undefined (no answer, another answer). Only a member whose certificate the
+ * cluster CA signed is asked over https.
+ */
+export async function memberAnswer (member: string, hostId: string, tls?: MemberTls): Promise<'listed' | 'removed' | undefined> {
+  if (member.startsWith('https:') && tls === undefined) return undefined
+  const res = await memberRequest(`${member}/v1/hosts/${encodeURIComponent(hostId)}`, { method: 'GET', timeoutMs: 2000, ...(tls === undefined ? {} : { tls }) }).catch(() => undefined)
+  if (res === undefined) return undefined
+  if (res.status === 200) return 'listed'
+  const message = parseError(res.body).message ?? ''
+  const removed = (res.status === 404 && message === 'no host found with the given ID') ||
+    (res.status === 401 && message === `the certificate of '${hostId}' is not of a member of this cluster`)
+  return removed ? 'removed' : undefined
+}
+
 export async function listedBy (member: string, hostId: string, tls?: MemberTls): Promise<boolean> {
   const res = await memberRequest(`${member}/v1/hosts/${encodeURIComponent(hostId)}`, { method: 'GET', timeoutMs: 2000, ...(tls === undefined ? {} : { tls }) }).catch(() => undefined)
   return res?.status === 200

@@ -1,25 +1,38 @@
 import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { DATA_KEY_FILE, DataKey, decodeSpec, type JoinTokens, type Tasks } from '@pgmesh/cluster'
+import { DATA_KEY_FILE, DataKey, type Databases, decodeSpec, type JoinTokens, type Tasks } from '@pgmesh/cluster'
 import { ClusterKey, type Mesh } from '@pgmesh/mesh'
 import {
   ClusterAlreadyInitializedError, ClusterNotInitializedError, type DatabaseRecord, type HostRecord, InvalidInputError, InvalidJoinTokenError, NotFoundError,
-  newUuid, rfc3339, ServerError, type Task
+  newUuid, rfc3339, ServerError, type Task, transitionTask
 } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig } from './config.js'
-import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy } from './join-client.js'
+import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy, memberAnswer } from './join-client.js'
 import { fingerprint } from '@pgmesh/pki'
 import type { HostTls, MemberTls } from './tls.js'
 
 export const KEY_FILE = 'cluster.key'
 
+/**
+ * How long a forced removal waits for the replicas of the host's primaries to take over. A dead primary's replica
+ * takes over once its lease has run out (about 4 s after the host went silent); a live one must be switched over.
+ * Below the 30 s that HTTP clients commonly wait for an answer.
+ */
+const FAILOVER_WAIT_MS = 20_000
+/** How often a host that reaches no peer asks the members' APIs whether it was removed. */
+const REMOVAL_PROBE_MS = 10_000
+/** How long after its join a host's record is taken to have reached every member. */
+const JOINED_SETTLED_MS = 60_000
+
 export interface MembershipDeps {
   config: HostConfig
   state: ClusterState
   tasks: Tasks
+  /** A forced removal edits every database spec that names the host. */
+  databases: Pick<Databases, 'hostRemovals' | 'removeHost'>
   joinTokens: JoinTokens
   /** This host's API certificates (auto TLS: created at init, received at join). */
   tls: HostTls
@@ -42,6 +55,8 @@ export interface MembershipDeps {
  */
 export class Membership {
   private registering = false
+  private probing = false
+  private lastProbe = 0
 
   constructor (private readonly deps: MembershipDeps) {}
 
@@ -50,6 +65,15 @@ export class Membership {
     const mesh = this.deps.mesh()
     const own = this.deps.state.doc.hosts?.[this.deps.config.hostId]
     return this.deps.state.initialized && mesh !== undefined && own?.peer_id === mesh.peerId
+  }
+
+  /**
+   * This host's peer is among the removed in the document it holds: it is no member any more, and its reconciler
+   * removes its instances.
+   */
+  get removed (): boolean {
+    const mesh = this.deps.mesh()
+    return this.deps.state.initialized && mesh !== undefined && this.deps.state.doc.removed_peers?.[mesh.peerId] !== undefined
   }
 
   requireInitialized (): void {
@@ -157,26 +181,55 @@ export class Membership {
     log.info({ clusterId: options.cluster_id, snapshotBytes, fetchedMs, meshMs, convergedMs, ms: Date.now() - started }, 'joined cluster')
   }
 
-  /** Removes a host from the cluster (the anchor's guards), and keeps its peer out of the mesh from now on. */
-  async removeHost (hostId: string, force: boolean): Promise<{ task: Task }> {
+  /**
+   * Removes a host from the cluster (the anchor's guards), and keeps its peer out of the mesh from now on. With
+   * `force`, first every database spec that names it goes without it, each as an update (or, for a database left
+   * without nodes, a delete) whose `parent_id` is the remove_host task; a node whose primary is on it waits for a
+   * replica to take over first. The task completes when those tasks have; without any, at once.
+   */
+  async removeHost (hostId: string, force: boolean, failoverWaitMs = FAILOVER_WAIT_MS): Promise<{ task: Task, updateTasks: Task[] }> {
     this.requireInitialized()
-    const { state, tasks } = this.deps
+    const { state, tasks, databases } = this.deps
     if (hostId === this.deps.config.hostId) throw new InvalidInputError('a host cannot remove itself from the cluster')
     const record = state.doc.hosts?.[hostId]
     if (record === undefined) throw new NotFoundError('no host found with the given ID')
     if (!force && hostHasInstances(state.doc.databases ?? {}, hostId)) throw new InvalidInputError('cannot remove host with running instances')
+    if (force) await this.awaitFailovers(hostId, failoverWaitMs)
+    const task: Task = { ...tasks.newTask({ scope: 'host', entity_id: hostId, host_id: hostId, type: 'remove_host' }), status: 'running' }
+    await state.change({ op: 'host.removing', entity: hostId }, d => { d.tasks[task.task_id] = { ...task } })
+    await tasks.log(task.task_id, `removing host '${hostId}'`, { host_id: hostId, force })
+    const updateTasks: Task[] = []
+    for (const { id } of force ? databases.hostRemovals(hostId) : []) {
+      const child = await databases.removeHost(id, hostId, task.task_id)
+      if (child === undefined) continue
+      updateTasks.push(child)
+      await tasks.log(task.task_id, `${child.type === 'delete' ? 'deleting' : 'updating'} database '${id}'`, { database_id: id, task_id: child.task_id })
+    }
     const now = rfc3339()
-    // Removing a host is a document change only: it completes as it is written.
-    const task: Task = { ...tasks.newTask({ scope: 'host', entity_id: hostId, host_id: hostId, type: 'remove_host' }), status: 'completed', completed_at: now }
     await state.change({ op: 'host.remove', entity: hostId }, d => {
       d.removed_peers[record.peer_id] = { host_id: hostId, removed_at: now }
       delete d.hosts[hostId]
       // The removed host may know outstanding join tokens: they stop working with it.
       for (const id of Object.keys(d.join_tokens ?? {})) delete d.join_tokens?.[id]
-      d.tasks[task.task_id] = { ...task }
+      // Removing a host without databases on it is a document change only: it completes as it is written.
+      const stored = d.tasks[task.task_id]
+      if (updateTasks.length === 0 && stored !== undefined) transitionTask(stored, 'completed', { at: now })
     })
     await tasks.log(task.task_id, `removed host '${hostId}'`, { host_id: hostId, force })
-    return { task }
+    return { task: tasks.get(task.task_id) ?? task, updateTasks }
+  }
+
+  /** Until no node of a database keeps its primary on the host while it has a replica elsewhere. */
+  private async awaitFailovers (hostId: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const waiting = this.deps.databases.hostRemovals(hostId).flatMap(r => r.edit.awaitingFailover.map(node => `node ${node} of database ${r.id}`))
+      if (waiting.length === 0) return
+      if (Date.now() > deadline) {
+        throw new InvalidInputError(`cannot remove host '${hostId}' yet: no instance on another host serves as the primary of ${waiting.join(', ')} (a dead host's replica takes over by itself within seconds; switch a live host's primary over first)`)
+      }
+      await sleep(200)
+    }
   }
 
   /**
@@ -211,6 +264,44 @@ export class Membership {
     const hosts = Object.values(doc.hosts ?? {}).filter(h => h.id !== this.deps.config.hostId)
     if (hosts.length === 0 && mesh.connectedPeers().length === 0) this.dialBootstrap(bootstrap)
     mesh.keepConnected(hosts.map(h => ({ peerId: h.peer_id, addresses: [...h.peer_addresses] })))
+    void this.probeRemoval()
+  }
+
+  /**
+   * A removed host never gets the document that removed it: every member refuses its peer. While it reaches no
+   * peer, it asks the members' APIs (at start, before its reconciler's first pass, then every REMOVAL_PROBE_MS)
+   * whether it is still one of them; when a member says it is not, it writes its own removal into the document it
+   * holds, as the members did, so that everything reading the document acts on it (the reconciler first: it
+   * removes this host's instances). Resolves once the members answered (each within 2 s).
+   */
+  async probeRemoval (): Promise<void> {
+    const { state, config, log } = this.deps
+    const mesh = this.deps.mesh()
+    if (mesh === undefined || this.probing || this.removed || !this.initialized || this.deps.stopping()) return
+    const members = Object.values(state.doc.hosts ?? {}).filter(h => h.id !== config.hostId)
+    // A host that just joined is not in every member's document yet: only later does "not listed" mean removed.
+    const joinedAt = Date.parse(state.doc.hosts?.[config.hostId]?.joined_at ?? '')
+    if (!(Date.now() - joinedAt >= JOINED_SETTLED_MS)) return
+    if (members.length === 0 || mesh.connectedPeers().length > 0 || Date.now() - this.lastProbe < REMOVAL_PROBE_MS) return
+    this.probing = true
+    this.lastProbe = Date.now()
+    try {
+      const tls = this.deps.tls.memberTls()
+      const answers = await Promise.all(members.map(async m => ({ id: m.id, answer: await memberAnswer(m.api_url.replace(/\/+$/, ''), config.hostId, tls) })))
+      // Removed when a member says so and no member still lists this host (one that did not hear of it yet would).
+      const said = answers.find(a => a.answer === 'removed')?.id
+      if (said === undefined || answers.some(a => a.answer === 'listed') || this.removed) return
+      log.warn({ member: said }, 'this host was removed from the cluster: its instances go')
+      const at = rfc3339()
+      await state.change({ op: 'host.removed', entity: config.hostId }, d => {
+        d.removed_peers[mesh.peerId] = { host_id: config.hostId, removed_at: at }
+        delete d.hosts[config.hostId]
+      })
+    } catch (err) {
+      log.debug({ err }, 'removal probe failed')
+    } finally {
+      this.probing = false
+    }
   }
 
   dialBootstrap (bootstrap: readonly string[]): void {

@@ -12,12 +12,14 @@ export interface ReconcilerHost {
   /** The cluster document: read, and watched for changes. */
   document: Pick<ClusterState, 'doc' | 'on'>
   databases: Pick<Databases, 'desired' | 'generations' | 'settle' | 'recover'>
-  tasks: Pick<Tasks, 'get' | 'log' | 'settle'>
+  tasks: Pick<Tasks, 'get' | 'log' | 'settle' | 'settleParents'>
   operations: Pick<Operations, 'recordPrimary'>
   /** The host's lifecycle: initialized (and its event), peers' heartbeats arriving, leases once the mesh runs. */
   runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
   health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>
   metrics: Pick<HostMetrics, 'subscriptionsDown' | 'subscriptionApplyErrors'>
+  /** This host was removed from the cluster (the document it holds says so): its instances go. */
+  removedFromCluster?: () => boolean
   /** The superuser password for other hosts' instances over TCP (scram); none before the data key (or in a test). */
   superuserPassword?: () => string | undefined
 }
@@ -34,6 +36,7 @@ export function reconcilerHost (host: Host): ReconcilerHost {
     runtime: host,
     health: host.health,
     metrics: host.metrics,
+    removedFromCluster: () => host.membership.removed,
     superuserPassword: () => host.superuserPassword()
   }
 }

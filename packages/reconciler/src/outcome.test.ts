@@ -216,6 +216,24 @@ describe('outcome', () => {
     })
   })
 
+  describe('an update treating a host as gone (remove_host)', () => {
+    // host-3 is dead: n3 lived only there, n1's replica too. The user's spec still names it.
+    const withoutHost3 = converged().filter(i => i.host_id !== 'host-3')
+      .map(i => ({ ...i, subscriptions: i.subscriptions?.filter(s => s.provider_node !== 'n3') }))
+
+    it('does not wait for its instances, nor for subscriptions from a node left only there', () => {
+      expect(outcome(db, withoutHost3, new Set(['host-1', 'host-2']), CLOCK)).toEqual({ status: 'running' })
+      expect(outcome(db, withoutHost3, new Set(['host-1', 'host-2']), CLOCK, { goneHosts: ['host-3'] })).toEqual({ status: 'completed' })
+    })
+
+    it('ignores what the gone host still reports, and still waits for the other hosts', () => {
+      const stale = [...withoutHost3, instance('storefront', 'n9', 'host-3')]
+      expect(outcome(db, stale, ALL, CLOCK, { goneHosts: ['host-3'] })).toEqual({ status: 'completed' })
+      const n2Behind = patched(withoutHost3, instanceId('storefront', 'n2', 'host-2'), { generation: 1 })
+      expect(outcome(db, n2Behind, ALL, CLOCK, { goneHosts: ['host-3'] })).toEqual({ status: 'running' })
+    })
+  })
+
   describe('delete', () => {
     const deleted = database('storefront', storefront, { generation: 3, deleted: true })
 
@@ -236,6 +254,16 @@ describe('outcome', () => {
       // Hosts that are not part of the database do not matter.
       const onHost1 = database('sandbox', sandbox, { deleted: true })
       expect(outcome(onHost1, [], new Set(['host-1']), CLOCK)).toEqual({ status: 'completed' })
+    })
+
+    it('with force, completes while a host of the spec is unreachable, once the reachable ones report nothing', () => {
+      const twoReachable = new Set(['host-1', 'host-2'])
+      expect(outcome(deleted, [], twoReachable, CLOCK, { force: true })).toEqual({ status: 'completed' })
+      expect(outcome(deleted, [instance('storefront', 'n2', 'host-2')], twoReachable, CLOCK, { force: true })).toEqual({ status: 'running' })
+    })
+
+    it('does not wait for a host treated as gone (removed from the cluster meanwhile)', () => {
+      expect(outcome(deleted, [], new Set(['host-1', 'host-2']), CLOCK, { goneHosts: ['host-3'] })).toEqual({ status: 'completed' })
     })
 
     it('a deleted database with an invalid spec completes once nothing is reported', () => {

@@ -12,6 +12,12 @@ export type Outcome = { status: 'running' } | { status: 'completed' } | { status
  */
 export const REPLICATION_FAILURE_BOUND_MS = 60_000
 
+/**
+ * What the task asks beyond the spec: `goneHosts`, an update's `remove_host` (and a host removal's updates): hosts
+ * treated as gone; `force`, a delete that does not wait for unreachable hosts.
+ */
+export interface OutcomeTask { goneHosts?: readonly string[], force?: boolean }
+
 /** The time an outcome is judged at, and when the task started (both ms since the epoch). */
 export interface OutcomeClock { now: number, taskStartedAt: number }
 
@@ -22,22 +28,27 @@ export interface OutcomeClock { now: number, taskStartedAt: number }
  * Pure: the time comes in `clock`. `reachable` are the hosts whose heartbeats are current: an unreachable host's
  * instances are unknown, so a delete that involves it waits.
  */
-export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance[], reachable: ReadonlySet<string>, clock: OutcomeClock): Outcome {
-  const mine = cluster.filter(i => i.database_id === db.id)
+export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance[], reachable: ReadonlySet<string>, clock: OutcomeClock, task: OutcomeTask = {}): Outcome {
+  const gone = new Set(task.goneHosts ?? [])
+  const mine = cluster.filter(i => i.database_id === db.id && !gone.has(i.host_id))
   if (db.deleted) {
     const hosts = new Set((db.spec?.nodes ?? []).flatMap(n => n.host_ids))
-    const waiting = [...hosts].some(h => !reachable.has(h))
+    const waiting = task.force !== true && [...hosts].some(h => !gone.has(h) && !reachable.has(h))
     return mine.length === 0 && !waiting ? { status: 'completed' } : { status: 'running' }
   }
-  const spec = db.spec
-  if (spec === undefined) return { status: 'failed', error: 'the merged spec is not valid; update the database to fix it' }
+  const withGone = db.spec
+  if (withGone === undefined) return { status: 'failed', error: 'the merged spec is not valid; update the database to fix it' }
+  // Hosts the task treats as gone (remove_host): neither their instances nor the nodes left only on them count.
+  const spec = gone.size === 0
+    ? withGone
+    : { ...withGone, nodes: withGone.nodes.map(n => ({ ...n, host_ids: n.host_ids.filter(h => !gone.has(h)) })).filter(n => n.host_ids.length > 0) }
   const byId = new Map(mine.map(i => [i.id, i]))
   // An instance the spec no longer places (a removed node or replica) must be gone first.
   const placed = new Set(spec.nodes.flatMap(n => n.host_ids.map(h => instanceId(db.id, n.name, h))))
   if (mine.some(i => !placed.has(i.id))) return { status: 'running' }
   const failed = mine.find(i => i.state === 'failed' && i.generation >= db.generation)
   if (failed !== undefined) return { status: 'failed', error: `instance ${failed.id}: ${failed.error ?? 'failed'}` }
-  const broken = failingSubscription(db, byId, clock)
+  const broken = failingSubscription({ ...db, spec }, byId, clock)
   if (broken !== undefined) return { status: 'failed', error: broken }
   for (const node of spec.nodes) {
     const primary = nodePrimary(db.id, node.name, node.host_ids, db.primaries?.[node.name])

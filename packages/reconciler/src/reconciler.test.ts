@@ -50,7 +50,8 @@ function fakeHost (dataDir: string) {
     tasks: {
       get: (id: string) => tasks.get(id) as never,
       log: async (id: string, message: string) => { tasks.get(id)?.log.push(message) },
-      settle: async () => {}
+      settle: async () => {},
+      settleParents: async () => {}
     },
     operations: { recordPrimary: async () => {} },
     runtime: { initialized: true, leases: undefined, on: () => host.runtime, beat: () => {

@@ -12,6 +12,7 @@ import { HighAvailability } from './ha.js'
 import { type InstanceAdmin, PgInstanceAdmin } from './instance-admin.js'
 import { startAll, stopAll } from './lifecycle.js'
 import { plan } from './plan.js'
+import { removedHostActions } from './removed-host.js'
 import { InstanceQueues } from './queue.js'
 import { Reports } from './reports.js'
 import { describeWait, rollWait } from './roll.js'
@@ -155,11 +156,13 @@ export class Reconciler implements Startable {
   }
 
   private async pass (): Promise<void> {
-    if (!this.host.runtime.initialized) return
+    // A removed host is no longer initialized, but it still has instances to remove (removed-host.ts).
+    const removed = this.host.removedFromCluster?.() === true
+    if (!this.host.runtime.initialized && !removed) return
     const desired = readDesired(this.host)
     await this.refreshLocal()
     const fenced = this.ha?.fenced ?? new Set<string>()
-    const actions = plan(desired, {
+    const actions = removed ? removedHostActions([...this.local.values()].map(toLocal), this.store().all()) : plan(desired, {
       local: [...this.local.values()].map(toLocal),
       applied: this.store().all(),
       cluster: this.host.health.clusterInstances(),
@@ -189,6 +192,7 @@ export class Reconciler implements Startable {
       await this.refreshLocal()
       this.host.runtime.beat()
     }
+    if (removed) return
     await this.logRollWaits(desired)
     await this.settler.settle(desired)
   }

@@ -21,6 +21,7 @@ export class TaskSettler {
     const reachable = host.health.reachableHosts()
     const cluster = host.health.clusterInstances()
     await this.settleOperations(desired, cluster)
+    const members = new Set(desired.hosts.map(h => h.id))
     for (const db of desired.databases) {
       const taskId = desired.records.get(db.id)?.taskId
       if (taskId === undefined) continue
@@ -32,16 +33,20 @@ export class TaskSettler {
         continue
       }
       const clock = { now: (this.deps.now ?? Date.now)(), taskStartedAt: Date.parse(task.created_at) }
+      // A host removed from the cluster since (say, while this delete waited for it) is gone too.
+      const removed = (db.spec?.nodes ?? []).flatMap(n => n.host_ids).filter(h => !members.has(h))
+      const goneHosts = [...new Set([...(task.remove_hosts ?? []), ...removed])]
+      const scope = { ...(goneHosts.length === 0 ? {} : { goneHosts }), ...(task.force === true ? { force: true } : {}) }
       if (task.status === 'failed') {
         // The reconciler kept at it after the failure (a failed task does not pause it), and the hosts now report the
         // spec reached: the database is available again. The task keeps its failure.
-        if (!db.deleted && outcome(db, cluster, reachable, clock).status === 'completed' && await host.databases.recover(db.id, taskId)) {
+        if (!db.deleted && outcome(db, cluster, reachable, clock, scope).status === 'completed' && await host.databases.recover(db.id, taskId)) {
           await this.deps.taskLog(taskId, 'every instance is available and replicating again: the database is available')
         }
         continue
       }
       if (task.status !== 'pending' && task.status !== 'running') continue
-      const result = outcome(db, cluster, reachable, clock)
+      const result = outcome(db, cluster, reachable, clock, scope)
       if (result.status === 'running') {
         if (task.status === 'pending') await host.databases.settle(db.id, taskId, { status: 'running' })
         continue
@@ -49,6 +54,8 @@ export class TaskSettler {
       await host.databases.settle(db.id, taskId, result)
       await this.deps.taskLog(taskId, result.status === 'completed' ? 'task completed' : `task failed: ${result.error}`)
     }
+    // A host removal this host accepted ends with its databases' tasks.
+    await host.tasks.settleParents()
   }
 
   /** Closes the instance and node operations this host accepted, once the hosts report them done. */

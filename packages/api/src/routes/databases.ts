@@ -176,7 +176,7 @@ export function registerDatabaseRoutes (app: OpenAPIHono, { databases: db, tasks
     request: { params: DatabaseIdParam, query: z.strictObject({ force: bool }) },
     responses: { 200: jsonResponse(z.object({ task: TaskSchema }), 'Delete task'), ...errorResponses(400, 404, 409, 500) }
   }), async (c) => {
-    const { task } = await db.delete(c.req.valid('param').database_id)
+    const { task } = await db.delete(c.req.valid('param').database_id, { force: c.req.valid('query').force === 'true' })
     return c.json({ task: taskResponse(task) }, 200)
   })
 

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import { rfc3339 } from '@pgmesh/model'
 import type { HostView } from '@pgmesh/host'
 import type { ApiComponents } from '../components.js'
-import { HostSchema, Identifier, RemoveHostResponseSchema, errorResponses, humanBytes } from '../schemas.js'
+import { HostSchema, Identifier, RemoveHostResponseSchema, errorResponses, humanBytes, taskResponse } from '../schemas.js'
 
 type HostResponse = z.infer<typeof HostSchema>
 
@@ -67,7 +67,7 @@ export function registerHostRoutes (app: OpenAPIHono, { membership, health }: Pi
     summary: 'Remove a host from the cluster',
     request: {
       params: HostIdParam,
-      query: z.strictObject({ force: z.enum(['true', 'false']).optional().openapi({ description: 'remove even if instances are placed on it' }) })
+      query: z.strictObject({ force: z.enum(['true', 'false']).optional().openapi({ description: 'remove even if instances are placed on it: every database spec naming it goes without it (update_database_tasks)' }) })
     },
     responses: {
       200: { description: 'Removal task', content: { 'application/json': { schema: RemoveHostResponseSchema } } },
@@ -76,7 +76,7 @@ export function registerHostRoutes (app: OpenAPIHono, { membership, health }: Pi
   }), async (c) => {
     const { host_id: hostId } = c.req.valid('param')
     const force = c.req.valid('query').force === 'true'
-    const { task } = await membership.removeHost(hostId, force)
-    return c.json({ task: task as z.infer<typeof RemoveHostResponseSchema>['task'], update_database_tasks: [] }, 200)
+    const { task, updateTasks } = await membership.removeHost(hostId, force)
+    return c.json({ task: taskResponse(task), update_database_tasks: updateTasks.map(taskResponse) }, 200)
   })
 }

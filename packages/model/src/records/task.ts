@@ -5,7 +5,7 @@ export type TaskType = 'create' | 'update' | 'delete' | 'node_backup' | 'restore
 export type TaskStatus = 'pending' | 'running' | 'completed' | 'failed' | 'canceling' | 'canceled' | 'unknown'
 export type TaskScope = 'database' | 'host'
 
-/** A task as the anchor shapes it; `remove_hosts` and `origin_host` are pgmesh's own and never returned. */
+/** A task as the anchor shapes it; `remove_hosts`, `force` and `origin_host` are pgmesh's own and never returned. */
 export interface Task {
   scope: TaskScope
   entity_id: string
@@ -20,7 +20,10 @@ export interface Task {
   host_id?: string
   completed_at?: string
   error?: string
+  /** Hosts an update treats as gone: their instances are not waited for. */
   remove_hosts?: string[]
+  /** A delete with `force`: it does not wait for unreachable hosts. */
+  force?: boolean
   /** The host that accepted the request. */
   origin_host?: string
 }
