@@ -10,6 +10,16 @@
 #   build-postgres-image.sh              print the path of the (cached or freshly built) rootfs tarball
 #   build-postgres-image.sh import HOST  also import it as $TAG into the docker daemon at HOST (unix:///...)
 #
+# Variants (each cached under its own name), for the two tags of the version manifest's testbed images
+# (packages/model/src/manifest.ts) that test/swarm-upgrade.test.ts upgrades between:
+#   SUITES=point            bookworm and bookworm-updates only: the final point release's minor (15.18 since 12.15,
+#                           July 2026; bookworm's LTS updates go to bookworm-security), without security updates
+#   SUITES=security         (default) also bookworm-security: Debian's newest minor (15.20 in November 2026)
+#   EXTRA_PACKAGES=a,b      more Debian packages in the image (the second tag is a rebuild with procps)
+#   EXPECT_MINOR=15.18      refuse (exit 1) when the postgresql-15 the build installed is another minor, so a tag
+#                           named after a minor never holds another one
+#   build-postgres-image.sh minor   print the postgresql-15 major.minor of the (cached or built) tarball
+#
 # The image has no entrypoint of its own: the orchestrator starts Postgres with its own command (see
 # packages/orchestrator-swarm/README.md), so any image with sh, setpriv, initdb and postgres works the same way.
 set -euo pipefail
@@ -22,15 +32,25 @@ MIRROR=${MIRROR:-$(uris | grep -v -- '-security/*$' | head -1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-$(uris | grep -- '-security/*$' | head -1)}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-SOURCES=("deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" "deb $SECURITY_MIRROR bookworm-security main")
-PACKAGES=postgresql-15,postgresql-15-pglogical,pgbackrest,iproute2
+SUITES=${SUITES:-security}
+EXTRA_PACKAGES=${EXTRA_PACKAGES:-}
+case "$SUITES" in
+  security) SOURCES=("deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" "deb $SECURITY_MIRROR bookworm-security main") ;;
+  point) SOURCES=("deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main") ;;
+  *) echo "build-postgres-image.sh: SUITES must be security or point, not $SUITES" >&2; exit 2 ;;
+esac
+PACKAGES=postgresql-15,postgresql-15-pglogical,pgbackrest,iproute2${EXTRA_PACKAGES:+,$EXTRA_PACKAGES}
+# The default variant keeps its old name; others are named after what differs.
+variant=$SUITES${EXTRA_PACKAGES:+-${EXTRA_PACKAGES//,/-}}
+[ "$variant" = security ] && prefix=postgres-rootfs- || prefix=postgres-rootfs-$variant-
 
-key=$( { cat "$0"; printf '%s\n' "${SOURCES[@]}"
+key=$( { cat "$0"; printf '%s\n' "${SOURCES[@]}" "$PACKAGES"
   apt-cache policy postgresql-15 postgresql-15-pglogical pgbackrest 2>/dev/null | grep -E 'Candidate'; } | sha256sum | cut -c1-16)
-tarball=$CACHE/postgres-rootfs-$key.tar
+tarball=$CACHE/$prefix$key.tar
 mkdir -p "$CACHE"
 if [ ! -s "$tarball" ]; then
-  rm -f "$CACHE"/postgres-rootfs-*.tar "$CACHE"/postgres-rootfs-*.tmp
+  # Only this variant's older builds: the other tag's tarball stays cached.
+  find "$CACHE" -maxdepth 1 -regextype posix-extended -regex "$CACHE/$prefix[0-9a-f]{16}\.(tar|tmp)" -delete
   # --format=tar: mmdebstrap picks the format from the file name, and *.tmp would silently become a directory.
   mmdebstrap --quiet --variant=minbase --format=tar --include="$PACKAGES" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -45,6 +65,13 @@ if [ ! -s "$tarball" ]; then
     bookworm "$tarball.tmp" "${SOURCES[@]}" >&2
   mv "$tarball.tmp" "$tarball"
 fi
+# postgresql-15's version as dpkg installed it in the image, e.g. 15.20-0+deb12u1 -> 15.20.
+minor=$(tar -xOf "$tarball" ./var/lib/dpkg/status | awk '/^Package: /{p = ($2 == "postgresql-15")} p && /^Version: /{print $2; exit}' | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
+if [ -n "${EXPECT_MINOR:-}" ] && [ "$minor" != "$EXPECT_MINOR" ]; then
+  echo "build-postgres-image.sh: the $variant build has postgresql-15 $minor, not $EXPECT_MINOR: a tag named $EXPECT_MINOR would lie (update the manifest's testbed images)" >&2
+  exit 1
+fi
+if [ "${1:-}" = minor ]; then echo "$minor"; exit 0; fi
 if [ "${1:-}" = import ]; then
   # docker 20.10's import rejects STOPSIGNAL and HEALTHCHECK changes; the orchestrator sets both on the service.
   docker -H "$2" import \

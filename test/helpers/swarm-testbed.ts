@@ -9,9 +9,9 @@ const execFileAsync = promisify(execFile)
 const SCRIPTS = resolve(import.meta.dirname, '../../scripts/testbed')
 export const IMAGE = 'pgmesh/postgres:15'
 
-async function run (file: string, args: string[], timeoutMs = 300_000): Promise<string> {
+async function run (file: string, args: string[], timeoutMs = 300_000, env: Record<string, string> = {}): Promise<string> {
   try {
-    return (await execFileAsync(file, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 })).stdout
+    return (await execFileAsync(file, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...env } })).stdout
   } catch (err) {
     const e = err as { stderr?: string, message: string }
     throw new Error(`${file} ${args.join(' ')} failed: ${e.stderr?.trim() ?? ''} ${e.message}`)
@@ -39,6 +39,22 @@ export async function startDockerTestbed (count: number, managers: number): Prom
   const rootfs = (await run(`${SCRIPTS}/build-postgres-image.sh`, [], 600_000)).trim()
   await tb('up', String(count), String(managers))
   await tb('import-image', rootfs, IMAGE)
+}
+
+/**
+ * The version manifest's two testbed tags (packages/model/src/manifest.ts): Debian bookworm's final point release,
+ * and a rebuild with bookworm-security's newer minor and one more package (procps). The build refuses a tag whose
+ * minor is not the one in its name.
+ */
+export const UPGRADE_IMAGES = {
+  from: { tag: 'pgmesh/postgres:15.18', minor: '15.18', env: { SUITES: 'point', EXPECT_MINOR: '15.18' } },
+  to: { tag: 'pgmesh/postgres:15.20', minor: '15.20', env: { EXTRA_PACKAGES: 'procps', EXPECT_MINOR: '15.20' } }
+} as const
+
+/** Builds (cached) one variant of the offline image and imports it into every testbed host as `tag`. */
+export async function importImageVariant (image: { tag: string, env: Readonly<Record<string, string>> }): Promise<void> {
+  const rootfs = (await run(`${SCRIPTS}/build-postgres-image.sh`, [], 600_000, { ...image.env })).trim()
+  await tb('import-image', rootfs, image.tag)
 }
 
 /**

@@ -67,3 +67,11 @@ describe('the API\'s address and security', () => {
     expect(FileConfigSchema.safeParse({ http: { tls: 'manual' } }).success).toBe(false)
   })
 })
+
+describe('manifest_path', () => {
+  it('reaches the host as an absolute path, a flag winning over the file; none by default', () => {
+    expect(resolveConfig({}).host.manifestPath).toBeUndefined()
+    expect(resolveConfig({ manifest_path: 'versions.json' }).host.manifestPath).toBe(resolve('versions.json'))
+    expect(resolveConfig({ manifest_path: '/from/file.json' }, {}, { manifest_path: '/etc/pgmesh/manifest.json' }).host.manifestPath).toBe('/etc/pgmesh/manifest.json')
+  })
+})

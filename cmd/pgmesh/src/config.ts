@@ -38,6 +38,8 @@ export const FileConfigSchema = z.strictObject({
   docker_host: z.string().min(1).optional(),
   /** swarm: the Postgres image for databases whose spec names none (default pgmesh/postgres:<major>). */
   postgres_image: z.string().min(1).optional(),
+  /** A version manifest (JSON, the anchor's format) merged over the embedded one; read again when it changes. */
+  manifest_path: z.string().min(1).optional(),
   /** Each one IP address: peers' pg_hba rules admit the control plane's superuser from exactly these hosts. */
   client_addresses: z.array(z.string().refine(address => isIP(address) !== 0, {
     error: 'must be one IP address (not a network or a name): instances admit the control plane\'s superuser from it'
@@ -130,7 +132,8 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
       bootstrap: merged.bootstrap ?? [],
       ...(merged.cluster_key_file === undefined ? {} : { clusterKeyFile: resolve(merged.cluster_key_file) }),
       orchestrator: merged.orchestrator ?? 'process',
-      clientAddresses
+      clientAddresses,
+      ...(merged.manifest_path === undefined ? {} : { manifestPath: resolve(merged.manifest_path) })
     }
   }
 }

@@ -3,8 +3,9 @@ import { serve, type ServerType } from '@hono/node-server'
 import { apiComponents, createApp } from '@pgmesh/api'
 import { Host, type HostConfig } from '@pgmesh/host'
 import type { Orchestrator } from '@pgmesh/orchestrator'
-import { newestPostgresVersion, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
+import { DEBIAN_POSTGRES_ROOT, installedPostgresVersions, newestPostgresVersion, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
 import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
+import { defaultImage, EMBEDDED_MANIFEST, type HostObserved, manifestRepositories, type PgVersion } from '@pgmesh/model'
 import { Reconciler, reconcilerHost } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
 import type { DaemonConfig } from './config.js'
@@ -25,13 +26,17 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   // key, read through this reference once the host exists.
   let opened: Host | undefined
   const superuserPassword = (): string | undefined => opened?.superuserPassword()
-  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword) : undefined
+  // The swarm orchestrator lets databases run the images of this host's version manifest, as it is when it asks.
+  const manifestImageRepositories = (): readonly string[] => manifestRepositories(opened?.manifest.current() ?? EMBEDDED_MANIFEST)
+  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword, manifestImageRepositories) : undefined
   // The host reports the reconciler's instances in its heartbeats, and the reconciler runs on the host's parts: the
   // host reads them through this reference, set once the reconciler exists.
   let reconciler: Reconciler | undefined
+  const versions = config.reconcile ? postgresVersionsOf(config, () => opened, logger) : undefined
   const host = await Host.open(await withDefaultPostgresVersion(config), logger, {
     ownInstances: () => reconciler?.observedInstances() ?? [],
-    components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {}
+    components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {},
+    ...(versions === undefined ? {} : { postgresVersions: versions.current })
   })
   opened = host
   let draining = false
@@ -70,6 +75,7 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
       logger.info('shutting down')
       // Instances keep running without the daemon, as containers outlive their control plane.
       await reconciler?.stop()
+      versions?.stop()
       await orchestrator?.close()
       await host.stop()
       await new Promise<void>((resolve) => {
@@ -83,6 +89,44 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   return { host, logger, stop }
 }
 
+/** How often a process host reads its binaries' versions again (a package upgrade shows within this). */
+const INSTALLED_VERSIONS_MS = 30_000
+
+/**
+ * The versions this host reports (the anchor's default_pgedge_version and supported_pgedge_versions): a process host
+ * what its installed binaries provide now, read every 30 s; a Swarm host its version manifest's stable images.
+ */
+function postgresVersionsOf (config: DaemonConfig, host: () => Host | undefined, logger: Logger): { current: () => HostObserved['postgres_versions'], stop: () => void } {
+  if (config.host.orchestrator === 'swarm') {
+    return {
+      current: () => {
+        const manifest = host()?.manifest.current() ?? EMBEDDED_MANIFEST
+        const pick = (i: PgVersion): PgVersion => ({ postgres_version: i.postgres_version, ...(i.spock_version === undefined ? {} : { spock_version: i.spock_version }) })
+        const supported = new Map(manifest.images.postgres.filter(i => i.stability === 'stable').map(i => [`${i.postgres_version} ${i.spock_version ?? ''}`, pick(i)]))
+        const chosen = defaultImage(manifest)
+        return { ...(chosen === undefined ? {} : { default: pick(chosen) }), supported: [...supported.values()] }
+      },
+      stop: () => {}
+    }
+  }
+  const root = config.process.postgresRoot ?? DEBIAN_POSTGRES_ROOT
+  let installed: string[] | undefined
+  const read = (): void => {
+    installedPostgresVersions(root).then(v => { installed = v }, (err: unknown) => { logger.warn({ err: (err as Error).message, root }, 'installed PostgreSQL versions not readable') })
+  }
+  read()
+  const timer = setInterval(read, INSTALLED_VERSIONS_MS)
+  timer.unref()
+  return {
+    current: () => {
+      if (installed === undefined) return undefined
+      const chosen = host()?.config.defaultPostgresVersion
+      return { ...(chosen === undefined ? {} : { default: { postgres_version: chosen } }), supported: installed.map(v => ({ postgres_version: v })) }
+    },
+    stop: () => { clearInterval(timer) }
+  }
+}
+
 /**
  * A process host with its own PostgreSQL root gives new databases that root's newest version (the host's own
  * detection only knows Debian's layout under /usr/lib/postgresql).
@@ -94,11 +138,13 @@ async function withDefaultPostgresVersion (config: DaemonConfig): Promise<HostCo
   return version === undefined ? config.host : { ...config.host, defaultPostgresVersion: version }
 }
 
-async function openOrchestrator (config: DaemonConfig, logger: Logger, superuserPassword: () => string | undefined): Promise<Orchestrator> {
+async function openOrchestrator (
+  config: DaemonConfig, logger: Logger, superuserPassword: () => string | undefined, manifestImageRepositories: () => readonly string[]
+): Promise<Orchestrator> {
   const { dataDir, hostId } = config.host
   if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger, superuserPassword, ...config.process })
   return await SwarmOrchestrator.open({
-    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost, superuserPassword,
+    dataDir, hostId, logger, dockerHost: config.swarm.dockerHost, superuserPassword, manifestRepositories: manifestImageRepositories,
     ...(config.swarm.postgresImage === undefined ? {} : { defaultImage: config.swarm.postgresImage })
   })
 }

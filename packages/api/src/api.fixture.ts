@@ -40,12 +40,17 @@ export interface ApiFixture {
 
 export async function startApiFixture (options: {
   logger?: Logger, isDraining?: () => boolean, clusterId?: string, limits?: RequestLimits, clientIdentity?: ClientIdentity
+  /** What the host record says runs its instances (default process); nothing runs them either way. */
+  orchestrator?: 'process' | 'swarm'
+  /** The operator's version manifest file. */
+  manifestPath?: string
 } = {}): Promise<ApiFixture> {
   const logger = options.logger ?? pino({ level: 'silent' })
   const dir = await mkdtemp(join(tmpdir(), 'pgmesh-api-'))
   const fixture: Partial<ApiFixture> & { reported: ObservedInstance[] } = { reported: [] }
   const host = await Host.open({
-    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: 'process', clientAddresses: ['127.0.0.1']
+    hostId: 'host-1', dataDir: dir, apiUrl: 'http://127.0.0.1:1', listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], orchestrator: options.orchestrator ?? 'process', clientAddresses: ['127.0.0.1'],
+    ...(options.manifestPath === undefined ? {} : { manifestPath: options.manifestPath })
   }, logger, { ownInstances: () => fixture.reported })
   await host.start()
   const app = createApp(apiComponents(host), {

@@ -78,6 +78,11 @@ export const HostStatusSchema = z.object({
   components: z.record(z.string(), ComponentStatusSchema)
 }).openapi('HostStatus')
 
+const PgVersionSchema = z.object({
+  postgres_version: z.string(),
+  spock_version: z.string().optional()
+}).openapi('PgEdgeVersion')
+
 export const HostSchema = z.object({
   id: z.string(),
   orchestrator: z.enum(['process', 'swarm']),
@@ -88,6 +93,10 @@ export const HostSchema = z.object({
   cpus: z.number().int().optional(),
   memory: z.string().optional().openapi({ example: '17GB' }),
   status: HostStatusSchema,
+  default_pgedge_version: PgVersionSchema.optional(),
+  supported_pgedge_versions: z.array(PgVersionSchema).optional().openapi({
+    description: "Process hosts: what the installed binaries provide (`postgres --version` of each major, read every 30 s); Swarm hosts: the version manifest's stable images"
+  }),
   version: z.string().optional().openapi({ description: 'pgmesh extension: the host\'s pgmesh version' })
 }).openapi('Host')
 

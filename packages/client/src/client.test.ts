@@ -77,6 +77,10 @@ describe('PgmeshClient', () => {
     await client.taskLog({ scope: 'host', entityId: 'host-2', taskId: 't' }, { afterEntryId: 'e' })
     await client.taskLog({ scope: 'database', entityId: 'db', taskId: 't' })
     await client.deleteDatabase('db', { force: true })
-    expect(seen).toEqual(['GET /v1/hosts/host-2/tasks?limit=5', 'GET /v1/hosts/host-2/tasks/t/logs?after_entry_id=e', 'GET /v1/databases/db/tasks/t/log', 'DELETE /v1/databases/db?force=true'])
+    await client.database('db', { includeUpgrades: true })
+    await client.databases({ includeUpgrades: true })
+    await client.upgradeDatabase('db', 'pgmesh/postgres:15.20')
+    expect(seen).toEqual(['GET /v1/hosts/host-2/tasks?limit=5', 'GET /v1/hosts/host-2/tasks/t/logs?after_entry_id=e', 'GET /v1/databases/db/tasks/t/log', 'DELETE /v1/databases/db?force=true',
+      'GET /v1/databases/db?include=available_upgrades', 'GET /v1/databases?include=available_upgrades', 'POST /v1/databases/db/upgrade'])
   })
 })

@@ -99,8 +99,18 @@ export class PgmeshClient {
 
   // ---- databases ----------------------------------------------------------------------------------------------------
 
-  async databases (): Promise<DatabaseSummary[]> { return (await this.request<{ databases: DatabaseSummary[] }>('GET', '/v1/databases')).databases }
-  async database (id: string): Promise<Database> { return await this.request('GET', `/v1/databases/${enc(id)}`) }
+  async databases (options: { includeUpgrades?: boolean } = {}): Promise<DatabaseSummary[]> {
+    return (await this.request<{ databases: DatabaseSummary[] }>('GET', '/v1/databases', { query: { include: options.includeUpgrades === true ? 'available_upgrades' : undefined } })).databases
+  }
+
+  async database (id: string, options: { includeUpgrades?: boolean } = {}): Promise<Database> {
+    return await this.request('GET', `/v1/databases/${enc(id)}`, { query: { include: options.includeUpgrades === true ? 'available_upgrades' : undefined } })
+  }
+
+  /** Moves the database to a newer image of the version manifest (an update with task type `upgrade`). */
+  async upgradeDatabase (id: string, image: string): Promise<{ task: ApiTask, database: Database }> {
+    return await this.request('POST', `/v1/databases/${enc(id)}/upgrade`, { body: { image } })
+  }
   async createDatabase (body: CreateDatabaseBody): Promise<{ task: ApiTask, database: Database }> {
     return await this.request('POST', '/v1/databases', { body })
   }

@@ -80,7 +80,12 @@ export interface DatabaseSummary {
   instances: Instance[]
   conflicts?: FieldConflict[]
   spec_errors?: string[]
+  /** Only when asked for (`includeUpgrades`) and there are some. */
+  available_upgrades?: AvailableUpgrade[]
 }
+
+/** A newer image of the database's Postgres major in the version manifest. */
+export interface AvailableUpgrade { postgres_version: string, spock_version?: string, image: string }
 
 export interface Database extends DatabaseSummary {
   spec?: DatabaseSpec

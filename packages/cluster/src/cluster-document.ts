@@ -1,4 +1,4 @@
-import type { ObservedInstance } from '@pgmesh/model'
+import type { ObservedInstance, VersionManifest } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
 import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
@@ -25,6 +25,8 @@ export interface ClusterDocumentDeps {
   defaultPostgresVersion: string | undefined
   /** The cluster's data key (seals the spec's secrets), once this host has one. */
   dataKey: () => DataKey | undefined
+  /** The version manifest this host checks upgrades against; default the embedded one. */
+  manifest?: () => VersionManifest
 }
 
 /**
@@ -50,7 +52,8 @@ export class ClusterDocument {
       knownHostIds: () => new Set(Object.keys(deps.state.doc.hosts ?? {})),
       observed: deps.observed,
       defaultPostgresVersion: deps.defaultPostgresVersion,
-      dataKey: deps.dataKey
+      dataKey: deps.dataKey,
+      ...(deps.manifest === undefined ? {} : { manifest: deps.manifest })
     })
     this.apiTokens = new ApiTokens(deps.state)
     this.joinTokens = new JoinTokens(deps.state, deps.hostId)

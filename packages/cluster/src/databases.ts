@@ -1,7 +1,9 @@
 import {
   ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
   type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
-  IDENTIFIER_MESSAGE, mergeSecrets, nodePrimary, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue
+  IDENTIFIER_MESSAGE, mergeSecrets, nodePrimary, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue,
+  type AvailableUpgrade, availableUpgrades, EMBEDDED_MANIFEST, checkUpgrade, type CurrentVersion, compareVersions, type TaskType, unknownVersionIssues,
+  upgradeNotAvailable, usesSpock, type VersionManifest
 } from '@pgmesh/model'
 import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
@@ -37,6 +39,8 @@ export interface DatabaseView {
   instances: Array<Record<string, unknown>>
   conflicts?: DatabaseConflict[]
   spec_errors?: string[]
+  /** Only with `include=available_upgrades`, and only when there is one. */
+  available_upgrades?: AvailableUpgrade[]
 }
 
 /** What the cache keeps per database; views share it, so it is never mutated after it is built. */
@@ -60,6 +64,8 @@ export interface DatabaseContext {
   defaultPostgresVersion: string | undefined
   /** The cluster's data key, which seals the spec's secrets in the document; undefined before init/join. */
   dataKey: () => DataKey | undefined
+  /** This host's version manifest (embedded, with the operator's file merged over it); default the embedded one. */
+  manifest?: () => VersionManifest
 }
 
 /**
@@ -72,6 +78,10 @@ export class Databases {
 
   constructor (private readonly ctx: DatabaseContext) {
     this.cache = new DatabaseCache(ctx.state, id => this.build(id), entry => entry.record.task_id)
+  }
+
+  private manifest (): VersionManifest {
+    return this.ctx.manifest?.() ?? EMBEDDED_MANIFEST
   }
 
   private record (id: string): DatabaseRecord | undefined {
@@ -209,6 +219,7 @@ export class Databases {
     if (body.tenant_id !== undefined && !isIdentifier(body.tenant_id)) issues.push({ path: 'tenant_id', message: IDENTIFIER_MESSAGE })
     const check = validateSpec(body.spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
     if (!check.ok) issues.push(...check.issues)
+    else issues.push(...this.versionIssues(check.spec, undefined))
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const existing = this.record(id)
     if (existing !== undefined && !existing.deleted) throw new DatabaseAlreadyExistsError()
@@ -228,7 +239,10 @@ export class Databases {
     return { task, database: this.get(id) }
   }
 
-  async update (id: string, body: { tenant_id?: string, spec: unknown }, options: { forceUpdate?: boolean, removeHosts?: string[], parentId?: string } = {}): Promise<{ task: Task, database: DatabaseView }> {
+  async update (
+    id: string, body: { tenant_id?: string, spec: unknown },
+    options: { forceUpdate?: boolean, removeHosts?: string[], parentId?: string, taskType?: Extract<TaskType, 'update' | 'upgrade'> } = {}
+  ): Promise<{ task: Task, database: DatabaseView }> {
     const record = this.readRecord(id)?.record
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
     if (record.deleted) throw new DatabaseNotModifiableError()
@@ -243,12 +257,13 @@ export class Databases {
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
     const check = validateSpec(incoming, { knownHostIds: this.ctx.knownHostIds(), previous: previous as never, databaseId: id })
     if (!check.ok) issues.push(...check.issues)
+    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec))
     for (const h of options.removeHosts ?? []) if (!isIdentifier(h)) issues.push({ path: 'remove_host', message: IDENTIFIER_MESSAGE })
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
     const superseded = this.ctx.tasks.get(record.task_id)
     const task = this.ctx.tasks.newTask({
-      scope: 'database', entity_id: id, database_id: id, type: 'update',
+      scope: 'database', entity_id: id, database_id: id, type: options.taskType ?? 'update',
       ...((options.removeHosts ?? []).length > 0 ? { remove_hosts: options.removeHosts } : {}),
       ...(options.parentId === undefined ? {} : { parent_id: options.parentId })
     })
@@ -275,6 +290,80 @@ export class Databases {
     })
     await this.ctx.tasks.log(task.task_id, 'task created', { host_id: this.ctx.hostId, force_update: options.forceUpdate === true })
     return { task, database: this.get(id) }
+  }
+
+  /**
+   * Swarm: a postgres_version a create or update sets must be one the version manifest lists (it picks what the
+   * instances run). Process hosts run what their packages installed, which the orchestrator checks when it starts
+   * an instance.
+   */
+  private versionIssues (spec: DatabaseSpec, previous: DatabaseSpec | undefined): Issue[] {
+    if (this.orchestratorOf(spec) !== 'swarm') return []
+    return unknownVersionIssues(this.manifest(), spec, previous)
+  }
+
+  /** `process` when any of the spec's hosts runs instances as processes, `swarm` when all run them on Swarm. */
+  private orchestratorOf (spec: Pick<DatabaseSpec, 'nodes'>): 'process' | 'swarm' | undefined {
+    const hosts = this.ctx.state.doc.hosts ?? {}
+    const kinds = new Set(spec.nodes.flatMap(n => n.host_ids).map(h => hosts[h]?.orchestrator))
+    if (kinds.has('process')) return 'process'
+    return kinds.size === 1 && kinds.has('swarm') ? 'swarm' : undefined
+  }
+
+  /** What the manifest offers the database (Swarm databases only): GET's `include=available_upgrades`. */
+  availableUpgrades (id: string): AvailableUpgrade[] {
+    const spec = this.cache.get(id)?.desired.spec
+    if (spec === undefined || this.orchestratorOf(spec) !== 'swarm') return []
+    const manifest = this.manifest()
+    const current = currentVersion(spec, manifest)
+    return current === undefined ? [] : availableUpgrades(manifest, current)
+  }
+
+  /**
+   * `POST /v1/databases/{id}/upgrade {image}`: the anchor's checks (the image is in the manifest, stable, of the
+   * database's Postgres and Spock majors, newer), then an update through the normal path with task type `upgrade`:
+   * the database-level image and postgres_version become the image's, and nodes' own versions and images go, so
+   * every instance moves. On process hosts there is no image to move to: the answer explains what an upgrade is there.
+   */
+  async upgrade (id: string, image: string): Promise<{ task: Task, database: DatabaseView }> {
+    const record = this.readRecord(id)?.record
+    if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
+    if (record.deleted) throw new DatabaseNotModifiableError()
+    const opened = openSecrets(decodeSpec(record.spec), this.ctx.dataKey())
+    if (opened.problems.length > 0) throw new ServerError(`the stored spec's secrets cannot be read on this host: ${opened.problems.join('; ')}`)
+    const spec = structuredClone(opened.spec) as unknown as DatabaseSpec
+    const orchestrator = this.orchestratorOf(spec)
+    if (orchestrator === 'process') throw upgradeNotAvailable(this.processUpgradeHelp(id, spec))
+    if (orchestrator === undefined) throw upgradeNotAvailable('the database\'s hosts are not all Swarm hosts known to this cluster')
+    const manifest = this.manifest()
+    const current = currentVersion(spec, manifest)
+    if (current === undefined) throw upgradeNotAvailable('the database\'s spec names no postgres_version to upgrade from')
+    const target = checkUpgrade(manifest, current, image)
+    spec.postgres_version = target.postgres_version
+    spec.orchestrator_opts = { ...spec.orchestrator_opts, swarm: { ...spec.orchestrator_opts?.swarm, image: target.image } }
+    for (const node of spec.nodes) {
+      delete node.postgres_version
+      if (node.orchestrator_opts?.swarm?.image !== undefined) delete node.orchestrator_opts.swarm.image
+    }
+    const body = { spec, ...(record.tenant_id === undefined ? {} : { tenant_id: record.tenant_id }) }
+    return await this.update(id, body, { taskType: 'upgrade' })
+  }
+
+  /**
+   * Why a process database has no image upgrade, and what upgrades its minor version instead: the process
+   * orchestrator restarts, in the roll, an instance whose installed binary is newer than its server whenever the
+   * spec is applied (an update or force_update).
+   */
+  private processUpgradeHelp (id: string, spec: DatabaseSpec): string {
+    const hosts = [...new Set(spec.nodes.flatMap(n => n.host_ids))].sort()
+    const running = [...new Set(this.ctx.observed().instances.filter(i => i.database_id === id && i.postgres_version !== undefined).map(i => i.postgres_version as string))]
+      .sort(compareVersions)
+    const major = spec.postgres_version?.split('.')[0] ?? '<major>'
+    return `database ${id} runs on process hosts (${hosts.join(', ')}), whose PostgreSQL is what their installed packages provide, not an image` +
+      `${running.length === 0 ? '' : ` (running: ${running.join(', ')})`}; a minor upgrade there is a package upgrade on every host ` +
+      `(apt-get install postgresql-${major}; GET /v1/hosts shows each host's installed version in supported_pgedge_versions), then ` +
+      `POST /v1/databases/${id}?force_update=true, which restarts each instance whose binaries are newer than its running server, one at a ` +
+      'time (the rolling restart)'
   }
 
   /**
@@ -418,6 +507,23 @@ export class Databases {
       record.updated_at = rfc3339()
     })
     return true
+  }
+}
+
+/**
+ * What a database runs, for the manifest's checks: the newest version its spec names (database level or a node's),
+ * and its database-level image (the host's default `pgmesh/postgres:<major>` when it names none).
+ */
+function currentVersion (spec: DatabaseSpec, manifest: VersionManifest): CurrentVersion | undefined {
+  const versions = [spec.postgres_version, ...spec.nodes.map(n => n.postgres_version)].filter((v): v is string => v !== undefined)
+  const postgresVersion = versions.sort(compareVersions).at(-1)
+  if (postgresVersion === undefined) return undefined
+  const image = spec.orchestrator_opts?.swarm?.image
+  const entry = image === undefined ? undefined : manifest.images.postgres.find(i => i.image === image)
+  return {
+    postgresVersion,
+    ...(entry?.spock_version === undefined ? {} : { spockVersion: entry.spock_version }),
+    spock: image === undefined ? false : usesSpock(image, entry?.spock_version)
   }
 }
 

@@ -1,4 +1,4 @@
-import type { ComponentStatus, ObservedInstance } from '@pgmesh/model'
+import type { ComponentStatus, HostObserved, ObservedInstance } from '@pgmesh/model'
 import type { TlsSettings } from './tls.js'
 
 export interface HostConfig {
@@ -17,6 +17,8 @@ export interface HostConfig {
   clientAddresses: string[]
   /** The Postgres version new databases get when their spec names none. */
   defaultPostgresVersion?: string
+  /** The operator's version manifest (JSON), merged over the embedded one; see ManifestSource. */
+  manifestPath?: string
   /** Heartbeat period and the silence after which a host is unreachable. */
   heartbeatMs?: number
   unreachableAfterMs?: number
@@ -32,4 +34,6 @@ export interface HostSources {
   ownInstances?: () => ObservedInstance[]
   /** Components beyond the mesh and the document (the swarm orchestrator's `docker`). */
   components?: Readonly<Record<string, () => ComponentStatus>>
+  /** The Postgres versions this host can run (the hosts' `default_pgedge_version` and `supported_pgedge_versions`). */
+  postgresVersions?: () => HostObserved['postgres_versions']
 }

@@ -22,6 +22,8 @@ export interface HostHealthDeps {
   ownInstances: () => ObservedInstance[]
   /** Components of this host's runtime beyond the mesh and the document (the swarm orchestrator's `docker`). */
   components: Readonly<Record<string, () => ComponentStatus>>
+  /** The Postgres versions this host can run, when its runtime says. */
+  postgresVersions?: () => HostObserved['postgres_versions']
 }
 
 /**
@@ -91,7 +93,8 @@ export class HostHealth {
         state: { healthy: true, details: { heads: this.deps.state.heads().length } },
         ...Object.fromEntries(Object.entries(this.deps.components).map(([name, observe]) => [name, observe()]))
       },
-      instances: this.deps.ownInstances()
+      instances: this.deps.ownInstances(),
+      ...versions(this.deps.postgresVersions?.())
     }
   }
 
@@ -105,4 +108,8 @@ export class HostHealth {
       observed: self ? this.observed() : last?.heartbeat.observed
     }
   }
+}
+
+function versions (reported: HostObserved['postgres_versions']): Pick<HostObserved, 'postgres_versions'> {
+  return reported === undefined ? {} : { postgres_versions: reported }
 }

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path'
 import { ClusterDocument, DATA_KEY_FILE, DataKey, ObservedCluster } from '@pgmesh/cluster'
 import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
-import type { HostObserved, Startable } from '@pgmesh/model'
+import { defaultImage, type HostObserved, type Startable } from '@pgmesh/model'
 import { ClusterState, DocReplicator } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig, HostSources } from './config.js'
@@ -14,6 +14,7 @@ import { KEY_FILE, Membership } from './membership.js'
 import { HostMetrics } from './metrics.js'
 import { HostTls } from './tls.js'
 import { detectPostgresVersion } from './postgres-version.js'
+import { ManifestSource } from './manifest-source.js'
 import { readPeerTaskLogs, serveTaskLogs } from './task-log-protocol.js'
 import { tightenDataDir } from './data-dir.js'
 
@@ -50,7 +51,11 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   private readonly startedAt = Date.now()
   private announcedInitialized = false
 
-  private constructor (readonly config: HostConfig, readonly state: ClusterState, readonly tls: HostTls, private readonly log: Logger, sources: HostSources) {
+  private constructor (
+    readonly config: HostConfig, readonly state: ClusterState, readonly tls: HostTls, private readonly log: Logger, sources: HostSources,
+    /** The version manifest upgrades are checked against (embedded, plus the operator's file). */
+    readonly manifest: ManifestSource
+  ) {
     super()
     this.members = new MemberDirectory(() => state.doc)
     this.health = new HostHealth({
@@ -59,7 +64,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       heartbeats: () => this.heartbeats,
       connectedPeers: () => this.mesh?.connectedPeers().length ?? 0,
       ownInstances: sources.ownInstances ?? (() => []),
-      components: sources.components ?? {}
+      components: sources.components ?? {},
+      ...(sources.postgresVersions === undefined ? {} : { postgresVersions: sources.postgresVersions })
     })
     // Reads serve this host's own instances up to 100 ms old: a tenth of the heartbeat lag of every peer's.
     const observed = new ObservedCluster({
@@ -77,7 +83,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       observed: () => observed.snapshot(),
       reachableHosts: () => this.health.reachableHosts(),
       defaultPostgresVersion: config.defaultPostgresVersion,
-      dataKey: () => this.dataKey
+      dataKey: () => this.dataKey,
+      manifest: () => manifest.current()
     })
     this.membership = new Membership({
       config,
@@ -124,13 +131,18 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     await mkdir(config.dataDir, { recursive: true, mode: 0o711 })
     await tightenDataDir(config.dataDir, logger)
     const state = await ClusterState.open({ dir: join(config.dataDir, 'state'), hostId: config.hostId, logger: logger.child({ component: 'state' }) })
-    const defaultPostgresVersion = config.defaultPostgresVersion ?? await detectPostgresVersion()
+    const manifest = await ManifestSource.open(config.manifestPath, logger.child({ component: 'manifest' }))
+    // The anchor's default: on Swarm the manifest's default image's version (this machine's own binaries do not run
+    // the instances), on a process host its newest installed binaries'.
+    const defaultPostgresVersion = config.defaultPostgresVersion ??
+      (config.orchestrator === 'swarm' ? defaultImage(manifest.current())?.postgres_version : await detectPostgresVersion())
     const tls = await HostTls.open(config.tls ?? { mode: 'none' }, config.dataDir, config.hostId, () => [...config.clientAddresses, new URL(config.apiUrl).hostname.replace(/^\[|\]$/g, '')])
-    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, tls, logger.child({ component: 'host' }), sources)
+    return new Host({ ...config, ...(defaultPostgresVersion === undefined ? {} : { defaultPostgresVersion }) }, state, tls, logger.child({ component: 'host' }), sources, manifest)
   }
 
   /** Starts the mesh when this host already belongs to a cluster (or was given a key to join with). */
   async start (): Promise<void> {
+    this.manifest.start()
     const keyFile = join(this.config.dataDir, KEY_FILE)
     const dataKeyFile = join(this.config.dataDir, DATA_KEY_FILE)
     const memberBefore = await exists(keyFile)
@@ -162,6 +174,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   async stop (): Promise<void> {
     if (this.stopping) return
     this.stopping = true
+    this.manifest.stop()
     if (this.keeper !== undefined) clearInterval(this.keeper)
     if (this.settleTimer !== undefined) clearTimeout(this.settleTimer)
     this.heartbeats?.stop()

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { InvalidInputError } from '@pgmesh/model'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { binDir, newestPostgresVersion, replicationLibrary, resolveMajor } from './binaries.js'
+import { binDir, DEBIAN_POSTGRES_ROOT, installedPostgresVersions, newestPostgresVersion, replicationLibrary, resolveMajor } from './binaries.js'
 
 let root: string
 
@@ -81,5 +81,22 @@ describe('no installation', () => {
     await mkdir(join(root, 'bin'))
     await writeFile(join(root, 'bin', 'postgres'), '#!/bin/sh\necho "something else"\n', { mode: 0o755 })
     await expect(resolveMajor(root, undefined)).rejects.toThrow('--version printed no PostgreSQL version: something else')
+  })
+})
+
+describe('installedPostgresVersions', () => {
+  it("reads each major's minor from its binary every time, so a package upgrade shows at once", async () => {
+    await fakePostgres(join(root, '15', 'bin'), '15.18 (Debian 15.18-0+deb12u1)')
+    await fakePostgres(join(root, '17', 'bin'), '17.6 (Debian 17.6-1)')
+    expect(await installedPostgresVersions(root)).toEqual(['15.18', '17.6'])
+    await fakePostgres(join(root, '15', 'bin'), '15.20 (Debian 15.20-0+deb12u1)')
+    expect(await installedPostgresVersions(root)).toEqual(['15.20', '17.6'])
+  })
+
+  it("is what this machine's Debian packages provide", async () => {
+    const { execFileSync } = await import('node:child_process')
+    const real = /\(PostgreSQL\) (\d+\.\d+)/.exec(execFileSync(join(DEBIAN_POSTGRES_ROOT, '15', 'bin', 'postgres'), ['--version'], { encoding: 'utf8' }))?.[1]
+    expect(real).toBeDefined()
+    expect(await installedPostgresVersions(DEBIAN_POSTGRES_ROOT)).toContain(real)
   })
 })

@@ -23,13 +23,31 @@ function isSingleInstallation (root: string): boolean {
 }
 
 /** `postgres --version` of a binary directory (allowed as root), cached per directory like serverParameters. */
-const binaryVersion = cachedAsync(async (bin: string): Promise<{ major: number, version: string }> => {
+const binaryVersion = cachedAsync(async (bin: string): Promise<{ major: number, version: string }> => await readBinaryVersion(bin))
+
+async function readBinaryVersion (bin: string): Promise<{ major: number, version: string }> {
   const out = await runCommand(join(bin, 'postgres'), ['--version'], { runAs: undefined, cwd: '/' })
   // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", "postgres (PostgreSQL) 18beta1"
   const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(out)
   if (match === null) throw new Error(`${join(bin, 'postgres')} --version printed no PostgreSQL version: ${out.trim()}`)
   return { major: Number(match[1]), version: match[2] === undefined ? String(match[1]) : `${match[1]}.${match[2]}` }
-})
+}
+
+/** One major's `major.minor` as its binary says now (not cached: a package upgrade replaces the binary). */
+export async function installedVersion (root: string, major: number): Promise<string> {
+  return (await readBinaryVersion(binDir(root, major))).version
+}
+
+/**
+ * Every installed major's `major.minor` as its binary says now (not cached: a package upgrade shows at once), oldest
+ * first: the minor versions this host's packages provide.
+ */
+export async function installedPostgresVersions (root: string): Promise<string[]> {
+  const majors = isSingleInstallation(root) ? [(await readBinaryVersion(join(root, 'bin'))).major] : await installedMajors(root)
+  const out: string[] = []
+  for (const major of majors) out.push((await readBinaryVersion(binDir(root, major))).version)
+  return out
+}
 
 async function installedMajors (root: string): Promise<number[]> {
   if (isSingleInstallation(root)) return [(await binaryVersion(join(root, 'bin'))).major]
@@ -81,7 +99,13 @@ export async function replicationLibrary (root: string, major: number): Promise<
 
 /**
  * The configuration parameters a server binary knows, from `postgres --describe-config` (allowed as root, ~20 ms),
- * cached per binary directory: a minor-version update replaces the binary, and the daemon restarts with it.
+ * cached per binary directory and version: a minor-version update replaces the binary (and may add parameters, as
+ * 15.19 added output_plugin_libraries), so a new version is asked again.
  */
-export const serverParameters = cachedAsync(async (bin: string): Promise<ReadonlySet<string>> =>
-  describedParameters(await runCommand(join(bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })))
+const describedBy = cachedAsync(async (binary: { bin: string, version: string }): Promise<ReadonlySet<string>> =>
+  describedParameters(await runCommand(join(binary.bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })),
+binary => `${binary.bin} ${binary.version}`)
+
+export async function serverParameters (bin: string): Promise<ReadonlySet<string>> {
+  return await describedBy({ bin, version: (await readBinaryVersion(bin)).version })
+}

@@ -1,2 +1,2 @@
 export { ProcessOrchestrator, type ProcessOrchestratorOptions } from './process-orchestrator.js'
-export { newestPostgresVersion } from './binaries.js'
+export { DEBIAN_POSTGRES_ROOT, installedPostgresVersions, newestPostgresVersion } from './binaries.js'

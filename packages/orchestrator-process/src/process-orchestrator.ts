@@ -7,9 +7,9 @@ import {
   type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
   setupPrimaryDatabase, type StandbyOf, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
 } from '@pgmesh/orchestrator'
-import { type BackupRun, type InstanceSpec, InvalidInputError, NotFoundError, SYSTEM_SUPERUSER } from '@pgmesh/model'
+import { type BackupRun, compareVersions, type InstanceSpec, InvalidInputError, NotFoundError, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import type { Logger } from 'pino'
-import { binDir, DEBIAN_POSTGRES_ROOT, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
+import { binDir, DEBIAN_POSTGRES_ROOT, installedVersion, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
 import { INCLUDE_LINE, InstancePaths, MANAGED_CONF_FILE, type ProcessInstanceRecord as InstanceRecord } from './instance-store.js'
 import { isProcessAlive, postgresOsUser, type RunAs, runCommand, streamCommand } from './system.js'
 
@@ -123,8 +123,10 @@ export class ProcessOrchestrator implements Orchestrator {
         await this.restartPostgres(paths, state)
       } else {
         const waiting = await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log, deferRestart)
-        if (waiting.length > 0 || (portMoves && deferRestart)) state.pendingRestart = true
-        else if (state.pendingRestart === true && !deferRestart) await this.restartPostgres(paths, state)
+        // A package upgrade of the minor version takes effect at a restart: one more change that waits for its turn.
+        const upgraded = await this.newerBinaries(paths, state)
+        if (waiting.length > 0 || (portMoves && deferRestart) || (upgraded && deferRestart)) state.pendingRestart = true
+        else if ((state.pendingRestart === true || upgraded) && !deferRestart) await this.restartPostgres(paths, state)
       }
       await this.records.write(state)
       this.supervise(spec.instanceId)
@@ -486,6 +488,21 @@ export class ProcessOrchestrator implements Orchestrator {
       await this.run(state, paths, 'pg_ctl', ['stop', '-D', paths.pgdata, '-m', 'immediate', '-w', '-t', '30', '-s'])
     }
     this.log.info({ instanceId: state.instanceId }, 'stopped')
+  }
+
+  /**
+   * Whether the installed binary is a newer minor than the running server (the packages were upgraded under it).
+   * Asked only when the spec is applied (an update, force_update, a daemon start), never on a timer: the restart it
+   * asks for then comes in the instance's turn of the rolling restart.
+   */
+  private async newerBinaries (paths: InstancePaths, state: InstanceRecord): Promise<boolean> {
+    const [installed, running] = await Promise.all([
+      installedVersion(this.root, state.postgresMajor),
+      this.admin(paths, state)('postgres', serverRole)
+    ])
+    const newer = compareVersions(installed, running.postgresVersion) > 0
+    if (newer) this.log.info({ instanceId: state.instanceId, running: running.postgresVersion, installed }, 'the installed PostgreSQL is newer than the running server: a restart moves it')
+    return newer
   }
 
   private async restartPostgres (paths: InstancePaths, state: InstanceRecord): Promise<void> {

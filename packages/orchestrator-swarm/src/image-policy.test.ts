@@ -21,4 +21,12 @@ describe('chooseImage', () => {
     expect(() => chooseImage({ ...base, specImage: 'registry.example:5000/pgmesh/postgres:15' })).toThrow(/not allowed/)
     expect(chooseImage({ ...base, specImage: 'registry.example:5000/pg:17', allowedRepositories: ['registry.example:5000/pg'] })).toBe('registry.example:5000/pg:17')
   })
+
+  it("allows the repositories of the host's version manifest", () => {
+    const manifestRepositories = ['ghcr.io/pgedge/pgedge-postgres']
+    expect(chooseImage({ ...base, specImage: 'ghcr.io/pgedge/pgedge-postgres:15.20-spock5.0.10-standard-1', manifestRepositories }))
+      .toBe('ghcr.io/pgedge/pgedge-postgres:15.20-spock5.0.10-standard-1')
+    expect(chooseImage({ ...base, specImage: 'pgmesh/postgres:15.20', manifestRepositories })).toBe('pgmesh/postgres:15.20')
+    expect(() => chooseImage({ ...base, specImage: 'evil/rootkit:latest', manifestRepositories })).toThrow(/its repository must be pgmesh\/postgres or ghcr.io\/pgedge\/pgedge-postgres/)
+  })
 })

@@ -31,6 +31,8 @@ export interface SwarmOrchestratorOptions {
   defaultImage?: string
   /** Repositories a database's own image may come from; default: only the default image's (see chooseImage). */
   allowedImageRepositories?: readonly string[]
+  /** Repositories of this host's version manifest, allowed as well (the manifest file may change while running). */
+  manifestRepositories?: () => readonly string[]
   /** How often containers are looked at for exit/restart events; default 2 s. */
   monitorIntervalMs?: number
   /** How long a created or updated instance may take to accept connections; default 180 s. */
@@ -145,7 +147,8 @@ export class SwarmOrchestrator implements Orchestrator {
       followPrimary(state, spec, previous === undefined, this.log)
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
       await this.writePassfile(paths)
-      const image = chooseImage({ specImage: spec.swarm?.image, defaultImage: this.options.defaultImage, allowedRepositories: this.options.allowedImageRepositories, major })
+      const image = chooseImage({ specImage: spec.swarm?.image, defaultImage: this.options.defaultImage, allowedRepositories: this.options.allowedImageRepositories, major,
+        ...(this.options.manifestRepositories === undefined ? {} : { manifestRepositories: this.options.manifestRepositories() }) })
       const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
         await this.records.write(state)

@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { clientAction, withClientOptions } from './context.js'
 import { UsageError } from './errors.js'
+import { machine, table } from './output.js'
 import { startedTask, withWait } from './wait.js'
 
 /** RFC 3339 with an offset, as the API takes it; checked here so a typo is a usage error, not a 400. */
@@ -36,6 +37,21 @@ export function registerOperationCommands (program: Command, db: Command): void 
       const at = scheduledAt(opts.scheduledAt as string | undefined)
       const body = { ...(opts.candidate === undefined ? {} : { candidate_instance_id: opts.candidate as string }), ...(at === undefined ? {} : { scheduled_at: at }) }
       await startedTask(ctx, await ctx.client.switchover(id, node, body), opts.wait as boolean | undefined)
+    }))
+
+  withWait(withClientOptions(db.command('upgrade')))
+    .description('move a database to a newer image of the version manifest; without an image, list the upgrades available')
+    .argument('<id>', 'database id')
+    .argument('[image]', 'the image to move to (one of those listed without it)')
+    .addHelpText('after', '\nExample:\n  pgmesh db upgrade storefront pgmesh/postgres:15.20 --wait   (without the image: the upgrades available)\n')
+    .action(clientAction(async (ctx, opts, id: string, image: string | undefined) => {
+      if (image !== undefined) {
+        await startedTask(ctx, await ctx.client.upgradeDatabase(id, image), opts.wait as boolean | undefined)
+        return
+      }
+      const upgrades = (await ctx.client.database(id, { includeUpgrades: true })).available_upgrades ?? []
+      ctx.out(machine(ctx.format, upgrades) ??
+        (upgrades.length === 0 ? `no upgrade available for ${id}\n` : table(['IMAGE', 'POSTGRES', 'SPOCK'], upgrades.map(u => [u.image, u.postgres_version, u.spock_version ?? '']))))
     }))
 
   withWait(withClientOptions(db.command('failover')))

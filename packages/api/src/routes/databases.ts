@@ -43,6 +43,22 @@ const ConflictSchema = z.object({
   hosts: z.array(z.string()).openapi({ description: 'The host that wrote each value' })
 }).openapi('FieldConflict')
 
+const AvailableUpgradeSchema = z.object({
+  postgres_version: z.string(),
+  spock_version: z.string().optional().openapi({ description: 'Spock images only' }),
+  image: z.string()
+}).openapi('AvailableUpgrade')
+
+/** `include` as the anchor takes it (a string array; only `available_upgrades`), repeated or comma separated. */
+const IncludeQuery = z.union([z.string(), z.array(z.string())]).optional()
+  .transform((value, ctx) => {
+    const values = ([] as string[]).concat(value ?? []).flatMap(v => v.split(',')).filter(v => v !== '')
+    for (const v of values) {
+      if (v !== 'available_upgrades') ctx.addIssue({ code: 'custom', message: `unsupported value ${JSON.stringify(v.slice(0, 40))}: only available_upgrades is supported` })
+    }
+    return values.includes('available_upgrades')
+  })
+
 const DatabaseSchema = z.object({
   id: z.string(),
   tenant_id: z.string().optional(),
@@ -52,7 +68,10 @@ const DatabaseSchema = z.object({
   instances: z.array(InstanceSchema),
   spec: DatabaseSpecSchema.optional(),
   conflicts: z.array(ConflictSchema).optional().openapi({ description: 'pgmesh: fields edited concurrently on different hosts, until an update settles them' }),
-  spec_errors: z.array(z.string()).optional().openapi({ description: 'pgmesh: why the merged spec is not applied (it failed validation after a merge)' })
+  spec_errors: z.array(z.string()).optional().openapi({ description: 'pgmesh: why the merged spec is not applied (it failed validation after a merge)' }),
+  available_upgrades: z.array(AvailableUpgradeSchema).optional().openapi({
+    description: 'Only with include=available_upgrades and only when not empty: stable images of the version manifest with a newer minor of the same major (Swarm databases)'
+  })
 }).openapi('Database')
 
 const DatabaseSummarySchema = DatabaseSchema.omit({ spec: true }).openapi('DatabaseSummary')
@@ -83,18 +102,27 @@ function summary (view: DatabaseView): DatabaseSummaryBody {
   return rest as unknown as DatabaseSummaryBody
 }
 
+/** The view with `available_upgrades` when asked for and there are some (the anchor omits an empty list). */
+function withUpgrades<T extends { id: string }> (view: T, db: ApiComponents['databases'], include: boolean): T {
+  if (!include) return view
+  const upgrades = db.availableUpgrades(view.id)
+  return upgrades.length === 0 ? view : { ...view, available_upgrades: upgrades }
+}
+
 export function registerDatabaseRoutes (app: OpenAPIHono, { databases: db, tasks }: Pick<ApiComponents, 'databases' | 'tasks'>): void {
   const listResponse = new CachedJson()
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases', tags: ['Database'], operationId: 'list-databases', summary: 'List databases',
-    request: { query: z.strictObject({ include: z.union([z.string(), z.array(z.string())]).optional() }) },
+    request: { query: z.strictObject({ include: IncludeQuery }) },
     responses: {
       200: jsonResponse(z.object({ databases: z.array(DatabaseSummarySchema) }), 'Databases (gzip when accepted; ETag, If-None-Match)'),
       304: { description: 'Not modified: nothing changed since the response with the ETag given in If-None-Match' },
-      ...errorResponses(409, 500)
+      ...errorResponses(400, 409, 500)
     }
   }), c => {
     const { version, databases } = db.list()
+    // Upgrades also move with the manifest file, which the cached response does not follow: computed each time.
+    if (c.req.valid('query').include) return c.json({ databases: databases.map(d => withUpgrades(summary(d), db, true)) }, 200)
     return listResponse.respond(c, version, () => ({ databases: databases.map(summary) }))
   })
 
@@ -109,9 +137,22 @@ export function registerDatabaseRoutes (app: OpenAPIHono, { databases: db, tasks
 
   app.openapi(createRoute({
     method: 'get', path: '/v1/databases/{database_id}', tags: ['Database'], operationId: 'get-database', summary: 'Get a database',
-    request: { params: DatabaseIdParam, query: z.strictObject({ include: z.union([z.string(), z.array(z.string())]).optional() }) },
+    request: { params: DatabaseIdParam, query: z.strictObject({ include: IncludeQuery }) },
     responses: { 200: jsonResponse(DatabaseSchema, 'Database'), ...errorResponses(400, 404, 409, 500) }
-  }), c => c.json(body(db.get(c.req.valid('param').database_id)), 200))
+  }), c => c.json(withUpgrades(body(db.get(c.req.valid('param').database_id)), db, c.req.valid('query').include), 200))
+
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/databases/{database_id}/upgrade', tags: ['Database'], operationId: 'apply-upgrade',
+    summary: 'Upgrade to a newer minor image of the version manifest (asynchronous; an update of the image and postgres_version)',
+    request: {
+      params: DatabaseIdParam,
+      body: { required: true, content: { 'application/json': { schema: z.strictObject({ image: z.string().min(1).max(255) }).openapi('UpgradeDatabaseRequest') } } }
+    },
+    responses: { 200: jsonResponse(z.object({ task: TaskSchema, database: DatabaseSchema }), 'Upgrade task and the database'), ...errorResponses(400, 404, 409, 500) }
+  }), async (c) => {
+    const { task, database } = await db.upgrade(c.req.valid('param').database_id, c.req.valid('json').image)
+    return c.json({ task: taskResponse(task), database: body(database) }, 200)
+  })
 
   app.openapi(createRoute({
     method: 'post', path: '/v1/databases/{database_id}', tags: ['Database'], operationId: 'update-database',

@@ -25,6 +25,8 @@ export function hostResponse (view: HostView): HostResponse {
       ...(view.lastSeen === undefined ? {} : { updated_at: rfc3339(view.lastSeen) }),
       components
     },
+    ...(observed?.postgres_versions?.default === undefined ? {} : { default_pgedge_version: observed.postgres_versions.default }),
+    ...(observed?.postgres_versions === undefined ? {} : { supported_pgedge_versions: observed.postgres_versions.supported }),
     ...(observed === undefined ? {} : { version: observed.version })
   }
 }

@@ -2,7 +2,7 @@
 export type { ApiRole, ApiTokenRecord, ClusterDoc, ClusterRecord, HostRecord, JoinTokenRecord, RemovedPeer } from './cluster.js'
 export { type BackupRequest, type DatabaseRecord, type DatabaseState, type EncodedSpec, type InstanceOperation, nodePrimary, type NodePrimary, type PrimaryChangeRequest } from './database.js'
 export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskLog, type TaskLogEntry, type TaskScope, type TaskStatus, type TaskType, transitionTask } from './task.js'
-export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription } from './observed.js'
+export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription, PgVersion } from './observed.js'
 export {
   type BackupRun, type DatabaseSetup, type DatabaseUser, type InstanceBackup, formatDsn, type InstanceSpec, type InstanceState, type NodeSpec, replicaSlotName, type SettingValue,
   type SwarmInstanceOptions, SYSTEM_SUPERUSER, REPLICATION_SCHEMA

@@ -51,9 +51,17 @@ export interface ObservedInstance {
 
 export interface ComponentStatus { healthy: boolean, error?: string, details?: Record<string, unknown> }
 
+/** A Postgres version a host can run: the anchor's `default_pgedge_version` and `supported_pgedge_versions` items. */
+export interface PgVersion { postgres_version: string, spock_version?: string }
+
 /** What a host tells the others about itself in every heartbeat. */
 export interface HostObserved {
   version: string
   components: Record<string, ComponentStatus>
+  /**
+   * Versions this host can run: a process host's installed binaries (`postgres --version` of each major), a Swarm
+   * host's version manifest (its stable images).
+   */
+  postgres_versions?: { default?: PgVersion, supported: PgVersion[] }
   instances?: ObservedInstance[]
 }
