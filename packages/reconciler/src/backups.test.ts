@@ -52,7 +52,7 @@ function cluster () {
     dataDir: '/nowhere',
     document: { doc: { hosts: {}, databases: { db1: { backup_ticks: ticks } } } as never, on: (() => {}) as never },
     databases: { desired: () => [record], generations: () => new Map(), settle: async () => {}, recover: async () => false },
-    tasks: { get: (id: string) => tasks.get(id) as never, log: async () => {}, settle: async () => {} },
+    tasks: { get: (id: string) => tasks.get(id) as never, log: async () => {}, settle: async () => {}, settleParents: async () => {} },
     operations: { recordPrimary: async () => {} },
     backups,
     runtime: { initialized: true } as never,
