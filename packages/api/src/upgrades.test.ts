@@ -54,6 +54,18 @@ describe('upgrades on a Swarm host', () => {
     expect((await api.call('GET', '/v1/databases')).json.databases.some((d: object) => 'available_upgrades' in d)).toBe(false)
   })
 
+  it('refuses backup_config for a node on a Swarm host (backups run on process hosts only so far), and stores nothing', async () => {
+    const withBackups = { ...spec('15.20', 'pgmesh/postgres:15.20'), backup_config: { repositories: [{ type: 'posix', base_path: '/backups' }] } }
+    const res = await api.call('POST', '/v1/databases', { id: 'backed', spec: withBackups })
+    expect(res.status).toBe(400)
+    expect(res.json.name).toBe('invalid_input')
+    expect(res.json.message).toBe([
+      'backup_config: backups are not supported on Swarm hosts yet (node n1 is on host-1): remove backup_config or place the node on process hosts',
+      'backup_config: backups are not supported on Swarm hosts yet (node n2 is on host-1): remove backup_config or place the node on process hosts'
+    ].join('\n'))
+    expect((await api.call('GET', '/v1/databases/backed')).status).toBe(404)
+  })
+
   it('refuses an include it does not support', async () => {
     const res = await api.call('GET', '/v1/databases/app?include=backups')
     expect(res.status).toBe(400)

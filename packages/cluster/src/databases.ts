@@ -219,7 +219,7 @@ export class Databases {
     if (body.tenant_id !== undefined && !isIdentifier(body.tenant_id)) issues.push({ path: 'tenant_id', message: IDENTIFIER_MESSAGE })
     const check = validateSpec(body.spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
     if (!check.ok) issues.push(...check.issues)
-    else issues.push(...this.versionIssues(check.spec, undefined))
+    else issues.push(...this.versionIssues(check.spec, undefined), ...this.backupIssues(check.spec))
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const existing = this.record(id)
     if (existing !== undefined && !existing.deleted) throw new DatabaseAlreadyExistsError()
@@ -257,7 +257,7 @@ export class Databases {
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
     const check = validateSpec(incoming, { knownHostIds: this.ctx.knownHostIds(), previous: previous as never, databaseId: id })
     if (!check.ok) issues.push(...check.issues)
-    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec))
+    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec))
     for (const h of options.removeHosts ?? []) if (!isIdentifier(h)) issues.push({ path: 'remove_host', message: IDENTIFIER_MESSAGE })
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
@@ -300,6 +300,23 @@ export class Databases {
   private versionIssues (spec: DatabaseSpec, previous: DatabaseSpec | undefined): Issue[] {
     if (this.orchestratorOf(spec) !== 'swarm') return []
     return unknownVersionIssues(this.manifest(), spec, previous)
+  }
+
+  /**
+   * Backups run on process hosts only so far: a node with backup_config placed on a Swarm host is refused, so nobody
+   * believes a database backed up that is not.
+   */
+  private backupIssues (spec: DatabaseSpec): Issue[] {
+    const hosts = this.ctx.state.doc.hosts ?? {}
+    const issues: Issue[] = []
+    spec.nodes.forEach((node, i) => {
+      if ((node.backup_config ?? spec.backup_config) === undefined) return
+      const swarm = node.host_ids.filter(h => hosts[h]?.orchestrator === 'swarm')
+      if (swarm.length === 0) return
+      const path = node.backup_config !== undefined ? `nodes[${i}].backup_config` : 'backup_config'
+      issues.push({ path, message: `backups are not supported on Swarm hosts yet (node ${node.name} is on ${swarm.join(', ')}): remove backup_config or place the node on process hosts` })
+    })
+    return issues
   }
 
   /** `process` when any of the spec's hosts runs instances as processes, `swarm` when all run them on Swarm. */
