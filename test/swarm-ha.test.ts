@@ -214,4 +214,27 @@ describe('a node with a streaming replica on swarm hosts', () => {
     await n1.query("INSERT INTO public.events VALUES ('n1-alone', 'n1')")
     await n1.end()
   })
+  it('force-removes a Swarm host dead for good (daemon, dockerd): its node leaves the database, which stays available, and nothing names it', { timeout: 300_000 }, async () => {
+    const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    // n2 is host-3's only instance; n1 runs on host-1 or host-2.
+    expect((await database(h1)).instances.filter(i => i.host_id === 'host-3').map(i => i.node_name)).toEqual(['n2'])
+    await h3.stop('SIGKILL')
+    await tb('kill-host', '3')
+    const res = await h1.request('DELETE', '/v1/hosts/host-3?force=true')
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    const { task, update_database_tasks: children } = res.body as { task: { task_id: string }, update_database_tasks: Array<{ task_id: string, database_id: string, parent_id: string }> }
+    expect(children.map(c => [c.database_id, c.parent_id])).toEqual([['ha', task.task_id]])
+    for (const c of children) await waitTask(h1, c.task_id, 180_000)
+    await until('the remove_host task completed', async () => (await h1.get(`/v1/hosts/host-3/tasks/${task.task_id}`)).body.status === 'completed', 60_000, 500)
+    for (const d of [h1, h2]) {
+      const db = await database(d)
+      expect(db.state).toBe('available')
+      expect(db.instances.map(i => i.node_name)).toEqual(['n1'])
+      expect((await d.get<{ hosts: Array<{ id: string }> }>('/v1/hosts')).body.hosts.map(h => h.id)).toEqual(['host-1', 'host-2'])
+      for (const path of ['/v1/databases', '/v1/databases/ha', '/v1/hosts']) expect(JSON.stringify((await d.get(path)).body), path).not.toContain('host-3')
+    }
+    const n1 = await connectTo(primaryOf(await database(h1), 'n1'))
+    await n1.query("INSERT INTO public.events VALUES ('n1-after-host-3-removed', 'n1')")
+    await n1.end()
+  })
 })
