@@ -38,7 +38,8 @@ describe('a burst of creates against one host', () => {
       `slowest reads ${JSON.stringify(result.slowest)}, ${reads.length} reads, p50 ${percentile(reads, 0.5).toFixed(1)} ms, p99 ${percentile(reads, 0.99).toFixed(1)} ms, max ${Math.max(...reads).toFixed(1)} ms, burst ${result.burstMs.toFixed(0)} ms`
     console.log(summary)
     expect(result.failedReads, summary).toEqual([])
-    expect(reads.length).toBeGreaterThan(10)
+    // Reads ran during the burst (a few rounds: how many depends on how long the burst lasts, ~3 s here).
+    expect(reads.length, summary).toBeGreaterThanOrEqual(6)
     expect(percentile(reads, 0.5), summary).toBeLessThan(READ_P50_BOUND_MS)
     expect(percentile(reads, 0.99), summary).toBeLessThan(READ_P99_BOUND_MS)
     expect(accepted.length, summary).toBeGreaterThan(0)

@@ -65,8 +65,9 @@ if [ ! -s "$tarball" ]; then
     bookworm "$tarball.tmp" "${SOURCES[@]}" >&2
   mv "$tarball.tmp" "$tarball"
 fi
-# postgresql-15's version as dpkg installed it in the image, e.g. 15.20-0+deb12u1 -> 15.20.
-minor=$(tar -xOf "$tarball" ./var/lib/dpkg/status | awk '/^Package: /{p = ($2 == "postgresql-15")} p && /^Version: /{print $2; exit}' | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
+# postgresql-15's version as dpkg installed it in the image, e.g. 15.20-0+deb12u1 -> 15.20. awk reads to the end:
+# exiting early would kill tar with SIGPIPE, which pipefail turns into a silent failure of the whole script.
+minor=$(tar -xOf "$tarball" ./var/lib/dpkg/status | awk '/^Package: /{p = ($2 == "postgresql-15")} p && /^Version: / && !v {v = $2} END {print v}' | sed -E 's/^([0-9]+\.[0-9]+).*/\1/')
 if [ -n "${EXPECT_MINOR:-}" ] && [ "$minor" != "$EXPECT_MINOR" ]; then
   echo "build-postgres-image.sh: the $variant build has postgresql-15 $minor, not $EXPECT_MINOR: a tag named $EXPECT_MINOR would lie (update the manifest's testbed images)" >&2
   exit 1

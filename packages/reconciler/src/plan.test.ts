@@ -526,6 +526,29 @@ describe('plan', () => {
       expect(restartsIn(afterSecond, 'host-3', planFor(afterSecond, rolled, 'host-3'))).toEqual([n3])
     })
 
+    it('a node cut off later in the order holds the roll only in its turn; one reported down holds it at once', () => {
+      const db = rolled.databases[0]
+      if (db === undefined) throw new Error('no database')
+      const n1 = id('storefront', 'n1', 'host-1')
+      const seenFromHost1 = observedFor(threeConverged, rolled, 'host-1').cluster
+      // host-3 (n3) is cut off: n1 and then n2 roll on this side.
+      expect(rollWait(db, n1, seenFromHost1.filter(i => i.host_id !== 'host-3'))).toBeUndefined()
+      expect(restartsIn(threeConverged, 'host-1', plan(desiredFor(rolled, 'host-1'), { ...observedFor(threeConverged, rolled, 'host-1'), cluster: seenFromHost1.filter(i => i.host_id !== 'host-3') }))).toEqual([n1])
+      // n1 restarted and, n3 being cut off, does not replicate from it: settled all the same, so n2 goes next.
+      const n2 = id('storefront', 'n2', 'host-2')
+      const afterN1 = observe(step(threeConverged, rolled, 'host-1'), rolled)
+        .filter(i => i.host_id !== 'host-3')
+        .map(i => i.node_name === 'n1' ? { ...i, subscriptions: (i.subscriptions ?? []).map(sub => sub.provider_node === 'n3' ? { ...sub, status: 'down' } : sub) } : i)
+      expect(afterN1.find(i => i.id === n1)).toMatchObject({ generation: 2, state: 'available' })
+      expect(rollWait(db, n2, afterN1)).toBeUndefined()
+      // Reported available, n3 must be replicated from before n1 counts as settled.
+      const n3Back = [...afterN1, ...seenFromHost1.filter(i => i.host_id === 'host-3').map(i => ({ ...i, state: 'available' as const, generation: 2, pending_restart: true }))]
+      expect(rollWait(db, n2, n3Back)).toEqual({ instanceId: n1, hostId: 'host-1', reason: 'not settled' })
+      // n3 reported down: restarting n1 now would leave two nodes refusing writes.
+      const down = seenFromHost1.map(i => i.host_id === 'host-3' ? { ...i, state: 'degraded' as const } : i)
+      expect(rollWait(db, n1, down)).toEqual({ instanceId: id('storefront', 'n3', 'host-3'), hostId: 'host-3', reason: 'not up' })
+    })
+
     it('in a node with a replica, the replica restarts first and the primary is left to the hand-over', () => {
       const ledgerOnly: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger)] }
       const start = converge(emptyWorld(), ledgerOnly)

@@ -8,15 +8,16 @@ import type { DesiredDatabase } from './types.js'
  * instance at once but restarted one instance at a time, in the database's roll order: node by node in the spec's
  * order; inside a node its replicas (in host order), its primary last. An instance's turn comes when every instance
  * before it has settled (at the database's generation, available, no restart pending, a primary replicating from every
- * other node) and every instance after it is up. A primary with replicas is not restarted in place: in its turn the HA
- * loop switches the node over to a replica, and the former primary is rebuilt as a replica with the new spec.
+ * other node that is serving) and every instance after it that is reported is up. A primary with replicas is not restarted in place:
+ * in its turn the HA loop switches the node over to a replica, and the former primary is rebuilt as a replica with
+ * the new spec.
  *
  * Why it is safe without a coordinator: the order is a function of the document, which every host converges to, and
  * an instance's progress is reported only by its own host. Two instances restart at once only if one host saw the
  * other settled, which its host reports only after the restart is done (the report carries the new generation and no
  * pending restart), or up when it was restarting, which a report made before the restart could claim for at most one
  * heartbeat; the instance after it in the order then still needs it settled. A host that is unreachable reports
- * nothing, so its instances are neither settled nor up, and the roll holds at them until the host is back or removed.
+ * nothing, so its instances are not settled, and the roll holds when it reaches them, until the host is back or removed.
  */
 
 /** What the roll reads of a database (the planner's and the HA loop's records both have it). */
@@ -43,12 +44,16 @@ export function rollOrder (db: RollDatabase): RollEntry[] {
   return out
 }
 
-/** Through with the roll: at the generation, available, nothing pending; a primary also replicating from every other node. */
-export function settled (db: RollDatabase, entry: RollEntry, observed: ObservedInstance | undefined): boolean {
+/**
+ * Through with the roll: at the generation, available, nothing pending; a primary also replicating from every other
+ * node whose primary is reported available (`serving`): a node cut off from here cannot be replicated from, and is
+ * no fault of this one.
+ */
+export function settled (db: RollDatabase, entry: RollEntry, observed: ObservedInstance | undefined, serving: ReadonlySet<string>): boolean {
   if (observed === undefined || observed.generation < db.generation || observed.state !== 'available' || observed.pending_restart === true) return false
   if (!entry.primary) return true
   const replicating = new Set((observed.subscriptions ?? []).filter(s => s.status === 'replicating').map(s => s.provider_node))
-  return (db.spec?.nodes ?? []).every(n => n.name === entry.nodeName || replicating.has(n.name))
+  return (db.spec?.nodes ?? []).every(n => n.name === entry.nodeName || !serving.has(n.name) || replicating.has(n.name))
 }
 
 /** Serving, whether or not it has its restart behind it. */
@@ -70,10 +75,15 @@ export function rollWait (db: RollDatabase, id: string, cluster: readonly Observ
   const at = order.findIndex(e => e.instanceId === id)
   if (at < 0) return undefined
   const byId = new Map(cluster.filter(i => i.database_id === db.id).map(i => [i.id, i]))
+  const serving = new Set(order.filter(e => e.primary && byId.get(e.instanceId)?.state === 'available').map(e => e.nodeName))
   for (const [i, entry] of order.entries()) {
     if (i === at) continue
     const observed = byId.get(entry.instanceId)
-    const ok = i < at ? settled(db, entry, observed) : up(db, observed)
+    // An instance after this one that no host reports (its host cut off, or not created yet) may well be serving
+    // where it is: it holds the roll only once its turn comes. One reported down does hold it: restarting now would
+    // leave two nodes refusing writes.
+    if (i > at && observed === undefined) continue
+    const ok = i < at ? settled(db, entry, observed, serving) : up(db, observed)
     if (!ok) return { instanceId: entry.instanceId, hostId: entry.hostId, reason: observed === undefined ? 'not reported' : i < at ? 'not settled' : 'not up' }
   }
   return undefined

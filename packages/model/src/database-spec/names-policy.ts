@@ -10,7 +10,7 @@
  * contains SUPERUSER, as pgEdge's quickstart uses it: a spec that grants it makes that user a superuser, with
  * everything a superuser can do; these rules keep a spec that does not from getting there by a side door.
  */
-import { SYSTEM_SUPERUSER } from '../records/instance.js'
+import { SYSTEM_SUPERUSER } from '../records/system-names.js'
 
 export const MAX_ROLE_NAME_BYTES = 63
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/

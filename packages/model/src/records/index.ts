@@ -5,5 +5,6 @@ export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskLog, ty
 export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription, PgVersion } from './observed.js'
 export {
   type BackupRun, type DatabaseSetup, type DatabaseUser, type InstanceBackup, formatDsn, type InstanceSpec, type InstanceState, type NodeSpec, replicaSlotName, type SettingValue,
-  type SwarmInstanceOptions, SYSTEM_SUPERUSER, REPLICATION_SCHEMA
+  type SwarmInstanceOptions
 } from './instance.js'
+export { REPLICATION_SCHEMA, SYSTEM_SUPERUSER } from './system-names.js'
