@@ -13,17 +13,13 @@ import {
   connectTo, createHaDatabase, database, type Db, expectN2RowOnN1, type Instance, primaryOf, stopStartRestartReplica, switchOverThereAndBack,
   waitTask as waitHaTask, writeThroughHostDeath
 } from './helpers/ha.js'
-import { dockerSocket, hostAddress, IMAGE, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
+import { docker, dockerSocket, hostAddress, IMAGE, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
 
 let cluster: TestCluster | undefined
 let hosts: DaemonProcess[] = []
 
 async function waitTask (d: DaemonProcess, taskId: string, timeoutMs = 120_000): Promise<any> {
   return await waitHaTask(d, taskId, timeoutMs, () => cluster?.problems() ?? '')
-}
-
-async function docker (host: number, ...args: string[]): Promise<string> {
-  return (await tb('docker', String(host), ...args)).trim()
 }
 
 function hostIndex (hostId: string): number {

@@ -3,11 +3,10 @@
 // POST /v1/databases/{id}/upgrade to the second (15.20 plus procps) while a client writes, and every instance ends on
 // the new image with replication working both ways. A client on every node writes every 25 ms: the roll restarts one
 // instance at a time, so two nodes never refuse writes at once.
-import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
 import { NodeProbe, overlappingOutages } from './helpers/probes.js'
-import { importImageVariant, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb, UPGRADE_IMAGES } from './helpers/swarm-testbed.js'
+import { docker, importImageVariant, instanceAdmin, queryNode, startSwarmTestbed, stopSwarmTestbed, UPGRADE_IMAGES } from './helpers/swarm-testbed.js'
 
 const PASSWORD = 'app-password'
 const { from: FROM, to: TO } = UPGRADE_IMAGES
@@ -37,26 +36,8 @@ async function database (d: DaemonProcess = hosts[0] as DaemonProcess, query = '
   return (await d.get(`/v1/databases/app${query}`)).body
 }
 
-async function connect (db: Db, node: string): Promise<pg.Client> {
-  const info = db.instances.find(i => i.node_name === node)?.connection_info
-  if (info === undefined) throw new Error(`no connection info for ${node}`)
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: 'app', connectionTimeoutMillis: 3000 })
-  client.on('error', () => {})
-  await client.connect()
-  return client
-}
-
 async function query (db: Db, node: string, sql: string, values: unknown[] = []): Promise<any[]> {
-  const c = await connect(db, node)
-  try {
-    return (await c.query(sql, values)).rows
-  } finally {
-    await c.end().catch(() => {})
-  }
-}
-
-async function docker (host: number, ...args: string[]): Promise<string> {
-  return (await tb('docker', String(host), ...args)).trim()
+  return await queryNode(db, node, { user: 'admin', password: PASSWORD, database: 'app' }, sql, values)
 }
 
 /** Until every listed node has every row. */

@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, type TestCluster, until } from './helpers/cluster.js'
-import { hostAddress, instanceAdmin, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
+import { connectNode, docker, hostAddress, instanceAdmin, queryNode, startSwarmTestbed, stopSwarmTestbed, tb } from './helpers/swarm-testbed.js'
 
 const execFileAsync = promisify(execFile)
 const PASSWORD = 'app-password'
@@ -47,26 +47,13 @@ async function database (d: DaemonProcess = hosts[0] as DaemonProcess): Promise<
 
 /** The app user over TCP from the root namespace (not a peer address: a password is required). */
 async function connect (db: Db, node: string, user = 'admin', password: string | undefined = PASSWORD): Promise<pg.Client> {
-  const info = db.instances.find(i => i.node_name === node)?.connection_info
-  if (info === undefined) throw new Error(`no connection info for ${node}`)
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user, password, database: 'app', connectionTimeoutMillis: 3000 })
-  client.on('error', () => {})
-  await client.connect()
-  return client
+  return await connectNode(db, node, { user, password, database: 'app' })
 }
 
 async function query (db: Db, node: string, sql: string, values: unknown[] = []): Promise<any[]> {
-  const c = await connect(db, node)
-  try {
-    return (await c.query(sql, values)).rows
-  } finally {
-    await c.end().catch(() => {})
-  }
+  return await queryNode(db, node, { user: 'admin', password: PASSWORD, database: 'app' }, sql, values)
 }
 
-async function docker (host: number, ...args: string[]): Promise<string> {
-  return (await tb('docker', String(host), ...args)).trim()
-}
 
 async function inspectJson (host: number, kind: 'service' | 'network' | 'container', name: string): Promise<any> {
   return JSON.parse(await docker(host, kind, 'inspect', name))[0]

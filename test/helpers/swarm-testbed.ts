@@ -22,6 +22,35 @@ export async function tb (...args: string[]): Promise<string> {
   return await run(`${SCRIPTS}/tb.sh`, args)
 }
 
+/** Testbed host `host`'s docker CLI, its output trimmed. */
+export async function docker (host: number, ...args: string[]): Promise<string> {
+  return (await tb('docker', String(host), ...args)).trim()
+}
+
+/** What connectNode needs of a database's API view. */
+export interface NodeView { instances: Array<{ node_name: string, connection_info?: { addresses: string[], port: number } }> }
+export interface Login { user: string, password?: string | undefined, database: string }
+
+/** A session on a node's instance at its listed client address, from the root namespace (a password is required). */
+export async function connectNode (db: NodeView, node: string, login: Login): Promise<pg.Client> {
+  const info = db.instances.find(i => i.node_name === node)?.connection_info
+  if (info === undefined) throw new Error(`no connection info for ${node}`)
+  const client = new pg.Client({ host: info.addresses[0], port: info.port, ...login, connectionTimeoutMillis: 3000 })
+  client.on('error', () => {})
+  await client.connect()
+  return client
+}
+
+/** One query on a session of its own (connectNode). */
+export async function queryNode (db: NodeView, node: string, login: Login, sql: string, values: unknown[] = []): Promise<any[]> {
+  const c = await connectNode(db, node, login)
+  try {
+    return (await c.query(sql, values)).rows
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
 export function hostAddress (i: number): string {
   return `10.99.0.${10 + i}`
 }
