@@ -106,6 +106,7 @@ const describedBy = cachedAsync(async (binary: { bin: string, version: string })
   describedParameters(await runCommand(join(binary.bin, 'postgres'), ['--describe-config'], { runAs: undefined, cwd: '/' })),
 binary => `${binary.bin} ${binary.version}`)
 
-export async function serverParameters (bin: string): Promise<ReadonlySet<string>> {
-  return await describedBy({ bin, version: (await readBinaryVersion(bin)).version })
+/** `version`: the binary's as installedVersion read it (the cache key; the caller has just asked). */
+export async function serverParameters (bin: string, version: string): Promise<ReadonlySet<string>> {
+  return await describedBy({ bin, version })
 }

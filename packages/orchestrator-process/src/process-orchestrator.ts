@@ -114,7 +114,9 @@ export class ProcessOrchestrator implements Orchestrator {
 
       await this.ensureDataDirectory(paths, state, spec)
 
-      const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major))
+      // Read once per ensure: what the server parameters are asked of, and what a running server is compared with.
+      const installed = await installedVersion(this.root, major)
+      const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major), installed)
       await this.records.write(state)
       if (!running) {
         await this.startPostgres(paths, state)
@@ -124,7 +126,7 @@ export class ProcessOrchestrator implements Orchestrator {
       } else {
         const waiting = await applyConfigChange(state.instanceId, change, this.admin(paths, state), async () => { await this.restartPostgres(paths, state) }, this.log, deferRestart)
         // A package upgrade of the minor version takes effect at a restart: one more change that waits for its turn.
-        const upgraded = await this.newerBinaries(paths, state)
+        const upgraded = await this.newerBinaries(paths, state, installed)
         if (waiting.length > 0 || (portMoves && deferRestart) || (upgraded && deferRestart)) state.pendingRestart = true
         else if ((state.pendingRestart === true || upgraded) && !deferRestart) await this.restartPostgres(paths, state)
       }
@@ -347,11 +349,11 @@ export class ProcessOrchestrator implements Orchestrator {
   }
 
   private async writeConfig (
-    paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec, library: ReplicationLibrary
+    paths: InstancePaths, state: InstanceRecord, spec: InstanceSpec, library: ReplicationLibrary, installed: string
   ): Promise<ConfigChange> {
     const settings = desiredSettings({
       spec, port: state.port, socketDir: paths.socketDir, logDir: paths.logDir, library, standbyOf: state.standbyOf,
-      serverParameters: await serverParameters(binDir(this.root, state.postgresMajor)),
+      serverParameters: await serverParameters(binDir(this.root, state.postgresMajor), installed),
       ...(spec.backup === undefined ? {} : { archiveCommand: archiveCommand(this.pgbackrest, paths.pgbackrestConf) })
     })
     await this.writePgbackrestConf(paths, state, spec)
@@ -495,11 +497,8 @@ export class ProcessOrchestrator implements Orchestrator {
    * Asked only when the spec is applied (an update, force_update, a daemon start), never on a timer: the restart it
    * asks for then comes in the instance's turn of the rolling restart.
    */
-  private async newerBinaries (paths: InstancePaths, state: InstanceRecord): Promise<boolean> {
-    const [installed, running] = await Promise.all([
-      installedVersion(this.root, state.postgresMajor),
-      this.admin(paths, state)('postgres', serverRole)
-    ])
+  private async newerBinaries (paths: InstancePaths, state: InstanceRecord, installed: string): Promise<boolean> {
+    const running = await this.admin(paths, state)('postgres', serverRole)
     const newer = compareVersions(installed, running.postgresVersion) > 0
     if (newer) this.log.info({ instanceId: state.instanceId, running: running.postgresVersion, installed }, 'the installed PostgreSQL is newer than the running server: a restart moves it')
     return newer

@@ -313,12 +313,8 @@ export class SwarmOrchestrator implements Orchestrator {
 
   /** Creates or updates the service; true when Swarm (re)creates the task because of it. */
   private async ensureService (input: TaskInput, role: SwarmRole, state: InstanceRecord): Promise<boolean> {
-    const name = serviceName(input.instanceId)
     const wanted = serviceSpec(input, role.nodeId, 1, state.forceUpdate)
-    const existing = await this.docker.getService(name).inspect().catch((err: unknown) => {
-      if (isNotFound(err)) return undefined
-      throw err
-    }) as Docker.Service | undefined
+    const existing = await this.serviceOf(input.instanceId)
     if (existing === undefined) {
       await this.docker.createService(wanted)
       this.log.info({ instanceId: input.instanceId, image: input.image, port: input.port }, 'service created')
@@ -331,13 +327,18 @@ export class SwarmOrchestrator implements Orchestrator {
     return true
   }
 
+  /** The instance's service as Swarm has it; undefined when there is none. */
+  private async serviceOf (instanceId: string): Promise<Docker.Service | undefined> {
+    return await this.docker.getService(serviceName(instanceId)).inspect().catch((err: unknown) => {
+      if (isNotFound(err)) return undefined
+      throw err
+    }) as Docker.Service | undefined
+  }
+
   /** The spec hash of the instance's running task (service or worker container); undefined when none runs. */
   private async runningTaskHash (instanceId: string, role: SwarmRole): Promise<string | undefined> {
     if (role.manager) {
-      const service = await this.docker.getService(serviceName(instanceId)).inspect().catch((err: unknown) => {
-        if (isNotFound(err)) return undefined
-        throw err
-      }) as Docker.Service | undefined
+      const service = await this.serviceOf(instanceId)
       if (service?.Spec?.Mode?.Replicated?.Replicas !== 1) return undefined
       return service.Spec.Labels?.[LABELS.specHash]
     }

@@ -109,15 +109,15 @@ export function plan (desired: Desired, observed: Observed): Action[] {
         }
         const healthy = current !== undefined && (current.state === 'running' || current.state === 'starting')
         // A running server restarts for a change only in its turn of the rolling restart (roll.ts); a server not
-        // running starts with the change.
-        const restartNow = !healthy || (rollWait(db, id, observed.cluster) === undefined && !rollsByHandOver(db, id))
+        // running starts with the change. Decided only where an ensure is due: a converged pass never asks.
+        const restartNow = (): boolean => !healthy || (rollWait(db, id, observed.cluster) === undefined && !rollsByHandOver(db, id))
         if (!healthy || last?.specHash !== specHash || last.generation !== db.generation) {
           // A changed generation with an identical instance spec only needs its record updated; the orchestrator
           // call is idempotent and cheap then.
-          actions.push({ kind: 'ensure-instance', databaseId: db.id, nodeName: node.name, instanceId: id, generation: db.generation, specHash, spec: restartNow ? instanceSpec : { ...instanceSpec, deferRestart: true } })
+          actions.push({ kind: 'ensure-instance', databaseId: db.id, nodeName: node.name, instanceId: id, generation: db.generation, specHash, spec: restartNow() ? instanceSpec : { ...instanceSpec, deferRestart: true } })
           continue
         }
-        if (current.pendingRestart === true && restartNow) {
+        if (current.pendingRestart === true && restartNow()) {
           actions.push({ kind: 'ensure-instance', databaseId: db.id, nodeName: node.name, instanceId: id, generation: db.generation, specHash, spec: instanceSpec })
           continue
         }

@@ -209,9 +209,10 @@ export class Reconciler implements Startable {
     const reachable = this.host.health.reachableHosts()
     const waiting = new Set<string>()
     for (const status of this.local.values()) {
+      if (status.pendingRestart !== true) continue
       const databaseId = this.applied?.get(status.instanceId)?.databaseId
       const db = desired.databases.find(d => d.id === databaseId)
-      if (status.pendingRestart !== true || db === undefined) continue
+      if (db === undefined) continue
       const wait = rollWait(db, status.instanceId, cluster)
       if (wait === undefined) continue
       waiting.add(status.instanceId)
