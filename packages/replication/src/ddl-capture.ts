@@ -5,12 +5,11 @@ import type { Sql } from './driver.js'
  * a plain `CREATE TABLE` on any node reaches every other node, with no `replicate_ddl_command`.
  *
  * An event trigger (ddl_command_end) takes the client's statement text (`current_query()`), keeps
- * the DDL statements of it, and queues each into `pglogical.queue` exactly as `pglogical.replicate_ddl_command`
- * does (message type 'Q', set `ddl_sql`, the invoking role), without running it a second time here. The queue row
- * commits with the DDL, so it reaches the subscribers in commit order, before any row written to the new table; each
- * subscriber's apply worker runs it as the same role (so the table has the same owner everywhere). A session whose
- * `search_path` is not the default gets its statement wrapped so it runs with that path on the subscribers too
- * (pglogical's apply worker runs queued SQL with the server default).
+ * the DDL statements of it, and queues each, with its role and search_path, into `pgmesh_repl.queued_ddl` (see
+ * there for why not pglogical.queue, as `pglogical.replicate_ddl_command` does), without running it a
+ * second time here. The row commits with the DDL, so it reaches the subscribers in commit order, before any row
+ * written to the new table; each subscriber runs it as the same role (so the table has the same owner everywhere)
+ * and on the session's `search_path`.
  *
  * Not captured: DDL that a subscriber's apply worker or a joining node's schema copy runs
  * (`session_replication_role = replica`, `pglogical.subscription_schema_restore`), sessions that set
@@ -30,9 +29,16 @@ import type { Sql } from './driver.js'
  * part that matters, capturing the client's statement in an event trigger and queueing it, is these few functions.
  */
 
-/** Splits a client's query string into statements: quotes, dollar quotes and comments respected, leading comments dropped. */
+/**
+ * Splits a client's query string into statements: quotes, dollar quotes and comments respected, leading comments
+ * dropped. It must never see a statement boundary where PostgreSQL's lexer sees none, nor miss one it sees: the
+ * subscribers run each statement as one queued command, so text that the origin read inside a string or comment, or
+ * as a separate statement, must not run there as SQL of its own (`RESET ROLE`, say). Hence, as in the lexer: block
+ * comments nest; `E'` and `$tag$` start a literal only at the start of a token (`name'\'` and `a$$b` do not); a
+ * `$tag$` may hold non-ASCII letters; and with standard_conforming_strings off, plain strings take backslash escapes.
+ */
 const SPLIT_STATEMENTS = `CREATE OR REPLACE FUNCTION pgmesh_repl.split_statements(query text) RETURNS SETOF text
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   n int := length(query);
   i int := 1;
@@ -40,6 +46,11 @@ DECLARE
   c text;
   tag text;
   skip int;
+  depth int;
+  backslashes boolean;
+  -- Characters that continue an identifier or keyword (the lexer's ident_cont, every non-ASCII one included).
+  ident_char CONSTANT text := '^[A-Za-z0-9_$\\u0080-\\uFFFF]$';
+  plain_backslashes CONSTANT boolean := current_setting('standard_conforming_strings') = 'off';
 BEGIN
   WHILE i <= n LOOP
     c := substr(query, i, 1);
@@ -48,8 +59,19 @@ BEGIN
       i := CASE WHEN skip = 0 THEN n + 1 ELSE i + skip END;
       CONTINUE;
     ELSIF c = '/' AND substr(query, i, 2) = '/*' THEN
-      skip := strpos(substr(query, i + 2), '*/');
-      i := CASE WHEN skip = 0 THEN n + 1 ELSE i + skip + 3 END;
+      depth := 1;
+      i := i + 2;
+      WHILE i <= n AND depth > 0 LOOP
+        IF substr(query, i, 2) = '/*' THEN
+          depth := depth + 1;
+          i := i + 2;
+        ELSIF substr(query, i, 2) = '*/' THEN
+          depth := depth - 1;
+          i := i + 2;
+        ELSE
+          i := i + 1;
+        END IF;
+      END LOOP;
       CONTINUE;
     ELSIF c = ';' THEN
       IF start > 0 THEN RETURN NEXT btrim(substr(query, start, i - start)); END IF;
@@ -62,38 +84,29 @@ BEGIN
     END IF;
     IF start = 0 THEN start := i; END IF;
     IF c = '''' THEN
-      -- A quote doubled inside a string is part of it; E'...' strings also escape with a backslash.
-      IF i > 1 AND upper(substr(query, i - 1, 1)) = 'E' THEN
-        i := i + 1;
-        LOOP
-          EXIT WHEN i > n;
-          IF substr(query, i, 1) = '\\' THEN
-            i := i + 2;
-          ELSIF substr(query, i, 1) = '''' THEN
-            i := i + 1;
-            EXIT WHEN substr(query, i, 1) <> '''';
-            i := i + 1;
-          ELSE
-            i := i + 1;
-          END IF;
-        END LOOP;
-      ELSE
-        LOOP
-          skip := strpos(substr(query, i + 1), '''');
-          IF skip = 0 THEN i := n + 1; EXIT; END IF;
-          i := i + skip;                      -- at the quote
-          EXIT WHEN substr(query, i + 1, 1) <> '''';
-          i := i + 1;                         -- at the second quote of a doubled pair
-        END LOOP;
-        i := i + 1;
-      END IF;
+      -- A quote doubled inside a string is part of it; E'...' strings (E starting its token) also escape with a
+      -- backslash, and so do plain ones when standard_conforming_strings is off.
+      backslashes := plain_backslashes OR (i > 1 AND upper(substr(query, i - 1, 1)) = 'E' AND (i = 2 OR substr(query, i - 2, 1) !~ ident_char));
+      i := i + 1;
+      LOOP
+        EXIT WHEN i > n;
+        IF backslashes AND substr(query, i, 1) = '\\' THEN
+          i := i + 2;
+        ELSIF substr(query, i, 1) = '''' THEN
+          i := i + 1;
+          EXIT WHEN substr(query, i, 1) <> '''';
+          i := i + 1;
+        ELSE
+          i := i + 1;
+        END IF;
+      END LOOP;
     ELSIF c = '"' THEN
       skip := strpos(substr(query, i + 1), '"');
       i := CASE WHEN skip = 0 THEN n + 1 ELSE i + skip + 1 END;
     ELSIF c = '$' THEN
-      tag := substring(substr(query, i) FROM '^\\$([A-Za-z_][A-Za-z0-9_]*)?\\$');
-      IF tag IS NULL AND substr(query, i, 2) <> '$$' THEN
-        i := i + 1;   -- a positional parameter ($1) or part of an identifier
+      tag := substring(substr(query, i) FROM '^\\$([A-Za-z_\\u0080-\\uFFFF][A-Za-z0-9_\\u0080-\\uFFFF]*)?\\$');
+      IF (i > 1 AND substr(query, i - 1, 1) ~ ident_char) OR (tag IS NULL AND substr(query, i, 2) <> '$$') THEN
+        i := i + 1;   -- part of an identifier (a$$b), or a positional parameter ($1)
       ELSE
         tag := '$' || coalesce(tag, '') || '$';
         skip := strpos(substr(query, i + length(tag)), tag);
@@ -104,6 +117,44 @@ BEGIN
     END IF;
   END LOOP;
   IF start > 0 AND btrim(substr(query, start)) <> '' THEN RETURN NEXT btrim(substr(query, start)); END IF;
+END
+$fn$`
+
+/**
+ * The replicated DDL itself. Not pglogical.queue: Debian's pglogical 2.4.2 applies a queue row by setting the apply
+ * worker's role to the queuing role and never sets it back, so every later queue row that worker applies (in the same
+ * transaction or any later one) runs as that role, which may not use schema pglogical: "permission denied for schema
+ * pglogical", and the subscription stops until the worker restarts. And a role set that way is undone by a plain
+ * `RESET ROLE` (or `set_config('role', 'none', false)` in a function a DDL statement calls), which leaves the rest
+ * running as the apply worker's superuser. So each statement is a row here, in the insert-only set; the origin
+ * deletes it at once (the DELETE does not replicate), so the table stays empty everywhere and a joining node copies
+ * nothing. On the subscribers a BEFORE INSERT trigger (ENABLE ALWAYS) runs it, in the transaction's order, keeping
+ * no row, inside a SECURITY DEFINER function owned by the role that ran it on the origin: the statement runs as that
+ * role, and nothing it calls can change role (PostgreSQL refuses SET ROLE and SET SESSION AUTHORIZATION inside a
+ * security-definer function). Only queue_client_ddl (SECURITY DEFINER, deriving the role itself) writes here.
+ */
+const QUEUED_DDL_TABLE = `CREATE TABLE IF NOT EXISTS pgmesh_repl.queued_ddl (role name NOT NULL, search_path text NOT NULL, statement text NOT NULL)`
+
+const APPLY_QUEUED_DDL = `CREATE OR REPLACE FUNCTION pgmesh_repl.apply_queued_ddl() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF current_setting('session_replication_role') <> 'replica' THEN
+    RETURN NEW;
+  END IF;
+  -- Made afresh for every statement (its owner could have changed it meanwhile), in this session's own schema.
+  EXECUTE $create$CREATE OR REPLACE FUNCTION pg_temp.pgmesh_run_ddl(statement text, path text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER AS $run$
+    DECLARE
+      previous text := pg_catalog.current_setting('search_path');
+    BEGIN
+      PERFORM pg_catalog.set_config('search_path', path, true);
+      EXECUTE statement;
+      PERFORM pg_catalog.set_config('search_path', previous, true);
+    END
+    $run$$create$;
+  EXECUTE format('ALTER FUNCTION pg_temp.pgmesh_run_ddl(text, text) OWNER TO %I', NEW.role);
+  PERFORM pg_temp.pgmesh_run_ddl(NEW.statement, NEW.search_path);
+  RETURN NULL;
 END
 $fn$`
 
@@ -186,6 +237,14 @@ BEGIN
   IF EXISTS (SELECT 1 FROM pglogical.queue q WHERE q.queued_at >= now() AND age(q.xmin) = 0 AND q.message::text = to_json(query)::text) THEN
     RETURN;
   END IF;
+  -- pgmesh_repl's own objects: every node installs them itself (replayed, the trigger would replace itself mid-run).
+  -- (A DROP reports no commands here: it is never one of these.)
+  IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()) AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
+                  WHERE coalesce(d.schema_name, (SELECT n.nspname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                                                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                                                  WHERE d.classid = 'pg_trigger'::regclass AND t.oid = d.objid), '') <> 'pgmesh_repl') THEN
+    RETURN;
+  END IF;
   IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'SELECT INTO') THEN
     PERFORM pgmesh_repl.not_replicated(query, 'SELECT INTO creates its table on this node only', invoker);
     RETURN;
@@ -204,12 +263,8 @@ BEGIN
       PERFORM pgmesh_repl.not_replicated(statement, 'CREATE TABLE ... AS creates its table from this node''s rows only', invoker);
       CONTINUE;
     END IF;
-    IF path <> '"$user", public' THEN
-      replicable := format('DO %1$s BEGIN PERFORM pg_catalog.set_config(''search_path'', %2$L, true); EXECUTE %3$L; END %1$s',
-        '$pgmesh_' || md5(replicable) || '$', path, replicable);
-    END IF;
-    INSERT INTO pglogical.queue (queued_at, role, replication_sets, message_type, message)
-      VALUES (now(), invoker, ARRAY['ddl_sql'], 'Q', to_json(replicable));
+    INSERT INTO pgmesh_repl.queued_ddl (role, search_path, statement) VALUES (invoker, path, replicable);
+    DELETE FROM pgmesh_repl.queued_ddl;   -- only the INSERT replicates (an insert-only set): nothing piles up here
   END LOOP;
   IF NOT ddl_found AND EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE NOT in_extension
                                   AND coalesce(schema_name, '') NOT LIKE 'pg\\_temp%') THEN
@@ -258,6 +313,16 @@ export function ddlCaptureStatements (): Sql[] {
     { text: LOCAL_TABLES, values: [] },
     { text: NOT_REPLICATED, values: [] },
     { text: REPLICABLE_STATEMENT, values: [] },
+    { text: QUEUED_DDL_TABLE, values: [] },
+    { text: 'REVOKE ALL ON pgmesh_repl.queued_ddl FROM PUBLIC', values: [] },
+    { text: APPLY_QUEUED_DDL, values: [] },
+    { text: 'CREATE OR REPLACE TRIGGER apply_queued_ddl BEFORE INSERT ON pgmesh_repl.queued_ddl FOR EACH ROW EXECUTE FUNCTION pgmesh_repl.apply_queued_ddl()', values: [] },
+    { text: 'ALTER TABLE pgmesh_repl.queued_ddl ENABLE ALWAYS TRIGGER apply_queued_ddl', values: [] },
+    {
+      text: `SELECT pglogical.replication_set_add_table('default_insert_only', 'pgmesh_repl.queued_ddl'::regclass, false)
+  WHERE NOT EXISTS (SELECT 1 FROM pglogical.tables WHERE relid = 'pgmesh_repl.queued_ddl'::regclass AND set_name IS NOT NULL)`,
+      values: []
+    },
     { text: QUEUE_CLIENT_DDL, values: [] },
     { text: CAPTURE_FUNCTION, values: [] },
     // Enabled for origin sessions only: an apply worker's and a schema copy's DDL is never queued again.
