@@ -244,10 +244,12 @@ export async function switchOverThereAndBack (
     expect(res.body.task.type).toBe('switchover')
     await waitTask(h2, res.body.task.task_id as string)
     console.log(`switchover ${from} -> ${to} took ${Date.now() - started} ms (from ${started} to ${Date.now()})\n${await taskLog(h2, res.body.task.task_id as string)}`)
-    await until(`${from} to follow ${to} as a replica`, async () => {
+    const rebuilt = await until(`${from} to follow ${to} as a replica`, async () => {
       const now = (await database(h1)).instances.find(i => i.node_name === 'n1' && i.host_id === from)
-      return now?.postgres?.role === 'replica' && now.state === 'available'
+      return now?.postgres?.role === 'replica' && now.state === 'available' ? now : undefined
     }, followTimeoutMs, 250)
+    // Rebuilt from the new primary, it still answers where clients knew it.
+    expect(rebuilt.connection_info?.port).toBe(primary.connection_info?.port)
     const mark = writer.acknowledged.length
     await until('writes through the new primary', () => writer.acknowledged.length > mark + 20, 30_000)
   }

@@ -27,6 +27,15 @@ describe('api_limits', () => {
   })
 })
 
+describe('lease_ms', () => {
+  it('reaches the host; none by default (4 s); below 1 s or a fraction is refused with the field named', () => {
+    expect(resolveConfig({}).host.leaseMs).toBeUndefined()
+    expect(resolveConfig({ lease_ms: 2000 }).host.leaseMs).toBe(2000)
+    expect(() => resolveConfig({ lease_ms: 500 })).toThrow(/lease_ms/)
+    expect(() => resolveConfig({ lease_ms: 1500.5 })).toThrow(/lease_ms/)
+  })
+})
+
 describe('client_addresses', () => {
   it('takes plain IP addresses', () => {
     expect(resolveConfig({ client_addresses: ['10.0.0.2', 'fd00::2'] }).host.clientAddresses).toEqual(['10.0.0.2', 'fd00::2'])

@@ -44,6 +44,8 @@ export const FileConfigSchema = z.strictObject({
   client_addresses: z.array(z.string().refine(address => isIP(address) !== 0, {
     error: 'must be one IP address (not a network or a name): instances admit the control plane\'s superuser from it'
   })).optional(),
+  /** How long a node primary's lease lasts: a failover waits it out, a primary that cannot renew stops writes before it ends. */
+  lease_ms: z.number().int().min(1000).max(60_000).optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** false: a control-only host (API and mesh, no instances managed here). */
   reconcile: z.boolean().optional(),
@@ -133,7 +135,8 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
       ...(merged.cluster_key_file === undefined ? {} : { clusterKeyFile: resolve(merged.cluster_key_file) }),
       orchestrator: merged.orchestrator ?? 'process',
       clientAddresses,
-      ...(merged.manifest_path === undefined ? {} : { manifestPath: resolve(merged.manifest_path) })
+      ...(merged.manifest_path === undefined ? {} : { manifestPath: resolve(merged.manifest_path) }),
+      ...(merged.lease_ms === undefined ? {} : { leaseMs: merged.lease_ms })
     }
   }
 }

@@ -42,6 +42,7 @@ program.command('run')
   .addOption(new Option('--docker-host <socket>', 'swarm: the Docker Engine socket (default: /var/run/docker.sock)').env('PGMESH_DOCKER_HOST'))
   .addOption(new Option('--postgres-image <image>', 'swarm: the Postgres image of databases that name none (default: pgmesh/postgres:<major>)').env('PGMESH_POSTGRES_IMAGE'))
   .addOption(new Option('--manifest-path <file>', 'a version manifest (JSON) merged over the embedded one: images and versions upgrades may use').env('PGMESH_MANIFEST_PATH'))
+  .addOption(new Option('--lease-ms <ms>', 'how long a node primary\'s lease lasts; a failover takes a little longer (default: 4000, at least 1000; the same on every host)').env('PGMESH_LEASE_MS').argParser(v => Number(v)))
   .addOption(new Option('--client-addresses <addrs>', 'addresses clients reach this host at').env('PGMESH_CLIENT_ADDRESSES').argParser(list))
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).env('PGMESH_LOG_LEVEL'))
   .addOption(new Option('--reconcile <bool>', 'manage instances on this host (false: a control-only host)').choices(['true', 'false']).env('PGMESH_RECONCILE').argParser(v => v === 'true'))
@@ -51,7 +52,7 @@ program.command('run')
     const fromArgs: FileConfig = {}
     const names: Record<string, keyof FileConfig> = {
       hostId: 'host_id', dataDir: 'data_dir', httpAddress: 'http_address', httpPort: 'http_port', apiUrl: 'api_url', listen: 'listen',
-      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', postgresRoot: 'postgres_root', dockerHost: 'docker_host', postgresImage: 'postgres_image', manifestPath: 'manifest_path', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile', insecureHttp: 'insecure_http'
+      announce: 'announce', bootstrap: 'bootstrap', clusterKey: 'cluster_key_file', orchestrator: 'orchestrator', postgresRoot: 'postgres_root', dockerHost: 'docker_host', postgresImage: 'postgres_image', manifestPath: 'manifest_path', clientAddresses: 'client_addresses', logLevel: 'log_level', reconcile: 'reconcile', insecureHttp: 'insecure_http', leaseMs: 'lease_ms'
     }
     const httpNames: Record<string, keyof NonNullable<FileConfig['http']>> = {
       tls: 'tls', httpCaCert: 'ca_cert', httpServerCert: 'server_cert', httpServerKey: 'server_key', httpClientCert: 'client_cert', httpClientKey: 'client_key'

@@ -20,8 +20,8 @@ import { tightenDataDir } from './data-dir.js'
 
 /** Default lease of a node's primary; a failover waits it out. */
 const DEFAULT_LEASE_MS = 4000
-/** Clock-rate drift allowance between hosts over one lease. */
-const LEASE_DRIFT_MS = 200
+/** Clock-rate drift allowance between hosts over one lease (200 ms of the default 4 s). */
+const LEASE_DRIFT = 0.05
 const KEEPER_MS = 2000
 
 /**
@@ -223,7 +223,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       speaksFor: (peer, holder) => members.speaksForInstance(peer, holder),
       onRefused: (peer, request) => { this.refused.report('lease', peer, { key: request?.key, holder: request?.holder, release: request?.release === true }) }
     })
-    this.leasesOfMesh = new Leases(this.leaseVoter, meshTransport(mesh, () => this.leaseVoters(mesh.peerId)), { durationMs: this.config.leaseMs ?? DEFAULT_LEASE_MS, driftMs: LEASE_DRIFT_MS })
+    this.leasesOfMesh = new Leases(this.leaseVoter, meshTransport(mesh, () => this.leaseVoters(mesh.peerId)), { durationMs: this.config.leaseMs ?? DEFAULT_LEASE_MS, driftMs: Math.ceil((this.config.leaseMs ?? DEFAULT_LEASE_MS) * LEASE_DRIFT) })
     const heartbeats = new Heartbeats<HostObserved>(mesh, {
       hostId: this.config.hostId,
       intervalMs: this.config.heartbeatMs,

@@ -48,6 +48,26 @@ describe('LeaseVoter', () => {
   })
 })
 
+describe('Leases: hosts configured with different lease durations', () => {
+  it('counts the shortest grant a voter gave, not the duration it asked for', async () => {
+    let clock = 10_000
+    const now = (): number => clock
+    // This host asks for 4 s; its own voter allows 4 s, the two others only 2 s (--lease-ms 2000 there).
+    const short = [new LeaseVoter({ maxDurationMs: 2000, now }), new LeaseVoter({ maxDurationMs: 2000, now })]
+    clock = 20_000
+    const local = new LeaseVoter({ maxDurationMs: 4000, now })
+    clock = 30_000
+    const transport = { voters: () => ['b', 'c'], ask: async (voter: string, request: Parameters<LeaseVoter['answer']>[0]) => (short[voter === 'b' ? 0 : 1] as LeaseVoter).answer(request) }
+    const leases = new Leases(local, transport, { durationMs: 4000, driftMs: 200, now })
+    const outcome = await leases.request('db/n1', 'a', 1)
+    expect(outcome.held).toBe(true)
+    expect(outcome.validUntil).toBe(30_000 + 2000 - 200)
+    // Had it counted 4 s, another holder could take the 2 s voters' majority while it still wrote.
+    clock = 32_001
+    expect(await leases.request('db/n1', 'b', 2).then(o => o.granted)).toBe(2)
+  })
+})
+
 describe('LeaseVoter.answerFrom: a host acts only for its own instances', () => {
   let clock = 1000
   // Host A's instances end in -a, host B's in -b: what the host's member directory decides from the document.

@@ -40,6 +40,8 @@ export interface LeaseReply {
   /** Who holds the voter's grant at that term (even an expired one). */
   holder?: string
   eligibility?: Eligibility
+  /** How long a grant lasts on the voter's clock: at most its own maximum, so hosts configured apart stay safe. */
+  durationMs?: number
 }
 
 interface Grant { holder: string | undefined, term: number, expiresAt: number }
@@ -109,7 +111,7 @@ export class LeaseVoter {
       const current = this.eligibility.get(request.key)
       this.eligibility.set(request.key, newer(current, request.eligibility) ?? request.eligibility)
     }
-    return { granted: true, term: request.term, ...known() }
+    return { granted: true, term: request.term, durationMs: duration, ...known() }
   }
 }
 
@@ -174,7 +176,9 @@ export class Leases {
     })
     const answered = [...replies]
     const granted = answered.filter(r => r?.granted === true).length
-    const validUntil = start + this.options.durationMs - this.options.driftMs
+    // A voter with a shorter maximum (another --lease-ms) grants less: the holder counts the shortest grant.
+    const shortest = Math.min(this.options.durationMs, ...answered.filter(r => r?.granted === true).map(r => r?.durationMs ?? this.options.durationMs))
+    const validUntil = start + shortest - this.options.driftMs
     const held = granted >= majority && this.now() < validUntil
     const highestTerm = Math.max(term, ...answered.map(r => r?.term ?? 0))
     const newest = answered.reduce<Eligibility | undefined>((best, r) => newer(best, r?.eligibility), undefined)

@@ -28,8 +28,11 @@ function setup (options: { held: () => boolean, local?: InstanceStatus }) {
     id: 'db1', generation: 1, deleted: false, task_id: 't1', sources: {}, primaries: {}, instanceOperations: {}, primaryChanges: {},
     spec: { database_name: 'app', port: 0, nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }], database_users: [] } as never
   }
+  const fences: number[] = []
   const leases = {
-    keep: (_key: string, holder: string, term: number, _fenceMs: number, onLost: () => void) => {
+    options: { durationMs: 4000 },
+    keep: (_key: string, holder: string, term: number, fenceMs: number, onLost: () => void) => {
+      fences.push(fenceMs)
       lost.push(onLost)
       return { holder, term, held: options.held, eligible: [], confirmedEligible: [], setEligible: async () => true, stop: async () => {} }
     },
@@ -61,7 +64,7 @@ function setup (options: { held: () => boolean, local?: InstanceStatus }) {
   const ha = new HighAvailability({
     host, admin, control, queues, logger, requeue: () => { requeues++ }, localStatus: id => id === PRIMARY ? options.local : undefined, taskLog: async () => {}
   })
-  return { ha, calls, lost, queues, requeues: () => requeues }
+  return { ha, calls, lost, fences, queues, requeues: () => requeues }
 }
 
 async function until (what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -104,6 +107,8 @@ describe('HighAvailability (in process, with fakes)', () => {
       await until('unfenced', () => !t.ha.fenced.has(PRIMARY))
       expect(t.calls).toEqual([`start ${PRIMARY}`, `read-only ${PRIMARY} false`])
       expect(t.ha.held()).toEqual([PRIMARY])
+      // The fence margin follows the lease's duration (--lease-ms): 1.5 s of the default 4 s.
+      expect(t.fences).toEqual([1500])
       // Unfenced once: later ticks do not queue it again.
       await new Promise(resolve => setTimeout(resolve, 600))
       expect(t.calls).toHaveLength(2)

@@ -9,8 +9,8 @@ import type { InstanceAdmin } from './instance-admin.js'
 import type { InstanceQueues } from './queue.js'
 import { rollsByHandOver, rollWait } from './roll.js'
 
-/** How long before its lease's end a primary that could not renew stops taking writes. */
-const FENCE_MS = 1500
+/** How long before its lease's end a primary that could not renew stops taking writes: 1.5 s of the default 4 s. */
+const FENCE_SHARE = 0.375
 /** A primary's host silent for this long may have died: its replicas start asking for the lease. */
 const SILENT_MS = 1500
 const TICK_MS = 250
@@ -137,7 +137,7 @@ export class HighAvailability implements Startable {
     const current = this.kept.get(key)
     if (current !== undefined && current.holder === holder && current.term === term) return current
     void current?.stop()
-    const kept = leases.keep(key, holder, term, FENCE_MS, () => { void this.fence(databaseId, holder) }, this.foundRunning.has(holder))
+    const kept = leases.keep(key, holder, term, Math.round(leases.options.durationMs * FENCE_SHARE), () => { void this.fence(databaseId, holder) }, this.foundRunning.has(holder))
     this.kept.set(key, kept)
     return kept
   }
