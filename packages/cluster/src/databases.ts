@@ -27,6 +27,8 @@ export interface DesiredDatabaseRecord {
   primaries: Record<string, Record<string, string>>
   instanceOperations: Record<string, InstanceOperation>
   primaryChanges: Record<string, PrimaryChangeRequest>
+  /** Nodes with an in-place restore under way (the node_restore task of each). */
+  restoring?: Record<string, string>
 }
 
 export interface DatabaseView {
@@ -170,7 +172,8 @@ export class Databases {
         sources: record.node_sources ?? {},
         primaries: record.primaries ?? {},
         instanceOperations: record.instance_operations ?? {},
-        primaryChanges: record.primary_changes ?? {}
+        primaryChanges: record.primary_changes ?? {},
+        restoring: Object.fromEntries(Object.values(record.node_restores ?? {}).map(r => [r.node_name, r.task_id]))
       }
     }
   }
@@ -241,7 +244,13 @@ export class Databases {
 
   async update (
     id: string, body: { tenant_id?: string, spec: unknown },
-    options: { forceUpdate?: boolean, removeHosts?: string[], parentId?: string, taskType?: Extract<TaskType, 'update' | 'upgrade'> } = {}
+    options: {
+      forceUpdate?: boolean, removeHosts?: string[], parentId?: string, taskType?: Extract<TaskType, 'update' | 'upgrade' | 'restore'>
+      /** The state the database shows until the task ends (default `modifying`). */
+      state?: DatabaseState
+      /** Written in the same change as the spec (an in-place restore's node requests). */
+      alsoWrite?: (d: Parameters<Parameters<ClusterState['change']>[1]>[0], task: Task) => void
+    } = {}
   ): Promise<{ task: Task, database: DatabaseView }> {
     const record = this.readRecord(id)?.record
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
@@ -280,10 +289,11 @@ export class Databases {
         materializeMap(d, target, 'node_sources')[n.name] = source
       }
       target.updated_at = rfc3339()
-      target.state = 'modifying'
+      target.state = options.state ?? 'modifying'
       target.task_id = task.task_id
       target.generation = target.generation + 1
       d.tasks[task.task_id] = task
+      options.alsoWrite?.(d, task)
       // Reconciling is level-triggered: the new spec replaces whatever the previous task was still doing.
       const previous = superseded === undefined ? undefined : d.tasks[superseded.task_id]
       if (previous !== undefined) transitionTask(previous, 'canceled', { error: `superseded by task ${task.task_id}` })

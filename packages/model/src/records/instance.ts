@@ -1,4 +1,4 @@
-import type { BackupRepositorySpec } from '../database-spec/schemas.js'
+import type { BackupRepositorySpec, RestoreRepositorySpec } from '../database-spec/schemas.js'
 
 /**
  * What an instance should be, as the planner decides it and an orchestrator carries it out; and how the control
@@ -84,6 +84,18 @@ export interface InstanceBackup {
   nodeName: string
   /** As in the spec, secrets included: they go into a 0600 config file only, never into arguments or logs. */
   repositories: BackupRepositorySpec[]
+}
+
+/**
+ * One in-place restore of a primary from a pgBackRest repository: the source node's repository path (the anchor's
+ * layout) and the user's restore_options (`type`, `target`, `set`, ...).
+ */
+export interface InstanceRestore {
+  sourceDatabaseId: string
+  sourceNodeName: string
+  /** As in the request, secrets included: they go into a 0600 config file only, never into arguments or logs. */
+  repository: RestoreRepositorySpec
+  options: Record<string, string>
 }
 
 /** One on-demand or scheduled backup, as the node's primary's orchestrator runs it. */
