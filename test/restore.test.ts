@@ -187,6 +187,35 @@ describe('in-place restores with pgBackRest', () => {
     expect(local.map(r => r.name)).toEqual(['n2'])
   }, 900_000)
 
+  it('creates a database from a backup on another host, renamed, and adds a node from that backup on a third', async () => {
+    // mm's n1 backup (rows 1-100, database mm), restored as database clone on host-2.
+    const source = { ...restoreConfig('mm', 'n1', repo, { type: 'immediate' }) }
+    const body = { id: 'clone', spec: { ...spec('clone', [{ name: 'n1', host_ids: ['host-2'] }], repo), backup_config: undefined, restore_config: source } }
+    const created = await ok(h1.post('/v1/databases', body), 'create clone')
+    expect(JSON.stringify(created)).not.toContain(REPO_KEY)
+    await waitTask(h1, 'clone', created.task.task_id as string, 240_000)
+    expect(await ids(h1, 'clone', 'n1')).toEqual(range(1, 100))
+    const databases = await sql<{ datname: string }>(h1, 'clone', 'n1', "SELECT datname FROM pg_database WHERE datname IN ('mm', 'clone')")
+    expect(databases.map(d => d.datname)).toEqual(['clone'])
+    const local = await sql<{ name: string }>(h1, 'clone', 'n1', 'SELECT n.node_name::text AS name FROM pglogical.local_node l JOIN pglogical.node n USING (node_id)')
+    expect(local.map(r => r.name)).toEqual(['n1'])
+    expect(await sql(h1, 'clone', 'n1', 'SELECT sub_name FROM pglogical.subscription')).toEqual([])
+
+    // n2 on host-3 from the same backup: no copy from n1, subscriptions both ways from then on.
+    const current = (await h1.get('/v1/databases/clone')).body.spec as Record<string, any>
+    current.nodes.push({ name: 'n2', host_ids: ['host-3'], restore_config: source })
+    const updated = await ok(h1.post('/v1/databases/clone', { spec: current }), 'add n2 from a backup')
+    await waitTask(h1, 'clone', updated.task.task_id as string, 240_000)
+    expect(await ids(h1, 'clone', 'n2')).toEqual(range(1, 100))
+    await sql(h1, 'clone', 'n1', "INSERT INTO items SELECT g, 'n1' FROM generate_series(301, 305) g")
+    await sql(h1, 'clone', 'n2', "INSERT INTO items SELECT g, 'n2' FROM generate_series(306, 310) g")
+    const expected = [...range(1, 100), ...range(301, 310)]
+    await until('both nodes with the same 110 rows', async () => {
+      for (const n of ['n1', 'n2']) if (JSON.stringify(await ids(h1, 'clone', n)) !== JSON.stringify(expected)) return false
+      return true
+    }, 60_000, 250)
+  }, 900_000)
+
   it('refuses bad restore configs with path-prefixed invalid_input', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ restore_config: { ...restoreConfig('pit', 'n1', repo), repository: { type: 'posix', base_path: 'relative' } } }, 'restore_config.repository.base_path: base_path must be absolute for posix repositories'],
@@ -209,7 +238,7 @@ describe('in-place restores with pgBackRest', () => {
   })
 
   it('keeps the repository key out of responses, task logs, daemon logs and process arguments', async () => {
-    for (const db of ['pit', 'mm']) {
+    for (const db of ['pit', 'mm', 'clone']) {
       for (const path of [`/v1/databases/${db}`, '/v1/databases', `/v1/databases/${db}/tasks?limit=100`]) {
         expect(JSON.stringify((await h1.get(path)).body)).not.toContain(REPO_KEY)
       }

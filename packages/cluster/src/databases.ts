@@ -266,7 +266,7 @@ export class Databases {
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
     const check = validateSpec(incoming, { knownHostIds: this.ctx.knownHostIds(), previous: previous as never, databaseId: id })
     if (!check.ok) issues.push(...check.issues)
-    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec))
+    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec, previous as unknown as DatabaseSpec))
     for (const h of options.removeHosts ?? []) if (!isIdentifier(h)) issues.push({ path: 'remove_host', message: IDENTIFIER_MESSAGE })
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
@@ -277,7 +277,10 @@ export class Databases {
       ...(options.parentId === undefined ? {} : { parent_id: options.parentId })
     })
     const previousNodes = new Set((previous.nodes as Array<{ name: string }> | undefined ?? []).map(n => n.name))
-    const newNodes = (spec.nodes as Array<{ name: string, source_node?: string }>).filter(n => !previousNodes.has(n.name))
+    // A new node with a restore_config (its own, or the database's without a source_node) is made from that backup
+    // and copies from no node (the anchor's add-node-from-backup).
+    const newNodes = (spec.nodes as Array<{ name: string, source_node?: string, restore_config?: unknown }>)
+      .filter(n => !previousNodes.has(n.name) && (n.source_node !== undefined || (n.restore_config ?? spec.restore_config) === undefined))
     const firstExisting = (spec.nodes as Array<{ name: string }>).find(n => previousNodes.has(n.name))?.name
     await this.ctx.state.change({ op: 'database.update', entity: id }, d => {
       const target = d.databases[id] as DatabaseRecord
@@ -316,7 +319,7 @@ export class Databases {
    * Backups run on process hosts only so far: a node with backup_config placed on a Swarm host is refused, so nobody
    * believes a database backed up that is not.
    */
-  private backupIssues (spec: DatabaseSpec): Issue[] {
+  private backupIssues (spec: DatabaseSpec, previous?: DatabaseSpec): Issue[] {
     const hosts = this.ctx.state.doc.hosts ?? {}
     const issues: Issue[] = []
     spec.nodes.forEach((node, i) => {
@@ -325,6 +328,15 @@ export class Databases {
       if (swarm.length === 0) return
       const path = node.backup_config !== undefined ? `nodes[${i}].backup_config` : 'backup_config'
       issues.push({ path, message: `backups are not supported on Swarm hosts yet (node ${node.name} is on ${swarm.join(', ')}): remove backup_config or place the node on process hosts` })
+    })
+    spec.nodes.forEach((node, i) => {
+      // A Swarm host would initdb instead: nobody may believe such a node holds the backup's data. Only new nodes
+      // are made from a backup (restore_config means nothing after that).
+      if (previous?.nodes.some(n => n.name === node.name) === true || node.source_node !== undefined || (node.restore_config ?? spec.restore_config) === undefined) return
+      const swarm = node.host_ids[0] === undefined || hosts[node.host_ids[0]]?.orchestrator !== 'swarm' ? undefined : node.host_ids[0]
+      if (swarm === undefined) return
+      const path = node.restore_config !== undefined ? `nodes[${i}].restore_config` : 'restore_config'
+      issues.push({ path, message: `restores are not supported on Swarm hosts yet (node ${node.name}'s primary is on ${swarm}): place the node on process hosts` })
     })
     return issues
   }

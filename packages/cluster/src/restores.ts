@@ -19,7 +19,8 @@ export interface RestoresContext {
 export interface RestoreBody { restore_config: RestoreConfigSpec, target_nodes?: string[] }
 
 /** A node restore as the host that runs it needs it: its request, and the restore with its secrets opened. */
-export interface PendingRestore { request: NodeRestore, restore: InstanceRestore, sourceDatabaseName: string }
+/** `databaseName` is the restored database's own (its spec's), filled in by whoever runs it. */
+export interface PendingRestore { request: NodeRestore, restore: Omit<InstanceRestore, 'databaseName'> }
 
 /** States in which the database runs a task of its own; `force` restores all the same (the anchor's query flag). */
 const IN_PROGRESS = new Set(['creating', 'modifying', 'deleting', 'restoring'])
@@ -83,8 +84,10 @@ export class Restores {
       const config = openSecrets({ restore_config: request.restore_config }, this.ctx.dataKey()).spec.restore_config as RestoreConfigSpec
       return {
         request,
-        sourceDatabaseName: config.source_database_name,
-        restore: { sourceDatabaseId: config.source_database_id, sourceNodeName: config.source_node_name, repository: config.repository, options: { ...config.restore_options } }
+        restore: {
+          sourceDatabaseId: config.source_database_id, sourceNodeName: config.source_node_name, sourceDatabaseName: config.source_database_name,
+          repository: config.repository, options: { ...config.restore_options }
+        }
       }
     })
   }

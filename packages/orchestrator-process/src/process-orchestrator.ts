@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } f
 import { setTimeout as sleep } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import {
-  type AdminConnect, applyConfigChange, archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, renderSettingValue, restoreArgs, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
+  adoptRestoredDatabase, withoutReplicationLibraries, type AdminConnect, applyConfigChange, archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, renderSettingValue, restoreArgs, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
   desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceStatus,
   type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
   setupPrimaryDatabase, type StandbyOf, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
@@ -38,11 +38,6 @@ const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
 const RECOVERY_TIMEOUT_MS = 30 * 60_000
 /** The instance's own files, kept across a restore (the backup holds the source's). */
 const KEPT_FILES = ['postgresql.conf', MANAGED_CONF_FILE, 'pg_hba.conf', 'pg_ident.conf'] as const
-/** What `pgbackrest restore` writes into postgresql.auto.conf for the recovery; reset once it has ended. */
-const RECOVERY_SETTINGS = [
-  'restore_command', 'recovery_target', 'recovery_target_time', 'recovery_target_xid', 'recovery_target_lsn', 'recovery_target_name',
-  'recovery_target_action', 'recovery_target_timeline', 'recovery_target_inclusive'
-]
 
 /**
  * The embedded default orchestrator: each instance is a PostgreSQL server run from the host's own binaries with
@@ -129,6 +124,8 @@ export class ProcessOrchestrator implements Orchestrator {
       const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major), installed)
       await this.records.write(state)
       if (!running) {
+        // Made from a backup and not adopted yet: no replication worker may start (see withoutReplicationLibraries).
+        if (state.restoredFrom !== undefined) await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(withoutReplicationLibraries(new Map(Object.entries(state.appliedSettings)))))
         await this.startPostgres(paths, state)
       } else if (portMoves && !deferRestart) {
         // The admin session goes through the socket named after the port, which the old server does not have.
@@ -141,6 +138,7 @@ export class ProcessOrchestrator implements Orchestrator {
         else if ((state.pendingRestart === true || upgraded) && !deferRestart) await this.restartPostgres(paths, state)
       }
       await this.records.write(state)
+      if (state.restoredFrom !== undefined) await this.adoptBootstrapped(paths, state)
       this.supervise(spec.instanceId)
 
       const status = await this.inspect(paths, state)
@@ -210,16 +208,16 @@ export class ProcessOrchestrator implements Orchestrator {
       const settings = new Map(Object.entries(state.appliedSettings))
       settings.set('archive_command', renderSettingValue(NO_ARCHIVING))
       settings.set('synchronous_standby_names', renderSettingValue(''))
-      await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(settings))
+      // No replication worker may start before the backup's replication state is gone (withoutReplicationLibraries).
+      await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(withoutReplicationLibraries(settings)))
       state.appliedSettings = Object.fromEntries(settings)
       state.desiredRunning = true
       await this.records.write(state)
       await this.startPostgres(paths, state)
       await this.waitRecoveryEnded(paths, state, signal)
-      await this.admin(paths, state)('postgres', async client => {
-        for (const name of RECOVERY_SETTINGS) await client.query(`ALTER SYSTEM RESET ${name}`)
-        await client.query('SELECT pg_reload_conf()')
-      })
+      await adoptRestoredDatabase(this.admin(paths, state), restore.sourceDatabaseName, restore.databaseName)
+      await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(settings))
+      await this.restartPostgres(paths, state)
       await rm(restoreConf, { force: true })
       await rm(keptDir, { recursive: true, force: true })
       this.supervise(instanceId)
@@ -493,7 +491,9 @@ export class ProcessOrchestrator implements Orchestrator {
     const standbyOf = followPrimary(state, spec, !state.initialized, this.log)
     if (state.initialized) return
     await rm(paths.pgdata, { recursive: true, force: true })
-    if (standbyOf === undefined) {
+    if (standbyOf === undefined && spec.restore !== undefined) {
+      await this.bootstrapFromBackup(paths, state, spec.restore)
+    } else if (standbyOf === undefined) {
       await this.initdb(paths, state)
     } else {
       await this.cloneFromPrimary(paths, state, standbyOf)
@@ -501,6 +501,43 @@ export class ProcessOrchestrator implements Orchestrator {
       state.scriptsDone = { postInit: true, postDatabaseCreate: true }
     }
     state.initialized = true
+  }
+
+  /**
+   * A new primary made from a pgBackRest backup (the anchor's create-from-backup and add-node-from-backup) instead of
+   * initdb: `pgbackrest restore` into the empty data directory, through a config file of its own that recovery reads
+   * WAL through until the server is adopted (adoptBootstrapped). Its output goes to the daemon's log.
+   */
+  private async bootstrapFromBackup (paths: InstancePaths, state: InstanceRecord, restore: InstanceRestore): Promise<void> {
+    const started = Date.now()
+    const restoreConf = join(paths.dir, 'pgbackrest.restore.conf')
+    await mkdir(paths.pgbackrestLockDir, { recursive: true, mode: 0o700 })
+    await this.handToPostgres(paths.pgbackrestLockDir)
+    await this.writePostgresFile(restoreConf, renderRestoreConf(restore, {
+      config: restoreConf, pgdata: paths.pgdata, socketDir: paths.socketDir, port: state.port, lockDir: paths.pgbackrestLockDir, logDir: paths.logDir
+    }))
+    await mkdir(paths.pgdata, { mode: 0o700 })
+    await this.handToPostgres(paths.pgdata)
+    const lines: string[] = []
+    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine: line => { lines.push(line) } })
+    this.log.info({ instanceId: state.instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}`, ms: Date.now() - started, last: lines.at(-1) }, 'restored from a backup')
+    // The backup holds its source's scripts' work; this node must not run them again.
+    state.scriptsDone = { postInit: true, postDatabaseCreate: true }
+    state.restoredFrom = { sourceDatabaseName: restore.sourceDatabaseName, databaseName: restore.databaseName }
+  }
+
+  /** A server made from a backup, once its recovery has ended: this database's own (adoptRestoredDatabase). */
+  private async adoptBootstrapped (paths: InstancePaths, state: InstanceRecord): Promise<void> {
+    const from = state.restoredFrom
+    if (from === undefined) return
+    await this.waitRecoveryEnded(paths, state, undefined)
+    await adoptRestoredDatabase(this.admin(paths, state), from.sourceDatabaseName, from.databaseName)
+    await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(new Map(Object.entries(state.appliedSettings))))
+    await this.restartPostgres(paths, state)
+    await rm(join(paths.dir, 'pgbackrest.restore.conf'), { force: true })
+    delete state.restoredFrom
+    await this.records.write(state)
+    this.log.info({ instanceId: state.instanceId }, 'restored server adopted')
   }
 
   private async initdb (paths: InstancePaths, state: InstanceRecord): Promise<void> {

@@ -41,7 +41,7 @@ describe('pgBackRest config of an instance', () => {
 })
 
 describe('pgBackRest restore of an instance', () => {
-  const restore = { sourceDatabaseId: 'db1', sourceNodeName: 'n1', repository: { id: 'r1', type: 'posix' as const, base_path: '/b' }, options: {} }
+  const restore = { sourceDatabaseId: 'db1', sourceNodeName: 'n1', sourceDatabaseName: 'db1', databaseName: 'db1', repository: { id: 'r1', type: 'posix' as const, base_path: '/b' }, options: {} }
 
   it('reads the source node\'s repository, without retention, into this instance\'s data directory', () => {
     const conf = renderRestoreConf(restore, paths).split('\n')

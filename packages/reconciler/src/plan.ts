@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import {
-  type BackupConfigSpec, type DatabaseSetup, type InstanceBackup, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
+  type BackupConfigSpec, type DatabaseSetup, type InstanceBackup, type InstanceRestore, type RestoreConfigSpec, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
   type ObservedInstance, type OrchestratorOpts, replicaSlotName, type SettingValue, type SwarmInstanceOptions, SYSTEM_SUPERUSER
 } from '@pgmesh/model'
 import { rollsByHandOver, rollWait } from './roll.js'
@@ -96,7 +96,8 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           pgIdentConf: effective.pg_ident_conf,
           ...(standbyOf === undefined ? { database: databaseSetup(spec) } : { primary: standbyOf }),
           ...swarmOptions(effective.orchestrator_opts),
-          ...backupOptions(db.id, node.name, effective.backup_config)
+          ...backupOptions(db.id, node.name, effective.backup_config),
+          ...(standbyOf === undefined ? restoreOptions(effective.restore_config, spec.database_name) : {})
         }
         const specHash = hashOf(instanceSpec)
         const role = last?.role ?? current?.role
@@ -168,6 +169,20 @@ function swarmOptions (opts: OrchestratorOpts | undefined): { swarm?: SwarmInsta
 /** Only when set, like swarmOptions: instance specs of databases without backups keep their hashes. */
 function backupOptions (databaseId: string, nodeName: string, config: BackupConfigSpec | undefined): { backup?: InstanceBackup } {
   return config === undefined ? {} : { backup: { databaseId, nodeName, repositories: config.repositories } }
+}
+
+/**
+ * A primary whose node has a restore_config is made from that backup when it is created (read only then). Only when
+ * set, like backupOptions.
+ */
+function restoreOptions (config: RestoreConfigSpec | undefined, databaseName: string): { restore?: InstanceRestore } {
+  if (config === undefined) return {}
+  return {
+    restore: {
+      sourceDatabaseId: config.source_database_id, sourceNodeName: config.source_node_name, sourceDatabaseName: config.source_database_name,
+      databaseName, repository: config.repository, options: { ...config.restore_options }
+    }
+  }
 }
 
 function databaseSetup (spec: DatabaseSpec): DatabaseSetup {

@@ -96,7 +96,7 @@ export class Reconciler implements Startable {
       taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
     })
     this.restores = new RestoreRunner({
-      host, orchestrator, admin: this.admin, applied: () => this.applied, logger: this.log.child({ component: 'restores' }),
+      host, orchestrator, applied: () => this.applied, logger: this.log.child({ component: 'restores' }),
       taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
     })
     this.settler = new TaskSettler({ host, taskLog: async (taskId, message) => { await this.taskLog(taskId, message) } })

@@ -5,7 +5,6 @@ import type { Logger } from 'pino'
 import type { AppliedStore } from './applied-store.js'
 import type { ReconcilerHost } from './deps.js'
 import { readDesired } from './desired.js'
-import type { InstanceAdmin } from './instance-admin.js'
 
 /** How long a node restore waits for its replicas to go and for the other nodes to stop replicating with it. */
 const DETACH_TIMEOUT_MS = 5 * 60_000
@@ -13,7 +12,6 @@ const DETACH_TIMEOUT_MS = 5 * 60_000
 export interface RestoreRunnerDeps {
   host: ReconcilerHost
   orchestrator: Pick<Orchestrator, 'restore'>
-  admin: Pick<InstanceAdmin, 'withSession'>
   applied: () => AppliedStore | undefined
   taskLog: (taskId: string, message: string, fields?: Record<string, unknown>) => Promise<void>
   logger: Logger
@@ -27,8 +25,8 @@ export interface RestoreRunnerDeps {
  * Runs in-place node restores on the host that may: the host of the node's primary as the converged document names
  * it (one host per node, the same rule as backups). Per node: wait until the node's replicas are gone and no other
  * node subscribes to it any more (the planner does both as soon as the restore is in the document), restore the
- * primary with pgBackRest, strip the replication state the backup brought along (the extension's node, its
- * subscriptions, logical slots and replication origins), then hand the node back to the planner, which makes it a
+ * primary with pgBackRest (the orchestrator also strips the replication state the backup brought along: the
+ * extension's node, its subscriptions, logical slots and replication origins), then hand the node back to the planner, which makes it a
  * member again and clones its replicas afresh. Idempotent: a host that restarted in the middle runs it again from
  * the start.
  */
@@ -104,12 +102,11 @@ export class RestoreRunner implements Startable {
       const onLine = (line: string): void => { logged = logged.then(async () => { await log(line, { instance_id: instance }) }) }
       const started = Date.now()
       try {
-        await orchestrator.restore(instance, restore, onLine, signal)
+        await orchestrator.restore(instance, { ...restore, databaseName }, onLine, signal)
       } finally {
         await logged
       }
-      await log(`restored and promoted in ${Math.round((Date.now() - started) / 100) / 10} s; resetting its replication state`)
-      await this.stripReplication(instance, databaseName, pending.sourceDatabaseName)
+      await log(`restored, promoted and its replication state reset in ${Math.round((Date.now() - started) / 100) / 10} s`)
       // The node's membership is built again from scratch by the next pass (its own subscriptions, then the others').
       const applied = this.deps.applied()?.get(instance)
       if (applied !== undefined) {
@@ -146,49 +143,6 @@ export class RestoreRunner implements Startable {
       await new Promise(resolve => setTimeout(resolve, this.deps.pollMs ?? 500))
     }
   }
-
-  /**
-   * The backup's replication state is the source's: its node (another node's name when restored from another node's
-   * backup), subscriptions whose slots are gone, and origins at old positions. All of it goes; the extension and
-   * the node are created again by the planner's next ensure-replication, which also replicates every table again.
-   * A backup of another database is renamed to this database's name first.
-   */
-  private async stripReplication (instance: string, databaseName: string, sourceName: string): Promise<void> {
-    const { admin } = this.deps
-    if (sourceName !== databaseName) {
-      await admin.withSession(instance, 'postgres', async session => {
-        const exists = await session.query<{ ok: boolean }>({ text: 'SELECT true AS ok FROM pg_database WHERE datname = $1', values: [databaseName] })
-        if (exists.rows.length === 0) await session.query({ text: `ALTER DATABASE ${quoteIdent(sourceName)} RENAME TO ${quoteIdent(databaseName)}` })
-      })
-    }
-    await admin.withSession(instance, databaseName, async session => {
-      const run = async (text: string, values?: unknown[]): Promise<Array<Record<string, unknown>>> =>
-        (await session.query({ text, ...(values === undefined ? {} : { values }) })).rows
-      await run('BEGIN')
-      try {
-        // This session's DDL stays here; pgmesh's event triggers read the extension's tables, so they sleep while
-        // it is dropped and created again, empty (the planner's next ensure-replication makes the node).
-        await run("SET LOCAL pgmesh.replicate_ddl = 'off'")
-        const triggers = await run("SELECT evtname::text AS name, evtenabled::text AS mode FROM pg_event_trigger WHERE starts_with(evtname, 'pgmesh_')")
-        for (const t of triggers) await run(`ALTER EVENT TRIGGER ${quoteIdent(String(t.name))} DISABLE`)
-        for (const extension of ['spock', 'pglogical']) {
-          if ((await run('SELECT 1 FROM pg_extension WHERE extname = $1', [extension])).length === 0) continue
-          await run(`DROP EXTENSION ${extension} CASCADE`)
-          await run(`CREATE EXTENSION ${extension}`)
-        }
-        for (const t of triggers) {
-          const mode = ({ O: 'ENABLE', A: 'ENABLE ALWAYS', R: 'ENABLE REPLICA' } as Record<string, string>)[String(t.mode)]
-          if (mode !== undefined) await run(`ALTER EVENT TRIGGER ${quoteIdent(String(t.name))} ${mode}`)
-        }
-        await run('COMMIT')
-      } catch (err) {
-        await run('ROLLBACK').catch(() => {})
-        throw err
-      }
-      await run("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT active")
-      await run('SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin')
-    })
-  }
 }
 
 /**
@@ -204,8 +158,4 @@ export function waitingFor (cluster: readonly ObservedInstance[], nodeName: stri
     }
   }
   return out
-}
-
-function quoteIdent (name: string): string {
-  return `"${name.replaceAll('"', '""')}"`
 }

@@ -76,6 +76,11 @@ export interface InstanceSpec {
   swarm?: SwarmInstanceOptions
   /** pgBackRest: WAL archived to these repositories (by the primary), its stanza kept there. Absent: no archiving. */
   backup?: InstanceBackup
+  /**
+   * A new primary is made from this backup instead of initdb (the spec's or node's restore_config): read only while
+   * the instance has no data directory yet.
+   */
+  restore?: InstanceRestore
 }
 
 /** The node's effective backup_config as an instance needs it (repository paths are per database and node). */
@@ -93,6 +98,9 @@ export interface InstanceBackup {
 export interface InstanceRestore {
   sourceDatabaseId: string
   sourceNodeName: string
+  /** The backup's database, renamed to the spec's database_name once restored. */
+  sourceDatabaseName: string
+  databaseName: string
   /** As in the request, secrets included: they go into a 0600 config file only, never into arguments or logs. */
   repository: RestoreRepositorySpec
   options: Record<string, string>
