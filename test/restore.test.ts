@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cli } from './helpers/cli.js'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 import { ok } from './helpers/specs.js'
 
@@ -38,6 +39,21 @@ async function sql<T = any> (d: DaemonProcess, db: string, node: string, text: s
   const instances = (await d.get(`/v1/databases/${db}`)).body.instances as Instance[]
   const info = instances.find(i => i.node_name === node)?.connection_info
   if (info === undefined) throw new Error(`no instance of ${node}`)
+  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: db })
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    return (await client.query(text)).rows as T[]
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+/** On one host's instance (a node with a replica has two). */
+async function sqlOn<T = any> (d: DaemonProcess, db: string, hostId: string, text: string): Promise<T[]> {
+  const instances = (await d.get(`/v1/databases/${db}`)).body.instances as Instance[]
+  const info = instances.find(i => i.host_id === hostId)?.connection_info
+  if (info === undefined) throw new Error(`no instance on ${hostId}`)
   const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: db })
   client.on('error', () => {})
   await client.connect()
@@ -216,6 +232,28 @@ describe('in-place restores with pgBackRest', () => {
     }, 60_000, 250)
   }, 900_000)
 
+  it('restores a node with a replica with the CLI: the replica is cloned afresh from the restored primary', async () => {
+    const created = await ok(h1.post('/v1/databases', { id: 'rep', spec: spec('rep', [{ name: 'n1', host_ids: ['host-1', 'host-2'] }], repo) }), 'create rep')
+    await waitTask(h1, 'rep', created.task.task_id as string, 180_000)
+    await sqlOn(h1, 'rep', 'host-1', 'CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 50)')
+    await backup(h1, 'rep', 'n1', 'full')
+    await sqlOn(h1, 'rep', 'host-1', 'INSERT INTO items SELECT generate_series(51, 80)')
+    const replicaBefore = (await sqlOn<{ ts: string }>(h1, 'rep', 'host-2', "SELECT pg_postmaster_start_time()::text AS ts"))[0]?.ts
+
+    const res = await cli(['db', 'restore', 'rep', '--repo', `posix:${repo}`, '--repo-id', 'local', '--option', 'type=immediate', '--wait', '--server', h2.url], { timeoutMs: 300_000 })
+    expect(res.code, res.stderr + res.stdout).toBe(0)
+    expect(res.stdout + res.stderr).toMatch(/task completed/)
+    const instances = (await h1.get('/v1/databases/rep')).body.instances as Array<Instance & { postgres?: { role?: string } }>
+    expect(instances.map(i => [i.host_id, i.state, i.postgres?.role]).sort()).toEqual([['host-1', 'available', 'primary'], ['host-2', 'available', 'replica']])
+    const ids = async (host: string): Promise<number[]> => (await sqlOn<{ id: number }>(h1, 'rep', host, 'SELECT id FROM items ORDER BY id')).map(r => r.id)
+    expect(await ids('host-1')).toEqual(range(1, 50))
+    expect(await ids('host-2')).toEqual(range(1, 50))
+    // A new server on host-2 (cloned again), streaming what the restored primary takes now.
+    expect((await sqlOn<{ ts: string }>(h1, 'rep', 'host-2', "SELECT pg_postmaster_start_time()::text AS ts"))[0]?.ts).not.toBe(replicaBefore)
+    await sqlOn(h1, 'rep', 'host-1', 'INSERT INTO items VALUES (1000)')
+    await until('the replica streaming from the restored primary', async () => (await ids('host-2')).includes(1000), 30_000, 250)
+  }, 600_000)
+
   it('refuses bad restore configs with path-prefixed invalid_input', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ restore_config: { ...restoreConfig('pit', 'n1', repo), repository: { type: 'posix', base_path: 'relative' } } }, 'restore_config.repository.base_path: base_path must be absolute for posix repositories'],
@@ -238,7 +276,7 @@ describe('in-place restores with pgBackRest', () => {
   })
 
   it('keeps the repository key out of responses, task logs, daemon logs and process arguments', async () => {
-    for (const db of ['pit', 'mm', 'clone']) {
+    for (const db of ['pit', 'mm', 'clone', 'rep']) {
       for (const path of [`/v1/databases/${db}`, '/v1/databases', `/v1/databases/${db}/tasks?limit=100`]) {
         expect(JSON.stringify((await h1.get(path)).body)).not.toContain(REPO_KEY)
       }
