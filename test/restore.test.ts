@@ -163,6 +163,21 @@ describe('in-place restores with pgBackRest', () => {
     expect(restoreCommand).toBe('')
   }, 600_000)
 
+  it('runs a node restore again from the start when its daemon restarts in the middle', async () => {
+    // The latest backup of pit's n1 holds rows 1-300; 1000 was written after it.
+    const res = await ok(h2.post('/v1/databases/pit/restore', { restore_config: restoreConfig('pit', 'n1', repo, { type: 'immediate' }) }), 'restore pit again')
+    const nodeTask = (res.node_tasks as Array<{ task_id: string }>)[0]?.task_id ?? ''
+    await until('pgBackRest restoring on host-1', async () => /restore command begin/.test(await taskLog(h2, 'pit', nodeTask)), 60_000, 20)
+    await h1.stop('SIGTERM')
+    await h1.start()
+    await waitTask(h2, 'pit', nodeTask, 240_000)
+    await waitTask(h2, 'pit', res.task.task_id as string, 120_000)
+    const log = await taskLog(h2, 'pit', nodeTask)
+    expect(log.match(/restore command begin/g)?.length ?? 0).toBeGreaterThanOrEqual(2)
+    expect(log).toMatch(/restore command end: completed successfully/)
+    expect(await ids(h1, 'pit', 'n1')).toEqual(range(1, 300))
+  }, 600_000)
+
   it('restores a 3-node database in place from one backup: identical rows, replicating both ways afterwards', async () => {
     const nodes = [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-2'] }, { name: 'n3', host_ids: ['host-3'] }]
     const created = await ok(h1.post('/v1/databases', { id: 'mm', spec: spec('mm', nodes, repo) }), 'create mm')
