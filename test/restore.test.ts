@@ -257,7 +257,7 @@ describe('in-place restores with pgBackRest', () => {
 
     const res = await cli(['db', 'restore', 'rep', '--repo', `posix:${repo}`, '--repo-id', 'local', '--option', 'type=immediate', '--wait', '--server', h2.url], { timeoutMs: 300_000 })
     expect(res.code, res.stderr + res.stdout).toBe(0)
-    expect(res.stdout + res.stderr).toMatch(/task completed/)
+    expect(res.stdout + res.stderr).toMatch(/Task \S+ completed after/)
     const instances = (await h1.get('/v1/databases/rep')).body.instances as Array<Instance & { postgres?: { role?: string } }>
     expect(instances.map(i => [i.host_id, i.state, i.postgres?.role]).sort()).toEqual([['host-1', 'available', 'primary'], ['host-2', 'available', 'replica']])
     const ids = async (host: string): Promise<number[]> => (await sqlOn<{ id: number }>(h1, 'rep', host, 'SELECT id FROM items ORDER BY id')).map(r => r.id)
