@@ -12,7 +12,7 @@ import type { ApiComponents } from './components.js'
 import { type ClientIdentity, type RequestLimits, requestLimits } from './request-limits.js'
 import { registerClusterRoutes } from './routes/cluster.js'
 import { registerDatabaseRoutes } from './routes/databases.js'
-import { registerBackupRoutes } from './routes/backups.js'
+import { registerBackupRoutes, registerRestoreRoutes } from './routes/backups.js'
 import { registerOperationRoutes } from './routes/operations.js'
 import { registerTaskRoutes } from './routes/tasks.js'
 import { registerTokenRoutes } from './routes/tokens.js'
@@ -93,6 +93,7 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
   registerDatabaseRoutes(app, components)
   registerOperationRoutes(app, components.operations)
   registerBackupRoutes(app, components.backups)
+  registerRestoreRoutes(app, components.restores)
   registerTaskRoutes(app, components.tasks)
   registerTokenRoutes(app, components)
 

@@ -73,3 +73,23 @@ describe('POST /v1/databases/{id}/nodes/{node}/backups', () => {
     expect(log.json.entries.map((e: { message: string }) => e.message)).toEqual(['task created', `backing up instance ${PRIMARY}`, 'task completed'])
   })
 })
+
+describe('POST /v1/databases/{id}/restore', () => {
+  const restoreConfig = { source_database_id: 'bk', source_node_name: 'n1', source_database_name: 'bk', repository: { id: 'r', type: 'posix', base_path: '/backups', s3_key: 'AKIA-API-TEST-SECRET' } }
+
+  it('records a restore task, a node_restore per node and the node requests, and drops the nodes\' backup_config', async () => {
+    // The create task is still running here (nothing reconciles): the anchor refuses without force.
+    const busy = await api.call('POST', '/v1/databases/bk/restore', { restore_config: restoreConfig })
+    expect([busy.status, busy.json.name], busy.text).toEqual([409, 'database_not_modifiable'])
+    const res = await api.call('POST', '/v1/databases/bk/restore?force=true', { restore_config: { ...restoreConfig, restore_options: { type: 'immediate' } } })
+    expect(res.status, res.text).toBe(200)
+    expect(res.text).not.toContain('AKIA-API-TEST-SECRET')
+    expect(res.json.task).toMatchObject({ type: 'restore', database_id: 'bk' })
+    expect(res.json.node_tasks).toEqual([expect.objectContaining({ type: 'node_restore', node_name: 'n1', parent_id: res.json.task.task_id })])
+    expect(res.json.database.state).toBe('restoring')
+    expect(res.json.database.spec.backup_config).toBeUndefined()
+    const db = await api.call('GET', '/v1/databases/bk')
+    expect([db.json.state, db.json.spec.backup_config]).toEqual(['restoring', undefined])
+    expect(db.text).not.toContain('AKIA-API-TEST-SECRET')
+  })
+})

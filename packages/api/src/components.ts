@@ -1,4 +1,4 @@
-import type { ApiTokens, Backups, Databases, JoinTokens, Operations, Tasks } from '@pgmesh/cluster'
+import type { ApiTokens, Backups, Databases, JoinTokens, Operations, Restores, Tasks } from '@pgmesh/cluster'
 import type { Host, HostHealth, HostMetrics, HostTls, Membership } from '@pgmesh/host'
 import type { ClusterState } from '@pgmesh/state'
 
@@ -14,6 +14,7 @@ export interface ApiComponents {
   databases: Databases
   operations: Operations
   backups: Pick<Backups, 'request'>
+  restores: Pick<Restores, 'request'>
   tasks: Tasks
   metrics: Pick<HostMetrics, 'registry'>
   apiTokens: ApiTokens
@@ -24,6 +25,6 @@ export interface ApiComponents {
 
 /** A host's parts as the API takes them. */
 export function apiComponents (host: Host): ApiComponents {
-  const { databases, operations, backups, tasks, apiTokens, joinTokens } = host.document
-  return { membership: host.membership, health: host.health, state: host.state, databases, operations, backups, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
+  const { databases, operations, backups, restores, tasks, apiTokens, joinTokens } = host.document
+  return { membership: host.membership, health: host.health, state: host.state, databases, operations, backups, restores, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
 }

@@ -1,7 +1,7 @@
 import { ApiRequestError, type Attempt, UnreachableError } from './errors.js'
 import { send, type TlsOptions, TransportError, type TransportOptions } from './transport.js'
 import type {
-  ApiTask, ApiToken, BackupBody, Cluster, CreateDatabaseBody, Database, DatabaseHistory, DatabaseSummary, FailoverBody, Host, JoinToken, RemoveHostResponse,
+  ApiTask, ApiToken, BackupBody, Cluster, CreateDatabaseBody, Database, DatabaseHistory, DatabaseSummary, FailoverBody, Host, JoinToken, RemoveHostResponse, RestoreBody, RestoreResponse,
   SwitchoverBody, TaskListQuery, TaskLog, TaskRef, UpdateDatabaseBody, VersionInfo
 } from './types.js'
 
@@ -141,6 +141,11 @@ export class PgmeshClient {
   /** A pgBackRest backup of the node, run on its primary (a `node_backup` task). */
   async backupNode (databaseId: string, node: string, body: BackupBody): Promise<{ task: ApiTask }> {
     return await this.request('POST', `/v1/databases/${enc(databaseId)}/nodes/${enc(node)}/backups`, { body })
+  }
+
+  /** In-place restore of the target nodes (default every node) from a pgBackRest repository. */
+  async restoreDatabase (databaseId: string, body: RestoreBody, options: { force?: boolean } = {}): Promise<RestoreResponse> {
+    return await this.request('POST', `/v1/databases/${enc(databaseId)}/restore`, { body, query: { force: options.force === true ? 'true' : undefined } })
   }
 
   async restartInstance (databaseId: string, instanceId: string, body: { scheduled_at?: string } = {}): Promise<{ task: ApiTask }> {

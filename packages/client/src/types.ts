@@ -108,6 +108,16 @@ export interface RemoveHostResponse { task: ApiTask, update_database_tasks: ApiT
 export interface SwitchoverBody { candidate_instance_id?: string, scheduled_at?: string }
 export interface FailoverBody { candidate_instance_id?: string, skip_validation?: boolean }
 export interface BackupBody { type: 'full' | 'diff' | 'incr', annotations?: Record<string, string>, backup_options?: Record<string, string> }
+/** The anchor's RestoreConfigSpec (repository fields as a backup repository's, without retention). */
+export interface RestoreConfig {
+  source_database_id: string
+  source_node_name: string
+  source_database_name: string
+  repository: Record<string, unknown> & { type: string }
+  restore_options?: Record<string, string>
+}
+export interface RestoreBody { restore_config: RestoreConfig, target_nodes?: string[] }
+export interface RestoreResponse { task: ApiTask, node_tasks: ApiTask[], database: Database }
 
 export function taskRef (task: Pick<ApiTask, 'scope' | 'entity_id' | 'task_id'>): TaskRef {
   return { scope: task.scope, entityId: task.entity_id, taskId: task.task_id }

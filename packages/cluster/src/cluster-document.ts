@@ -5,6 +5,7 @@ import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import { Backups } from './backups.js'
+import { Restores } from './restores.js'
 import { Operations } from './operations.js'
 import { type TaskLogEntry, TaskLogStore } from './task-log.js'
 import { Tasks } from './tasks.js'
@@ -39,6 +40,7 @@ export class ClusterDocument {
   readonly databases: Databases
   readonly operations: Operations
   readonly backups: Backups
+  readonly restores: Restores
   readonly apiTokens: ApiTokens
   readonly joinTokens: JoinTokens
 
@@ -64,5 +66,6 @@ export class ClusterDocument {
       reachableHosts: deps.reachableHosts
     })
     this.backups = new Backups({ state: deps.state, tasks: this.tasks, observedInstances: (): readonly ObservedInstance[] => deps.observed().instances })
+    this.restores = new Restores({ state: deps.state, tasks: this.tasks, databases: this.databases, dataKey: deps.dataKey })
   }
 }

@@ -27,6 +27,8 @@ export interface DesiredDatabaseRecord {
   primaries: Record<string, Record<string, string>>
   instanceOperations: Record<string, InstanceOperation>
   primaryChanges: Record<string, PrimaryChangeRequest>
+  /** Nodes with an in-place restore under way (the node_restore task of each). */
+  restoring?: Record<string, string>
 }
 
 export interface DatabaseView {
@@ -170,7 +172,8 @@ export class Databases {
         sources: record.node_sources ?? {},
         primaries: record.primaries ?? {},
         instanceOperations: record.instance_operations ?? {},
-        primaryChanges: record.primary_changes ?? {}
+        primaryChanges: record.primary_changes ?? {},
+        restoring: Object.fromEntries(Object.values(record.node_restores ?? {}).map(r => [r.node_name, r.task_id]))
       }
     }
   }
@@ -241,7 +244,13 @@ export class Databases {
 
   async update (
     id: string, body: { tenant_id?: string, spec: unknown },
-    options: { forceUpdate?: boolean, removeHosts?: string[], parentId?: string, taskType?: Extract<TaskType, 'update' | 'upgrade'> } = {}
+    options: {
+      forceUpdate?: boolean, removeHosts?: string[], parentId?: string, taskType?: Extract<TaskType, 'update' | 'upgrade' | 'restore'>
+      /** The state the database shows until the task ends (default `modifying`). */
+      state?: DatabaseState
+      /** Written in the same change as the spec (an in-place restore's node requests). */
+      alsoWrite?: (d: Parameters<Parameters<ClusterState['change']>[1]>[0], task: Task) => void
+    } = {}
   ): Promise<{ task: Task, database: DatabaseView }> {
     const record = this.readRecord(id)?.record
     if (record === undefined || (record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed')) throw new NotFoundError('database not found')
@@ -257,7 +266,7 @@ export class Databases {
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
     const check = validateSpec(incoming, { knownHostIds: this.ctx.knownHostIds(), previous: previous as never, databaseId: id })
     if (!check.ok) issues.push(...check.issues)
-    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec))
+    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec, previous as unknown as DatabaseSpec))
     for (const h of options.removeHosts ?? []) if (!isIdentifier(h)) issues.push({ path: 'remove_host', message: IDENTIFIER_MESSAGE })
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
@@ -268,7 +277,10 @@ export class Databases {
       ...(options.parentId === undefined ? {} : { parent_id: options.parentId })
     })
     const previousNodes = new Set((previous.nodes as Array<{ name: string }> | undefined ?? []).map(n => n.name))
-    const newNodes = (spec.nodes as Array<{ name: string, source_node?: string }>).filter(n => !previousNodes.has(n.name))
+    // A new node with a restore_config (its own, or the database's without a source_node) is made from that backup
+    // and copies from no node (the anchor's add-node-from-backup).
+    const newNodes = (spec.nodes as Array<{ name: string, source_node?: string, restore_config?: unknown }>)
+      .filter(n => !previousNodes.has(n.name) && (n.source_node !== undefined || (n.restore_config ?? spec.restore_config) === undefined))
     const firstExisting = (spec.nodes as Array<{ name: string }>).find(n => previousNodes.has(n.name))?.name
     await this.ctx.state.change({ op: 'database.update', entity: id }, d => {
       const target = d.databases[id] as DatabaseRecord
@@ -280,10 +292,11 @@ export class Databases {
         materializeMap(d, target, 'node_sources')[n.name] = source
       }
       target.updated_at = rfc3339()
-      target.state = 'modifying'
+      target.state = options.state ?? 'modifying'
       target.task_id = task.task_id
       target.generation = target.generation + 1
       d.tasks[task.task_id] = task
+      options.alsoWrite?.(d, task)
       // Reconciling is level-triggered: the new spec replaces whatever the previous task was still doing.
       const previous = superseded === undefined ? undefined : d.tasks[superseded.task_id]
       if (previous !== undefined) transitionTask(previous, 'canceled', { error: `superseded by task ${task.task_id}` })
@@ -306,7 +319,7 @@ export class Databases {
    * Backups run on process hosts only so far: a node with backup_config placed on a Swarm host is refused, so nobody
    * believes a database backed up that is not.
    */
-  private backupIssues (spec: DatabaseSpec): Issue[] {
+  private backupIssues (spec: DatabaseSpec, previous?: DatabaseSpec): Issue[] {
     const hosts = this.ctx.state.doc.hosts ?? {}
     const issues: Issue[] = []
     spec.nodes.forEach((node, i) => {
@@ -315,6 +328,15 @@ export class Databases {
       if (swarm.length === 0) return
       const path = node.backup_config !== undefined ? `nodes[${i}].backup_config` : 'backup_config'
       issues.push({ path, message: `backups are not supported on Swarm hosts yet (node ${node.name} is on ${swarm.join(', ')}): remove backup_config or place the node on process hosts` })
+    })
+    spec.nodes.forEach((node, i) => {
+      // A Swarm host would initdb instead: nobody may believe such a node holds the backup's data. Only new nodes
+      // are made from a backup (restore_config means nothing after that).
+      if (previous?.nodes.some(n => n.name === node.name) === true || node.source_node !== undefined || (node.restore_config ?? spec.restore_config) === undefined) return
+      const swarm = node.host_ids[0] === undefined || hosts[node.host_ids[0]]?.orchestrator !== 'swarm' ? undefined : node.host_ids[0]
+      if (swarm === undefined) return
+      const path = node.restore_config !== undefined ? `nodes[${i}].restore_config` : 'restore_config'
+      issues.push({ path, message: `restores are not supported on Swarm hosts yet (node ${node.name}'s primary is on ${swarm}): place the node on process hosts` })
     })
     return issues
   }

@@ -15,7 +15,7 @@ export interface TaskListQuery {
 export type { TaskLog }
 
 /** Tasks that set a database's spec; only they can be superseded by another. */
-const SPEC_TASKS: ReadonlySet<TaskType> = new Set(['create', 'update', 'upgrade', 'delete'])
+const SPEC_TASKS: ReadonlySet<TaskType> = new Set(['create', 'update', 'upgrade', 'restore', 'delete'])
 
 /**
  * Task records live in the cluster document (a handful of writes each); their log lines live on the hosts that did

@@ -8,6 +8,8 @@ export interface ProcessInstanceRecord extends InstanceRecord {
   initialized: boolean
   /** The pgBackRest config whose stanza was created and checked on this instance as a primary (a hash of it). */
   stanzaChecked?: string
+  /** Made from a backup (spec.restore) and not adopted yet: its recovery must end first (see adoptRestoredDatabase). */
+  restoredFrom?: { sourceDatabaseName: string, databaseName: string }
 }
 
 /** File (inside pgdata, so it travels with pg_basebackup and stays valid) holding every setting the orchestrator writes. */

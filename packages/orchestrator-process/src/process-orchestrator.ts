@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto'
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import {
-  type AdminConnect, applyConfigChange, archiveCommand, backupArgs, pgbackrestArgs, renderPgbackrestConf, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
+  adoptRestoredDatabase, withoutReplicationLibraries, type AdminConnect, applyConfigChange, archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, renderSettingValue, restoreArgs, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
   desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceStatus,
   type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
   setupPrimaryDatabase, type StandbyOf, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
 } from '@pgmesh/orchestrator'
-import { type BackupRun, compareVersions, type InstanceSpec, InvalidInputError, NotFoundError, SYSTEM_SUPERUSER } from '@pgmesh/model'
+import { type BackupRun, compareVersions, type InstanceRestore, type InstanceSpec, InvalidInputError, NotFoundError, SYSTEM_SUPERUSER } from '@pgmesh/model'
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, installedVersion, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
 import { INCLUDE_LINE, InstancePaths, MANAGED_CONF_FILE, type ProcessInstanceRecord as InstanceRecord } from './instance-store.js'
@@ -33,6 +34,10 @@ export interface ProcessOrchestratorOptions {
 interface Supervision { lastPid: number | undefined, attempt: number, nextAttemptAt: number, exitReported: boolean }
 
 const RESTART_BACKOFF_MS = { first: 500, max: 30_000 }
+/** How long a restored server may take to replay WAL up to its target and promote. */
+const RECOVERY_TIMEOUT_MS = 30 * 60_000
+/** The instance's own files, kept across a restore (the backup holds the source's). */
+const KEPT_FILES = ['postgresql.conf', MANAGED_CONF_FILE, 'pg_hba.conf', 'pg_ident.conf'] as const
 
 /**
  * The embedded default orchestrator: each instance is a PostgreSQL server run from the host's own binaries with
@@ -119,6 +124,8 @@ export class ProcessOrchestrator implements Orchestrator {
       const change = await this.writeConfig(paths, state, spec, await replicationLibrary(this.root, major), installed)
       await this.records.write(state)
       if (!running) {
+        // Made from a backup and not adopted yet: no replication worker may start (see withoutReplicationLibraries).
+        if (state.restoredFrom !== undefined) await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(withoutReplicationLibraries(new Map(Object.entries(state.appliedSettings)))))
         await this.startPostgres(paths, state)
       } else if (portMoves && !deferRestart) {
         // The admin session goes through the socket named after the port, which the old server does not have.
@@ -131,6 +138,7 @@ export class ProcessOrchestrator implements Orchestrator {
         else if ((state.pendingRestart === true || upgraded) && !deferRestart) await this.restartPostgres(paths, state)
       }
       await this.records.write(state)
+      if (state.restoredFrom !== undefined) await this.adoptBootstrapped(paths, state)
       this.supervise(spec.instanceId)
 
       const status = await this.inspect(paths, state)
@@ -158,6 +166,80 @@ export class ProcessOrchestrator implements Orchestrator {
     })
     // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
     await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine, ...(signal === undefined ? {} : { signal }) })
+  }
+
+  /**
+   * In-place restore (see Orchestrator.restore). The instance's own config files are copied aside first, into its
+   * directory, so a restore interrupted after its data directory was emptied still has them when it runs again.
+   */
+  async restore (instanceId: string, restore: InstanceRestore, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+    const paths = this.paths(instanceId)
+    const keptDir = join(paths.dir, 'restore-kept')
+    const restoreConf = join(paths.dir, 'pgbackrest.restore.conf')
+    const state = await this.locks.run(instanceId, async () => {
+      const state = await this.records.read(instanceId)
+      if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
+      // Not supervised meanwhile: a stopped server is not started again behind the restore's back.
+      state.desiredRunning = false
+      delete state.stanzaChecked
+      await this.records.write(state)
+      await this.stopPostgres(paths, state)
+      if (await stat(join(keptDir, 'done')).catch(() => undefined) === undefined) {
+        await mkdir(keptDir, { recursive: true, mode: 0o700 })
+        for (const file of KEPT_FILES) await writeFile(join(keptDir, file), await readFile(join(paths.pgdata, file), 'utf8'), { mode: 0o600 })
+        await writeFile(join(keptDir, 'done'), '', { mode: 0o600 })
+      }
+      await mkdir(paths.pgbackrestLockDir, { recursive: true, mode: 0o700 })
+      await this.handToPostgres(paths.pgbackrestLockDir)
+      await this.writePostgresFile(restoreConf, renderRestoreConf(restore, {
+        config: restoreConf, pgdata: paths.pgdata, socketDir: paths.socketDir, port: state.port, lockDir: paths.pgbackrestLockDir, logDir: paths.logDir
+      }))
+      await rm(paths.pgdata, { recursive: true, force: true })
+      await mkdir(paths.pgdata, { mode: 0o700 })
+      await this.handToPostgres(paths.pgdata)
+      return state
+    })
+    // Not under the instance's lock, as a backup: it takes as long as it takes, and the server is stopped meanwhile.
+    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine, ...(signal === undefined ? {} : { signal }) })
+    await this.locks.run(instanceId, async () => {
+      for (const file of KEPT_FILES.filter(f => f !== MANAGED_CONF_FILE)) await this.writePostgresFile(join(paths.pgdata, file), await readFile(join(keptDir, file), 'utf8'))
+      // The restored server must not push its WAL into any repository (its node's backup_config goes with the
+      // restore) nor wait for replicas that are cloned again only after it: both come back with the next ensure.
+      const settings = new Map(Object.entries(state.appliedSettings))
+      settings.set('archive_command', renderSettingValue(NO_ARCHIVING))
+      settings.set('synchronous_standby_names', renderSettingValue(''))
+      // No replication worker may start before the backup's replication state is gone (withoutReplicationLibraries).
+      await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(withoutReplicationLibraries(settings)))
+      state.appliedSettings = Object.fromEntries(settings)
+      state.desiredRunning = true
+      await this.records.write(state)
+      await this.startPostgres(paths, state)
+      await this.waitRecoveryEnded(paths, state, signal)
+      await adoptRestoredDatabase(this.admin(paths, state), restore.sourceDatabaseName, restore.databaseName)
+      await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(settings))
+      await this.restartPostgres(paths, state)
+      await rm(restoreConf, { force: true })
+      await rm(keptDir, { recursive: true, force: true })
+      this.supervise(instanceId)
+      this.log.info({ instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}` }, 'restored')
+    })
+  }
+
+  /** Until the restored server has reached its target and been promoted (it accepts connections while it replays). */
+  private async waitRecoveryEnded (paths: InstancePaths, state: InstanceRecord, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = Date.now() + RECOVERY_TIMEOUT_MS
+    for (;;) {
+      signal?.throwIfAborted()
+      if (await this.runningPid(paths) === undefined) {
+        const log = await readFile(paths.startupLog, 'utf8').catch(() => '')
+        throw new Error(`the restored server stopped during recovery; its log ends with:\n${log.split('\n').slice(-10).join('\n')}`)
+      }
+      const inRecovery = await this.admin(paths, state)('postgres', async client => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r)
+        .catch(() => true)
+      if (inRecovery === false) return
+      if (Date.now() > deadline) throw new Error('the restored server is still in recovery (a recovery target with target-action=pause waits for pg_wal_replay_resume())')
+      await sleep(500)
+    }
   }
 
   /**
@@ -409,7 +491,9 @@ export class ProcessOrchestrator implements Orchestrator {
     const standbyOf = followPrimary(state, spec, !state.initialized, this.log)
     if (state.initialized) return
     await rm(paths.pgdata, { recursive: true, force: true })
-    if (standbyOf === undefined) {
+    if (standbyOf === undefined && spec.restore !== undefined) {
+      await this.bootstrapFromBackup(paths, state, spec.restore)
+    } else if (standbyOf === undefined) {
       await this.initdb(paths, state)
     } else {
       await this.cloneFromPrimary(paths, state, standbyOf)
@@ -417,6 +501,43 @@ export class ProcessOrchestrator implements Orchestrator {
       state.scriptsDone = { postInit: true, postDatabaseCreate: true }
     }
     state.initialized = true
+  }
+
+  /**
+   * A new primary made from a pgBackRest backup (the anchor's create-from-backup and add-node-from-backup) instead of
+   * initdb: `pgbackrest restore` into the empty data directory, through a config file of its own that recovery reads
+   * WAL through until the server is adopted (adoptBootstrapped). Its output goes to the daemon's log.
+   */
+  private async bootstrapFromBackup (paths: InstancePaths, state: InstanceRecord, restore: InstanceRestore): Promise<void> {
+    const started = Date.now()
+    const restoreConf = join(paths.dir, 'pgbackrest.restore.conf')
+    await mkdir(paths.pgbackrestLockDir, { recursive: true, mode: 0o700 })
+    await this.handToPostgres(paths.pgbackrestLockDir)
+    await this.writePostgresFile(restoreConf, renderRestoreConf(restore, {
+      config: restoreConf, pgdata: paths.pgdata, socketDir: paths.socketDir, port: state.port, lockDir: paths.pgbackrestLockDir, logDir: paths.logDir
+    }))
+    await mkdir(paths.pgdata, { mode: 0o700 })
+    await this.handToPostgres(paths.pgdata)
+    const lines: string[] = []
+    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine: line => { lines.push(line) } })
+    this.log.info({ instanceId: state.instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}`, ms: Date.now() - started, last: lines.at(-1) }, 'restored from a backup')
+    // The backup holds its source's scripts' work; this node must not run them again.
+    state.scriptsDone = { postInit: true, postDatabaseCreate: true }
+    state.restoredFrom = { sourceDatabaseName: restore.sourceDatabaseName, databaseName: restore.databaseName }
+  }
+
+  /** A server made from a backup, once its recovery has ended: this database's own (adoptRestoredDatabase). */
+  private async adoptBootstrapped (paths: InstancePaths, state: InstanceRecord): Promise<void> {
+    const from = state.restoredFrom
+    if (from === undefined) return
+    await this.waitRecoveryEnded(paths, state, undefined)
+    await adoptRestoredDatabase(this.admin(paths, state), from.sourceDatabaseName, from.databaseName)
+    await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(new Map(Object.entries(state.appliedSettings))))
+    await this.restartPostgres(paths, state)
+    await rm(join(paths.dir, 'pgbackrest.restore.conf'), { force: true })
+    delete state.restoredFrom
+    await this.records.write(state)
+    this.log.info({ instanceId: state.instanceId }, 'restored server adopted')
   }
 
   private async initdb (paths: InstancePaths, state: InstanceRecord): Promise<void> {

@@ -2,6 +2,7 @@ export type { InstanceEvent, InstanceStatus, Orchestrator } from './orchestrator
 export {
   CONTROL_SESSION_OPTIONS, desiredSettings, renderHba, renderIdent, renderManagedConf, type ReplicationLibrary, type StandbyOf
 } from './postgres-config.js'
+export { renderSettingValue } from './postgres-config.js'
 export { type ScriptsDone, setupDatabase } from './database-setup.js'
 export { assertInstanceId, type InstanceIdParts, isInstanceId, parseInstanceId } from './instance-id.js'
 export { type InstanceRecord, InstanceRecords } from './instance-records.js'
@@ -20,5 +21,6 @@ export {
   type AdminTarget, basebackupArgs, dropReplicaSlot, nextStandbyOf, promoteServer, replicaSlotExists, serverRole, withAdminConnection
 } from './standby.js'
 export {
-  archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, type PgbackrestPaths, renderPgbackrestConf, repositoryPath, STANZA
+  archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, type PgbackrestPaths, renderPgbackrestConf, renderRestoreConf, repositoryPath, restoreArgs, STANZA
 } from './pgbackrest.js'
+export { adoptRestoredDatabase, RECOVERY_SETTINGS, withoutReplicationLibraries } from './restored-database.js'

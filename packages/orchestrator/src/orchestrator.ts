@@ -3,7 +3,7 @@
  * Docker Swarm orchestrator can implement the same interface). A reconciler drives it with desired instance specs
  * and reads back observed status; it never needs to know where the data directory or the process lives.
  */
-import type { BackupRun, InstanceSpec, InstanceState } from '@pgmesh/model'
+import type { BackupRun, InstanceRestore, InstanceSpec, InstanceState } from '@pgmesh/model'
 
 export interface InstanceStatus {
   instanceId: string
@@ -50,6 +50,14 @@ export interface Orchestrator {
    * orchestrator without it cannot take backups yet.
    */
   backup?: (instanceId: string, run: BackupRun, onLine: (line: string) => void, signal?: AbortSignal) => Promise<void>
+  /**
+   * An in-place restore of a primary: stops it, replaces its data directory with `pgbackrest restore` from the
+   * source's repository (each line pgBackRest prints handed to `onLine`), keeps the instance's own configuration
+   * (port, addresses, pg_hba) with WAL archiving and synchronous replication off, starts it, and resolves once
+   * recovery has ended and the server takes writes. Idempotent: run again after an interruption, it restores again.
+   * Optional: an orchestrator without it cannot restore yet.
+   */
+  restore?: (instanceId: string, restore: InstanceRestore, onLine: (line: string) => void, signal?: AbortSignal) => Promise<void>
   /** Returns the function that unsubscribes. */
   onEvent (listener: (event: InstanceEvent) => void): () => void
   /** Stops watching the instances; they keep running. */

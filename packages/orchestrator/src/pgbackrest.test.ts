@@ -1,6 +1,6 @@
 import type { InstanceBackup } from '@pgmesh/model'
 import { describe, expect, it } from 'vitest'
-import { archiveCommand, backupArgs, renderPgbackrestConf, repositoryPath } from './pgbackrest.js'
+import { archiveCommand, backupArgs, renderPgbackrestConf, renderRestoreConf, repositoryPath, restoreArgs } from './pgbackrest.js'
 
 const paths = { config: '/d/i/pgbackrest.conf', pgdata: '/d/i/pgdata', socketDir: '/d/i/run', port: 5433, lockDir: '/d/i/pgbackrest-lock', logDir: '/d/i/log' }
 
@@ -37,5 +37,29 @@ describe('pgBackRest config of an instance', () => {
       '--config=/d/i/pgbackrest.conf', '--stanza=db', '--log-timestamp=n', '--type=incr', '--annotation=who=ops', '--compress-level=3', 'backup'
     ])
     expect(() => backupArgs(paths.config, { type: 'full', options: { 'repo1-path': '/tmp' } })).toThrow("names a path")
+  })
+})
+
+describe('pgBackRest restore of an instance', () => {
+  const restore = { sourceDatabaseId: 'db1', sourceNodeName: 'n1', sourceDatabaseName: 'db1', databaseName: 'db1', repository: { id: 'r1', type: 'posix' as const, base_path: '/b' }, options: {} }
+
+  it('reads the source node\'s repository, without retention, into this instance\'s data directory', () => {
+    const conf = renderRestoreConf(restore, paths).split('\n')
+    expect(conf).toEqual(expect.arrayContaining(['repo1-type=posix', 'repo1-path=/b/databases/db1/r1/n1', 'repo1-cipher-type=none', 'pg1-path=/d/i/pgdata', 'pg1-port=5433']))
+    expect(conf.some(l => l.includes('retention'))).toBe(false)
+  })
+
+  it('adds --target-action=promote to a target type without an action, as the anchor does', () => {
+    expect(restoreArgs('/c', { type: 'time', target: '2026-01-31 22:00:00+00' })).toEqual([
+      '--config=/c', '--stanza=db', '--log-timestamp=n', '--type=time', '--target=2026-01-31 22:00:00+00', '--target-action=promote', 'restore'
+    ])
+    expect(restoreArgs('/c', { type: 'immediate', 'target-action': 'pause' })).toEqual(['--config=/c', '--stanza=db', '--log-timestamp=n', '--type=immediate', '--target-action=pause', 'restore'])
+    expect(restoreArgs('/c', { set: '20260131-220000F' })).toEqual(['--config=/c', '--stanza=db', '--log-timestamp=n', '--set=20260131-220000F', 'restore'])
+  })
+
+  it('refuses options that run commands, name paths or servers, and values that would add lines', () => {
+    expect(() => restoreArgs('/c', { 'cmd-ssh': '/bin/sh' })).toThrow("restore_options[cmd-ssh]: option 'cmd-ssh' runs a command and is not allowed")
+    expect(() => restoreArgs('/c', { 'pg1-path': '/etc' })).toThrow(/names a server/)
+    expect(() => restoreArgs('/c', { target: 'a\nrepo1-path=/etc' })).toThrow(/single line/)
   })
 })

@@ -1,5 +1,5 @@
 import { posix } from 'node:path'
-import { type BackupRepositorySpec, type BackupRun, type InstanceBackup, InvalidInputError, pgbackrestOptionProblem, pgbackrestValueProblem, SYSTEM_SUPERUSER } from '@pgmesh/model'
+import { type BackupRepositorySpec, type BackupRun, type InstanceBackup, type InstanceRestore, InvalidInputError, pgbackrestOptionProblem, pgbackrestValueProblem, SYSTEM_SUPERUSER } from '@pgmesh/model'
 
 /** The anchor's stanza name: one stanza per node, in a repository path of its own. */
 export const STANZA = 'db'
@@ -33,16 +33,18 @@ function line (name: string, value: string | number): string {
   return `${name}=${text}`
 }
 
-/** The repository options of repo `n` (1-based), defaults as the anchor's (retention 7, by time; no cipher). */
-function repositoryLines (repo: BackupRepositorySpec, n: number, backup: InstanceBackup): string[] {
+/**
+ * The repository options of repo `n` (1-based), defaults as the anchor's (retention 7, by time; no cipher). A restore
+ * source has no retention: it is only read.
+ */
+function repositoryLines (repo: BackupRepositorySpec, n: number, backup: Pick<InstanceBackup, 'databaseId' | 'nodeName'>, retention = true): string[] {
   const p = `repo${n}-`
   const out = [
     line(`${p}type`, repo.type === 'cifs' ? 'cifs' : repo.type),
     line(`${p}path`, repositoryPath(repo, backup.databaseId, backup.nodeName)),
-    line(`${p}cipher-type`, 'none'),
-    line(`${p}retention-full`, repo.retention_full ?? 7),
-    line(`${p}retention-full-type`, repo.retention_full_type ?? 'time')
+    line(`${p}cipher-type`, 'none')
   ]
+  if (retention) out.push(line(`${p}retention-full`, repo.retention_full ?? 7), line(`${p}retention-full-type`, repo.retention_full_type ?? 'time'))
   if (repo.type === 's3') {
     out.push(line(`${p}s3-bucket`, repo.s3_bucket ?? ''), line(`${p}s3-region`, repo.s3_region ?? 'us-east-1'),
       line(`${p}s3-endpoint`, repo.s3_endpoint ?? (repo.s3_region === undefined ? 's3.amazonaws.com' : `s3.${repo.s3_region}.amazonaws.com`)))
@@ -120,4 +122,47 @@ export function backupArgs (configFile: string, run: BackupRun): string[] {
     extra.push(`--${name}=${value}`)
   }
   return pgbackrestArgs(configFile, 'backup', extra)
+}
+
+/**
+ * The config file of an in-place restore (0600, beside the instance's own): the source node's repository as repo1,
+ * and this instance's data directory. Recovery reads WAL through it (restore_command), so it stays until the restored
+ * server has been promoted.
+ */
+export function renderRestoreConf (restore: InstanceRestore, paths: PgbackrestPaths): string {
+  const lines = [
+    '# Written by pgmesh for a restore; removed once it is done. Holds repository keys: keep it 0600.',
+    '[global]',
+    'log-level-console=info',
+    'log-level-file=info',
+    line('log-path', paths.logDir),
+    line('lock-path', paths.lockDir),
+    ...repositoryLines(restore.repository, 1, { databaseId: restore.sourceDatabaseId, nodeName: restore.sourceNodeName }, false),
+    '',
+    `[${STANZA}]`,
+    line('pg1-path', paths.pgdata),
+    line('pg1-socket-path', paths.socketDir),
+    line('pg1-port', paths.port),
+    line('pg1-user', SYSTEM_SUPERUSER)
+  ]
+  return lines.join('\n') + '\n'
+}
+
+/** Recovery-target types pgBackRest takes, for which the anchor adds `--target-action=promote` when none is given. */
+const TARGET_TYPES = new Set(['time', 'lsn', 'xid', 'name', 'immediate'])
+
+/**
+ * The arguments of `pgbackrest restore`: the user's restore_options (checked again here), and, as the anchor does,
+ * `--target-action=promote` when a target type is given without an action (pgBackRest's default pauses instead).
+ */
+export function restoreArgs (configFile: string, options: Readonly<Record<string, string>>): string[] {
+  const extra = ['--log-timestamp=n']
+  for (const [name, value] of Object.entries(options)) {
+    const problem = pgbackrestOptionProblem(name, ['type']) ?? pgbackrestValueProblem(value)
+    if (problem !== undefined) throw new InvalidInputError(`restore_options[${name}]: ${problem}`)
+    extra.push(`--${name}=${value}`)
+  }
+  const type = options.type
+  if (type !== undefined && TARGET_TYPES.has(type) && options['target-action'] === undefined) extra.push('--target-action=promote')
+  return pgbackrestArgs(configFile, 'restore', extra)
 }

@@ -1,4 +1,4 @@
-import type { Backups, Databases, Operations, Tasks } from '@pgmesh/cluster'
+import type { Backups, Databases, Operations, Restores, Tasks } from '@pgmesh/cluster'
 import type { Host, HostHealth, HostMetrics } from '@pgmesh/host'
 import type { ClusterState } from '@pgmesh/state'
 
@@ -16,6 +16,8 @@ export interface ReconcilerHost {
   operations: Pick<Operations, 'recordPrimary'>
   /** Node backups asked for, and their schedules' ticks (the backup runner); none: this host runs no backups. */
   backups?: Pick<Backups, 'requests' | 'tick' | 'started' | 'finished'>
+  /** In-place node restores asked for (the restore runner); none: this host runs no restores. */
+  restores?: Pick<Restores, 'pending' | 'started' | 'finished'>
   /** The host's lifecycle: initialized (and its event), peers' heartbeats arriving, leases once the mesh runs. */
   runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
   health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>
@@ -36,6 +38,7 @@ export function reconcilerHost (host: Host): ReconcilerHost {
     tasks: host.document.tasks,
     operations: host.document.operations,
     backups: host.document.backups,
+    restores: host.document.restores,
     runtime: host,
     health: host.health,
     metrics: host.metrics,

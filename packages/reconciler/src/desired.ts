@@ -14,7 +14,7 @@ export function readDesired (host: Pick<ReconcilerHost, 'hostId' | 'document' | 
     const status = host.tasks.get(d.task_id)?.status
     return {
       id: d.id, generation: d.generation, deleted: d.deleted, paused: status === 'canceling' || status === 'canceled', spec: d.spec, sources: d.sources,
-      primaries: d.primaries, instanceOperations: d.instanceOperations, primaryChanges: d.primaryChanges
+      primaries: d.primaries, instanceOperations: d.instanceOperations, primaryChanges: d.primaryChanges, restoring: d.restoring
     }
   })
   return { hostId: host.hostId, hosts, databases, records }

@@ -42,6 +42,8 @@ export function outcome (db: DesiredDatabase, cluster: readonly ObservedInstance
   const spec = gone.size === 0
     ? withGone
     : { ...withGone, nodes: withGone.nodes.map(n => ({ ...n, host_ids: n.host_ids.filter(h => !gone.has(h)) })).filter(n => n.host_ids.length > 0) }
+  // An in-place restore is done when its node restores are (their runner says how each ended), and then as an update.
+  if (Object.keys(db.restoring ?? {}).length > 0) return { status: 'running' }
   const byId = new Map(mine.map(i => [i.id, i]))
   // An instance the spec no longer places (a removed node or replica) must be gone first.
   const placed = new Set(spec.nodes.flatMap(n => n.host_ids.map(h => instanceId(db.id, n.name, h))))

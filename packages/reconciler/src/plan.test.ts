@@ -977,3 +977,32 @@ describe('plan', () => {
     })
   })
 })
+
+describe('an in-place restore under way', () => {
+  const restoringN2: Cluster = { hosts: HOSTS, databases: [database('storefront', storefront, { generation: 2, restoring: { n2: 'task-n2' } })] }
+
+  it('the restored node\'s primary gets no action (the restore runner owns it) and is kept', () => {
+    const actions = planFor(threeConverged, restoringN2, 'host-2')
+    expect(actions).toEqual([])
+  })
+
+  it('the other nodes drop it from their membership (subscriptions and slots go), and take it back afterwards', () => {
+    const during = only(planFor(threeConverged, restoringN2, 'host-1'), 'ensure-instance')
+    expect(during.instanceId).toBe(id('storefront', 'n1', 'host-1'))
+    const applied = step(threeConverged, restoringN2, 'host-1')
+    const replication = only(planFor(applied, restoringN2, 'host-1'), 'ensure-replication')
+    expect(replication.nodes).toEqual(['n1', 'n3'])
+    expect(replication.providers.map(p => p.nodeName)).not.toContain('n2')
+    const done: Cluster = { hosts: HOSTS, databases: [database('storefront', storefront, { generation: 2 })] }
+    const after = only(planFor(step(applied, restoringN2, 'host-1'), done, 'host-1'), 'ensure-replication')
+    expect(after.nodes).toEqual(['n1', 'n2', 'n3'])
+  })
+
+  it('a restored node\'s replicas go, and come back as fresh clones once it is done', () => {
+    const ledgerOnly: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger)] }
+    const start = converge(emptyWorld(), ledgerOnly)
+    const restoring: Cluster = { hosts: HOSTS, databases: [database('ledger', ledger, { generation: 2, restoring: { n1: 'task-n1' } })] }
+    expect(kinds(planFor(start, restoring, 'host-2'))).toEqual([`remove-instance ${id('ledger', 'n1', 'host-2')}`])
+    expect(planFor(start, restoring, 'host-1')).toEqual([])
+  })
+})

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import {
-  type BackupConfigSpec, type DatabaseSetup, type InstanceBackup, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
+  type BackupConfigSpec, type DatabaseSetup, type InstanceBackup, type InstanceRestore, type RestoreConfigSpec, type DatabaseSpec, effectiveNode, formatDsn, instanceId, type InstanceSpec, nodePrimary, type NodeSpec,
   type ObservedInstance, type OrchestratorOpts, replicaSlotName, type SettingValue, type SwarmInstanceOptions, SYSTEM_SUPERUSER
 } from '@pgmesh/model'
 import { rollsByHandOver, rollWait } from './roll.js'
@@ -43,10 +43,15 @@ export function plan (desired: Desired, observed: Observed): Action[] {
       const primary = nodePrimary(db.id, node.name, effective.host_ids, db.primaries?.[node.name])
       if (primary === undefined) continue
       const primaryHost = effective.host_ids.find(h => instanceId(db.id, node.name, h) === primary.instanceId)
+      const restoring = db.restoring?.[node.name] !== undefined
       for (const hostId of effective.host_ids) {
         if (hostId !== me) continue
         const id = instanceId(db.id, node.name, hostId)
+        // An in-place restore owns the node's primary (the restore runner); its replicas go, to be cloned afresh
+        // from the restored primary once the restore is done (the anchor tears them down too).
+        if (restoring && id !== primary.instanceId) continue
         wanted.add(id)
+        if (restoring) continue
         const current = local.get(id)
         const last = applied.get(id)
         const operation = db.instanceOperations?.[id]
@@ -91,7 +96,8 @@ export function plan (desired: Desired, observed: Observed): Action[] {
           pgIdentConf: effective.pg_ident_conf,
           ...(standbyOf === undefined ? { database: databaseSetup(spec) } : { primary: standbyOf }),
           ...swarmOptions(effective.orchestrator_opts),
-          ...backupOptions(db.id, node.name, effective.backup_config)
+          ...backupOptions(db.id, node.name, effective.backup_config),
+          ...(standbyOf === undefined ? restoreOptions(effective.restore_config, spec.database_name) : {})
         }
         const specHash = hashOf(instanceSpec)
         const role = last?.role ?? current?.role
@@ -165,6 +171,20 @@ function backupOptions (databaseId: string, nodeName: string, config: BackupConf
   return config === undefined ? {} : { backup: { databaseId, nodeName, repositories: config.repositories } }
 }
 
+/**
+ * A primary whose node has a restore_config is made from that backup when it is created (read only then). Only when
+ * set, like backupOptions.
+ */
+function restoreOptions (config: RestoreConfigSpec | undefined, databaseName: string): { restore?: InstanceRestore } {
+  if (config === undefined) return {}
+  return {
+    restore: {
+      sourceDatabaseId: config.source_database_id, sourceNodeName: config.source_node_name, sourceDatabaseName: config.source_database_name,
+      databaseName, repository: config.repository, options: { ...config.restore_options }
+    }
+  }
+}
+
 function databaseSetup (spec: DatabaseSpec): DatabaseSetup {
   return {
     name: spec.database_name,
@@ -191,8 +211,10 @@ function replicationAction (
   const dsn = (h: string, p: number): string => formatDsn({ host: h, port: p, dbname: spec.database_name, user: SYSTEM_SUPERUSER })
   const node: NodeSpec = { nodeName, dsn: dsn(host, port) }
   const providers: NodeSpec[] = []
+  const restoring = (name: string): boolean => db.restoring?.[name] !== undefined
   for (const other of spec.nodes) {
-    if (other.name === nodeName) continue
+    // A node being restored takes no part: its subscriptions and slots here go, and come back once it is restored.
+    if (other.name === nodeName || restoring(other.name)) continue
     const otherPrimaryInstance = nodePrimary(db.id, other.name, other.host_ids, db.primaries?.[other.name])
     const otherPrimary = other.host_ids.find(h => instanceId(db.id, other.name, h) === otherPrimaryInstance?.instanceId)
     if (otherPrimary === undefined) continue
@@ -207,7 +229,7 @@ function replicationAction (
   const sourceNode = joined || candidate === undefined || !spec.nodes.some(n => n.name === candidate) ? undefined : candidate
   // A new node waits for its source to be up: its first subscription copies schema and rows from it.
   if (sourceNode !== undefined && !providers.some(p => p.nodeName === sourceNode)) return undefined
-  const nodes = spec.nodes.map(n => n.name).sort()
+  const nodes = spec.nodes.map(n => n.name).filter(n => !restoring(n)).sort()
   const body = { node, providers, nodes, databaseName: spec.database_name, ...(sourceNode === undefined ? {} : { sourceNode }) }
   return { kind: 'ensure-replication', databaseId: db.id, nodeName, instanceId: id, generation: db.generation, hash: hashOf(body), ...body }
 }

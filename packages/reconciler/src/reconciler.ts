@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import { AppliedStore } from './applied-store.js'
 import { Backoff } from './backoff.js'
 import { BackupRunner } from './backups.js'
+import { RestoreRunner } from './restores.js'
 import type { ReconcilerHost } from './deps.js'
 import { type DesiredState, readDesired, toLocal } from './desired.js'
 import { ActionExecutor } from './executor.js'
@@ -55,6 +56,7 @@ export class Reconciler implements Startable {
   private readonly settler: TaskSettler
   private readonly ha: HighAvailability | undefined
   private readonly backups: BackupRunner
+  private readonly restores: RestoreRunner
   private running: Promise<void> | undefined
   private again = false
   private stopped = false
@@ -93,12 +95,16 @@ export class Reconciler implements Startable {
       host, orchestrator, held: () => this.ha?.held() ?? [], local, logger: this.log.child({ component: 'backups' }),
       taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
     })
+    this.restores = new RestoreRunner({
+      host, orchestrator, applied: () => this.applied, logger: this.log.child({ component: 'restores' }),
+      taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
+    })
     this.settler = new TaskSettler({ host, taskLog: async (taskId, message) => { await this.taskLog(taskId, message) } })
   }
 
   /** The parts that run in the background, in start order. */
   private parts (): Startable[] {
-    return [this.subscriptions, ...(this.ha === undefined ? [] : [this.ha]), this.backups]
+    return [this.subscriptions, ...(this.ha === undefined ? [] : [this.ha]), this.backups, this.restores]
   }
 
   async start (): Promise<void> {

@@ -23,6 +23,11 @@ export interface DesiredDatabase {
   instanceOperations?: Record<string, InstanceOperation>
   /** Per node: the switchover or failover asked for last (carried out by the HA loop, not the planner). */
   primaryChanges?: Record<string, PrimaryChangeRequest>
+  /**
+   * Nodes with an in-place restore under way (node → its node_restore task): the restore runner owns the node's
+   * primary, its replicas go (cloned again afterwards), and no node replicates with it meanwhile.
+   */
+  restoring?: Record<string, string>
 }
 
 /** What this host applied last to one of its instances (kept on disk beside the instances). */

@@ -4,6 +4,7 @@ import { resolveVersion, parseRange } from './databases.js'
 import { registerClientCommands } from './index.js'
 import { colorEnabled, painter, table } from './output.js'
 import { createBody, parseSpecText, updateBody } from './spec-file.js'
+import { restoreBody } from './operations.js'
 
 describe('the CLI\'s pure parts', () => {
   it('aligns columns on the plain text and paints after padding', () => {
@@ -58,5 +59,30 @@ describe('the CLI\'s pure parts', () => {
       expect(leaf.description(), leaf.name()).not.toBe('')
       expect(help, `pgmesh … ${leaf.name()} --help`).toMatch(/\nExample:\n {2}\S/)
     }
+  })
+})
+
+describe('pgmesh db restore\'s request', () => {
+  const spec = async (): Promise<{ database_name: string }> => ({ database_name: 'storefront' })
+
+  it('from flags: the repository, this database\'s backups of the first target node, its name from its spec', async () => {
+    const body = await restoreBody('storefront', { repo: 'posix:/backups', repoId: 'local', nodes: ['n2'], options: { type: 'immediate' } }, spec)
+    expect(body).toEqual({
+      restore_config: {
+        repository: { type: 'posix', base_path: '/backups', id: 'local' }, source_database_id: 'storefront', source_node_name: 'n2',
+        source_database_name: 'storefront', restore_options: { type: 'immediate' }
+      },
+      target_nodes: ['n2']
+    })
+  })
+
+  it('from a file (a bare restore_config or a request), flags overriding it; keys never from flags', async () => {
+    const file = { source_database_id: 'other', source_node_name: 'n1', source_database_name: 'shop', repository: { type: 's3', s3_bucket: 'b', s3_key: 'k' } }
+    const body = await restoreBody('storefront', { file, options: { type: 'time', target: 'x' } }, spec)
+    expect(body.restore_config).toEqual({ ...file, restore_options: { type: 'time', target: 'x' } })
+    expect((await restoreBody('storefront', { file: { restore_config: file, target_nodes: ['n3'] } }, spec)).target_nodes).toEqual(['n3'])
+    await expect(restoreBody('storefront', { repo: 's3:bucket' }, spec)).rejects.toThrow(/use -f/)
+    await expect(restoreBody('storefront', {}, spec)).rejects.toThrow(/-f restore.yaml, or --repo/)
+    await expect(restoreBody('storefront', { repo: 'posix:/b', sourceDatabase: 'other' }, spec)).rejects.toThrow(/source_database_name/)
   })
 })

@@ -420,3 +420,10 @@ function isSet (value: string | undefined): value is string {
   return value !== undefined && value !== ''
 }
 
+
+/** The rules of a restore_config given outside a spec (the in-place restore's body), paths prefixed with `path`. */
+export function restoreConfigIssues (config: RestoreConfigSpec, path: readonly string[]): Issue[] {
+  const out = new IssueList()
+  checkRestoreConfig(out, config, [...path])
+  return out.issues
+}

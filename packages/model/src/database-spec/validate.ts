@@ -16,6 +16,7 @@ import {
 } from './schemas.js'
 
 export type { ValidationContext } from './rules.js'
+export { restoreConfigIssues } from './rules.js'
 
 export type SpecValidation = { ok: true, spec: DatabaseSpec } | { ok: false, issues: Issue[] }
 export type RequestValidation<R> = { ok: true, request: R, spec: DatabaseSpec } | { ok: false, issues: Issue[] }

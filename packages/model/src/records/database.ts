@@ -37,6 +37,20 @@ export interface DatabaseRecord {
   backup_requests?: Record<string, BackupRequest>
   /** Per `<node>/<schedule id>`: the latest cron tick (RFC 3339) a backup was asked for, or the schedule first seen. */
   backup_ticks?: Record<string, string>
+  /** Per node: the in-place restore asked for and not finished yet (the node's primary's host runs it). */
+  node_restores?: Record<string, NodeRestore>
+}
+
+/** A node_restore task's request, until the host that ran it says how it ended; then it goes. */
+export interface NodeRestore {
+  task_id: string
+  /** The database's `restore` task. */
+  parent_id: string
+  node_name: string
+  /** The request's restore_config, its secrets sealed as the spec's are (the cluster package opens them). */
+  restore_config: Record<string, unknown>
+  /** The host running it, once started (the host of the node's primary then). */
+  host_id?: string
 }
 
 /** A node_backup task's request, until the host that ran it says how it ended. */

@@ -1,4 +1,4 @@
-import type { BackupRepositorySpec } from '../database-spec/schemas.js'
+import type { BackupRepositorySpec, RestoreRepositorySpec } from '../database-spec/schemas.js'
 
 /**
  * What an instance should be, as the planner decides it and an orchestrator carries it out; and how the control
@@ -76,6 +76,11 @@ export interface InstanceSpec {
   swarm?: SwarmInstanceOptions
   /** pgBackRest: WAL archived to these repositories (by the primary), its stanza kept there. Absent: no archiving. */
   backup?: InstanceBackup
+  /**
+   * A new primary is made from this backup instead of initdb (the spec's or node's restore_config): read only while
+   * the instance has no data directory yet.
+   */
+  restore?: InstanceRestore
 }
 
 /** The node's effective backup_config as an instance needs it (repository paths are per database and node). */
@@ -84,6 +89,21 @@ export interface InstanceBackup {
   nodeName: string
   /** As in the spec, secrets included: they go into a 0600 config file only, never into arguments or logs. */
   repositories: BackupRepositorySpec[]
+}
+
+/**
+ * One in-place restore of a primary from a pgBackRest repository: the source node's repository path (the anchor's
+ * layout) and the user's restore_options (`type`, `target`, `set`, ...).
+ */
+export interface InstanceRestore {
+  sourceDatabaseId: string
+  sourceNodeName: string
+  /** The backup's database, renamed to the spec's database_name once restored. */
+  sourceDatabaseName: string
+  databaseName: string
+  /** As in the request, secrets included: they go into a 0600 config file only, never into arguments or logs. */
+  repository: RestoreRepositorySpec
+  options: Record<string, string>
 }
 
 /** One on-demand or scheduled backup, as the node's primary's orchestrator runs it. */
