@@ -2,7 +2,8 @@
 // the overview lists the hosts and shows a killed one unreachable, a database created through the API appears and its
 // create task's log streams in, a switchover started from the page moves the primary, and a conflict made by a
 // partition shows both values and is resolved from the page. Screenshots go to test-results/console/.
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
+import { request } from 'node:https'
 import { join } from 'node:path'
 import { type Browser, type Page, chromium } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -181,5 +182,69 @@ describe('the web console with a conflict from a partition', () => {
     await page.getByRole('button', { name: 'Show the difference' }).click()
     await expect.poll(async () => await page.locator('#diff').textContent()).toContain('spec.postgresql_conf.work_mem')
     await shot(page, 'history-diff')
+  }, 60_000)
+})
+
+/**
+ * One https request with the host's admin client certificate (what `pgmesh` uses after `cluster init`), or with none
+ * before init, when the host has none yet.
+ */
+async function asAdmin (d: DaemonProcess, method: string, path: string, body?: unknown, certificate = true): Promise<{ status: number, body: any }> {
+  const tls = async (name: string): Promise<string> => await readFile(join(d.options.dataDir, 'tls', name), 'utf8')
+  const [cert, key] = certificate ? await Promise.all([tls('admin.crt'), tls('admin.key')]) : []
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  return await new Promise((resolve, reject) => {
+    const req = request(`${d.url}${path}`, {
+      method, ...(cert === undefined ? {} : { cert, key }), rejectUnauthorized: false, timeout: 30_000,
+      headers: payload === undefined ? {} : { 'content-type': 'application/json' }
+    }, (res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => { text += chunk.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) }) })
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+describe('the web console on a host that needs credentials', () => {
+  let cluster: TestCluster | undefined
+  let h1: DaemonProcess
+  let browser: Browser
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create('console-tls', { reconcile: false, https: true, args: ['--tls', 'auto'] })
+    h1 = await cluster.add('host-1')
+    // Before it belongs to a cluster, a --tls auto host lets loopback clients init it (no certificate yet).
+    const init = await asAdmin(h1, 'GET', '/v1/cluster/init?cluster_id=tls', undefined, false)
+    expect(init.status).toBe(200)
+    await until('host-1 to take its admin certificate', async () => (await asAdmin(h1, 'GET', '/v1/hosts').catch(() => ({ status: 0 }))).status === 200)
+    browser = await launch()
+  }, 60_000)
+
+  afterAll(async () => {
+    await browser?.close()
+    await cluster?.destroy()
+  })
+
+  it('asks a browser without credentials for a token, refuses a wrong one, and shows the cluster with a right one', async () => {
+    const created = await asAdmin(h1, 'POST', '/v1/tokens', { name: 'console', role: 'viewer' })
+    expect(created.status).toBe(201)
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 700 } })
+    const page = await context.newPage()
+    await page.goto(`${h1.url}/ui#/`)
+    await page.getByRole('heading', { name: 'Sign in to this host' }).waitFor({ timeout: 10_000 })
+    await shot(page, 'login')
+    await page.getByLabel('API token').fill('pgm_not-a-token')
+    await page.getByLabel('API token').press('Enter')
+    await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor({ timeout: 10_000 })
+    await page.getByLabel('API token').fill(created.body.token as string)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.locator('tr[data-host="host-1"] .state-healthy').waitFor({ timeout: 10_000 })
+    await expect.poll(async () => await page.locator('#talking-to').textContent()).toBe('talking to host-1')
+    // The token lives in this tab's sessionStorage, nowhere the page puts into the address or a cookie.
+    expect(page.url()).not.toContain(created.body.token)
+    expect(await context.cookies()).toEqual([])
+    await context.close()
   }, 60_000)
 })
