@@ -152,8 +152,12 @@ function editing (): boolean {
 }
 
 let rendering = false
-async function render (): Promise<void> {
-  if (rendering || editing()) return
+/** A change arrived while a render was reading: render once more after it, or the page would miss the last change. */
+let renderAgain: 'no' | 'change' | 'navigated' = 'no'
+/** `navigated`: the user asked for another page, which replaces the one being edited. */
+async function render (navigated = false): Promise<void> {
+  if (!navigated && editing()) return
+  if (rendering) { renderAgain = navigated ? 'navigated' : renderAgain === 'no' ? 'change' : renderAgain; return }
   rendering = true
   const route = location.hash.replace(/^#/, '') || '/'
   try {
@@ -169,6 +173,10 @@ async function render (): Promise<void> {
     }
   } finally {
     rendering = false
+    const again = renderAgain
+    renderAgain = 'no'
+    if (again === 'navigated') void render(true)
+    else if (again === 'change') scheduleRender()
   }
 }
 
@@ -187,6 +195,8 @@ function healthSince (h: Json): string {
   const seen = hostStates.get(h.id)
   if (seen === undefined || seen.state !== state) hostStates.set(h.id, { state, since: seen === undefined ? Number.NaN : Date.now() })
   const since = hostStates.get(h.id)?.since ?? Number.NaN
+  // An unreachable host has been silent since its last heartbeat: that is the moment that matters.
+  if (state === 'unreachable') return `silent: last heartbeat ${ago(h.status?.updated_at)}`
   const last = `last heartbeat ${ago(h.status?.updated_at)}`
   return Number.isNaN(since) ? last : `since ${ago(new Date(since).toISOString())} · ${last}`
 }
@@ -200,7 +210,7 @@ async function overview (): Promise<void> {
   banner.hidden = !cutOff
   banner.textContent = cutOff ? `${thisHost ?? 'This host'} is cut off from the other hosts: writes here will merge when the hosts meet again.` : ''
   const rows = hosts.map(h => {
-    const components = Object.entries(h.status?.components ?? {}).map(([name, c]: [string, Json]) => `${esc(name)}: ${c.healthy === false ? '<span class="state-failed">unhealthy</span>' : 'ok'}${c.details?.connected_peers !== undefined ? ` (${esc(c.details.connected_peers)} peers connected)` : ''}${c.error !== undefined ? ` <span class="state-failed">${esc(c.error)}</span>` : ''}`).join(', ')
+    const components = Object.entries(h.status?.components ?? {}).map(([name, c]: [string, Json]) => `${esc(name)}: ${c.healthy === false ? '<span class="state-failed">unhealthy</span>' : 'ok'}${c.details?.connected_peers !== undefined ? ` (${esc(c.details.connected_peers)} ${c.details.connected_peers === 1 ? 'peer' : 'peers'} connected)` : ''}${c.error !== undefined ? ` <span class="state-failed">${esc(c.error)}</span>` : ''}`).join(', ')
     return `<tr data-host="${esc(h.id)}"><th scope="row">${esc(h.id)}${h.id === thisHost ? ' <span class="muted">(this host)</span>' : ''}</th>
     <td class="host-state">${stateBadge(h.status?.state)} <span class="muted">${healthSince(h)}</span></td>
     <td>${esc(h.orchestrator)}</td><td>${esc(h.version)}</td><td><code>${esc(h.api_url)}</code></td>
@@ -440,6 +450,6 @@ async function taskPage (id: string, taskId: string): Promise<void> {
   if (active) taskPoll = setTimeout(() => { if (location.hash.includes(taskId)) void render() }, 1000)
 }
 
-window.addEventListener('hashchange', () => { void render().then(() => { main.focus({ preventScroll: true }) }) })
+window.addEventListener('hashchange', () => { void render(true).then(() => { main.focus({ preventScroll: true }) }) })
 startEvents()
 void render()
