@@ -137,6 +137,7 @@ describe('the web console with a conflict from a partition', () => {
   let cluster: TestCluster | undefined
   let h1: DaemonProcess, h2: DaemonProcess, h3: DaemonProcess
   let browser: Browser
+  let cutOffBanner = ''
 
   beforeAll(async () => {
     // No instances: the conflict lives in the document. Partitioned the way test/partition.test.ts does it: the other
@@ -152,14 +153,25 @@ describe('the web console with a conflict from a partition', () => {
     await h2.stop()
     await h3.start()
     await updateSpec(h3, 'clash', s => { s.postgresql_conf.work_mem = '16MB' })
+    browser = await launch()
+    // Alone, host-3's console says so: what is written here merges later.
+    const alone = await browser.newPage({ viewport: { width: 1280, height: 500 } })
+    await alone.goto(`${h3.url}/ui#/`)
+    await alone.locator('#banner:not([hidden])').waitFor({ timeout: 15_000 })
+    cutOffBanner = (await alone.locator('#banner').textContent()) ?? ''
+    await shot(alone, 'cut-off')
+    await alone.close()
     await Promise.all([h1.start(), h2.start()])
     await until('documents merged', async () => new Set(await Promise.all([h1, h2, h3].map(heads))).size === 1, 30_000, 100)
-    browser = await launch()
   }, 120_000)
 
   afterAll(async () => {
     await browser?.close()
     await cluster?.destroy()
+  })
+
+  it('told the cut-off host\'s user that writes there merge later', () => {
+    expect(cutOffBanner).toBe('host-3 is cut off from the other hosts: writes here will merge when the hosts meet again.')
   })
 
   it('shows both values and who wrote them, and keeps the one picked', async () => {

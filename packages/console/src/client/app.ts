@@ -134,6 +134,8 @@ function received (block: string): void {
   if (event === 'hello') {
     thisHost = JSON.parse(data).host_id
     ;(document.getElementById('talking-to') as HTMLElement).innerHTML = `talking to <strong>${esc(thisHost)}</strong>`
+    // The overview's banner depends on which host this is.
+    scheduleRender()
   }
   if (event === 'change') scheduleRender()
 }
@@ -195,6 +197,7 @@ function healthSince (h: Json): string {
   const seen = hostStates.get(h.id)
   if (seen === undefined || seen.state !== state) hostStates.set(h.id, { state, since: seen === undefined ? Number.NaN : Date.now() })
   const since = hostStates.get(h.id)?.since ?? Number.NaN
+  if (h.status?.updated_at === undefined) return 'not heard from since this host started'
   // An unreachable host has been silent since its last heartbeat: that is the moment that matters.
   if (state === 'unreachable') return `silent: last heartbeat ${ago(h.status?.updated_at)}`
   const last = `last heartbeat ${ago(h.status?.updated_at)}`
@@ -205,7 +208,8 @@ async function overview (): Promise<void> {
   const [cluster, version] = await Promise.all([api('/v1/cluster'), api('/v1/version')])
   const hosts: Json[] = cluster.hosts ?? []
   const others = hosts.filter(h => h.id !== thisHost)
-  const cutOff = thisHost !== undefined && others.length > 0 && others.every(h => h.status?.state === 'unreachable')
+  // Cut off: no other host is heard from (never heard since this host started counts too).
+  const cutOff = thisHost !== undefined && others.length > 0 && others.every(h => h.status?.state !== 'healthy' && h.status?.state !== 'degraded')
   const banner = document.getElementById('banner') as HTMLElement
   banner.hidden = !cutOff
   banner.textContent = cutOff ? `${thisHost ?? 'This host'} is cut off from the other hosts: writes here will merge when the hosts meet again.` : ''
