@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the system packages pgmesh runs on (PostgreSQL 15, pglogical and pgBackRest) on Debian 12, and what the tests need:
-# iproute2 (hosts in network namespaces), procps (pgrep/pkill; minimal images lack it), Docker (docker.io; the swarm
+# iproute2 (hosts in network namespaces), procps (pgrep/pkill; minimal images lack it), chromium (the web console's
+# browser tests drive it with playwright-core), Docker (docker.io; the swarm
 # testbed starts its own dockerds in network namespaces) and mmdebstrap (builds the Postgres image from Debian
 # packages, no image registry needed).
 #
@@ -11,7 +12,7 @@
 set -eu
 
 PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib pgbackrest docker.io mmdebstrap iproute2
-  procps"
+  procps chromium"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get needs it)" >&2

@@ -18,6 +18,9 @@ import { registerTaskRoutes } from './routes/tasks.js'
 import { registerTokenRoutes } from './routes/tokens.js'
 import { registerHostRoutes } from './routes/hosts.js'
 import { registerSystemRoutes } from './routes/system.js'
+import { registerConsoleRoutes } from './routes/console.js'
+import { registerEventRoutes } from './routes/events.js'
+import { EventFeed } from './event-feed.js'
 
 export interface AppOptions {
   logger: Logger
@@ -96,6 +99,14 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
   registerRestoreRoutes(app, components.restores)
   registerTaskRoutes(app, components.tasks)
   registerTokenRoutes(app, components)
+  registerConsoleRoutes(app)
+  const feed = new EventFeed({
+    state: components.state,
+    hostsSignature: () => components.health.hostViews().map(v => `${v.record.id}:${v.reachability}`).join(','),
+    observedSignature: () => components.databases.list().version,
+    isDraining: options.isDraining
+  })
+  registerEventRoutes(app, feed, components.hostId)
 
   app.get('/v1/openapi.json', c => c.json(openApiDocument(app)))
   return app

@@ -57,7 +57,7 @@ export function authenticate (options: AuthOptions, sources: AuthSources): Middl
     const path = c.req.path
     // The public routes need no identity, so one that is not (yet) valid does not stand in their way: a joining
     // host presents its certificate to the join routes before it is a member.
-    if (PUBLIC_PATHS.has(path)) return await next()
+    if (PUBLIC_PATHS.has(path) || isConsoleFile(path)) return await next()
     const identity = identify(c, options, sources)
     if (identity === undefined) throw new UnauthorizedError()
     c.set('identity' as never, identity as never)
@@ -66,6 +66,11 @@ export function authenticate (options: AuthOptions, sources: AuthSources): Middl
     }
     await next()
   }
+}
+
+/** The console's pages and script hold no data (they read the API with the browser's credentials), like `/`. */
+function isConsoleFile (path: string): boolean {
+  return path === '/ui' || path.startsWith('/ui/')
 }
 
 function originHost (origin: string): string | undefined {

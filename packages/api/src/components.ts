@@ -9,8 +9,10 @@ import type { ClusterState } from '@pgmesh/state'
 export interface ApiComponents {
   membership: Pick<Membership, 'initialized' | 'initCluster' | 'joinToken' | 'joinOptions' | 'joinDocument' | 'joinCluster' | 'removeHost'>
   health: Pick<HostHealth, 'hostViews' | 'hostView'>
-  /** The cluster document itself, for its id and heads. */
-  state: Pick<ClusterState, 'doc' | 'heads'>
+  /** The cluster document itself, for its id and heads, and its changes (the event stream). */
+  state: Pick<ClusterState, 'doc' | 'heads' | 'on' | 'off'>
+  /** The host answering (the console shows which one it talks to). */
+  hostId: string
   databases: Databases
   operations: Operations
   backups: Pick<Backups, 'request'>
@@ -26,5 +28,5 @@ export interface ApiComponents {
 /** A host's parts as the API takes them. */
 export function apiComponents (host: Host): ApiComponents {
   const { databases, operations, backups, restores, tasks, apiTokens, joinTokens } = host.document
-  return { membership: host.membership, health: host.health, state: host.state, databases, operations, backups, restores, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
+  return { hostId: host.config.hostId, membership: host.membership, health: host.health, state: host.state, databases, operations, backups, restores, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
 }

@@ -1,0 +1,459 @@
+// The console's one script, run in the browser. It reads everything through the host's public v1 API (same
+// authentication as any client) and re-renders the page it shows when the host's event stream says something moved.
+// Plain DOM and template strings: every value put in markup goes through esc().
+
+type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const TOKEN_KEY = 'pgmesh.token'
+const main = document.getElementById('main') as HTMLElement
+
+class ApiFailure extends Error {
+  constructor (readonly status: number, override readonly name: string, message: string) { super(message) }
+}
+
+function esc (value: unknown): string {
+  return String(value ?? '').replace(/[&<>"']/g, ch => `&#${ch.charCodeAt(0)};`)
+}
+
+function headers (json: boolean): Record<string, string> {
+  const h: Record<string, string> = {}
+  const token = sessionStorage.getItem(TOKEN_KEY)
+  if (token !== null) h.authorization = `Bearer ${token}`
+  if (json) h['content-type'] = 'application/json'
+  return h
+}
+
+async function api (path: string, init: { method?: string, body?: unknown } = {}): Promise<Json> {
+  const res = await fetch(path, {
+    method: init.method ?? 'GET',
+    headers: headers(init.body !== undefined),
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) })
+  })
+  const text = await res.text()
+  const body = text === '' ? undefined : JSON.parse(text)
+  if (res.status === 401) { showLogin(body?.message); throw new ApiFailure(401, 'unauthorized', body?.message ?? 'unauthorized') }
+  if (!res.ok) throw new ApiFailure(res.status, body?.name ?? 'error', body?.message ?? res.statusText)
+  return body
+}
+
+function stateBadge (state: unknown): string {
+  return `<span class="state-${esc(state)}">${esc(state ?? 'unknown')}</span>`
+}
+
+function ago (iso: string | undefined): string {
+  if (iso === undefined) return ''
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))
+  const text = seconds < 90 ? `${seconds} s` : seconds < 5400 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`
+  return `<time datetime="${esc(iso)}" title="${esc(iso)}">${text} ago</time>`
+}
+
+// ---- confirmation --------------------------------------------------------------------------------------------
+
+async function confirmAction (title: string, text: string, extra = ''): Promise<HTMLFormElement | undefined> {
+  const dialog = document.getElementById('confirm') as HTMLDialogElement
+  ;(document.getElementById('confirm-title') as HTMLElement).textContent = title
+  ;(document.getElementById('confirm-text') as HTMLElement).textContent = text
+  ;(document.getElementById('confirm-extra') as HTMLElement).innerHTML = extra
+  dialog.returnValue = ''
+  dialog.showModal()
+  ;(document.getElementById('confirm-ok') as HTMLButtonElement).focus()
+  return await new Promise(resolve => {
+    dialog.addEventListener('close', () => { resolve(dialog.returnValue === 'ok' ? dialog.querySelector('form') as HTMLFormElement : undefined) }, { once: true })
+  })
+}
+
+// ---- login ----------------------------------------------------------------------------------------------------
+
+let loginShown = false
+function showLogin (message?: string): void {
+  loginShown = true
+  main.innerHTML = `<section class="login" aria-labelledby="login-title">
+  <h1 id="login-title">Sign in to this host</h1>
+  <p>This host asks for credentials. Paste an API token (<code>pgmesh token create --name me --role operator</code>);
+  it is kept in this tab only (sessionStorage). Browsers with a client certificate of the cluster need none.</p>
+  ${message === undefined || sessionStorage.getItem(TOKEN_KEY) === null ? '' : `<p class="state-failed" role="alert">${esc(message)}</p>`}
+  <form id="login-form"><label for="token">API token</label>
+  <input id="token" name="token" type="password" autocomplete="off" required>
+  <button type="submit">Sign in</button></form></section>`
+  const input = document.getElementById('token') as HTMLInputElement
+  input.focus()
+  ;(document.getElementById('login-form') as HTMLFormElement).addEventListener('submit', (e) => {
+    e.preventDefault()
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim())
+    loginShown = false
+    startEvents()
+    void render()
+  })
+}
+
+// ---- live updates ---------------------------------------------------------------------------------------------
+
+let thisHost: string | undefined
+let eventsAbort: AbortController | undefined
+const live = document.getElementById('live') as HTMLElement
+
+/** One stream per tab: fetch rather than EventSource, so it can carry the bearer token like every other request. */
+function startEvents (): void {
+  eventsAbort?.abort()
+  const abort = new AbortController()
+  eventsAbort = abort
+  void (async () => {
+    for (let delay = 500; !abort.signal.aborted; delay = Math.min(delay * 2, 8000)) {
+      try {
+        const res = await fetch('/v1/events', { headers: headers(false), signal: abort.signal })
+        if (res.status === 401) { showLogin(); return }
+        if (!res.ok || res.body === null) throw new Error(String(res.status))
+        live.textContent = 'live'
+        delay = 500
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+        let buffer = ''
+        for (;;) {
+          const { value, done } = await reader.read()
+          if (done) break
+          buffer += value
+          let end: number
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            received(buffer.slice(0, end))
+            buffer = buffer.slice(end + 2)
+          }
+        }
+      } catch { /* reconnect below */ }
+      if (abort.signal.aborted) return
+      live.textContent = 'reconnecting…'
+      await new Promise(resolve => setTimeout(resolve, delay))
+    }
+  })()
+}
+
+function received (block: string): void {
+  let event = 'message'; let data = ''
+  for (const line of block.split('\n')) {
+    if (line.startsWith('event: ')) event = line.slice(7)
+    else if (line.startsWith('data: ')) data += line.slice(6)
+  }
+  if (event === 'hello') {
+    thisHost = JSON.parse(data).host_id
+    ;(document.getElementById('talking-to') as HTMLElement).innerHTML = `talking to <strong>${esc(thisHost)}</strong>`
+    // The overview's banner depends on which host this is.
+    scheduleRender()
+  }
+  if (event === 'change') scheduleRender()
+}
+
+let renderTimer: ReturnType<typeof setTimeout> | undefined
+function scheduleRender (): void {
+  if (renderTimer !== undefined || loginShown) return
+  renderTimer = setTimeout(() => { renderTimer = undefined; void render() }, 100)
+}
+
+// ---- pages ----------------------------------------------------------------------------------------------------
+
+/** Keeps what the user is typing or has selected: a re-render waits while a form on the page is being edited. */
+function editing (): boolean {
+  return main.querySelector('[data-dirty="true"]') !== null || (document.getElementById('confirm') as HTMLDialogElement).open
+}
+
+let rendering = false
+/** A change arrived while a render was reading: render once more after it, or the page would miss the last change. */
+let renderAgain: 'no' | 'change' | 'navigated' = 'no'
+/** `navigated`: the user asked for another page, which replaces the one being edited. */
+async function render (navigated = false): Promise<void> {
+  if (!navigated && editing()) return
+  if (rendering) { renderAgain = navigated ? 'navigated' : renderAgain === 'no' ? 'change' : renderAgain; return }
+  rendering = true
+  const route = location.hash.replace(/^#/, '') || '/'
+  try {
+    let m: RegExpMatchArray | null
+    if (route === '/') await overview()
+    else if (route === '/databases') await databases()
+    else if ((m = /^\/databases\/([^/]+)\/tasks\/([^/]+)$/.exec(route)) !== null) await taskPage(decodeURIComponent(m[1] ?? ''), decodeURIComponent(m[2] ?? ''))
+    else if ((m = /^\/databases\/([^/]+)$/.exec(route)) !== null) await databasePage(decodeURIComponent(m[1] ?? ''))
+    else main.innerHTML = '<h1>Not found</h1><p><a href="#/">Back to the cluster</a></p>'
+  } catch (err) {
+    if (!(err instanceof ApiFailure && err.status === 401)) {
+      main.innerHTML = `<h1>Something went wrong</h1><p role="alert">${esc((err as Error).message)}</p>`
+    }
+  } finally {
+    rendering = false
+    const again = renderAgain
+    renderAgain = 'no'
+    if (again === 'navigated') void render(true)
+    else if (again === 'change') scheduleRender()
+  }
+}
+
+/** Swaps the page's content, keeping focus on the element of the same id (keyboard users keep their place). */
+function paint (html: string): void {
+  const focusedId = document.activeElement?.id
+  main.innerHTML = html
+  if (focusedId !== undefined && focusedId !== '') document.getElementById(focusedId)?.focus()
+}
+
+/** When each host entered the state shown, as far as this page has watched it (the API reports the last heartbeat). */
+const hostStates = new Map<string, { state: string, since: number }>()
+
+function healthSince (h: Json): string {
+  const state = String(h.status?.state ?? 'unknown')
+  const seen = hostStates.get(h.id)
+  if (seen === undefined || seen.state !== state) hostStates.set(h.id, { state, since: seen === undefined ? Number.NaN : Date.now() })
+  const since = hostStates.get(h.id)?.since ?? Number.NaN
+  if (h.status?.updated_at === undefined) return 'not heard from since this host started'
+  // An unreachable host has been silent since its last heartbeat: that is the moment that matters.
+  if (state === 'unreachable') return `silent: last heartbeat ${ago(h.status?.updated_at)}`
+  const last = `last heartbeat ${ago(h.status?.updated_at)}`
+  return Number.isNaN(since) ? last : `since ${ago(new Date(since).toISOString())} · ${last}`
+}
+
+async function overview (): Promise<void> {
+  const [cluster, version] = await Promise.all([api('/v1/cluster'), api('/v1/version')])
+  const hosts: Json[] = cluster.hosts ?? []
+  const others = hosts.filter(h => h.id !== thisHost)
+  // Cut off: no other host is heard from (never heard since this host started counts too).
+  const cutOff = thisHost !== undefined && others.length > 0 && others.every(h => h.status?.state !== 'healthy' && h.status?.state !== 'degraded')
+  const banner = document.getElementById('banner') as HTMLElement
+  banner.hidden = !cutOff
+  banner.textContent = cutOff ? `${thisHost ?? 'This host'} is cut off from the other hosts: writes here will merge when the hosts meet again.` : ''
+  const rows = hosts.map(h => {
+    const components = Object.entries(h.status?.components ?? {}).map(([name, c]: [string, Json]) => `${esc(name)}: ${c.healthy === false ? '<span class="state-failed">unhealthy</span>' : 'ok'}${c.details?.connected_peers !== undefined ? ` (${esc(c.details.connected_peers)} ${c.details.connected_peers === 1 ? 'peer' : 'peers'} connected)` : ''}${c.error !== undefined ? ` <span class="state-failed">${esc(c.error)}</span>` : ''}`).join(', ')
+    return `<tr data-host="${esc(h.id)}"><th scope="row">${esc(h.id)}${h.id === thisHost ? ' <span class="muted">(this host)</span>' : ''}</th>
+    <td class="host-state">${stateBadge(h.status?.state)} <span class="muted">${healthSince(h)}</span></td>
+    <td>${esc(h.orchestrator)}</td><td>${esc(h.version)}</td><td><code>${esc(h.api_url)}</code></td>
+    <td>${(h.peer_addresses ?? []).map((a: string) => `<code>${esc(a)}</code>`).join('<br>')}</td><td>${components}</td></tr>`
+  }).join('')
+  paint(`<h1>Cluster <code>${esc(cluster.id)}</code> ${stateBadge(cluster.status?.state)}</h1>
+  <p class="muted">pgmesh ${esc(version.version)} · ${hosts.length} hosts · no leader: every host answers and accepts writes</p>
+  <table aria-label="Hosts"><thead><tr><th scope="col">Host</th><th scope="col">Health</th><th scope="col">Orchestrator</th><th scope="col">Version</th><th scope="col">API</th><th scope="col">Mesh addresses</th><th scope="col">Components</th></tr></thead>
+  <tbody>${rows}</tbody></table>`)
+}
+
+async function databases (): Promise<void> {
+  const { databases: list } = await api('/v1/databases')
+  const rows = (list as Json[]).map(d => `<tr data-database="${esc(d.id)}"><th scope="row"><a href="#/databases/${encodeURIComponent(d.id)}">${esc(d.id)}</a></th>
+    <td>${stateBadge(d.state)}</td><td>${(d.instances ?? []).length}</td><td>${ago(d.updated_at)}</td></tr>`).join('')
+  paint(`<h1>Databases</h1>${rows === '' ? '<p>No databases yet.</p>' : `<table aria-label="Databases"><thead><tr><th scope="col">Database</th><th scope="col">State</th><th scope="col">Instances</th><th scope="col">Updated</th></tr></thead><tbody>${rows}</tbody></table>`}`)
+}
+
+function role (instance: Json): string {
+  return String(instance.postgres?.role ?? (instance.state === 'available' ? 'instance' : '—'))
+}
+
+function nodesPicture (db: Json): string {
+  const nodes: Json[] = db.spec?.nodes ?? []
+  return `<div class="nodes">${nodes.map(node => {
+    const instances = (db.instances as Json[] ?? []).filter(i => i.node_name === node.name)
+      .sort((a, b) => (role(a) === 'primary' ? 0 : 1) - (role(b) === 'primary' ? 0 : 1))
+    const subs = instances.flatMap(i => (i.spock?.subscriptions ?? []).map((s: Json) => ({ ...s, on: i.id })))
+    const replicas = instances.filter(i => role(i) !== 'primary')
+    return `<section class="node" aria-label="Node ${esc(node.name)}" data-node="${esc(node.name)}"><h3>Node ${esc(node.name)}</h3>
+    ${instances.map(i => `<div class="inst ${esc(role(i))}" data-instance="${esc(i.id)}" data-role="${esc(role(i))}" data-host="${esc(i.host_id)}">
+      <span class="role">${esc(role(i))}</span> on <strong>${esc(i.host_id)}</strong> ${stateBadge(i.state)}<br>
+      <code>${esc(i.id)}</code>${i.error !== undefined ? `<br><span class="state-failed">${esc(i.error)}</span>` : ''}
+      <div class="actions">
+        <button data-action="restart" data-instance="${esc(i.id)}">Restart</button>
+        ${i.state === 'stopped' ? `<button data-action="start" data-instance="${esc(i.id)}">Start</button>` : `<button data-action="stop" data-instance="${esc(i.id)}" class="danger">Stop</button>`}
+      </div></div>`).join('')}
+    ${subs.length === 0 ? '' : `<p><strong>Subscriptions</strong></p><ul>${subs.map(s => `<li>from <strong>${esc(s.provider_node)}</strong>: ${stateBadge(s.status)}${s.failing_since !== undefined ? ` failing since ${ago(s.failing_since)}` : ''}${s.lag_bytes !== undefined ? ` lag ${esc(s.lag_bytes)} B` : ''}${s.error !== undefined ? ` <span class="state-failed">${esc(s.error)}</span>` : ''}</li>`).join('')}</ul>`}
+    <div class="actions">
+      <button data-action="switchover" data-node="${esc(node.name)}" ${replicas.length === 0 ? 'disabled' : ''}>Switchover…</button>
+      <button data-action="failover" data-node="${esc(node.name)}" class="danger" ${replicas.length === 0 ? 'disabled' : ''}>Failover…</button>
+      <button data-action="backup" data-node="${esc(node.name)}">Back up now</button>
+    </div></section>`
+  }).join('')}</div>`
+}
+
+function connectionStrings (db: Json): string {
+  const users: Json[] = db.spec?.database_users ?? []
+  const user = users.find(u => u.db_owner === true)?.username ?? users[0]?.username ?? 'postgres'
+  const lines = (db.instances as Json[] ?? []).filter(i => i.connection_info !== undefined).map(i => {
+    const host = i.connection_info.addresses?.[0] ?? 'localhost'
+    const url = `postgresql://${encodeURIComponent(user)}@${host}:${i.connection_info.port}/${encodeURIComponent(db.spec?.database_name ?? '')}`
+    return `<li><span class="muted">${esc(i.node_name)} ${esc(role(i))} (${esc(i.host_id)})</span> <code>${esc(url)}</code> <button data-copy="${esc(url)}" aria-label="Copy connection string of ${esc(i.id)}">Copy</button></li>`
+  })
+  return lines.length === 0 ? '<p class="muted">No instance reports an address yet.</p>' : `<ul>${lines.join('')}</ul>`
+}
+
+function conflictsView (db: Json): string {
+  const conflicts: Json[] = db.conflicts ?? []
+  if (conflicts.length === 0) return '<p class="muted">No conflicts.</p>'
+  return conflicts.map((c, ci) => `<div class="conflict" data-conflict="${esc(c.path)}"><p>Field <code>${esc(c.path === '' ? '(the whole database)' : c.path)}</code> was written differently by ${(c.hosts as string[]).map(h => `<strong>${esc(h)}</strong>`).join(' and ')} while they were apart.</p>
+  <ul>${(c.values as unknown[]).map((v, vi) => `<li><code>${esc(JSON.stringify(v))}</code> <span class="muted">${vi === 0 ? '(in effect now)' : ''}</span> ${c.path.startsWith('spec.') ? `<button data-keep="${ci}:${vi}">Keep this value</button>` : ''}</li>`).join('')}</ul></div>`).join('')
+}
+
+function tasksView (id: string, tasks: Json[]): string {
+  if (tasks.length === 0) return '<p class="muted">No tasks.</p>'
+  return `<table aria-label="Tasks"><thead><tr><th scope="col">Task</th><th scope="col">Status</th><th scope="col">Created</th></tr></thead><tbody>${tasks.slice(0, 15).map(t =>
+    `<tr><td><a href="#/databases/${encodeURIComponent(id)}/tasks/${encodeURIComponent(t.task_id)}">${esc(t.type)}${t.node_name !== undefined ? ` ${esc(t.node_name)}` : ''}</a></td><td>${stateBadge(t.status)}</td><td>${ago(t.created_at)}</td></tr>`).join('')}</tbody></table>`
+}
+
+function historyView (changes: Json[]): string {
+  const recent = changes.slice(-20).reverse()
+  return `<form id="history-form" aria-label="Compare two versions"><table aria-label="History"><thead><tr><th scope="col">From</th><th scope="col">To</th><th scope="col">When</th><th scope="col">Host</th><th scope="col">Change</th></tr></thead><tbody>
+  ${recent.map((c, i) => `<tr><td><input type="radio" name="from" value="${esc(c.version)}" aria-label="compare from ${esc(c.time)}" ${i === 1 ? 'checked' : ''}></td>
+  <td><input type="radio" name="to" value="${esc(c.version)}" aria-label="compare to ${esc(c.time)}" ${i === 0 ? 'checked' : ''}></td>
+  <td>${ago(c.time)}</td><td>${esc(c.host_id)}</td><td>${esc(c.operation)}</td></tr>`).join('')}</tbody></table>
+  <button type="submit">Show the difference</button></form><div id="diff" aria-live="polite"></div>`
+}
+
+const openDatabases = new Map<string, string>()
+
+async function databasePage (id: string): Promise<void> {
+  const [db, { tasks }, history] = await Promise.all([
+    api(`/v1/databases/${encodeURIComponent(id)}`),
+    api(`/v1/databases/${encodeURIComponent(id)}/tasks?limit=15`),
+    api(`/v1/databases/${encodeURIComponent(id)}/history`)
+  ])
+  const specText = JSON.stringify(db.spec, null, 2)
+  openDatabases.set(id, specText)
+  paint(`<p><a href="#/databases">Databases</a> /</p><h1>${esc(db.id)} ${stateBadge(db.state)}</h1>
+  ${(db.spec_errors ?? []).length > 0 ? `<p role="alert" class="state-failed">The merged spec is not valid: ${esc((db.spec_errors as string[]).join('; '))}</p>` : ''}
+  <div class="actions"><button data-action="delete" class="danger">Delete database…</button></div>
+  <h2>Nodes and instances</h2>${nodesPicture(db)}
+  <h2>Connection strings</h2>${connectionStrings(db)}
+  <h2>Conflicts</h2><div id="conflicts">${conflictsView(db)}</div>
+  <div class="cols"><section aria-labelledby="spec-title"><h2 id="spec-title">Spec</h2>
+  <form id="spec-form"><label for="spec-text" class="muted">Edit the spec (JSON) and save: the API validates it; problems show beside it. Passwords are write-only and not shown.</label>
+  <textarea id="spec-text" spellcheck="false" aria-describedby="spec-errors">${esc(specText)}</textarea>
+  <ul id="spec-errors" class="field-errors" aria-live="assertive"></ul>
+  <button type="submit">Save spec</button> <button type="button" id="spec-reset">Discard changes</button></form></section>
+  <section aria-labelledby="tasks-title"><h2 id="tasks-title">Tasks</h2>${tasksView(id, tasks)}</section></div>
+  <h2>History</h2>${historyView(history.changes ?? [])}`)
+  wireDatabasePage(db)
+}
+
+function wireDatabasePage (db: Json): void {
+  const id: string = db.id
+  const base = `/v1/databases/${encodeURIComponent(id)}`
+  const goToTask = (task: Json): void => { location.hash = `#/databases/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task.task_id)}` }
+  const failed = (err: unknown): void => { alert((err as Error).message) }
+  main.querySelectorAll<HTMLButtonElement>('button[data-action]').forEach(button => {
+    button.addEventListener('click', () => {
+      void (async () => {
+        const action = button.dataset.action as string
+        const node = button.dataset.node ?? ''
+        const instance = button.dataset.instance ?? ''
+        try {
+          if (action === 'delete') {
+            if (await confirmAction(`Delete ${id}?`, 'Every instance of this database is removed on every host, with its data.') === undefined) return
+            goToTask((await api(base, { method: 'DELETE' })).task)
+          } else if (action === 'switchover' || action === 'failover') {
+            const candidates = (db.instances as Json[]).filter(i => i.node_name === node && role(i) !== 'primary')
+            const form = await confirmAction(`${action === 'switchover' ? 'Switchover' : 'Failover'} of node ${node}?`,
+              action === 'switchover' ? 'The primary hands over to a replica; clients reconnect.' : 'A replica is promoted without waiting for the primary; use when the primary is lost.',
+              `<label for="candidate">New primary</label> <select id="candidate" name="candidate">${candidates.map(c => `<option value="${esc(c.id)}">${esc(c.id)} on ${esc(c.host_id)}</option>`).join('')}</select>`)
+            if (form === undefined) return
+            const candidate = (form.querySelector('#candidate') as HTMLSelectElement).value
+            goToTask((await api(`${base}/nodes/${encodeURIComponent(node)}/${action}`, { method: 'POST', body: { candidate_instance_id: candidate } })).task)
+          } else if (action === 'backup') {
+            if (await confirmAction(`Back up node ${node} now?`, 'A full pgBackRest backup runs on the node\'s primary.') === undefined) return
+            goToTask((await api(`${base}/nodes/${encodeURIComponent(node)}/backups`, { method: 'POST', body: { type: 'full' } })).task)
+          } else {
+            const path = action === 'restart' ? 'restart' : `${action}-instance`
+            if (await confirmAction(`${action[0]?.toUpperCase() ?? ''}${action.slice(1)} ${instance}?`, action === 'stop' ? 'The instance stops serving until it is started again.' : 'Connections to it are dropped.') === undefined) return
+            goToTask((await api(`${base}/instances/${encodeURIComponent(instance)}/${path}`, { method: 'POST' })).task)
+          }
+        } catch (err) { failed(err) }
+      })()
+    })
+  })
+  main.querySelectorAll<HTMLButtonElement>('button[data-copy]').forEach(b => b.addEventListener('click', () => {
+    void navigator.clipboard?.writeText(b.dataset.copy ?? '').then(() => { b.textContent = 'Copied' }, () => { b.textContent = 'Copy failed' })
+  }))
+  main.querySelectorAll<HTMLButtonElement>('button[data-keep]').forEach(b => b.addEventListener('click', () => {
+    void (async () => {
+      const [ci, vi] = (b.dataset.keep ?? '').split(':').map(Number) as [number, number]
+      const conflict = db.conflicts[ci]
+      const value = conflict.values[vi]
+      if (await confirmAction('Keep this value?', `${conflict.path} becomes ${JSON.stringify(value)} on every host.`) === undefined) return
+      const spec = structuredClone(db.spec)
+      setPath(spec, conflict.path.replace(/^spec\./, ''), value)
+      try { await api(base, { method: 'POST', body: { spec } }); await render() } catch (err) { failed(err) }
+    })()
+  }))
+  const form = document.getElementById('spec-form') as HTMLFormElement
+  const text = document.getElementById('spec-text') as HTMLTextAreaElement
+  const errors = document.getElementById('spec-errors') as HTMLElement
+  text.addEventListener('input', () => { form.dataset.dirty = 'true' })
+  ;(document.getElementById('spec-reset') as HTMLButtonElement).addEventListener('click', () => { delete form.dataset.dirty; void render() })
+  form.addEventListener('submit', (e) => {
+    e.preventDefault()
+    void (async () => {
+      errors.innerHTML = ''
+      let spec: unknown
+      try { spec = JSON.parse(text.value) } catch (err) { errors.innerHTML = `<li>not JSON: ${esc((err as Error).message)}</li>`; return }
+      try {
+        const res = await api(base, { method: 'POST', body: { spec } })
+        delete form.dataset.dirty
+        goToTask(res.task)
+      } catch (err) {
+        // The API words each problem as `path: message`, one a line.
+        errors.innerHTML = (err as Error).message.split('\n').map(line => {
+          const m = /^([\w.[\]]+): (.*)$/.exec(line)
+          return m === null ? `<li>${esc(line)}</li>` : `<li><code>${esc(m[1])}</code>: ${esc(m[2])}</li>`
+        }).join('')
+        text.focus()
+      }
+    })()
+  })
+  const history = document.getElementById('history-form') as HTMLFormElement | null
+  history?.addEventListener('submit', (e) => {
+    e.preventDefault()
+    void (async () => {
+      const data = new FormData(history)
+      const diff = document.getElementById('diff') as HTMLElement
+      try {
+        const res = await api(`${base}/history?from=${encodeURIComponent(String(data.get('from') ?? ''))}&to=${encodeURIComponent(String(data.get('to') ?? ''))}`)
+        const entries: Json[] = res.diff ?? []
+        diff.innerHTML = entries.length === 0 ? '<p>No difference.</p>' : `<table aria-label="Difference"><thead><tr><th scope="col">Field</th><th scope="col">Change</th><th scope="col">Before</th><th scope="col">After</th></tr></thead><tbody>${entries.map(d =>
+          `<tr><td><code>${esc(d.path)}</code></td><td>${esc(d.action)}</td><td class="diff-remove"><code>${esc(JSON.stringify(d.before))}</code></td><td class="diff-add"><code>${esc(JSON.stringify(d.after))}</code></td></tr>`).join('')}</tbody></table>`
+      } catch (err) { diff.innerHTML = `<p role="alert">${esc((err as Error).message)}</p>` }
+    })()
+  })
+}
+
+/** Sets `a.b[2].c` in a spec; node and user lists are addressed by index, as the API's paths are. */
+function setPath (target: Json, path: string, value: unknown): void {
+  const keys = path.replace(/\[(\d+)\]/g, '.$1').split('.').filter(k => k !== '')
+  let at = target
+  for (const key of keys.slice(0, -1)) {
+    at[key] ??= {}
+    at = at[key]
+  }
+  const last = keys.at(-1)
+  if (last !== undefined) at[last] = value
+}
+
+const taskLogs = new Map<string, { entries: Json[], last?: string }>()
+let taskPoll: ReturnType<typeof setTimeout> | undefined
+
+async function taskPage (id: string, taskId: string): Promise<void> {
+  const base = `/v1/databases/${encodeURIComponent(id)}/tasks/${encodeURIComponent(taskId)}`
+  const log = taskLogs.get(taskId) ?? { entries: [] }
+  taskLogs.set(taskId, log)
+  const [task, page] = await Promise.all([api(base), api(`${base}/log${log.last === undefined ? '' : `?after_entry_id=${encodeURIComponent(log.last)}`}`)])
+  log.entries.push(...(page.entries ?? []))
+  if (page.last_entry_id !== undefined) log.last = page.last_entry_id
+  const active = ['pending', 'running', 'canceling'].includes(task.status)
+  paint(`<p><a href="#/databases">Databases</a> / <a href="#/databases/${encodeURIComponent(id)}">${esc(id)}</a> /</p>
+  <h1>Task ${esc(task.type)} <span id="task-status">${stateBadge(task.status)}</span></h1>
+  <p class="muted">${esc(task.task_id)} · created ${ago(task.created_at)}${task.completed_at !== undefined ? ` · ended ${ago(task.completed_at)}` : ''}</p>
+  ${task.error !== undefined ? `<p role="alert" class="state-failed">${esc(task.error)}</p>` : ''}
+  <div class="actions"><button id="cancel-task" class="danger" ${active ? '' : 'disabled'}>Cancel task…</button></div>
+  <h2>Log</h2><pre class="log" id="task-log" tabindex="0" aria-live="polite" aria-label="Task log">${log.entries.map(e =>
+    `${esc(e.timestamp)} ${esc(e.host_id ?? e.fields?.host_id ?? '')}  ${esc(e.message)}`).join('\n')}</pre>`)
+  const pre = document.getElementById('task-log') as HTMLElement
+  pre.scrollTop = pre.scrollHeight
+  ;(document.getElementById('cancel-task') as HTMLButtonElement).addEventListener('click', () => {
+    void (async () => {
+      if (await confirmAction('Cancel this task?', 'The task stops at its next step; what it did stays done.') === undefined) return
+      try { await api(`${base}/cancel`); await render() } catch (err) { alert((err as Error).message) }
+    })()
+  })
+  // Task logs live beside the document (each host writes its own), so the stream does not announce every line:
+  // a running task's page asks for new entries every second.
+  clearTimeout(taskPoll)
+  if (active) taskPoll = setTimeout(() => { if (location.hash.includes(taskId)) void render() }, 1000)
+}
+
+window.addEventListener('hashchange', () => { void render(true).then(() => { main.focus({ preventScroll: true }) }) })
+startEvents()
+void render()
