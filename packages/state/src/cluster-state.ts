@@ -205,8 +205,9 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     return readMerged(this.current, path, heads) as MergedRead<T> | undefined
   }
 
-  /** Paths changed between two versions. */
+  /** Paths changed between two versions; `before` from an earlier generation reads as a change of the whole document. */
   diff (before: A.Heads, after: A.Heads): A.Patch[] {
+    if (!A.hasHeads(this.current, before)) return A.diff(this.current, [], after)
     return A.diff(this.current, before, after)
   }
 
