@@ -56,9 +56,10 @@ export function includesFrontier (doc: Doc, heads: A.Heads, frontier: A.Heads): 
  * host computes the same bytes from the same frontier (actor derived from the frontier, time 0, keys in order), so
  * hosts that start the generation independently hold one genesis change, not concurrent copies of it. Maps created
  * concurrently are merged key by key (`readMerged`); a leaf key with concurrent values keeps the value Automerge
- * shows (its conflict is settled by the compaction).
+ * shows (its conflict is settled by the compaction). `prune` (deterministic: it sees only the content and the
+ * frontier's time) takes out of the content what leaves the document with the compaction.
  */
-export function startGeneration (doc: Doc, frontier: A.Heads): Doc {
+export function startGeneration (doc: Doc, frontier: A.Heads, prune?: (content: Record<string, unknown>, frontierAt: number) => void): Doc {
   if (!A.hasHeads(doc, frontier)) throw new Error('the frontier is not in this document')
   const heads = [...frontier].sort()
   const previous = doc.generation === undefined ? undefined : A.view(doc, heads).generation
@@ -68,6 +69,8 @@ export function startGeneration (doc: Doc, frontier: A.Heads): Doc {
     frontiers: [...(previous?.frontiers.map(f => ({ number: f.number, heads: [...f.heads] })) ?? []), { number, heads }]
   }
   const content = readMerged(doc, [], heads)?.value ?? {}
+  // What leaves the document with the compaction (records that never change again), decided from `frontier` alone.
+  prune?.(content, frontierTime(doc, heads))
   const actor = createHash('sha256').update(`pgmesh-generation:${number}:${heads.join(',')}`).digest('hex').slice(0, 32)
   const meta: ChangeMeta = { host: 'generation', at: 0, op: 'generation.start', entity: String(number) }
   let next = A.init<Partial<ClusterDoc>>({ actor })
@@ -77,6 +80,16 @@ export function startGeneration (doc: Doc, frontier: A.Heads): Doc {
   })
   // The genesis is shared by every host; a host's own changes must come from its own actor.
   return A.clone(next)
+}
+
+/** The latest wall-clock time among the frontier's changes: the same on every host that holds the frontier. */
+export function frontierTime (doc: Doc, frontier: A.Heads): number {
+  let at = 0
+  for (const hash of frontier) {
+    const meta = decodeChangeMeta(A.inspectChange(doc, hash)?.message ?? null)
+    if (meta !== undefined && meta.at > at) at = meta.at
+  }
+  return at
 }
 
 /**
