@@ -1,5 +1,7 @@
+import { join } from 'node:path'
+import * as A from '@automerge/automerge'
 import type { ObservedInstance, VersionManifest } from '@pgmesh/model'
-import type { ClusterState } from '@pgmesh/state'
+import { type ClusterState, type Doc, frontierTime, readMerged, startGeneration } from '@pgmesh/state'
 import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
@@ -8,6 +10,7 @@ import { Backups } from './backups.js'
 import { Restores } from './restores.js'
 import { Operations } from './operations.js'
 import { type TaskLogEntry, TaskLogStore } from './task-log.js'
+import { pruneFinishedTasks, TaskArchive } from './task-archive.js'
 import { Tasks } from './tasks.js'
 
 /** What the document logic needs from the host it runs on: nothing of the mesh but these answers. */
@@ -36,6 +39,7 @@ export interface ClusterDocumentDeps {
  */
 export class ClusterDocument {
   readonly taskLogs: TaskLogStore
+  readonly taskArchive: TaskArchive
   readonly tasks: Tasks
   readonly databases: Databases
   readonly operations: Operations
@@ -43,10 +47,13 @@ export class ClusterDocument {
   readonly restores: Restores
   readonly apiTokens: ApiTokens
   readonly joinTokens: JoinTokens
+  private readonly state: ClusterState
 
   constructor (deps: ClusterDocumentDeps) {
+    this.state = deps.state
     this.taskLogs = new TaskLogStore(deps.taskLogDir, deps.hostId)
-    this.tasks = new Tasks(deps.hostId, deps.state, this.taskLogs, deps.remoteTaskLogs)
+    this.taskArchive = new TaskArchive(join(deps.taskLogDir, 'archived-tasks.jsonl'))
+    this.tasks = new Tasks(deps.hostId, deps.state, this.taskLogs, deps.remoteTaskLogs, this.taskArchive)
     this.databases = new Databases({
       hostId: deps.hostId,
       state: deps.state,
@@ -67,5 +74,28 @@ export class ClusterDocument {
     })
     this.backups = new Backups({ state: deps.state, tasks: this.tasks, observedInstances: (): readonly ObservedInstance[] => deps.observed().instances })
     this.restores = new Restores({ state: deps.state, tasks: this.tasks, databases: this.databases, dataKey: deps.dataKey })
+  }
+
+  /**
+   * The next generation's first document from `frontier` (see @pgmesh/state's README, "History and generations"):
+   * tasks finished more than `TASK_RETENTION_MS` before the frontier leave the document.
+   */
+  static startGeneration (doc: Doc, frontier: A.Heads): Doc {
+    return startGeneration(doc, frontier, (content, at) => { pruneFinishedTasks(content, at) })
+  }
+
+  /**
+   * Moves this host to a later generation: first archives the finished tasks that generation's compaction moved out
+   * of the document (the same ones on every host: computed from the frontier this host holds), then enters it.
+   * Returns how many of this host's own changes were replayed; throws `GenerationGapError` as the state does.
+   */
+  async enterGeneration (next: Doc): Promise<number> {
+    const old = this.state.doc
+    const boundary = next.generation?.frontiers.find(f => f.number === (old.generation?.number ?? 1) + 1)
+    if (boundary !== undefined && A.hasHeads(old, boundary.heads)) {
+      const content = readMerged(old, [], boundary.heads)?.value ?? {}
+      this.taskArchive.add(pruneFinishedTasks(content, frontierTime(old, boundary.heads)))
+    }
+    return await this.state.enterGeneration(next)
   }
 }

@@ -2,6 +2,7 @@ import {
   ACTIVE_TASK_STATUSES, InvalidInputError, isTerminalTaskStatus, NotFoundError, newTaskId, rfc3339, type Task, type TaskLog, type TaskScope, type TaskStatus, type TaskType, transitionTask
 } from '@pgmesh/model'
 import { type ClusterState, toPlain } from '@pgmesh/state'
+import type { TaskArchive } from './task-archive.js'
 import type { TaskLogEntry, TaskLogStore } from './task-log.js'
 
 export interface TaskListQuery {
@@ -27,7 +28,9 @@ export class Tasks {
     private readonly state: ClusterState,
     private readonly logs: TaskLogStore,
     /** Log entries of a task held by the other reachable hosts. */
-    private readonly remoteLogs: (taskId: string) => Promise<TaskLogEntry[]>
+    private readonly remoteLogs: (taskId: string) => Promise<TaskLogEntry[]>,
+    /** Finished tasks a document compaction moved out of the document; read with it. */
+    private readonly archive?: TaskArchive
   ) {}
 
   newTask (init: Omit<Task, 'task_id' | 'created_at' | 'status'>): Task {
@@ -57,12 +60,14 @@ export class Tasks {
 
   get (taskId: string): Task | undefined {
     const t = this.state.doc.tasks?.[taskId]
-    return t === undefined ? undefined : toPlain<Task>(t)
+    return t === undefined ? this.archive?.get(taskId) : toPlain<Task>(t)
   }
 
   list (query: TaskListQuery): Task[] {
     const desc = query.sortOrder !== 'asc'
-    let tasks = Object.values(this.state.doc.tasks ?? {}).map(t => toPlain<Task>(t))
+    const inDocument = this.state.doc.tasks ?? {}
+    const archived = this.archive === undefined ? [] : [...this.archive.all()].filter(t => inDocument[t.task_id] === undefined)
+    let tasks = [...Object.values(inDocument).map(t => toPlain<Task>(t)), ...archived]
       .filter(t => (query.scope === undefined || t.scope === query.scope) && (query.entityId === undefined || t.entity_id === query.entityId))
     // UUIDv7 ids sort by creation time.
     tasks.sort((a, b) => desc ? b.task_id.localeCompare(a.task_id) : a.task_id.localeCompare(b.task_id))

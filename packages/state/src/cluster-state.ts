@@ -4,6 +4,7 @@ import type { ClusterDoc } from '@pgmesh/model'
 import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
+import { replayOwnEdits } from './generation.js'
 import { type MergedRead, readMerged } from './merged-read.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
@@ -151,6 +152,33 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     return result
   }
 
+  /**
+   * Moves this replica to a later document generation (`startGeneration`'s genesis, or a member's document of it):
+   * this host's own edits made after the generation's frontier are replayed onto it as one new change, the document
+   * is snapshotted (the old history leaves the disk) and the change history starts again. Throws
+   * `GenerationGapError`, changing nothing, when this host never held the frontier. Returns the replayed changes.
+   */
+  async enterGeneration (next: Doc): Promise<number> {
+    const old = this.current
+    if ((next.generation?.number ?? 1) <= (old.generation?.number ?? 1)) throw new Error('not a later generation')
+    let replayed = 0
+    let doc = A.clone(next)
+    const meta: ChangeMeta = { host: this.hostId, at: Date.now(), op: 'generation.replay', entity: String(next.generation?.number) }
+    doc = A.change(doc, { message: encodeChangeMeta(meta) }, d => {
+      replayed = replayOwnEdits(old, next, d as unknown as Record<string, unknown>, m => m?.host === this.hostId)
+    })
+    await this.log.flush()
+    this.current = doc
+    this.changeLog.length = 0
+    this.actorHosts.clear()
+    this.indexChanges(A.getChangesMetaSince(doc, []))
+    A.saveIncremental(doc)
+    await this.log.compact()
+    // From no heads: the old generation's heads mean nothing in the new one, so every reader rereads everything.
+    this.emit('change', { origin: 'local', before: [], after: A.getHeads(doc), changes: replayed > 0 ? [meta] : [] })
+    return replayed
+  }
+
   /** The host an actor belongs to, when known. */
   hostOfActor (actor: string): string | undefined {
     return this.actorHosts.get(actor)
@@ -177,8 +205,9 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     return readMerged(this.current, path, heads) as MergedRead<T> | undefined
   }
 
-  /** Paths changed between two versions. */
+  /** Paths changed between two versions; `before` from an earlier generation reads as a change of the whole document. */
   diff (before: A.Heads, after: A.Heads): A.Patch[] {
+    if (!A.hasHeads(this.current, before)) return A.diff(this.current, [], after)
     return A.diff(this.current, before, after)
   }
 

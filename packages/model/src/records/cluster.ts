@@ -16,6 +16,15 @@ export interface ClusterDoc {
   api_tokens?: Record<string, ApiTokenRecord>
   /** Outstanding join tokens (only their secrets' hashes); absent in documents older than them. */
   join_tokens?: Record<string, JoinTokenRecord>
+  /** Which compacted generation this document is (absent: the first, never compacted); see @pgmesh/state. */
+  generation?: DocumentGeneration
+}
+
+/** A document generation: a new Automerge history that starts from a snapshot of the previous one at `frontier`. */
+export interface DocumentGeneration {
+  number: number
+  /** Every generation boundary so far, oldest first: the heads of generation `number - 1` the next one started from. */
+  frontiers: Array<{ number: number, heads: string[] }>
 }
 
 /** Who an API identity may be: a viewer reads (GET/HEAD), an operator does everything. */

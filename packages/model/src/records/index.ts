@@ -8,3 +8,4 @@ export {
   type SwarmInstanceOptions
 } from './instance.js'
 export { REPLICATION_SCHEMA, SYSTEM_SUPERUSER } from './system-names.js'
+export type { DocumentGeneration } from './cluster.js'
