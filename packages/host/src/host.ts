@@ -107,7 +107,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       peers: () => this.mesh?.connectedPeers().length ?? 0,
       knownHosts: () => Object.keys(this.state.doc.hosts ?? {}).length,
       documentBytes: () => this.state.sizeBytes(),
-      replication: () => this.replicator?.stats
+      replication: () => this.replicator?.stats,
+      heartbeats: () => this.heartbeats?.stats
     })
     this.refused = new RefusedMessages(log.child({ component: 'members' }), (kind) => { this.metrics.refusedMessages.inc({ kind }) })
     state.on('change', (event) => {

@@ -16,6 +16,7 @@ export class HostMetrics {
     knownHosts: () => number
     documentBytes: () => number
     replication: () => { syncMessagesSent: number, syncMessagesReceived: number, syncBytesSent: number, syncBytesReceived: number, gossipSent: number, gossipReceived: number, resyncRounds: number } | undefined
+    heartbeats?: () => { sent: number, bytesSent: number, received: number, bytesReceived: number } | undefined
   }) {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'pgmesh_' })
@@ -33,6 +34,13 @@ export class HostMetrics {
     counter('pgmesh_sync_rounds_total', 'Periodic anti-entropy sync rounds', s => s.resyncRounds)
     counter('pgmesh_gossip_changes_sent_total', 'Document changes published by gossip', s => s.gossipSent)
     counter('pgmesh_gossip_changes_received_total', 'Document changes received by gossip', s => s.gossipReceived)
+    const heartbeatCounter = (name: string, help: string, pick: (s: { sent: number, bytesSent: number, received: number, bytesReceived: number }) => number): void => {
+      new Counter({ name, help, registers: [r], collect () { const s = source.heartbeats?.(); this.reset(); this.inc(s === undefined ? 0 : pick(s)) } })
+    }
+    heartbeatCounter('pgmesh_heartbeats_sent_total', 'Heartbeats published by this host', s => s.sent)
+    heartbeatCounter('pgmesh_heartbeat_bytes_sent_total', 'Heartbeat payload bytes published by this host', s => s.bytesSent)
+    heartbeatCounter('pgmesh_heartbeats_received_total', 'Heartbeats of other hosts delivered to this host', s => s.received)
+    heartbeatCounter('pgmesh_heartbeat_bytes_received_total', 'Heartbeat payload bytes delivered to this host', s => s.bytesReceived)
     this.documentChanges = new Counter({ name: 'pgmesh_document_changes_total', help: 'Document changes applied', labelNames: ['origin'], registers: [r] })
     this.changeVisibleSeconds = new Histogram({
       name: 'pgmesh_change_visible_seconds',

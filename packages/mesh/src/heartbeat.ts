@@ -18,6 +18,9 @@ export interface Heartbeat<T = unknown> {
 
 export type Reachability = 'healthy' | 'unreachable' | 'unknown'
 
+/** Running totals of heartbeat traffic at the application level (one publish reaches every peer by gossip). */
+export interface HeartbeatStats { sent: number, bytesSent: number, received: number, bytesReceived: number }
+
 export interface HeartbeatOptions<T> {
   hostId: string
   intervalMs?: number
@@ -44,6 +47,7 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
   private readonly latest = new Map<string, { heartbeat: Heartbeat<T>, receivedAt: number }>()
   private readonly bootId = Math.random().toString(36).slice(2)
   private seq = 0
+  readonly stats: HeartbeatStats = { sent: 0, bytesSent: 0, received: 0, bytesReceived: 0 }
   private timer: NodeJS.Timeout | undefined
 
   constructor (private readonly mesh: Mesh, private readonly options: HeartbeatOptions<T>) {
@@ -75,7 +79,10 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
       observed: this.options.observe()
     }
     this.record(heartbeat)
-    void this.mesh.publish(HEARTBEAT_TOPIC, new TextEncoder().encode(JSON.stringify(heartbeat))).catch((err: unknown) => {
+    const data = new TextEncoder().encode(JSON.stringify(heartbeat))
+    this.stats.sent++
+    this.stats.bytesSent += data.length
+    void this.mesh.publish(HEARTBEAT_TOPIC, data).catch((err: unknown) => {
       this.options.logger.debug({ err }, 'heartbeat publish failed')
     })
   }
@@ -97,6 +104,8 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
 
   /** `from`: the peer that signed the gossip message ('' when unsigned, which gossipsub's StrictSign never lets through). */
   receive (data: Uint8Array, from: string): void {
+    this.stats.received++
+    this.stats.bytesReceived += data.length
     let heartbeat: Heartbeat<T>
     try {
       heartbeat = JSON.parse(new TextDecoder().decode(data)) as Heartbeat<T>

@@ -34,6 +34,27 @@ type MessageHandler = (data: Uint8Array, fromPeer: string) => void
 const KEEP_ALIVE_TAG = `${KEEP_ALIVE}-pgmesh`
 
 /**
+ * gossipsub's peer scoring, minus the IP colocation penalty (P6). P6 defends open networks against one operator
+ * running many identities from one address; its default (weight -5 past 10 peers per IP, quadratic) scores every
+ * peer on a shared address at -5·(n-10)², below the graylist (-80) from 15 hosts on: their messages, heartbeats
+ * included, are dropped. Many hosts behind one address is normal here (one-machine testbeds, NAT, several hosts on
+ * one container node), and no peer reaches gossipsub without passing the pnet handshake with the cluster key, so
+ * an address says nothing a connection has not already proven. The other penalties (broken promises, graft
+ * flooding, invalid messages) stay.
+ */
+const MESH_SCORE_PARAMS = { IPColocationFactorWeight: 0 } as const
+
+/**
+ * Inbound connection admission sized for a cluster, not for a public node. libp2p's defaults (5 connections per
+ * second per remote address, 10 handshakes pending) refuse most of a cluster that dials at once from one address
+ * (a testbed, NAT): every host redials a restarted host within the same second, and each joiner dials every member.
+ * 64 covers every host of the largest cluster pgmesh is measured at reconnecting in one second; the cost of a
+ * refused-too-late connection stays small because pnet fails a peer without the cluster key on its first bytes,
+ * before noise or any stream is set up.
+ */
+const MESH_CONNECTION_LIMITS = { inboundConnectionThreshold: 64, maxIncomingPendingConnections: 64 } as const
+
+/**
  * This host's libp2p node: TCP + pnet + noise + yamux, identify, ping and gossipsub. Small surface on purpose: the
  * rest of pgmesh sees framed protocol streams, pub/sub topics and "keep these peers connected".
  */
@@ -81,6 +102,7 @@ export class Mesh implements Startable {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionProtector: preSharedKey({ psk: options.clusterKey.toPsk() }),
+      connectionManager: MESH_CONNECTION_LIMITS,
       connectionGater: {
         // Loopback and private addresses are how hosts on one machine or one LAN find each other.
         denyDialMultiaddr: () => false,
@@ -92,7 +114,13 @@ export class Mesh implements Startable {
         ping: ping(),
         // StrictSign (gossipsub's default, stated so it stays): every message carries its author's signature and
         // unsigned ones are dropped, so handlers can authorize by `from`.
-        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, fallbackToFloodsub: false, globalSignaturePolicy: 'StrictSign' })
+        pubsub: gossipsub({
+          allowPublishToZeroTopicPeers: true,
+          emitSelf: false,
+          fallbackToFloodsub: false,
+          globalSignaturePolicy: 'StrictSign',
+          scoreParams: MESH_SCORE_PARAMS
+        })
       }
     })
     this.node = node

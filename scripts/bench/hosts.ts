@@ -1,0 +1,159 @@
+// Host-count benchmark (issue 18): 3, 10, 25 and 50 control-only daemons on this machine's loopback. For each size:
+// join time, time until every host sees every host healthy, change-to-visible latency p50/p99 (a change made on
+// host-1, applied on every other host), per-daemon CPU and RSS idle and while changes flow, and per-host messages and
+// bytes per second of heartbeats, document gossip and anti-entropy resync. Prints figures and ratios to the targets
+// (p99 < 50 ms at 3 hosts, < 250 ms at 10, < 1 s at 50). Not a test. BENCH_HOSTS=3,10 picks sizes.
+import { readFile } from 'node:fs/promises'
+import { cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
+import { type DaemonProcess, TestCluster, until } from '../../test/helpers/cluster.js'
+
+const SIZES = (process.env.BENCH_HOSTS ?? '3,10,25,50').split(',').map(Number)
+const CHANGES = Number(process.env.BENCH_CHANGES ?? 100)
+const GAP_MS = 50
+const IDLE_MS = 10_000
+const TARGET_P99_MS: Record<number, number> = { 3: 50, 10: 250, 50: 1000 }
+const CLOCK_TICKS = 100 // USER_HZ on Linux
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
+}
+
+/** CPU seconds (user + system) and RSS of one process, from /proc. */
+async function processUsage (pid: number | undefined): Promise<{ cpuSeconds: number, rssMb: number }> {
+  if (pid === undefined) return { cpuSeconds: Number.NaN, rssMb: Number.NaN }
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN)
+  return { cpuSeconds, rssMb: rssKb / 1024 }
+}
+
+const COUNTERS = {
+  heartbeatsSent: 'pgmesh_heartbeats_sent_total',
+  heartbeatBytesSent: 'pgmesh_heartbeat_bytes_sent_total',
+  heartbeatsReceived: 'pgmesh_heartbeats_received_total',
+  heartbeatBytesReceived: 'pgmesh_heartbeat_bytes_received_total',
+  gossipSent: 'pgmesh_gossip_changes_sent_total',
+  gossipReceived: 'pgmesh_gossip_changes_received_total',
+  syncMessagesSent: 'pgmesh_sync_messages_sent_total',
+  syncMessagesReceived: 'pgmesh_sync_messages_received_total',
+  syncBytesSent: 'pgmesh_sync_bytes_sent_total',
+  syncBytesReceived: 'pgmesh_sync_bytes_received_total'
+} as const
+type Counters = Record<keyof typeof COUNTERS, number>
+
+async function counters (d: DaemonProcess): Promise<Counters> {
+  const text = await (await fetch(`${d.url}/metrics`)).text()
+  const out: Partial<Counters> = {}
+  for (const [key, name] of Object.entries(COUNTERS)) {
+    out[key as keyof Counters] = Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN)
+  }
+  return out as Counters
+}
+
+interface Sample { at: number, usage: Array<{ cpuSeconds: number, rssMb: number }>, counters: Counters[] }
+
+async function sample (daemons: DaemonProcess[]): Promise<Sample> {
+  return {
+    at: performance.now(),
+    usage: await Promise.all(daemons.map(async d => await processUsage(d.pid))),
+    counters: await Promise.all(daemons.map(async d => await counters(d)))
+  }
+}
+
+/** Per-host averages between two samples: CPU % of one core, RSS, and per-second rates of every counter. */
+function between (a: Sample, b: Sample): { cpuPct: number, cpuPctMax: number, rssMb: number, rssMbMax: number, rates: Counters } {
+  const seconds = (b.at - a.at) / 1000
+  const cpu = b.usage.map((u, i) => 100 * (u.cpuSeconds - (a.usage[i]?.cpuSeconds ?? 0)) / seconds)
+  const rss = b.usage.map(u => u.rssMb)
+  const rates: Partial<Counters> = {}
+  for (const key of Object.keys(COUNTERS) as Array<keyof Counters>) {
+    const total = b.counters.reduce((sum, c, i) => sum + c[key] - (a.counters[i]?.[key] ?? 0), 0)
+    rates[key] = total / b.counters.length / seconds
+  }
+  const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length
+  return { cpuPct: mean(cpu), cpuPctMax: Math.max(...cpu), rssMb: mean(rss), rssMbMax: Math.max(...rss), rates: rates as Counters }
+}
+
+async function latencies (logFile: string, entityPrefix: string): Promise<number[]> {
+  const out: number[] = []
+  for (const line of (await readFile(logFile, 'utf8')).split('\n')) {
+    if (!line.includes('remote change applied') || !line.includes(entityPrefix)) continue
+    try {
+      const rec = JSON.parse(line) as { latency_ms?: number, entity?: string }
+      if (typeof rec.latency_ms === 'number' && rec.entity?.startsWith(entityPrefix) === true) out.push(rec.latency_ms)
+    } catch { /* not a log line */ }
+  }
+  return out
+}
+
+async function unhealthyCount (daemons: DaemonProcess[]): Promise<number> {
+  let count = 0
+  for (const d of daemons) {
+    const res = await d.get<{ hosts: Array<{ status: { state: string } }> }>('/v1/hosts')
+    count += daemons.length - res.body.hosts.filter(h => h.status.state === 'healthy').length
+  }
+  return count
+}
+
+const fmt = (n: number, digits = 1): string => n.toFixed(digits)
+
+async function run (hosts: number): Promise<void> {
+  const cluster = await TestCluster.create(`bench-hosts-${hosts}`, { reconcile: false })
+  try {
+    const load0 = loadavg()[0] ?? 0
+    const t0 = performance.now()
+    const daemons = await cluster.initAndJoin(hosts, i => ({ logFile: join(cluster.root, `host-${i}.log`), logLevel: 'debug' }))
+    const joinSeconds = (performance.now() - t0) / 1000
+    const t1 = performance.now()
+    await until(`${hosts} hosts healthy everywhere`, async () => await unhealthyCount(daemons) === 0, 120_000, 500)
+    const healthySeconds = (performance.now() - t1) / 1000
+
+    const idleStart = await sample(daemons)
+    await new Promise(resolve => setTimeout(resolve, IDLE_MS))
+    const idle = between(idleStart, await sample(daemons))
+
+    const writer = daemons[0]
+    const last = daemons.at(-1)
+    if (writer === undefined || last === undefined) throw new Error('no hosts')
+    const busyStart = await sample(daemons)
+    for (let i = 0; i < CHANGES; i++) {
+      const res = await writer.post('/v1/databases', { id: `lat-${i}`, spec: { database_name: `app_${i}`, nodes: [{ name: 'n1', host_ids: ['host-1'] }] } })
+      if (res.status !== 200) throw new Error(JSON.stringify(res.body))
+      await new Promise(resolve => setTimeout(resolve, GAP_MS))
+    }
+    await until('last change everywhere', async () => {
+      for (const d of daemons) if ((await d.get(`/v1/databases/lat-${CHANGES - 1}`)).status !== 200) return false
+      return true
+    }, 60_000, 200)
+    const busyEnd = await sample(daemons)
+    const busy = between(busyStart, busyEnd)
+    const changesPerSecond = CHANGES / ((busyEnd.at - busyStart.at) / 1000)
+    await new Promise(resolve => setTimeout(resolve, 500)) // log lines flushed
+    const all = (await Promise.all(daemons.slice(1).map(async (_, i) => await latencies(join(cluster.root, `host-${i + 2}.log`), 'lat-'))))
+      .flat().sort((a, b) => a - b)
+    const p50 = percentile(all, 0.5)
+    const p99 = percentile(all, 0.99)
+    const target = TARGET_P99_MS[hosts]
+    const r = idle.rates
+    console.log(`--- ${hosts} hosts (load average ${fmt(load0, 2)} at start, ${fmt(loadavg()[0] ?? 0, 2)} at end, ${cpus().length} cores)`)
+    console.log(`  join ${fmt(joinSeconds)} s for ${hosts - 1} joins (${fmt(joinSeconds / Math.max(1, hosts - 1), 2)} s each); all healthy everywhere ${fmt(healthySeconds)} s later`)
+    console.log(`  change-to-visible: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms, max ${fmt(all.at(-1) ?? Number.NaN)} ms over ${all.length} arrivals (expected ${CHANGES * (hosts - 1)})` +
+      (target === undefined ? '' : `; p99 ${fmt(p99 / target, 2)}× the ${target} ms target`))
+    console.log(`  per daemon idle: CPU ${fmt(idle.cpuPct)}% of a core (max ${fmt(idle.cpuPctMax)}%), RSS ${fmt(idle.rssMb)} MB (max ${fmt(idle.rssMbMax)} MB)`)
+    console.log(`  per daemon with ${fmt(changesPerSecond)} changes/s: CPU ${fmt(busy.cpuPct)}% (max ${fmt(busy.cpuPctMax)}%), RSS ${fmt(busy.rssMb)} MB (max ${fmt(busy.rssMbMax)} MB)`)
+    console.log(`  per host per second, idle: heartbeats sent ${fmt(r.heartbeatsSent, 2)} (${fmt(r.heartbeatBytesSent, 0)} B), received ${fmt(r.heartbeatsReceived, 1)} (${fmt(r.heartbeatBytesReceived, 0)} B, ${fmt(r.heartbeatsReceived / Math.max(1, hosts - 1), 2)} per other host); ` +
+      `resync ${fmt(r.syncMessagesSent, 2)} msgs sent (${fmt(r.syncBytesSent, 0)} B), ${fmt(r.syncMessagesReceived, 2)} received (${fmt(r.syncBytesReceived, 0)} B)`)
+    const b = busy.rates
+    console.log(`  per host per second, changing: gossip ${fmt(b.gossipSent, 2)} changes sent, ${fmt(b.gossipReceived, 2)} received; ` +
+      `resync ${fmt(b.syncMessagesSent, 2)} msgs sent (${fmt(b.syncBytesSent, 0)} B), ${fmt(b.syncMessagesReceived, 2)} received (${fmt(b.syncBytesReceived, 0)} B); ` +
+      `${fmt(b.syncMessagesReceived / changesPerSecond, 2)} sync msgs and ${fmt(b.syncBytesReceived / changesPerSecond, 0)} B received per host per change`)
+  } finally {
+    await cluster.destroy()
+  }
+}
+
+for (const hosts of SIZES) await run(hosts)
