@@ -7,7 +7,7 @@ import { Mesh } from './mesh.js'
 
 const logger = pino({ level: 'silent' })
 // Past the cliff: with gossipsub's default IP colocation penalty, 15 peers on one address score -5·(15-10)² = -125,
-// below the graylist (-80), and their heartbeats are dropped. test/mesh-scale.test.ts checks 25 real daemons.
+// below the graylist (-80), and their heartbeats are dropped. scripts/bench/hosts.ts runs 25 and 50 real daemons.
 const HOSTS = 16
 
 describe(`${HOSTS} hosts on one address (loopback), in one process`, () => {
