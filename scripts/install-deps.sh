@@ -9,10 +9,15 @@
 # today get that one, so the tests must run on it too (15.19 added `output_plugin_libraries`, which broke every
 # logical-replication output plugin not listed in it). Set PGMESH_SKIP_APT_UPDATE=1 to use the package lists as they
 # are (offline machines); otherwise the lists are refreshed once per run.
+# `install-deps.sh bench` adds the peers the benchmarks compare with: Patroni and etcd (bench:patroni). Debian's
+# etcd package starts its service where systemd runs; the bench runs its own etcd and Patroni on other ports.
 set -eu
 
 PACKAGES="postgresql-15 postgresql-client-15 postgresql-15-pglogical postgresql-contrib pgbackrest docker.io mmdebstrap iproute2
   procps chromium"
+if [ "${1:-}" = bench ]; then
+  PACKAGES="$PACKAGES patroni etcd-server"
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get needs it)" >&2
