@@ -36,24 +36,18 @@ async function taskLog (d: DaemonProcess, db: string, taskId: string): Promise<s
 }
 
 async function sql<T = any> (d: DaemonProcess, db: string, node: string, text: string): Promise<T[]> {
-  const instances = (await d.get(`/v1/databases/${db}`)).body.instances as Instance[]
-  const info = instances.find(i => i.node_name === node)?.connection_info
-  if (info === undefined) throw new Error(`no instance of ${node}`)
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: db })
-  client.on('error', () => {})
-  await client.connect()
-  try {
-    return (await client.query(text)).rows as T[]
-  } finally {
-    await client.end().catch(() => {})
-  }
+  return await sqlWhere(d, db, i => i.node_name === node, `no instance of ${node}`, text)
 }
 
 /** On one host's instance (a node with a replica has two). */
 async function sqlOn<T = any> (d: DaemonProcess, db: string, hostId: string, text: string): Promise<T[]> {
+  return await sqlWhere(d, db, i => i.host_id === hostId, `no instance on ${hostId}`, text)
+}
+
+async function sqlWhere<T> (d: DaemonProcess, db: string, which: (i: Instance) => boolean, missing: string, text: string): Promise<T[]> {
   const instances = (await d.get(`/v1/databases/${db}`)).body.instances as Instance[]
-  const info = instances.find(i => i.host_id === hostId)?.connection_info
-  if (info === undefined) throw new Error(`no instance on ${hostId}`)
+  const info = instances.find(which)?.connection_info
+  if (info === undefined) throw new Error(missing)
   const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: db })
   client.on('error', () => {})
   await client.connect()

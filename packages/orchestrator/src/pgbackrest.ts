@@ -74,15 +74,21 @@ function repositoryLines (repo: BackupRepositorySpec, n: number, backup: Pick<In
 
 /** The instance's pgBackRest config file: every repository, and how pgBackRest reaches this server. */
 export function renderPgbackrestConf (backup: InstanceBackup, paths: PgbackrestPaths): string {
+  return renderConf('# Written by pgmesh; edits are overwritten. Holds repository keys: keep it 0600.', ['start-fast=y'],
+    backup.repositories.flatMap((repo, i) => repositoryLines(repo, i + 1, backup)), paths)
+}
+
+/** A config file: its global section (logs, locks, the repositories) and the stanza of this server. */
+function renderConf (header: string, globalOptions: string[], repositories: string[], paths: PgbackrestPaths): string {
   const lines = [
-    '# Written by pgmesh; edits are overwritten. Holds repository keys: keep it 0600.',
+    header,
     '[global]',
-    'start-fast=y',
+    ...globalOptions,
     'log-level-console=info',
     'log-level-file=info',
     line('log-path', paths.logDir),
     line('lock-path', paths.lockDir),
-    ...backup.repositories.flatMap((repo, i) => repositoryLines(repo, i + 1, backup)),
+    ...repositories,
     '',
     `[${STANZA}]`,
     line('pg1-path', paths.pgdata),
@@ -130,22 +136,8 @@ export function backupArgs (configFile: string, run: BackupRun): string[] {
  * server has been promoted.
  */
 export function renderRestoreConf (restore: InstanceRestore, paths: PgbackrestPaths): string {
-  const lines = [
-    '# Written by pgmesh for a restore; removed once it is done. Holds repository keys: keep it 0600.',
-    '[global]',
-    'log-level-console=info',
-    'log-level-file=info',
-    line('log-path', paths.logDir),
-    line('lock-path', paths.lockDir),
-    ...repositoryLines(restore.repository, 1, { databaseId: restore.sourceDatabaseId, nodeName: restore.sourceNodeName }, false),
-    '',
-    `[${STANZA}]`,
-    line('pg1-path', paths.pgdata),
-    line('pg1-socket-path', paths.socketDir),
-    line('pg1-port', paths.port),
-    line('pg1-user', SYSTEM_SUPERUSER)
-  ]
-  return lines.join('\n') + '\n'
+  return renderConf('# Written by pgmesh for a restore; removed once it is done. Holds repository keys: keep it 0600.', [],
+    repositoryLines(restore.repository, 1, { databaseId: restore.sourceDatabaseId, nodeName: restore.sourceNodeName }, false), paths)
 }
 
 /** Recovery-target types pgBackRest takes, for which the anchor adds `--target-action=promote` when none is given. */

@@ -3,6 +3,7 @@ import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import { readDesired } from './desired.js'
+import { PeriodicPass } from './periodic-pass.js'
 
 export interface BackupRunnerDeps {
   host: ReconcilerHost
@@ -26,31 +27,23 @@ export interface BackupRunnerDeps {
  * failover say, is taken once when one can).
  */
 export class BackupRunner implements Startable {
-  private timer: NodeJS.Timeout | undefined
   /** Backups running in this process, by task id, with what stops them. */
   private readonly running = new Map<string, AbortController>()
   /** Nodes (`<db>/<node>`) with a backup running here. */
   private readonly busyNodes = new Set<string>()
-  private ticking = false
-  private readonly work = new Set<Promise<void>>()
 
-  constructor (private readonly deps: BackupRunnerDeps) {}
+  private readonly passes: PeriodicPass
+
+  constructor (private readonly deps: BackupRunnerDeps) {
+    this.passes = new PeriodicPass(async () => { await this.pass() }, deps.tickMs ?? 1000, deps.logger, 'backup')
+  }
 
   async start (): Promise<void> {
-    this.timer = setInterval(() => { this.tick() }, this.deps.tickMs ?? 1000)
-    this.timer.unref()
+    this.passes.start()
   }
 
   async stop (): Promise<void> {
-    clearInterval(this.timer)
-    this.timer = undefined
-    await Promise.allSettled([...this.work])
-  }
-
-  private tick (): void {
-    if (this.ticking) return
-    this.ticking = true
-    this.pass().catch((err: unknown) => { this.deps.logger.warn({ err }, 'backup pass failed') }).finally(() => { this.ticking = false })
+    await this.passes.stop()
   }
 
   /** One look at every node this host runs the primary of (tests call it directly). */
@@ -94,9 +87,8 @@ export class BackupRunner implements Startable {
         this.busyNodes.add(key)
         const job = this.run(db.id, primary.instanceId, next).finally(() => {
           this.busyNodes.delete(key)
-          this.work.delete(job)
         })
-        this.work.add(job)
+        this.passes.track(job)
       }
     }
   }

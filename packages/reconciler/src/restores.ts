@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import type { AppliedStore } from './applied-store.js'
 import type { ReconcilerHost } from './deps.js'
 import { readDesired } from './desired.js'
+import { PeriodicPass } from './periodic-pass.js'
 
 /** How long a node restore waits for its replicas to go and for the other nodes to stop replicating with it. */
 const DETACH_TIMEOUT_MS = 5 * 60_000
@@ -31,30 +32,22 @@ export interface RestoreRunnerDeps {
  * the start.
  */
 export class RestoreRunner implements Startable {
-  private timer: NodeJS.Timeout | undefined
-  private ticking = false
   /** Node restores running in this process, by task id. */
   private readonly running = new Map<string, AbortController>()
-  private readonly work = new Set<Promise<void>>()
 
-  constructor (private readonly deps: RestoreRunnerDeps) {}
+  private readonly passes: PeriodicPass
+
+  constructor (private readonly deps: RestoreRunnerDeps) {
+    this.passes = new PeriodicPass(async () => { await this.pass() }, deps.tickMs ?? 1000, deps.logger, 'restore')
+  }
 
   async start (): Promise<void> {
-    this.timer = setInterval(() => { this.tick() }, this.deps.tickMs ?? 1000)
-    this.timer.unref()
+    this.passes.start()
   }
 
   async stop (): Promise<void> {
-    clearInterval(this.timer)
-    this.timer = undefined
     for (const stop of this.running.values()) stop.abort()
-    await Promise.allSettled([...this.work])
-  }
-
-  private tick (): void {
-    if (this.ticking) return
-    this.ticking = true
-    this.pass().catch((err: unknown) => { this.deps.logger.warn({ err }, 'restore pass failed') }).finally(() => { this.ticking = false })
+    await this.passes.stop()
   }
 
   /** One look at every database with node restores under way (tests call it directly). */
@@ -76,9 +69,8 @@ export class RestoreRunner implements Startable {
         this.running.set(request.task_id, stop)
         const job = this.run(db.id, db.spec.database_name, primary.instanceId, pending, stop.signal).finally(() => {
           this.running.delete(request.task_id)
-          this.work.delete(job)
         })
-        this.work.add(job)
+        this.passes.track(job)
       }
     }
   }
