@@ -202,7 +202,7 @@ describe('the web console with a conflict from a partition', () => {
     await page.locator('#history-form tbody tr').last().locator('input[name="from"]').check()
     await page.locator('#history-form tbody tr').first().locator('input[name="to"]').check()
     await page.getByRole('button', { name: 'Show the difference' }).click()
-    await expect.poll(async () => await page.locator('#diff').textContent()).toContain('spec.postgresql_conf.work_mem')
+    await expect.poll(async () => await page.locator('#diff').textContent(), { timeout: 10_000 }).toContain('spec.postgresql_conf.work_mem')
     await shot(page, 'history-diff')
   }, 60_000)
 })

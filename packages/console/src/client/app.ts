@@ -182,10 +182,26 @@ async function render (navigated = false): Promise<void> {
   }
 }
 
-/** Swaps the page's content, keeping focus on the element of the same id (keyboard users keep their place). */
+/**
+ * Swaps the page's content, keeping focus on the element of the same id (keyboard users keep their place), and a
+ * comparison the user set up in the history (the versions picked, the difference shown): live updates re-render the
+ * page while they read it.
+ */
 function paint (html: string): void {
   const focusedId = document.activeElement?.id
+  const picked = main.querySelector('#history-form[data-picked="true"]') === null
+    ? []
+    : [...main.querySelectorAll<HTMLInputElement>('#history-form input[type="radio"]:checked')].map(input => ({ name: input.name, value: input.value }))
+  const shown = document.getElementById('diff')?.innerHTML ?? ''
   main.innerHTML = html
+  const inputs = [...main.querySelectorAll<HTMLInputElement>('#history-form input[type="radio"]')]
+  for (const { name, value } of picked) {
+    const input = inputs.find(i => i.name === name && i.value === value)
+    if (input !== undefined) input.checked = true
+  }
+  if (picked.length > 0) (document.getElementById('history-form') as HTMLFormElement | null)?.setAttribute('data-picked', 'true')
+  const diff = document.getElementById('diff')
+  if (diff !== null && shown !== '') diff.innerHTML = shown
   if (focusedId !== undefined && focusedId !== '') document.getElementById(focusedId)?.focus()
 }
 
@@ -395,6 +411,7 @@ function wireDatabasePage (db: Json): void {
     })()
   })
   const history = document.getElementById('history-form') as HTMLFormElement | null
+  history?.addEventListener('change', () => { history.dataset.picked = 'true' })
   history?.addEventListener('submit', (e) => {
     e.preventDefault()
     void (async () => {
