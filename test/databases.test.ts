@@ -139,7 +139,7 @@ describe('a three-node database on three hosts', () => {
     for (const c of clients) expect((await c.query('SHOW max_connections')).rows[0].max_connections).toBe('150')
     const afterRestart = await Promise.all(clients.map(async c => (await c.query('SELECT pg_postmaster_start_time()::text AS t')).rows[0].t as string))
     afterRestart.forEach((t, i) => { expect(t).not.toBe(before[i]) })
-  })
+  }, 200_000) // two tasks, the second a rolling restart of three nodes: waitTask's own bound (and its log) comes first
 
   it("changes a user's password on every node", async () => {
     const [, h2] = hosts as [DaemonProcess, DaemonProcess]
