@@ -5,10 +5,9 @@ import { execFile } from 'node:child_process'
 import { chown, mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli } from './helpers/cli.js'
-import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
+import { type DaemonProcess, TestCluster, queryInstance, until } from './helpers/cluster.js'
 import { ok, updateSpec } from './helpers/specs.js'
 
 const exec = promisify(execFile)
@@ -39,16 +38,7 @@ async function instances (d: DaemonProcess): Promise<Instance[]> {
 }
 
 async function sql<T = any> (d: DaemonProcess, hostId: string, text: string): Promise<T[]> {
-  const info = (await instances(d)).find(i => i.host_id === hostId)?.connection_info
-  if (info === undefined) throw new Error(`no instance on ${hostId}`)
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: 'bk' })
-  client.on('error', () => {})
-  await client.connect()
-  try {
-    return (await client.query(text)).rows as T[]
-  } finally {
-    await client.end().catch(() => {})
-  }
+  return await queryInstance(d, 'bk', i => i.host_id === hostId, { user: 'admin', password: PASSWORD }, text)
 }
 
 /** host-1's instance's pgBackRest config file. */

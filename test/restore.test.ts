@@ -6,10 +6,9 @@ import { execFile } from 'node:child_process'
 import { chown, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli } from './helpers/cli.js'
-import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
+import { type DaemonProcess, TestCluster, queryInstance, until } from './helpers/cluster.js'
 import { ok } from './helpers/specs.js'
 
 const exec = promisify(execFile)
@@ -36,27 +35,14 @@ async function taskLog (d: DaemonProcess, db: string, taskId: string): Promise<s
 }
 
 async function sql<T = any> (d: DaemonProcess, db: string, node: string, text: string): Promise<T[]> {
-  return await sqlWhere(d, db, i => i.node_name === node, `no instance of ${node}`, text)
+  return await queryInstance(d, db, i => i.node_name === node, { user: 'admin', password: PASSWORD }, text)
 }
 
 /** On one host's instance (a node with a replica has two). */
 async function sqlOn<T = any> (d: DaemonProcess, db: string, hostId: string, text: string): Promise<T[]> {
-  return await sqlWhere(d, db, i => i.host_id === hostId, `no instance on ${hostId}`, text)
+  return await queryInstance(d, db, i => i.host_id === hostId, { user: 'admin', password: PASSWORD }, text)
 }
 
-async function sqlWhere<T> (d: DaemonProcess, db: string, which: (i: Instance) => boolean, missing: string, text: string): Promise<T[]> {
-  const instances = (await d.get(`/v1/databases/${db}`)).body.instances as Instance[]
-  const info = instances.find(which)?.connection_info
-  if (info === undefined) throw new Error(missing)
-  const client = new pg.Client({ host: info.addresses[0], port: info.port, user: 'admin', password: PASSWORD, database: db })
-  client.on('error', () => {})
-  await client.connect()
-  try {
-    return (await client.query(text)).rows as T[]
-  } finally {
-    await client.end().catch(() => {})
-  }
-}
 
 async function ids (d: DaemonProcess, db: string, node: string): Promise<number[]> {
   return (await sql<{ id: number }>(d, db, node, 'SELECT id FROM items ORDER BY id')).map(r => r.id)

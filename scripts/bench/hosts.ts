@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { type DaemonProcess, TestCluster, until } from '../../test/helpers/cluster.js'
+import { type DaemonProcess, TestCluster, remoteChangeLatencies, until } from '../../test/helpers/cluster.js'
 
 const SIZES = (process.env.BENCH_HOSTS ?? '3,10,25,50').split(',').map(Number)
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 100)
@@ -78,18 +78,6 @@ function between (a: Sample, b: Sample): { cpuPct: number, cpuPctMax: number, rs
   return { cpuPct: mean(cpu), cpuPctMax: Math.max(...cpu), rssMb: mean(rss), rssMbMax: Math.max(...rss), rates: rates as Counters }
 }
 
-async function latencies (logFile: string, entityPrefix: string): Promise<number[]> {
-  const out: number[] = []
-  for (const line of (await readFile(logFile, 'utf8')).split('\n')) {
-    if (!line.includes('remote change applied') || !line.includes(entityPrefix)) continue
-    try {
-      const rec = JSON.parse(line) as { latency_ms?: number, entity?: string }
-      if (typeof rec.latency_ms === 'number' && rec.entity?.startsWith(entityPrefix) === true) out.push(rec.latency_ms)
-    } catch { /* not a log line */ }
-  }
-  return out
-}
-
 async function unhealthyCount (daemons: DaemonProcess[]): Promise<number> {
   let count = 0
   for (const d of daemons) {
@@ -133,7 +121,7 @@ async function run (hosts: number): Promise<void> {
     const busy = between(busyStart, busyEnd)
     const changesPerSecond = CHANGES / ((busyEnd.at - busyStart.at) / 1000)
     await new Promise(resolve => setTimeout(resolve, 500)) // log lines flushed
-    const all = (await Promise.all(daemons.slice(1).map(async (_, i) => await latencies(join(cluster.root, `host-${i + 2}.log`), 'lat-'))))
+    const all = (await Promise.all(daemons.slice(1).map(async (_, i) => remoteChangeLatencies(await readFile(join(cluster.root, `host-${i + 2}.log`), 'utf8'), 'lat-'))))
       .flat().sort((a, b) => a - b)
     const p50 = percentile(all, 0.5)
     const p99 = percentile(all, 0.99)

@@ -1,6 +1,6 @@
 // Mesh benchmark (issue 2): change-to-visible latency on 3 and 10 hosts, join-to-converged with 1,000 databases,
 // RSS per daemon idle and holding those 1,000. Prints figures and their ratio to the targets; not a test.
-import { type DaemonProcess, TestCluster, until } from '../../test/helpers/cluster.js'
+import { type DaemonProcess, TestCluster, remoteChangeLatencies, until } from '../../test/helpers/cluster.js'
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 200)
 const GAP_MS = 20
@@ -8,18 +8,6 @@ const GAP_MS = 20
 function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
-}
-
-function latencies (d: DaemonProcess, entityPrefix: string): number[] {
-  const out: number[] = []
-  for (const line of d.output.split('\n')) {
-    if (!line.includes('remote change applied') || !line.includes(entityPrefix)) continue
-    try {
-      const rec = JSON.parse(line) as { latency_ms?: number, entity?: string }
-      if (typeof rec.latency_ms === 'number' && rec.entity?.startsWith(entityPrefix) === true) out.push(rec.latency_ms)
-    } catch { /* not a log line */ }
-  }
-  return out
 }
 
 async function rssMb (d: DaemonProcess): Promise<number> {
@@ -57,7 +45,7 @@ async function latencyRun (hosts: number): Promise<{ p50: number, p99: number, m
     if (last === undefined) throw new Error('no hosts')
     await until('last change everywhere', async () => (await last.get(`/v1/databases/lat-${CHANGES - 1}`)).status === 200, 10_000)
     await new Promise(r => setTimeout(r, 300))
-    const all = daemons.slice(1).flatMap(d => latencies(d, 'lat-')).sort((a, b) => a - b)
+    const all = daemons.slice(1).flatMap(d => remoteChangeLatencies(d.output, 'lat-')).sort((a, b) => a - b)
     return { p50: percentile(all, 0.5), p99: percentile(all, 0.99), max: all.at(-1) ?? Number.NaN, n: all.length }
   } finally {
     await cluster.destroy()

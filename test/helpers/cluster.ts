@@ -6,6 +6,7 @@ import { get as httpsGet } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
+import pg from 'pg'
 
 const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/dist/main.js')
 
@@ -273,4 +274,36 @@ export async function killProcessGroupsOf (path: string): Promise<void> {
     }
     await new Promise(r => setTimeout(r, 100))
   }
+}
+
+interface ListedInstance { node_name: string, host_id: string, connection_info?: { addresses: string[], port: number } }
+
+/** Runs `text` on the instance of `databaseId` that `which` picks, as a user of the database's spec. */
+export async function queryInstance<T = any> (
+  d: DaemonProcess, databaseId: string, which: (i: ListedInstance) => boolean, login: { user: string, password: string }, text: string
+): Promise<T[]> {
+  const instances = (await d.get<{ instances: ListedInstance[] }>(`/v1/databases/${databaseId}`)).body.instances
+  const info = instances.find(which)?.connection_info
+  if (info === undefined) throw new Error(`no such instance of ${databaseId}`)
+  const client = new pg.Client({ host: info.addresses[0], port: info.port, ...login, database: databaseId })
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    return (await client.query(text)).rows as T[]
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+/** The change-to-visible latencies (ms) a daemon's log records for remote changes whose entity starts with `entityPrefix`. */
+export function remoteChangeLatencies (log: string, entityPrefix: string): number[] {
+  const out: number[] = []
+  for (const line of log.split('\n')) {
+    if (!line.includes('remote change applied') || !line.includes(entityPrefix)) continue
+    try {
+      const rec = JSON.parse(line) as { latency_ms?: number, entity?: string }
+      if (typeof rec.latency_ms === 'number' && rec.entity?.startsWith(entityPrefix) === true) out.push(rec.latency_ms)
+    } catch { /* not a log line */ }
+  }
+  return out
 }
