@@ -52,9 +52,21 @@ describe('the web console with real databases', () => {
   it('paints the overview with three healthy hosts, fast and small', async () => {
     const started = Date.now()
     await page.goto(`${h1.url}/ui#/`)
-    const firstPaint = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime)
     await page.locator('tr[data-host] .host-state .state-healthy').nth(2).waitFor({ timeout: 10_000 })
     const hostsShown = Date.now() - started
+    // Read the paint entry through a buffered observer: on a loaded machine it is recorded after the load event,
+    // and an entry looked up by name at that moment is not there yet.
+    const firstPaint = await page.evaluate(async () => await new Promise<number | undefined>(resolve => {
+      const timer = setTimeout(() => resolve(undefined), 10_000)
+      new PerformanceObserver((list, observer) => {
+        const entry = list.getEntriesByName('first-contentful-paint')[0]
+        if (entry === undefined) return
+        clearTimeout(timer)
+        observer.disconnect()
+        resolve(entry.startTime)
+        // Node's types for PerformanceObserver are in scope here, and they do not know the browser's 'paint' entries.
+      }).observe({ type: 'paint' as 'mark', buffered: true })
+    }))
     expect(await page.locator('tr[data-host]').count()).toBe(3)
     expect(await page.locator('tr[data-host] .state-healthy').count()).toBe(3)
     await expect.poll(async () => await page.locator('#talking-to').textContent()).toBe('talking to host-1')
