@@ -316,18 +316,24 @@ export class Databases {
   }
 
   /**
-   * Backups run on process hosts only so far: a node with backup_config placed on a Swarm host is refused, so nobody
-   * believes a database backed up that is not.
+   * On a Swarm host a posix or cifs repository must be on a host path the container mounts (extra_volumes): written
+   * inside the container it would go with the container. Restores run on process hosts only so far: a new node made
+   * from a backup on a Swarm host is refused, so nobody believes it holds the backup's data.
    */
   private backupIssues (spec: DatabaseSpec, previous?: DatabaseSpec): Issue[] {
     const hosts = this.ctx.state.doc.hosts ?? {}
     const issues: Issue[] = []
     spec.nodes.forEach((node, i) => {
-      if ((node.backup_config ?? spec.backup_config) === undefined) return
-      const swarm = node.host_ids.filter(h => hosts[h]?.orchestrator === 'swarm')
-      if (swarm.length === 0) return
-      const path = node.backup_config !== undefined ? `nodes[${i}].backup_config` : 'backup_config'
-      issues.push({ path, message: `backups are not supported on Swarm hosts yet (node ${node.name} is on ${swarm.join(', ')}): remove backup_config or place the node on process hosts` })
+      const config = node.backup_config ?? spec.backup_config
+      if (config === undefined || !node.host_ids.some(h => hosts[h]?.orchestrator === 'swarm')) return
+      const mounted = ((node.orchestrator_opts ?? spec.orchestrator_opts)?.swarm?.extra_volumes ?? []).map(v => v.destination_path.replace(/\/+$/, ''))
+      config.repositories.forEach((repo, j) => {
+        if (repo.type !== 'posix' && repo.type !== 'cifs') return
+        const base = (repo.base_path ?? '').replace(/\/+$/, '')
+        if (mounted.some(m => base === m || base.startsWith(`${m}/`))) return
+        const path = `${node.backup_config !== undefined ? `nodes[${i}].backup_config` : 'backup_config'}.repositories[${j}].base_path`
+        issues.push({ path, message: `node ${node.name} runs on Swarm: the ${repo.type} repository must be on a host path mounted into its containers (orchestrator_opts.swarm.extra_volumes with a destination_path containing ${repo.base_path ?? '/'}), or it would be written inside the container and lost with it` })
+      })
     })
     spec.nodes.forEach((node, i) => {
       // A Swarm host would initdb instead: nobody may believe such a node holds the backup's data. Only new nodes

@@ -50,6 +50,12 @@ export class Restores {
       else if (targets.indexOf(name) !== i) issues.push({ path: `target_nodes[${i}]`, message: 'target nodes must be unique' })
     })
     if (targets.length === 0) issues.push({ path: 'target_nodes', message: 'at least one node' })
+    // Before anything is detached or stopped: a Swarm host's orchestrator cannot restore yet.
+    const hosts = this.ctx.state.doc.hosts ?? {}
+    targets.forEach((name, i) => {
+      const swarm = opened.nodes.find(n => n.name === name)?.host_ids.filter(h => hosts[h]?.orchestrator === 'swarm') ?? []
+      if (swarm.length > 0) issues.push({ path: body.target_nodes === undefined ? 'restore_config' : `target_nodes[${i}]`, message: `in-place restores are not supported on Swarm hosts yet (node ${name} is on ${swarm.join(', ')})` })
+    })
     if (issues.length > 0) throw invalidInput(issues)
     const spec = withoutBackups(opened, new Set(targets))
     const sealed = sealSecrets({ restore_config: body.restore_config }, this.ctx.dataKey()).restore_config as Record<string, unknown>

@@ -3,7 +3,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { InstanceSpec } from '@pgmesh/model'
 import {
-  changedSettings, type ConfigChange, desiredSettings, type InstanceRecord, renderHba, renderIdent, renderManagedConf,
+  archiveCommand, changedSettings, type ConfigChange, desiredSettings, type InstanceRecord, renderHba, renderIdent, renderManagedConf,
   type ReplicationLibrary
 } from '@pgmesh/orchestrator'
 import { CONTAINER_PATHS } from './task-spec.js'
@@ -24,6 +24,7 @@ export async function writeConfigFiles (
   const settings = desiredSettings({
     spec: { instanceId: spec.instanceId, listenAddresses: ['*'], ...(spec.postgresqlConf === undefined ? {} : { postgresqlConf: spec.postgresqlConf }) },
     port: state.port, socketDir: CONTAINER_PATHS.socket, logDir: CONTAINER_PATHS.log, library, serverParameters,
+    ...(spec.backup === undefined ? {} : { archiveCommand: archiveCommand('/usr/bin/pgbackrest', CONTAINER_PATHS.pgbackrestConf) }),
     ...(state.standbyOf === undefined ? {} : { standbyOf: state.standbyOf })
   })
   const conf = renderManagedConf(settings) +

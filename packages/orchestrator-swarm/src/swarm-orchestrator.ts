@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type InstanceSpec, InvalidInputError } from '@pgmesh/model'
+import { type BackupRun, type InstanceSpec, InvalidInputError, NotFoundError } from '@pgmesh/model'
 import {
   type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, dropReplicaSlot, followPrimary, type InstanceEvent,
   InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord,
@@ -9,6 +9,7 @@ import {
 } from '@pgmesh/orchestrator'
 import Docker from 'dockerode'
 import type { Logger } from 'pino'
+import { backupIn, ensureStanzaIn, pgbackrestConfHash, writePgbackrestFiles } from './backups.js'
 import { cloneReplica } from './clone.js'
 import { writeConfigFiles } from './config-files.js'
 import { ImageParameters } from './image-parameters.js'
@@ -57,6 +58,8 @@ interface InstanceRecord extends BaseRecord {
   cloned?: boolean
   /** A deferred change of the task itself (image, port, labels): only an ensureInstance without deferRestart applies it. */
   pendingTask?: boolean
+  /** The pgBackRest config (hash) whose stanza was created and checked on this primary. */
+  stanzaChecked?: string
 }
 
 interface Paths { dir: string, data: string, configs: string, socket: string }
@@ -160,6 +163,7 @@ export class SwarmOrchestrator implements Orchestrator {
         state.scriptsDone = { postInit: true, postDatabaseCreate: true }
       }
       // Written now (a new container reads them at start); recorded as applied only once the server has them.
+      await writePgbackrestFiles(paths.data, spec, state.port)
       const configChange = await writeConfigFiles(paths.configs, spec, state, image.includes('spock') ? 'spock' : 'pglogical', serverParameters)
       await this.records.write(state)
 
@@ -174,7 +178,8 @@ export class SwarmOrchestrator implements Orchestrator {
         hostAddresses: spec.listenAddresses.filter(a => !['*', '0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'].includes(a)),
         dirs: { data: paths.data, configs: paths.configs, socket: paths.socket },
         network: await ensureNetwork(this.docker, state.databaseId, role),
-        extraLabels: spec.swarm?.extraLabels ?? {}
+        extraLabels: spec.swarm?.extraLabels ?? {},
+        ...(spec.swarm?.extraVolumes === undefined ? {} : { extraVolumes: spec.swarm.extraVolumes })
       }
       const deferRestart = spec.deferRestart === true
       // A running task whose spec changed is replaced (a restart) unless the restart is deferred.
@@ -209,8 +214,48 @@ export class SwarmOrchestrator implements Orchestrator {
       if (spec.database !== undefined && status.role === 'primary') {
         await setupPrimaryDatabase(state, spec.database, this.admin(paths, state), async r => { await this.records.write(r) })
       }
+      if (status.role === 'primary') await this.ensureStanza(paths, state, spec)
       return status
     })
+  }
+
+  /** One pgBackRest backup inside the primary's container (see Orchestrator.backup). */
+  async backup (instanceId: string, run: BackupRun, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+    const paths = this.paths(instanceId)
+    const containerId = await this.locks.run(instanceId, async () => {
+      const state = await this.records.read(instanceId)
+      if (state === undefined) throw new NotFoundError(`instance ${instanceId} not found`)
+      if (await pgbackrestConfHash(paths.data) === undefined) throw new InvalidInputError('backups are not configured for this database node')
+      // A replica promoted a moment ago may not have had its ensure yet: its stanza is checked first.
+      return await this.ensureStanza(paths, state, undefined)
+    })
+    // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
+    await backupIn(this.docker, containerId, run, onLine, signal)
+  }
+
+  /**
+   * On a primary with backups configured: the stanza created and checked once per config (both idempotent, so a new
+   * primary of the node runs them again). `spec` undefined: as configured now (a backup asks). Returns the running
+   * container.
+   */
+  private async ensureStanza (paths: Paths, state: InstanceRecord, spec: InstanceSpec | undefined): Promise<string> {
+    const running = (await instanceContainers(this.docker, state.instanceId)).find(c => c.State === 'running')
+    if (running === undefined) throw new Error(`instance ${state.instanceId} has no running container`)
+    const hash = await pgbackrestConfHash(paths.data)
+    if (hash === undefined || (spec !== undefined && spec.backup === undefined)) {
+      if (state.stanzaChecked !== undefined) {
+        delete state.stanzaChecked
+        await this.records.write(state)
+      }
+      return running.Id
+    }
+    if (state.stanzaChecked === hash) return running.Id
+    const started = Date.now()
+    await ensureStanzaIn(this.docker, running.Id, paths.data)
+    state.stanzaChecked = hash
+    await this.records.write(state)
+    this.log.info({ instanceId: state.instanceId, ms: Date.now() - started }, 'pgBackRest stanza created and checked')
+    return running.Id
   }
 
   private password (): string | undefined {

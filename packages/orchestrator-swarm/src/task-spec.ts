@@ -9,8 +9,15 @@ export const CONTAINER_PATHS = {
   configs: '/etc/pgmesh',
   socket: '/var/run/postgresql',
   /** The superuser's libpq password file (PGPASSFILE), in the data mount: written by the orchestrator, 0600. */
-  passfile: '/var/lib/pgmesh/data/pgpass'
+  passfile: '/var/lib/pgmesh/data/pgpass',
+  /** pgBackRest's config file (0600: it may hold repository keys) and lock directory, in the data mount. */
+  pgbackrestConf: '/var/lib/pgmesh/data/pgbackrest.conf',
+  pgbackrestLock: '/var/lib/pgmesh/data/pgbackrest-lock'
 } as const
+
+/** The names of those in the instance's data directory (host side). */
+export const PGBACKREST_CONF_NAME = 'pgbackrest.conf'
+export const PGBACKREST_LOCK_NAME = 'pgbackrest-lock'
 
 /** The password file's name in the instance's data directory (host side). */
 export const PASSFILE_NAME = 'pgpass'
@@ -22,7 +29,10 @@ AS="setpriv --reuid=postgres --regid=postgres --init-groups"
 mkdir -p ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
 chown postgres:postgres ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
 chmod 0700 ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.socket}
-if [ -f ${CONTAINER_PATHS.passfile} ]; then chown postgres:postgres ${CONTAINER_PATHS.passfile}; chmod 0600 ${CONTAINER_PATHS.passfile}; fi
+for file in ${CONTAINER_PATHS.passfile} ${CONTAINER_PATHS.pgbackrestConf}; do
+  if [ -f "$file" ]; then chown postgres:postgres "$file"; chmod 0600 "$file"; fi
+done
+if [ -d ${CONTAINER_PATHS.pgbackrestLock} ]; then chown postgres:postgres ${CONTAINER_PATHS.pgbackrestLock}; fi
 `
 
 /**
@@ -150,6 +160,17 @@ export interface TaskInput {
   dirs: { data: string, configs: string, socket: string }
   network: string
   extraLabels: Record<string, string>
+  /** Bind mounts of the spec's extra_volumes; absent when none (so tasks without them keep their spec hash). */
+  extraVolumes?: Array<{ hostPath: string, destinationPath: string }>
+}
+
+function mounts (input: TaskInput): Array<{ Type: 'bind', Source: string, Target: string, ReadOnly?: boolean }> {
+  return [
+    { Type: 'bind', Source: input.dirs.data, Target: CONTAINER_PATHS.data },
+    { Type: 'bind', Source: input.dirs.configs, Target: CONTAINER_PATHS.configs, ReadOnly: true },
+    { Type: 'bind', Source: input.dirs.socket, Target: CONTAINER_PATHS.socket },
+    ...(input.extraVolumes ?? []).map(v => ({ Type: 'bind' as const, Source: v.hostPath, Target: v.destinationPath }))
+  ]
 }
 
 export function serviceName (instanceId: string): string {
@@ -222,11 +243,7 @@ export function serviceSpec (input: TaskInput, nodeId: string, replicas: 0 | 1, 
         Env: env(input),
         User: 'root',
         Labels: { ...all, [LABELS.specHash]: specHash(input) },
-        Mounts: [
-          { Type: 'bind', Source: input.dirs.data, Target: CONTAINER_PATHS.data },
-          { Type: 'bind', Source: input.dirs.configs, Target: CONTAINER_PATHS.configs, ReadOnly: true },
-          { Type: 'bind', Source: input.dirs.socket, Target: CONTAINER_PATHS.socket }
-        ],
+        Mounts: mounts(input),
         StopSignal: 'SIGINT',
         StopGracePeriod: STOP_GRACE_SECONDS * SECOND_NS,
         CapabilityAdd: ['CAP_NET_ADMIN'],
@@ -265,11 +282,7 @@ export function containerSpec (input: TaskInput): Docker.ContainerCreateOptions 
     Healthcheck: { Test: healthTest(input), ...HEALTH },
     ExposedPorts: { [port]: {} },
     HostConfig: {
-      Mounts: [
-        { Type: 'bind', Source: input.dirs.data, Target: CONTAINER_PATHS.data },
-        { Type: 'bind', Source: input.dirs.configs, Target: CONTAINER_PATHS.configs, ReadOnly: true },
-        { Type: 'bind', Source: input.dirs.socket, Target: CONTAINER_PATHS.socket }
-      ],
+      Mounts: mounts(input),
       RestartPolicy: { Name: 'unless-stopped' },
       PortBindings: { [port]: [{ HostPort: String(input.port) }] },
       CapAdd: ['NET_ADMIN'],

@@ -157,11 +157,13 @@ function findObserved (cluster: readonly ObservedInstance[], id: string): Observ
 /** Only when set, so that instance specs (and their hashes) of databases without swarm options stay as they were. */
 function swarmOptions (opts: OrchestratorOpts | undefined): { swarm?: SwarmInstanceOptions } {
   const swarm = opts?.swarm
-  if (swarm?.image === undefined && swarm?.extra_labels === undefined) return {}
+  const volumes = swarm?.extra_volumes ?? []
+  if (swarm?.image === undefined && swarm?.extra_labels === undefined && volumes.length === 0) return {}
   return {
     swarm: {
-      ...(swarm.image === undefined ? {} : { image: swarm.image }),
-      ...(swarm.extra_labels === undefined ? {} : { extraLabels: swarm.extra_labels })
+      ...(swarm?.image === undefined ? {} : { image: swarm.image }),
+      ...(swarm?.extra_labels === undefined ? {} : { extraLabels: swarm.extra_labels }),
+      ...(volumes.length === 0 ? {} : { extraVolumes: volumes.map(v => ({ hostPath: v.host_path, destinationPath: v.destination_path })) })
     }
   }
 }

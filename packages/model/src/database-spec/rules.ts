@@ -313,6 +313,30 @@ function checkOrchestratorOpts (out: IssueList, opts: OrchestratorOpts | undefin
       out.add([...path, 'swarm', 'extra_labels', mapKey(key)], `labels starting with ${JSON.stringify(RESERVED_LABEL_PREFIX)} are reserved for system use`)
     }
   }
+  const destinations = new Set<string>()
+  ;(opts?.swarm?.extra_volumes ?? []).forEach((volume, j) => {
+    const volumePath = [...path, 'swarm', 'extra_volumes', j]
+    const hostProblem = mountPathProblem(volume.host_path)
+    if (hostProblem !== undefined) out.add([...volumePath, 'host_path'], hostProblem)
+    const destination = volume.destination_path.replace(/\/+$/, '')
+    const destinationProblem = mountPathProblem(volume.destination_path) ??
+      (CONTAINER_OWN_PATHS.some(own => destination === own || destination.startsWith(`${own}/`) || own.startsWith(`${destination}/`))
+        ? `must not be or contain one of the container's own paths (${CONTAINER_OWN_PATHS.join(', ')})`
+        : destinations.has(destination) ? 'duplicate destination path' : undefined)
+    if (destinationProblem !== undefined) out.add([...volumePath, 'destination_path'], destinationProblem)
+    destinations.add(destination)
+  })
+}
+
+/** Where the Swarm orchestrator mounts an instance's own data, configs and socket: no extra volume may hide them. */
+const CONTAINER_OWN_PATHS = ['/var/lib/pgmesh', '/etc/pgmesh', '/var/run/postgresql']
+
+function mountPathProblem (path: string): string | undefined {
+  if (!path.startsWith('/')) return 'must be an absolute path'
+  if (path.replace(/\/+$/, '') === '') return 'must not be /'
+  if (path.split('/').some(part => part === '..' || part === '.')) return 'must not contain . or .. segments'
+  if (/[\0\n]/.test(path)) return 'must not contain NUL or newlines'
+  return undefined
 }
 
 function checkService (

@@ -413,6 +413,27 @@ describe('validateSpec: cross-field rules', () => {
     })
   })
 
+  it('takes extra volumes with absolute paths that leave the container\'s own paths alone', () => {
+    const volumes = (extra_volumes: Array<{ host_path: string, destination_path: string }>): string =>
+      errorsOf(spec({ orchestrator_opts: { swarm: { extra_volumes } } }))
+    expect(volumes([{ host_path: '/srv/backups', destination_path: '/backups' }, { host_path: '/srv/x', destination_path: '/mnt/x/' }])).toBe('')
+    expect(volumes([
+      { host_path: 'relative', destination_path: '/var/lib/pgmesh/data' },
+      { host_path: '/', destination_path: '/var' },
+      { host_path: '/srv/../etc', destination_path: '/etc/pgmesh/x' },
+      { host_path: '/srv/a', destination_path: '/backups' },
+      { host_path: '/srv/b', destination_path: '/backups/' }
+    ])).toBe([
+      'orchestrator_opts.swarm.extra_volumes[0].host_path: must be an absolute path',
+      "orchestrator_opts.swarm.extra_volumes[0].destination_path: must not be or contain one of the container's own paths (/var/lib/pgmesh, /etc/pgmesh, /var/run/postgresql)",
+      'orchestrator_opts.swarm.extra_volumes[1].host_path: must not be /',
+      "orchestrator_opts.swarm.extra_volumes[1].destination_path: must not be or contain one of the container's own paths (/var/lib/pgmesh, /etc/pgmesh, /var/run/postgresql)",
+      'orchestrator_opts.swarm.extra_volumes[2].host_path: must not contain . or .. segments',
+      "orchestrator_opts.swarm.extra_volumes[2].destination_path: must not be or contain one of the container's own paths (/var/lib/pgmesh, /etc/pgmesh, /var/run/postgresql)",
+      'orchestrator_opts.swarm.extra_volumes[4].destination_path: duplicate destination path'
+    ].join('\n'))
+  })
+
   it('rejects host ids the cluster does not know, at each place they appear', () => {
     const input = spec({
       nodes: [{ name: 'n1', host_ids: ['host-1', 'host-9'] }, { name: 'n2', host_ids: ['host-8'] }],

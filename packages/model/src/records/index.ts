@@ -5,7 +5,8 @@ export { ACTIVE_TASK_STATUSES, isTerminalTaskStatus, type Task, type TaskLog, ty
 export type { ComponentStatus, HostObserved, ObservedInstance, ObservedSubscription, PgVersion } from './observed.js'
 export {
   type BackupRun, type DatabaseSetup, type DatabaseUser, type InstanceBackup, type InstanceRestore, formatDsn, type InstanceSpec, type InstanceState, type NodeSpec, replicaSlotName, type SettingValue,
-  type SwarmInstanceOptions
+  type SwarmInstanceOptions,
+  type ExtraVolume
 } from './instance.js'
 export { REPLICATION_SCHEMA, SYSTEM_SUPERUSER } from './system-names.js'
 export type { DocumentGeneration } from './cluster.js'

@@ -119,6 +119,15 @@ export interface SwarmInstanceOptions {
   image?: string
   /** Added to the service and container labels (keys starting with `pgedge.` are rejected by the spec validation). */
   extraLabels?: Record<string, string>
+  /** Host paths bind-mounted into the container (the anchor's extra_volumes), e.g. a posix backup repository. */
+  extraVolumes?: ExtraVolume[]
+}
+
+export interface ExtraVolume {
+  /** Absolute, on the host that runs the instance. */
+  hostPath: string
+  /** Absolute, inside the container; never one of the container's own paths. */
+  destinationPath: string
 }
 
 /**
