@@ -2,7 +2,7 @@
 // own dockerd (hosts 1-3 swarm managers, host 4 a worker) and its own pgmesh daemon inside (scripts/testbed/tb.sh).
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -278,6 +278,78 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
     expect(merged).toMatchObject({ work_mem: '12MB', statement_timeout: '42s' })
     for (const n of ['n1', 'n2']) expect((await query(db, n, 'SHOW statement_timeout'))[0].statement_timeout).toBe('42s')
     await replicated(await database(), ['n3'], 'during-partition', 60_000)
+  })
+
+  it('backs a node up with pgBackRest into a host directory mounted through extra_volumes, and stops archiving without backup_config', { timeout: 300_000 }, async () => {
+    const [h1] = hosts as [DaemonProcess]
+    const repository = `${cluster?.root ?? ''}/backups`
+    const created = await h1.post('/v1/databases', {
+      id: 'bk',
+      spec: {
+        database_name: 'bk',
+        port: 6440,
+        database_users: [{ username: 'admin', password: PASSWORD, db_owner: true, attributes: ['LOGIN'] }],
+        backup_config: { repositories: [{ type: 'posix', base_path: '/backups/pg' }] },
+        orchestrator_opts: { swarm: { extra_volumes: [{ host_path: repository, destination_path: '/backups' }] } },
+        nodes: [{ name: 'n1', host_ids: ['host-1'] }]
+      }
+    })
+    expect(created.status, JSON.stringify(created.body)).toBe(200)
+    await waitTask(h1, 'bk', created.body.task.task_id, 180_000)
+    const db: Db = (await h1.get('/v1/databases/bk')).body
+    const [instance] = db.instances as [Instance]
+    const login = { user: 'admin', password: PASSWORD, database: 'bk' }
+    await queryNode(db, 'n1', login, 'CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 100)')
+    // The config holds repository settings (keys, for cloud repositories): 0600 and the container's postgres user's.
+    const config = await stat(`${h1.options.dataDir}/instances/${instance.id}/data/pgbackrest.conf`)
+    expect(config.mode & 0o777).toBe(0o600)
+
+    const backup = async (type: string): Promise<string[]> => {
+      const res = await h1.post('/v1/databases/bk/nodes/n1/backups', { type })
+      expect(res.status, JSON.stringify(res.body)).toBe(200)
+      await waitTask(h1, 'bk', res.body.task.task_id, 180_000)
+      const log = (await h1.get(`/v1/databases/bk/tasks/${res.body.task.task_id as string}/log`)).body
+      return (log.entries as Array<{ message: string }>).map(e => e.message)
+    }
+    expect((await backup('full')).some(line => /backup command end: completed successfully/.test(line))).toBe(true)
+    await queryNode(db, 'n1', login, 'INSERT INTO items SELECT generate_series(101, 200)')
+    await backup('incr')
+
+    // What is in the repository, as pgBackRest on the host reads it (the anchor's layout under the mounted path).
+    const { stdout } = await execFileAsync('pgbackrest', [`--repo1-path=${repository}/pg/databases/bk/default/n1`, '--stanza=db', `--lock-path=${cluster?.root ?? ''}/lock`,
+      '--log-level-file=off', '--log-level-console=error', 'info', '--output=json'])
+    const [stanza] = JSON.parse(stdout) as Array<{ status: { message: string }, backup: Array<{ type: string }> }>
+    expect(stanza?.status.message).toBe('ok')
+    expect(stanza?.backup.map(b => b.type)).toEqual(['full', 'incr'])
+    // WAL reaches the repository through archive-push inside the container.
+    const admin = await instanceAdmin(h1, instance, 'bk')
+    try {
+      await admin.query('SELECT pg_switch_wal()')
+      await until('a WAL segment archived', async () => {
+        const [row] = (await admin.query('SELECT archived_count, failed_count FROM pg_stat_archiver')).rows
+        expect(Number(row.failed_count)).toBe(0)
+        return Number(row.archived_count) > 0
+      }, 30_000, 250)
+    } finally {
+      await admin.end()
+    }
+
+    // Without backup_config the node archives nothing again, and a backup is refused.
+    const spec = { ...db.spec }
+    delete spec.backup_config
+    const updated = await h1.post('/v1/databases/bk', { spec })
+    expect(updated.status, JSON.stringify(updated.body)).toBe(200)
+    await waitTask(h1, 'bk', updated.body.task.task_id)
+    const after = await instanceAdmin(h1, instance, 'bk')
+    try {
+      expect((await after.query('SHOW archive_command')).rows[0].archive_command).toBe('/bin/true')
+    } finally {
+      await after.end()
+    }
+    const refused = await h1.post('/v1/databases/bk/nodes/n1/backups', { type: 'full' })
+    expect(refused.status).toBe(400)
+    const deleted = await h1.request('DELETE', '/v1/databases/bk')
+    await waitTask(h1, 'bk', deleted.body.task.task_id)
   })
 
   it('deletes the database: services, network and data go on every host', { timeout: 180_000 }, async () => {

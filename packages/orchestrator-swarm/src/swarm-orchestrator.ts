@@ -149,6 +149,8 @@ export class SwarmOrchestrator implements Orchestrator {
       }))
       followPrimary(state, spec, previous === undefined, this.log)
       for (const dir of [paths.dir, paths.data, paths.configs, paths.socket]) await mkdir(dir, { recursive: true, mode: 0o755 })
+      // A bind mount's source must exist, or Swarm fails the task; made as `docker run -v` would.
+      for (const volume of spec.swarm?.extraVolumes ?? []) await mkdir(volume.hostPath, { recursive: true, mode: 0o755 })
       await this.writePassfile(paths)
       const image = chooseImage({ specImage: spec.swarm?.image, defaultImage: this.options.defaultImage, allowedRepositories: this.options.allowedImageRepositories, major,
         ...(this.options.manifestRepositories === undefined ? {} : { manifestRepositories: this.options.manifestRepositories() }) })
