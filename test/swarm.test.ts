@@ -280,7 +280,7 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
     await replicated(await database(), ['n3'], 'during-partition', 60_000)
   })
 
-  it('backs a node up with pgBackRest into a host directory mounted through extra_volumes, and stops archiving without backup_config', { timeout: 300_000 }, async () => {
+  it('backs a node up into a host directory mounted through extra_volumes, makes a database from the backup, and restores in place to a point in time', { timeout: 600_000 }, async () => {
     const [h1] = hosts as [DaemonProcess]
     const repository = `${cluster?.root ?? ''}/backups`
     const created = await h1.post('/v1/databases', {
@@ -312,6 +312,10 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
       return (log.entries as Array<{ message: string }>).map(e => e.message)
     }
     expect((await backup('full')).some(line => /backup command end: completed successfully/.test(line))).toBe(true)
+    // A point in time after the full backup, before the second batch (the server's clock, a second apart each way).
+    await new Promise(resolve => setTimeout(resolve, 1100))
+    const [{ t: target }] = await queryNode(db, 'n1', login, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS t")
+    await new Promise(resolve => setTimeout(resolve, 1100))
     await queryNode(db, 'n1', login, 'INSERT INTO items SELECT generate_series(101, 200)')
     await backup('incr')
 
@@ -319,6 +323,7 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
     const { stdout } = await execFileAsync('pgbackrest', [`--repo1-path=${repository}/pg/databases/bk/default/n1`, '--stanza=db', `--lock-path=${cluster?.root ?? ''}/lock`,
       '--log-level-file=off', '--log-level-console=error', 'info', '--output=json'])
     const [stanza] = JSON.parse(stdout) as Array<{ status: { message: string }, backup: Array<{ type: string }> }>
+    console.log(`restore target ${target as string}; backups (label, start and stop epoch): ${JSON.stringify(stanza?.backup.map((b: any) => [b.label, b.timestamp]))}`)
     expect(stanza?.status.message).toBe('ok')
     expect(stanza?.backup.map(b => b.type)).toEqual(['full', 'incr'])
     // WAL reaches the repository through archive-push inside the container.
@@ -334,22 +339,49 @@ describe('swarm orchestrator on a 4-host swarm (3 managers, 1 worker)', () => {
       await admin.end()
     }
 
-    // Without backup_config the node archives nothing again, and a backup is refused.
-    const spec = { ...db.spec }
-    delete spec.backup_config
-    const updated = await h1.post('/v1/databases/bk', { spec })
-    expect(updated.status, JSON.stringify(updated.body)).toBe(200)
-    await waitTask(h1, 'bk', updated.body.task.task_id)
-    const after = await instanceAdmin(h1, instance, 'bk')
+    // A database made from that backup on another host: the backup's rows, under its own database name.
+    const repositoryOpts = { extra_volumes: [{ host_path: repository, destination_path: '/backups' }] }
+    const source = { source_database_id: 'bk', source_node_name: 'n1', source_database_name: 'bk', repository: { type: 'posix', base_path: '/backups/pg' } }
+    const copy = await h1.post('/v1/databases', {
+      id: 'bk2',
+      spec: {
+        database_name: 'bk2',
+        port: 6441,
+        database_users: [{ username: 'admin', password: PASSWORD, db_owner: true, attributes: ['LOGIN'] }],
+        restore_config: source,
+        orchestrator_opts: { swarm: repositoryOpts },
+        nodes: [{ name: 'n1', host_ids: ['host-2'] }]
+      }
+    })
+    expect(copy.status, JSON.stringify(copy.body)).toBe(200)
+    await waitTask(h1, 'bk2', copy.body.task.task_id, 240_000)
+    const copied: Db = (await h1.get('/v1/databases/bk2')).body
+    expect(await queryNode(copied, 'n1', { ...login, database: 'bk2' }, 'SELECT count(*)::int AS n FROM items')).toEqual([{ n: 200 }])
+
+    // In place, to the point in time: exactly the first batch; the restore drops the node's backup_config (as the
+    // anchor), so the restored node archives nothing and takes no backups until one is configured again.
+    const restored = await h1.post('/v1/databases/bk/restore', { restore_config: { ...source, restore_options: { type: 'time', target } } })
+    expect(restored.status, JSON.stringify(restored.body)).toBe(200)
+    await waitTask(h1, 'bk', restored.body.task.task_id, 240_000)
+    const nodeLog = (await h1.get(`/v1/databases/bk/tasks/${restored.body.node_tasks[0].task_id as string}/log`)).body
+    expect((nodeLog.entries as Array<{ message: string }>).some(e => /restore command end: completed successfully/.test(e.message))).toBe(true)
+    const after: Db = (await h1.get('/v1/databases/bk')).body
+    expect(after.state).toBe('available')
+    expect(after.spec.backup_config).toBeUndefined()
+    expect(await queryNode(after, 'n1', login, 'SELECT count(*)::int AS n, max(id) AS last FROM items')).toEqual([{ n: 100, last: 100 }])
+    await queryNode(after, 'n1', login, 'INSERT INTO items VALUES (1000)')
+    const restoredAdmin = await instanceAdmin(h1, instance, 'bk')
     try {
-      expect((await after.query('SHOW archive_command')).rows[0].archive_command).toBe('/bin/true')
+      expect((await restoredAdmin.query('SHOW archive_command')).rows[0].archive_command).toBe('/bin/true')
     } finally {
-      await after.end()
+      await restoredAdmin.end()
     }
     const refused = await h1.post('/v1/databases/bk/nodes/n1/backups', { type: 'full' })
     expect(refused.status).toBe(400)
-    const deleted = await h1.request('DELETE', '/v1/databases/bk')
-    await waitTask(h1, 'bk', deleted.body.task.task_id)
+    for (const id of ['bk', 'bk2']) {
+      const deleted = await h1.request('DELETE', `/v1/databases/${id}`)
+      await waitTask(h1, id, deleted.body.task.task_id)
+    }
   })
 
   it('deletes the database: services, network and data go on every host', { timeout: 180_000 }, async () => {

@@ -54,25 +54,28 @@ describe('upgrades on a Swarm host', () => {
     expect((await api.call('GET', '/v1/databases')).json.databases.some((d: object) => 'available_upgrades' in d)).toBe(false)
   })
 
-  it('takes backup_config on Swarm hosts only with a posix repository on a mounted host path, and stores nothing otherwise', async () => {
+  it('takes backup_config and restores on Swarm hosts only with a posix repository on a mounted host path, and stores nothing otherwise', async () => {
     const withBackups = { ...spec('15.20', 'pgmesh/postgres:15.20'), backup_config: { repositories: [{ type: 'posix', base_path: '/backups/pg' }, { type: 's3', s3_bucket: 'bucket' }] } }
     const res = await api.call('POST', '/v1/databases', { id: 'backed', spec: withBackups })
     expect(res.status).toBe(400)
     expect(res.json.name).toBe('invalid_input')
-    const unmounted = (node: string): string => `backup_config.repositories[0].base_path: node ${node} runs on Swarm: the posix repository must be on a host path mounted into its containers (orchestrator_opts.swarm.extra_volumes with a destination_path containing /backups/pg), or it would be written inside the container and lost with it`
+    const unmounted = (node: string): string => `backup_config.repositories[0].base_path: node ${node} runs on Swarm: the posix repository must be on a host path mounted into its containers (orchestrator_opts.swarm.extra_volumes with a destination_path containing /backups/pg), or pgBackRest inside them cannot keep or find it`
     expect(res.json.message).toBe([unmounted('n1'), unmounted('n2')].join('\n'))
     expect((await api.call('GET', '/v1/databases/backed')).status).toBe(404)
 
     const mounted = { ...withBackups, orchestrator_opts: { swarm: { image: 'pgmesh/postgres:15.20', extra_volumes: [{ host_path: '/srv/backups', destination_path: '/backups/' }] } } }
     const accepted = await api.call('POST', '/v1/databases', { id: 'backed', spec: mounted })
     expect(accepted.status, JSON.stringify(accepted.json)).toBe(200)
-    // An in-place restore is refused before anything is stopped.
+    // An in-place restore from a repository its containers do not mount is refused before anything is stopped.
     const restore = await api.call('POST', '/v1/databases/backed/restore?force=true', {
-      restore_config: { source_database_id: 'backed', source_node_name: 'n1', source_database_name: 'app', repository: { type: 'posix', base_path: '/backups/pg' } },
+      restore_config: { source_database_id: 'backed', source_node_name: 'n1', source_database_name: 'app', repository: { type: 'posix', base_path: '/elsewhere' } },
       target_nodes: ['n2']
     })
     expect(restore.status).toBe(400)
-    expect(restore.json).toEqual({ name: 'invalid_input', message: 'target_nodes[0]: in-place restores are not supported on Swarm hosts yet (node n2 is on host-1)' })
+    expect(restore.json).toEqual({
+      name: 'invalid_input',
+      message: 'restore_config.repository.base_path: node n2 runs on Swarm: the posix repository must be on a host path mounted into its containers (orchestrator_opts.swarm.extra_volumes with a destination_path containing /elsewhere), or pgBackRest inside them cannot keep or find it'
+    })
   })
 
   it('refuses an include it does not support', async () => {

@@ -15,6 +15,7 @@ import type { DataKey } from './data-key.js'
 import { openSecrets, sealSecrets, secretMarker, withoutSecrets } from './spec-secrets.js'
 import { type DiffEntry, jsonDiff } from './json-diff.js'
 import { type HostRemovalEdit, specWithoutHost } from './host-removal.js'
+import { unmountedRepositoryIssue } from './swarm-repositories.js'
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
 export interface DesiredDatabaseRecord {
@@ -316,33 +317,23 @@ export class Databases {
   }
 
   /**
-   * On a Swarm host a posix or cifs repository must be on a host path the container mounts (extra_volumes): written
-   * inside the container it would go with the container. Restores run on process hosts only so far: a new node made
-   * from a backup on a Swarm host is refused, so nobody believes it holds the backup's data.
+   * On a Swarm host a posix or cifs repository, to back up into or to make a new node from, must be on a host path
+   * the node's containers mount (unmountedRepositoryIssue).
    */
   private backupIssues (spec: DatabaseSpec, previous?: DatabaseSpec): Issue[] {
     const hosts = this.ctx.state.doc.hosts ?? {}
     const issues: Issue[] = []
     spec.nodes.forEach((node, i) => {
-      const config = node.backup_config ?? spec.backup_config
-      if (config === undefined || !node.host_ids.some(h => hosts[h]?.orchestrator === 'swarm')) return
-      const mounted = ((node.orchestrator_opts ?? spec.orchestrator_opts)?.swarm?.extra_volumes ?? []).map(v => v.destination_path.replace(/\/+$/, ''))
-      config.repositories.forEach((repo, j) => {
-        if (repo.type !== 'posix' && repo.type !== 'cifs') return
-        const base = (repo.base_path ?? '').replace(/\/+$/, '')
-        if (mounted.some(m => base === m || base.startsWith(`${m}/`))) return
-        const path = `${node.backup_config !== undefined ? `nodes[${i}].backup_config` : 'backup_config'}.repositories[${j}].base_path`
-        issues.push({ path, message: `node ${node.name} runs on Swarm: the ${repo.type} repository must be on a host path mounted into its containers (orchestrator_opts.swarm.extra_volumes with a destination_path containing ${repo.base_path ?? '/'}), or it would be written inside the container and lost with it` })
+      const own = node.backup_config !== undefined
+      ;(node.backup_config ?? spec.backup_config)?.repositories.forEach((repo, j) => {
+        const issue = unmountedRepositoryIssue(hosts, spec, node, repo, `${own ? `nodes[${i}].backup_config` : 'backup_config'}.repositories[${j}].base_path`)
+        if (issue !== undefined) issues.push(issue)
       })
-    })
-    spec.nodes.forEach((node, i) => {
-      // A Swarm host would initdb instead: nobody may believe such a node holds the backup's data. Only new nodes
-      // are made from a backup (restore_config means nothing after that).
-      if (previous?.nodes.some(n => n.name === node.name) === true || node.source_node !== undefined || (node.restore_config ?? spec.restore_config) === undefined) return
-      const swarm = node.host_ids[0] === undefined || hosts[node.host_ids[0]]?.orchestrator !== 'swarm' ? undefined : node.host_ids[0]
-      if (swarm === undefined) return
-      const path = node.restore_config !== undefined ? `nodes[${i}].restore_config` : 'restore_config'
-      issues.push({ path, message: `restores are not supported on Swarm hosts yet (node ${node.name}'s primary is on ${swarm}): place the node on process hosts` })
+      // Only new nodes are made from a backup (restore_config means nothing after that).
+      const restore = node.restore_config ?? spec.restore_config
+      if (restore === undefined || node.source_node !== undefined || previous?.nodes.some(n => n.name === node.name) === true) return
+      const issue = unmountedRepositoryIssue(hosts, spec, node, restore.repository, `${node.restore_config !== undefined ? `nodes[${i}].restore_config` : 'restore_config'}.repository.base_path`)
+      if (issue !== undefined) issues.push(issue)
     })
     return issues
   }

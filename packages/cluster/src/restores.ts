@@ -6,6 +6,7 @@ import { type ClusterState, materializeMap, toPlain } from '@pgmesh/state'
 import type { DataKey } from './data-key.js'
 import type { Databases, DatabaseView } from './databases.js'
 import { decodeSpec } from './spec-encoding.js'
+import { unmountedRepositoryIssue } from './swarm-repositories.js'
 import { openSecrets, sealSecrets } from './spec-secrets.js'
 import type { Tasks } from './tasks.js'
 
@@ -50,12 +51,13 @@ export class Restores {
       else if (targets.indexOf(name) !== i) issues.push({ path: `target_nodes[${i}]`, message: 'target nodes must be unique' })
     })
     if (targets.length === 0) issues.push({ path: 'target_nodes', message: 'at least one node' })
-    // Before anything is detached or stopped: a Swarm host's orchestrator cannot restore yet.
+    // Before anything is detached or stopped: on Swarm, pgBackRest inside the containers must find the repository.
     const hosts = this.ctx.state.doc.hosts ?? {}
-    targets.forEach((name, i) => {
-      const swarm = opened.nodes.find(n => n.name === name)?.host_ids.filter(h => hosts[h]?.orchestrator === 'swarm') ?? []
-      if (swarm.length > 0) issues.push({ path: body.target_nodes === undefined ? 'restore_config' : `target_nodes[${i}]`, message: `in-place restores are not supported on Swarm hosts yet (node ${name} is on ${swarm.join(', ')})` })
-    })
+    for (const name of new Set(targets)) {
+      const node = opened.nodes.find(n => n.name === name)
+      const issue = node === undefined ? undefined : unmountedRepositoryIssue(hosts, opened, node, body.restore_config.repository, 'restore_config.repository.base_path')
+      if (issue !== undefined) issues.push(issue)
+    }
     if (issues.length > 0) throw invalidInput(issues)
     const spec = withoutBackups(opened, new Set(targets))
     const sealed = sealSecrets({ restore_config: body.restore_config }, this.ctx.dataKey()).restore_config as Record<string, unknown>

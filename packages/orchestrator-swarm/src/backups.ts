@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto'
 import { chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type BackupRun, type InstanceSpec } from '@pgmesh/model'
-import { backupArgs, pgbackrestArgs, renderPgbackrestConf } from '@pgmesh/orchestrator'
+import type { BackupRun, InstanceRestore, InstanceSpec } from '@pgmesh/model'
+import { backupArgs, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, restoreArgs } from '@pgmesh/orchestrator'
 import type Docker from 'dockerode'
-import { CONTAINER_PATHS, PGBACKREST_CONF_NAME, PGBACKREST_LOCK_NAME } from './task-spec.js'
+import {
+  CONTAINER_PATHS, PGBACKREST_CONF_NAME, PGBACKREST_LOCK_NAME, PGBACKREST_RESTORE_CONF_NAME, restoreContainerName, restoreContainerSpec, type RestoreInput
+} from './task-spec.js'
 
 /** Where the image's pgBackRest is (Debian's package; the offline image has it). */
 const PGBACKREST = '/usr/bin/pgbackrest'
@@ -140,5 +142,66 @@ export async function backupIn (docker: Docker, containerId: string, run: Backup
     if (result.exitCode !== 0) throw new Error(`pgbackrest backup exited with ${result.exitCode}: ${result.tail.join(' | ')}`)
   } finally {
     signal?.removeEventListener('abort', stop)
+  }
+}
+
+/**
+ * A restore's config file (the source node's repository as repo1, container paths), 0600 in the data mount: owned
+ * by the data mount's owner, or handed to postgres by the restore container's PREPARE step on a new instance.
+ */
+export async function writeRestoreConf (dataDir: string, restore: InstanceRestore, port: number): Promise<void> {
+  const content = renderRestoreConf(restore, {
+    config: CONTAINER_PATHS.pgbackrestRestoreConf, pgdata: CONTAINER_PATHS.pgdata, socketDir: CONTAINER_PATHS.socket, port,
+    lockDir: CONTAINER_PATHS.pgbackrestLock, logDir: CONTAINER_PATHS.log
+  })
+  const owner = await stat(dataDir)
+  const file = join(dataDir, PGBACKREST_RESTORE_CONF_NAME)
+  await rm(`${file}.tmp`, { force: true })
+  await writeFile(`${file}.tmp`, content, { mode: 0o600 })
+  await chown(`${file}.tmp`, owner.uid, owner.gid)
+  await rename(`${file}.tmp`, file)
+}
+
+export async function removeRestoreConf (dataDir: string): Promise<void> {
+  await rm(join(dataDir, PGBACKREST_RESTORE_CONF_NAME), { force: true })
+}
+
+/**
+ * `pgbackrest restore` into the instance's emptied pgdata, in a one-shot container (RESTORE_SCRIPT) run to the end,
+ * each line of its output handed to onLine; a cancel stops it (SIGTERM). The container is removed afterwards.
+ */
+export async function restoreIn (
+  docker: Docker, input: Omit<RestoreInput, 'restoreArgs'>, restore: InstanceRestore, onLine: (line: string) => void, signal?: AbortSignal
+): Promise<void> {
+  signal?.throwIfAborted()
+  const name = restoreContainerName(input.instanceId)
+  await docker.getContainer(name).remove({ force: true }).catch(() => undefined)
+  const container = await docker.createContainer(restoreContainerSpec({ ...input, restoreArgs: restoreArgs(CONTAINER_PATHS.pgbackrestRestoreConf, restore.options) }))
+  const stop = (): void => { void container.kill({ signal: 'SIGTERM' }).catch(() => undefined) }
+  signal?.addEventListener('abort', stop, { once: true })
+  try {
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true })
+    const tail: string[] = []
+    let pending = ''
+    const take = (line: string): void => {
+      const text = line.replace(/\r$/, '')
+      if (text.trim() === '') return
+      tail.push(text)
+      if (tail.length > 5) tail.shift()
+      onLine(text)
+    }
+    stream.on('data', (chunk: Buffer) => {
+      const lines = (pending + chunk.toString('utf8')).split('\n')
+      pending = lines.pop() ?? ''
+      for (const line of lines) take(line)
+    })
+    await container.start()
+    const { StatusCode: code } = await container.wait() as { StatusCode: number }
+    take(pending)
+    if (signal?.aborted === true) throw new Error('canceled')
+    if (code !== 0) throw new Error(`pgbackrest restore exited with ${code}: ${tail.join(' | ')}`)
+  } finally {
+    signal?.removeEventListener('abort', stop)
+    await container.remove({ force: true }).catch(() => undefined)
   }
 }

@@ -27,9 +27,7 @@ export async function writeConfigFiles (
     ...(spec.backup === undefined ? {} : { archiveCommand: archiveCommand('/usr/bin/pgbackrest', CONTAINER_PATHS.pgbackrestConf) }),
     ...(state.standbyOf === undefined ? {} : { standbyOf: state.standbyOf })
   })
-  const conf = renderManagedConf(settings) +
-    `hba_file = '${CONTAINER_PATHS.configs}/pg_hba.conf'\nident_file = '${CONTAINER_PATHS.configs}/pg_ident.conf'\n`
-  await writeConfigFile(join(configsDir, 'postgresql.conf'), conf)
+  await writeServerConf(configsDir, settings)
   const hba = renderHba(spec)
   const ident = renderIdent(spec)
   await writeConfigFile(join(configsDir, 'pg_hba.conf'), hba)
@@ -37,6 +35,13 @@ export async function writeConfigFiles (
   const authHash = createHash('sha256').update(hba).update('\0').update(ident).digest('hex').slice(0, 16)
   const changed = changedSettings(state.appliedSettings, settings)
   return { settings: changed, auth: state.appliedAuth !== authHash, applied: { settings: Object.fromEntries(settings), auth: authHash } }
+}
+
+/** The server's postgresql.conf: these settings, and the auth files beside it. */
+export async function writeServerConf (configsDir: string, settings: Map<string, string>): Promise<void> {
+  const conf = renderManagedConf(settings) +
+    `hba_file = '${CONTAINER_PATHS.configs}/pg_hba.conf'\nident_file = '${CONTAINER_PATHS.configs}/pg_ident.conf'\n`
+  await writeConfigFile(join(configsDir, 'postgresql.conf'), conf)
 }
 
 /** Readable by the container's postgres user (no secrets in these files). */

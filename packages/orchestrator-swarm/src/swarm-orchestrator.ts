@@ -1,17 +1,19 @@
 import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { type BackupRun, type InstanceSpec, InvalidInputError, NotFoundError } from '@pgmesh/model'
+import { type BackupRun, type ExtraVolume, type InstanceRestore, type InstanceSpec, InvalidInputError, NotFoundError } from '@pgmesh/model'
 import {
+  adoptRestoredDatabase, NO_ARCHIVING, renderSettingValue, withoutReplicationLibraries,
   type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, dropReplicaSlot, followPrimary, type InstanceEvent,
   InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord,
   serverRole, setupPrimaryDatabase, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
 } from '@pgmesh/orchestrator'
 import Docker from 'dockerode'
 import type { Logger } from 'pino'
-import { backupIn, ensureStanzaIn, pgbackrestConfHash, writePgbackrestFiles } from './backups.js'
+import { backupIn, ensureStanzaIn, pgbackrestConfHash, removeRestoreConf, restoreIn, writePgbackrestFiles, writeRestoreConf } from './backups.js'
 import { cloneReplica } from './clone.js'
-import { writeConfigFiles } from './config-files.js'
+import { writeConfigFiles, writeServerConf } from './config-files.js'
 import { ImageParameters } from './image-parameters.js'
 import { chooseImage } from './image-policy.js'
 import {
@@ -60,7 +62,15 @@ interface InstanceRecord extends BaseRecord {
   pendingTask?: boolean
   /** The pgBackRest config (hash) whose stanza was created and checked on this primary. */
   stanzaChecked?: string
+  /** The image and extra volumes of the last ensure: a restore's one-shot container uses the same. */
+  image?: string
+  extraVolumes?: ExtraVolume[]
+  /** Made from a backup and not adopted yet (dataRestored: pgbackrest restore finished); see adoptRestoredDatabase. */
+  restoredFrom?: { sourceDatabaseName: string, databaseName: string, dataRestored: boolean }
 }
+
+/** How long a restored server may take to replay WAL up to its target and promote. */
+const RECOVERY_TIMEOUT_MS = 600_000
 
 interface Paths { dir: string, data: string, configs: string, socket: string }
 
@@ -154,6 +164,9 @@ export class SwarmOrchestrator implements Orchestrator {
       await this.writePassfile(paths)
       const image = chooseImage({ specImage: spec.swarm?.image, defaultImage: this.options.defaultImage, allowedRepositories: this.options.allowedImageRepositories, major,
         ...(this.options.manifestRepositories === undefined ? {} : { manifestRepositories: this.options.manifestRepositories() }) })
+      state.image = image
+      if (spec.swarm?.extraVolumes === undefined) delete state.extraVolumes
+      else state.extraVolumes = spec.swarm.extraVolumes
       const serverParameters = await this.imageParameters.of(image, major)
       if (state.standbyOf !== undefined && state.cloned !== true) {
         await this.records.write(state)
@@ -164,9 +177,14 @@ export class SwarmOrchestrator implements Orchestrator {
         // The clone holds what the primary's scripts did: once promoted, it must not run them again.
         state.scriptsDone = { postInit: true, postDatabaseCreate: true }
       }
+      if (state.standbyOf === undefined && spec.restore !== undefined && (state.restoredFrom?.dataRestored === false || !existsSync(join(paths.data, 'pgdata', 'PG_VERSION')))) {
+        await this.bootstrapFromBackup(paths, state, spec.restore, major)
+      }
       // Written now (a new container reads them at start); recorded as applied only once the server has them.
       await writePgbackrestFiles(paths.data, spec, state.port)
       const configChange = await writeConfigFiles(paths.configs, spec, state, image.includes('spock') ? 'spock' : 'pglogical', serverParameters)
+      // Made from a backup and not adopted yet: no replication worker may start (see withoutReplicationLibraries).
+      if (state.restoredFrom !== undefined) await writeServerConf(paths.configs, withoutReplicationLibraries(new Map(Object.entries(configChange.applied.settings))))
       await this.records.write(state)
 
       const input: TaskInput = {
@@ -207,6 +225,7 @@ export class SwarmOrchestrator implements Orchestrator {
       state.appliedSettings = configChange.applied.settings
       state.appliedAuth = configChange.applied.auth
       await this.records.write(state)
+      if (state.restoredFrom !== undefined) await this.adoptBootstrapped(paths, state)
       const status = await this.inspect(paths, state)
       const password = this.password()
       if (status.role === 'primary' && password !== undefined) {
@@ -233,6 +252,104 @@ export class SwarmOrchestrator implements Orchestrator {
     })
     // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
     await backupIn(this.docker, containerId, run, onLine, signal)
+  }
+
+  /**
+   * In-place restore (see Orchestrator.restore): the instance's task stopped, `pgbackrest restore` in a one-shot
+   * container into its emptied pgdata, then started without archiving and without the replication libraries until
+   * its recovery has ended and it is adopted; then restarted with its settings. The config files live outside pgdata
+   * (the configs mount), so nothing needs keeping aside; run again after an interruption, it restores again.
+   */
+  async restore (instanceId: string, restore: InstanceRestore, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+    const paths = this.paths(instanceId)
+    const state = await this.locks.run(instanceId, async () => {
+      const state = await this.records.read(instanceId)
+      if (state === undefined) throw new NotFoundError(`instance ${instanceId} not found`)
+      state.desiredRunning = false
+      delete state.stanzaChecked
+      await this.records.write(state)
+      await this.setRunning(state, false)
+      await waitGone(this.docker, instanceId)
+      await writeRestoreConf(paths.data, restore, state.port)
+      return state
+    })
+    // Not under the instance's lock, as a backup: it takes as long as it takes, and the server is stopped meanwhile.
+    await restoreIn(this.docker, this.restoreInput(paths, state), restore, onLine, signal)
+    await this.locks.run(instanceId, async () => {
+      // The restored server must not push its WAL into any repository (its node's backup_config goes with the
+      // restore) nor wait for replicas that are cloned again only after it: both come back with the next ensure.
+      const settings = new Map(Object.entries(state.appliedSettings))
+      settings.set('archive_command', renderSettingValue(NO_ARCHIVING))
+      settings.set('synchronous_standby_names', renderSettingValue(''))
+      await writeServerConf(paths.configs, withoutReplicationLibraries(settings))
+      state.appliedSettings = Object.fromEntries(settings)
+      state.desiredRunning = true
+      await this.records.write(state)
+      await this.restart(paths, state)
+      await this.waitRecoveryEnded(paths, state, signal)
+      await adoptRestoredDatabase(this.admin(paths, state), restore.sourceDatabaseName, restore.databaseName)
+      await writeServerConf(paths.configs, settings)
+      await this.restart(paths, state)
+      await removeRestoreConf(paths.data)
+      this.log.info({ instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}` }, 'restored')
+    })
+  }
+
+  private restoreInput (paths: Paths, state: InstanceRecord): Parameters<typeof restoreIn>[1] {
+    if (state.image === undefined) throw new Error(`instance ${state.instanceId} has no recorded image; ensure it first`)
+    return {
+      instanceId: state.instanceId, databaseId: state.databaseId, hostId: this.options.hostId, image: state.image,
+      postgresMajor: state.postgresMajor, dataDir: paths.data, extraVolumes: state.extraVolumes ?? []
+    }
+  }
+
+  /**
+   * A new primary made from a pgBackRest backup instead of initdb (create-from-backup, add-node-from-backup): the
+   * restore container fills pgdata before the instance's own container first starts, so its start script finds a
+   * data directory. Its output goes to the daemon's log.
+   */
+  private async bootstrapFromBackup (paths: Paths, state: InstanceRecord, restore: InstanceRestore, major: number): Promise<void> {
+    const started = Date.now()
+    state.restoredFrom = { sourceDatabaseName: restore.sourceDatabaseName, databaseName: restore.databaseName, dataRestored: false }
+    await this.records.write(state)
+    await writeRestoreConf(paths.data, restore, state.port)
+    const lines: string[] = []
+    await restoreIn(this.docker, { ...this.restoreInput(paths, state), postgresMajor: major }, restore, line => { lines.push(line) })
+    this.log.info({ instanceId: state.instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}`, ms: Date.now() - started, last: lines.at(-1) }, 'restored from a backup')
+    // The backup holds its source's scripts' work; this node must not run them again.
+    state.scriptsDone = { postInit: true, postDatabaseCreate: true }
+    state.restoredFrom.dataRestored = true
+    await this.records.write(state)
+  }
+
+  /** A server made from a backup, once its recovery has ended: this database's own (adoptRestoredDatabase). */
+  private async adoptBootstrapped (paths: Paths, state: InstanceRecord): Promise<void> {
+    const from = state.restoredFrom
+    if (from === undefined) return
+    await this.waitRecoveryEnded(paths, state, undefined)
+    await adoptRestoredDatabase(this.admin(paths, state), from.sourceDatabaseName, from.databaseName)
+    await writeServerConf(paths.configs, new Map(Object.entries(state.appliedSettings)))
+    await this.restart(paths, state)
+    await removeRestoreConf(paths.data)
+    delete state.restoredFrom
+    await this.records.write(state)
+    this.log.info({ instanceId: state.instanceId }, 'restored server adopted')
+  }
+
+  /** Until the restored server has reached its target and been promoted (it accepts connections while it replays). */
+  private async waitRecoveryEnded (paths: Paths, state: InstanceRecord, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = Date.now() + RECOVERY_TIMEOUT_MS
+    for (;;) {
+      signal?.throwIfAborted()
+      const inRecovery = await this.admin(paths, state)('postgres', async client => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r)
+        .catch(() => true)
+      if (inRecovery === false) return
+      if (Date.now() > deadline) {
+        const problem = await taskProblem(this.docker, state.instanceId)
+        throw new Error(`the restored server is still in recovery (a recovery target with target-action=pause waits for pg_wal_replay_resume())${problem === undefined ? '' : `; ${problem}`}`)
+      }
+      await delay(500)
+    }
   }
 
   /**

@@ -12,12 +12,15 @@ export const CONTAINER_PATHS = {
   passfile: '/var/lib/pgmesh/data/pgpass',
   /** pgBackRest's config file (0600: it may hold repository keys) and lock directory, in the data mount. */
   pgbackrestConf: '/var/lib/pgmesh/data/pgbackrest.conf',
-  pgbackrestLock: '/var/lib/pgmesh/data/pgbackrest-lock'
+  pgbackrestLock: '/var/lib/pgmesh/data/pgbackrest-lock',
+  /** A restore's own config (the source's repository); recovery reads WAL through it until the server is adopted. */
+  pgbackrestRestoreConf: '/var/lib/pgmesh/data/pgbackrest.restore.conf'
 } as const
 
 /** The names of those in the instance's data directory (host side). */
 export const PGBACKREST_CONF_NAME = 'pgbackrest.conf'
 export const PGBACKREST_LOCK_NAME = 'pgbackrest-lock'
+export const PGBACKREST_RESTORE_CONF_NAME = 'pgbackrest.restore.conf'
 
 /** The password file's name in the instance's data directory (host side). */
 export const PASSFILE_NAME = 'pgpass'
@@ -29,7 +32,7 @@ AS="setpriv --reuid=postgres --regid=postgres --init-groups"
 mkdir -p ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
 chown postgres:postgres ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.log} ${CONTAINER_PATHS.socket}
 chmod 0700 ${CONTAINER_PATHS.data} ${CONTAINER_PATHS.socket}
-for file in ${CONTAINER_PATHS.passfile} ${CONTAINER_PATHS.pgbackrestConf}; do
+for file in ${CONTAINER_PATHS.passfile} ${CONTAINER_PATHS.pgbackrestConf} ${CONTAINER_PATHS.pgbackrestRestoreConf}; do
   if [ -f "$file" ]; then chown postgres:postgres "$file"; chmod 0600 "$file"; fi
 done
 if [ -d ${CONTAINER_PATHS.pgbackrestLock} ]; then chown postgres:postgres ${CONTAINER_PATHS.pgbackrestLock}; fi
@@ -69,6 +72,67 @@ export const CLONE_SCRIPT = `${PREPARE}rm -rf ${CONTAINER_PATHS.pgdata}
 $AS pg_basebackup "$@"
 $AS touch ${CONTAINER_PATHS.pgdata}/standby.signal
 `
+
+/**
+ * A restore, run in a one-shot container before the instance's own container starts (again):
+ * `pgbackrest restore` with the arguments it is given (`sh -c RESTORE_SCRIPT pgmesh-restore ARGS…`) into an emptied
+ * pgdata, as the image's postgres user.
+ */
+export const RESTORE_SCRIPT = `${PREPARE}mkdir -p ${CONTAINER_PATHS.pgbackrestLock}
+chown postgres:postgres ${CONTAINER_PATHS.pgbackrestLock}
+rm -rf ${CONTAINER_PATHS.pgdata}
+mkdir -m 0700 ${CONTAINER_PATHS.pgdata}
+chown postgres:postgres ${CONTAINER_PATHS.pgdata}
+exec $AS /usr/bin/pgbackrest "$@"
+`
+
+export interface RestoreInput {
+  instanceId: string
+  databaseId: string
+  hostId: string
+  image: string
+  postgresMajor: number
+  /** Host-side data directory, bind-mounted at CONTAINER_PATHS.data. */
+  dataDir: string
+  /** The instance's extra_volumes: where a posix repository is. */
+  extraVolumes: Array<{ hostPath: string, destinationPath: string }>
+  /** `pgbackrest restore`'s arguments (restoreArgs), with the config inside the container. */
+  restoreArgs: string[]
+}
+
+export function restoreContainerName (instanceId: string): string {
+  return `pgmesh-restore-${instanceId}`
+}
+
+/**
+ * The one-shot restore container: the instance's own image (this host may have no pgBackRest), its data mount and
+ * extra volumes, the host's network (cloud repositories), a TTY so that its output comes back as plain text. Its
+ * labels are not an instance's, so status and events never take it for one.
+ */
+export function restoreContainerSpec (input: RestoreInput): Docker.ContainerCreateOptions {
+  return {
+    name: restoreContainerName(input.instanceId),
+    Image: input.image,
+    Entrypoint: ['/bin/sh', '-c'],
+    Cmd: [RESTORE_SCRIPT, 'pgmesh-restore', ...input.restoreArgs],
+    Env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'LANG=C.UTF-8'],
+    User: 'root',
+    Tty: true,
+    Labels: {
+      [LABELS.hostId]: input.hostId,
+      [LABELS.databaseId]: input.databaseId,
+      [LABELS.restoreOf]: input.instanceId,
+      [LABELS.component]: 'restore'
+    },
+    HostConfig: {
+      NetworkMode: 'host',
+      Mounts: [
+        { Type: 'bind', Source: input.dataDir, Target: CONTAINER_PATHS.data },
+        ...input.extraVolumes.map(v => ({ Type: 'bind' as const, Source: v.hostPath, Target: v.destinationPath }))
+      ]
+    }
+  }
+}
 
 export interface CloneInput {
   instanceId: string
@@ -190,6 +254,8 @@ export const LABELS = {
   component: 'pgedge.component',
   /** On a replica's one-shot clone container (not an instance container: status and events ignore it). */
   cloneOf: 'pgmesh.clone-of',
+  /** On a restore's one-shot container (not an instance container either). */
+  restoreOf: 'pgmesh.restore-of',
   /** On the one-shot container that lists an image's server parameters (not an instance container either). */
   describeConfigOf: 'pgmesh.describe-config-of',
   /** Hash of the task's spec, to tell whether the running container already is the wanted one. */
