@@ -1,10 +1,13 @@
-// API benchmark (issue 3): one host holding 1,000 databases: GET /v1/databases and GET /v1/databases/{id}
-// throughput, and POST-to-durable latency (the create is acknowledged only after its fdatasync). Prints figures.
-import { readFile } from 'node:fs/promises'
+// API benchmark (issues 3 and 18): one host holding N databases (BENCH_DATABASES, a list: 1000,10000): POST-to-durable
+// latency (the create is acknowledged only after its fdatasync), GET /v1/databases and GET /v1/databases/{id} per
+// daemon CPU-second, RSS, the document on disk, a restart's load time, and a second host's join time. Prints figures
+// and ratios to the targets.
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { Agent, request } from 'node:http'
-import { type DaemonProcess, TestCluster } from '../../test/helpers/cluster.js'
+import { join } from 'node:path'
+import { type DaemonProcess, TestCluster, until } from '../../test/helpers/cluster.js'
 
-const DATABASES = Number(process.env.BENCH_DATABASES ?? 1000)
+const SIZES = (process.env.BENCH_DATABASES ?? '1000,10000').split(',').map(Number)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const CONCURRENCY = 8
 
@@ -62,34 +65,84 @@ async function throughput (d: DaemonProcess, path: () => string, headers: Record
   return { wall: done / SECONDS, perCore: done / cpu }
 }
 
-const cluster = await TestCluster.create('bench-api', { reconcile: false, logLevel: 'warn' })
-try {
-  const [h1] = await cluster.initAndJoin(1)
-  if (h1 === undefined) throw new Error('no host')
-  const latencies: number[] = []
-  for (let i = 0; i < DATABASES; i++) {
-    const t0 = performance.now()
-    const res = await h1.post('/v1/databases', { id: `db-${i}`, spec: spec(i) })
-    latencies.push(performance.now() - t0)
-    if (res.status !== 200) throw new Error(JSON.stringify(res.body))
-  }
-  const lastHundred = latencies.slice(-100).sort((a, b) => a - b)
-  console.log(`POST /v1/databases (acknowledged after fdatasync), the last 100 of ${DATABASES}: p50 ${percentile(lastHundred, 0.5).toFixed(1)} ms, p99 ${percentile(lastHundred, 0.99).toFixed(1)} ms (${(percentile(lastHundred, 0.99) / 20).toFixed(2)}× the 20 ms target)`)
-  const sample = await fetch(`${h1.url}/v1/databases`, { headers: { 'accept-encoding': 'identity' } })
-  const bytes = (await sample.arrayBuffer()).byteLength
-  const etag = sample.headers.get('etag') ?? ''
-  const variants: Array<[string, Record<string, string>, number]> = [
-    [`identity, ${(bytes / 1024).toFixed(0)} KB`, { 'accept-encoding': 'identity' }, 200],
-    ['gzip', { 'accept-encoding': 'gzip' }, 200],
-    ['If-None-Match, 304', { 'if-none-match': etag }, 304]
-  ]
-  for (const [label, headers, status] of variants) {
-    const list = await throughput(h1, () => '/v1/databases', headers, status)
-    console.log(`GET /v1/databases with ${DATABASES} databases (${label}): ${list.wall.toFixed(0)} requests/s, ${list.perCore.toFixed(0)} per daemon CPU-second (${(list.perCore / 5000).toFixed(2)}× the 5,000/s target)`)
-  }
-  let n = 0
-  const one = await throughput(h1, () => `/v1/databases/db-${(n++) % DATABASES}`)
-  console.log(`GET /v1/databases/{id}: ${one.wall.toFixed(0)} requests/s, ${one.perCore.toFixed(0)} per daemon CPU-second (${(one.perCore / 5000).toFixed(2)}× the 5,000/s target)`)
-} finally {
-  await cluster.destroy()
+async function rssMb (d: DaemonProcess): Promise<number> {
+  const text = await (await fetch(`${d.url}/metrics`)).text()
+  const m = /^pgmesh_process_resident_memory_bytes (\d+)/m.exec(text)
+  return m === null ? Number.NaN : Number(m[1]) / 1e6
 }
+
+/** Bytes of the host's durable document (the state directory's files). */
+async function documentBytes (d: DaemonProcess): Promise<number> {
+  const dir = join(d.options.dataDir, 'state')
+  let total = 0
+  for (const name of await readdir(dir).catch(() => [] as string[])) total += (await stat(join(dir, name))).size
+  return total
+}
+
+async function listed (d: DaemonProcess): Promise<number> {
+  const res = await d.get('/v1/databases')
+  return res.status === 200 ? (res.body.databases as unknown[]).length : -1
+}
+
+const fmt = (n: number, digits = 1): string => n.toFixed(digits)
+
+async function run (databases: number): Promise<void> {
+  const cluster = await TestCluster.create('bench-api', { reconcile: false, logLevel: 'warn' })
+  try {
+    const [h1] = await cluster.initAndJoin(1)
+    if (h1 === undefined) throw new Error('no host')
+    const idleRss = await rssMb(h1)
+    const latencies: number[] = []
+    for (let i = 0; i < databases; i++) {
+      const t0 = performance.now()
+      const res = await h1.post('/v1/databases', { id: `db-${i}`, spec: spec(i) })
+      latencies.push(performance.now() - t0)
+      if (res.status !== 200) throw new Error(JSON.stringify(res.body))
+    }
+    const lastHundred = latencies.slice(-100).sort((a, b) => a - b)
+    const all = [...latencies].sort((a, b) => a - b)
+    console.log(`[${databases}] POST /v1/databases (acknowledged after fdatasync): the last 100 p50 ${fmt(percentile(lastHundred, 0.5))} ms, p99 ${fmt(percentile(lastHundred, 0.99))} ms (${fmt(percentile(lastHundred, 0.99) / 20, 2)}× the 20 ms target); all ${databases}: p99 ${fmt(percentile(all, 0.99))} ms`)
+    const sample = await fetch(`${h1.url}/v1/databases`, { headers: { 'accept-encoding': 'identity' } })
+    const bytes = (await sample.arrayBuffer()).byteLength
+    const etag = sample.headers.get('etag') ?? ''
+    const variants: Array<[string, Record<string, string>, number]> = [
+      [`identity, ${fmt(bytes / 1024, 0)} KB`, { 'accept-encoding': 'identity' }, 200],
+      ['gzip', { 'accept-encoding': 'gzip' }, 200],
+      ['If-None-Match, 304', { 'if-none-match': etag }, 304]
+    ]
+    for (const [label, headers, status] of variants) {
+      const list = await throughput(h1, () => '/v1/databases', headers, status)
+      console.log(`[${databases}] GET /v1/databases (${label}): ${fmt(list.wall, 0)} requests/s, ${fmt(list.perCore, 0)} per daemon CPU-second (${fmt(list.perCore / 5000, 2)}× the 5,000/s target)`)
+    }
+    let n = 0
+    const one = await throughput(h1, () => `/v1/databases/db-${(n++) % databases}`)
+    console.log(`[${databases}] GET /v1/databases/{id}: ${fmt(one.wall, 0)} requests/s, ${fmt(one.perCore, 0)} per daemon CPU-second (${fmt(one.perCore / 5000, 2)}× the 5,000/s target)`)
+    const loadedRss = await rssMb(h1)
+    const onDisk = await documentBytes(h1)
+
+    // A restart: from the process start to answering /readyz and listing every database.
+    await h1.stop()
+    const l0 = performance.now()
+    await h1.start(false)
+    await until('the restarted host to list every database', async () => await listed(h1).catch(() => -1) === databases, 600_000, 50)
+    const loadMs = performance.now() - l0
+    const restartedRss = await rssMb(h1)
+
+    // A second host joins: from the join request to its answer (it holds the whole document then).
+    const token = (await h1.get('/v1/cluster/join-token')).body
+    const h2 = await cluster.add('host-2', { logLevel: 'warn' })
+    const j0 = performance.now()
+    const joined = await h2.post('/v1/cluster/join', token)
+    const joinMs = performance.now() - j0
+    if (joined.status !== 204) throw new Error(JSON.stringify(joined.body))
+    const joinedCount = await listed(h2)
+    if (joinedCount !== databases) throw new Error(`the joined host lists ${joinedCount} databases`)
+    const joinedRss = await rssMb(h2)
+    console.log(`[${databases}] document on disk ${fmt(onDisk / 1e6, 2)} MB; restart to listing all ${fmt(loadMs, 0)} ms; join ${fmt(joinMs, 0)} ms (${fmt(joinMs / 1000, 2)}× the 1 s target)`)
+    console.log(`[${databases}] RSS: idle ${fmt(idleRss)} MB, holding ${databases} ${fmt(loadedRss)} MB, after a restart ${fmt(restartedRss)} MB, joined host ${fmt(joinedRss)} MB (${fmt(Math.max(restartedRss, joinedRss) / 150, 2)}× the 150 MB target)`)
+  } finally {
+    await cluster.destroy()
+  }
+}
+
+for (const size of SIZES) await run(size)
