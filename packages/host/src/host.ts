@@ -238,7 +238,10 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       },
       logger
     })
-    heartbeats.on('heartbeat', (beat) => { if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id) })
+    heartbeats.on('heartbeat', (beat) => {
+      this.health.heardHeartbeat(beat.host_id, beat.observed, Date.now())
+      if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id)
+    })
     await mesh.start()
     this.mesh = mesh
     this.replicator = replicator
