@@ -76,15 +76,23 @@ export function receiveTaskLogs (
   deliver: (taskId: string, entry: TaskLogEntry) => void
 ): void {
   mesh.subscribe(TASK_LOG_TOPIC, (data, from) => {
-    let message: { task_id?: unknown, entry?: Partial<TaskLogEntry> }
-    try { message = JSON.parse(new TextDecoder().decode(data)) } catch { return }
-    const entry = message?.entry
-    if (typeof message?.task_id !== 'string' || typeof entry !== 'object' || entry === null || typeof entry.id !== 'string' ||
-      typeof entry.message !== 'string' || typeof entry.timestamp !== 'string' || typeof entry.host_id !== 'string') return
-    if (from === '' || !authorizeSender(from, entry.host_id)) {
-      onRefused(from, entry.host_id)
-      return
-    }
-    deliver(message.task_id, entry as TaskLogEntry)
+    const accepted = acceptTaskLogMessage(data, from, authorizeSender, onRefused)
+    if (accepted !== undefined) deliver(accepted.taskId, accepted.entry)
   })
+}
+
+/** One announced entry, if it is well formed and its signer is the peer bound to its `host_id`. */
+export function acceptTaskLogMessage (
+  data: Uint8Array, from: string, authorizeSender: (peerId: string, hostId: string) => boolean, onRefused: (peerId: string, hostId: string) => void
+): { taskId: string, entry: TaskLogEntry } | undefined {
+  let message: { task_id?: unknown, entry?: Partial<TaskLogEntry> } | null
+  try { message = JSON.parse(new TextDecoder().decode(data)) } catch { return undefined }
+  const entry = message?.entry
+  if (typeof message?.task_id !== 'string' || typeof entry !== 'object' || entry === null || typeof entry.id !== 'string' ||
+    typeof entry.message !== 'string' || typeof entry.timestamp !== 'string' || typeof entry.host_id !== 'string') return undefined
+  if (from === '' || !authorizeSender(from, entry.host_id)) {
+    onRefused(from, entry.host_id)
+    return undefined
+  }
+  return { taskId: message.task_id, entry: entry as TaskLogEntry }
 }
