@@ -1,7 +1,9 @@
 // The web console (issue 15) in a real browser (Debian's chromium driven by playwright-core) against real daemons:
-// the overview lists the hosts and shows a killed one unreachable, a database created through the API appears and its
-// create task's log streams in, a switchover started from the page moves the primary, and a conflict made by a
-// partition shows both values and is resolved from the page. Screenshots go to test-results/console/.
+// the overview lists the hosts with since when they are in their state and shows a killed one unreachable, a
+// database created through the API appears and its create task's log streams in (pushed, every host's entries), the
+// picture shows subscription lag, the spec editor points validation messages at their fields, a switchover started
+// from the page moves the primary, and a conflict made by a partition shows both values and is resolved from the
+// page. Screenshots go to test-results/console/.
 import { mkdir, readFile } from 'node:fs/promises'
 import { request } from 'node:https'
 import { join } from 'node:path'
@@ -71,10 +73,15 @@ describe('the web console with real databases', () => {
     expect(await page.locator('tr[data-host] .state-healthy').count()).toBe(3)
     await expect.poll(async () => await page.locator('#talking-to').textContent()).toBe('talking to host-1')
     expect(await page.locator('#banner').isHidden()).toBe(true)
+    // Since when: the time host-1 saw host-2 become healthy (before this page opened), not when the page saw it.
+    const hosts = await ok(h1.get('/v1/hosts'), 'hosts')
+    const since2: string = hosts.hosts.find((h: { id: string }) => h.id === 'host-2').status.since
+    expect(Date.parse(since2)).toBeLessThan(started)
+    await expect.poll(async () => await page.locator('tr[data-host="host-2"] .since time').getAttribute('datetime')).toBe(since2)
 
     const sizes = await h1.request('GET', '/ui')
     expect(sizes.status).toBe(200)
-    const compressed = await Promise.all(['/ui', '/ui/app.js', '/ui/app.css'].map(async path => {
+    const compressed = await Promise.all(['/ui', '/ui/app.js', '/ui/json-locate.js', '/ui/app.css'].map(async path => {
       const res = await fetch(`${h1.url}${path}`, { headers: { 'accept-encoding': 'gzip' } })
       expect(res.headers.get('content-encoding')).toBe('gzip')
       return Number(res.headers.get('content-length') ?? (await res.arrayBuffer()).byteLength)
@@ -96,19 +103,38 @@ describe('the web console with real databases', () => {
     await page.locator('tr[data-host="host-3"] .state-unreachable').waitFor({ timeout: 15_000 })
     console.log(`console: host-3 shown unreachable ${Date.now() - killed} ms after SIGKILL`)
     expect(await page.locator('tr[data-host="host-1"] .state-healthy').count()).toBe(1)
+    // Unreachable since the heartbeat timeout (4 s) ran out after its last heartbeat (sent every second, so up to
+    // about 1 s before the kill), to the whole second the API's times carry.
+    const shown = Date.parse(await page.locator('tr[data-host="host-3"] .since time').getAttribute('datetime') ?? '')
+    expect(shown).toBeGreaterThan(killed + 1000)
+    expect(shown).toBeLessThanOrEqual(killed + 4000)
     await shot(page, 'overview-host-down')
   })
 
   it('lists a database created through the API and streams its create task\'s log', async () => {
     await page.goto(`${h1.url}/ui#/databases`)
     await page.getByText('No databases yet.').waitFor()
+    // What the stream carries, read beside the browser: every host's entries, pushed.
+    const stream = await fetch(`${h1.url}/v1/events`)
+    const streamed: string[] = []
+    void (async () => {
+      const reader = (stream.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
+      for (;;) { const { value, done } = await reader.read(); if (done) return; streamed.push(value) }
+    })().catch(() => {})
     const created = await ok(h1.post('/v1/databases', {
       id: 'app',
-      spec: { database_name: 'app', database_users: [{ username: 'admin', password: 'secret', db_owner: true, attributes: ['LOGIN'] }], nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }] }
+      spec: {
+        database_name: 'app',
+        database_users: [{ username: 'admin', password: 'secret', db_owner: true, attributes: ['LOGIN'] }],
+        nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }, { name: 'n2', host_ids: ['host-2'] }]
+      }
     }), 'create app')
+    const taskId = String(created.task.task_id)
     // No reload: the event stream brings it.
     await page.locator('tr[data-database="app"]').waitFor({ timeout: 5000 })
-    await page.goto(`${h1.url}/ui#/databases/app/tasks/${String(created.task.task_id)}`)
+    const logReads: string[] = []
+    page.on('request', (r) => { if (r.url().endsWith(`/tasks/${taskId}/log`)) logReads.push(r.url()) })
+    await page.goto(`${h1.url}/ui#/databases/app/tasks/${taskId}`)
     const log = page.locator('#task-log')
     await expect.poll(async () => await log.textContent(), { timeout: 20_000 }).toContain('task created')
     const early = (await log.textContent()) ?? ''
@@ -118,23 +144,73 @@ describe('the web console with real databases', () => {
     expect(done).toMatch(/host-2 {2}creating instance app-n1-/)
     expect(done).toContain('task completed')
     expect(done).not.toContain('secret')
+    // Pushed, not polled: the page read the log when it opened and once more when the task ended (gossip may drop an
+    // entry), however long the task ran (it polled every second before).
+    expect(logReads.length).toBeLessThanOrEqual(2)
+    const pushed = streamed.join('').split('\n\n').filter(b => b.startsWith('event: task_log\n'))
+      .map(b => JSON.parse(b.slice(b.indexOf('data: ') + 6)) as { task_id: string, entries: Array<{ message: string, fields: { host_id: string } }> })
+      .filter(e => e.task_id === taskId).flatMap(e => e.entries)
+    console.log(`console: create task took ${logReads.length} log reads; the stream pushed ${pushed.length} entries (${[...new Set(pushed.map(e => e.fields.host_id))].join(', ')})`)
+    expect(pushed.some(e => e.fields.host_id === 'host-2' && e.message.startsWith('creating instance'))).toBe(true)
+    expect(pushed.some(e => e.fields.host_id === 'host-1')).toBe(true)
+    await stream.body?.cancel().catch(() => {})
     await shot(page, 'task')
   }, 180_000)
 
+  it('shows each subscription\'s lag in the picture', async () => {
+    await page.goto(`${h1.url}/ui#/databases/app`)
+    const lag = page.locator('.node[data-node="n2"] .lag')
+    await lag.waitFor({ timeout: 30_000 })
+    expect(await lag.textContent()).toMatch(/^lag \d+(\.\d)? (B|KiB|MiB)$/)
+    const db = await ok(h1.get('/v1/databases/app'), 'get app')
+    const subscription = db.instances.find((i: { node_name: string, postgres?: { role?: string } }) => i.node_name === 'n2').spock.subscriptions[0]
+    expect(subscription).toMatchObject({ provider_node: 'n1', name: 'sub_n1_n2', status: 'replicating' })
+    expect(subscription.lag_bytes).toBeGreaterThanOrEqual(0)
+  }, 60_000)
+
+  it('points each validation message at its field in the spec editor', async () => {
+    await page.goto(`${h1.url}/ui#/databases/app`)
+    const editor = page.locator('#spec-text')
+    await editor.waitFor()
+    const spec = JSON.parse(await editor.inputValue())
+    spec.nodes[0].host_ids[1] = 'Bad Host!'
+    const text = JSON.stringify(spec, null, 2)
+    await editor.fill(text)
+    await page.getByRole('button', { name: 'Save spec' }).click()
+    const problem = page.locator('#spec-errors li[data-path="nodes[0].host_ids[1]"]')
+    await problem.waitFor({ timeout: 10_000 })
+    const line = text.slice(0, text.indexOf('"Bad Host!"')).split('\n').length
+    expect(await problem.getByRole('button').textContent()).toBe(`line ${line}`)
+    expect(await page.locator('#spec-gutter mark').evaluateAll(marks => marks.map(m => m.getAttribute('data-line')))).toEqual([String(line)])
+    expect(await editor.getAttribute('aria-invalid')).toBe('true')
+    type TextArea = { value: string, selectionStart: number, selectionEnd: number, setSelectionRange: (a: number, b: number) => void }
+    const selected = async (): Promise<string> => await editor.evaluate(e => { const t = e as unknown as TextArea; return t.value.slice(t.selectionStart, t.selectionEnd) })
+    // The first problem's field is selected at once; its button selects it again from the keyboard.
+    expect(await selected()).toBe('"Bad Host!"')
+    await editor.evaluate(e => { (e as unknown as TextArea).setSelectionRange(0, 0) })
+    await problem.getByRole('button').focus()
+    await page.keyboard.press('Enter')
+    expect(await selected()).toBe('"Bad Host!"')
+    await shot(page, 'spec-errors')
+    await page.getByRole('button', { name: 'Discard changes' }).click()
+    await expect.poll(async () => await page.locator('#spec-errors li').count()).toBe(0)
+  }, 60_000)
+
   it('switches over from the page and shows the new primary', async () => {
     await page.goto(`${h1.url}/ui#/databases/app`)
-    await page.locator('.inst.primary[data-host="host-1"]').waitFor({ timeout: 30_000 })
-    await page.locator('.inst[data-role="replica"][data-host="host-2"] .state-available').waitFor({ timeout: 60_000 })
-    expect(await page.locator('code', { hasText: /^postgresql:\/\/admin@/ }).count()).toBe(2)
+    const n1 = page.locator('.node[data-node="n1"]')
+    await n1.locator('.inst.primary[data-host="host-1"]').waitFor({ timeout: 30_000 })
+    await n1.locator('.inst[data-role="replica"][data-host="host-2"] .state-available').waitFor({ timeout: 60_000 })
+    expect(await page.locator('code', { hasText: /^postgresql:\/\/admin@/ }).count()).toBe(3)
     await shot(page, 'database')
-    await page.getByRole('button', { name: 'Switchover…' }).click()
+    await n1.getByRole('button', { name: 'Switchover…' }).click()
     await page.locator('#confirm[open]').waitFor()
     await page.locator('#confirm-ok').press('Enter') // keyboard: the confirm button has focus
     await page.waitForURL(/#\/databases\/app\/tasks\//)
     await page.locator('#task-status .state-completed').waitFor({ timeout: 120_000 })
     await page.goto(`${h1.url}/ui#/databases/app`)
-    await page.locator('.inst.primary[data-host="host-2"]').waitFor({ timeout: 30_000 })
-    expect(await page.locator('.inst.primary').count()).toBe(1)
+    await n1.locator('.inst.primary[data-host="host-2"]').waitFor({ timeout: 30_000 })
+    expect(await n1.locator('.inst.primary').count()).toBe(1)
     await shot(page, 'database-after-switchover')
     // Dark when the system asks for it.
     await page.emulateMedia({ colorScheme: 'dark' })

@@ -21,6 +21,7 @@ import { registerSystemRoutes } from './routes/system.js'
 import { registerConsoleRoutes } from './routes/console.js'
 import { registerEventRoutes } from './routes/events.js'
 import { EventFeed } from './event-feed.js'
+import { taskResponse } from './schemas.js'
 
 export interface AppOptions {
   logger: Logger
@@ -104,6 +105,9 @@ export function createApp (components: ApiComponents, options: AppOptions): App 
     state: components.state,
     hostsSignature: () => components.health.hostViews().map(v => `${v.record.id}:${v.reachability}`).join(','),
     observedSignature: () => components.databases.list().version,
+    taskStatuses: () => Object.values(components.state.doc.tasks ?? {}).map(t => [t.task_id, t.status] as const),
+    task: (taskId) => { const task = components.tasks.get(taskId); return task === undefined ? undefined : taskResponse(task) },
+    taskLogEntries: components.taskLogEntries,
     isDraining: options.isDraining
   })
   registerEventRoutes(app, feed, components.hostId)

@@ -1,6 +1,7 @@
 import type { ApiTokens, Backups, Databases, JoinTokens, Operations, Restores, Tasks } from '@pgmesh/cluster'
 import type { Host, HostHealth, HostMetrics, HostTls, Membership } from '@pgmesh/host'
 import type { ClusterState } from '@pgmesh/state'
+import type { TaskLogEntrySource } from './event-feed.js'
 
 /**
  * What the API serves from, handed over at construction (js-libp2p's components pattern): each route group takes
@@ -11,6 +12,8 @@ export interface ApiComponents {
   health: Pick<HostHealth, 'hostViews' | 'hostView'>
   /** The cluster document itself, for its id and heads, and its changes (the event stream). */
   state: Pick<ClusterState, 'doc' | 'heads' | 'on' | 'off'>
+  /** Task log entries as any host writes them (the event stream pushes them). */
+  taskLogEntries: TaskLogEntrySource
   /** The host answering (the console shows which one it talks to). */
   hostId: string
   databases: Databases
@@ -28,5 +31,5 @@ export interface ApiComponents {
 /** A host's parts as the API takes them. */
 export function apiComponents (host: Host): ApiComponents {
   const { databases, operations, backups, restores, tasks, apiTokens, joinTokens } = host.document
-  return { hostId: host.config.hostId, membership: host.membership, health: host.health, state: host.state, databases, operations, backups, restores, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
+  return { hostId: host.config.hostId, taskLogEntries: host.taskLogEntries, membership: host.membership, health: host.health, state: host.state, databases, operations, backups, restores, tasks, metrics: host.metrics, apiTokens, joinTokens, tls: host.tls }
 }

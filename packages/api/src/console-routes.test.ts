@@ -84,4 +84,52 @@ describe('/v1/events', () => {
     // The last subscriber gone, the feed stops listening to the document.
     await expect.poll(() => api.host.state.listenerCount('change')).toBe(listeners)
   })
+
+  it("pushes a task's new log entries and its status change, so a page following the task never polls", async () => {
+    const spec = { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'] }] }
+    const created = await api.call('POST', '/v1/databases', { id: 'followed', spec })
+    expect(created.status).toBe(200)
+    const taskId: string = created.json.task.task_id
+    const abort = new AbortController()
+    const res = await api.app.request('http://localhost/v1/events', { signal: abort.signal })
+    const reader = (res.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
+    let text = ''
+    const readUntil = async (pattern: RegExp): Promise<RegExpMatchArray> => {
+      for (;;) {
+        const m = pattern.exec(text)
+        if (m !== null) return m
+        const { value, done } = await reader.read()
+        if (done) throw new Error(`stream ended before ${String(pattern)}: ${text}`)
+        text += value
+      }
+    }
+    await readUntil(/event: hello/)
+    await api.host.document.tasks.log(taskId, 'step one of the followed task', { step: 1 })
+    const [, logData] = await readUntil(/event: task_log\ndata: (.*)\n\n/)
+    const logEvent = JSON.parse(logData ?? '') as { task_id: string, entries: Array<{ id: string, message: string, fields: Record<string, unknown> }> }
+    expect(logEvent.task_id).toBe(taskId)
+    expect(logEvent.entries).toMatchObject([{ message: 'step one of the followed task', fields: { step: 1, host_id: 'host-1' } }])
+    // The id is the one the log's last_entry_id names, so a client that read the log knows what it already has.
+    const read = await api.call('GET', `/v1/databases/followed/tasks/${taskId}/log`)
+    expect(read.json.last_entry_id).toBe(logEvent.entries[0]?.id)
+
+    await api.host.document.databases.settle('followed', taskId, { status: 'completed' })
+    const [, taskData] = await readUntil(/event: task\ndata: (.*)\n\n/)
+    expect(JSON.parse(taskData ?? '')).toMatchObject({ task_id: taskId, database_id: 'followed', status: 'completed' })
+    abort.abort()
+    await reader.cancel().catch(() => {})
+  })
+})
+
+describe("a host's status since", () => {
+  it('stays at when the state began while heartbeats go on, and is not when it was read', async () => {
+    const first = await api.call('GET', '/v1/hosts/host-1')
+    expect(first.json.status.state).toBe('healthy')
+    const since = Date.parse(first.json.status.since)
+    expect(since).toBeLessThanOrEqual(Date.parse(first.json.status.updated_at))
+    await new Promise(resolve => setTimeout(resolve, 2100))
+    const later = await api.call('GET', '/v1/hosts/host-1')
+    expect(later.json.status.since).toBe(first.json.status.since)
+    expect(Date.parse(later.json.status.updated_at)).toBeGreaterThan(since + 1000)
+  })
 })

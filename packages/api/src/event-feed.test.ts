@@ -45,6 +45,48 @@ describe('EventFeed', () => {
     expect(feed.size).toBe(0)
   })
 
+  it('pushes new task log entries per task, sorted across hosts, and a task whose status changed, before the change', async () => {
+    const state = new EventEmitter()
+    const entries = new EventEmitter()
+    const statuses = new Map([['t1', 'running'], ['t2', 'running']])
+    const feed = new EventFeed({
+      state: state as never,
+      hostsSignature: () => '',
+      observedSignature: () => '',
+      taskStatuses: () => statuses,
+      task: id => ({ task_id: id, status: statuses.get(id) }),
+      taskLogEntries: entries as never
+    }, { coalesceMs: 30, pollMs: 1000 })
+    const got: string[] = []
+    const off = feed.subscribe({
+      changed: k => got.push(`change ${k.join(',')}`),
+      task: t => got.push(`task ${JSON.stringify(t)}`),
+      taskLog: e => got.push(`log ${e.task_id} ${e.entries.map(x => `${x.fields.host_id as string}:${x.message}`).join(' ')}`),
+      ended: () => {}
+    })
+    // host-2's entry was written first (smaller UUIDv7) but arrives second, by gossip.
+    entries.emit('entry', 't1', { id: '0002', timestamp: 't', message: 'second', host_id: 'host-1' })
+    entries.emit('entry', 't1', { id: '0001', timestamp: 't', message: 'first', host_id: 'host-2', fields: { step: 1 } })
+    statuses.set('t1', 'completed')
+    statuses.set('t3', 'pending')
+    state.emit('change', {})
+    await sleep(80)
+    expect(got).toEqual([
+      'task {"task_id":"t1","status":"completed"}',
+      'task {"task_id":"t3","status":"pending"}',
+      'log t1 host-2:first host-1:second',
+      'change document'
+    ])
+    // Unchanged statuses say nothing the next time; entries alone send no change.
+    got.length = 0
+    state.emit('change', {})
+    entries.emit('entry', 't2', { id: '0003', timestamp: 't', message: 'third', host_id: 'host-3' })
+    await sleep(80)
+    expect(got).toEqual(['log t2 host-3:third', 'change document'])
+    off()
+    expect(entries.listenerCount('entry')).toBe(0)
+  })
+
   it('ends every stream when the host drains', async () => {
     const draining = { value: false }
     const { feed, state } = feedOver({ hosts: 'a', observed: '1' }, draining)

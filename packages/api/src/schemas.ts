@@ -75,6 +75,7 @@ export const ComponentStatusSchema = z.object({
 export const HostStatusSchema = z.object({
   state: z.enum(['healthy', 'unreachable', 'degraded', 'unknown']),
   updated_at: z.string().optional(),
+  since: z.string().optional().openapi({ description: 'pgmesh extension: since when the host has been in this state (RFC 3339), as the answering host saw it change: the first heartbeat of the current run, or for unreachable the heartbeat timeout after the last one' }),
   components: z.record(z.string(), ComponentStatusSchema)
 }).openapi('HostStatus')
 

@@ -46,6 +46,8 @@ export interface Subscription {
   status: string
   error?: string
   failing_since?: string
+  /** pgmesh: bytes of the provider's WAL this subscriber has yet to confirm, as the provider reports it. */
+  lag_bytes?: number
 }
 
 export interface Instance {

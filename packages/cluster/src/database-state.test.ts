@@ -54,6 +54,21 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
+describe('subscription lag', () => {
+  it("puts the provider's measure of each slot on the subscriber's subscription, and none while the provider says nothing", () => {
+    expect(n2()).toMatchObject({ spock: { subscriptions: [{ name: 'sub_n1_n2' }] } })
+    expect((n2() as { spock: { subscriptions: object[] } }).spock.subscriptions[0]).not.toHaveProperty('lag_bytes')
+    const n1 = observed.instances.find(i => i.node_name === 'n1') as ObservedInstance
+    const withLag = { ...n1, subscriber_lag: [{ subscriber_node: 'n2', lag_bytes: 4096 }] }
+    const instances = [withLag, ...observed.instances.filter(i => i !== n1)]
+    observed = { version: observed.version + 1, instances, byId: new Map(instances.map(i => [i.id, i])) }
+    expect(n2()).toMatchObject({ spock: { subscriptions: [{ provider_node: 'n1', name: 'sub_n1_n2', status: 'replicating', lag_bytes: 4096 }] } })
+    // n1's own subscription (from n2) has no measure from n2.
+    const n1Read = databases.get('db').instances.find(i => i.node_name === 'n1') as { spock: { subscriptions: object[] } }
+    expect(n1Read.spock.subscriptions[0]).not.toHaveProperty('lag_bytes')
+  })
+})
+
 describe('a failing subscription', () => {
   it('makes its instance degraded, with the error on the subscription and the instance, and the available database degraded', () => {
     expect(databases.get('db').state).toBe('available')

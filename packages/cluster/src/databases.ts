@@ -1,6 +1,6 @@
 import {
   ACTIVE_TASK_STATUSES, type DatabaseRecord, type DatabaseSpec, type DatabaseState, DatabaseAlreadyExistsError, DatabaseNotModifiableError, InvalidInputError,
-  type InstanceOperation, NotFoundError, type ObservedInstance, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
+  type InstanceOperation, NotFoundError, type ObservedInstance, type ObservedSubscription, type PrimaryChangeRequest, type Task, formatIssues, instanceId, invalidInput, isIdentifier,
   IDENTIFIER_MESSAGE, mergeSecrets, nodePrimary, newUuid, redactSpec, rfc3339, ServerError, transitionTask, validateSpec, type Issue,
   type AvailableUpgrade, availableUpgrades, EMBEDDED_MANIFEST, checkUpgrade, type CurrentVersion, compareVersions, type TaskType, unknownVersionIssues,
   upgradeNotAvailable, usesSpock, type VersionManifest
@@ -610,6 +610,7 @@ function placementsOf (databaseId: string, spec: Record<string, unknown>): Place
 function instancesOf (
   placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>, backingUp: ReadonlySet<string>
 ): Array<Record<string, unknown>> {
+  const lag = subscriptionLag(placements, observed)
   return placements.map(({ id, host_id, node_name }) => {
     const o = observed.get(id)
     if (o === undefined) return { id, host_id, node_name, state: 'unknown' }
@@ -622,9 +623,30 @@ function instancesOf (
       ...(o.port === undefined ? {} : { connection_info: { addresses: o.addresses ?? [], port: o.port } }),
       postgres: { ...(o.postgres_version === undefined ? {} : { version: o.postgres_version }), ...(o.role === undefined ? {} : { role: o.role }) },
       ...(o.role === 'primary' && o.subscriptions !== undefined
-        ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: o.subscriptions, ...(o.unreplicated_ddl === undefined ? {} : { unreplicated_ddl: o.unreplicated_ddl }) } }
+        ? { spock: { ...(o.replication === undefined ? {} : { extension: o.replication }), subscriptions: withLag(o.subscriptions, node_name, lag), ...(o.unreplicated_ddl === undefined ? {} : { unreplicated_ddl: o.unreplicated_ddl }) } }
         : {})
     }
+  })
+}
+
+/**
+ * Lag is measured on the provider (its slot for the subscriber), the subscription is reported by the subscriber: the
+ * read joins them, `provider>subscriber` → bytes, from each node's primary.
+ */
+function subscriptionLag (placements: readonly Placement[], observed: ReadonlyMap<string, ObservedInstance>): Map<string, number> {
+  const lag = new Map<string, number>()
+  for (const { id, node_name } of placements) {
+    const o = observed.get(id)
+    if (o?.role !== 'primary') continue
+    for (const l of o.subscriber_lag ?? []) lag.set(`${node_name}>${l.subscriber_node}`, l.lag_bytes)
+  }
+  return lag
+}
+
+function withLag (subscriptions: readonly ObservedSubscription[], subscriber: string, lag: ReadonlyMap<string, number>): ObservedSubscription[] {
+  return subscriptions.map(s => {
+    const bytes = lag.get(`${s.provider_node}>${subscriber}`)
+    return bytes === undefined ? s : { ...s, lag_bytes: bytes }
   })
 }
 

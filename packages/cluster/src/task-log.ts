@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import { appendFile, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { newTaskId, rfc3339 } from '@pgmesh/model'
@@ -13,10 +14,11 @@ export interface TaskLogEntry {
 
 /**
  * Task log lines of the work this host did. They stay on this host (high churn has no place in the CRDT's history)
- * and every other host reads them over the mesh when asked for a task's log.
+ * and every other host reads them over the mesh when asked for a task's log. Each entry, once durable, is also
+ * announced (`appended`), so the host can push it to whoever follows the task.
  */
-export class TaskLogStore {
-  constructor (private readonly dir: string, private readonly hostId: string) {}
+export class TaskLogStore extends EventEmitter<{ appended: [taskId: string, entry: TaskLogEntry] }> {
+  constructor (private readonly dir: string, private readonly hostId: string) { super() }
 
   async append (taskId: string, message: string, fields?: Record<string, unknown>): Promise<TaskLogEntry> {
     const entry: TaskLogEntry = {
@@ -28,6 +30,7 @@ export class TaskLogStore {
     }
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
     await appendFile(this.file(taskId), JSON.stringify(entry) + '\n', { mode: 0o600 })
+    this.emit('appended', taskId, entry)
     return entry
   }
 

@@ -15,16 +15,18 @@ export interface ConsoleAsset {
 let assets: ReadonlyMap<string, ConsoleAsset> | undefined
 
 /**
- * The whole console, built once per process: the page shell, its stylesheet and its one script (compiled by tsc
- * from src/client/app.ts; read from this package's dist, never fetched). Keyed by the path under /ui.
+ * The whole console, built once per process: the page shell, its stylesheet and its two scripts (compiled by tsc
+ * from src/client/; read from this package's dist, never fetched). Keyed by the path under /ui.
  */
 export function consoleAssets (): ReadonlyMap<string, ConsoleAsset> {
   if (assets !== undefined) return assets
-  const script = readFileSync(new URL('./client/app.js', import.meta.url))
+  const script = (name: string): Buffer => readFileSync(new URL(`./client/${name}`, import.meta.url))
   const files: Array<[string, string, Buffer]> = [
     ['/ui', 'text/html; charset=utf-8', Buffer.from(consoleHtml())],
     ['/ui/app.css', 'text/css; charset=utf-8', Buffer.from(CONSOLE_CSS)],
-    ['/ui/app.js', 'text/javascript; charset=utf-8', script]
+    ['/ui/app.js', 'text/javascript; charset=utf-8', script('app.js')],
+    // app.js imports it (an ES module): the spec editor's field locator, kept apart so Node tests it.
+    ['/ui/json-locate.js', 'text/javascript; charset=utf-8', script('json-locate.js')]
   ]
   assets = new Map(files.map(([path, contentType, body]) => [path, {
     path, contentType, body, gzip: gzipSync(body, { level: 9 }), etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`

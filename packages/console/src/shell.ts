@@ -64,4 +64,8 @@ input,select{font:inherit;background:var(--bg);color:var(--fg);border:1px solid 
 dialog::backdrop{background:#0008}menu{display:flex;gap:.5rem;justify-content:flex-end;padding:0}
 .diff-add{color:var(--ok)}.diff-remove{color:var(--bad)}.log{max-height:28rem}.conflict{border:1px solid var(--bad);border-radius:6px;padding:.5rem;margin:.4rem 0}
 .login{max-width:28rem}.login input{width:100%;margin:.4rem 0}
+.editor{display:flex;align-items:stretch}.editor textarea{flex:1;white-space:pre;overflow:auto;border-radius:0 6px 6px 0}
+.gutter{margin:0;padding:.5rem .4rem;border:1px solid var(--line);border-right:0;border-radius:6px 0 0 6px;overflow:hidden;text-align:right;color:var(--muted);user-select:none;min-width:3ch;background:var(--card)}
+.gutter mark{background:var(--bad);color:var(--bg);font-weight:700;display:inline-block;width:100%}textarea[aria-invalid=true]{border-color:var(--bad)}
+.field-errors li{margin:.2rem 0}.since{white-space:nowrap}
 `

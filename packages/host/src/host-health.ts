@@ -2,6 +2,7 @@ import type { PeerReport } from '@pgmesh/cluster'
 import type { Heartbeats, Reachability } from '@pgmesh/mesh'
 import { type ComponentStatus, type HostObserved, type HostRecord, NotFoundError, type ObservedInstance } from '@pgmesh/model'
 import type { ClusterState } from '@pgmesh/state'
+import { type HeardState, HostStateClock } from './host-state-clock.js'
 import { VERSION } from './version.js'
 
 export interface HostView {
@@ -10,6 +11,10 @@ export interface HostView {
   /** When this host last heard from it (its own clock). */
   lastSeen: Date | undefined
   observed: HostObserved | undefined
+  /** `healthy`, `degraded` (a reported component is unhealthy), `unreachable` or `unknown`, as the API answers it. */
+  state: HeardState | Reachability
+  /** When it entered that state, by this host's clock and as far as this host has heard (see HostStateClock). */
+  since: Date | undefined
 }
 
 export interface HostHealthDeps {
@@ -31,7 +36,16 @@ export interface HostHealthDeps {
  * sent last, with whether their heartbeats are current.
  */
 export class HostHealth {
-  constructor (private readonly deps: HostHealthDeps) {}
+  private readonly stateClock: HostStateClock
+
+  constructor (private readonly deps: HostHealthDeps) {
+    this.stateClock = new HostStateClock(() => deps.heartbeats()?.unreachableAfterMs ?? 4000)
+  }
+
+  /** Every heartbeat as it is recorded (this host's own too), so state changes keep the time they happened. */
+  heardHeartbeat (hostId: string, observed: HostObserved | undefined, at: number): void {
+    this.stateClock.heard(hostId, heardState(observed), at)
+  }
 
   hostViews (): HostView[] {
     const now = Date.now()
@@ -101,13 +115,24 @@ export class HostHealth {
   private view (record: HostRecord, now: number): HostView {
     const self = record.id === this.deps.hostId
     const last = this.deps.heartbeats()?.get(record.id)
+    const reachability = this.deps.heartbeats()?.reachability(record.id, now) ?? (self ? 'healthy' : 'unknown')
+    const observed = self ? this.observed() : last?.heartbeat.observed
+    const state = reachability === 'healthy' ? heardState(observed) : reachability
+    // A state the heartbeats have not shown yet (this host's own report changed since its last beat) began about now.
+    const since = this.stateClock.since(record.id, state, last?.receivedAt) ?? (self ? now : undefined)
     return {
       record,
-      reachability: this.deps.heartbeats()?.reachability(record.id, now) ?? (self ? 'healthy' : 'unknown'),
+      reachability,
       lastSeen: self ? new Date(now) : (last === undefined ? undefined : new Date(last.receivedAt)),
-      observed: self ? this.observed() : last?.heartbeat.observed
+      observed,
+      state,
+      since: since === undefined ? undefined : new Date(since)
     }
   }
+}
+
+function heardState (observed: HostObserved | undefined): HeardState {
+  return Object.values(observed?.components ?? {}).some(c => !c.healthy) ? 'degraded' : 'healthy'
 }
 
 function versions (reported: HostObserved['postgres_versions']): Pick<HostObserved, 'postgres_versions'> {

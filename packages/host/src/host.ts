@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { access, copyFile, mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { ClusterDocument, DATA_KEY_FILE, DataKey, ObservedCluster } from '@pgmesh/cluster'
+import { ClusterDocument, DATA_KEY_FILE, DataKey, ObservedCluster, type TaskLogEntry } from '@pgmesh/cluster'
 import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
 import { defaultImage, type HostObserved, type Startable } from '@pgmesh/model'
@@ -15,7 +15,7 @@ import { HostMetrics } from './metrics.js'
 import { HostTls } from './tls.js'
 import { detectPostgresVersion } from './postgres-version.js'
 import { ManifestSource } from './manifest-source.js'
-import { readPeerTaskLogs, serveTaskLogs } from './task-log-protocol.js'
+import { announceTaskLogs, readPeerTaskLogs, receiveTaskLogs, serveTaskLogs } from './task-log-protocol.js'
 import { tightenDataDir } from './data-dir.js'
 
 /** Default lease of a node's primary; a failover waits it out. */
@@ -30,6 +30,8 @@ const KEEPER_MS = 2000
  * all. The API and the reconciler are built on its parts.
  */
 export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: string] }> implements Startable {
+  /** Task log entries as they are written, this host's and (by gossip) every other host's: the event stream's. */
+  readonly taskLogEntries = new EventEmitter<{ entry: [taskId: string, entry: TaskLogEntry] }>()
   readonly metrics: HostMetrics
   readonly document: ClusterDocument
   readonly membership: Membership
@@ -86,6 +88,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       dataKey: () => this.dataKey,
       manifest: () => manifest.current()
     })
+    this.document.taskLogs.on('appended', (taskId, entry) => { this.taskLogEntries.emit('entry', taskId, entry) })
     this.membership = new Membership({
       config,
       state,
@@ -220,6 +223,9 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       onRefused: (peer) => { this.refused.report('document', peer, {}) }
     })
     serveTaskLogs(mesh, this.document.taskLogs, peer => !members.isRemoved(peer))
+    announceTaskLogs(mesh, this.document.taskLogs, logger)
+    receiveTaskLogs(mesh, (peer, hostId) => members.authorizeSender(peer, hostId), (peer, hostId) => { this.refused.report('task_log', peer, { host_id: hostId }) },
+      (taskId, entry) => { this.taskLogEntries.emit('entry', taskId, entry) })
     serveLeases(mesh, this.leaseVoter, {
       speaksFor: (peer, holder) => members.speaksForInstance(peer, holder),
       onRefused: (peer, request) => { this.refused.report('lease', peer, { key: request?.key, holder: request?.holder, release: request?.release === true }) }
@@ -238,7 +244,10 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       },
       logger
     })
-    heartbeats.on('heartbeat', (beat) => { if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id) })
+    heartbeats.on('heartbeat', (beat) => {
+      this.health.heardHeartbeat(beat.host_id, beat.observed, Date.now())
+      if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id)
+    })
     await mesh.start()
     this.mesh = mesh
     this.replicator = replicator

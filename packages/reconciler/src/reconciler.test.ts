@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import { type DatabaseSpec, instanceId, type InstanceSpec, type ObservedInstance, TerminalError } from '@pgmesh/model'
 import type { InstanceStatus, Orchestrator } from '@pgmesh/orchestrator'
-import type { ReplicationDriver, SubscriptionStatus } from '@pgmesh/replication'
+import type { ReplicationDriver, SubscriberLag, SubscriptionStatus } from '@pgmesh/replication'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ReconcilerHost } from './deps.js'
@@ -94,12 +94,13 @@ function fakeOrchestrator () {
   return { orchestrator, instances, calls, times, failWith: (f: typeof failEnsure) => { failEnsure = f } }
 }
 
-function fakeAdmin (subscriptions: () => SubscriptionStatus[] = () => []) {
+function fakeAdmin (subscriptions: () => SubscriptionStatus[] = () => [], lag: () => SubscriberLag[] = () => []) {
   const calls: string[] = []
   const driver = {
     kind: 'pglogical',
     ensureMembership: async (_c: unknown, m: { node: { nodeName: string } }) => { calls.push(`membership ${m.node.nodeName}`) },
     subscriptionStatus: async () => subscriptions(),
+    subscriberLag: async () => lag(),
     restartSubscription: async (_c: unknown, name: string) => { calls.push(`restart ${name}`) },
     unreplicatedDdl: async () => undefined,
     applyWorkers: async () => new Map()
@@ -117,12 +118,12 @@ function fakeAdmin (subscriptions: () => SubscriptionStatus[] = () => []) {
   return { admin, calls }
 }
 
-async function setup (options: { subscriptions?: () => SubscriptionStatus[] } = {}) {
+async function setup (options: { subscriptions?: () => SubscriptionStatus[], lag?: () => SubscriberLag[] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pgmesh-rec-'))
   dirs.push(dir)
   const h = fakeHost(dir)
   const o = fakeOrchestrator()
-  const a = fakeAdmin(options.subscriptions)
+  const a = fakeAdmin(options.subscriptions, options.lag)
   const reconciler = new Reconciler(h.host, o.orchestrator, {
     logger, resyncMs: 60_000, subscriptionPollMs: 60_000, admin: a.admin, highAvailability: false, newLogTail: () => ({ read: async () => [] })
   })
@@ -222,7 +223,8 @@ describe('Reconciler (in process, with fakes)', () => {
 
   it('polls subscriptions: reports them, counts those down, restarts a stalled one, and keeps report timestamps stable', async () => {
     let rows: SubscriptionStatus[] = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'replicating' }]
-    const t = await setup({ subscriptions: () => rows })
+    let lag: SubscriberLag[] = [{ subscriber_node: 'n2', lag_bytes: 0 }]
+    const t = await setup({ subscriptions: () => rows, lag: () => lag })
     await t.reconciler.start()
     try {
       await until('node ready', () => t.reconciler.observedInstances()[0]?.node_ready === true)
@@ -232,6 +234,11 @@ describe('Reconciler (in process, with fakes)', () => {
       expect(t.metrics.down).toBe(0)
       await new Promise(resolve => setTimeout(resolve, 20))
       expect(t.reconciler.observedInstances()[0]?.updated_at).toBe(first?.updated_at)
+      expect(first?.subscriber_lag).toEqual([{ subscriber_node: 'n2', lag_bytes: 0 }])
+      // Lag moves with every write: reported, but not a change of the instance's state (its timestamp stays).
+      lag = [{ subscriber_node: 'n2', lag_bytes: 8192 }]
+      await t.reconciler.pollSubscriptions()
+      expect(t.reconciler.observedInstances()[0]).toMatchObject({ subscriber_lag: [{ subscriber_node: 'n2', lag_bytes: 8192 }], updated_at: first?.updated_at })
       // Down while its provider's primary is reported available: restarted after 1.5 s.
       rows = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'down' }]
       t.cluster.push({ id: 'db1-n2-x', database_id: 'db1', node_name: 'n2', host_id: 'host-2', state: 'available', role: 'primary', generation: 1, updated_at: '' })

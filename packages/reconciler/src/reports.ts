@@ -52,6 +52,7 @@ export class Reports {
         generation: failed ? Math.max(record.generation, generation) : record.generation,
         ...(error === undefined ? {} : { error }),
         ...(replication === undefined || status?.role !== 'primary' ? {} : { subscriptions: replication.subscriptions, replication: replication.kind }),
+        ...(replication?.subscriberLag === undefined || status?.role !== 'primary' ? {} : { subscriber_lag: replication.subscriberLag }),
         ...(status?.role !== 'primary' || refused === undefined ? {} : { unreplicated_ddl: refused }),
         ...(record.replicationHash === undefined ? {} : { node_ready: true }),
         ...(record.restarts === undefined ? {} : { restarts: record.restarts }),
@@ -74,7 +75,9 @@ export class Reports {
     const now = (this.deps.clock ?? rfc3339)()
     const seen = new Map<string, { fingerprint: string, since: string }>()
     const stamped = reports.map(report => {
-      const fingerprint = JSON.stringify(report)
+      // Lag moves with every write on the provider; `updated_at` says when the instance's state last changed.
+      const { subscriber_lag: _lag, ...state } = report
+      const fingerprint = JSON.stringify(state)
       const previous = this.reportedSince.get(report.id)
       const since = previous?.fingerprint === fingerprint ? previous.since : now
       seen.set(report.id, { fingerprint, since })

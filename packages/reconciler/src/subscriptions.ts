@@ -1,6 +1,6 @@
 import type { ObservedInstance, ObservedSubscription, Startable } from '@pgmesh/model'
 import type { InstanceStatus } from '@pgmesh/orchestrator'
-import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type UnreplicatedDdl } from '@pgmesh/replication'
+import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type SubscriberLag, type UnreplicatedDdl } from '@pgmesh/replication'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
@@ -23,7 +23,12 @@ export interface SubscriptionPollerDeps {
 }
 
 /** What a local primary's report carries about its replication. */
-export interface ReplicationReport { subscriptions: ObservedSubscription[], kind: string }
+export interface ReplicationReport {
+  subscriptions: ObservedSubscription[]
+  kind: string
+  /** As a provider: each subscriber node's slot lag here (changes with every write: never a reason for a pass). */
+  subscriberLag?: SubscriberLag[]
+}
 
 /**
  * Polls the local primaries' subscription status every second, for observed state (and so for task completion), with
@@ -116,7 +121,11 @@ export class SubscriptionPoller implements Startable {
     }
     const previous = this.reports.get(record.instanceId)?.subscriptions
     const { reports, restart } = health.observe({ rows, errors, providerUp, now: Date.now() })
-    this.reports.set(record.instanceId, { subscriptions: reports, kind })
+    const subscriberLag = await driver.subscriberLag(conn).catch((err: unknown) => {
+      log.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscriber lag not available')
+      return undefined
+    })
+    this.reports.set(record.instanceId, { subscriptions: reports, kind, ...(subscriberLag === undefined ? {} : { subscriberLag }) })
     count.down += reports.filter(r => r.status === 'down').length
     for (const report of reports) {
       if (report.error !== undefined && report.error !== previous?.find(p => p.name === report.name)?.error) {

@@ -25,6 +25,12 @@ export interface SubscriptionSpec extends Link {
 /** The anchor's subscription status shape (spock.sub_show_status). */
 export interface SubscriptionStatus { provider_node: string, name: string, status: string }
 
+/**
+ * On a provider: how far one subscriber node's slot here is behind this server's WAL, in bytes
+ * (`pg_current_wal_lsn() - confirmed_flush_lsn`): what the subscriber has yet to receive and confirm.
+ */
+export interface SubscriberLag { subscriber_node: string, lag_bytes: number }
+
 /** A connection to another node's primary, opened by the caller (who owns users, timeouts and session options). */
 export interface PeerConnection extends Queryable { end: () => Promise<void> }
 export type ConnectPeer = (dsn: string) => Promise<PeerConnection>
@@ -100,6 +106,8 @@ export interface ReplicationDriver {
   /** Runs DDL here and on every subscriber. Names must be schema-qualified (it runs with an empty search_path). */
   replicateDdl: (conn: Queryable, command: string) => Promise<void>
   subscriptionStatus: (conn: Queryable) => Promise<SubscriptionStatus[]>
+  /** On a provider: each subscriber node's slot lag here (none when this database is no node). */
+  subscriberLag: (conn: Queryable) => Promise<SubscriberLag[]>
   /**
    * On the subscriber: disables and enables a subscription whose apply worker is down, so the extension starts a
    * fresh one now instead of after its crash back-off (pglogical waits 5 s after each crash, and checks every 5 s).
@@ -140,6 +148,8 @@ export interface ReplicationSql {
   replicateDdl: (command: string) => Sql
   /** Rows of SubscriptionStatus. */
   subscriptionStatus: () => Sql
+  /** Rows of SubscriberLag, `lag_bytes` as a bigint's text. */
+  subscriberLag: () => Sql
   disableSubscription: (name: string) => Sql
   enableSubscription: (name: string) => Sql
   /** Rows `{ name, backend_type }`: the backend type the server logs each subscription's apply worker with. */

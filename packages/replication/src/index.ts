@@ -1,6 +1,6 @@
 export {
   type ConnectPeer, type JoinSql, type Link, type Membership, type PeerConnection, type Queryable, REPLICATION_SETS, type ReplicationDriver,
-  type ReplicationKind, type ReplicationSql, type Sql, type SubscriptionSpec, type SubscriptionStatus, subscriptionName, type UnreplicatedDdl
+  type ReplicationKind, type ReplicationSql, type Sql, type SubscriberLag, type SubscriptionSpec, type SubscriptionStatus, subscriptionName, type UnreplicatedDdl
 } from './driver.js'
 export { pglogicalJoinSql } from './join.js'
 export { dropStaleSlots, waitConfirmed } from './membership.js'

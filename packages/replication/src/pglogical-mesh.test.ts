@@ -127,6 +127,36 @@ describe('pglogical driver on a real 3-node mesh', () => {
     console.info(`one insert per node on all 3 nodes: ${Date.now() - written} ms`)
   })
 
+  it("reports each subscriber's lag on its provider: caught up near 0, growing while the subscriber's apply waits", async () => {
+    // Caught up (the mesh test's rows arrived): every provider has a row per subscriber, a byte count ≥ 0.
+    await eventually(async () => {
+      for (const node of NODES) {
+        const lag = await driver.subscriberLag(client(node))
+        expect(lag.map(l => l.subscriber_node)).toEqual(NODES.filter(n => n !== node))
+        for (const l of lag) expect(l.lag_bytes).toBeGreaterThanOrEqual(0)
+      }
+    })
+    // n2's apply of items waits on a lock held open on n2, so its slot on n1 stops confirming while n1 writes on.
+    const holder = new Client({ ...instances.get('n2')?.admin, database: 'app' })
+    await holder.connect()
+    try {
+      await holder.query('BEGIN')
+      await holder.query('LOCK TABLE items IN ACCESS EXCLUSIVE MODE')
+      const before = (await driver.subscriberLag(client('n1'))).find(l => l.subscriber_node === 'n2')?.lag_bytes ?? -1
+      for (let i = 0; i < 20; i++) await client('n1').query('INSERT INTO items SELECT $1 || g, $2 FROM generate_series(1, 500) g', [`lag-${i}-`, 'n1'])
+      const lagOf = async (subscriber: NodeName): Promise<number> => (await driver.subscriberLag(client('n1'))).find(l => l.subscriber_node === subscriber)?.lag_bytes ?? -1
+      await eventually(async () => { expect(await lagOf('n3')).toBeLessThan(100_000) }) // n3 applies freely
+      const held = await lagOf('n2')
+      console.info(`lag of n2 on n1: ${before} B caught up, ${held} B with its apply held; n3: ${await lagOf('n3')} B`)
+      expect(held).toBeGreaterThan(before + 100_000)
+      await holder.query('ROLLBACK')
+      await eventually(async () => { expect(await lagOf('n2')).toBeLessThan(100_000) })
+    } finally {
+      await holder.end().catch(() => undefined)
+    }
+    await client('n1').query("DELETE FROM items WHERE id LIKE 'lag-%'")
+  })
+
   it('replicates DDL and puts new tables, with or without a primary key, into replication', async () => {
     await driver.replicateDdl(client('n1'), 'CREATE TABLE public.notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), body text)')
     await driver.replicateDdl(client('n2'), 'CREATE TABLE public.audit (body text)')

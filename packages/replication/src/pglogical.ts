@@ -174,6 +174,22 @@ WHERE NOT EXISTS (SELECT 1 FROM pglogical.subscription WHERE sub_name = $1::name
     values: [command]
   }),
 
+  // Every other node this one knows subscribes to it in the full mesh, through the slot named as slotsFor names it;
+  // a node whose slot is not here yet has no row. Lag counts from this server's WAL end, so it includes WAL of other
+  // databases the slot's walsender must read past; a slot idle and caught up is near 0.
+  subscriberLag: () => ({
+    text: `SELECT o.node_name::text AS subscriber_node,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint::text AS lag_bytes
+  FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id
+  JOIN pglogical.node o ON o.node_id <> l.node_id
+  JOIN pg_catalog.pg_replication_slots s
+    ON s.slot_name = pglogical.pglogical_gen_slot_name(current_database()::name, n.node_name, ('sub_' || n.node_name || '_' || o.node_name)::name)
+   AND s.database = current_database()
+ WHERE s.confirmed_flush_lsn IS NOT NULL
+ ORDER BY 1`,
+    values: []
+  }),
+
   subscriptionStatus: () => ({
     text: 'SELECT provider_node, subscription_name AS name, status FROM pglogical.show_subscription_status() ORDER BY subscription_name',
     values: []

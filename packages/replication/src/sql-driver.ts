@@ -1,7 +1,7 @@
 import { type NodeSpec, rfc3339 } from '@pgmesh/model'
 import {
   type ConnectPeer, execute, type Link, type Membership, type Queryable, type ReplicationDriver, type ReplicationKind, type ReplicationSql,
-  type SubscriptionSpec, type SubscriptionStatus, type UnreplicatedDdl
+  type SubscriberLag, type SubscriptionSpec, type SubscriptionStatus, type UnreplicatedDdl
 } from './driver.js'
 import { ensureMembership } from './membership.js'
 import { pglogicalSql } from './pglogical.js'
@@ -64,6 +64,11 @@ class SqlReplicationDriver implements ReplicationDriver {
 
   async subscriptionStatus (conn: Queryable): Promise<SubscriptionStatus[]> {
     return await execute<SubscriptionStatus>(conn, this.sql.subscriptionStatus())
+  }
+
+  async subscriberLag (conn: Queryable): Promise<SubscriberLag[]> {
+    const rows = await execute<{ subscriber_node: string, lag_bytes: string }>(conn, this.sql.subscriberLag())
+    return rows.map(r => ({ subscriber_node: r.subscriber_node, lag_bytes: Math.max(0, Number(r.lag_bytes)) }))
   }
 
   async restartSubscription (conn: Queryable, name: string): Promise<void> {

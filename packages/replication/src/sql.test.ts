@@ -73,6 +73,9 @@ FROM spock.tables t WHERE t.set_name IS NULL`,
       values: []
     })
     expect(spockSql.localNodeName().text).toContain('FROM spock.local_node')
+    // Lag is read from the slot each extension's own generator names, on the provider.
+    expect(spockSql.subscriberLag().text).toContain('spock.spock_gen_slot_name(current_database()::name, n.node_name')
+    expect(pglogicalSql.subscriberLag().text).toContain('pglogical.pglogical_gen_slot_name(current_database()::name, n.node_name')
     expect(spockRepairMode(true)).toEqual({ text: 'SELECT spock.repair_mode($1::boolean)', values: [true] })
     expect(spockSql.disableSubscription('sub_n1_n2')).toEqual({ text: 'SELECT spock.sub_disable($1::name, true)', values: ['sub_n1_n2'] })
     expect(spockSql.enableSubscription('sub_n1_n2')).toEqual({ text: 'SELECT spock.sub_enable($1::name, true)', values: ['sub_n1_n2'] })

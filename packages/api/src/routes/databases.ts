@@ -28,7 +28,8 @@ const InstanceSchema = z.object({
       name: z.string(),
       status: z.string(),
       error: z.string().optional().openapi({ description: "The apply worker's last error from the server log, kept until the subscription is replicating again" }),
-      failing_since: z.string().optional().openapi({ description: "Since when it has been down while its provider's primary is available (RFC 3339), reported once that lasted 10 s; a create or update waiting for it fails 60 s after the later of this and the task's start" })
+      failing_since: z.string().optional().openapi({ description: "Since when it has been down while its provider's primary is available (RFC 3339), reported once that lasted 10 s; a create or update waiting for it fails 60 s after the later of this and the task's start" }),
+      lag_bytes: z.number().int().optional().openapi({ description: "pgmesh extension: bytes of the provider's WAL this subscriber has yet to receive and confirm (the provider primary's pg_current_wal_lsn() minus its slot's confirmed_flush_lsn), as the provider last reported it (about every second); absent while the provider's primary is not reachable" })
     }).openapi('SubscriptionStatus')),
     unreplicated_ddl: z.object({
       count: z.number().int(),

@@ -9,8 +9,6 @@ type HostResponse = z.infer<typeof HostSchema>
 export function hostResponse (view: HostView): HostResponse {
   const { record, observed } = view
   const components = observed?.components ?? {}
-  let state: HostResponse['status']['state'] = view.reachability
-  if (state === 'healthy' && Object.values(components).some(c => !c.healthy)) state = 'degraded'
   return {
     id: record.id,
     orchestrator: record.orchestrator,
@@ -21,8 +19,9 @@ export function hostResponse (view: HostView): HostResponse {
     cpus: record.cpus,
     memory: humanBytes(record.memory),
     status: {
-      state,
+      state: view.state,
       ...(view.lastSeen === undefined ? {} : { updated_at: rfc3339(view.lastSeen) }),
+      ...(view.since === undefined ? {} : { since: rfc3339(view.since) }),
       components
     },
     ...(observed?.postgres_versions?.default === undefined ? {} : { default_pgedge_version: observed.postgres_versions.default }),

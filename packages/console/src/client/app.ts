@@ -2,6 +2,8 @@
 // authentication as any client) and re-renders the page it shows when the host's event stream says something moved.
 // Plain DOM and template strings: every value put in markup goes through esc().
 
+import { locateField } from './json-locate.js'
+
 type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const TOKEN_KEY = 'pgmesh.token'
@@ -38,6 +40,10 @@ async function api (path: string, init: { method?: string, body?: unknown } = {}
 
 function stateBadge (state: unknown): string {
   return `<span class="state-${esc(state)}">${esc(state ?? 'unknown')}</span>`
+}
+
+function bytes (n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : n < 1024 ** 3 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : `${(n / 1024 ** 3).toFixed(1)} GiB`
 }
 
 function ago (iso: string | undefined): string {
@@ -134,10 +140,13 @@ function received (block: string): void {
   if (event === 'hello') {
     thisHost = JSON.parse(data).host_id
     ;(document.getElementById('talking-to') as HTMLElement).innerHTML = `talking to <strong>${esc(thisHost)}</strong>`
-    // The overview's banner depends on which host this is.
+    // The overview's banner depends on which host this is; a task page re-reads what the stream may have missed.
     scheduleRender()
   }
-  if (event === 'change') scheduleRender()
+  if (event === 'task_log') taskLogArrived(JSON.parse(data))
+  if (event === 'task') taskChanged(JSON.parse(data))
+  // A task page shows one task, which its own events keep current.
+  if (event === 'change' && shownTask() === undefined) scheduleRender()
 }
 
 let renderTimer: ReturnType<typeof setTimeout> | undefined
@@ -205,19 +214,12 @@ function paint (html: string): void {
   if (focusedId !== undefined && focusedId !== '') document.getElementById(focusedId)?.focus()
 }
 
-/** When each host entered the state shown, as far as this page has watched it (the API reports the last heartbeat). */
-const hostStates = new Map<string, { state: string, since: number }>()
-
+/** Since when the host is in its state, as the host answering saw it change (`status.since`), and its last heartbeat. */
 function healthSince (h: Json): string {
-  const state = String(h.status?.state ?? 'unknown')
-  const seen = hostStates.get(h.id)
-  if (seen === undefined || seen.state !== state) hostStates.set(h.id, { state, since: seen === undefined ? Number.NaN : Date.now() })
-  const since = hostStates.get(h.id)?.since ?? Number.NaN
-  if (h.status?.updated_at === undefined) return 'not heard from since this host started'
-  // An unreachable host has been silent since its last heartbeat: that is the moment that matters.
-  if (state === 'unreachable') return `silent: last heartbeat ${ago(h.status?.updated_at)}`
+  const since: string | undefined = h.status?.since
+  if (h.status?.updated_at === undefined) return since === undefined ? 'not heard from' : `not heard from since this host started ${ago(since)}`
   const last = `last heartbeat ${ago(h.status?.updated_at)}`
-  return Number.isNaN(since) ? last : `since ${ago(new Date(since).toISOString())} · ${last}`
+  return since === undefined ? last : `<span class="since">since ${ago(since)}</span> · ${last}`
 }
 
 async function overview (): Promise<void> {
@@ -268,7 +270,7 @@ function nodesPicture (db: Json): string {
         <button data-action="restart" data-instance="${esc(i.id)}">Restart</button>
         ${i.state === 'stopped' ? `<button data-action="start" data-instance="${esc(i.id)}">Start</button>` : `<button data-action="stop" data-instance="${esc(i.id)}" class="danger">Stop</button>`}
       </div></div>`).join('')}
-    ${subs.length === 0 ? '' : `<p><strong>Subscriptions</strong></p><ul>${subs.map(s => `<li>from <strong>${esc(s.provider_node)}</strong>: ${stateBadge(s.status)}${s.failing_since !== undefined ? ` failing since ${ago(s.failing_since)}` : ''}${s.lag_bytes !== undefined ? ` lag ${esc(s.lag_bytes)} B` : ''}${s.error !== undefined ? ` <span class="state-failed">${esc(s.error)}</span>` : ''}</li>`).join('')}</ul>`}
+    ${subs.length === 0 ? '' : `<p><strong>Subscriptions</strong></p><ul>${subs.map(s => `<li>from <strong>${esc(s.provider_node)}</strong>: ${stateBadge(s.status)}${s.failing_since !== undefined ? ` failing since ${ago(s.failing_since)}` : ''}${s.lag_bytes !== undefined ? ` <span class="lag" title="bytes of ${esc(s.provider_node)}'s WAL not yet confirmed by this node">lag ${esc(bytes(s.lag_bytes))}</span>` : ''}${s.error !== undefined ? ` <span class="state-failed">${esc(s.error)}</span>` : ''}</li>`).join('')}</ul>`}
     <div class="actions">
       <button data-action="switchover" data-node="${esc(node.name)}" ${replicas.length === 0 ? 'disabled' : ''}>Switchover…</button>
       <button data-action="failover" data-node="${esc(node.name)}" class="danger" ${replicas.length === 0 ? 'disabled' : ''}>Failover…</button>
@@ -327,8 +329,8 @@ async function databasePage (id: string): Promise<void> {
   <h2>Connection strings</h2>${connectionStrings(db)}
   <h2>Conflicts</h2><div id="conflicts">${conflictsView(db)}</div>
   <div class="cols"><section aria-labelledby="spec-title"><h2 id="spec-title">Spec</h2>
-  <form id="spec-form"><label for="spec-text" class="muted">Edit the spec (JSON) and save: the API validates it; problems show beside it. Passwords are write-only and not shown.</label>
-  <textarea id="spec-text" spellcheck="false" aria-describedby="spec-errors">${esc(specText)}</textarea>
+  <form id="spec-form"><label for="spec-text" class="muted">Edit the spec (JSON) and save: the API validates it; each problem is marked at its line and its button selects the field. Passwords are write-only and not shown.</label>
+  <div class="editor"><pre id="spec-gutter" class="gutter" aria-hidden="true"></pre><textarea id="spec-text" wrap="off" spellcheck="false" aria-describedby="spec-errors">${esc(specText)}</textarea></div>
   <ul id="spec-errors" class="field-errors" aria-live="assertive"></ul>
   <button type="submit">Save spec</button> <button type="button" id="spec-reset">Discard changes</button></form></section>
   <section aria-labelledby="tasks-title"><h2 id="tasks-title">Tasks</h2>${tasksView(id, tasks)}</section></div>
@@ -388,25 +390,60 @@ function wireDatabasePage (db: Json): void {
   const form = document.getElementById('spec-form') as HTMLFormElement
   const text = document.getElementById('spec-text') as HTMLTextAreaElement
   const errors = document.getElementById('spec-errors') as HTMLElement
-  text.addEventListener('input', () => { form.dataset.dirty = 'true' })
+  const gutter = document.getElementById('spec-gutter') as HTMLElement
+  /** The API's problems of the last save: `path` when the message names a field. */
+  let problems: Array<{ path?: string, message: string, line?: number, offset?: number }> = []
+  const markProblems = (): void => {
+    for (const p of problems) if (p.path !== undefined) p.line = locateField(text.value, p.path)?.line
+    paintGutter(text, gutter, new Set(problems.flatMap(p => p.line === undefined ? [] : [p.line])))
+    if (problems.length > 0) text.setAttribute('aria-invalid', 'true')
+    else text.removeAttribute('aria-invalid')
+  }
+  const showProblems = (): void => {
+    markProblems()
+    errors.innerHTML = problems.map((p, k) => p.path === undefined
+      ? `<li>${p.line === undefined ? '' : `<button type="button" class="goto" data-problem="${k}">line ${p.line}</button> `}${esc(p.message)}</li>`
+      : `<li data-path="${esc(p.path)}">${p.line === undefined ? '' : `<button type="button" class="goto" data-problem="${k}" aria-label="Select ${esc(p.path)} at line ${p.line}">line ${p.line}</button> `}<code>${esc(p.path)}</code>: ${esc(p.message)}</li>`).join('')
+    errors.querySelectorAll<HTMLButtonElement>('button.goto').forEach(b => b.addEventListener('click', () => {
+      const p = problems[Number(b.dataset.problem)]
+      if (p !== undefined) selectProblem(text, p)
+    }))
+  }
+  paintGutter(text, gutter, new Set())
+  text.addEventListener('scroll', () => { gutter.scrollTop = text.scrollTop })
+  text.addEventListener('input', () => { form.dataset.dirty = 'true'; markProblems() })
   ;(document.getElementById('spec-reset') as HTMLButtonElement).addEventListener('click', () => { delete form.dataset.dirty; void render() })
   form.addEventListener('submit', (e) => {
     e.preventDefault()
     void (async () => {
-      errors.innerHTML = ''
+      problems = []
+      showProblems()
       let spec: unknown
-      try { spec = JSON.parse(text.value) } catch (err) { errors.innerHTML = `<li>not JSON: ${esc((err as Error).message)}</li>`; return }
+      try { spec = JSON.parse(text.value) } catch (err) {
+        // Browsers name where the text stopped being JSON: that line is marked.
+        const message = (err as Error).message
+        const at = /position (\d+)/.exec(message)
+        problems = [{ message: `not JSON: ${message}`, ...(at === null ? {} : { line: text.value.slice(0, Number(at[1])).split('\n').length, offset: Number(at[1]) }) }]
+        paintGutter(text, gutter, new Set(problems.flatMap(p => p.line === undefined ? [] : [p.line])))
+        errors.innerHTML = `<li>${problems[0]?.line === undefined ? '' : `<button type="button" class="goto" data-line="${problems[0].line}">line ${problems[0].line}</button> `}${esc(message)}</li>`
+        errors.querySelector<HTMLButtonElement>('button.goto')?.addEventListener('click', () => { selectProblem(text, problems[0] ?? { message: '' }) })
+        text.setAttribute('aria-invalid', 'true')
+        return
+      }
       try {
         const res = await api(base, { method: 'POST', body: { spec } })
         delete form.dataset.dirty
         goToTask(res.task)
       } catch (err) {
-        // The API words each problem as `path: message`, one a line.
-        errors.innerHTML = (err as Error).message.split('\n').map(line => {
-          const m = /^([\w.[\]]+): (.*)$/.exec(line)
-          return m === null ? `<li>${esc(line)}</li>` : `<li><code>${esc(m[1])}</code>: ${esc(m[2])}</li>`
-        }).join('')
-        text.focus()
+        // The API words each problem as `path: message`, one a line; each path is found in the text.
+        problems = (err as Error).message.split('\n').map(line => {
+          const m = /^([^\s:]+): (.*)$/.exec(line)
+          return m === null ? { message: line } : { path: m[1] ?? '', message: m[2] ?? '' }
+        })
+        showProblems()
+        const first = problems.find(p => p.line !== undefined)
+        if (first !== undefined) selectProblem(text, first)
+        else text.focus()
       }
     })()
   })
@@ -427,6 +464,25 @@ function wireDatabasePage (db: Json): void {
   })
 }
 
+/** Line numbers beside the spec editor, the lines with a problem marked. */
+function paintGutter (text: HTMLTextAreaElement, gutter: HTMLElement, marked: ReadonlySet<number>): void {
+  const count = text.value.split('\n').length
+  gutter.innerHTML = Array.from({ length: count }, (_, i) => marked.has(i + 1) ? `<mark data-line="${i + 1}">${i + 1}</mark>` : String(i + 1)).join('\n')
+  gutter.scrollTop = text.scrollTop
+}
+
+/** Puts the cursor on the problem's field (selected) and scrolls the editor to it. */
+function selectProblem (text: HTMLTextAreaElement, problem: { path?: string, line?: number, offset?: number }): void {
+  const found = problem.path === undefined ? undefined : locateField(text.value, problem.path)
+  const start = found?.start ?? problem.offset ?? 0
+  const end = found?.end ?? start
+  text.focus()
+  text.setSelectionRange(start, end)
+  const line = found?.line ?? problem.line ?? 1
+  const lineHeight = Number.parseFloat(getComputedStyle(text).lineHeight) || 17
+  text.scrollTop = Math.max(0, (line - 4) * lineHeight)
+}
+
 /** Sets `a.b[2].c` in a spec; node and user lists are addressed by index, as the API's paths are. */
 function setPath (target: Json, path: string, value: unknown): void {
   const keys = path.replace(/\[(\d+)\]/g, '.$1').split('.').filter(k => k !== '')
@@ -439,36 +495,93 @@ function setPath (target: Json, path: string, value: unknown): void {
   if (last !== undefined) at[last] = value
 }
 
-const taskLogs = new Map<string, { entries: Json[], last?: string }>()
-let taskPoll: ReturnType<typeof setTimeout> | undefined
+/** The task the page shows: its record, the log as last read, and the entries the stream pushed since. */
+interface FollowedTask {
+  databaseId: string
+  taskId: string
+  task?: Json
+  /** The log as GET returned it (every host's entries up to `readUpTo`). */
+  read: Json[]
+  readUpTo?: string
+  /** Entries pushed by the stream (`task_log`), by id; those past `readUpTo` are shown after the read ones. */
+  pushed: Map<string, Json>
+}
+
+let followed: FollowedTask | undefined
+const ACTIVE = ['pending', 'running', 'canceling']
+
+function shownTask (): string | undefined {
+  const m = /^#\/databases\/[^/]+\/tasks\/([^/]+)$/.exec(location.hash)
+  return m === null ? undefined : decodeURIComponent(m[1] ?? '')
+}
+
+function taskBase (f: FollowedTask): string {
+  return `/v1/databases/${encodeURIComponent(f.databaseId)}/tasks/${encodeURIComponent(f.taskId)}`
+}
+
+async function readTaskLog (f: FollowedTask): Promise<void> {
+  const page = await api(`${taskBase(f)}/log`)
+  f.read = page.entries ?? []
+  f.readUpTo = page.last_entry_id
+}
 
 async function taskPage (id: string, taskId: string): Promise<void> {
-  const base = `/v1/databases/${encodeURIComponent(id)}/tasks/${encodeURIComponent(taskId)}`
-  const log = taskLogs.get(taskId) ?? { entries: [] }
-  taskLogs.set(taskId, log)
-  const [task, page] = await Promise.all([api(base), api(`${base}/log${log.last === undefined ? '' : `?after_entry_id=${encodeURIComponent(log.last)}`}`)])
-  log.entries.push(...(page.entries ?? []))
-  if (page.last_entry_id !== undefined) log.last = page.last_entry_id
-  const active = ['pending', 'running', 'canceling'].includes(task.status)
+  // Followed before the reads, so entries pushed while they run are kept.
+  const f: FollowedTask = { databaseId: id, taskId, read: [], pushed: followed?.taskId === taskId ? followed.pushed : new Map() }
+  followed = f
+  const [task] = await Promise.all([api(taskBase(f)), readTaskLog(f)])
+  f.task = task
   paint(`<p><a href="#/databases">Databases</a> / <a href="#/databases/${encodeURIComponent(id)}">${esc(id)}</a> /</p>
-  <h1>Task ${esc(task.type)} <span id="task-status">${stateBadge(task.status)}</span></h1>
-  <p class="muted">${esc(task.task_id)} · created ${ago(task.created_at)}${task.completed_at !== undefined ? ` · ended ${ago(task.completed_at)}` : ''}</p>
-  ${task.error !== undefined ? `<p role="alert" class="state-failed">${esc(task.error)}</p>` : ''}
-  <div class="actions"><button id="cancel-task" class="danger" ${active ? '' : 'disabled'}>Cancel task…</button></div>
-  <h2>Log</h2><pre class="log" id="task-log" tabindex="0" aria-live="polite" aria-label="Task log">${log.entries.map(e =>
-    `${esc(e.timestamp)} ${esc(e.host_id ?? e.fields?.host_id ?? '')}  ${esc(e.message)}`).join('\n')}</pre>`)
-  const pre = document.getElementById('task-log') as HTMLElement
-  pre.scrollTop = pre.scrollHeight
+  <h1>Task ${esc(task.type)} <span id="task-status" aria-live="polite"></span></h1>
+  <p class="muted" id="task-meta"></p><div id="task-error"></div>
+  <div class="actions"><button id="cancel-task" class="danger">Cancel task…</button></div>
+  <h2>Log</h2><pre class="log" id="task-log" tabindex="0" aria-live="polite" aria-label="Task log"></pre>`)
+  paintTask(f)
+  paintTaskLog(f, true)
   ;(document.getElementById('cancel-task') as HTMLButtonElement).addEventListener('click', () => {
     void (async () => {
       if (await confirmAction('Cancel this task?', 'The task stops at its next step; what it did stays done.') === undefined) return
-      try { await api(`${base}/cancel`); await render() } catch (err) { alert((err as Error).message) }
+      try { await api(`${taskBase(f)}/cancel`); await render() } catch (err) { alert((err as Error).message) }
     })()
   })
-  // Task logs live beside the document (each host writes its own), so the stream does not announce every line:
-  // a running task's page asks for new entries every second.
-  clearTimeout(taskPoll)
-  if (active) taskPoll = setTimeout(() => { if (location.hash.includes(taskId)) void render() }, 1000)
+}
+
+/** The task's status, times, error and whether it can be canceled: what a `task` event changes. */
+function paintTask (f: FollowedTask): void {
+  const task = f.task
+  const status = document.getElementById('task-status')
+  if (status === null || task === undefined) return
+  status.innerHTML = stateBadge(task.status)
+  ;(document.getElementById('task-meta') as HTMLElement).innerHTML = `${esc(task.task_id)} · created ${ago(task.created_at)}${task.completed_at !== undefined ? ` · ended ${ago(task.completed_at)}` : ''}`
+  ;(document.getElementById('task-error') as HTMLElement).innerHTML = task.error !== undefined ? `<p role="alert" class="state-failed">${esc(task.error)}</p>` : ''
+  ;(document.getElementById('cancel-task') as HTMLButtonElement).disabled = !ACTIVE.includes(task.status)
+}
+
+function paintTaskLog (f: FollowedTask, scrollToEnd = false): void {
+  const pre = document.getElementById('task-log')
+  if (pre === null) return
+  const atEnd = scrollToEnd || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4
+  const upTo = f.readUpTo
+  const pushed = [...f.pushed.values()].filter(e => upTo === undefined || e.id > upTo).sort((a, b) => String(a.id).localeCompare(String(b.id)))
+  pre.innerHTML = [...f.read, ...pushed].map(e => `${esc(e.timestamp)} ${esc(e.fields?.host_id ?? '')}  ${esc(e.message)}`).join('\n')
+  if (atEnd) pre.scrollTop = pre.scrollHeight
+}
+
+/** `task_log`: new entries of a task, from any host, as they are written. */
+function taskLogArrived (event: { task_id: string, entries: Json[] }): void {
+  const f = followed
+  if (f === undefined || f.taskId !== event.task_id) return
+  for (const entry of event.entries) f.pushed.set(entry.id, entry)
+  if (shownTask() === f.taskId) paintTaskLog(f)
+}
+
+/** `task`: a task whose status changed. Once it ended, its log is read whole (gossip may have dropped an entry). */
+function taskChanged (task: Json): void {
+  const f = followed
+  if (f === undefined || f.taskId !== task.task_id || shownTask() !== f.taskId) return
+  f.task = task
+  paintTask(f)
+  if (!ACTIVE.includes(task.status)) void readTaskLog(f).then(() => { paintTaskLog(f) }, () => {})
 }
 
 window.addEventListener('hashchange', () => { void render(true).then(() => { main.focus({ preventScroll: true }) }) })

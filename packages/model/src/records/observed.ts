@@ -8,6 +8,12 @@ export interface ObservedSubscription {
   error?: string
   /** Since when it has been down while its provider's primary is available (RFC 3339, the subscriber's clock). */
   failing_since?: string
+  /**
+   * pgmesh extension: bytes the subscriber has yet to receive and confirm of its provider's WAL (the provider
+   * primary's `pg_current_wal_lsn()` minus its slot's `confirmed_flush_lsn`), as the provider last reported it.
+   * Filled in from the provider's report (`subscriber_lag`) when a read joins the two.
+   */
+  lag_bytes?: number
 }
 
 /**
@@ -30,6 +36,8 @@ export interface ObservedInstance {
   error?: string
   /** Primaries only: the node's subscriptions, as the replication extension reports them. */
   subscriptions?: ObservedSubscription[]
+  /** Primaries only, as a provider: how far each subscriber node's slot here is behind this server's WAL. */
+  subscriber_lag?: Array<{ subscriber_node: string, lag_bytes: number }>
   /**
    * Primaries: DDL that automatic DDL replication refused on this node (CREATE TABLE AS, SELECT INTO, DDL in a
    * function or DO block), how many statements and the latest; it exists on this node only.
