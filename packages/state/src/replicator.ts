@@ -11,6 +11,12 @@ export interface ReplicatorOptions {
   /** Anti-entropy period: a sync round with every peer even when nothing seems to have changed. */
   resyncMs?: number
   /**
+   * How long a change that arrived by sync waits before it is relayed to the other peers (default 100 ms): long
+   * enough for the same change's gossip to arrive, in which case it is not relayed at all, and for several changes
+   * to go out in one round.
+   */
+  relayDelayMs?: number
+  /**
    * Whether a peer may exchange the document with this host at all (false for a removed host's peer id that got a
    * connection through). Any other member with the cluster key may: Automerge changes are not authorized per field.
    */
@@ -28,6 +34,8 @@ export interface ReplicatorStats {
   gossipSent: number
   gossipReceived: number
   resyncRounds: number
+  /** Relay rounds: changes that arrived by sync only, passed on to the other peers. */
+  relayRounds: number
 }
 
 interface PeerSync {
@@ -46,11 +54,17 @@ interface PeerSync {
  */
 export class DocReplicator implements Startable {
   readonly stats: ReplicatorStats = {
-    syncMessagesSent: 0, syncMessagesReceived: 0, syncBytesSent: 0, syncBytesReceived: 0, gossipSent: 0, gossipReceived: 0, resyncRounds: 0
+    syncMessagesSent: 0, syncMessagesReceived: 0, syncBytesSent: 0, syncBytesReceived: 0, gossipSent: 0, gossipReceived: 0, resyncRounds: 0, relayRounds: 0
   }
 
   private readonly peers = new Map<string, PeerSync>()
   private timer: NodeJS.Timeout | undefined
+  private readonly relayDelayMs: number
+  /** Changes that arrived by sync, waiting to be relayed unless their gossip arrives first; by hash, with their senders. */
+  private readonly relayPending = new Map<string, Set<string>>()
+  private relayTimer: NodeJS.Timeout | undefined
+  /** Hashes of recently gossiped changes (bounded): gossipsub forwards those itself, so they need no relay. */
+  private readonly gossipedHashes = new Set<string>()
   private readonly log: Logger
   private readonly resyncMs: number
   private readonly admit: (peerId: string) => boolean
@@ -61,6 +75,7 @@ export class DocReplicator implements Startable {
   constructor (private readonly state: ClusterState, private readonly mesh: Mesh, options: ReplicatorOptions) {
     this.log = options.logger
     this.resyncMs = options.resyncMs ?? 2000
+    this.relayDelayMs = options.relayDelayMs ?? 100
     this.admit = options.admit ?? (() => true)
     this.onRefused = options.onRefused ?? (() => {})
     mesh.handle(SYNC_PROTOCOL, async (channel, peer) => { await this.readLoop(channel, peer) })
@@ -86,6 +101,7 @@ export class DocReplicator implements Startable {
     this.stopped = true
     this.state.off('change', this.onChange)
     if (this.timer !== undefined) clearInterval(this.timer)
+    if (this.relayTimer !== undefined) clearTimeout(this.relayTimer)
     for (const peer of this.peers.values()) peer.out?.abort(new Error('replicator stopped'))
     this.peers.clear()
   }
@@ -120,10 +136,37 @@ export class DocReplicator implements Startable {
       // Sync as well: gossip may not reach a peer whose gossip mesh is still forming; the sync message is empty
       // for a peer that already has everything.
       this.syncAll()
-    } else {
-      // Relay to everybody else, so hosts that are not directly connected still converge.
-      this.syncAll(event.from)
+      return
     }
+    // A remote change is relayed only if it came by sync and its gossip does not follow within the delay. Relaying
+    // every remote change to every peer cost 2·(n-2) sync messages per change per host (quadratic in all): in a full
+    // mesh the author's own gossip and sync reach everyone. A change that did come by gossip is forwarded by
+    // gossipsub to hosts the author is not connected to; what gossip misses, the anti-entropy round brings.
+    // `before` is empty for an adopted snapshot (a join) or a new generation: nothing for this host to pass on.
+    if (event.from === undefined || event.before.length === 0) return
+    for (const { hash } of A.getChangesMetaSince(this.state.doc, event.before)) {
+      if (this.gossipedHashes.has(hash)) continue
+      const senders = this.relayPending.get(hash) ?? new Set<string>()
+      senders.add(event.from)
+      this.relayPending.set(hash, senders)
+    }
+    if (this.relayPending.size > 0) this.relayTimer ??= setTimeout(() => { this.relay() }, this.relayDelayMs)
+  }
+
+  private relay (): void {
+    this.relayTimer = undefined
+    const senders = new Set<string>()
+    let wanted = false
+    for (const [hash, from] of this.relayPending) {
+      if (this.gossipedHashes.has(hash)) continue
+      wanted = true
+      for (const peer of from) senders.add(peer)
+    }
+    this.relayPending.clear()
+    if (!wanted || this.stopped) return
+    this.stats.relayRounds++
+    // Not back to the peers it came from; every other peer gets a sync message only if it lacks something.
+    for (const peer of this.peers.keys()) if (!senders.has(peer) && this.admit(peer)) this.sendSync(peer)
   }
 
   private gossiped (data: Uint8Array, from: string): void {
@@ -132,10 +175,23 @@ export class DocReplicator implements Startable {
       return
     }
     this.stats.gossipReceived++
+    this.noteGossiped(data)
     try {
       this.state.applyRemote(from, doc => [A.loadIncremental(doc, data), undefined])
     } catch (err) {
       this.log.warn({ err, from }, 'ignored an undecodable gossiped change')
+    }
+  }
+
+  /** Remembers the hash of a gossiped change (a local change is gossiped alone, as one change chunk). */
+  private noteGossiped (data: Uint8Array): void {
+    let hash: string | undefined
+    try { hash = A.decodeChange(data).hash } catch { return }
+    if (hash === undefined) return
+    this.gossipedHashes.add(hash)
+    // A set in insertion order: forget the oldest; a relay decision is due within relayDelayMs of arrival.
+    if (this.gossipedHashes.size > 10_000) {
+      for (const old of this.gossipedHashes) { this.gossipedHashes.delete(old); if (this.gossipedHashes.size <= 5_000) break }
     }
   }
 
