@@ -86,9 +86,10 @@ describe('document replication cost and reach', () => {
     const at10 = await syncMessagesPerChangePerHost(10, 20)
     // Relaying every remote change to every peer measured 2.0 here at 3 hosts and 9.0 at 10 (n-1: every host hears
     // of every change from every peer). Now a change costs the author's exchange with each peer (~2 per host) plus
-    // the anti-entropy rounds' heads exchange, which is per round, not per change: 1.5 and 3.4-4.8 measured.
+    // the anti-entropy rounds' heads exchange, which is per round, not per change: 1.4-1.7 and 3.4-5.2 measured
+    // (the machine's load sets how many rounds a test run spans).
     expect(at3).toBeLessThan(3)
-    expect(at10).toBeLessThan(6)
+    expect(at10).toBeLessThan(7)
   }, 120_000)
 
   it('brings a change across hosts that are not connected to each other (a line A-B-C), within a bound', async () => {
