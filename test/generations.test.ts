@@ -9,7 +9,7 @@ import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 let cluster: TestCluster
 let h1: DaemonProcess, h2: DaemonProcess, h3: DaemonProcess
 
-interface DocumentInfo { heads: string[], generation: number, bytes: number }
+interface DocumentInfo { heads: string[], generation: number }
 async function documentOf (d: DaemonProcess): Promise<DocumentInfo> {
   return (await d.get('/v1/cluster')).body.document as DocumentInfo
 }
@@ -32,7 +32,6 @@ async function waitTask (d: DaemonProcess, taskId: string): Promise<void> {
 
 describe('document generations across three daemons', () => {
   const taskIds: string[] = []
-  let largestBefore = 0
 
   beforeAll(async () => {
     cluster = await TestCluster.create('generations')
@@ -61,8 +60,6 @@ describe('document generations across three daemons', () => {
     // At least 10 updates, and on until the cluster has compacted (each is about two changes: the update, its task's end).
     for (let i = 1; i <= 10 || (await documentOf(h1)).generation === 1; i++) {
       if (i > 40) throw new Error('no compaction after 40 task lifecycles')
-      const doc = await documentOf(h2)
-      if (doc.generation === 1) largestBefore = Math.max(largestBefore, doc.bytes)
       // Through host-1: a spec task is run by the host that accepted it, and only host-1 reconciles here.
       const spec = (await h2.get('/v1/databases/app')).body.spec
       spec.postgresql_conf = { work_mem: `${4 + i}MB` }
@@ -78,9 +75,7 @@ describe('document generations across three daemons', () => {
     // The starter's account of its compaction: the document on its disk just before and just after.
     const started = logOf(h1).split('\n').filter(l => l.includes('started a new document generation')).map(l => JSON.parse(l) as { bytesBefore: number, bytesAfter: number })
     expect(started.length).toBeGreaterThan(0)
-    const after = await documentOf(h2)
-    console.log(`document on host-1 at the compaction: ${started[0]?.bytesBefore} -> ${started[0]?.bytesAfter} bytes; ` +
-      `on host-2: at most ${largestBefore} bytes seen on generation 1, ${after.bytes} now on generation ${after.generation}`)
+    console.log(`document on host-1's disk at the compaction: ${started[0]?.bytesBefore} -> ${started[0]?.bytesAfter} bytes`)
     expect(started[0]?.bytesAfter).toBeLessThan((started[0]?.bytesBefore ?? 0) / 2)
 
     // Databases and every task still answer on both hosts, the archived ones too (each host keeps its archive).

@@ -10,7 +10,7 @@ export interface ApiComponents {
   membership: Pick<Membership, 'initialized' | 'initCluster' | 'joinToken' | 'joinOptions' | 'joinDocument' | 'joinCluster' | 'removeHost'>
   health: Pick<HostHealth, 'hostViews' | 'hostView'>
   /** The cluster document itself, for its id and heads, and its changes (the event stream). */
-  state: Pick<ClusterState, 'doc' | 'heads' | 'sizeBytes' | 'on' | 'off'>
+  state: Pick<ClusterState, 'doc' | 'heads' | 'on' | 'off'>
   /** The host answering (the console shows which one it talks to). */
   hostId: string
   databases: Databases

@@ -106,8 +106,7 @@ export const ClusterSchema = z.object({
   hosts: z.array(HostSchema),
   document: z.object({
     heads: z.array(z.string()).openapi({ description: 'Hosts whose heads are equal hold identical documents' }),
-    generation: z.number().int().optional().openapi({ description: 'The document generation (1 until the first history compaction)' }),
-    bytes: z.number().int().optional().openapi({ description: 'The document\'s size on this host\'s disk (snapshot plus change log)' })
+    generation: z.number().int().optional().openapi({ description: 'The document generation (1 until the first history compaction)' })
   }).optional().openapi({ description: 'pgmesh: this host\'s replica of the cluster document' })
 }).openapi('Cluster')
 
