@@ -49,6 +49,17 @@ export const FileConfigSchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** false: a control-only host (API and mesh, no instances managed here). */
   reconcile: z.boolean().optional(),
+  /**
+   * Document history compaction (generations), off unless set: start one once the document holds `after_changes`
+   * changes and every member acknowledged the frontier; `max_silence_ms` (default 45 days): a member silent longer is
+   * not waited for; finished tasks older than `task_retention_ms` (default 30 days) move to the task archive.
+   */
+  history_compaction: z.strictObject({
+    after_changes: z.number().int().min(1),
+    max_silence_ms: z.number().int().min(1000).optional(),
+    check_ms: z.number().int().min(100).optional(),
+    task_retention_ms: z.number().int().min(0).optional()
+  }).optional(),
   /** API request limits, each defaulting to @pgmesh/api's DEFAULT_REQUEST_LIMITS (per client, per second). */
   api_limits: z.strictObject({
     write_rate: z.number().positive(), write_burst: z.number().int().min(1),
@@ -136,8 +147,18 @@ export function resolveConfig (...layers: FileConfig[]): DaemonConfig {
       orchestrator: merged.orchestrator ?? 'process',
       clientAddresses,
       ...(merged.manifest_path === undefined ? {} : { manifestPath: resolve(merged.manifest_path) }),
-      ...(merged.lease_ms === undefined ? {} : { leaseMs: merged.lease_ms })
+      ...(merged.lease_ms === undefined ? {} : { leaseMs: merged.lease_ms }),
+      ...(merged.history_compaction === undefined ? {} : { historyCompaction: historyCompaction(merged.history_compaction) })
     }
+  }
+}
+
+function historyCompaction (h: NonNullable<FileConfig['history_compaction']>): NonNullable<HostConfig['historyCompaction']> {
+  return {
+    afterChanges: h.after_changes,
+    ...(h.max_silence_ms === undefined ? {} : { maxSilenceMs: h.max_silence_ms }),
+    ...(h.check_ms === undefined ? {} : { checkMs: h.check_ms }),
+    ...(h.task_retention_ms === undefined ? {} : { taskRetentionMs: h.task_retention_ms })
   }
 }
 

@@ -106,7 +106,8 @@ export const ClusterSchema = z.object({
   status: z.object({ state: z.enum(['available', 'error']) }),
   hosts: z.array(HostSchema),
   document: z.object({
-    heads: z.array(z.string()).openapi({ description: 'Hosts whose heads are equal hold identical documents' })
+    heads: z.array(z.string()).openapi({ description: 'Hosts whose heads are equal hold identical documents' }),
+    generation: z.number().int().optional().openapi({ description: 'The document generation (1 until the first history compaction)' })
   }).optional().openapi({ description: 'pgmesh: this host\'s replica of the cluster document' })
 }).openapi('Cluster')
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import type { ObservedInstance, VersionManifest } from '@pgmesh/model'
-import { type ClusterState, type Doc, frontierTime, readMerged, startGeneration } from '@pgmesh/state'
+import { isTerminalTaskStatus, type ObservedInstance, type Task, type VersionManifest } from '@pgmesh/model'
+import { type ClusterState, type Doc, readMerged, startGeneration } from '@pgmesh/state'
 import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
@@ -10,7 +10,7 @@ import { Backups } from './backups.js'
 import { Restores } from './restores.js'
 import { Operations } from './operations.js'
 import { type TaskLogEntry, TaskLogStore } from './task-log.js'
-import { pruneFinishedTasks, TaskArchive } from './task-archive.js'
+import { pruneFinishedTasks, TASK_RETENTION_MS, TaskArchive } from './task-archive.js'
 import { Tasks } from './tasks.js'
 
 /** What the document logic needs from the host it runs on: nothing of the mesh but these answers. */
@@ -78,23 +78,26 @@ export class ClusterDocument {
 
   /**
    * The next generation's first document from `frontier` (see @pgmesh/state's README, "History and generations"):
-   * tasks finished more than `TASK_RETENTION_MS` before the frontier leave the document.
+   * tasks finished more than `retentionMs` (default `TASK_RETENTION_MS`) before the frontier leave the document.
    */
-  static startGeneration (doc: Doc, frontier: A.Heads): Doc {
-    return startGeneration(doc, frontier, (content, at) => { pruneFinishedTasks(content, at) })
+  static startGeneration (doc: Doc, frontier: A.Heads, retentionMs = TASK_RETENTION_MS): Doc {
+    return startGeneration(doc, frontier, (content, at) => { pruneFinishedTasks(content, at, retentionMs) })
   }
 
   /**
    * Moves this host to a later generation: first archives the finished tasks that generation's compaction moved out
-   * of the document (the same ones on every host: computed from the frontier this host holds), then enters it.
+   * of the document, then enters it. Which tasks moved is read from the genesis itself (finished tasks at the
+   * boundary that it does not hold), not recomputed, so it does not depend on this host's retention setting.
    * Returns how many of this host's own changes were replayed; throws `GenerationGapError` as the state does.
    */
   async enterGeneration (next: Doc): Promise<number> {
     const old = this.state.doc
     const boundary = next.generation?.frontiers.find(f => f.number === (old.generation?.number ?? 1) + 1)
     if (boundary !== undefined && A.hasHeads(old, boundary.heads)) {
-      const content = readMerged(old, [], boundary.heads)?.value ?? {}
-      this.taskArchive.add(pruneFinishedTasks(content, frontierTime(old, boundary.heads)))
+      const atBoundary = (readMerged(old, ['tasks'], boundary.heads)?.value ?? {}) as Record<string, Task>
+      const genesis = A.getChangesMetaSince(next, []).find(c => c.deps.length === 0)
+      const kept = genesis === undefined ? {} : (A.view(next, [genesis.hash]).tasks ?? {})
+      this.taskArchive.add(Object.values(atBoundary).filter(t => isTerminalTaskStatus(t.status) && !(t.task_id in kept)))
     }
     return await this.state.enterGeneration(next)
   }

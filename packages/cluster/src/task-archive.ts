@@ -66,10 +66,10 @@ export class TaskArchive {
  * finished more than `TASK_RETENTION_MS` before the frontier's time, except a database's current task and a child
  * of a task still open (readers follow those). Deterministic, so every host's genesis is the same. Returns them.
  */
-export function pruneFinishedTasks (content: Record<string, unknown>, frontierAt: number): Task[] {
+export function pruneFinishedTasks (content: Record<string, unknown>, frontierAt: number, retentionMs = TASK_RETENTION_MS): Task[] {
   const tasks = content.tasks as Record<string, Task> | undefined
   if (tasks === undefined) return []
-  const cutoff = frontierAt - TASK_RETENTION_MS
+  const cutoff = frontierAt - retentionMs
   const current = new Set(Object.values((content.databases ?? {}) as Record<string, { task_id?: string }>).map(d => d.task_id))
   const moved: Task[] = []
   for (const [id, task] of Object.entries(tasks)) {

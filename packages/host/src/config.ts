@@ -1,4 +1,5 @@
 import type { ComponentStatus, HostObserved, ObservedInstance } from '@pgmesh/model'
+import type { CompactionPolicy } from '@pgmesh/state'
 import type { TlsSettings } from './tls.js'
 
 export interface HostConfig {
@@ -26,6 +27,14 @@ export interface HostConfig {
   leaseMs?: number
   /** How the API is secured (default: none, plain HTTP). */
   tls?: TlsSettings
+  /**
+   * Document history compaction (generations; see @pgmesh/state's README): off unless set. Only the member with the
+   * smallest host id starts one, so this matters on that host; every host follows a later generation regardless.
+   */
+  historyCompaction?: CompactionPolicy & {
+    /** Finished tasks older than this at the frontier move to each host's task archive; default 30 days. */
+    taskRetentionMs?: number
+  }
 }
 
 /** What the host reports of parts that run beside it; the daemon wires them in at construction. */

@@ -5,7 +5,7 @@ import { ClusterDocument, DATA_KEY_FILE, DataKey, ObservedCluster, type TaskLogE
 import { LeaseVoter, Leases, meshTransport, serveLeases } from '@pgmesh/lease'
 import { ClusterKey, Heartbeats, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
 import { defaultImage, type HostObserved, type Startable } from '@pgmesh/model'
-import { ClusterState, DocReplicator } from '@pgmesh/state'
+import { ClusterState, Compactor, type Doc, DocReplicator } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig, HostSources } from './config.js'
 import { HostHealth } from './host-health.js'
@@ -45,6 +45,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
   private mesh: Mesh | undefined
   private heartbeats: Heartbeats<HostObserved> | undefined
   private replicator: DocReplicator | undefined
+  /** Starts document generations (history compaction) when configured; see @pgmesh/state's "History and generations". */
+  compactor: Compactor | undefined
   private clusterKey: ClusterKey | undefined
   private dataKey: DataKey | undefined
   private keeper: NodeJS.Timeout | undefined
@@ -182,6 +184,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     if (this.keeper !== undefined) clearInterval(this.keeper)
     if (this.settleTimer !== undefined) clearTimeout(this.settleTimer)
     this.heartbeats?.stop()
+    this.compactor?.stop()
     this.replicator?.stop()
     await this.state.close()
     await this.mesh?.stop()
@@ -220,8 +223,23 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     const replicator = new DocReplicator(this.state, mesh, {
       logger: this.log.child({ component: 'replicator' }),
       admit: peer => !members.isRemoved(peer),
-      onRefused: (peer) => { this.refused.report('document', peer, {}) }
+      onRefused: (peer) => { this.refused.report('document', peer, {}) },
+      // Always on: once any member compacts, following it is the only way to keep syncing (a gap is refused, not merged).
+      onLaterGeneration: async (doc) => { await this.document.enterGeneration(doc as Doc) }
     })
+    const compaction = this.config.historyCompaction
+    const compactor = compaction === undefined
+      ? undefined
+      : new Compactor({
+        state: this.state,
+        hostId: this.config.hostId,
+        peerId: () => this.mesh?.peerId,
+        members: () => Object.entries(this.state.doc.hosts ?? {}).map(([hostId, h]) => ({ hostId, peerId: h.peer_id })),
+        acknowledgements: () => replicator.acknowledgements(),
+        startGeneration: (doc, frontier) => ClusterDocument.startGeneration(doc, frontier, compaction.taskRetentionMs),
+        enterGeneration: async (next) => await this.document.enterGeneration(next),
+        logger: this.log.child({ component: 'compactor' })
+      }, compaction)
     serveTaskLogs(mesh, this.document.taskLogs, peer => !members.isRemoved(peer))
     announceTaskLogs(mesh, this.document.taskLogs, logger)
     receiveTaskLogs(mesh, (peer, hostId) => members.authorizeSender(peer, hostId), (peer, hostId) => { this.refused.report('task_log', peer, { host_id: hostId }) },
@@ -254,6 +272,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
     this.heartbeats = heartbeats
     replicator.start()
     heartbeats.start()
+    this.compactor = compactor
+    compactor?.start()
     this.membership.dialBootstrap(bootstrap)
     this.keeper = setInterval(() => { this.membership.keepMeshConnected(bootstrap) }, KEEPER_MS)
     this.keeper.unref()

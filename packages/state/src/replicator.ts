@@ -1,15 +1,42 @@
+import { createHash } from 'node:crypto'
 import * as A from '@automerge/automerge'
 import type { Framed, Mesh } from '@pgmesh/mesh'
 import type { Logger } from 'pino'
 import type { ChangeEvent, ClusterState } from './cluster-state.js'
 import type { Startable } from '@pgmesh/model'
 
-export const SYNC_PROTOCOL = '/pgmesh/doc-sync/1.0.0'
-export const CHANGES_TOPIC = '/pgmesh/doc-changes/1'
+// Version 2: every message carries the sender's document generation (see "History and generations" in the README).
+// A version 1 host does not speak it: a host that does not know generations must never sync with one that does.
+export const SYNC_PROTOCOL = '/pgmesh/doc-sync/2.0.0'
+export const CHANGES_TOPIC = '/pgmesh/doc-changes/2'
+
+/** A sync message's kinds: Automerge's sync, the sender's whole document (for a peer on an earlier generation), a request for it. */
+const KIND_SYNC = 0
+const KIND_DOCUMENT = 1
+const KIND_BEHIND = 2
+/** kind (1 byte), generation number (4 bytes), the generation's boundary id (8 bytes). */
+const HEADER = 13
+
+/** Which document generation a document is on: its number and its boundary's id (two geneses of one number differ). */
+export interface GenerationTag { number: number, id: string }
+
+export function generationOf (doc: A.Doc<unknown>): GenerationTag {
+  const generation = (doc as { generation?: { number: number, frontiers: Array<{ number: number, heads: string[] }> } }).generation
+  if (generation === undefined) return { number: 1, id: '0000000000000000' }
+  const boundary = generation.frontiers.find(f => f.number === generation.number)
+  const id = createHash('sha256').update((boundary?.heads ?? []).join(',')).digest('hex').slice(0, 16)
+  return { number: generation.number, id }
+}
 
 export interface ReplicatorOptions {
   /** Anti-entropy period: a sync round with every peer even when nothing seems to have changed. */
   resyncMs?: number
+  /**
+   * How long a change that arrived by sync waits before it is relayed to the other peers (default 100 ms): long
+   * enough for the same change's gossip to arrive, in which case it is not relayed at all, and for several changes
+   * to go out in one round.
+   */
+  relayDelayMs?: number
   /**
    * Whether a peer may exchange the document with this host at all (false for a removed host's peer id that got a
    * connection through). Any other member with the cluster key may: Automerge changes are not authorized per field.
@@ -17,6 +44,11 @@ export interface ReplicatorOptions {
   admit?: (peerId: string) => boolean
   /** Told of each sync message or gossiped change refused by `admit`. */
   onRefused?: (peerId: string) => void
+  /**
+   * A peer sent its document of a later generation: the host moves to it (ClusterDocument.enterGeneration). Without
+   * it this host never leaves its generation (and never syncs with the later one).
+   */
+  onLaterGeneration?: (doc: A.Doc<unknown>, peerId: string) => Promise<void>
   logger: Logger
 }
 
@@ -28,6 +60,10 @@ export interface ReplicatorStats {
   gossipSent: number
   gossipReceived: number
   resyncRounds: number
+  /** Sync messages and gossip dropped because the sender is on another generation. */
+  otherGeneration: number
+  /** Relay rounds: changes that arrived by sync only, passed on to the other peers. */
+  relayRounds: number
 }
 
 interface PeerSync {
@@ -36,7 +72,12 @@ interface PeerSync {
   opening: Promise<Framed> | undefined
   /** Writes to one peer go through one chain so sync messages stay in order. */
   chain: Promise<void>
+  /** When this host last sent the peer its whole document or asked for the peer's (at most one a few seconds). */
+  lastGenerationMessage: number
 }
+
+/** What a member last said it holds: the heads of its last sync message on this host's generation. */
+export interface PeerAck { heads: A.Heads, at: number }
 
 /**
  * Replicates the cluster document with every connected host: Automerge's sync protocol over one outbound libp2p
@@ -46,11 +87,24 @@ interface PeerSync {
  */
 export class DocReplicator implements Startable {
   readonly stats: ReplicatorStats = {
-    syncMessagesSent: 0, syncMessagesReceived: 0, syncBytesSent: 0, syncBytesReceived: 0, gossipSent: 0, gossipReceived: 0, resyncRounds: 0
+    syncMessagesSent: 0, syncMessagesReceived: 0, syncBytesSent: 0, syncBytesReceived: 0, gossipSent: 0, gossipReceived: 0, resyncRounds: 0, otherGeneration: 0, relayRounds: 0
   }
 
   private readonly peers = new Map<string, PeerSync>()
   private timer: NodeJS.Timeout | undefined
+  private readonly relayDelayMs: number
+  /** Changes that arrived by sync, waiting to be relayed unless their gossip arrives first; by hash, with their senders. */
+  private readonly relayPending = new Map<string, Set<string>>()
+  private relayTimer: NodeJS.Timeout | undefined
+  /** Hashes of recently gossiped changes (bounded): gossipsub forwards those itself, so they need no relay. */
+  private readonly gossipedHashes = new Set<string>()
+  private readonly onLaterGeneration: ((doc: A.Doc<unknown>, peerId: string) => Promise<void>) | undefined
+  private generation: GenerationTag
+  private entering: Promise<void> | undefined
+  /** A later generation this host cannot enter (GenerationGapError): not tried again, its error already logged. */
+  private unreachableGeneration: string | undefined
+  /** Heads each peer last reported on this generation, with when (`at` is now while connected). */
+  private readonly acks = new Map<string, PeerAck>()
   private readonly log: Logger
   private readonly resyncMs: number
   private readonly admit: (peerId: string) => boolean
@@ -61,6 +115,9 @@ export class DocReplicator implements Startable {
   constructor (private readonly state: ClusterState, private readonly mesh: Mesh, options: ReplicatorOptions) {
     this.log = options.logger
     this.resyncMs = options.resyncMs ?? 2000
+    this.relayDelayMs = options.relayDelayMs ?? 100
+    this.onLaterGeneration = options.onLaterGeneration
+    this.generation = generationOf(state.doc)
     this.admit = options.admit ?? (() => true)
     this.onRefused = options.onRefused ?? (() => {})
     mesh.handle(SYNC_PROTOCOL, async (channel, peer) => { await this.readLoop(channel, peer) })
@@ -86,6 +143,7 @@ export class DocReplicator implements Startable {
     this.stopped = true
     this.state.off('change', this.onChange)
     if (this.timer !== undefined) clearInterval(this.timer)
+    if (this.relayTimer !== undefined) clearTimeout(this.relayTimer)
     for (const peer of this.peers.values()) peer.out?.abort(new Error('replicator stopped'))
     this.peers.clear()
   }
@@ -100,7 +158,7 @@ export class DocReplicator implements Startable {
     // A new connection means the peer may have lost or gained anything: start its sync state afresh.
     const existing = this.peers.get(peer)
     existing?.out?.abort(new Error('reconnected'))
-    this.peers.set(peer, { state: A.initSyncState(), out: undefined, opening: undefined, chain: Promise.resolve() })
+    this.peers.set(peer, { state: A.initSyncState(), out: undefined, opening: undefined, chain: Promise.resolve(), lastGenerationMessage: 0 })
     this.sendSync(peer)
   }
 
@@ -109,21 +167,77 @@ export class DocReplicator implements Startable {
     if (existing === undefined) return
     existing.out?.abort(new Error('disconnected'))
     this.peers.delete(peer)
+    const ack = this.acks.get(peer)
+    if (ack !== undefined) ack.at = Date.now()
+  }
+
+  /**
+   * What each peer holds, as far as this host knows: the heads of its last sync message on this generation. The
+   * acknowledgement for compaction: a peer's heads are exactly what it holds, and a connected peer's are current
+   * (it syncs every change), so a connected peer's `at` is now and a gone one's is when it went.
+   */
+  acknowledgements (): ReadonlyMap<string, PeerAck> {
+    const now = Date.now()
+    const out = new Map<string, PeerAck>()
+    for (const [peer, ack] of this.acks) out.set(peer, { heads: ack.heads, at: this.peers.has(peer) ? now : ack.at })
+    return out
+  }
+
+  /** The generation this host's document is on. */
+  get currentGeneration (): GenerationTag {
+    return this.generation
   }
 
   private changed (event: ChangeEvent): void {
+    const generation = generationOf(this.state.doc)
+    if (generation.number !== this.generation.number || generation.id !== this.generation.id) {
+      // A new generation: every peer's sync state and heads belong to the old one.
+      this.generation = generation
+      this.acks.clear()
+      this.relayPending.clear()
+      for (const p of this.peers.values()) p.state = A.initSyncState()
+      this.syncAll()
+      return
+    }
     if (event.origin === 'local') {
-      const data = this.state.saveSince(event.before)
+      const data = this.frame(KIND_SYNC, this.state.saveSince(event.before))
       void this.mesh.publish(CHANGES_TOPIC, data).then((recipients) => {
         if (recipients > 0) this.stats.gossipSent++
       }, (err: unknown) => { this.log.debug({ err }, 'gossip publish failed') })
       // Sync as well: gossip may not reach a peer whose gossip mesh is still forming; the sync message is empty
       // for a peer that already has everything.
       this.syncAll()
-    } else {
-      // Relay to everybody else, so hosts that are not directly connected still converge.
-      this.syncAll(event.from)
+      return
     }
+    // A remote change is relayed only if it came by sync and its gossip does not follow within the delay. Relaying
+    // every remote change to every peer cost 2·(n-2) sync messages per change per host (quadratic in all): in a full
+    // mesh the author's own gossip and sync reach everyone. A change that did come by gossip is forwarded by
+    // gossipsub to hosts the author is not connected to; what gossip misses, the anti-entropy round brings.
+    // `before` is empty for an adopted snapshot (a join) or a new generation: nothing for this host to pass on.
+    if (event.from === undefined || event.before.length === 0) return
+    for (const { hash } of A.getChangesMetaSince(this.state.doc, event.before)) {
+      if (this.gossipedHashes.has(hash)) continue
+      const senders = this.relayPending.get(hash) ?? new Set<string>()
+      senders.add(event.from)
+      this.relayPending.set(hash, senders)
+    }
+    if (this.relayPending.size > 0) this.relayTimer ??= setTimeout(() => { this.relay() }, this.relayDelayMs)
+  }
+
+  private relay (): void {
+    this.relayTimer = undefined
+    const senders = new Set<string>()
+    let wanted = false
+    for (const [hash, from] of this.relayPending) {
+      if (this.gossipedHashes.has(hash)) continue
+      wanted = true
+      for (const peer of from) senders.add(peer)
+    }
+    this.relayPending.clear()
+    if (!wanted || this.stopped) return
+    this.stats.relayRounds++
+    // Not back to the peers it came from; every other peer gets a sync message only if it lacks something.
+    for (const peer of this.peers.keys()) if (!senders.has(peer) && this.admit(peer)) this.sendSync(peer)
   }
 
   private gossiped (data: Uint8Array, from: string): void {
@@ -132,10 +246,30 @@ export class DocReplicator implements Startable {
       return
     }
     this.stats.gossipReceived++
+    const header = this.parse(data)
+    if (header === undefined || header.number !== this.generation.number || header.id !== this.generation.id) {
+      // Changes of another generation's history: merging them would mix the generations.
+      this.stats.otherGeneration++
+      return
+    }
+    const changes = data.subarray(HEADER)
+    this.noteGossiped(changes)
     try {
-      this.state.applyRemote(from, doc => [A.loadIncremental(doc, data), undefined])
+      this.state.applyRemote(from, doc => [A.loadIncremental(doc, changes), undefined])
     } catch (err) {
       this.log.warn({ err, from }, 'ignored an undecodable gossiped change')
+    }
+  }
+
+  /** Remembers the hash of a gossiped change (a local change is gossiped alone, as one change chunk). */
+  private noteGossiped (data: Uint8Array): void {
+    let hash: string | undefined
+    try { hash = A.decodeChange(data).hash } catch { return }
+    if (hash === undefined) return
+    this.gossipedHashes.add(hash)
+    // A set in insertion order: forget the oldest; a relay decision is due within relayDelayMs of arrival.
+    if (this.gossipedHashes.size > 10_000) {
+      for (const old of this.gossipedHashes) { this.gossipedHashes.delete(old); if (this.gossipedHashes.size <= 5_000) break }
     }
   }
 
@@ -145,6 +279,10 @@ export class DocReplicator implements Startable {
     const [nextState, message] = A.generateSyncMessage(this.state.doc, p.state)
     p.state = nextState
     if (message === null) return
+    this.write(peer, p, this.frame(KIND_SYNC, message))
+  }
+
+  private write (peer: string, p: PeerSync, message: Uint8Array): void {
     p.chain = p.chain.then(async () => {
       const out = await this.outbound(peer, p)
       await out.write(message)
@@ -188,10 +326,25 @@ export class DocReplicator implements Startable {
         p = this.peers.get(peer)
         if (p === undefined) return
       }
+      const header = this.parse(message)
+      if (header === undefined) {
+        this.log.warn({ peer }, 'ignored a malformed sync message')
+        continue
+      }
+      if (header.number !== this.generation.number || header.id !== this.generation.id) {
+        this.stats.otherGeneration++
+        this.otherGeneration(peer, p, header, message.subarray(HEADER))
+        continue
+      }
+      if (header.kind !== KIND_SYNC) continue
+      const payload = message.subarray(HEADER)
+      try {
+        this.acks.set(peer, { heads: A.decodeSyncMessage(payload).heads, at: Date.now() })
+      } catch { /* receiveSyncMessage below reports it */ }
       const target = p
       try {
         this.state.applyRemote(peer, doc => {
-          const [next, syncState] = A.receiveSyncMessage(doc, target.state, message)
+          const [next, syncState] = A.receiveSyncMessage(doc, target.state, payload)
           target.state = syncState
           return [next, undefined]
         })
@@ -201,5 +354,69 @@ export class DocReplicator implements Startable {
       }
       this.sendSync(peer)
     }
+  }
+
+  /**
+   * A peer on another generation: never Automerge's sync between two generations (the genesis would merge with the
+   * old history as concurrent edits). A peer behind gets this host's whole document, which it enters
+   * (`onLaterGeneration`); a peer ahead is asked for its own; one on the same number from another boundary (two
+   * hosts compacted from different frontiers) is refused and logged.
+   */
+  private otherGeneration (peer: string, p: PeerSync, header: GenerationTag & { kind: number }, payload: Uint8Array): void {
+    const now = Date.now()
+    if (header.number === this.generation.number) {
+      if (now - p.lastGenerationMessage > 10_000) {
+        p.lastGenerationMessage = now
+        this.log.error({ peer, generation: header.number, ours: this.generation.id, theirs: header.id },
+          'a peer is on another document of this generation (a different boundary); not syncing with it')
+      }
+      return
+    }
+    if (header.number < this.generation.number) {
+      // Behind: send the document (compacted, so small), not more often than every 2 s per peer.
+      if (now - p.lastGenerationMessage < 2000) return
+      p.lastGenerationMessage = now
+      this.write(peer, p, this.frame(KIND_DOCUMENT, A.save(this.state.doc)))
+      return
+    }
+    if (header.kind !== KIND_DOCUMENT) {
+      if (now - p.lastGenerationMessage < 2000) return
+      p.lastGenerationMessage = now
+      this.write(peer, p, this.frame(KIND_BEHIND, new Uint8Array(0)))
+      return
+    }
+    if (this.onLaterGeneration === undefined || this.entering !== undefined) return
+    let doc: A.Doc<unknown>
+    try {
+      doc = A.load(payload)
+    } catch (err) {
+      this.log.warn({ err, peer }, 'ignored an undecodable document of a later generation')
+      return
+    }
+    const tag = generationOf(doc)
+    if (tag.number !== header.number || tag.id !== header.id || this.unreachableGeneration === `${tag.number}:${tag.id}`) return
+    this.log.info({ peer, from: this.generation.number, to: tag.number }, 'a peer is on a later document generation; moving to it')
+    const entering = this.onLaterGeneration(doc, peer).catch((err: unknown) => {
+      // A gap is for the operator (the error says what is lost and how to recover); retrying cannot close it.
+      if ((err as Error).name === 'GenerationGapError') this.unreachableGeneration = `${tag.number}:${tag.id}`
+      this.log.error({ err, peer }, 'could not move to the later document generation')
+    }).finally(() => { this.entering = undefined })
+    this.entering = entering
+  }
+
+  private frame (kind: number, payload: Uint8Array): Uint8Array {
+    const out = new Uint8Array(HEADER + payload.length)
+    const view = new DataView(out.buffer)
+    view.setUint8(0, kind)
+    view.setUint32(1, this.generation.number)
+    out.set(Buffer.from(this.generation.id, 'hex'), 5)
+    out.set(payload, HEADER)
+    return out
+  }
+
+  private parse (message: Uint8Array): (GenerationTag & { kind: number }) | undefined {
+    if (message.length < HEADER) return undefined
+    const view = new DataView(message.buffer, message.byteOffset, message.byteLength)
+    return { kind: view.getUint8(0), number: view.getUint32(1), id: Buffer.from(message.subarray(5, HEADER)).toString('hex') }
   }
 }

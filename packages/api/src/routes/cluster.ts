@@ -151,6 +151,6 @@ export function registerClusterRoutes (app: OpenAPIHono, { membership, health, s
     id: state.doc.cluster?.id ?? '',
     status: { state: 'available' as const },
     hosts: health.hostViews().map(hostResponse),
-    document: { heads: state.heads() }
+    document: { heads: state.heads(), generation: state.doc.generation?.number ?? 1 }
   }, 200))
 }

@@ -1,0 +1,185 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type * as A from '@automerge/automerge'
+import { ClusterKey, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ClusterState, type Doc } from './cluster-state.js'
+import { Compactor, type CompactionPolicy } from './compactor.js'
+import { startGeneration } from './generation.js'
+import { DocReplicator } from './replicator.js'
+
+const logger = pino({ level: 'silent' })
+
+interface Node {
+  hostId: string
+  state: ClusterState
+  mesh: Mesh
+  replicator: DocReplicator
+  compactor: Compactor
+  dir: string
+  /** Errors from moving to a later generation (GenerationGapError). */
+  enterErrors: Error[]
+}
+const nodes: Node[] = []
+
+function members (): Array<{ hostId: string, peerId: string }> {
+  return nodes.map(n => ({ hostId: n.hostId, peerId: n.mesh.peerId }))
+}
+
+async function wire (node: Omit<Node, 'mesh' | 'replicator' | 'compactor'>, key: ClusterKey, policy: CompactionPolicy, listen = '/ip4/127.0.0.1/tcp/0'): Promise<Node> {
+  const mesh = new Mesh({ privateKey: await loadOrCreatePeerKey(join(node.dir, 'peer.key')), clusterKey: key, listen: [listen], logger })
+  const replicator = new DocReplicator(node.state, mesh, {
+    logger,
+    resyncMs: 500,
+    onLaterGeneration: async (doc) => {
+      try { await node.state.enterGeneration(doc as Doc) } catch (err) { node.enterErrors.push(err as Error); throw err }
+    }
+  })
+  const compactor = new Compactor({
+    state: node.state,
+    hostId: node.hostId,
+    peerId: () => mesh.peerId,
+    members,
+    acknowledgements: () => replicator.acknowledgements(),
+    startGeneration: (doc, frontier) => startGeneration(doc, frontier),
+    enterGeneration: async (next) => await node.state.enterGeneration(next),
+    logger
+  }, policy)
+  await mesh.start()
+  replicator.start()
+  return { ...node, mesh, replicator, compactor }
+}
+
+async function startNode (key: ClusterKey, hostId: string, policy: CompactionPolicy): Promise<Node> {
+  const dir = await mkdtemp(join(tmpdir(), `pgmesh-compactor-${hostId}-`))
+  const state = await ClusterState.open({ dir: join(dir, 'state'), hostId, logger })
+  const node = await wire({ hostId, state, dir, enterErrors: [] }, key, policy)
+  nodes.push(node)
+  return node
+}
+
+/** Stops a node's networking (its document stays open, as a host cut off), and later brings it back at its address. */
+async function cutOff (node: Node): Promise<() => Promise<Node>> {
+  const address = node.mesh.addresses()[0]?.replace(/\/p2p\/.*/, '') ?? ''
+  node.replicator.stop()
+  await node.mesh.stop()
+  return async () => {
+    const back = await wire(node, key0 as ClusterKey, { afterChanges: 1_000_000 }, address)
+    nodes[nodes.indexOf(node)] = back
+    for (const n of nodes) if (n !== back) await back.mesh.dial(n.mesh.addresses()[0] ?? '')
+    return back
+  }
+}
+
+let key0: ClusterKey | undefined
+
+async function until (what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+async function threeHosts (policy: CompactionPolicy): Promise<[Node, Node, Node]> {
+  key0 = ClusterKey.generate()
+  const a = await startNode(key0, 'a', policy)
+  const b = await startNode(key0, 'b', policy)
+  const c = await startNode(key0, 'c', policy)
+  await a.state.initialize('cluster-1')
+  await b.mesh.dial(a.mesh.addresses()[0] ?? '')
+  await c.mesh.dial(a.mesh.addresses()[0] ?? '')
+  await c.mesh.dial(b.mesh.addresses()[0] ?? '')
+  await until('genesis everywhere', () => b.state.initialized && c.state.initialized)
+  return [a, b, c]
+}
+
+async function edits (node: Node, prefix: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await node.state.change({ op: 'test', entity: `${prefix}${i}` }, d => { d.databases[`${prefix}${i % 5}`] = { v: i } as never })
+}
+
+const sameHeads = (): boolean => new Set(nodes.map(n => n.state.heads().join(','))).size === 1
+const generation = (n: Node): number => n.state.doc.generation?.number ?? 1
+
+afterEach(async () => {
+  for (const n of nodes.splice(0)) {
+    n.compactor.stop()
+    n.replicator.stop()
+    await n.mesh.stop()
+    await n.state.close()
+    await rm(n.dir, { recursive: true, force: true })
+  }
+})
+
+describe('document generations over the mesh', () => {
+  it('moves every host to the next generation once all acknowledged the frontier; the document shrinks and syncs on', async () => {
+    const [a, b, c] = await threeHosts({ afterChanges: 150 })
+    await edits(a, 'x', 80)
+    await edits(b, 'y', 80)
+    await until('converged', sameHeads)
+    await Promise.all(nodes.map(async n => { await n.state.flush() }))
+    const before = nodes.map(n => n.state.sizeBytes())
+    // Only the member with the smallest host id starts a generation.
+    expect(await b.compactor.check()).toBe(false)
+    expect(b.compactor.lastCheck?.outcome).toBe('another member starts generations')
+    await until('a starts generation 2', () => { void a.compactor.check(); return generation(a) === 2 })
+    // The replica switches before its old history leaves the disk: wait for the rewrite too.
+    await until('b and c follow, their old history gone from disk', () => generation(b) === 2 && generation(c) === 2 && sameHeads() &&
+      nodes.every((n, i) => n.state.sizeBytes() < (before[i] ?? 0) / 3))
+    console.log(`document on disk before / after compaction: ${before.join(', ')} / ${nodes.map(n => n.state.sizeBytes()).join(', ')} bytes`)
+    for (const [i, n] of nodes.entries()) {
+      expect(n.state.sizeBytes()).toBeLessThan((before[i] ?? 0) / 3)
+      expect(n.state.doc.databases?.x4).toEqual({ v: 79 })
+      expect(n.state.doc.databases?.y4).toEqual({ v: 79 })
+    }
+    // The new generation syncs like the old one.
+    await c.state.change({ op: 'test' }, d => { d.databases.after = { v: 1 } as never })
+    await until('a change after the compaction everywhere', () => nodes.every(n => n.state.doc.databases?.after !== undefined) && sameHeads())
+    expect(a.replicator.stats.otherGeneration + b.replicator.stats.otherGeneration + c.replicator.stats.otherGeneration).toBeGreaterThan(0)
+  }, 60_000)
+
+  it('a host cut off after acknowledging the frontier merges its offline edits when it comes back', async () => {
+    const [a, b, c] = await threeHosts({ afterChanges: 50 })
+    await edits(a, 'x', 60)
+    await until('converged', sameHeads)
+    // c acknowledged everything; cut off, it edits alone while the others compact at the frontier it holds.
+    await until('c acknowledged', () => a.replicator.acknowledgements().get(c.mesh.peerId)?.heads.join(',') === a.state.heads().join(','))
+    const bringBack = await cutOff(c)
+    await c.state.change({ op: 'test' }, d => { d.databases.offline = { by: 'c' } as never })
+    await until('a starts generation 2 without new changes', () => { void a.compactor.check(); return generation(a) === 2 })
+    await until('b follows', () => generation(b) === 2)
+    const c2 = await bringBack()
+    await until('c moves to generation 2 and its offline edit reaches all', () =>
+      generation(c2) === 2 && nodes.every(n => (n.state.doc.databases?.offline as { by?: string } | undefined)?.by === 'c') && sameHeads())
+    expect(c2.enterErrors).toEqual([])
+  }, 60_000)
+
+  it('a host that missed the frontier (silent past max silence) is refused with GenerationGapError and keeps its document', async () => {
+    const [a, b, c] = await threeHosts({ afterChanges: 50, maxSilenceMs: 1000 })
+    await edits(a, 'x', 60)
+    await until('converged', sameHeads)
+    const bringBack = await cutOff(c)
+    await c.state.change({ op: 'test', entity: 'lost-edit' }, d => { d.databases.offline = { by: 'c' } as never })
+    // The cluster moves on past what c holds, then compacts without waiting for it.
+    await edits(b, 'y', 5)
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    await until('a starts generation 2 without c', () => { void a.compactor.check(); return generation(a) === 2 })
+    // Were b still on generation 1, c would get the frontier from it by sync and then merge (rightly): not this case.
+    await until('b follows', () => generation(b) === 2)
+    const heads: A.Heads = c.state.heads()
+    const c2 = await bringBack()
+    await until('c is refused', () => c2.enterErrors.length > 0)
+    const [error] = c2.enterErrors
+    expect(error?.name).toBe('GenerationGapError')
+    expect(error?.message).toMatch(/lost-edit/)
+    expect(error?.message).toMatch(/wiping its data directory/)
+    // Its document is left as it was: no merge across the generations, however often a peer offers its document.
+    await new Promise(resolve => setTimeout(resolve, 2500))
+    expect(generation(c2)).toBe(1)
+    expect(c2.state.heads()).toEqual(heads)
+    expect(c2.enterErrors.every(e => e.name === 'GenerationGapError')).toBe(true)
+    expect(a.state.doc.databases?.offline).toBeUndefined()
+  }, 60_000)
+})
