@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { FileConfigSchema, resolveConfig } from './config.js'
+import { DEFAULT_COMPACTION_AFTER_CHANGES, FileConfigSchema, resolveConfig } from './config.js'
 
 describe('postgres_root', () => {
   it('reaches the process orchestrator as an absolute path, later layers winning (file < env < flags)', () => {
@@ -24,6 +24,15 @@ describe('api_limits', () => {
     expect(limits).toEqual({ ...defaults, maxConcurrentWrites: 8, writes: { ...defaults.writes, perSecond: 5 } })
     expect(FileConfigSchema.safeParse({ api_limits: { write_burst: 0 } }).success).toBe(false)
     expect(FileConfigSchema.safeParse({ api_limits: { unknown: 1 } }).success).toBe(false)
+  })
+})
+
+describe('history_compaction', () => {
+  it('compacts after DEFAULT_COMPACTION_AFTER_CHANGES by default, takes its own threshold, and can be turned off', () => {
+    expect(resolveConfig({}).host.historyCompaction).toEqual({ afterChanges: DEFAULT_COMPACTION_AFTER_CHANGES })
+    expect(resolveConfig({ history_compaction: { after_changes: 500, max_silence_ms: 60_000 } }).host.historyCompaction).toEqual({ afterChanges: 500, maxSilenceMs: 60_000 })
+    expect(resolveConfig({ history_compaction: false }).host.historyCompaction).toBeUndefined()
+    expect(FileConfigSchema.safeParse({ history_compaction: { after_changes: 0 } }).success).toBe(false)
   })
 })
 
