@@ -10,6 +10,8 @@ export class HostMetrics {
   readonly subscriptionApplyErrors: Counter
   /** Mesh messages refused because their sender is not the member they speak for (see MemberDirectory). */
   readonly refusedMessages: Counter<'kind'>
+  /** Reconcile passes run, by what asked for the one that started each (several asks made meanwhile make one pass). */
+  readonly reconcilePasses: Counter<'trigger'>
 
   constructor (source: {
     peers: () => number
@@ -56,6 +58,12 @@ export class HostMetrics {
     this.subscriptionApplyErrors = new Counter({
       name: 'pgmesh_subscription_apply_errors_total',
       help: "Errors of apply workers seen in the server logs of this host's primaries",
+      registers: [r]
+    })
+    this.reconcilePasses = new Counter({
+      name: 'pgmesh_reconcile_passes_total',
+      help: 'Reconcile passes run, by trigger (document, peer, instance, timer, requeue, start)',
+      labelNames: ['trigger'],
       registers: [r]
     })
     this.refusedMessages = new Counter({
