@@ -109,7 +109,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       knownHosts: () => Object.keys(this.state.doc.hosts ?? {}).length,
       documentBytes: () => this.state.sizeBytes(),
       replication: () => this.replicator?.stats,
-      heartbeats: () => this.heartbeats?.stats
+      heartbeats: () => this.heartbeats?.stats,
+      mesh: () => this.mesh?.stats()
     })
     this.refused = new RefusedMessages(log.child({ component: 'members' }), (kind) => { this.metrics.refusedMessages.inc({ kind }) })
     state.on('change', (event) => {
