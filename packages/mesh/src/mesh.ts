@@ -52,6 +52,16 @@ const KEEP_ALIVE_TAG = `${KEEP_ALIVE}-pgmesh`
 const MESH_SCORE_PARAMS = { IPColocationFactorWeight: 0 } as const
 
 /**
+ * A smaller gossip mesh than gossipsub's defaults (D 6, Dlo 4, Dhi 12, Dlazy 6). Every host is connected to every
+ * other and publishes with flood publish (gossipsub's default: straight to every subscribed peer), so the mesh only
+ * relays, as a second path past a broken connection; yet each relay is one more copy of every message that every
+ * host receives, decrypts, decodes and drops as a duplicate: at 10 hosts a heartbeat arrived 6.1 times. With D 3 a
+ * message still has three relay paths besides the direct one. Dout (outbound mesh peers kept) must stay below Dlo
+ * and at most D/2.
+ */
+const MESH_DEGREE = { D: 3, Dlo: 2, Dhi: 5, Dscore: 2, Dout: 1, Dlazy: 3 } as const
+
+/**
  * Inbound connection admission sized for a cluster, not for a public node. libp2p's defaults (5 connections per
  * second per remote address, 10 handshakes pending) refuse most of a cluster that dials at once from one address
  * (a testbed, NAT): every host redials a restarted host within the same second, and each joiner dials every member.
@@ -130,6 +140,7 @@ export class Mesh implements Startable {
           fallbackToFloodsub: false,
           globalSignaturePolicy: 'StrictSign',
           scoreParams: MESH_SCORE_PARAMS,
+          ...MESH_DEGREE,
           // Only a few wire totals, kept as numbers (gossip-stats.ts): what each host's share of the mesh costs.
           metricsRegister: this.gossipStats.register(),
           metricsTopicStrToLabel: this.gossipStats.topicLabels
