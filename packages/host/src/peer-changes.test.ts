@@ -33,6 +33,17 @@ describe('PeerChanges', () => {
     expect(changes).toEqual(['host-2:reachable', 'host-2:report', 'host-2:unreachable', 'host-2:reachable', 'host-2:report'])
   })
 
+  it('does not count replication lag, which moves with every write, as a change', () => {
+    const changes: string[] = []
+    const peers = new PeerChanges('host-1', (hostId, change) => { changes.push(`${hostId}:${change}`) })
+    peers.reachability('host-2', 'healthy')
+    const lagging = (bytes: number): ObservedInstance => ({ ...instance('available'), subscriber_lag: [{ subscriber_node: 'n2', lag_bytes: bytes }], lag_bytes: bytes } as unknown as ObservedInstance)
+    for (let seq = 1; seq <= 10; seq++) peers.heartbeat(beat('host-2', seq, [lagging(seq * 100)]))
+    expect(changes).toEqual(['host-2:reachable'])
+    peers.heartbeat(beat('host-2', 11, [{ ...lagging(5), state: 'degraded' }]))
+    expect(changes).toEqual(['host-2:reachable', 'host-2:report'])
+  })
+
   it('ignores this host\'s own heartbeats', () => {
     const changes: string[] = []
     const peers = new PeerChanges('host-1', (hostId, change) => { changes.push(`${hostId}:${change}`) })
