@@ -70,6 +70,8 @@ export interface DaemonOptions {
   args?: string[]
   /** The API is served over HTTPS (`--tls auto` or certificates in `args`): readiness is polled over https. */
   https?: boolean
+  /** How long start() waits for /readyz; 20 s by default (benches of many daemons on a busy machine wait longer). */
+  readyTimeoutMs?: number
 }
 
 /** One `pgmesh run` as a separate OS process on loopback. */
@@ -118,7 +120,7 @@ export class DaemonProcess {
       if (o.https === true) return await readyOverHttps(`${this.url}/readyz`)
       const res = await fetch(`${this.url}/readyz`).catch(() => undefined)
       return res?.status === 200
-    }, 20_000, 50)
+    }, o.readyTimeoutMs ?? 20_000, 50)
   }
 
   get running (): boolean {

@@ -9,6 +9,7 @@ import { ClusterState, Compactor, type Doc, DocReplicator } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig, HostSources } from './config.js'
 import { HostHealth } from './host-health.js'
+import { type PeerChange, PeerChanges } from './peer-changes.js'
 import { MemberDirectory, RefusedMessages } from './member-directory.js'
 import { KEY_FILE, Membership } from './membership.js'
 import { HostMetrics } from './metrics.js'
@@ -29,7 +30,7 @@ const KEEPER_MS = 2000
  * document replicator, heartbeats, leases and the task-log protocol) once the host has a cluster key, and stops them
  * all. The API and the reconciler are built on its parts.
  */
-export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: string] }> implements Startable {
+export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: string], peerChanged: [hostId: string, change: PeerChange] }> implements Startable {
   /** Task log entries as they are written, this host's and (by gossip) every other host's: the event stream's. */
   readonly taskLogEntries = new EventEmitter<{ entry: [taskId: string, entry: TaskLogEntry] }>()
   readonly metrics: HostMetrics
@@ -113,7 +114,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       knownHosts: () => Object.keys(this.state.doc.hosts ?? {}).length,
       documentBytes: () => this.state.sizeBytes(),
       replication: () => this.replicator?.stats,
-      heartbeats: () => this.heartbeats?.stats
+      heartbeats: () => this.heartbeats?.stats,
+      mesh: () => this.mesh?.stats()
     })
     this.refused = new RefusedMessages(log.child({ component: 'members' }), (kind) => { this.metrics.refusedMessages.inc({ kind }) })
     state.on('change', (event) => {
@@ -262,10 +264,15 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       },
       logger
     })
+    // Every heartbeat is `heartbeat`; only what changes the reconciler's inputs is `peerChanged` (peer-changes.ts).
+    const changes = new PeerChanges(this.config.hostId, (hostId, change) => { this.emit('peerChanged', hostId, change) })
     heartbeats.on('heartbeat', (beat) => {
       this.health.heardHeartbeat(beat.host_id, beat.observed, Date.now())
-      if (beat.host_id !== this.config.hostId) this.emit('heartbeat', beat.host_id)
+      if (beat.host_id === this.config.hostId) return
+      this.emit('heartbeat', beat.host_id)
+      changes.heartbeat(beat)
     })
+    heartbeats.on('reachability', (hostId, reachability) => { changes.reachability(hostId, reachability) })
     await mesh.start()
     this.mesh = mesh
     this.replicator = replicator

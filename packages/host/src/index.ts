@@ -1,6 +1,7 @@
 export { Host } from './host.js'
 export type { HostConfig, HostSources } from './config.js'
 export { HostHealth, type HostView } from './host-health.js'
+export { PeerChanges, type PeerChange } from './peer-changes.js'
 export { Membership } from './membership.js'
 export { HostTls, type JoinCredentials, type MemberTls, type TlsSettings, TLS_DIR } from './tls.js'
 export type { JoinOptions } from './join-client.js'

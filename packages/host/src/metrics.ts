@@ -1,3 +1,4 @@
+import type { MeshStats } from '@pgmesh/mesh'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 /** Prometheus figures of one host: mesh, document replication, its instances' replication and the process itself. */
@@ -10,6 +11,8 @@ export class HostMetrics {
   readonly subscriptionApplyErrors: Counter
   /** Mesh messages refused because their sender is not the member they speak for (see MemberDirectory). */
   readonly refusedMessages: Counter<'kind'>
+  /** Reconcile passes run, by what asked for the one that started each (several asks made meanwhile make one pass). */
+  readonly reconcilePasses: Counter<'trigger'>
 
   constructor (source: {
     peers: () => number
@@ -17,6 +20,8 @@ export class HostMetrics {
     documentBytes: () => number
     replication: () => { syncMessagesSent: number, syncMessagesReceived: number, syncBytesSent: number, syncBytesReceived: number, gossipSent: number, gossipReceived: number, resyncRounds: number } | undefined
     heartbeats?: () => { sent: number, bytesSent: number, received: number, bytesReceived: number } | undefined
+    /** Gossip per topic and gossipsub's wire totals, once the mesh runs. */
+    mesh?: () => MeshStats | undefined
   }) {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'pgmesh_' })
@@ -41,6 +46,30 @@ export class HostMetrics {
     heartbeatCounter('pgmesh_heartbeat_bytes_sent_total', 'Heartbeat payload bytes published by this host', s => s.bytesSent)
     heartbeatCounter('pgmesh_heartbeats_received_total', 'Heartbeats of other hosts delivered to this host', s => s.received)
     heartbeatCounter('pgmesh_heartbeat_bytes_received_total', 'Heartbeat payload bytes delivered to this host', s => s.bytesReceived)
+    const topicCounter = (name: string, help: string, pick: (t: MeshStats['topics'][string]) => number): void => {
+      new Counter({
+        name, help, labelNames: ['topic'], registers: [r],
+        collect () { this.reset(); for (const [topic, t] of Object.entries(source.mesh?.()?.topics ?? {})) this.inc({ topic }, pick(t)) }
+      })
+    }
+    topicCounter('pgmesh_gossip_messages_published_total', 'Gossip messages this host published, by topic', t => t.published)
+    topicCounter('pgmesh_gossip_bytes_published_total', 'Gossip payload bytes this host published, by topic', t => t.bytesPublished)
+    topicCounter('pgmesh_gossip_messages_delivered_total', 'Gossip messages delivered to this host (first copies), by topic', t => t.delivered)
+    topicCounter('pgmesh_gossip_bytes_delivered_total', 'Gossip payload bytes delivered to this host (first copies), by topic', t => t.bytesDelivered)
+    const wireCounter = (name: string, help: string, pick: (w: MeshStats['wire']) => number): void => {
+      new Counter({ name, help, registers: [r], collect () { const m = source.mesh?.(); this.reset(); this.inc(m === undefined ? 0 : pick(m.wire)) } })
+    }
+    wireCounter('pgmesh_gossipsub_rpcs_sent_total', 'gossipsub RPCs sent (messages and control)', w => w.rpcsSent)
+    wireCounter('pgmesh_gossipsub_rpc_bytes_sent_total', 'gossipsub RPC bytes sent (before stream framing and encryption)', w => w.rpcBytesSent)
+    wireCounter('pgmesh_gossipsub_messages_sent_total', 'Messages in the gossipsub RPCs sent (a publish to n peers counts n)', w => w.messagesSent)
+    wireCounter('pgmesh_gossipsub_rpcs_received_total', 'gossipsub RPCs received (messages and control)', w => w.rpcsReceived)
+    wireCounter('pgmesh_gossipsub_rpc_bytes_received_total', 'gossipsub RPC bytes received (before stream framing and encryption)', w => w.rpcBytesReceived)
+    wireCounter('pgmesh_gossipsub_messages_received_total', 'Messages in the gossipsub RPCs received, duplicates included', w => w.messagesReceived)
+    wireCounter('pgmesh_gossipsub_ihave_received_total', 'IHAVE entries received (gossip about messages)', w => w.ihaveReceived)
+    new Counter({
+      name: 'pgmesh_gossipsub_duplicates_received_total', help: 'Gossip messages received again after their first copy, by topic', labelNames: ['topic'], registers: [r],
+      collect () { this.reset(); for (const [topic, n] of Object.entries(source.mesh?.()?.wire.duplicatesReceived ?? {})) this.inc({ topic }, n) }
+    })
     this.documentChanges = new Counter({ name: 'pgmesh_document_changes_total', help: 'Document changes applied', labelNames: ['origin'], registers: [r] })
     this.changeVisibleSeconds = new Histogram({
       name: 'pgmesh_change_visible_seconds',
@@ -56,6 +85,12 @@ export class HostMetrics {
     this.subscriptionApplyErrors = new Counter({
       name: 'pgmesh_subscription_apply_errors_total',
       help: "Errors of apply workers seen in the server logs of this host's primaries",
+      registers: [r]
+    })
+    this.reconcilePasses = new Counter({
+      name: 'pgmesh_reconcile_passes_total',
+      help: 'Reconcile passes run, by trigger (document, peer, instance, timer, requeue, start)',
+      labelNames: ['trigger'],
       registers: [r]
     })
     this.refusedMessages = new Counter({

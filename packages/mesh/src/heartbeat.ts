@@ -39,9 +39,12 @@ export interface HeartbeatOptions<T> {
 
 /**
  * Host liveness and observed state by gossip (never in the CRDT: it changes every second). The newest heartbeat of
- * each host replaces the previous one whole.
+ * each host replaces the previous one whole. `heartbeat` fires for every heartbeat taken; `reachability` only when a
+ * host's reachability changes: `healthy` on its first heartbeat and its first after a silence, `unreachable` once it
+ * has been silent for `unreachableAfterMs` (a timer per host, so silence is noticed when it happens, not at the next
+ * heartbeat of someone else).
  */
-export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbeat<T>] }> implements Startable {
+export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbeat<T>], reachability: [hostId: string, reachability: Reachability] }> implements Startable {
   readonly intervalMs: number
   readonly unreachableAfterMs: number
   private readonly latest = new Map<string, { heartbeat: Heartbeat<T>, receivedAt: number }>()
@@ -49,6 +52,8 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
   private seq = 0
   readonly stats: HeartbeatStats = { sent: 0, bytesSent: 0, received: 0, bytesReceived: 0 }
   private timer: NodeJS.Timeout | undefined
+  /** Per other host: fires when its last heartbeat becomes too old (re-armed by each heartbeat). */
+  private readonly silence = new Map<string, NodeJS.Timeout>()
 
   constructor (private readonly mesh: Mesh, private readonly options: HeartbeatOptions<T>) {
     super()
@@ -66,6 +71,8 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
   stop (): void {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
+    for (const t of this.silence.values()) clearTimeout(t)
+    this.silence.clear()
   }
 
   /** Sends a heartbeat now (also used right after our observed state changed). */
@@ -100,6 +107,8 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
 
   forget (hostId: string): void {
     this.latest.delete(hostId)
+    clearTimeout(this.silence.get(hostId))
+    this.silence.delete(hostId)
   }
 
   /** `from`: the peer that signed the gossip message ('' when unsigned, which gossipsub's StrictSign never lets through). */
@@ -125,7 +134,38 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
   }
 
   private record (heartbeat: Heartbeat<T>): void {
-    this.latest.set(heartbeat.host_id, { heartbeat, receivedAt: Date.now() })
+    const now = Date.now()
+    const self = heartbeat.host_id === this.options.hostId
+    const before = self ? 'healthy' : this.reachability(heartbeat.host_id, now)
+    this.latest.set(heartbeat.host_id, { heartbeat, receivedAt: now })
+    if (!self) this.watchSilence(heartbeat.host_id)
     this.emit('heartbeat', heartbeat)
+    if (before !== 'healthy') this.emit('reachability', heartbeat.host_id, 'healthy')
+  }
+
+  /** (Re-)arms the host's silence timer: one timer per host, refreshed rather than replaced at every heartbeat. */
+  private watchSilence (hostId: string): void {
+    const armed = this.silence.get(hostId)
+    if (armed !== undefined) {
+      armed.refresh()
+      return
+    }
+    const fire = (): void => {
+      this.silence.delete(hostId)
+      const last = this.latest.get(hostId)
+      if (last === undefined) return
+      // 1 ms past the bound, so reachability() already says unreachable when the event is out.
+      const left = last.receivedAt + this.unreachableAfterMs + 1 - Date.now()
+      if (left > 0) {
+        const again = setTimeout(fire, left)
+        again.unref()
+        this.silence.set(hostId, again)
+        return
+      }
+      this.emit('reachability', hostId, 'unreachable')
+    }
+    const timer = setTimeout(fire, this.unreachableAfterMs + 1)
+    timer.unref()
+    this.silence.set(hostId, timer)
   }
 }

@@ -1,5 +1,6 @@
 import './polyfill.js'
-export { Mesh, type MeshOptions, type PeerTarget } from './mesh.js'
+export { Mesh, type MeshOptions, type MeshStats, type PeerTarget, type TopicStats } from './mesh.js'
+export type { GossipWireStats } from './gossip-stats.js'
 export { ClusterKey, loadOrCreatePeerKey } from './keys.js'
 export { type Framed } from './framed.js'
 export { Heartbeats, HEARTBEAT_TOPIC, type Heartbeat, type HeartbeatOptions, type HeartbeatStats, type Reachability } from './heartbeat.js'

@@ -18,10 +18,10 @@ export interface ReconcilerHost {
   backups?: Pick<Backups, 'requests' | 'tick' | 'started' | 'finished'>
   /** In-place node restores asked for (the restore runner); none: this host runs no restores. */
   restores?: Pick<Restores, 'pending' | 'started' | 'finished'>
-  /** The host's lifecycle: initialized (and its event), peers' heartbeats arriving, leases once the mesh runs. */
+  /** The host's lifecycle: initialized (and its event), peers' changes (reachability, reports), leases once the mesh runs. */
   runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
   health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>
-  metrics: Pick<HostMetrics, 'subscriptionsDown' | 'subscriptionApplyErrors'>
+  metrics: Pick<HostMetrics, 'subscriptionsDown' | 'subscriptionApplyErrors'> & Partial<Pick<HostMetrics, 'reconcilePasses'>>
   /** This host was removed from the cluster (the document it holds says so): its instances go. */
   removedFromCluster?: () => boolean
   /** The superuser password for other hosts' instances over TCP (scram); none before the data key (or in a test). */

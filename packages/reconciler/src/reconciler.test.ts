@@ -83,7 +83,7 @@ function fakeOrchestrator () {
     },
     startInstance: async (id) => { calls.push(`start ${id}`); return instances.get(id) as InstanceStatus },
     stopInstance: async (id) => { calls.push(`stop ${id}`); return instances.get(id) as InstanceStatus },
-    restartInstance: async (id) => instances.get(id) as InstanceStatus,
+    restartInstance: async (id) => { calls.push(`restart ${id}`); times.push(Date.now()); return instances.get(id) as InstanceStatus },
     promote: async (id) => instances.get(id) as InstanceStatus,
     removeInstance: async (id) => { instances.delete(id) },
     status: async (id) => instances.get(id),
@@ -248,6 +248,27 @@ describe('Reconciler (in process, with fakes)', () => {
       await new Promise(resolve => setTimeout(resolve, 1600))
       await t.reconciler.pollSubscriptions()
       expect(t.admin.calls).toContain('restart sub_n2_n1')
+    } finally {
+      await t.reconciler.stop()
+    }
+  })
+
+  it('restarts an instance at its scheduled time, without waiting for the periodic pass or any other event', async () => {
+    const t = await setup()
+    await t.reconciler.start()
+    try {
+      await until('task completed', () => t.tasks.get('t1')?.status === 'completed')
+      await t.reconciler.idle()
+      const at = Date.now() + 800
+      t.db.instanceOperations = { [ID]: { stopped: false, restarts: 1, task_id: 't2', restart_at: new Date(at).toISOString() } }
+      // The document change that carries the operation; nothing else asks for a pass (the periodic one is a minute).
+      t.reconciler.requeue('document')
+      await t.reconciler.idle()
+      expect(t.calls).not.toContain(`restart ${ID}`)
+      await until('restarted', () => t.calls.includes(`restart ${ID}`), 3000)
+      const restartedAt = t.times.at(-1) ?? Number.NaN
+      expect(restartedAt).toBeGreaterThanOrEqual(at)
+      expect(restartedAt - at).toBeLessThan(500)
     } finally {
       await t.reconciler.stop()
     }

@@ -36,8 +36,11 @@ export interface ReconcilerOptions {
   highAvailability?: boolean
 }
 
+/** What asked for a pass (counted per pass in `pgmesh_reconcile_passes_total`). */
+export type PassTrigger = 'start' | 'document' | 'peer' | 'instance' | 'timer' | 'requeue'
+
 /**
- * The reconcile loop of one host: any event (document change, heartbeat, instance exit, timer) only asks for a pass;
+ * The reconcile loop of one host: any event (document change, a peer's change, instance exit, timer) only asks for a pass;
  * one pass at a time plans from the converged document and what is observed, hands the actions to the instance
  * queues (retrying failures after a back-off), then settles the tasks this host started. The other jobs are parts
  * of their own: carrying out actions (executor.ts), subscription polling (subscriptions.ts), reports
@@ -59,6 +62,10 @@ export class Reconciler implements Startable {
   private readonly restores: RestoreRunner
   private running: Promise<void> | undefined
   private again = false
+  /** What asked first for the pass that runs next. */
+  private nextTrigger: PassTrigger | undefined
+  /** A pass asked for when the earliest scheduled restart of a local instance is due. */
+  private restartWake: { at: number, timer: NodeJS.Timeout } | undefined
   private stopped = false
   private timers: NodeJS.Timeout[] = []
   private readonly log: Logger
@@ -111,38 +118,45 @@ export class Reconciler implements Startable {
     this.stopped = false
     this.applied = await AppliedStore.open(join(this.host.dataDir, 'reconciler', 'applied.json'))
     await this.refreshLocal()
-    const kick = (): void => { this.requeue() }
-    this.host.document.on('change', kick)
-    this.host.runtime.on('initialized', kick)
-    // A peer's heartbeat may carry what a pass waits for (its instance up, its node ready).
-    this.host.runtime.on('heartbeat', kick)
-    this.unsubscribe = this.orchestrator.onEvent(kick)
-    this.timers.push(setInterval(kick, this.options.resyncMs ?? 5000))
+    const kick = (trigger: PassTrigger) => (): void => { this.requeue(trigger) }
+    this.host.document.on('change', kick('document'))
+    this.host.runtime.on('initialized', kick('document'))
+    // Not every peer's heartbeat (one per peer per second, N-1 passes a second for nothing): only a peer reachable
+    // again, gone silent (when it goes: a timer per peer), or reporting other instances (what a pass may wait for:
+    // its instance up, its node ready). The periodic pass stays the safety net.
+    this.host.runtime.on('peerChanged', kick('peer'))
+    this.unsubscribe = this.orchestrator.onEvent(kick('instance'))
+    this.timers.push(setInterval(kick('timer'), this.options.resyncMs ?? 5000))
     for (const t of this.timers) t.unref()
     await startAll(this.parts())
-    this.requeue()
+    this.requeue('start')
   }
 
   async stop (): Promise<void> {
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    clearTimeout(this.restartWake?.timer)
+    this.restartWake = undefined
     await stopAll(this.parts())
     this.unsubscribe?.()
     await this.running
   }
 
-  /** Level-triggered: a pass already running is simply run once more after it. */
-  requeue (): void {
+  /** Level-triggered: a pass already running is simply run once more after it, however many ask meanwhile. */
+  requeue (trigger: PassTrigger = 'requeue'): void {
     if (this.stopped) return
+    this.nextTrigger ??= trigger
     if (this.running !== undefined) {
       this.again = true
       return
     }
+    this.host.metrics.reconcilePasses?.inc({ trigger: this.nextTrigger })
+    this.nextTrigger = undefined
     this.running = this.pass().catch((err: unknown) => { this.log.error({ err }, 'reconcile pass failed') }).finally(() => {
       this.running = undefined
       if (this.again && !this.stopped) {
         this.again = false
-        this.requeue()
+        this.requeue(this.nextTrigger)
       }
     })
   }
@@ -184,6 +198,7 @@ export class Reconciler implements Startable {
       now: Date.now()
     })
     this.failures.forgetSettled(actions, id => this.local.get(id)?.state === 'running')
+    if (!removed) this.wakeForScheduledRestarts(desired)
     const generations = new Map(desired.databases.map(d => [d.id, d.generation]))
     for (const action of actions) {
       if (this.stopped) return
@@ -207,6 +222,27 @@ export class Reconciler implements Startable {
     if (removed) return
     await this.logRollWaits(desired)
     await this.settler.settle(desired)
+  }
+
+  /**
+   * A restart scheduled for later (`restart_at`) is planned by the first pass after its time: ask for that pass then
+   * rather than leaving it to the periodic one, now that peers' heartbeats no longer ask for passes every second.
+   */
+  private wakeForScheduledRestarts (desired: DesiredState): void {
+    const now = Date.now()
+    let earliest: number | undefined
+    for (const db of desired.databases) {
+      for (const [id, operation] of Object.entries(db.instanceOperations ?? {})) {
+        const at = operation.restart_at === undefined ? Number.NaN : Date.parse(operation.restart_at)
+        if (!this.local.has(id) || !(at > now)) continue
+        if (earliest === undefined || at < earliest) earliest = at
+      }
+    }
+    if (earliest === undefined || (this.restartWake !== undefined && this.restartWake.at <= earliest && this.restartWake.at > now)) return
+    clearTimeout(this.restartWake?.timer)
+    const timer = setTimeout(() => { this.restartWake = undefined; this.requeue('timer') }, earliest - now + 1)
+    timer.unref()
+    this.restartWake = { at: earliest, timer }
   }
 
   /** A restart held by the rolling order says in the task log what it waits for, each time that changes. */
