@@ -118,6 +118,30 @@ export class Restores {
   }
 
   /**
+   * A node restore stopped by a cancel (of its own task or of the database's restore task): its task canceled, the
+   * parent canceled when it was the one canceled and failed otherwise, the database `failed`. The request stays,
+   * its task ended: the node remains out of replication, its primary stopped, until a new restore replaces it (a
+   * half-restored data directory must not be started nor subscribed to).
+   */
+  async canceled (databaseId: string, taskId: string): Promise<void> {
+    let parentId: string | undefined
+    await this.ctx.state.change({ op: 'node.restore-cancel', entity: databaseId }, d => {
+      const task = d.tasks[taskId]
+      if (task === undefined || !transitionTask(task, 'canceled', { error: CANCELED_RESTORE })) return
+      const record = d.databases[databaseId]
+      const parent = task.parent_id === undefined ? undefined : d.tasks[task.parent_id]
+      if (parent === undefined || record === undefined) return
+      const moved = parent.status === 'canceling'
+        ? transitionTask(parent, 'canceled', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
+        : transitionTask(parent, 'failed', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
+      if (moved) parentId = parent.task_id
+      if (record.task_id === parent.task_id) record.state = 'failed'
+    })
+    await this.ctx.tasks.log(taskId, `task successfully ${CANCELED_RESTORE}`)
+    if (parentId !== undefined) await this.ctx.tasks.log(parentId, `node restore ${taskId} ${CANCELED_RESTORE}`)
+  }
+
+  /**
    * How it ended; the request goes (the node takes part in replication again). A failed node restore fails the
    * database's restore task too.
    */
@@ -139,6 +163,9 @@ export class Restores {
     if (parentFailed !== undefined) await this.ctx.tasks.log(parentFailed, `task failed: node restore ${taskId} failed: ${error ?? ''}`)
   }
 }
+
+/** Why a canceled node restore leaves its node out of service (in its task log and the parent's error). */
+export const CANCELED_RESTORE = 'canceled: the node\'s primary stays stopped with an incomplete data directory until the node is restored again'
 
 /**
  * The spec with the target nodes' backup_config gone: a database-level one moves onto the nodes that are not

@@ -12,7 +12,7 @@ import { type BackupRun, compareVersions, type InstanceRestore, type InstanceSpe
 import type { Logger } from 'pino'
 import { binDir, DEBIAN_POSTGRES_ROOT, installedVersion, replicationLibrary, resolveMajor, serverParameters } from './binaries.js'
 import { INCLUDE_LINE, InstancePaths, MANAGED_CONF_FILE, type ProcessInstanceRecord as InstanceRecord } from './instance-store.js'
-import { isProcessAlive, postgresOsUser, type RunAs, runCommand, streamCommand } from './system.js'
+import { isProcessAlive, postgresOsUser, type RunAs, runCommand, stopLeftover, streamCommand } from './system.js'
 
 export interface ProcessOrchestratorOptions {
   /** Instances live under `<dataDir>/instances/<instanceId>/`. Every ancestor must be traversable by `postgres`. */
@@ -161,11 +161,12 @@ export class ProcessOrchestrator implements Orchestrator {
       const state = await this.records.read(instanceId)
       if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
       if (await readFile(paths.pgbackrestConf, 'utf8').catch(() => undefined) === undefined) throw new InvalidInputError('backups are not configured for this database node')
+      await this.stopLeftoverPgbackrest(paths, onLine)
       // A replica promoted a moment ago may not have had its ensure yet: its stanza is checked first.
       await this.ensureStanza(paths, state, { backup: true })
     })
     // Not under the instance's lock: a backup takes as long as it takes, and pgBackRest's own lock keeps it alone.
-    await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine, ...(signal === undefined ? {} : { signal }) })
+    await streamCommand(this.pgbackrest, backupArgs(paths.pgbackrestConf, run), { runAs: this.runAs, cwd: paths.dir, onLine, pidFile: this.pgbackrestPidFile(paths), ...(signal === undefined ? {} : { signal }) })
   }
 
   /**
@@ -179,6 +180,8 @@ export class ProcessOrchestrator implements Orchestrator {
     const state = await this.locks.run(instanceId, async () => {
       const state = await this.records.read(instanceId)
       if (state === undefined || !state.initialized) throw new NotFoundError(`instance ${instanceId} not found`)
+      // A restore left running by a daemon that died would go on writing into the data directory emptied below.
+      await this.stopLeftoverPgbackrest(paths, onLine)
       // Not supervised meanwhile: a stopped server is not started again behind the restore's back.
       state.desiredRunning = false
       delete state.stanzaChecked
@@ -200,7 +203,7 @@ export class ProcessOrchestrator implements Orchestrator {
       return state
     })
     // Not under the instance's lock, as a backup: it takes as long as it takes, and the server is stopped meanwhile.
-    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine, ...(signal === undefined ? {} : { signal }) })
+    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine, pidFile: this.pgbackrestPidFile(paths), ...(signal === undefined ? {} : { signal }) })
     await this.locks.run(instanceId, async () => {
       for (const file of KEPT_FILES.filter(f => f !== MANAGED_CONF_FILE)) await this.writePostgresFile(join(paths.pgdata, file), await readFile(join(keptDir, file), 'utf8'))
       // The restored server must not push its WAL into any repository (its node's backup_config goes with the
@@ -223,6 +226,24 @@ export class ProcessOrchestrator implements Orchestrator {
       this.supervise(instanceId)
       this.log.info({ instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}` }, 'restored')
     })
+  }
+
+  /** Where the pid of the instance's running pgBackRest backup or restore is (root's, 0600). */
+  private pgbackrestPidFile (paths: InstancePaths): string {
+    return join(paths.dir, 'pgbackrest.pid')
+  }
+
+  /**
+   * pgBackRest's locks are flocks, released by the kernel when their holder dies; what outlives a daemon killed in
+   * the middle is the pgbackrest it started, still running and holding the lock, so every later backup or restore
+   * would fail on it. It is stopped (process group, SIGTERM then SIGKILL), and the task log says so: the backup that
+   * follows resumes or cleans up its partial backup, a restore starts again from an empty data directory.
+   */
+  private async stopLeftoverPgbackrest (paths: InstancePaths, onLine: (line: string) => void): Promise<void> {
+    const pid = await stopLeftover(this.pgbackrestPidFile(paths), paths.dir)
+    if (pid === undefined) return
+    this.log.warn({ dir: paths.dir, pid }, 'stopped a pgBackRest process left running by an earlier run of this daemon')
+    onLine(`pgmesh: stopped pgBackRest (pid ${pid}) left running by an earlier run of this daemon; its lock is free again`)
   }
 
   /** Until the restored server has reached its target and been promoted (it accepts connections while it replays). */
@@ -511,6 +532,8 @@ export class ProcessOrchestrator implements Orchestrator {
   private async bootstrapFromBackup (paths: InstancePaths, state: InstanceRecord, restore: InstanceRestore): Promise<void> {
     const started = Date.now()
     const restoreConf = join(paths.dir, 'pgbackrest.restore.conf')
+    // Logged by the daemon only: this restore has no task log of its own.
+    await this.stopLeftoverPgbackrest(paths, () => {})
     await mkdir(paths.pgbackrestLockDir, { recursive: true, mode: 0o700 })
     await this.handToPostgres(paths.pgbackrestLockDir)
     await this.writePostgresFile(restoreConf, renderRestoreConf(restore, {
@@ -519,7 +542,7 @@ export class ProcessOrchestrator implements Orchestrator {
     await mkdir(paths.pgdata, { mode: 0o700 })
     await this.handToPostgres(paths.pgdata)
     const lines: string[] = []
-    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine: line => { lines.push(line) } })
+    await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine: line => { lines.push(line) }, pidFile: this.pgbackrestPidFile(paths) })
     this.log.info({ instanceId: state.instanceId, source: `${restore.sourceDatabaseId}/${restore.sourceNodeName}`, ms: Date.now() - started, last: lines.at(-1) }, 'restored from a backup')
     // The backup holds its source's scripts' work; this node must not run them again.
     state.scriptsDone = { postInit: true, postDatabaseCreate: true }

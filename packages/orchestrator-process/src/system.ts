@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { readFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 
 const execFileAsync = promisify(execFile)
@@ -51,12 +51,16 @@ export async function runCommand (
  * comes; fails with its last lines.
  */
 export async function streamCommand (
-  file: string, args: string[], options: { runAs: RunAs | undefined, cwd: string, onLine: (line: string) => void, signal?: AbortSignal }
+  file: string, args: string[], options: { runAs: RunAs | undefined, cwd: string, onLine: (line: string) => void, signal?: AbortSignal, pidFile?: string }
 ): Promise<void> {
   options.signal?.throwIfAborted()
+  // With a pid file: a process group of its own (pgBackRest forks workers), recorded so that, should this daemon die
+  // before it, the next run finds and stops it (stopLeftover) instead of failing on the lock it still holds.
+  const detached = options.pidFile !== undefined
   const child = spawn(file, args, {
-    cwd: options.cwd, ...options.runAs, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' }
+    cwd: options.cwd, ...options.runAs, detached, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' }
   })
+  if (options.pidFile !== undefined && child.pid !== undefined) await writeFile(options.pidFile, `${child.pid}\n`, { mode: 0o600 })
   const tail: string[] = []
   const take = (line: string): void => {
     if (line.trim() === '') return
@@ -65,7 +69,12 @@ export async function streamCommand (
     options.onLine(line)
   }
   // SIGTERM lets pgBackRest stop cleanly (it releases its lock; the next backup cleans up what it left).
-  const abort = (): void => { child.kill('SIGTERM') }
+  const abort = (): void => {
+    try {
+      if (detached && child.pid !== undefined) process.kill(-child.pid, 'SIGTERM')
+      else child.kill('SIGTERM')
+    } catch { /* gone already */ }
+  }
   options.signal?.addEventListener('abort', abort, { once: true })
   createInterface({ input: child.stdout }).on('line', take)
   createInterface({ input: child.stderr }).on('line', take)
@@ -73,8 +82,33 @@ export async function streamCommand (
     child.once('error', reject)
     child.once('close', resolve)
   }).finally(() => { options.signal?.removeEventListener('abort', abort) })
+  if (options.pidFile !== undefined) await rm(options.pidFile, { force: true })
   if (options.signal?.aborted === true) throw new Error('canceled')
   if (code !== 0) throw new Error(`${file.split('/').pop() ?? file} ${args.at(-1) ?? ''} exited with ${String(code)}: ${tail.join(' | ')}`)
+}
+
+/**
+ * Stops what a streamCommand with this pid file started and left running when its daemon died (SIGKILL, a crash):
+ * its whole process group, SIGTERM then, after `graceMs`, SIGKILL. Only when the pid still runs a command whose
+ * arguments hold `marker` (a pid reused by another process is left alone). Answers the pid it stopped.
+ */
+export async function stopLeftover (pidFile: string, marker: string, graceMs = 10_000): Promise<number | undefined> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim())
+  if (!Number.isInteger(pid) || pid <= 1) return undefined
+  const args = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  if (!args.includes(marker) || !await isProcessAlive(pid)) {
+    await rm(pidFile, { force: true })
+    return undefined
+  }
+  const signalGroup = (signal: NodeJS.Signals): void => { try { process.kill(-pid, signal) } catch { /* gone */ } }
+  signalGroup('SIGTERM')
+  const deadline = Date.now() + graceMs
+  while (await isProcessAlive(pid) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+  // The group's workers too, whether or not the leader went on SIGTERM.
+  signalGroup('SIGKILL')
+  while (await isProcessAlive(pid)) await new Promise(resolve => setTimeout(resolve, 50))
+  await rm(pidFile, { force: true })
+  return pid
 }
 
 /**

@@ -17,7 +17,7 @@ export interface ReconcilerHost {
   /** Node backups asked for, and their schedules' ticks (the backup runner); none: this host runs no backups. */
   backups?: Pick<Backups, 'requests' | 'tick' | 'started' | 'finished'>
   /** In-place node restores asked for (the restore runner); none: this host runs no restores. */
-  restores?: Pick<Restores, 'pending' | 'started' | 'finished'>
+  restores?: Pick<Restores, 'pending' | 'started' | 'finished' | 'canceled'>
   /** The host's lifecycle: initialized (and its event), peers' changes (reachability, reports), leases once the mesh runs. */
   runtime: Pick<Host, 'initialized' | 'leases' | 'on' | 'beat'>
   health: Pick<HostHealth, 'clusterInstances' | 'reachableHosts' | 'lastHeardFrom'>

@@ -7,6 +7,9 @@ import type { ReconcilerHost } from './deps.js'
 import { readDesired } from './desired.js'
 import { PeriodicPass } from './periodic-pass.js'
 
+/** The abort reason of a canceled restore (any other abort is this daemon stopping: the restore runs again later). */
+const CANCELED = 'canceled'
+
 /** How long a node restore waits for its replicas to go and for the other nodes to stop replicating with it. */
 const DETACH_TIMEOUT_MS = 5 * 60_000
 
@@ -64,6 +67,16 @@ export class RestoreRunner implements Startable {
         const primary = nodePrimary(db.id, request.node_name, effective.host_ids, db.primaries?.[request.node_name])
         if (primary === undefined || primary.instanceId !== instanceId(db.id, request.node_name, host.hostId)) continue
         const status = host.tasks.get(request.task_id)?.status
+        // Canceled, its own task or the database's restore task: a running pgBackRest is stopped (its process group),
+        // one not started never starts.
+        const parentStatus = host.tasks.get(request.parent_id)?.status
+        // (The database's task may be settled canceled by the database's own task handling before this pass looks.)
+        if (status === 'canceling' || ((status === 'pending' || status === 'running') && (parentStatus === 'canceling' || parentStatus === 'canceled'))) {
+          const running = this.running.get(request.task_id)
+          if (running !== undefined) running.abort(CANCELED)
+          else if (request.host_id === undefined || request.host_id === host.hostId) await restores.canceled(db.id, request.task_id)
+          continue
+        }
         if (this.running.has(request.task_id) || (status !== 'pending' && status !== 'running')) continue
         const stop = new AbortController()
         this.running.set(request.task_id, stop)
@@ -109,9 +122,11 @@ export class RestoreRunner implements Startable {
       await restores.finished(databaseId, taskId, undefined)
     } catch (err) {
       const message = (err as Error).message
-      this.deps.logger.warn({ instanceId: instance, taskId, err: message }, signal.aborted ? 'restore interrupted' : 'restore failed')
+      const canceled = signal.aborted && signal.reason === CANCELED
+      this.deps.logger.warn({ instanceId: instance, taskId, err: message }, canceled ? 'restore canceled' : signal.aborted ? 'restore interrupted' : 'restore failed')
       // A restore interrupted by this daemon stopping runs again when it starts.
-      if (!signal.aborted) await restores.finished(databaseId, taskId, message).catch(() => {})
+      if (canceled) await restores.canceled(databaseId, taskId).catch(() => {})
+      else if (!signal.aborted) await restores.finished(databaseId, taskId, message).catch(() => {})
     }
   }
 

@@ -13,7 +13,7 @@ describe('pgBackRest options a spec or request may pass', () => {
     expect(pgbackrestOptionProblem('repo1-host-cmd')).toBe("option 'repo1-host-cmd' runs a command and is not allowed")
     expect(pgbackrestOptionProblem('repo1-path')).toBe("option 'repo1-path' names a path and is not allowed")
     expect(pgbackrestOptionProblem('log-path')).toBe("option 'log-path' names a path and is not allowed")
-    expect(pgbackrestOptionProblem('repo1-storage-ca-file')).toBe("option 'repo1-storage-ca-file' names a path and is not allowed")
+    expect(pgbackrestOptionProblem('repo1-storage-path')).toBe("option 'repo1-storage-path' names a path and is not allowed")
     expect(pgbackrestOptionProblem('pg1-host')).toBe("option 'pg1-host' names a server and is not allowed")
     expect(pgbackrestOptionProblem('repo1-host')).toBe("option 'repo1-host' names a server and is not allowed")
     expect(pgbackrestOptionProblem('stanza')).toBe("option 'stanza' is set by pgmesh")
@@ -21,6 +21,12 @@ describe('pgBackRest options a spec or request may pass', () => {
     expect(pgbackrestOptionProblem('repo1-s3-key-secret')).toBe("option 'repo1-s3-key-secret' holds a secret: use the repository's secret fields")
     expect(pgbackrestOptionProblem('repo1-cipher-pass')).toBe("option 'repo1-cipher-pass' holds a secret: use the repository's secret fields")
     expect(pgbackrestOptionProblem('Bad_Name')).toBe('invalid option name')
+  })
+
+  it('takes the CA a private S3 endpoint is verified against (only read as certificates)', () => {
+    expect(pgbackrestOptionProblem('repo1-storage-ca-file')).toBeUndefined()
+    expect(pgbackrestOptionProblem('storage-ca-path')).toBeUndefined()
+    expect(pgbackrestOptionProblem('storage-ca-host')).toBe("option 'storage-ca-host' names a server and is not allowed")
   })
 
   it('lets a use take an owned option it needs (a restore\'s type)', () => {

@@ -7,6 +7,8 @@
 import { Cron } from 'croner'
 
 const OPTION_NAME = /^[a-z0-9-]+$/
+/** Paths pgBackRest reads as CA certificates only: a repository on a private CA needs them. */
+const TRUST_ANCHOR_OPTIONS = new Set(['storage-ca-file', 'storage-ca-path'])
 /** Options pgmesh sets itself (stanza, which server, where things are) or that are given by a field of their own. */
 const OWNED_OPTIONS = new Set(['stanza', 'type', 'config', 'cipher-type', 'retention-full', 'retention-full-type', 'exec-id', 'online', 'archive-check'])
 
@@ -21,6 +23,8 @@ export function pgbackrestOptionProblem (rawName: string, allowed: readonly stri
   if (OWNED_OPTIONS.has(name) || name.startsWith('config-')) return `option '${rawName}' is set by pgmesh`
   if (name.includes('cmd')) return `option '${rawName}' runs a command and is not allowed`
   if (/^pg[0-9]*-/.test(name) || name.startsWith('host') || name.startsWith('tls-') || name.includes('-host')) return `option '${rawName}' names a server and is not allowed`
+  // The trust anchors of the repository's TLS (a private S3 endpoint's CA): only read, and parsed as certificates.
+  if (TRUST_ANCHOR_OPTIONS.has(name)) return undefined
   if (name === 'path' || name.endsWith('-path') || name.endsWith('-file')) return `option '${rawName}' names a path and is not allowed`
   if (/(key|pass|secret|token)$/.test(name) || name.includes('-key-') && !name.endsWith('-key-type')) return `option '${rawName}' holds a secret: use the repository's secret fields`
   return undefined
