@@ -51,6 +51,33 @@ export async function pgbackrestConfHash (dataDir: string): Promise<string | und
 
 export interface ExecResult { exitCode: number, tail: string[] }
 
+/** A TTY's output cut into lines (CRLF too), each non-empty one handed on; the last five kept for an error. */
+class OutputLines {
+  readonly tail: string[] = []
+  private pending = ''
+
+  constructor (private readonly onLine?: (line: string) => void) {}
+
+  push (chunk: Buffer): void {
+    const lines = (this.pending + chunk.toString('utf8')).split('\n')
+    this.pending = lines.pop() ?? ''
+    for (const line of lines) this.take(line)
+  }
+
+  end (): void {
+    this.take(this.pending)
+    this.pending = ''
+  }
+
+  private take (line: string): void {
+    const text = line.replace(/\r$/, '')
+    if (text.trim() === '') return
+    this.tail.push(text)
+    if (this.tail.length > 5) this.tail.shift()
+    this.onLine?.(text)
+  }
+}
+
 /**
  * A command in a running container (docker exec, with a TTY so that its output comes back as plain text), each
  * non-empty line handed to onLine; resolves with its exit code and last lines.
@@ -62,26 +89,15 @@ export async function execIn (
     Cmd: command.cmd, User: command.user, AttachStdout: true, AttachStderr: true, Tty: true, Env: ['LANG=C.UTF-8']
   })
   const stream = await exec.start({ hijack: true, stdin: false, Tty: true })
-  const tail: string[] = []
-  let pending = ''
-  const take = (line: string): void => {
-    const text = line.replace(/\r$/, '')
-    if (text.trim() === '') return
-    tail.push(text)
-    if (tail.length > 5) tail.shift()
-    command.onLine?.(text)
-  }
+  const lines = new OutputLines(command.onLine)
   await new Promise<void>((resolve, reject) => {
-    stream.on('data', (chunk: Buffer) => {
-      const lines = (pending + chunk.toString('utf8')).split('\n')
-      pending = lines.pop() ?? ''
-      for (const line of lines) take(line)
-    })
+    stream.on('data', (chunk: Buffer) => { lines.push(chunk) })
     stream.once('end', resolve)
     stream.once('close', resolve)
     stream.once('error', reject)
   })
-  take(pending)
+  lines.end()
+  const tail = lines.tail
   // The exec may still be finishing when its stream ends.
   for (let i = 0; ; i++) {
     const info = await exec.inspect()
@@ -181,25 +197,13 @@ export async function restoreIn (
   signal?.addEventListener('abort', stop, { once: true })
   try {
     const stream = await container.attach({ stream: true, stdout: true, stderr: true })
-    const tail: string[] = []
-    let pending = ''
-    const take = (line: string): void => {
-      const text = line.replace(/\r$/, '')
-      if (text.trim() === '') return
-      tail.push(text)
-      if (tail.length > 5) tail.shift()
-      onLine(text)
-    }
-    stream.on('data', (chunk: Buffer) => {
-      const lines = (pending + chunk.toString('utf8')).split('\n')
-      pending = lines.pop() ?? ''
-      for (const line of lines) take(line)
-    })
+    const lines = new OutputLines(onLine)
+    stream.on('data', (chunk: Buffer) => { lines.push(chunk) })
     await container.start()
     const { StatusCode: code } = await container.wait() as { StatusCode: number }
-    take(pending)
+    lines.end()
     if (signal?.aborted === true) throw new Error('canceled')
-    if (code !== 0) throw new Error(`pgbackrest restore exited with ${code}: ${tail.join(' | ')}`)
+    if (code !== 0) throw new Error(`pgbackrest restore exited with ${code}: ${lines.tail.join(' | ')}`)
   } finally {
     signal?.removeEventListener('abort', stop)
     await container.remove({ force: true }).catch(() => undefined)

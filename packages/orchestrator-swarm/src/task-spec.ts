@@ -110,27 +110,35 @@ export function restoreContainerName (instanceId: string): string {
  * labels are not an instance's, so status and events never take it for one.
  */
 export function restoreContainerSpec (input: RestoreInput): Docker.ContainerCreateOptions {
+  return oneShotContainerSpec({
+    name: restoreContainerName(input.instanceId), image: input.image, script: RESTORE_SCRIPT, scriptName: 'pgmesh-restore', args: input.restoreArgs,
+    env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'LANG=C.UTF-8'],
+    labels: { [LABELS.hostId]: input.hostId, [LABELS.databaseId]: input.databaseId, [LABELS.restoreOf]: input.instanceId, [LABELS.component]: 'restore' },
+    mounts: [
+      { Type: 'bind', Source: input.dataDir, Target: CONTAINER_PATHS.data },
+      ...input.extraVolumes.map(v => ({ Type: 'bind' as const, Source: v.hostPath, Target: v.destinationPath }))
+    ]
+  })
+}
+
+/**
+ * A one-shot container of an instance's image running a script of ours as root (`sh -c SCRIPT NAME ARGS…`), on the
+ * host's network, with a TTY so that its output comes back as plain text.
+ */
+function oneShotContainerSpec (input: {
+  name: string, image: string, script: string, scriptName: string, args: string[], env: string[], labels: Record<string, string>,
+  mounts: Array<{ Type: 'bind', Source: string, Target: string }>
+}): Docker.ContainerCreateOptions {
   return {
-    name: restoreContainerName(input.instanceId),
+    name: input.name,
     Image: input.image,
     Entrypoint: ['/bin/sh', '-c'],
-    Cmd: [RESTORE_SCRIPT, 'pgmesh-restore', ...input.restoreArgs],
-    Env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'LANG=C.UTF-8'],
+    Cmd: [input.script, input.scriptName, ...input.args],
+    Env: input.env,
     User: 'root',
     Tty: true,
-    Labels: {
-      [LABELS.hostId]: input.hostId,
-      [LABELS.databaseId]: input.databaseId,
-      [LABELS.restoreOf]: input.instanceId,
-      [LABELS.component]: 'restore'
-    },
-    HostConfig: {
-      NetworkMode: 'host',
-      Mounts: [
-        { Type: 'bind', Source: input.dataDir, Target: CONTAINER_PATHS.data },
-        ...input.extraVolumes.map(v => ({ Type: 'bind' as const, Source: v.hostPath, Target: v.destinationPath }))
-      ]
-    }
+    Labels: input.labels,
+    HostConfig: { NetworkMode: 'host', Mounts: input.mounts }
   }
 }
 
@@ -156,26 +164,13 @@ export function cloneContainerName (instanceId: string): string {
  * back as plain text.
  */
 export function cloneContainerSpec (input: CloneInput): Docker.ContainerCreateOptions {
-  return {
-    name: cloneContainerName(input.instanceId),
-    Image: input.image,
-    Entrypoint: ['/bin/sh', '-c'],
-    Cmd: [CLONE_SCRIPT, 'pgmesh-clone', ...input.basebackupArgs],
+  return oneShotContainerSpec({
+    name: cloneContainerName(input.instanceId), image: input.image, script: CLONE_SCRIPT, scriptName: 'pgmesh-clone', args: input.basebackupArgs,
     // PGPASSFILE is a path: pg_basebackup authenticates as the superuser with no password in its arguments.
-    Env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'PGCONNECT_TIMEOUT=10', `PGPASSFILE=${CONTAINER_PATHS.passfile}`],
-    User: 'root',
-    Tty: true,
-    Labels: {
-      [LABELS.hostId]: input.hostId,
-      [LABELS.databaseId]: input.databaseId,
-      [LABELS.cloneOf]: input.instanceId,
-      [LABELS.component]: 'clone'
-    },
-    HostConfig: {
-      NetworkMode: 'host',
-      Mounts: [{ Type: 'bind', Source: input.dataDir, Target: CONTAINER_PATHS.data }]
-    }
-  }
+    env: [`PGMESH_MAJOR=${input.postgresMajor}`, 'PGCONNECT_TIMEOUT=10', `PGPASSFILE=${CONTAINER_PATHS.passfile}`],
+    labels: { [LABELS.hostId]: input.hostId, [LABELS.databaseId]: input.databaseId, [LABELS.cloneOf]: input.instanceId, [LABELS.component]: 'clone' },
+    mounts: [{ Type: 'bind', Source: input.dataDir, Target: CONTAINER_PATHS.data }]
+  })
 }
 
 export interface DescribeConfigInput {
