@@ -1,5 +1,5 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import { serve, type ServerType } from '@hono/node-server'
+import { createAdaptorServer, type ServerType } from '@hono/node-server'
 import { apiComponents, createApp } from '@pgmesh/api'
 import { Host, type HostConfig } from '@pgmesh/host'
 import type { Orchestrator } from '@pgmesh/orchestrator'
@@ -52,18 +52,21 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   reconciler = orchestrator === undefined ? undefined : new Reconciler(reconcilerHost(host), orchestrator, { logger: logger.child({ component: 'reconciler' }) })
   await host.start()
   await reconciler?.start()
-  const server: ServerType = await new Promise((resolve) => {
-    const s = host.tls.enabled
-      ? serve({
-        fetch: app.fetch,
-        hostname: config.httpAddress,
-        port: config.httpPort,
-        createServer: createHttpsServer,
-        // Client certificates are asked for and verified, but the decision is the API's: a request without one
-        // gets a 401 in the anchor's shape (and the public routes stay reachable) instead of a TLS alert.
-        serverOptions: { ...host.tls.serverOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }
-      }, () => { resolve(s) })
-      : serve({ fetch: app.fetch, hostname: config.httpAddress, port: config.httpPort }, () => { resolve(s) })
+  const server: ServerType = host.tls.enabled
+    ? createAdaptorServer({
+      fetch: app.fetch,
+      createServer: createHttpsServer,
+      // Client certificates are asked for and verified, but the decision is the API's: a request without one
+      // gets a 401 in the anchor's shape (and the public routes stay reachable) instead of a TLS alert.
+      serverOptions: { ...host.tls.serverOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }
+    })
+    : createAdaptorServer({ fetch: app.fetch })
+  // A deep accept queue (the kernel caps it at somaxconn): under a crowd of new connections Node's default of 511
+  // overflows, and a connection whose handshake the kernel then drops is reset when its client sends the request,
+  // instead of getting the API's 429/503.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ port: config.httpPort, host: config.httpAddress, backlog: 4096 }, () => { server.off('error', reject); resolve() })
   })
   // auto TLS: the cluster's certificates replace the bootstrap one at init and join, without a restart.
   host.tls.on('changed', () => { (server as HttpsServer).setSecureContext({ ...host.tls.serverOptions(), minVersion: 'TLSv1.3' }) })
