@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, readdir, readFile, rm, stat, unlink, writeFile } f
 import { setTimeout as sleep } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import {
-  adoptRestoredDatabase, withoutReplicationLibraries, type AdminConnect, applyConfigChange, archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, renderSettingValue, restoreArgs, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
+  adoptRestoredDatabase, restoredInPlaceSettings, withoutReplicationLibraries, type AdminConnect, applyConfigChange, archiveCommand, backupArgs, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, restoreArgs, assertInstanceId, assertInstanceSpec, basebackupArgs, changedSettings, type ConfigChange,
   desiredSettings, dropReplicaSlot, followPrimary, type InstanceEvent, InstanceEvents, InstanceRecords, type InstanceStatus,
   type Orchestrator, promoteRecord, renderHba, renderIdent, renderManagedConf, replicaSlotExists, type ReplicationLibrary, serverRole,
   setupPrimaryDatabase, type StandbyOf, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
@@ -206,11 +206,7 @@ export class ProcessOrchestrator implements Orchestrator {
     await streamCommand(this.pgbackrest, restoreArgs(restoreConf, restore.options), { runAs: this.runAs, cwd: paths.dir, onLine, pidFile: this.pgbackrestPidFile(paths), ...(signal === undefined ? {} : { signal }) })
     await this.locks.run(instanceId, async () => {
       for (const file of KEPT_FILES.filter(f => f !== MANAGED_CONF_FILE)) await this.writePostgresFile(join(paths.pgdata, file), await readFile(join(keptDir, file), 'utf8'))
-      // The restored server must not push its WAL into any repository (its node's backup_config goes with the
-      // restore) nor wait for replicas that are cloned again only after it: both come back with the next ensure.
-      const settings = new Map(Object.entries(state.appliedSettings))
-      settings.set('archive_command', renderSettingValue(NO_ARCHIVING))
-      settings.set('synchronous_standby_names', renderSettingValue(''))
+      const settings = restoredInPlaceSettings(state.appliedSettings)
       // No replication worker may start before the backup's replication state is gone (withoutReplicationLibraries).
       await this.writePostgresFile(join(paths.pgdata, MANAGED_CONF_FILE), renderManagedConf(withoutReplicationLibraries(settings)))
       state.appliedSettings = Object.fromEntries(settings)

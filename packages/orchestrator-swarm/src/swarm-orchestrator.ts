@@ -4,7 +4,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type BackupRun, type ExtraVolume, type InstanceRestore, type InstanceSpec, InvalidInputError, NotFoundError } from '@pgmesh/model'
 import {
-  adoptRestoredDatabase, NO_ARCHIVING, renderSettingValue, withoutReplicationLibraries,
+  adoptRestoredDatabase, restoredInPlaceSettings, withoutReplicationLibraries,
   type AdminConnect, applyConfigChange, assertInstanceId, assertInstanceSpec, dropReplicaSlot, followPrimary, type InstanceEvent,
   InstanceEvents, type InstanceRecord as BaseRecord, InstanceRecords, type InstanceStatus, type Orchestrator, parseInstanceId, promoteRecord,
   serverRole, setupPrimaryDatabase, statusBase, ensureSuperuserPassword, superuserPassfile, type SuperuserPassword, withAdminConnection
@@ -276,11 +276,7 @@ export class SwarmOrchestrator implements Orchestrator {
     // Not under the instance's lock, as a backup: it takes as long as it takes, and the server is stopped meanwhile.
     await restoreIn(this.docker, this.restoreInput(paths, state), restore, onLine, signal)
     await this.locks.run(instanceId, async () => {
-      // The restored server must not push its WAL into any repository (its node's backup_config goes with the
-      // restore) nor wait for replicas that are cloned again only after it: both come back with the next ensure.
-      const settings = new Map(Object.entries(state.appliedSettings))
-      settings.set('archive_command', renderSettingValue(NO_ARCHIVING))
-      settings.set('synchronous_standby_names', renderSettingValue(''))
+      const settings = restoredInPlaceSettings(state.appliedSettings)
       await writeServerConf(paths.configs, withoutReplicationLibraries(settings))
       state.appliedSettings = Object.fromEntries(settings)
       state.desiredRunning = true

@@ -23,4 +23,4 @@ export {
 export {
   archiveCommand, backupArgs, NO_ARCHIVING, pgbackrestArgs, type PgbackrestPaths, renderPgbackrestConf, renderRestoreConf, repositoryPath, restoreArgs, STANZA
 } from './pgbackrest.js'
-export { adoptRestoredDatabase, RECOVERY_SETTINGS, withoutReplicationLibraries } from './restored-database.js'
+export { adoptRestoredDatabase, RECOVERY_SETTINGS, restoredInPlaceSettings, withoutReplicationLibraries } from './restored-database.js'

@@ -1,4 +1,6 @@
 import type { AdminConnect } from './instance-operations.js'
+import { NO_ARCHIVING } from './pgbackrest.js'
+import { renderSettingValue } from './postgres-config.js'
 
 /** What `pgbackrest restore` writes into postgresql.auto.conf for the recovery; reset once it has ended. */
 export const RECOVERY_SETTINGS = [
@@ -8,6 +10,18 @@ export const RECOVERY_SETTINGS = [
 
 function quoteIdent (name: string): string {
   return `"${name.replaceAll('"', '""')}"`
+}
+
+/**
+ * The settings a server restored in place runs with until its next ensure: it must not push its WAL into any
+ * repository (its node's backup_config goes with the restore) nor wait for replicas that are cloned again only after
+ * it. Both come back with the next ensure.
+ */
+export function restoredInPlaceSettings (applied: Readonly<Record<string, string>>): Map<string, string> {
+  const settings = new Map(Object.entries(applied))
+  settings.set('archive_command', renderSettingValue(NO_ARCHIVING))
+  settings.set('synchronous_standby_names', renderSettingValue(''))
+  return settings
 }
 
 /** The replication extensions a restored server must not load before it is adopted. */
