@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BackupRun, InstanceRestore, InstanceSpec } from '@pgmesh/model'
-import { backupArgs, pgbackrestArgs, renderPgbackrestConf, renderRestoreConf, restoreArgs } from '@pgmesh/orchestrator'
+import { backupArgs, pgbackrestArgs, type PgbackrestPaths, renderPgbackrestConf, renderRestoreConf, restoreArgs } from '@pgmesh/orchestrator'
 import type Docker from 'dockerode'
 import {
   CONTAINER_PATHS, PGBACKREST_CONF_NAME, PGBACKREST_LOCK_NAME, PGBACKREST_RESTORE_CONF_NAME, restoreContainerName, restoreContainerSpec, type RestoreInput
@@ -26,10 +26,7 @@ export async function writePgbackrestFiles (dataDir: string, spec: Pick<Instance
     await rm(file, { force: true })
     return
   }
-  const content = renderPgbackrestConf(spec.backup, {
-    config: CONTAINER_PATHS.pgbackrestConf, pgdata: CONTAINER_PATHS.pgdata, socketDir: CONTAINER_PATHS.socket, port,
-    lockDir: CONTAINER_PATHS.pgbackrestLock, logDir: CONTAINER_PATHS.log
-  })
+  const content = renderPgbackrestConf(spec.backup, containerPaths(CONTAINER_PATHS.pgbackrestConf, port))
   // The data mount's owner is the image's postgres user once a container has prepared it (root before: the first
   // container's start script hands both over then).
   const owner = await stat(dataDir)
@@ -37,6 +34,16 @@ export async function writePgbackrestFiles (dataDir: string, spec: Pick<Instance
   await mkdir(lockDir, { recursive: true, mode: 0o700 })
   await chown(lockDir, owner.uid, owner.gid)
   if (await readFile(file, 'utf8').catch(() => undefined) === content) return
+  await writeOwnedFile(file, content, owner)
+}
+
+/** pgBackRest's view of the instance from inside its container, with this config file. */
+function containerPaths (config: string, port: number): PgbackrestPaths {
+  return { config, pgdata: CONTAINER_PATHS.pgdata, socketDir: CONTAINER_PATHS.socket, port, lockDir: CONTAINER_PATHS.pgbackrestLock, logDir: CONTAINER_PATHS.log }
+}
+
+/** Replaced atomically, 0600 and owned by `owner` from the start (it may hold repository keys). */
+async function writeOwnedFile (file: string, content: string, owner: { uid: number, gid: number }): Promise<void> {
   await rm(`${file}.tmp`, { force: true })
   await writeFile(`${file}.tmp`, content, { mode: 0o600 })
   await chown(`${file}.tmp`, owner.uid, owner.gid)
@@ -166,16 +173,8 @@ export async function backupIn (docker: Docker, containerId: string, run: Backup
  * by the data mount's owner, or handed to postgres by the restore container's PREPARE step on a new instance.
  */
 export async function writeRestoreConf (dataDir: string, restore: InstanceRestore, port: number): Promise<void> {
-  const content = renderRestoreConf(restore, {
-    config: CONTAINER_PATHS.pgbackrestRestoreConf, pgdata: CONTAINER_PATHS.pgdata, socketDir: CONTAINER_PATHS.socket, port,
-    lockDir: CONTAINER_PATHS.pgbackrestLock, logDir: CONTAINER_PATHS.log
-  })
-  const owner = await stat(dataDir)
-  const file = join(dataDir, PGBACKREST_RESTORE_CONF_NAME)
-  await rm(`${file}.tmp`, { force: true })
-  await writeFile(`${file}.tmp`, content, { mode: 0o600 })
-  await chown(`${file}.tmp`, owner.uid, owner.gid)
-  await rename(`${file}.tmp`, file)
+  const content = renderRestoreConf(restore, containerPaths(CONTAINER_PATHS.pgbackrestRestoreConf, port))
+  await writeOwnedFile(join(dataDir, PGBACKREST_RESTORE_CONF_NAME), content, await stat(dataDir))
 }
 
 export async function removeRestoreConf (dataDir: string): Promise<void> {
