@@ -93,7 +93,9 @@ export class DaemonProcess {
   async start (waitReady = true): Promise<void> {
     const o = this.options
     const address = o.address ?? '127.0.0.1'
-    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
+    // PGMESH_DAEMON_NODE_ARGS: Node options for every daemon (say `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a bench).
+    const nodeArgs = (process.env.PGMESH_DAEMON_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+    const args = [...nodeArgs, MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
       '--listen', `/ip4/${address}/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug', ...(o.args ?? [])]
     // Hosts in network namespaces listen on non-loopback addresses: plain HTTP there must be asked for.
     if (!address.startsWith('127.') && o.https !== true) args.push('--insecure-http')

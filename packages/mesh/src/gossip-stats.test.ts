@@ -26,7 +26,7 @@ describe('gossip accounting', () => {
     // Until every host knows every other's subscriptions (sent together for both topics when they connect).
     const deadline = Date.now() + 20_000
     for (const m of meshes) {
-      while (await m.publish('warm-up', new Uint8Array([1])) < 2) {
+      while ((await m.publish('warm-up', new Uint8Array([1]))).length < 2) {
         if (Date.now() > deadline) throw new Error('the meshes did not connect')
         meshes.forEach((other, i) => { other.keepConnected(targets.slice(i + 1)) })
         await new Promise(resolve => setTimeout(resolve, 100))

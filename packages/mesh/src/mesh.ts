@@ -217,14 +217,15 @@ export class Mesh implements Startable {
     return frame(stream)
   }
 
-  async publish (topic: string, data: Uint8Array): Promise<number> {
+  /** Publishes to a topic; resolves with the peers gossipsub sent it to directly. */
+  async publish (topic: string, data: Uint8Array): Promise<string[]> {
     const node = this.node
-    if (node === undefined) return 0
+    if (node === undefined) return []
     const stats = this.statsOf(topic)
     stats.published++
     stats.bytesPublished += data.length
     const result = await node.services.pubsub.publish(topic, data)
-    return result.recipients.length
+    return result.recipients.map(p => p.toString())
   }
 
   /** Gossip totals since start (per topic, and on the wire). */

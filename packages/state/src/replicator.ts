@@ -110,6 +110,8 @@ export class DocReplicator implements Startable {
   private readonly admit: (peerId: string) => boolean
   private readonly onRefused: (peerId: string) => void
   private stopped = false
+  /** True while a gossiped change is being applied (its change event is then not relayed). */
+  private applyingGossip = false
   private readonly onChange = (event: ChangeEvent): void => { this.changed(event) }
 
   constructor (private readonly state: ClusterState, private readonly mesh: Mesh, options: ReplicatorOptions) {
@@ -130,7 +132,8 @@ export class DocReplicator implements Startable {
 
   /** Call after the mesh has started. */
   start (): void {
-    this.state.on('change', this.onChange)
+    // First among the document's listeners: a local change is published before the host's own work on it.
+    this.state.prependListener('change', this.onChange)
     for (const peer of this.mesh.connectedPeers()) this.connected(peer)
     this.timer = setInterval(() => {
       this.stats.resyncRounds++
@@ -201,12 +204,18 @@ export class DocReplicator implements Startable {
     }
     if (event.origin === 'local') {
       const data = this.frame(KIND_SYNC, this.state.saveSince(event.before))
+      // Gossip carries a local change to every subscribed peer (flood publish); a peer it did not go to (its
+      // subscription not yet known, a publish that failed) gets a sync message at once. Syncing every peer as well
+      // made each change arrive twice and cost 1.5 sync messages per change per host, half of a receiver's CPU;
+      // a gossip lost on the way is brought by the next anti-entropy round (resyncMs), batched with the others.
       void this.mesh.publish(CHANGES_TOPIC, data).then((recipients) => {
-        if (recipients > 0) this.stats.gossipSent++
-      }, (err: unknown) => { this.log.debug({ err }, 'gossip publish failed') })
-      // Sync as well: gossip may not reach a peer whose gossip mesh is still forming; the sync message is empty
-      // for a peer that already has everything.
-      this.syncAll()
+        if (recipients.length > 0) this.stats.gossipSent++
+        const reached = new Set(recipients)
+        for (const peer of this.peers.keys()) if (!reached.has(peer) && this.admit(peer)) this.sendSync(peer)
+      }, (err: unknown) => {
+        this.log.debug({ err }, 'gossip publish failed')
+        this.syncAll()
+      })
       return
     }
     // A remote change is relayed only if it came by sync and its gossip does not follow within the delay. Relaying
@@ -215,7 +224,12 @@ export class DocReplicator implements Startable {
     // gossipsub to hosts the author is not connected to; what gossip misses, the anti-entropy round brings.
     // `before` is empty for an adopted snapshot (a join) or a new generation: nothing for this host to pass on.
     if (event.from === undefined || event.before.length === 0) return
-    for (const { hash } of A.getChangesMetaSince(this.state.doc, event.before)) {
+    const metas = A.getChangesMetaSince(this.state.doc, event.before)
+    if (this.applyingGossip) {
+      for (const { hash } of metas) this.noteGossiped(hash)
+      return
+    }
+    for (const { hash } of metas) {
       if (this.gossipedHashes.has(hash)) continue
       const senders = this.relayPending.get(hash) ?? new Set<string>()
       senders.add(event.from)
@@ -253,19 +267,26 @@ export class DocReplicator implements Startable {
       return
     }
     const changes = data.subarray(HEADER)
-    this.noteGossiped(changes)
+    // `changed` notes the hashes of what the gossip brought (it runs inside applyRemote).
+    this.applyingGossip = true
+    const before = this.state.heads()
     try {
       this.state.applyRemote(from, doc => [A.loadIncremental(doc, changes), undefined])
     } catch (err) {
       this.log.warn({ err, from }, 'ignored an undecodable gossiped change')
+      return
+    } finally {
+      this.applyingGossip = false
+    }
+    // Nothing new: the change came by sync first. Its hash cancels a pending relay (decoded only in this case: a
+    // decode costs as much as the apply).
+    if (this.relayPending.size > 0 && sameHeads(before, this.state.heads())) {
+      try { const { hash } = A.decodeChange(changes); if (hash !== undefined) this.noteGossiped(hash) } catch { /* several changes or none: nothing to cancel */ }
     }
   }
 
-  /** Remembers the hash of a gossiped change (a local change is gossiped alone, as one change chunk). */
-  private noteGossiped (data: Uint8Array): void {
-    let hash: string | undefined
-    try { hash = A.decodeChange(data).hash } catch { return }
-    if (hash === undefined) return
+  /** Remembers the hash of a gossiped change: gossipsub forwards it, so it needs no relay. */
+  private noteGossiped (hash: string): void {
     this.gossipedHashes.add(hash)
     // A set in insertion order: forget the oldest; a relay decision is due within relayDelayMs of arrival.
     if (this.gossipedHashes.size > 10_000) {
@@ -419,4 +440,8 @@ export class DocReplicator implements Startable {
     const view = new DataView(message.buffer, message.byteOffset, message.byteLength)
     return { kind: view.getUint8(0), number: view.getUint32(1), id: Buffer.from(message.subarray(5, HEADER)).toString('hex') }
   }
+}
+
+function sameHeads (a: A.Heads, b: A.Heads): boolean {
+  return a.length === b.length && a.every((h, i) => h === b[i])
 }
