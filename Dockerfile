@@ -16,5 +16,5 @@ RUN apt-get update \
 WORKDIR /opt/pgmesh
 COPY --from=build /src /opt/pgmesh
 ENV PGMESH_DATA_DIR=/var/lib/pgmesh
-ENTRYPOINT ["node", "/opt/pgmesh/cmd/pgmesh/dist/main.js"]
+ENTRYPOINT ["node", "/opt/pgmesh/cmd/pgmesh/bin/pgmesh.mjs"]
 CMD ["run"]

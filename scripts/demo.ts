@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path'
 import pg from 'pg'
 import { DaemonProcess, type DaemonOptions, until } from '../test/helpers/cluster.js'
 
-const MAIN = resolve(import.meta.dirname, '../cmd/pgmesh/dist/main.js')
+const MAIN = resolve(import.meta.dirname, '../cmd/pgmesh/bin/pgmesh.mjs')
 const DATABASE_ID = 'demo'
 const USER = 'admin'
 const POLL_MS = 300
@@ -356,9 +356,9 @@ then write on one node and read on another:
 
 The CLI talks to any host (PGMESH_SERVER or --server lists them, tried in order):
   export PGMESH_SERVER=${servers}
-  node cmd/pgmesh/dist/main.js cluster status        node cmd/pgmesh/dist/main.js db get ${DATABASE_ID}
-  PGPASSWORD=${password} node cmd/pgmesh/dist/main.js db psql ${DATABASE_ID} --node n2
-  node cmd/pgmesh/dist/main.js task list --db ${DATABASE_ID}   node cmd/pgmesh/dist/main.js db history ${DATABASE_ID}
+  node cmd/pgmesh/bin/pgmesh.mjs cluster status        node cmd/pgmesh/bin/pgmesh.mjs db get ${DATABASE_ID}
+  PGPASSWORD=${password} node cmd/pgmesh/bin/pgmesh.mjs db psql ${DATABASE_ID} --node n2
+  node cmd/pgmesh/bin/pgmesh.mjs task list --db ${DATABASE_ID}   node cmd/pgmesh/bin/pgmesh.mjs db history ${DATABASE_ID}
 The API: curl -s ${h1.url}/v1/databases/${DATABASE_ID}   curl -s ${h2.url}/v1/hosts   curl -s ${h3.url}/metrics | grep pgmesh_
 
 Ctrl-C deletes the database and stops the cluster.`)

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 
-const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/dist/main.js')
+const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/bin/pgmesh.mjs')
 
 export interface CliResult { code: number | null, stdout: string, stderr: string }
 
@@ -12,7 +12,7 @@ export interface CliOptions {
   timeoutMs?: number
 }
 
-/** The CLI as its user runs it: `node cmd/pgmesh/dist/main.js ARGS`, a child process with piped output. */
+/** The CLI as its user runs it: `node cmd/pgmesh/bin/pgmesh.mjs ARGS`, a child process with piped output. */
 /** Starts the CLI; `stdout()` is what it printed so far. */
 export function startCli (args: readonly string[], options: CliOptions = {}): { child: ChildProcess, done: Promise<CliResult>, stdout: () => string } {
   const env: Record<string, string | undefined> = { ...process.env, PGMESH_SERVER: undefined, XDG_CONFIG_HOME: '/nonexistent', NO_COLOR: undefined, FORCE_COLOR: undefined, ...options.env }

@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
 
-const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/dist/main.js')
+// The bundled executable users run (`npm run build` makes it), not dist/main.js.
+const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/bin/pgmesh.mjs')
 
 /**
  * The control plane's superuser password, as every host of the cluster derives it from the data key in its data dir
