@@ -3,6 +3,7 @@ import * as A from '@automerge/automerge'
 import type { Framed, Mesh } from '@pgmesh/mesh'
 import type { Logger } from 'pino'
 import type { ChangeEvent, ClusterState } from './cluster-state.js'
+import { GenerationGapError } from './generation.js'
 import type { Startable } from '@pgmesh/model'
 
 // Version 2: every message carries the sender's document generation (see "History and generations" in the README).
@@ -101,8 +102,11 @@ export class DocReplicator implements Startable {
   private readonly onLaterGeneration: ((doc: A.Doc<unknown>, peerId: string) => Promise<void>) | undefined
   private generation: GenerationTag
   private entering: Promise<void> | undefined
-  /** A later generation this host cannot enter (GenerationGapError): not tried again, its error already logged. */
-  private unreachableGeneration: string | undefined
+  /**
+   * The later generation this host could not enter and why (its tag, `number:id`): not tried again, since retrying
+   * cannot close a gap; kept for operators until this host enters a generation.
+   */
+  private unreachable: { tag: string, error: GenerationGapError } | undefined
   /** Heads each peer last reported on this generation, with when (`at` is now while connected). */
   private readonly acks = new Map<string, PeerAck>()
   private readonly log: Logger
@@ -191,11 +195,20 @@ export class DocReplicator implements Startable {
     return this.generation
   }
 
+  /**
+   * Why this host cannot move to the cluster's later generation (both generations' numbers, the changes that are
+   * lost, the recovery: see the error's message), from the last refusal until this host enters a generation.
+   */
+  get generationGap (): GenerationGapError | undefined {
+    return this.unreachable?.error
+  }
+
   private changed (event: ChangeEvent): void {
     const generation = generationOf(this.state.doc)
     if (generation.number !== this.generation.number || generation.id !== this.generation.id) {
-      // A new generation: every peer's sync state and heads belong to the old one.
+      // A new generation: every peer's sync state and heads belong to the old one, and a gap from it is closed.
       this.generation = generation
+      this.unreachable = undefined
       this.acks.clear()
       this.relayPending.clear()
       for (const p of this.peers.values()) p.state = A.initSyncState()
@@ -415,11 +428,11 @@ export class DocReplicator implements Startable {
       return
     }
     const tag = generationOf(doc)
-    if (tag.number !== header.number || tag.id !== header.id || this.unreachableGeneration === `${tag.number}:${tag.id}`) return
+    if (tag.number !== header.number || tag.id !== header.id || this.unreachable?.tag === `${tag.number}:${tag.id}`) return
     this.log.info({ peer, from: this.generation.number, to: tag.number }, 'a peer is on a later document generation; moving to it')
     const entering = this.onLaterGeneration(doc, peer).catch((err: unknown) => {
       // A gap is for the operator (the error says what is lost and how to recover); retrying cannot close it.
-      if ((err as Error).name === 'GenerationGapError') this.unreachableGeneration = `${tag.number}:${tag.id}`
+      if (err instanceof GenerationGapError) this.unreachable = { tag: `${tag.number}:${tag.id}`, error: err }
       this.log.error({ err, peer }, 'could not move to the later document generation')
     }).finally(() => { this.entering = undefined })
     this.entering = entering
