@@ -275,8 +275,10 @@ export class DocReplicator implements Startable {
     this.stats.gossipReceived++
     const header = this.parse(data)
     if (header === undefined || header.number !== this.generation.number || header.id !== this.generation.id) {
-      // Changes of another generation's history: merging them would mix the generations.
+      // Changes of another generation's history: merging them would mix the generations. The sender is told by sync.
       this.stats.otherGeneration++
+      const p = this.peers.get(from)
+      if (header !== undefined && p !== undefined) this.otherGeneration(from, p, header, new Uint8Array(0))
       return
     }
     const changes = data.subarray(HEADER)
@@ -406,6 +408,13 @@ export class DocReplicator implements Startable {
       }
       return
     }
+    const tag = `${header.number}:${header.id}`
+    // A later generation this host cannot or will not enter: nothing to ask for (asking would only fetch the document again).
+    if (header.number > this.generation.number && (this.onLaterGeneration === undefined || this.unreachable?.tag === tag)) return
+    // Until the two hosts are on one generation, the next sync round sends the peer a message framed with this host's
+    // generation, which it answers. Without this, a message dropped by the rate limits below, or a gossip of another
+    // generation (dropped), left both sides silent for good: Automerge's sync sent its message and waits for an answer.
+    p.state = A.initSyncState()
     if (header.number < this.generation.number) {
       // Behind: send the document (compacted, so small), not more often than every 2 s per peer.
       if (now - p.lastGenerationMessage < 2000) return
@@ -427,12 +436,12 @@ export class DocReplicator implements Startable {
       this.log.warn({ err, peer }, 'ignored an undecodable document of a later generation')
       return
     }
-    const tag = generationOf(doc)
-    if (tag.number !== header.number || tag.id !== header.id || this.unreachable?.tag === `${tag.number}:${tag.id}`) return
-    this.log.info({ peer, from: this.generation.number, to: tag.number }, 'a peer is on a later document generation; moving to it')
+    const loaded = generationOf(doc)
+    if (loaded.number !== header.number || loaded.id !== header.id) return
+    this.log.info({ peer, from: this.generation.number, to: header.number }, 'a peer is on a later document generation; moving to it')
     const entering = this.onLaterGeneration(doc, peer).catch((err: unknown) => {
       // A gap is for the operator (the error says what is lost and how to recover); retrying cannot close it.
-      if (err instanceof GenerationGapError) this.unreachable = { tag: `${tag.number}:${tag.id}`, error: err }
+      if (err instanceof GenerationGapError) this.unreachable = { tag, error: err }
       this.log.error({ err, peer }, 'could not move to the later document generation')
     }).finally(() => { this.entering = undefined })
     this.entering = entering
