@@ -19,6 +19,19 @@ function logOf (d: DaemonProcess): string {
   return readFileSync(d.options.logFile ?? '', 'utf8')
 }
 
+/** A gauge's value in a daemon's `/metrics`. */
+async function gauge (d: DaemonProcess, name: string): Promise<number | undefined> {
+  const line = (await d.get<string>('/metrics')).body.split('\n').find(l => l.startsWith(`${name} `))
+  return line === undefined ? undefined : Number(line.split(' ')[1])
+}
+
+interface HostStatus { state: string, components: Record<string, { healthy: boolean, error?: string, details?: Record<string, unknown> }> }
+/** Host `id`'s status as daemon `d` lists it in `GET /v1/hosts`. */
+async function statusOf (d: DaemonProcess, id: string): Promise<HostStatus | undefined> {
+  const hosts = (await d.get('/v1/hosts')).body.hosts as Array<{ id: string, status: HostStatus }>
+  return hosts.find(h => h.id === id)?.status
+}
+
 async function waitTask (d: DaemonProcess, taskId: string): Promise<void> {
   const status = async (on: DaemonProcess): Promise<string> => (await on.get(`/v1/databases/app/tasks/${taskId}`)).body.status as string
   const task = await until(`task ${taskId} to finish`, async () => {
@@ -97,7 +110,9 @@ describe('document generations across three daemons', () => {
     await waitTask(h3, res.body.task.task_id as string)
   }, 300_000)
 
-  it('a host stopped before the boundary and restarted after it is refused with GenerationGapError and keeps its document', async () => {
+  it('a host stopped before the boundary and restarted after it is refused with GenerationGapError, keeps its document and shows the gap', async () => {
+    expect(await gauge(h3, 'pgmesh_document_generation_gap')).toBe(0)
+    expect((await statusOf(h3, 'host-3'))?.components.state?.healthy).toBe(true)
     await h3.stop()
     const left = await documentOf(h2)
     // The cluster moves on without host-3 (join tokens: document changes that need no task) and compacts again once
@@ -116,5 +131,24 @@ describe('document generations across three daemons', () => {
     const doc = await documentOf(h3)
     expect(doc.generation).toBe(left.generation)
     expect(doc.heads).toEqual(before.heads)
+
+    // What an operator sees: host-3's own entry in GET /v1/hosts has an unhealthy state component carrying the
+    // error's message and the generations, its gauge is 1, and it still answers (and says it is ready).
+    const status = await statusOf(h3, 'host-3')
+    const message = status?.components.state?.error
+    expect(status?.state).toBe('degraded')
+    expect(status?.components.state?.healthy).toBe(false)
+    expect(message).toMatch(/^this host's cluster document is generation \d+, the cluster compacted to generation \d+ from a point this host never reached/)
+    expect(message).toMatch(/wiping its data directory and joining it again/)
+    // The very error the log has.
+    expect(logOf(h3)).toContain(JSON.stringify(message).slice(1, -1))
+    expect(status?.components.state?.details).toMatchObject({ generation: left.generation, cluster_generation: (await documentOf(h1)).generation })
+    expect(await gauge(h3, 'pgmesh_document_generation_gap')).toBe(1)
+    expect((await h3.get('/readyz')).status).toBe(200)
+    // Its heartbeat carries the component: the other members list host-3 degraded with the same message; they have no gap.
+    await until('host-1 to list host-3 degraded', async () => (await statusOf(h1, 'host-3'))?.state === 'degraded', 10_000)
+    expect((await statusOf(h1, 'host-3'))?.components.state?.error).toBe(message)
+    expect(await gauge(h1, 'pgmesh_document_generation_gap')).toBe(0)
+    expect((await statusOf(h1, 'host-1'))?.components.state?.healthy).toBe(true)
   }, 90_000)
 })

@@ -1,7 +1,7 @@
 import type { PeerReport } from '@pgmesh/cluster'
 import type { Heartbeats, Reachability } from '@pgmesh/mesh'
 import { type ComponentStatus, type HostObserved, type HostRecord, NotFoundError, type ObservedInstance } from '@pgmesh/model'
-import type { ClusterState } from '@pgmesh/state'
+import type { ClusterState, GenerationGapError } from '@pgmesh/state'
 import { type HeardState, HostStateClock } from './host-state-clock.js'
 import { VERSION } from './version.js'
 
@@ -25,6 +25,8 @@ export interface HostHealthDeps {
   connectedPeers: () => number
   /** This host's instances as its reconciler sees them (none on a control-only host). */
   ownInstances: () => ObservedInstance[]
+  /** Why this host's document cannot move to the cluster's later generation, while it cannot (the replicator's). */
+  generationGap: () => GenerationGapError | undefined
   /** Components of this host's runtime beyond the mesh and the document (the swarm orchestrator's `docker`). */
   components: Readonly<Record<string, () => ComponentStatus>>
   /** The Postgres versions this host can run, when its runtime says. */
@@ -104,7 +106,7 @@ export class HostHealth {
           ...(others > 0 && peers === 0 ? { error: 'not connected to any other host' } : {}),
           details: { connected_peers: peers, other_hosts: others }
         },
-        state: { healthy: true, details: { heads: this.deps.state.heads().length } },
+        state: stateComponent(this.deps.state.heads().length, this.deps.generationGap()),
         ...Object.fromEntries(Object.entries(this.deps.components).map(([name, observe]) => [name, observe()]))
       },
       instances: this.deps.ownInstances(),
@@ -128,6 +130,19 @@ export class HostHealth {
       state,
       since: since === undefined ? undefined : new Date(since)
     }
+  }
+}
+
+/**
+ * The cluster document's component. A generation gap makes it unhealthy (the host degraded) with the error's message,
+ * which names what is lost and how to recover: the host still serves, but from a document the cluster has left.
+ */
+function stateComponent (heads: number, gap: GenerationGapError | undefined): ComponentStatus {
+  if (gap === undefined) return { healthy: true, details: { heads } }
+  return {
+    healthy: false,
+    error: gap.message,
+    details: { heads, generation: gap.localGeneration, cluster_generation: gap.clusterGeneration, lost_changes: gap.unmerged.length }
   }
 }
 

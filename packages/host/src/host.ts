@@ -69,6 +69,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       heartbeats: () => this.heartbeats,
       connectedPeers: () => this.mesh?.connectedPeers().length ?? 0,
       ownInstances: sources.ownInstances ?? (() => []),
+      generationGap: () => this.replicator?.generationGap,
       components: sources.components ?? {},
       ...(sources.postgresVersions === undefined ? {} : { postgresVersions: sources.postgresVersions })
     })
@@ -115,7 +116,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       documentBytes: () => this.state.sizeBytes(),
       replication: () => this.replicator?.stats,
       heartbeats: () => this.heartbeats?.stats,
-      mesh: () => this.mesh?.stats()
+      mesh: () => this.mesh?.stats(),
+      generationGap: () => this.replicator?.generationGap !== undefined
     })
     this.refused = new RefusedMessages(log.child({ component: 'members' }), (kind) => { this.metrics.refusedMessages.inc({ kind }) })
     state.on('change', (event) => {

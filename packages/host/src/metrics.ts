@@ -22,11 +22,19 @@ export class HostMetrics {
     heartbeats?: () => { sent: number, bytesSent: number, received: number, bytesReceived: number } | undefined
     /** Gossip per topic and gossipsub's wire totals, once the mesh runs. */
     mesh?: () => MeshStats | undefined
+    /** Whether this host's document cannot move to the cluster's later generation (GenerationGapError). */
+    generationGap?: () => boolean
   }) {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'pgmesh_' })
     new Gauge({ name: 'pgmesh_mesh_peers', help: 'Connected libp2p peers', registers: [r], collect () { this.set(source.peers()) } })
     new Gauge({ name: 'pgmesh_cluster_hosts', help: 'Hosts in the cluster document', registers: [r], collect () { this.set(source.knownHosts()) } })
+    new Gauge({
+      name: 'pgmesh_document_generation_gap',
+      help: "1 while this host's cluster document cannot move to the cluster's later generation (its changes since are lost; GET /v1/hosts says what and how to recover), else 0",
+      registers: [r],
+      collect () { this.set(source.generationGap?.() === true ? 1 : 0) }
+    })
     new Gauge({ name: 'pgmesh_document_bytes', help: 'Size of the cluster document on disk (snapshot plus change log), bytes', registers: [r], collect () { this.set(source.documentBytes()) } })
     const counter = (name: string, help: string, pick: (s: NonNullable<ReturnType<typeof source.replication>>) => number): void => {
       // Mirrors a monotonically increasing total kept by the replicator.

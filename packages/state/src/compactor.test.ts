@@ -181,5 +181,9 @@ describe('document generations over the mesh', () => {
     expect(c2.state.heads()).toEqual(heads)
     expect(c2.enterErrors.every(e => e.name === 'GenerationGapError')).toBe(true)
     expect(a.state.doc.databases?.offline).toBeUndefined()
+    // The replicator keeps the refusal for operators, until c is on a generation again (here one of its own making).
+    expect(c2.replicator.generationGap).toBe(error)
+    await c2.state.enterGeneration(startGeneration(c2.state.doc, c2.state.heads()))
+    expect(c2.replicator.generationGap).toBeUndefined()
   }, 60_000)
 })

@@ -3,6 +3,7 @@ import * as A from '@automerge/automerge'
 import type { Framed, Mesh } from '@pgmesh/mesh'
 import type { Logger } from 'pino'
 import type { ChangeEvent, ClusterState } from './cluster-state.js'
+import { GenerationGapError } from './generation.js'
 import type { Startable } from '@pgmesh/model'
 
 // Version 2: every message carries the sender's document generation (see "History and generations" in the README).
@@ -101,8 +102,11 @@ export class DocReplicator implements Startable {
   private readonly onLaterGeneration: ((doc: A.Doc<unknown>, peerId: string) => Promise<void>) | undefined
   private generation: GenerationTag
   private entering: Promise<void> | undefined
-  /** A later generation this host cannot enter (GenerationGapError): not tried again, its error already logged. */
-  private unreachableGeneration: string | undefined
+  /**
+   * The later generation this host could not enter and why (its tag, `number:id`): not tried again, since retrying
+   * cannot close a gap; kept for operators until this host enters a generation.
+   */
+  private unreachable: { tag: string, error: GenerationGapError } | undefined
   /** Heads each peer last reported on this generation, with when (`at` is now while connected). */
   private readonly acks = new Map<string, PeerAck>()
   private readonly log: Logger
@@ -191,11 +195,20 @@ export class DocReplicator implements Startable {
     return this.generation
   }
 
+  /**
+   * Why this host cannot move to the cluster's later generation (both generations' numbers, the changes that are
+   * lost, the recovery: see the error's message), from the last refusal until this host enters a generation.
+   */
+  get generationGap (): GenerationGapError | undefined {
+    return this.unreachable?.error
+  }
+
   private changed (event: ChangeEvent): void {
     const generation = generationOf(this.state.doc)
     if (generation.number !== this.generation.number || generation.id !== this.generation.id) {
-      // A new generation: every peer's sync state and heads belong to the old one.
+      // A new generation: every peer's sync state and heads belong to the old one, and a gap from it is closed.
       this.generation = generation
+      this.unreachable = undefined
       this.acks.clear()
       this.relayPending.clear()
       for (const p of this.peers.values()) p.state = A.initSyncState()
@@ -262,8 +275,10 @@ export class DocReplicator implements Startable {
     this.stats.gossipReceived++
     const header = this.parse(data)
     if (header === undefined || header.number !== this.generation.number || header.id !== this.generation.id) {
-      // Changes of another generation's history: merging them would mix the generations.
+      // Changes of another generation's history: merging them would mix the generations. The sender is told by sync.
       this.stats.otherGeneration++
+      const p = this.peers.get(from)
+      if (header !== undefined && p !== undefined) this.otherGeneration(from, p, header, new Uint8Array(0))
       return
     }
     const changes = data.subarray(HEADER)
@@ -393,6 +408,13 @@ export class DocReplicator implements Startable {
       }
       return
     }
+    const tag = `${header.number}:${header.id}`
+    // A later generation this host cannot or will not enter: nothing to ask for (asking would only fetch the document again).
+    if (header.number > this.generation.number && (this.onLaterGeneration === undefined || this.unreachable?.tag === tag)) return
+    // Until the two hosts are on one generation, the next sync round sends the peer a message framed with this host's
+    // generation, which it answers. Without this, a message dropped by the rate limits below, or a gossip of another
+    // generation (dropped), left both sides silent for good: Automerge's sync sent its message and waits for an answer.
+    p.state = A.initSyncState()
     if (header.number < this.generation.number) {
       // Behind: send the document (compacted, so small), not more often than every 2 s per peer.
       if (now - p.lastGenerationMessage < 2000) return
@@ -414,12 +436,12 @@ export class DocReplicator implements Startable {
       this.log.warn({ err, peer }, 'ignored an undecodable document of a later generation')
       return
     }
-    const tag = generationOf(doc)
-    if (tag.number !== header.number || tag.id !== header.id || this.unreachableGeneration === `${tag.number}:${tag.id}`) return
-    this.log.info({ peer, from: this.generation.number, to: tag.number }, 'a peer is on a later document generation; moving to it')
+    const loaded = generationOf(doc)
+    if (loaded.number !== header.number || loaded.id !== header.id) return
+    this.log.info({ peer, from: this.generation.number, to: header.number }, 'a peer is on a later document generation; moving to it')
     const entering = this.onLaterGeneration(doc, peer).catch((err: unknown) => {
       // A gap is for the operator (the error says what is lost and how to recover); retrying cannot close it.
-      if ((err as Error).name === 'GenerationGapError') this.unreachableGeneration = `${tag.number}:${tag.id}`
+      if (err instanceof GenerationGapError) this.unreachable = { tag, error: err }
       this.log.error({ err, peer }, 'could not move to the later document generation')
     }).finally(() => { this.entering = undefined })
     this.entering = entering
