@@ -130,7 +130,7 @@ async function run (databases: number): Promise<void> {
 
     // A second host joins: from the join request to its answer (it holds the whole document then).
     const token = (await h1.get('/v1/cluster/join-token')).body
-    const h2 = await cluster.add('host-2', { logLevel: 'warn' })
+    const h2 = await cluster.add('host-2', { logLevel: 'info', logFile: join(cluster.root, 'host-2.log') })
     const j0 = performance.now()
     const joined = await h2.post('/v1/cluster/join', token)
     const joinMs = performance.now() - j0
@@ -139,10 +139,23 @@ async function run (databases: number): Promise<void> {
     if (joinedCount !== databases) throw new Error(`the joined host lists ${joinedCount} databases`)
     const joinedRss = await rssMb(h2)
     console.log(`[${databases}] document on disk ${fmt(onDisk / 1e6, 2)} MB; restart to listing all ${fmt(loadMs, 0)} ms; join ${fmt(joinMs, 0)} ms (${fmt(joinMs / 1000, 2)}× the 1 s target)`)
+    console.log(`[${databases}] join, from the joiner's log: ${await joinPhases(join(cluster.root, 'host-2.log'))}`)
     console.log(`[${databases}] RSS: idle ${fmt(idleRss)} MB, holding ${databases} ${fmt(loadedRss)} MB, after a restart ${fmt(restartedRss)} MB, joined host ${fmt(joinedRss)} MB (${fmt(Math.max(restartedRss, joinedRss) / 150, 2)}× the 150 MB target)`)
   } finally {
+    // Gracefully first: a daemon writes its --cpu-prof profile (PGMESH_DAEMON_NODE_ARGS) only on a clean exit.
+    await Promise.all(cluster.daemons.map(async d => { await d.stop('SIGTERM') }))
     await cluster.destroy()
   }
+}
+
+/** Where a join's time went, from the joiner's `joined cluster` log line (milliseconds since the request). */
+async function joinPhases (logFile: string): Promise<string> {
+  await new Promise(resolve => setTimeout(resolve, 200)) // the line flushed
+  const line = (await readFile(logFile, 'utf8')).split('\n').find(l => l.includes('"joined cluster"'))
+  if (line === undefined) return 'no "joined cluster" line'
+  const r = JSON.parse(line) as { snapshotBytes: number, fetchedMs: number, meshMs: number, convergedMs: number, ms: number }
+  return `snapshot ${fmt(r.snapshotBytes / 1e6, 2)} MB fetched and loaded at ${r.fetchedMs} ms, mesh up at ${r.meshMs} ms, ` +
+    `converged at ${r.convergedMs} ms, listed by the member at ${r.ms} ms`
 }
 
 for (const size of SIZES) await run(size)

@@ -216,7 +216,7 @@ export class DocReplicator implements Startable {
       return
     }
     if (event.origin === 'local') {
-      const data = this.frame(KIND_SYNC, this.state.saveSince(event.before))
+      const data = this.frame(KIND_SYNC, event.bytes ?? this.state.saveSince(event.before))
       // Gossip carries a local change to every subscribed peer (flood publish); a peer it did not go to (its
       // subscription not yet known, a publish that failed) gets a sync message at once. Syncing every peer as well
       // made each change arrive twice and cost 1.5 sync messages per change per host, half of a receiver's CPU;
