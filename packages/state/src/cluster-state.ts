@@ -245,7 +245,8 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   }
 }
 
-function sameHeads (a: A.Heads, b: A.Heads): boolean {
+/** Whether two heads lists name the same version (Automerge returns heads sorted). */
+export function sameHeads (a: A.Heads, b: A.Heads): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
 }
 

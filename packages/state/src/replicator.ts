@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import * as A from '@automerge/automerge'
 import type { Framed, Mesh } from '@pgmesh/mesh'
 import type { Logger } from 'pino'
-import type { ChangeEvent, ClusterState } from './cluster-state.js'
+import { type ChangeEvent, type ClusterState, sameHeads } from './cluster-state.js'
 import { GenerationGapError } from './generation.js'
 import type { Startable } from '@pgmesh/model'
 
@@ -462,8 +462,4 @@ export class DocReplicator implements Startable {
     const view = new DataView(message.buffer, message.byteOffset, message.byteLength)
     return { kind: view.getUint8(0), number: view.getUint32(1), id: Buffer.from(message.subarray(5, HEADER)).toString('hex') }
   }
-}
-
-function sameHeads (a: A.Heads, b: A.Heads): boolean {
-  return a.length === b.length && a.every((h, i) => h === b[i])
 }
