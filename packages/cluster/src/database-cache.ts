@@ -1,5 +1,5 @@
 import type * as A from '@automerge/automerge'
-import type { ClusterState } from '@pgmesh/state'
+import { type ClusterState, sameHeads } from '@pgmesh/state'
 
 /**
  * Values derived from one database's part of the cluster document (decoded spec, validation, redacted view,
@@ -88,8 +88,4 @@ export class DatabaseCache<T> {
       if (entry !== null && tasks.has(this.taskOf(entry))) this.entries.delete(id)
     }
   }
-}
-
-function sameHeads (a: A.Heads, b: A.Heads): boolean {
-  return a.length === b.length && a.every((h, i) => h === b[i])
 }

@@ -1,4 +1,4 @@
-export { ClusterState, type ChangeEvent, type ChangeRecord, type ClusterStateOptions, type Doc } from './cluster-state.js'
+export { ClusterState, type ChangeEvent, type ChangeRecord, type ClusterStateOptions, type Doc, sameHeads } from './cluster-state.js'
 export { DocReplicator, SYNC_PROTOCOL, CHANGES_TOPIC, generationOf, type GenerationTag, type PeerAck, type ReplicatorOptions, type ReplicatorStats } from './replicator.js'
 export { DocLog, encodeRecord, parseRecords } from './doc-log.js'
 export { type ChangeMeta, decodeChangeMeta } from './doc.js'
