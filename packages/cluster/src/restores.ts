@@ -124,21 +124,25 @@ export class Restores {
    * half-restored data directory must not be started nor subscribed to).
    */
   async canceled (databaseId: string, taskId: string): Promise<void> {
-    let parentId: string | undefined
+    // The logs' last lines go first: whoever sees the task ended then reads its whole log (the status used to move
+    // first, and a reader could miss why).
+    const task = this.ctx.state.doc.tasks?.[taskId]
+    if (task === undefined || !transitionTask({ ...task }, 'canceled')) return
+    const parent = task.parent_id === undefined ? undefined : this.ctx.state.doc.tasks?.[task.parent_id]
+    await this.ctx.tasks.log(taskId, `task successfully ${CANCELED_RESTORE}`)
+    if (parent !== undefined && transitionTask({ ...parent }, parent.status === 'canceling' ? 'canceled' : 'failed')) {
+      await this.ctx.tasks.log(parent.task_id, `node restore ${taskId} ${CANCELED_RESTORE}`)
+    }
     await this.ctx.state.change({ op: 'node.restore-cancel', entity: databaseId }, d => {
       const task = d.tasks[taskId]
       if (task === undefined || !transitionTask(task, 'canceled', { error: CANCELED_RESTORE })) return
       const record = d.databases[databaseId]
       const parent = task.parent_id === undefined ? undefined : d.tasks[task.parent_id]
       if (parent === undefined || record === undefined) return
-      const moved = parent.status === 'canceling'
-        ? transitionTask(parent, 'canceled', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
-        : transitionTask(parent, 'failed', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
-      if (moved) parentId = parent.task_id
+      if (parent.status === 'canceling') transitionTask(parent, 'canceled', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
+      else transitionTask(parent, 'failed', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
       if (record.task_id === parent.task_id) record.state = 'failed'
     })
-    await this.ctx.tasks.log(taskId, `task successfully ${CANCELED_RESTORE}`)
-    if (parentId !== undefined) await this.ctx.tasks.log(parentId, `node restore ${taskId} ${CANCELED_RESTORE}`)
   }
 
   /**
