@@ -133,9 +133,9 @@ async function run (databases: number): Promise<void> {
     const h2 = await cluster.add('host-2', { logLevel: 'info', logFile: join(cluster.root, 'host-2.log') })
     const j0 = performance.now()
     // Not the helper's 30 s request bound: a join of 10,000 databases takes longer, and how long is the figure.
-    const joined = await fetch(`${h2.url}/v1/cluster/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(token), signal: AbortSignal.timeout(600_000) })
+    const joined = await h2.post('/v1/cluster/join', token, 600_000)
     const joinMs = performance.now() - j0
-    if (joined.status !== 204) throw new Error(await joined.text())
+    if (joined.status !== 204) throw new Error(JSON.stringify(joined.body))
     const joinedCount = await listed(h2)
     if (joinedCount !== databases) throw new Error(`the joined host lists ${joinedCount} databases`)
     const joinedRss = await rssMb(h2)
@@ -143,9 +143,7 @@ async function run (databases: number): Promise<void> {
     console.log(`[${databases}] join, from the joiner's log: ${await joinPhases(join(cluster.root, 'host-2.log'))}`)
     console.log(`[${databases}] RSS: idle ${fmt(idleRss)} MB, holding ${databases} ${fmt(loadedRss)} MB, after a restart ${fmt(restartedRss)} MB, joined host ${fmt(joinedRss)} MB (${fmt(Math.max(restartedRss, joinedRss) / 150, 2)}× the 150 MB target)`)
   } finally {
-    // Gracefully first: a daemon writes its --cpu-prof profile (PGMESH_DAEMON_NODE_ARGS) only on a clean exit.
-    await Promise.all(cluster.daemons.map(async d => { await d.stop('SIGTERM') }))
-    await cluster.destroy()
+    await cluster.destroy({ graceful: true })
   }
 }
 

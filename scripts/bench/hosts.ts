@@ -188,8 +188,7 @@ async function run (hosts: number): Promise<void> {
     const healthySeconds = (performance.now() - t1) / 1000
 
     const writer = daemons[0]
-    const last = daemons.at(-1)
-    if (writer === undefined || last === undefined) throw new Error('no hosts')
+    if (writer === undefined) throw new Error('no hosts')
     await makeChanges(writer, daemons, 'warm', WARM_UP_CHANGES)
 
     const idleStart = await sample(daemons)
@@ -223,11 +222,7 @@ async function run (hosts: number): Promise<void> {
       `gossipsub ${fmt((b.wireBytesReceived - idle.rates.wireBytesReceived) / changesPerSecond, 0)} B in beyond idle`)
   } finally {
     if (process.env.BENCH_KEEP === '1') console.error(`kept ${cluster.root}`)
-    else {
-      // Gracefully first: a daemon writes its --cpu-prof profile (PGMESH_DAEMON_NODE_ARGS) only on a clean exit.
-      await Promise.all(cluster.daemons.map(async d => { await d.stop('SIGTERM') }))
-      await cluster.destroy()
-    }
+    else await cluster.destroy({ graceful: true })
   }
 }
 

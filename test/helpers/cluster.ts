@@ -137,12 +137,12 @@ export class DaemonProcess {
     await this.exited
   }
 
-  async request<T = any> (method: string, path: string, body?: unknown, rawBody?: string): Promise<JsonResponse<T>> {
+  async request<T = any> (method: string, path: string, body?: unknown, rawBody?: string, timeoutMs = 30_000): Promise<JsonResponse<T>> {
     const res = await fetch(`${this.url}${path}`, {
       method,
       headers: body !== undefined || rawBody !== undefined ? { 'content-type': 'application/json' } : {},
       body: rawBody ?? (body === undefined ? undefined : JSON.stringify(body)),
-      signal: AbortSignal.timeout(30_000)
+      signal: AbortSignal.timeout(timeoutMs)
     })
     const text = await res.text()
     let parsed: unknown = text
@@ -151,7 +151,7 @@ export class DaemonProcess {
   }
 
   async get<T = any> (path: string): Promise<JsonResponse<T>> { return await this.request<T>('GET', path) }
-  async post<T = any> (path: string, body?: unknown): Promise<JsonResponse<T>> { return await this.request<T>('POST', path, body) }
+  async post<T = any> (path: string, body?: unknown, timeoutMs?: number): Promise<JsonResponse<T>> { return await this.request<T>('POST', path, body, undefined, timeoutMs) }
 
   /** This host's libp2p multiaddr as the cluster knows it. */
   async multiaddr (): Promise<string> {
@@ -211,7 +211,9 @@ export class TestCluster {
     return file
   }
 
-  async destroy (): Promise<void> {
+  /** `graceful`: SIGTERM first (a daemon writes a --cpu-prof profile, PGMESH_DAEMON_NODE_ARGS, only on a clean exit). */
+  async destroy (options: { graceful?: boolean } = {}): Promise<void> {
+    if (options.graceful === true) await Promise.all(this.daemons.map(async d => { await d.stop('SIGTERM') }))
     await Promise.all(this.daemons.map(async d => { await d.stop('SIGKILL') }))
     // Postgres instances outlive their daemon on purpose; the test's own go with its temp dir, whole process groups
     // at once: a postmaster killed alone leaves its backends and walsenders running for a while, into the next file.

@@ -130,7 +130,7 @@ export class Restores {
     if (task === undefined || !transitionTask({ ...task }, 'canceled')) return
     const parent = task.parent_id === undefined ? undefined : this.ctx.state.doc.tasks?.[task.parent_id]
     await this.ctx.tasks.log(taskId, `task successfully ${CANCELED_RESTORE}`)
-    if (parent !== undefined && transitionTask({ ...parent }, parent.status === 'canceling' ? 'canceled' : 'failed')) {
+    if (parent !== undefined && transitionTask({ ...parent }, parentOutcome(parent))) {
       await this.ctx.tasks.log(parent.task_id, `node restore ${taskId} ${CANCELED_RESTORE}`)
     }
     await this.ctx.state.change({ op: 'node.restore-cancel', entity: databaseId }, d => {
@@ -139,8 +139,7 @@ export class Restores {
       const record = d.databases[databaseId]
       const parent = task.parent_id === undefined ? undefined : d.tasks[task.parent_id]
       if (parent === undefined || record === undefined) return
-      if (parent.status === 'canceling') transitionTask(parent, 'canceled', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
-      else transitionTask(parent, 'failed', { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
+      transitionTask(parent, parentOutcome(parent), { error: `node ${task.node_name ?? ''}: ${CANCELED_RESTORE}` })
       if (record.task_id === parent.task_id) record.state = 'failed'
     })
   }
@@ -169,6 +168,11 @@ export class Restores {
 }
 
 /** Why a canceled node restore leaves its node out of service (in its task log and the parent's error). */
+/** A canceled node restore ends its parent restore task canceled when the parent was the one canceled, else failed. */
+function parentOutcome (parent: Task): 'canceled' | 'failed' {
+  return parent.status === 'canceling' ? 'canceled' : 'failed'
+}
+
 export const CANCELED_RESTORE = 'canceled: the node\'s primary stays stopped with an incomplete data directory until the node is restored again'
 
 /**
