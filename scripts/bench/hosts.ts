@@ -50,6 +50,8 @@ const COUNTERS = {
   heartbeatBytesSent: 'pgmesh_heartbeat_bytes_sent_total',
   heartbeatsReceived: 'pgmesh_heartbeats_received_total',
   heartbeatBytesReceived: 'pgmesh_heartbeat_bytes_received_total',
+  heartbeatsRelayed: 'pgmesh_heartbeats_relayed_total',
+  unheardHosts: 'pgmesh_heartbeat_unheard_hosts',
   gossipSent: `pgmesh_gossip_messages_published_total{topic="${DOC_CHANGES}"}`,
   gossipBytesSent: `pgmesh_gossip_bytes_published_total{topic="${DOC_CHANGES}"}`,
   gossipReceived: `pgmesh_gossip_messages_delivered_total{topic="${DOC_CHANGES}"}`,
@@ -103,6 +105,8 @@ function between (a: Sample, b: Sample): { cpuPct: number, cpuPctMax: number, rs
     const total = b.counters.reduce((sum, c, i) => sum + c[key] - (a.counters[i]?.[key] ?? 0), 0)
     rates[key] = total / b.counters.length / seconds
   }
+  // A gauge, not a total: the mean at the end.
+  rates.unheardHosts = b.counters.reduce((sum, c) => sum + c.unheardHosts, 0) / b.counters.length
   const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length
   return { cpuPct: mean(cpu), cpuPctMax: Math.max(...cpu), rssMb: mean(rss), rssMbMax: Math.max(...rss), rates: rates as Counters }
 }
@@ -112,7 +116,7 @@ function traffic (r: Counters, hosts: number): string {
   const kb = (bytes: number): string => bytes >= 10_000 ? `${fmt(bytes / 1000)} kB` : `${fmt(bytes, 0)} B`
   const others = Math.max(1, hosts - 1)
   return [
-    `heartbeats out ${fmt(r.heartbeatsSent, 2)} (${kb(r.heartbeatBytesSent)}), in ${fmt(r.heartbeatsReceived, 1)} (${kb(r.heartbeatBytesReceived)}; ${fmt(r.heartbeatsReceived / others, 2)} per other host)`,
+    `heartbeats out ${fmt(r.heartbeatsSent, 2)} (${kb(r.heartbeatBytesSent)}), in ${fmt(r.heartbeatsReceived, 1)} (${kb(r.heartbeatBytesReceived)}; ${fmt(r.heartbeatsReceived / others, 2)} per other host), relayed ${fmt(r.heartbeatsRelayed, 2)}; ${fmt(r.unheardHosts, 2)} hosts unheard per host at the end`,
     `gossip out ${fmt(r.gossipSent, 2)} (${kb(r.gossipBytesSent)}), in ${fmt(r.gossipReceived, 2)} (${kb(r.gossipBytesReceived)})`,
     `resync out ${fmt(r.syncMessagesSent, 2)} (${kb(r.syncBytesSent)}), in ${fmt(r.syncMessagesReceived, 2)} (${kb(r.syncBytesReceived)})`,
     `gossipsub wire out ${fmt(r.wireRpcsSent, 1)} RPCs/${fmt(r.wireMessagesSent, 1)} msgs (${kb(r.wireBytesSent)}), in ${fmt(r.wireRpcsReceived, 1)} RPCs/${fmt(r.wireMessagesReceived, 1)} msgs (${kb(r.wireBytesReceived)}); ` +

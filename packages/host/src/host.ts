@@ -258,6 +258,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       intervalMs: this.config.heartbeatMs,
       unreachableAfterMs: this.config.unreachableAfterMs,
       observe: () => this.health.observed(),
+      members: () => Object.keys(this.state.doc.hosts ?? {}),
       authorizeSender: (peer, hostId) => members.authorizeSender(peer, hostId),
       // A joiner beats before its host record reaches this host: not worth a warning. A known host's id is.
       onRefused: (peer, hostId) => {

@@ -1,4 +1,4 @@
-import type { MeshStats } from '@pgmesh/mesh'
+import type { HeartbeatStats, MeshStats } from '@pgmesh/mesh'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 /** Prometheus figures of one host: mesh, document replication, its instances' replication and the process itself. */
@@ -19,7 +19,7 @@ export class HostMetrics {
     knownHosts: () => number
     documentBytes: () => number
     replication: () => { syncMessagesSent: number, syncMessagesReceived: number, syncBytesSent: number, syncBytesReceived: number, gossipSent: number, gossipReceived: number, resyncRounds: number } | undefined
-    heartbeats?: () => { sent: number, bytesSent: number, received: number, bytesReceived: number } | undefined
+    heartbeats?: () => HeartbeatStats | undefined
     /** Gossip per topic and gossipsub's wire totals, once the mesh runs. */
     mesh?: () => MeshStats | undefined
     /** Whether this host's document cannot move to the cluster's later generation (GenerationGapError). */
@@ -47,13 +47,20 @@ export class HostMetrics {
     counter('pgmesh_sync_rounds_total', 'Periodic anti-entropy sync rounds', s => s.resyncRounds)
     counter('pgmesh_gossip_changes_sent_total', 'Document changes published by gossip', s => s.gossipSent)
     counter('pgmesh_gossip_changes_received_total', 'Document changes received by gossip', s => s.gossipReceived)
-    const heartbeatCounter = (name: string, help: string, pick: (s: { sent: number, bytesSent: number, received: number, bytesReceived: number }) => number): void => {
+    const heartbeatCounter = (name: string, help: string, pick: (s: HeartbeatStats) => number): void => {
       new Counter({ name, help, registers: [r], collect () { const s = source.heartbeats?.(); this.reset(); this.inc(s === undefined ? 0 : pick(s)) } })
     }
     heartbeatCounter('pgmesh_heartbeats_sent_total', 'Heartbeats published by this host', s => s.sent)
     heartbeatCounter('pgmesh_heartbeat_bytes_sent_total', 'Heartbeat payload bytes published by this host', s => s.bytesSent)
     heartbeatCounter('pgmesh_heartbeats_received_total', 'Heartbeats of other hosts delivered to this host', s => s.received)
     heartbeatCounter('pgmesh_heartbeat_bytes_received_total', 'Heartbeat payload bytes delivered to this host', s => s.bytesReceived)
+    heartbeatCounter('pgmesh_heartbeats_relayed_total', 'Heartbeats of other hosts this host relayed because a host could not hear their author directly', s => s.relayed)
+    new Gauge({
+      name: 'pgmesh_heartbeat_unheard_hosts',
+      help: 'Member hosts this host has not heard from directly for two heartbeat intervals (it asks the others to relay their heartbeats); above 0 for long, a connection between two hosts is broken',
+      registers: [r],
+      collect () { this.set(source.heartbeats?.()?.unheard ?? 0) }
+    })
     const topicCounter = (name: string, help: string, pick: (t: MeshStats['topics'][string]) => number): void => {
       new Counter({
         name, help, labelNames: ['topic'], registers: [r],

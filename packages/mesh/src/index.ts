@@ -1,5 +1,5 @@
 import './polyfill.js'
-export { Mesh, type MeshOptions, type MeshStats, type PeerTarget, type TopicStats } from './mesh.js'
+export { Mesh, type MeshOptions, type MeshStats, type PeerTarget, type SubscribeOptions, type TopicStats } from './mesh.js'
 export type { GossipWireStats } from './gossip-stats.js'
 export { ClusterKey, loadOrCreatePeerKey } from './keys.js'
 export { type Framed } from './framed.js'

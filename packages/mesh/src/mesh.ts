@@ -1,6 +1,6 @@
 import './polyfill.js'
 import { noise } from '@chainsafe/libp2p-noise'
-import { gossipsub } from '@libp2p/gossipsub'
+import { TopicValidatorResult, gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
@@ -36,7 +36,20 @@ export interface TopicStats { published: number, bytesPublished: number, deliver
 export interface MeshStats { topics: Record<string, TopicStats>, wire: GossipWireStats }
 
 type StreamHandler = (channel: Framed, remotePeer: string) => void | Promise<void>
-type MessageHandler = (data: Uint8Array, fromPeer: string) => void
+/**
+ * `fromPeer`: the message's signed author. The return value matters only on a topic subscribed with
+ * `relay: 'when-asked'`: true asks for the message to be relayed.
+ */
+type MessageHandler = (data: Uint8Array, fromPeer: string) => void | boolean
+
+export interface SubscribeOptions {
+  /**
+   * Whether this host relays a topic's messages to its gossip mesh peers. 'always' (the default): every message,
+   * a second path past a broken connection. 'when-asked': only a message a handler returns true for. Every host
+   * publishes straight to every peer, so in a whole mesh each relayed copy reaches hosts that already have it.
+   */
+  relay?: 'always' | 'when-asked'
+}
 
 const KEEP_ALIVE_TAG = `${KEEP_ALIVE}-pgmesh`
 
@@ -81,6 +94,7 @@ export class Mesh implements Startable {
   private readonly handlers = new Map<string, StreamHandler>()
   private readonly topologies: Array<{ protocol: string, onConnect: (peer: string) => void, onDisconnect: (peer: string) => void }> = []
   private readonly topicHandlers = new Map<string, MessageHandler[]>()
+  private readonly relayWhenAsked = new Set<string>()
   private readonly denied = new Set<string>()
   private readonly dialing = new Set<string>()
   private readonly log: Logger
@@ -103,7 +117,11 @@ export class Mesh implements Startable {
   }
 
   /** Handles messages on a gossip topic; may be called before or after start(). */
-  subscribe (topic: string, handler: MessageHandler): void {
+  subscribe (topic: string, handler: MessageHandler, options: SubscribeOptions = {}): void {
+    if (options.relay === 'when-asked' && !this.relayWhenAsked.has(topic)) {
+      this.relayWhenAsked.add(topic)
+      if (this.node !== undefined) this.relayWhenAskedOn(this.node, topic)
+    }
     const list = this.topicHandlers.get(topic) ?? []
     list.push(handler)
     this.topicHandlers.set(topic, list)
@@ -139,6 +157,9 @@ export class Mesh implements Startable {
           emitSelf: false,
           fallbackToFloodsub: false,
           globalSignaturePolicy: 'StrictSign',
+          // A copy already seen is known by author and sequence number before its signature is checked again (the
+          // message id StrictSign uses; an unsigned message fails the check and never enters the cache).
+          fastMsgIdFn: (msg) => msg.from === undefined || msg.seqno === undefined ? '' : `${Buffer.from(msg.from).toString('base64')}/${Buffer.from(msg.seqno).toString('hex')}`,
           scoreParams: MESH_SCORE_PARAMS,
           ...MESH_DEGREE,
           // Only a few wire totals, kept as numbers (gossip-stats.ts): what each host's share of the mesh costs.
@@ -171,19 +192,39 @@ export class Mesh implements Startable {
     })
     node.services.pubsub.addEventListener('message', (evt) => {
       const msg = evt.detail
-      const handlers = this.topicHandlers.get(msg.topic)
-      if (handlers === undefined) return
-      const stats = this.statsOf(msg.topic)
-      stats.delivered++
-      stats.bytesDelivered += msg.data.length
-      const from = msg.type === 'signed' ? msg.from.toString() : ''
-      for (const h of handlers) {
-        try { h(msg.data, from) } catch (err) { this.log.warn({ err, topic: msg.topic }, 'gossip handler failed') }
-      }
+      // A topic relayed only when asked is delivered by its validator, before gossipsub decides to relay.
+      if (this.relayWhenAsked.has(msg.topic)) return
+      this.deliver(msg.topic, msg.data, msg.type === 'signed' ? msg.from.toString() : '')
     })
+    for (const topic of this.relayWhenAsked) this.relayWhenAskedOn(node, topic)
     await node.start()
     for (const topic of this.topicHandlers.keys()) node.services.pubsub.subscribe(topic)
     this.log.info({ peerId: this.peerId, addresses: this.addresses() }, 'mesh started')
+  }
+
+  /**
+   * gossipsub runs a topic's validator once per message, on its first copy, and relays the message only when the
+   * validator accepts it (an ignored message costs its sender no score): the validator delivers it and says.
+   */
+  private relayWhenAskedOn (node: Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }>, topic: string): void {
+    node.services.pubsub.topicValidators.set(topic, (_via, msg) => {
+      const asked = this.deliver(topic, msg.data, msg.type === 'signed' ? msg.from.toString() : '')
+      return asked ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
+    })
+  }
+
+  /** Hands a first copy to the topic's handlers; true when one of them asks for it to be relayed. */
+  private deliver (topic: string, data: Uint8Array, from: string): boolean {
+    const handlers = this.topicHandlers.get(topic)
+    if (handlers === undefined) return false
+    const stats = this.statsOf(topic)
+    stats.delivered++
+    stats.bytesDelivered += data.length
+    let asked = false
+    for (const h of handlers) {
+      try { asked = h(data, from) === true || asked } catch (err) { this.log.warn({ err, topic }, 'gossip handler failed') }
+    }
+    return asked
   }
 
   async stop (): Promise<void> {
