@@ -95,12 +95,17 @@ describe('Leases: a candidate while the last holder\'s grants run out', () => {
     expect(taken.freeInMs).toBeUndefined()
   })
 
-  it('tells nothing when the voters that answered cannot make a majority', async () => {
-    const local = new LeaseVoter({ maxDurationMs: 1000, now: () => 5000 })
+  it('with fewer answers than a majority (the others dead or still on their way), the longest wait among them', async () => {
+    let clock = 0
+    const now = (): number => clock
+    const local = new LeaseVoter({ maxDurationMs: 1000, now })
+    clock = 5000
+    local.answer({ key: 'db/n1', holder: 'old', term: 1, durationMs: 1000 })
+    clock = 5700
     const transport = { voters: () => ['b', 'c'], ask: async () => { throw new Error('unreachable') } }
-    const outcome = await new Leases(local, transport, { durationMs: 1000, driftMs: 50, now: () => 5000 }).request('db/n1', 'x', 1)
+    const outcome = await new Leases(local, transport, { durationMs: 1000, driftMs: 50, now }).request('db/n1', 'x', 2)
     expect(outcome.held).toBe(false)
-    expect(outcome.freeInMs).toBeUndefined()
+    expect(outcome.freeInMs).toBe(300)
   })
 })
 

@@ -140,8 +140,9 @@ export interface LeaseOutcome {
   /** The newest eligibility any voter holds. */
   eligibility?: Eligibility
   /**
-   * Not held: in how long enough of the voters that answered are free of other grants to make a majority (0: now,
-   * at a higher term); absent when the voters that answered cannot make one.
+   * Not held: in how long at the earliest a majority may be free of other grants (0: now, at a higher term). Voters
+   * that did not answer (a dead one refuses connections at once, and the request settles without the live ones
+   * still on their way) may take longer: asking then gets a refusal with a fresh hint.
    */
   freeInMs?: number
 }
@@ -196,7 +197,7 @@ export class Leases {
     const newest = answered.reduce<Eligibility | undefined>((best, r) => newer(best, r?.eligibility), undefined)
     // Told when the grants in its way end, a candidate can ask again right then instead of on its next round.
     const waits = answered.filter((r): r is LeaseReply => r !== undefined).map(r => r.busyForMs ?? 0).sort((a, b) => a - b)
-    const freeInMs = held ? undefined : waits[majority - 1]
+    const freeInMs = held ? undefined : waits[Math.min(majority, waits.length) - 1]
     return { held, validUntil, granted, voters, highestTerm, ...(newest === undefined ? {} : { eligibility: newest }), ...(freeInMs === undefined ? {} : { freeInMs }) }
   }
 
