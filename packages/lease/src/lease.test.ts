@@ -46,6 +46,67 @@ describe('LeaseVoter', () => {
     v.answer({ key: 'db/n1', holder: 'b', term: 2, durationMs: 0, release: true })
     expect(ask(v, 'c', 3)).toBe(true)
   })
+
+  it('says how long the grant in the way still runs, so a candidate can ask again right then', () => {
+    clock = 0
+    const v = voter()
+    clock = 400
+    expect(v.answer({ key: 'db/n1', holder: 'a', term: 1, durationMs: 1000 }).busyForMs).toBe(600) // quiet after its start
+    clock = 1000
+    expect(ask(v, 'a', 1)).toBe(true)
+    clock = 1250
+    expect(v.answer({ key: 'db/n1', holder: 'b', term: 2, durationMs: 1000 }).busyForMs).toBe(750)
+    // A term refusal has nothing to wait for: a higher term may be granted now.
+    expect(v.answer({ key: 'db/n1', holder: 'a', term: 0, durationMs: 1000 }).busyForMs).toBeUndefined()
+    clock = 2000
+    expect(ask(v, 'b', 2)).toBe(true)
+  })
+})
+
+describe('Leases: a candidate while the last holder\'s grants run out', () => {
+  it('learns when a majority of the voters that answered is free, and gets the lease then', async () => {
+    let clock = 0
+    const now = (): number => clock
+    const local = new LeaseVoter({ maxDurationMs: 4000, now })
+    const other = new LeaseVoter({ maxDurationMs: 4000, now })
+    clock = 10_000
+    // The dead holder's last renewal reached this host's voter at 10 s and the other live one at 10.3 s.
+    local.answer({ key: 'db/n1', holder: 'old', term: 1, durationMs: 4000 })
+    clock = 10_300
+    other.answer({ key: 'db/n1', holder: 'old', term: 1, durationMs: 4000 })
+    const transport = {
+      voters: () => ['other', 'dead'],
+      ask: async (voter: string, request: Parameters<LeaseVoter['answer']>[0]) => {
+        if (voter === 'dead') throw new Error('connection refused')
+        return other.answer(request)
+      }
+    }
+    const leases = new Leases(local, transport, { durationMs: 4000, driftMs: 200, now })
+    clock = 12_000
+    const early = await leases.request('db/n1', 'new', 2)
+    expect(early.held).toBe(false)
+    // Both live voters are needed (the third is dead): the later of their grants decides.
+    expect(early.freeInMs).toBe(2300)
+    clock = 14_299
+    expect((await leases.request('db/n1', 'new', 3)).freeInMs).toBe(1)
+    clock = 14_300
+    const taken = await leases.request('db/n1', 'new', 4)
+    expect(taken.held).toBe(true)
+    expect(taken.freeInMs).toBeUndefined()
+  })
+
+  it('with fewer answers than a majority (the others dead or still on their way), the longest wait among them', async () => {
+    let clock = 0
+    const now = (): number => clock
+    const local = new LeaseVoter({ maxDurationMs: 1000, now })
+    clock = 5000
+    local.answer({ key: 'db/n1', holder: 'old', term: 1, durationMs: 1000 })
+    clock = 5700
+    const transport = { voters: () => ['b', 'c'], ask: async () => { throw new Error('unreachable') } }
+    const outcome = await new Leases(local, transport, { durationMs: 1000, driftMs: 50, now }).request('db/n1', 'x', 2)
+    expect(outcome.held).toBe(false)
+    expect(outcome.freeInMs).toBe(300)
+  })
 })
 
 describe('Leases: hosts configured with different lease durations', () => {

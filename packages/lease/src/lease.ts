@@ -42,6 +42,11 @@ export interface LeaseReply {
   eligibility?: Eligibility
   /** How long a grant lasts on the voter's clock: at most its own maximum, so hosts configured apart stay safe. */
   durationMs?: number
+  /**
+   * A refusal because another holder's grant still runs (or the voter is still quiet after a restart): how long that
+   * lasts on the voter's clock. A hint for when to ask again; the voter decides anew then.
+   */
+  busyForMs?: number
 }
 
 interface Grant { holder: string | undefined, term: number, expiresAt: number }
@@ -90,14 +95,16 @@ export class LeaseVoter {
       const eligibility = this.eligibility.get(request.key)
       return { ...(grant.holder === undefined ? {} : { holder: grant.holder }), ...(eligibility === undefined ? {} : { eligibility }) }
     }
-    const refuse = (): LeaseReply => ({ granted: false, term: grant.term, ...known() })
+    const refuse = (busyUntil?: number): LeaseReply => ({
+      granted: false, term: grant.term, ...known(), ...(busyUntil === undefined ? {} : { busyForMs: Math.ceil(busyUntil - now) })
+    })
     if (request.release === true) {
       if (grant.holder === request.holder && grant.term === request.term) grant.expiresAt = 0
       return refuse()
     }
-    if (now < this.quietUntil) return refuse()
+    if (now < this.quietUntil) return refuse(this.quietUntil)
     const active = grant.holder !== undefined && now < grant.expiresAt
-    if (active && grant.holder !== request.holder) return refuse()
+    if (active && grant.holder !== request.holder) return refuse(grant.expiresAt)
     if (request.term < grant.term) return refuse()
     // A term belongs to one holder for good: two candidates asking with the same term never both get a majority.
     if (request.term === grant.term && grant.holder !== undefined && grant.holder !== request.holder) return refuse()
@@ -132,6 +139,12 @@ export interface LeaseOutcome {
   highestTerm: number
   /** The newest eligibility any voter holds. */
   eligibility?: Eligibility
+  /**
+   * Not held: in how long at the earliest a majority may be free of other grants (0: now, at a higher term). Voters
+   * that did not answer (a dead one refuses connections at once, and the request settles without the live ones
+   * still on their way) may take longer: asking then gets a refusal with a fresh hint.
+   */
+  freeInMs?: number
 }
 
 export interface LeaseOptions {
@@ -182,7 +195,10 @@ export class Leases {
     const held = granted >= majority && this.now() < validUntil
     const highestTerm = Math.max(term, ...answered.map(r => r?.term ?? 0))
     const newest = answered.reduce<Eligibility | undefined>((best, r) => newer(best, r?.eligibility), undefined)
-    return { held, validUntil, granted, voters, highestTerm, ...(newest === undefined ? {} : { eligibility: newest }) }
+    // Told when the grants in its way end, a candidate can ask again right then instead of on its next round.
+    const waits = answered.filter((r): r is LeaseReply => r !== undefined).map(r => r.busyForMs ?? 0).sort((a, b) => a - b)
+    const freeInMs = held ? undefined : waits[Math.min(majority, waits.length) - 1]
+    return { held, validUntil, granted, voters, highestTerm, ...(newest === undefined ? {} : { eligibility: newest }), ...(freeInMs === undefined ? {} : { freeInMs }) }
   }
 
   /** Best effort: lets the others take the lease at once instead of after its expiry. */

@@ -1,5 +1,6 @@
 import type { DesiredDatabaseRecord } from '@pgmesh/cluster'
 import { instanceId } from '@pgmesh/model'
+import type { LeaseOutcome } from '@pgmesh/lease'
 import type { InstanceStatus } from '@pgmesh/orchestrator'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
@@ -21,7 +22,14 @@ function gate (): { wait: Promise<void>, open: () => void } {
   return { wait, open }
 }
 
-function setup (options: { held: () => boolean, local?: InstanceStatus }) {
+interface SetupOptions {
+  held: () => boolean
+  local?: InstanceStatus
+  /** The replica's view (host-2, PRIMARY's host silent) instead of the primary's. */
+  asReplica?: { request: (key: string, holder: string, term: number) => Promise<Partial<LeaseOutcome>> }
+}
+
+function setup (options: SetupOptions) {
   const calls: string[] = []
   const lost: Array<() => void> = []
   const db: DesiredDatabaseRecord = {
@@ -36,17 +44,21 @@ function setup (options: { held: () => boolean, local?: InstanceStatus }) {
       lost.push(onLost)
       return { holder, term, held: options.held, eligible: [], confirmedEligible: [], setEligible: async () => true, stop: async () => {} }
     },
-    request: async () => ({ held: false, granted: 0, voters: 3, highestTerm: 0 }),
+    request: options.asReplica?.request ?? (async () => ({ held: false, granted: 0, voters: 3, highestTerm: 0 })),
     release: async () => {}
   }
   const host = {
-    hostId: 'host-1', dataDir: '/nonexistent',
+    hostId: options.asReplica === undefined ? 'host-1' : 'host-2', dataDir: '/nonexistent',
     document: { doc: {}, on: () => {} },
     databases: { desired: () => [db], generations: () => new Map(), settle: async () => {}, recover: async () => false },
     tasks: { get: () => undefined, log: async () => {}, settle: async () => {} },
     operations: { recordPrimary: async () => {} },
     runtime: { initialized: true, leases, on: () => {}, beat: () => {} },
-    health: { clusterInstances: () => [], reachableHosts: () => new Set(), lastHeardFrom: () => Date.now() },
+    health: {
+      clusterInstances: () => options.asReplica === undefined ? [] : [{ id: REPLICA, role: 'replica', state: 'available' }],
+      reachableHosts: () => new Set(),
+      lastHeardFrom: (hostId: string) => options.asReplica !== undefined && hostId === 'host-1' ? Date.now() - 10_000 : Date.now()
+    },
     metrics: {}
   } as unknown as ReconcilerHost
   const admin = {
@@ -62,7 +74,10 @@ function setup (options: { held: () => boolean, local?: InstanceStatus }) {
   const queues = new InstanceQueues()
   let requeues = 0
   const ha = new HighAvailability({
-    host, admin, control, queues, logger, requeue: () => { requeues++ }, localStatus: id => id === PRIMARY ? options.local : undefined, taskLog: async () => {}
+    host, admin, control, queues, logger, requeue: () => { requeues++ }, taskLog: async () => {},
+    localStatus: id => options.asReplica !== undefined
+      ? (id === REPLICA ? { instanceId: REPLICA, state: 'running', role: 'replica', port: 1, postgresVersion: '16', admin: { host: '/tmp', port: 1, user: 'pgmesh' } } : undefined)
+      : (id === PRIMARY ? options.local : undefined)
   })
   return { ha, calls, lost, fences, queues, requeues: () => requeues }
 }
@@ -144,6 +159,27 @@ describe('HighAvailability (in process, with fakes)', () => {
       await new Promise(resolve => setTimeout(resolve, 600))
       expect(t.ha.fenced.has(REPLICA)).toBe(false)
       expect(t.calls).toEqual([])
+    } finally {
+      await t.ha.stop()
+    }
+  })
+
+  it('a replica waiting for a dead primary\'s lease asks again when the voters said it ends, not a tick later', async () => {
+    const asked: number[] = []
+    const t = setup({
+      held: () => false,
+      asReplica: {
+        request: async (_key, _holder, term) => {
+          asked.push(performance.now())
+          return { held: false, granted: 0, voters: 3, highestTerm: term, ...(asked.length === 1 ? { freeInMs: 60 } : {}) }
+        }
+      }
+    })
+    t.ha.start()
+    try {
+      await until('asked twice', () => asked.length >= 2)
+      // The regular tick would ask 250 ms after the first request.
+      expect((asked[1] as number) - (asked[0] as number)).toBeLessThan(200)
     } finally {
       await t.ha.stop()
     }
