@@ -54,10 +54,11 @@ export interface HeartbeatOptions<T> {
  * heartbeat made each arrive ~4 times at every host (each copy decrypted and decoded; the idle mesh's cost grew with
  * hosts × copies). So a heartbeat is relayed only when someone needs it: each heartbeat lists the members its
  * sender cannot hear (`unheard`: no connection, or silent for two intervals), and a host relays a heartbeat whose
- * author a live host lists. That covers one-way breaks too: whoever cannot hear X asks for X, whatever X hears. `heartbeat` fires for every heartbeat taken; `reachability` only when a
- * host's reachability changes: `healthy` on its first heartbeat and its first after a silence, `unreachable` once it
- * has been silent for `unreachableAfterMs` (a timer per host, so silence is noticed when it happens, not at the next
- * heartbeat of someone else).
+ * author a live host lists. That covers one-way breaks too: whoever cannot hear X asks for X, whatever X hears.
+ *
+ * `heartbeat` fires for every heartbeat taken; `reachability` only when a host's reachability changes: `healthy` on
+ * its first heartbeat and its first after a silence, `unreachable` once it has been silent for `unreachableAfterMs`
+ * (a timer per host, so silence is noticed when it happens, not at the next heartbeat of someone else).
  */
 export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbeat<T>], reachability: [hostId: string, reachability: Reachability] }> implements Startable {
   readonly intervalMs: number
@@ -84,7 +85,7 @@ export class Heartbeats<T = unknown> extends EventEmitter<{ heartbeat: [Heartbea
     this.beat()
     // After the event loop's poll phase: heartbeats that waited in sockets while this process was busy are taken
     // before the unheard list is made, or a stalled host would ask for every heartbeat to be relayed.
-    this.timer = setInterval(() => { setImmediate(() => { this.beat() }) }, this.intervalMs)
+    this.timer = setInterval(() => { setImmediate(() => { if (this.timer !== undefined) this.beat() }) }, this.intervalMs)
     this.timer.unref()
   }
 
