@@ -1,4 +1,5 @@
 import { access, chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { type InstanceSpec, InvalidInputError } from '@pgmesh/model'
 import { pino } from 'pino'
@@ -135,5 +136,23 @@ describe('process orchestrator (real PostgreSQL)', () => {
     expect(await isPortBindable('127.0.0.1', primary.port)).toBe(true)
     await expect(access(instanceDir)).rejects.toThrow()
     await expect(access(primary.admin.host)).rejects.toThrow()
+  })
+})
+
+describe('a server that cannot start', () => {
+  it('fails with what the server said, from the collector\'s log: a port another process holds', async () => {
+    const taken = createServer()
+    await new Promise<void>(resolve => { taken.listen(0, '127.0.0.1', resolve) })
+    const port = (taken.address() as AddressInfo).port
+    try {
+      const error = await orchestrator.ensureInstance({ ...base, instanceId: 'db-n9-busy', port }).then(() => undefined, (err: unknown) => err as Error)
+      expect(error?.message).toMatch(/starting db-n9-busy failed; the server said:/)
+      expect(error?.message).toContain('could not bind IPv4 address "127.0.0.1": Address already in use')
+      expect(error?.message).toContain(`Is another postmaster already running on port ${port}?`)
+      expect(error?.message).not.toContain('redirecting log output to logging collector process')
+    } finally {
+      taken.close()
+      await orchestrator.removeInstance('db-n9-busy').catch(() => undefined)
+    }
   })
 })

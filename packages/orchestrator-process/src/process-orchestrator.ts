@@ -39,6 +39,27 @@ const RECOVERY_TIMEOUT_MS = 30 * 60_000
 /** The instance's own files, kept across a restore (the backup holds the source's). */
 const KEPT_FILES = ['postgresql.conf', MANAGED_CONF_FILE, 'pg_hba.conf', 'pg_ident.conf'] as const
 
+/** The startup log's two lines saying the logging collector takes over: noise in an error. */
+const COLLECTOR_TAKES_OVER = /LOG: {2}redirecting log output to logging collector process|HINT: {2}Future log output will appear in directory/
+
+/**
+ * The last `lines` the server wrote since `since`: the startup log (failures before the logging collector starts),
+ * then the collector's newest log from its last "starting PostgreSQL" line on — a port already in use or a bad
+ * setting is reported after the collector took over, so the startup log only says where to look.
+ */
+async function serverSaid (paths: InstancePaths, since: number, lines: number): Promise<string> {
+  const startup = (await readFile(paths.startupLog, 'utf8').catch(() => '')).split('\n').filter(l => l !== '' && !COLLECTOR_TAKES_OVER.test(l))
+  const logs = (await readdir(paths.logDir).catch(() => [] as string[])).filter(name => name.startsWith('postgresql-') && name.endsWith('.log'))
+  const dated = await Promise.all(logs.map(async name => ({ name, mtime: (await stat(join(paths.logDir, name)).catch(() => undefined))?.mtimeMs ?? 0 })))
+  const newest = dated.sort((a, b) => b.mtime - a.mtime)[0]
+  let collector: string[] = []
+  if (newest !== undefined && newest.mtime >= since) {
+    const all = (await readFile(join(paths.logDir, newest.name), 'utf8').catch(() => '')).split('\n').filter(l => l !== '')
+    collector = all.slice(all.findLastIndex(l => l.includes('LOG:  starting PostgreSQL')) + 1)
+  }
+  return [...startup, ...collector].slice(-lines).join('\n')
+}
+
 /**
  * The embedded default orchestrator: each instance is a PostgreSQL server run from the host's own binaries with
  * pg_ctl, supervised by polling its postmaster (a killed postmaster is restarted with backoff and reported through
@@ -248,8 +269,7 @@ export class ProcessOrchestrator implements Orchestrator {
     for (;;) {
       signal?.throwIfAborted()
       if (await this.runningPid(paths) === undefined) {
-        const log = await readFile(paths.startupLog, 'utf8').catch(() => '')
-        throw new Error(`the restored server stopped during recovery; its log ends with:\n${log.split('\n').slice(-10).join('\n')}`)
+        throw new Error(`the restored server stopped during recovery; the server said:\n${await serverSaid(paths, deadline - RECOVERY_TIMEOUT_MS, 10)}`)
       }
       const inRecovery = await this.admin(paths, state)('postgres', async client => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r)
         .catch(() => true)
@@ -610,8 +630,7 @@ export class ProcessOrchestrator implements Orchestrator {
     try {
       await this.run(state, paths, 'pg_ctl', ['start', '-D', paths.pgdata, '-l', paths.startupLog, '-w', '-t', '120', '-s'])
     } catch (err) {
-      const log = await readFile(paths.startupLog, 'utf8').catch(() => '')
-      throw new Error(`starting ${state.instanceId} failed; startup log ends with:\n${log.split('\n').slice(-15).join('\n')}`, { cause: err })
+      throw new Error(`starting ${state.instanceId} failed; the server said:\n${await serverSaid(paths, started, 15)}`, { cause: err })
     }
     if (state.pendingRestart === true) {
       // Whatever waited for a restart is in effect now.
