@@ -54,10 +54,10 @@ export class HostMetrics {
     heartbeatCounter('pgmesh_heartbeat_bytes_sent_total', 'Heartbeat payload bytes published by this host', s => s.bytesSent)
     heartbeatCounter('pgmesh_heartbeats_received_total', 'Heartbeats of other hosts delivered to this host', s => s.received)
     heartbeatCounter('pgmesh_heartbeat_bytes_received_total', 'Heartbeat payload bytes delivered to this host', s => s.bytesReceived)
-    heartbeatCounter('pgmesh_heartbeats_relayed_total', 'Heartbeats of other hosts this host relayed because a host could not hear their author directly', s => s.relayed)
+    heartbeatCounter('pgmesh_heartbeats_relayed_total', 'Heartbeats of other hosts this host relayed because another host asked for them (it cannot hear their author)', s => s.relayed)
     new Gauge({
       name: 'pgmesh_heartbeat_unheard_hosts',
-      help: 'Member hosts this host has not heard from directly for two heartbeat intervals (it asks the others to relay their heartbeats); above 0 for long, a connection between two hosts is broken',
+      help: 'Member hosts this host has no connection to or has heard nothing from for two heartbeat intervals (it asks the others to relay their heartbeats); above 0 for long, a connection between two hosts is broken',
       registers: [r],
       collect () { this.set(source.heartbeats?.()?.unheard ?? 0) }
     })
