@@ -241,7 +241,7 @@ async function benchPgmesh (system: string, leaseMs?: number): Promise<RunResult
     throw err
   } finally {
     cleanups.delete(stop)
-    await cluster.destroy()
+    await stop()
   }
   return results
 }
@@ -312,6 +312,7 @@ async function benchPatroni (system: string, profile: PatroniProfile): Promise<R
   const stop = async (): Promise<void> => {
     for (let i = 0; i < 3; i++) killAll(withDescendants(nodePids(i)))
     for (const e of etcd) e.kill('SIGKILL')
+    await sleep(500) // the killed processes let go of their files
     rmSync(dir, { recursive: true, force: true })
   }
   cleanups.add(stop)
@@ -369,10 +370,7 @@ async function benchPatroni (system: string, profile: PatroniProfile): Promise<R
     }
   } finally {
     cleanups.delete(stop)
-    for (let i = 0; i < 3; i++) killAll(withDescendants(nodePids(i)))
-    for (const e of etcd) e.kill('SIGKILL')
-    await sleep(500)
-    rmSync(dir, { recursive: true, force: true })
+    await stop()
   }
   return results
 }

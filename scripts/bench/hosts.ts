@@ -102,6 +102,7 @@ function between (a: Sample, b: Sample): { cpuPct: number, cpuPctMax: number, rs
   const rss = b.usage.map(u => u.rssMb)
   const rates: Partial<Counters> = {}
   for (const key of Object.keys(COUNTERS) as Array<keyof Counters>) {
+    if (key === 'unheardHosts') continue
     const total = b.counters.reduce((sum, c, i) => sum + c[key] - (a.counters[i]?.[key] ?? 0), 0)
     rates[key] = total / b.counters.length / seconds
   }
