@@ -84,6 +84,8 @@ describe('a three-host mesh', () => {
     expect(listed).toEqual(['host-1', 'host-2', 'host-3'])
     const metrics = await (await fetch(`${h1.url}/metrics`)).text()
     expect(metrics).toMatch(/^pgmesh_mesh_peers 2$/m)
+    // The executable found Automerge's WebAssembly memory (it watches from before Automerge loads).
+    expect(Number(/^pgmesh_automerge_memory_bytes (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0)
     await intruder.stop()
     await keyless.stop()
   })

@@ -66,9 +66,17 @@ async function throughput (d: DaemonProcess, path: () => string, headers: Record
 }
 
 async function rssMb (d: DaemonProcess): Promise<number> {
+  return (await memoryMb(d)).rss
+}
+
+/** Resident memory and, of it, Automerge's WebAssembly memory (which never shrinks), from the daemon's metrics. */
+async function memoryMb (d: DaemonProcess): Promise<{ rss: number, automerge: number }> {
   const text = await (await fetch(`${d.url}/metrics`)).text()
-  const m = /^pgmesh_process_resident_memory_bytes (\d+)/m.exec(text)
-  return m === null ? Number.NaN : Number(m[1]) / 1e6
+  const read = (name: string): number => {
+    const m = new RegExp(`^${name} (\\d+)`, 'm').exec(text)
+    return m === null ? Number.NaN : Number(m[1]) / 1e6
+  }
+  return { rss: read('pgmesh_process_resident_memory_bytes'), automerge: read('pgmesh_automerge_memory_bytes') }
 }
 
 /** Bytes of the host's durable document (the state directory's files). */
@@ -120,7 +128,7 @@ async function run (databases: number): Promise<void> {
     let n = 0
     const one = await throughput(h1, () => `/v1/databases/db-${(n++) % databases}`)
     console.log(`[${databases}] GET /v1/databases/{id}: ${fmt(one.wall, 0)} requests/s, ${fmt(one.perCore, 0)} per daemon CPU-second (${fmt(one.perCore / 5000, 2)}× the 5,000/s target)`)
-    const loadedRss = await rssMb(h1)
+    const { rss: loadedRss, automerge: createdAutomerge } = await memoryMb(h1)
     const onDisk = await documentBytes(h1)
 
     // A restart: from the process start to answering /readyz and listing every database.
@@ -146,9 +154,10 @@ async function run (databases: number): Promise<void> {
     console.log(`[${databases}] join, from the joiner's log: ${await joinPhases(join(cluster.root, 'host-2.log'))}`)
     // V8 keeps the garbage of a burst (the first listing, a join) until its memory reducer runs in an idle moment.
     await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
-    const [settledH1, settledH2] = [await rssMb(h1), await rssMb(h2)]
+    const [settledH1, settledH2] = [await memoryMb(h1), await memoryMb(h2)]
     console.log(`[${databases}] RSS: idle ${fmt(idleRss)} MB, holding ${databases} ${fmt(loadedRss)} MB (after the requests above), after a restart ${fmt(restartedRss)} MB, joined host ${fmt(joinedRss)} MB (${fmt(Math.max(restartedRss, joinedRss) / 150, 2)}× the 150 MB target); ` +
-      `both after ${SETTLE_MS / 1000} s idle: ${fmt(settledH1)} / ${fmt(settledH2)} MB (${fmt(Math.max(settledH1, settledH2) / 150, 2)}×)`)
+      `both after ${SETTLE_MS / 1000} s idle: ${fmt(settledH1.rss)} / ${fmt(settledH2.rss)} MB (${fmt(Math.max(settledH1.rss, settledH2.rss) / 150, 2)}×), ` +
+      `of which Automerge's WebAssembly memory ${fmt(settledH1.automerge)} / ${fmt(settledH2.automerge)} MB (the creating host's: ${fmt(createdAutomerge)} MB)`)
   } finally {
     await cluster.destroy({ graceful: true })
   }

@@ -8,6 +8,7 @@ import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
 import { defaultImage, EMBEDDED_MANIFEST, type HostObserved, manifestRepositories, type PgVersion } from '@pgmesh/model'
 import { Reconciler, reconcilerHost } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
+import { automergeMemoryBytes } from './automerge-memory.js'
 import type { DaemonConfig } from './config.js'
 
 /** Paths whose values never reach a log line. */
@@ -36,6 +37,8 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   const host = await Host.open(await withDefaultPostgresVersion(config), logger, {
     ownInstances: () => reconciler?.observedInstances() ?? [],
     components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {},
+    // Automerge has loaded with the daemon's modules: its memory is known here unless `pgmesh run` did not watch for it.
+    ...(automergeMemoryBytes() === undefined ? {} : { automergeMemoryBytes: () => automergeMemoryBytes() ?? Number.NaN }),
     ...(versions === undefined ? {} : { postgresVersions: versions.current })
   })
   opened = host

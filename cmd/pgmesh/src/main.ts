@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander'
 import type { FileConfig } from './config.js'
+import { watchAutomergeMemory } from './automerge-memory.js'
 import { EXIT, registerClientCommands } from './cli/index.js'
 
 // The daemon's modules (libp2p, Automerge, the orchestrators) load only for the commands that need them: the
@@ -47,6 +48,7 @@ program.command('run')
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).env('PGMESH_LOG_LEVEL'))
   .addOption(new Option('--reconcile <bool>', 'manage instances on this host (false: a control-only host)').choices(['true', 'false']).env('PGMESH_RECONCILE').argParser(v => v === 'true'))
   .action(async (opts: Record<string, unknown>, command: Command) => {
+    watchAutomergeMemory() // before Automerge loads with the daemon's modules
     const { daemon: { REDACT, runDaemon }, config: { loadConfigFile, resolveConfig }, pino } = await daemonModules()
     const fromFile = typeof opts.config === 'string' ? await loadConfigFile(opts.config) : {}
     const fromArgs: FileConfig = {}

@@ -45,4 +45,6 @@ export interface HostSources {
   components?: Readonly<Record<string, () => ComponentStatus>>
   /** The Postgres versions this host can run (the hosts' `default_pgedge_version` and `supported_pgedge_versions`). */
   postgresVersions?: () => HostObserved['postgres_versions']
+  /** Bytes of Automerge's WebAssembly memory, when the executable can see it (the `pgmesh_automerge_memory_bytes` gauge). */
+  automergeMemoryBytes?: () => number
 }

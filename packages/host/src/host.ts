@@ -117,7 +117,8 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       replication: () => this.replicator?.stats,
       heartbeats: () => this.heartbeats?.stats,
       mesh: () => this.mesh?.stats(),
-      generationGap: () => this.replicator?.generationGap !== undefined
+      generationGap: () => this.replicator?.generationGap !== undefined,
+      ...(sources.automergeMemoryBytes === undefined ? {} : { automergeMemoryBytes: sources.automergeMemoryBytes })
     })
     this.refused = new RefusedMessages(log.child({ component: 'members' }), (kind) => { this.metrics.refusedMessages.inc({ kind }) })
     state.on('change', (event) => {

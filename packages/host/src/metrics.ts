@@ -24,6 +24,8 @@ export class HostMetrics {
     mesh?: () => MeshStats | undefined
     /** Whether this host's document cannot move to the cluster's later generation (GenerationGapError). */
     generationGap?: () => boolean
+    /** Bytes of Automerge's WebAssembly memory (it only grows: a whole-document load leaves its peak). */
+    automergeMemoryBytes?: () => number
   }) {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'pgmesh_' })
@@ -35,6 +37,15 @@ export class HostMetrics {
       registers: [r],
       collect () { this.set(source.generationGap?.() === true ? 1 : 0) }
     })
+    const automergeMemoryBytes = source.automergeMemoryBytes
+    if (automergeMemoryBytes !== undefined) {
+      new Gauge({
+        name: 'pgmesh_automerge_memory_bytes',
+        help: "Size of Automerge's WebAssembly memory, bytes: part of the resident memory; it never shrinks, so it holds the peak of the largest document load or sync",
+        registers: [r],
+        collect () { this.set(automergeMemoryBytes()) }
+      })
+    }
     new Gauge({ name: 'pgmesh_document_bytes', help: 'Size of the cluster document on disk (snapshot plus change log), bytes', registers: [r], collect () { this.set(source.documentBytes()) } })
     const counter = (name: string, help: string, pick: (s: NonNullable<ReturnType<typeof source.replication>>) => number): void => {
       // Mirrors a monotonically increasing total kept by the replicator.
