@@ -60,14 +60,17 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
 
   static async open (options: ClusterStateOptions): Promise<ClusterState> {
     const state = new ClusterState(options)
-    const { log, chunks, droppedBytes } = await DocLog.open(options.dir, () => A.save(state.current), options.logger)
+    const { log, snapshot, chunks, droppedBytes } = await DocLog.open(options.dir, () => A.save(state.current), options.logger)
     state.log = log
     state.droppedBytesAtOpen = droppedBytes
     // A fresh actor id on every start: reusing one after a crash that lost local changes would forge history.
     const actor = randomBytes(16).toString('hex')
     // One load of the snapshot and log records together: a loadIncremental per record and a clone for the new actor
-    // took 160 s for 36,000 changes, this takes 3 s.
-    state.current = chunks.length === 0 ? A.init<Partial<ClusterDoc>>({ actor }) : A.load<Partial<ClusterDoc>>(concatenate(chunks), { actor })
+    // took 160 s for 36,000 changes, this takes 3 s. A long log (a crash before compaction) is first applied in
+    // batches (`withLogApplied`): one load of 1,000 change records left 202 MB of WebAssembly memory, which never shrinks.
+    const records = snapshot === undefined ? chunks : chunks.slice(1)
+    const bytes = records.length < LOG_RECORDS_PER_BATCH ? concatenate(chunks) : withLogApplied(snapshot, records)
+    state.current = chunks.length === 0 ? A.init<Partial<ClusterDoc>>({ actor }) : A.load<Partial<ClusterDoc>>(bytes, { actor })
     state.indexChanges(A.getChangesMetaSince(state.current, []))
     return state
   }
@@ -248,6 +251,29 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
 /** Whether two heads lists name the same version (Automerge returns heads sorted). */
 export function sameHeads (a: A.Heads, b: A.Heads): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
+}
+
+/** Log records applied per step by `withLogApplied`. */
+const LOG_RECORDS_PER_BATCH = 100
+
+/**
+ * The snapshot with the log's records applied, saved as one document. Automerge's memory for applying changes grows
+ * with how many it applies at once (the changes of 1,000 databases at once: 202 MB of WebAssembly memory; by 100,
+ * saved, and the save loaded: 55.5 MB, what loading that document takes anyway; twice the time, 2 s → 4-6 s on the
+ * 2-core machine), so the records go in batches, straight into the backend of a scratch document: through
+ * `A.loadIncremental` the JavaScript side would build every batch's patches (slower still), and moving the diff
+ * cursor after each batch keeps the backend from logging those patches instead (which took 100 MB).
+ */
+function withLogApplied (snapshot: Uint8Array | undefined, records: Uint8Array[]): Uint8Array {
+  const scratch = snapshot === undefined ? A.init() : A.load(snapshot)
+  const backend = A.getBackend(scratch)
+  for (let i = 0; i < records.length; i += LOG_RECORDS_PER_BATCH) {
+    backend.loadIncremental(concatenate(records.slice(i, i + LOG_RECORDS_PER_BATCH)))
+    backend.updateDiffCursor()
+  }
+  const saved = backend.save()
+  A.free(scratch)
+  return saved
 }
 
 function concatenate (chunks: Uint8Array[]): Uint8Array {

@@ -45,6 +45,27 @@ describe('document log', () => {
     expect(again.doc.databases?.after).toEqual({ ok: true })
   })
 
+  it('loads a long log (a crash before compaction) in batches to the same document, with and without a snapshot', async () => {
+    const state = await ClusterState.open({ dir, hostId: 'h1', logger })
+    await state.initialize('c1')
+    for (let i = 0; i < 250; i++) await state.change({ op: 'test' }, d => { d.databases[`db${i}`] = { name: `app_${i}` } as never })
+    // No close(): the log holds 251 records and there is no snapshot.
+    const reopened = await ClusterState.open({ dir, hostId: 'h1', logger })
+    expect(reopened.heads()).toEqual(state.heads())
+    expect(A.save(reopened.doc)).toEqual(A.save(state.doc))
+    expect(reopened.changes()).toHaveLength(251)
+    await reopened.close() // now a snapshot, and an empty log
+    const again = await ClusterState.open({ dir, hostId: 'h1', logger })
+    for (let i = 0; i < 150; i++) await again.change({ op: 'test' }, d => { d.databases[`more${i}`] = { i } as never })
+    const last = await ClusterState.open({ dir, hostId: 'h1', logger })
+    expect(last.heads()).toEqual(again.heads())
+    expect(Object.keys(last.doc.databases ?? {})).toHaveLength(400)
+    expect(last.doc.databases?.db7).toEqual({ name: 'app_7' })
+    // and its own changes go on from there
+    await last.change({ op: 'test' }, d => { d.databases.after = { ok: true } as never })
+    expect((await ClusterState.open({ dir, hostId: 'h1', logger })).doc.databases?.after).toEqual({ ok: true })
+  })
+
   it('compacts into a snapshot on close and loads from it', async () => {
     const state = await ClusterState.open({ dir, hostId: 'h1', logger })
     await state.initialize('c1')

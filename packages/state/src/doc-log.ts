@@ -15,6 +15,8 @@ export interface LoadedDocLog {
   log: DocLog
   /** The snapshot (if any) followed by every intact log record, in order. */
   chunks: Uint8Array[]
+  /** The snapshot, also `chunks[0]`; undefined when there is none. */
+  snapshot: Uint8Array | undefined
   /** Bytes dropped from a torn or corrupt tail. */
   droppedBytes: number
 }
@@ -54,12 +56,14 @@ export class DocLog {
     const chunks: Uint8Array[] = []
     let droppedBytes = 0
     const snapshot = await readIfExists(join(dir, SNAPSHOT))
+    let snapshotDocument: Uint8Array | undefined
     if (snapshot !== undefined) {
       const { records, validBytes } = parseRecords(snapshot)
       if (records.length !== 1 || validBytes !== snapshot.length) {
         // The snapshot is only ever replaced by an atomic rename, so this means the disk itself lost data.
         throw new Error(`document snapshot ${join(dir, SNAPSHOT)} is corrupt`)
       }
+      snapshotDocument = records[0]
       chunks.push(...records)
     }
     const logFile = join(dir, LOG)
@@ -73,7 +77,7 @@ export class DocLog {
       await handle.truncate(validBytes)
       await handle.datasync()
     }
-    return { log: new DocLog(dir, handle, validBytes, records.length, snapshot?.length ?? 0, snapshotSource, log), chunks, droppedBytes }
+    return { log: new DocLog(dir, handle, validBytes, records.length, snapshot?.length ?? 0, snapshotSource, log), chunks, snapshot: snapshotDocument, droppedBytes }
   }
 
   /** Appends one record; resolves once it is on disk. */
