@@ -192,6 +192,15 @@ describe('ConcurrentWrites', () => {
     writes.update(history)
     expect(writes.isContested('conf')).toBe(true)
     expect(writes.isContested('db')).toBe(false)
+    // Changes on top of everything decode nothing more; one made beside all of them since `g` (a host that was cut
+    // off since then) makes every change after `g` concurrent.
+    history.push({ hash: 'm2', deps: ['a2', 'b2'] }, { hash: 'c', deps: ['m2'] })
+    decoded.length = 0
+    writes.update(history)
+    expect(decoded).toEqual([])
+    history.push({ hash: 'late', deps: ['g'] })
+    writes.update(history)
+    expect(decoded.sort()).toEqual(['c', 'late', 'm', 'm2'])
     writes.reset()
     expect(writes.isContested('conf')).toBe(false)
   })

@@ -28,12 +28,11 @@ export interface WrittenOp {
  */
 export class ConcurrentWrites {
   private readonly index = new Map<string, number>()
-  private readonly deps: number[][] = []
   private readonly hashes: string[] = []
-  /** Heads of the changes seen so far (indices). */
+  /** Heads of the changes seen so far (indices in causal order). */
   private heads = new Set<number>()
-  /** Changes found concurrent with another; their writes are in `writers`. */
-  private readonly concurrent = new Set<number>()
+  /** Per change: still ordered with every change seen so far. Once concurrent, always (history only grows). */
+  private readonly ordered: boolean[] = []
   /** `obj\0key` → the first concurrent change that wrote it. */
   private readonly writers = new Map<string, number>()
   private readonly contested = new Set<string>()
@@ -50,80 +49,61 @@ export class ConcurrentWrites {
 
   /**
    * Takes in the changes after the ones seen so far (`changes` is the whole history in causal order, as
-   * `ClusterState.changes()` gives it; it only grows until `reset`). A change made on top of every change seen so far
-   * (a local change, or a peer's made after it got everything here) costs a set update.
+   * `ClusterState.changes()` gives it; it only grows until `reset`).
+   *
+   * In causal order, change i is ordered with every other one when it is the only head of the changes up to it and
+   * the only root of the changes from it on: no later change has all its parents before i. New changes leave the
+   * first condition of the earlier ones as it was; the second fails exactly for the earlier changes after the
+   * latest parent of some new change (its fork point). So the cost is the new changes plus, for a change made beside
+   * others, the stretch since its fork point; a change made on top of every other one (a local change, or a peer's
+   * made after it got everything here) has its fork point at the last change, and costs a set update.
    */
   update (changes: readonly ChangeLink[]): void {
     const start = this.hashes.length
     if (changes.length === start || this.unknowable) return
-    let linear = true
+    const latestParents: number[] = []
     for (let i = start; i < changes.length; i++) {
       const change = changes[i] as ChangeLink
-      const deps: number[] = []
+      let latestParent = -1
       for (const dep of change.deps) {
         const d = this.index.get(dep)
         if (d === undefined) {
           this.unknowable = true
           return
         }
-        deps.push(d)
+        latestParent = Math.max(latestParent, d)
+        this.heads.delete(d)
       }
-      if (deps.length !== this.heads.size || !deps.every(d => this.heads.has(d))) linear = false
-      for (const d of deps) this.heads.delete(d)
       this.heads.add(i)
       this.index.set(change.hash, i)
       this.hashes.push(change.hash)
-      this.deps.push(deps)
+      this.ordered.push(this.heads.size === 1)
+      latestParents.push(latestParent)
     }
-    if (!linear) this.findConcurrent()
+    // Backwards through the new changes: the earliest fork point of the changes after each.
+    let forkPoint = Number.POSITIVE_INFINITY
+    for (let i = changes.length - 1; i >= start; i--) {
+      if (forkPoint < i) this.ordered[i] = false
+      forkPoint = Math.min(forkPoint, latestParents[i - start] as number)
+    }
+    for (let i = Math.max(forkPoint + 1, 0); i < start; i++) {
+      if (this.ordered[i] === true) {
+        this.ordered[i] = false
+        this.recordWrites(i)
+      }
+    }
+    for (let i = start; i < changes.length; i++) if (this.ordered[i] === false) this.recordWrites(i)
   }
 
   /** Forgets everything (a new document generation starts its history again). */
   reset (): void {
     this.index.clear()
-    this.deps.length = 0
     this.hashes.length = 0
     this.heads = new Set()
-    this.concurrent.clear()
+    this.ordered.length = 0
     this.writers.clear()
     this.contested.clear()
     this.unknowable = false
-  }
-
-  /**
-   * A change is ordered with every other one when, in causal order, it is the only head of the changes up to it and
-   * the only root of the changes from it on. Every other change is concurrent with some change.
-   */
-  private findConcurrent (): void {
-    const n = this.hashes.length
-    const ordered = new Uint8Array(n)
-    const isHead = new Uint8Array(n)
-    let heads = 0
-    for (let i = 0; i < n; i++) {
-      heads++
-      isHead[i] = 1
-      for (const d of this.deps[i] as number[]) {
-        if (isHead[d] === 1) { isHead[d] = 0; heads-- }
-      }
-      if (heads === 1) ordered[i] = 1
-    }
-    const children: number[][] = Array.from({ length: n }, () => [])
-    for (let i = 0; i < n; i++) for (const d of this.deps[i] as number[]) children[d]?.push(i)
-    const parentsAfter = new Int32Array(n)
-    let roots = 0
-    for (let i = n - 1; i >= 0; i--) {
-      roots++
-      for (const child of children[i] as number[]) {
-        if (parentsAfter[child] === 0) roots--
-        parentsAfter[child] = (parentsAfter[child] ?? 0) + 1
-      }
-      if (roots !== 1) ordered[i] = 0
-    }
-    for (let i = 0; i < n; i++) {
-      if (ordered[i] === 1 || this.concurrent.has(i)) continue
-      this.concurrent.add(i)
-      this.recordWrites(i)
-    }
   }
 
   private recordWrites (change: number): void {
