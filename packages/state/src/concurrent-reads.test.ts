@@ -205,6 +205,24 @@ describe('ConcurrentWrites', () => {
     expect(writes.isContested('conf')).toBe(false)
   })
 
+  it('contests everything, decoding nothing more, once over a quarter of a long history is concurrent', () => {
+    ops.clear()
+    const decoded: string[] = []
+    const writes = new ConcurrentWrites(hash => { decoded.push(hash); return [] })
+    const history = [{ hash: 'g', deps: [] as string[] }]
+    for (let i = 0; i < 1000; i++) history.push({ hash: `l${i}`, deps: [history[history.length - 1]?.hash ?? 'g'] })
+    // Beside the last 200 changes: 201 concurrent changes of 1,002, decoded.
+    history.push({ hash: 'beside-200', deps: ['l799'] })
+    writes.update(history)
+    expect(decoded).toHaveLength(201)
+    expect(writes.isContested('anything')).toBe(false)
+    // Beside the last 400 as well: too many to decode.
+    history.push({ hash: 'beside-400', deps: ['l599'] })
+    writes.update(history)
+    expect(decoded).toHaveLength(201)
+    expect(writes.isContested('anything')).toBe(true)
+  })
+
   it('contests everything when a change comes before one it depends on', () => {
     ops.clear()
     const writes = index()
