@@ -98,6 +98,29 @@ describe('conflicts', () => {
   })
 })
 
+describe('conflicts after the first reads', () => {
+  it('go once an update settles them, and a database created on two hosts while apart shows both creates', async () => {
+    expect(a.databases.list().databases.map(d => d.conflicts)).toEqual([undefined])
+    await a.databases.update('db', { spec: spec('sk-base', '8MB') })
+    await b.databases.update('db', { spec: spec('sk-base', '16MB') })
+    merge(b, a)
+    expect(a.databases.get('db').conflicts?.map(c => c.path)).toEqual(['spec.postgresql_conf.work_mem'])
+    await a.databases.update('db', { spec: spec('sk-base', '32MB') })
+    merge(a, b)
+    for (const replica of [a, b]) {
+      const view = replica.databases.get('db')
+      expect(view.conflicts).toBeUndefined()
+      expect((view.spec.postgresql_conf as Record<string, unknown>).work_mem).toBe('32MB')
+    }
+
+    await a.databases.create({ id: 'twice', spec: spec('sk-a', '8MB') })
+    await b.databases.create({ id: 'twice', spec: spec('sk-b', '8MB') })
+    merge(b, a)
+    expect(a.databases.get('twice').conflicts?.length).toBeGreaterThan(0)
+    expect(a.databases.get('db').conflicts).toBeUndefined()
+  })
+})
+
 describe('views after changes', () => {
   it('follow local writes, merged remote writes and the set of known hosts', async () => {
     const before = a.databases.get('db')

@@ -210,7 +210,8 @@ export class Databases {
    */
   private conflicts (id: string, specConflicts: readonly FieldConflict[]): DatabaseConflict[] {
     const databases = this.ctx.state.doc.databases as Record<string, unknown>
-    const own = keyConflict(databases, id, '')
+    // Asking Automerge for the key's values costs a WebAssembly call per database; most documents surely have one.
+    const own = this.ctx.state.mayHoldConcurrentValues(['databases']) ? keyConflict(databases, id, '') : undefined
     // Both sides writing the same value is agreement, not a conflict (say, the same edit sent to two hosts).
     const all = [...(own === undefined || new Set(own.values.map(v => JSON.stringify(v))).size < 2 ? [] : [own]), ...specConflicts]
     return all.map(c => conflictView(c, actor => this.ctx.state.hostOfActor(actor) ?? actor))

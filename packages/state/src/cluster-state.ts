@@ -6,7 +6,8 @@ import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { replayOwnEdits } from './generation.js'
-import { type MergedRead, readMerged } from './merged-read.js'
+import { ConcurrentWrites } from './concurrent-writes.js'
+import { type MergedRead, readMaterialized, readMerged } from './merged-read.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
 
@@ -50,6 +51,8 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   /** Which host made the changes of each Automerge actor (an actor is one process of one host). */
   private readonly actorHosts = new Map<string, string>()
   private readonly changeLog: ChangeRecord[] = []
+  /** Where concurrent values may be, so current reads elsewhere take the materialized document as it is. */
+  private readonly concurrentWrites = new ConcurrentWrites(hash => A.getBackend(this.current).getDecodedChangeByHash(hash)?.ops)
 
   private constructor (options: ClusterStateOptions) {
     super()
@@ -176,6 +179,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     await this.log.flush()
     this.current = doc
     this.changeLog.length = 0
+    this.concurrentWrites.reset()
     this.actorHosts.clear()
     this.indexChanges(A.getChangesMetaSince(doc, []))
     await this.log.compact()
@@ -207,7 +211,23 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
    */
   readMerged<T = Record<string, unknown>> (path: readonly string[], heads?: A.Heads): MergedRead<T> | undefined {
     if (heads !== undefined && !A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
+    if (heads === undefined || sameHeads(heads, this.heads())) {
+      // Most records hold no concurrent values: copied from the materialized document, ~100× cheaper than the walk.
+      this.concurrentWrites.update(this.changeLog)
+      const read = readMaterialized(this.current, path, obj => this.concurrentWrites.isContested(obj))
+      if (read !== null) return read as MergedRead<T> | undefined
+      return readMerged(this.current, path) as MergedRead<T> | undefined
+    }
     return readMerged(this.current, path, heads) as MergedRead<T> | undefined
+  }
+
+  /** Whether the map at `path` may hold a key with concurrent values (false only when it surely holds none). */
+  mayHoldConcurrentValues (path: readonly string[]): boolean {
+    this.concurrentWrites.update(this.changeLog)
+    let value: unknown = this.current
+    for (const key of path) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined
+    const obj = typeof value === 'object' && value !== null ? A.getObjectId(value) : null
+    return obj === null || this.concurrentWrites.isContested(obj)
   }
 
   /** Paths changed between two versions; `before` from an earlier generation reads as a change of the whole document. */

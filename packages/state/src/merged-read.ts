@@ -36,6 +36,55 @@ export function readMerged (doc: A.Doc<unknown>, path: readonly string[], heads?
 }
 
 /**
+ * `readMerged`'s result read from the document's materialized value instead of the Automerge backend, for a
+ * document's current version: `null` when an object under `path` is `contested` (may hold a key with concurrent
+ * values, which only the backend shows), so the caller reads it with `readMerged`. Without concurrent values both
+ * reads are the winning values, converted alike; this one costs a copy instead of a WebAssembly call per key.
+ */
+export function readMaterialized (doc: A.Doc<unknown>, path: readonly string[], contested: (obj: string) => boolean): MergedRead | undefined | null {
+  let value: unknown = doc
+  for (const key of path) {
+    value = isMap(value) ? value[key] : undefined
+  }
+  if (!isMap(value)) return undefined
+  const plain = plainOf(value, contested)
+  return plain === CONTESTED ? null : { value: plain as Record<string, unknown>, conflicts: [] }
+}
+
+const CONTESTED = Symbol('contested')
+
+function isMap (value: unknown): value is MapProxy {
+  return Object.prototype.toString.call(value) === '[object Object]' && !A.isImmutableString(value) && !A.isCounter(value) && A.getObjectId(value) !== null
+}
+
+function plainOf (value: unknown, contested: (obj: string) => boolean): unknown {
+  if (typeof value !== 'object' || value === null) return value
+  if (value instanceof Date) return value.toISOString()
+  if (value instanceof Uint8Array) return value.slice()
+  if (A.isImmutableString(value)) return value.toString()
+  if (A.isCounter(value)) return value.value
+  const obj = A.getObjectId(value)
+  if (obj === null) return CONTESTED // nothing Automerge materializes: let the backend read it
+  if (contested(obj)) return CONTESTED
+  if (Array.isArray(value)) {
+    const items: unknown[] = []
+    for (const item of value) {
+      const plain = plainOf(item, contested)
+      if (plain === CONTESTED) return CONTESTED
+      items.push(plain)
+    }
+    return items
+  }
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(value)) {
+    const plain = plainOf((value as MapProxy)[key], contested)
+    if (plain === CONTESTED) return CONTESTED
+    out[key] = plain
+  }
+  return out
+}
+
+/**
  * Inside a change callback: the map at `parent[key]` as one writable map. Created when absent; when hosts created
  * it concurrently, replaced by one new map holding their merged contents, so the Automerge-level conflict is gone
  * and later writes land in the map every host reads. `doc` is the change callback's root proxy.
