@@ -67,8 +67,8 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   /**
    * The latest transitions of `current`, oldest first, each starting where the one before ended: `diff` between two
    * versions in here concatenates their patches, which Automerge made anyway while applying them. Automerge's own
-   * diff between two versions walks the whole document (12 ms per change at 2,500 databases, and more the further
-   * apart they are).
+   * diff between two versions walks the whole document, the more the further apart they are: with 4 clients
+   * creating databases on a host holding 2,500, it was 83% of the daemon's CPU.
    */
   private transitions: Transition[] = []
   private keptPatches = 0
