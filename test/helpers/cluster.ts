@@ -96,7 +96,8 @@ export class DaemonProcess {
     const address = o.address ?? '127.0.0.1'
     // PGMESH_DAEMON_NODE_ARGS: Node options for every daemon (say `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a bench).
     const nodeArgs = (process.env.PGMESH_DAEMON_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
-    const args = [...nodeArgs, MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
+    // PGMESH_DAEMON_BIN: another build's bundle (a bench comparing two builds on one data dir), read at each start.
+    const args = [...nodeArgs, process.env.PGMESH_DAEMON_BIN ?? MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
       '--listen', `/ip4/${address}/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug', ...(o.args ?? [])]
     // Hosts in network namespaces listen on non-loopback addresses: plain HTTP there must be asked for.
     if (!address.startsWith('127.') && o.https !== true) args.push('--insecure-http')

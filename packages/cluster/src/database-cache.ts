@@ -15,6 +15,8 @@ import { type ClusterState, sameHeads } from '@pgmesh/state'
 export class DatabaseCache<T> {
   private heads: A.Heads | undefined
   private readonly entries = new Map<string, T | null>()
+  /** The ids of the built entries by their current task, so a task's change finds its database without a scan. */
+  private readonly byTask = new Map<string, Set<string>>()
   /** The database ids in the document, sorted; recomputed after any change. */
   private ids: string[] | undefined
   private changes = 0
@@ -50,19 +52,41 @@ export class DatabaseCache<T> {
     if (entry === undefined) {
       entry = this.build(id) ?? null
       this.entries.set(id, entry)
+      if (entry !== null) {
+        const task = this.taskOf(entry)
+        const ids = this.byTask.get(task)
+        if (ids === undefined) this.byTask.set(task, new Set([id]))
+        else ids.add(id)
+      }
     }
     return entry ?? undefined
+  }
+
+  private drop (id: string): void {
+    const entry = this.entries.get(id)
+    if (entry === undefined) return
+    this.entries.delete(id)
+    if (entry === null) return
+    const task = this.taskOf(entry)
+    const ids = this.byTask.get(task)
+    ids?.delete(id)
+    if (ids?.size === 0) this.byTask.delete(task)
+  }
+
+  private dropAll (): void {
+    this.entries.clear()
+    this.byTask.clear()
   }
 
   private refresh (): void {
     const heads = this.state.heads()
     if (this.heads !== undefined && sameHeads(this.heads, heads)) return
-    if (this.heads === undefined) this.entries.clear()
+    if (this.heads === undefined) this.dropAll()
     else this.invalidate(this.state.diff(this.heads, heads))
     const records = this.state.changes()
     for (let i = this.seenChanges; i < records.length; i++) {
       const entity = records[i]?.meta?.entity
-      if (entity !== undefined) this.entries.delete(entity)
+      if (entity !== undefined) this.drop(entity)
     }
     this.seenChanges = records.length
     this.heads = heads
@@ -75,17 +99,16 @@ export class DatabaseCache<T> {
     for (const { path } of patches) {
       const [root, key] = path
       if (root === 'databases' && key !== undefined) {
-        this.entries.delete(String(key))
+        this.drop(String(key))
       } else if (root === 'tasks' && key !== undefined) {
         tasks.add(String(key))
       } else if (root === 'hosts' || root === 'databases' || root === 'tasks' || root === undefined) {
-        this.entries.clear()
+        this.dropAll()
         return
       }
     }
-    if (tasks.size === 0) return
-    for (const [id, entry] of this.entries) {
-      if (entry !== null && tasks.has(this.taskOf(entry))) this.entries.delete(id)
+    for (const task of tasks) {
+      for (const id of [...this.byTask.get(task) ?? []]) this.drop(id)
     }
   }
 }

@@ -176,7 +176,8 @@ function sync (from: Replica, to: Replica, count: number | undefined): void {
   // getAllChanges lists a change after its dependencies, so any prefix of what is missing is causally complete.
   const missing = A.getAllChanges(from.state.doc).filter(c => !have.has(A.decodeChange(c).hash))
   if (missing.length === 0) return
-  to.state.applyRemote(from.hostId, doc => [A.applyChanges(doc, missing.slice(0, count))[0], undefined])
+  // With the patch callback, as the replicator calls it: caches then read the changed paths from these patches.
+  to.state.applyRemote(from.hostId, (doc, options) => [A.applyChanges(doc, missing.slice(0, count), options)[0], undefined])
   expect(A.getMissingDeps(to.state.doc, [])).toEqual([])
 }
 

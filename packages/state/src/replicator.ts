@@ -286,7 +286,7 @@ export class DocReplicator implements Startable {
     this.applyingGossip = true
     const before = this.state.heads()
     try {
-      this.state.applyRemote(from, doc => [A.loadIncremental(doc, changes), undefined])
+      this.state.applyRemote(from, (doc, options) => [A.loadIncremental(doc, changes, options), undefined])
     } catch (err) {
       this.log.warn({ err, from }, 'ignored an undecodable gossiped change')
       return
@@ -379,8 +379,8 @@ export class DocReplicator implements Startable {
       } catch { /* receiveSyncMessage below reports it */ }
       const target = p
       try {
-        this.state.applyRemote(peer, doc => {
-          const [next, syncState] = A.receiveSyncMessage(doc, target.state, payload)
+        this.state.applyRemote(peer, (doc, options) => {
+          const [next, syncState] = A.receiveSyncMessage(doc, target.state, payload, options)
           target.state = syncState
           return [next, undefined]
         })

@@ -1,0 +1,70 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as A from '@automerge/automerge'
+import pino from 'pino'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ClusterState } from './cluster-state.js'
+
+const logger = pino({ level: 'silent' })
+
+/** The distinct `root/key` prefixes of the patches' paths: what a reader of `diff` invalidates by. */
+function touched (patches: A.Patch[]): string[] {
+  return [...new Set(patches.map(p => p.path.slice(0, 2).join('/')))].sort()
+}
+
+describe('ClusterState.diff', () => {
+  let dir: string
+  const states: ClusterState[] = []
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'pgmesh-state-')) })
+  afterEach(async () => {
+    for (const s of states.splice(0)) await s.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  async function open (name: string): Promise<ClusterState> {
+    const state = await ClusterState.open({ dir: join(dir, name), hostId: name, logger })
+    states.push(state)
+    return state
+  }
+
+  it('names the paths each change between two versions touched, local or remote, however far apart the versions', async () => {
+    const a = await open('a')
+    const b = await open('b')
+    await a.initialize('c1')
+    b.applyRemote('a', (doc, options) => [A.loadIncremental(doc, a.saveSince([]), options), undefined])
+    const versions = [a.heads()]
+    for (let i = 0; i < 6; i++) {
+      await a.change({ op: 'test', entity: `db${i}` }, d => { d.databases[`db${i}`] = { spec: { n: i } } as never })
+      versions.push(a.heads())
+      const before = b.heads()
+      await b.change({ op: 'test' }, d => { d.tasks[`t${i}`] = { status: 'pending' } as never })
+      // b's change reaches a as gossip does: a remote transition with its patches.
+      a.applyRemote('b', (doc, options) => [A.loadIncremental(doc, b.saveSince(before), options), undefined])
+      versions.push(a.heads())
+    }
+    await a.change({ op: 'test' }, d => { delete d.databases.db0 })
+    versions.push(a.heads())
+    const step = (k: number): string[] => touched(A.diff(a.doc, versions[k]!, versions[k + 1]!))
+    for (let from = 0; from < versions.length; from++) {
+      for (let to = from; to < versions.length; to++) {
+        const paths = touched(a.diff(versions[from]!, versions[to]!))
+        // Each step's paths, so also every path of the net diff (db0, created and deleted, is in the steps only).
+        expect(paths).toEqual([...new Set(Array.from({ length: to - from }, (_, k) => step(from + k)).flat())].sort())
+        expect(paths).toEqual(expect.arrayContaining(touched(A.diff(a.doc, versions[from]!, versions[to]!))))
+      }
+    }
+  })
+
+  it('falls back to Automerge\'s diff for a remote change applied without the patch callback', async () => {
+    const a = await open('a')
+    const b = await open('b')
+    await a.initialize('c1')
+    b.applyRemote('a', doc => [A.loadIncremental(doc, a.saveSince([])), undefined])
+    const before = b.heads()
+    await a.change({ op: 'test' }, d => { d.databases.x = { spec: {} } as never })
+    b.applyRemote('a', doc => [A.loadIncremental(doc, a.saveSince(before)), undefined])
+    expect(touched(b.diff(before, b.heads()))).toEqual(['databases/x'])
+    expect(touched(b.diff([], b.heads()))).toEqual(touched(A.diff(b.doc, [], b.heads())))
+  })
+})
