@@ -6,30 +6,11 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { Agent, request } from 'node:http'
 import { join } from 'node:path'
 import { type DaemonProcess, TestCluster, until } from '../../test/helpers/cluster.js'
+import { benchSpec, percentile, processCpuSeconds } from './common.js'
 
 const SIZES = (process.env.BENCH_DATABASES ?? '1000,10000').split(',').map(Number)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const CONCURRENCY = 8
-
-function percentile (sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
-}
-
-function spec (i: number): Record<string, unknown> {
-  return {
-    database_name: `app_${i}`,
-    postgresql_conf: { max_connections: 200, work_mem: '16MB' },
-    database_users: [{ username: 'admin', password: `secret-${i}`, db_owner: true, attributes: ['LOGIN', 'CREATEDB'] }],
-    nodes: [{ name: 'n1', host_ids: ['host-1'], port: 0 }, { name: 'n2', host_ids: ['host-1'], port: 0 }]
-  }
-}
-
-/** CPU seconds the daemon process has used (all its threads), from /proc. */
-async function cpuSeconds (d: DaemonProcess): Promise<number> {
-  const stat = await readFile(`/proc/${d.pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 /** One GET over a keep-alive connection; the body is read but not decoded (a gzip body stays gzipped). */
 async function get (agent: Agent, url: URL, headers: Record<string, string>): Promise<number> {
@@ -50,7 +31,7 @@ async function get (agent: Agent, url: URL, headers: Record<string, string>): Pr
 async function throughput (d: DaemonProcess, path: () => string, headers: Record<string, string> = {}, expectStatus = 200): Promise<{ wall: number, perCore: number }> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
   const deadline = performance.now() + SECONDS * 1000
-  const cpuBefore = await cpuSeconds(d)
+  const cpuBefore = await processCpuSeconds(d.pid)
   let done = 0
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     while (performance.now() < deadline) {
@@ -60,7 +41,7 @@ async function throughput (d: DaemonProcess, path: () => string, headers: Record
       done++
     }
   }))
-  const cpu = await cpuSeconds(d) - cpuBefore
+  const cpu = await processCpuSeconds(d.pid) - cpuBefore
   agent.destroy()
   return { wall: done / SECONDS, perCore: done / cpu }
 }
@@ -106,7 +87,7 @@ async function run (databases: number): Promise<void> {
     const latencies: number[] = []
     for (let i = 0; i < databases; i++) {
       const t0 = performance.now()
-      const res = await h1.post('/v1/databases', { id: `db-${i}`, spec: spec(i) })
+      const res = await h1.post('/v1/databases', { id: `db-${i}`, spec: benchSpec(i) })
       latencies.push(performance.now() - t0)
       if (res.status !== 200) throw new Error(JSON.stringify(res.body))
     }

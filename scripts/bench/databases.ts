@@ -2,13 +2,10 @@
 // on loopback, process orchestrator), and replication lag under a steady insert load. Prints figures and ratios.
 import pg from 'pg'
 import { type DaemonProcess, TestCluster, until } from '../../test/helpers/cluster.js'
+import { percentile } from './common.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const LAG_ROWS = Number(process.env.BENCH_LAG_ROWS ?? 500)
-
-function percentile (sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
-}
 
 async function createAndWait (d: DaemonProcess, id: string, nodes: number): Promise<number> {
   const started = performance.now()

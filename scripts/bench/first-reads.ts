@@ -12,20 +12,12 @@ import * as A from '@automerge/automerge'
 import { ClusterDocument, DataKey, NOTHING_OBSERVED } from '@pgmesh/cluster'
 import { ClusterState } from '@pgmesh/state'
 import pino from 'pino'
+import { benchSpec } from './common.js'
 
 const SIZES = (process.env.BENCH_DATABASES ?? '2000').split(',').map(Number)
 const HOSTS = ['host-1', 'host-2']
 const logger = pino({ level: 'silent' })
 const dataKey = DataKey.generate()
-
-function spec (i: number): Record<string, unknown> {
-  return {
-    database_name: `app_${i}`,
-    postgresql_conf: { max_connections: 200, work_mem: '16MB' },
-    database_users: [{ username: 'admin', password: `secret-${i}`, db_owner: true, attributes: ['LOGIN', 'CREATEDB'] }],
-    nodes: [{ name: 'n1', host_ids: ['host-1'], port: 0 }, { name: 'n2', host_ids: ['host-1'], port: 0 }]
-  }
-}
 
 function documentOf (state: ClusterState, taskDir: string): ClusterDocument {
   return new ClusterDocument({
@@ -76,7 +68,7 @@ async function run (databases: number): Promise<void> {
     await state.change({ op: 'host.join' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h } as never })
     const writer = documentOf(state, join(root, 'tasks'))
     const [, createMs] = await timedAsync(async () => {
-      for (let i = 0; i < databases; i++) await writer.databases.create({ id: `db-${i}`, spec: spec(i) })
+      for (let i = 0; i < databases; i++) await writer.databases.create({ id: `db-${i}`, spec: benchSpec(i) })
     })
     await state.close()
 

@@ -9,6 +9,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { CHANGES_TOPIC } from '@pgmesh/state'
 import { type DaemonProcess, TestCluster, remoteChangeLatencies, until } from '../../test/helpers/cluster.js'
+import { percentile } from './common.js'
 
 const SIZES = (process.env.BENCH_HOSTS ?? '3,10,25,50').split(',').map(Number)
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 200)
@@ -24,11 +25,6 @@ const IDLE_MS = 10_000
 const READY_TIMEOUT_MS = 120_000
 const TARGET_P99_MS: Record<number, number> = { 3: 50, 10: 250, 50: 1000 }
 const CLOCK_TICKS = 100 // USER_HZ on Linux
-
-function percentile (sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
-}
 
 /** CPU seconds (user + system) and RSS of one process, from /proc. */
 async function processUsage (pid: number | undefined): Promise<{ cpuSeconds: number, rssMb: number }> {

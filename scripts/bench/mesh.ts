@@ -1,14 +1,10 @@
 // Mesh benchmark (issue 2): change-to-visible latency on 3 and 10 hosts, join-to-converged with 1,000 databases,
 // RSS per daemon idle and holding those 1,000. Prints figures and their ratio to the targets; not a test.
 import { type DaemonProcess, TestCluster, remoteChangeLatencies, until } from '../../test/helpers/cluster.js'
+import { percentile } from './common.js'
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 200)
 const GAP_MS = 20
-
-function percentile (sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
-}
 
 async function rssMb (d: DaemonProcess): Promise<number> {
   const text = await (await fetch(`${d.url}/metrics`)).text()

@@ -4,42 +4,23 @@
 // profile the daemon). BENCH_COMPARE_BIN, another build's cmd/pgmesh/bin/pgmesh.mjs: after the fill the host is
 // restarted on each build in turn (this one, that one, this one again) and the serial POSTs measured on each, so two
 // builds are compared on the same document without filling it twice.
-import { readFile } from 'node:fs/promises'
 import { type DaemonProcess, TestCluster } from '../../test/helpers/cluster.js'
+import { benchSpec, percentile, processCpuSeconds } from './common.js'
 
 const DATABASES = Number(process.env.BENCH_DATABASES ?? 2500)
 const POSTS = Number(process.env.BENCH_POSTS ?? 100)
 const COMPARE_BIN = process.env.BENCH_COMPARE_BIN
 const FILL_CLIENTS = 4
 
-function spec (i: number): Record<string, unknown> {
-  return {
-    database_name: `app_${i}`,
-    postgresql_conf: { max_connections: 200, work_mem: '16MB' },
-    database_users: [{ username: 'admin', password: `secret-${i}`, db_owner: true, attributes: ['LOGIN', 'CREATEDB'] }],
-    nodes: [{ name: 'n1', host_ids: ['host-1'], port: 0 }, { name: 'n2', host_ids: ['host-1'], port: 0 }]
-  }
-}
-
-async function cpuMs (d: DaemonProcess): Promise<number> {
-  const stat = await readFile(`/proc/${d.pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-
-function percentile (sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN
-}
-
 async function create (d: DaemonProcess, id: string, i: number): Promise<void> {
-  const res = await d.post('/v1/databases', { id, spec: spec(i) })
+  const res = await d.post('/v1/databases', { id, spec: benchSpec(i) })
   if (res.status !== 200) throw new Error(JSON.stringify(res.body))
 }
 
 /** POSTS creates by `clients` concurrent clients; `label` names the build. */
 async function measure (d: DaemonProcess, label: string, round: number, clients: number): Promise<void> {
   const latencies: number[] = []
-  const cpu0 = await cpuMs(d)
+  const cpu0 = 1000 * await processCpuSeconds(d.pid)
   let next = 0
   await Promise.all(Array.from({ length: clients }, async () => {
     while (next < POSTS) {
@@ -49,7 +30,7 @@ async function measure (d: DaemonProcess, label: string, round: number, clients:
       latencies.push(performance.now() - t0)
     }
   }))
-  const cpu = await cpuMs(d) - cpu0
+  const cpu = 1000 * await processCpuSeconds(d.pid) - cpu0
   const sorted = [...latencies].sort((a, b) => a - b)
   const mean = latencies.reduce((a, b) => a + b, 0) / latencies.length
   console.log(`[${DATABASES}${label}] ${POSTS} POSTs to durable, ${clients === 1 ? 'serial' : `${clients} concurrent clients`}: p50 ${percentile(sorted, 0.5).toFixed(1)} ms, ` +
