@@ -7,7 +7,7 @@ import { DocLog } from './doc-log.js'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { replayOwnEdits } from './generation.js'
 import { ConcurrentWrites } from './concurrent-writes.js'
-import { type MergedRead, readMaterialized, readMerged } from './merged-read.js'
+import { materializedMapAt, type MergedRead, readMaterialized, readMerged } from './merged-read.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
 
@@ -85,7 +85,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
 
   static async open (options: ClusterStateOptions): Promise<ClusterState> {
     const state = new ClusterState(options)
-    const { log, snapshot, chunks, droppedBytes } = await DocLog.open(options.dir, () => A.save(state.current), options.logger)
+    const { log, snapshot, records, droppedBytes } = await DocLog.open(options.dir, () => A.save(state.current), options.logger)
     state.log = log
     state.droppedBytesAtOpen = droppedBytes
     // A fresh actor id on every start: reusing one after a crash that lost local changes would forge history.
@@ -93,9 +93,9 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     // One load of the snapshot and log records together: a loadIncremental per record and a clone for the new actor
     // took 160 s for 36,000 changes, this takes 3 s. A long log (a crash before compaction) is first applied in
     // batches (`withLogApplied`): one load of 1,000 change records left 202 MB of WebAssembly memory, which never shrinks.
-    const records = snapshot === undefined ? chunks : chunks.slice(1)
-    const bytes = records.length < LOG_RECORDS_PER_BATCH ? concatenate(chunks) : withLogApplied(snapshot, records)
-    state.current = chunks.length === 0 ? A.init<Partial<ClusterDoc>>({ actor }) : A.load<Partial<ClusterDoc>>(bytes, { actor })
+    const chunks = snapshot === undefined ? records : [snapshot, ...records]
+    if (chunks.length === 0) state.current = A.init<Partial<ClusterDoc>>({ actor })
+    else state.current = A.load<Partial<ClusterDoc>>(records.length < LOG_RECORDS_PER_BATCH ? concatenate(chunks) : withLogApplied(snapshot, records), { actor })
     state.indexChanges(A.getChangesMetaSince(state.current, []))
     return state
   }
@@ -253,9 +253,8 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   /** Whether the map at `path` may hold a key with concurrent values (false only when it surely holds none). */
   mayHoldConcurrentValues (path: readonly string[]): boolean {
     this.concurrentWrites.update(this.changeLog)
-    let value: unknown = this.current
-    for (const key of path) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined
-    const obj = typeof value === 'object' && value !== null ? A.getObjectId(value) : null
+    const map = materializedMapAt(this.current, path)
+    const obj = map === undefined ? null : A.getObjectId(map)
     return obj === null || this.concurrentWrites.isContested(obj)
   }
 

@@ -13,10 +13,10 @@ const COMPACT_AFTER_RECORDS = 2000
 
 export interface LoadedDocLog {
   log: DocLog
-  /** The snapshot (if any) followed by every intact log record, in order. */
-  chunks: Uint8Array[]
-  /** The snapshot, also `chunks[0]`; undefined when there is none. */
+  /** The snapshot document; undefined when there is none. */
   snapshot: Uint8Array | undefined
+  /** Every intact log record after the snapshot, in order. */
+  records: Uint8Array[]
   /** Bytes dropped from a torn or corrupt tail. */
   droppedBytes: number
 }
@@ -53,7 +53,6 @@ export class DocLog {
   static async open (dir: string, snapshotSource: () => Uint8Array, log: Logger): Promise<LoadedDocLog> {
     // The document holds ciphertext only, but its history, hosts and task records are the cluster's own: 0600/0700.
     await mkdir(dir, { recursive: true, mode: 0o700 })
-    const chunks: Uint8Array[] = []
     let droppedBytes = 0
     const snapshot = await readIfExists(join(dir, SNAPSHOT))
     let snapshotDocument: Uint8Array | undefined
@@ -64,12 +63,10 @@ export class DocLog {
         throw new Error(`document snapshot ${join(dir, SNAPSHOT)} is corrupt`)
       }
       snapshotDocument = records[0]
-      chunks.push(...records)
     }
     const logFile = join(dir, LOG)
     const raw = (await readIfExists(logFile)) ?? new Uint8Array()
     const { records, validBytes } = parseRecords(raw)
-    chunks.push(...records)
     const handle = await open(logFile, 'a+', 0o600)
     if (validBytes < raw.length) {
       droppedBytes = raw.length - validBytes
@@ -77,7 +74,7 @@ export class DocLog {
       await handle.truncate(validBytes)
       await handle.datasync()
     }
-    return { log: new DocLog(dir, handle, validBytes, records.length, snapshot?.length ?? 0, snapshotSource, log), chunks, snapshot: snapshotDocument, droppedBytes }
+    return { log: new DocLog(dir, handle, validBytes, records.length, snapshot?.length ?? 0, snapshotSource, log), snapshot: snapshotDocument, records, droppedBytes }
   }
 
   /** Appends one record; resolves once it is on disk. */

@@ -42,13 +42,17 @@ export function readMerged (doc: A.Doc<unknown>, path: readonly string[], heads?
  * reads are the winning values, converted alike; this one costs a copy instead of a WebAssembly call per key.
  */
 export function readMaterialized (doc: A.Doc<unknown>, path: readonly string[], contested: (obj: string) => boolean): MergedRead | undefined | null {
-  let value: unknown = doc
-  for (const key of path) {
-    value = isMap(value) ? value[key] : undefined
-  }
-  if (!isMap(value)) return undefined
+  const value = materializedMapAt(doc, path)
+  if (value === undefined) return undefined
   const plain = plainOf(value, contested)
   return plain === CONTESTED ? null : { value: plain as Record<string, unknown>, conflicts: [] }
+}
+
+/** The map at `path` in the document's materialized value (the winning value at each step); undefined if none. */
+export function materializedMapAt (doc: A.Doc<unknown>, path: readonly string[]): MapProxy | undefined {
+  let value: unknown = doc
+  for (const key of path) value = isMap(value) ? value[key] : undefined
+  return isMap(value) ? value : undefined
 }
 
 const CONTESTED = Symbol('contested')
