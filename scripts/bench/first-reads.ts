@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { ClusterDocument, DataKey, NOTHING_OBSERVED } from '@pgmesh/cluster'
-import { ClusterState } from '@pgmesh/state'
+import { ClusterState, plainStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { benchSpec } from './common.js'
 
@@ -65,7 +65,7 @@ async function run (databases: number): Promise<void> {
     const stateDir = join(root, 'state')
     const state = await ClusterState.open({ dir: stateDir, hostId: 'host-1', logger })
     await state.initialize('bench')
-    await state.change({ op: 'host.join' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h } as never })
+    await state.change({ op: 'host.join' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h, document_format: SCALAR_STRINGS_FORMAT } as never })
     const writer = documentOf(state, join(root, 'tasks'))
     const [, createMs] = await timedAsync(async () => {
       for (let i = 0; i < databases; i++) await writer.databases.create({ id: `db-${i}`, spec: benchSpec(i) })
@@ -77,11 +77,12 @@ async function run (databases: number): Promise<void> {
     const [snapshot, saveMs] = timed(() => A.save(restarted.doc))
     const [loaded, loadMs] = timed(() => A.load(snapshot))
     const [, materializeMs] = timed(() => A.getBackend(loaded).materialize('/'))
+    const [, plainMs] = timed(() => plainStrings(loaded))
     const [, metaMs] = timed(() => A.getChangesMetaSince(restarted.doc, []))
     const restartedDoc = documentOf(restarted, join(root, 'tasks-restarted'))
     const restartList = firstListing(restartedDoc, databases)
     const [, cachedMs] = timed(() => restartedDoc.databases.list())
-    await restarted.change({ op: 'test.touch' }, d => { d.hosts['host-2'] = { id: 'host-2', touched: true } as never })
+    await restarted.change({ op: 'test.touch' }, d => { d.hosts['host-2'] = { id: 'host-2', document_format: SCALAR_STRINGS_FORMAT, touched: true } as never })
     const [, afterHostsChangeMs] = timed(() => restartedDoc.databases.list())
     await restarted.close()
 
@@ -94,7 +95,7 @@ async function run (databases: number): Promise<void> {
     const files = (await readFile(join(stateDir, 'doc.snapshot'))).length
     const { numOps } = A.stats(restarted.doc)
     console.log(`[${databases}] created in ${f(createMs.wall / 1000, 1)} s; snapshot ${f(files / 1e6, 2)} MB, ${A.getChangesMetaSince(restarted.doc, []).length} changes, ${numOps} operations`)
-    console.log(`[${databases}] restart: ClusterState.open ${show(openMs)}; measured apart: A.load ${show(loadMs)} (of a load, materializing the JS document ${show(materializeMs)}), the change index's getChangesMetaSince ${show(metaMs)}`)
+    console.log(`[${databases}] restart: ClusterState.open ${show(openMs)}; measured apart: A.load ${show(loadMs)} (of a load, materializing the JS document ${show(materializeMs)}), its scalar strings made plain ${show(plainMs)}, the change index's getChangesMetaSince ${show(metaMs)}`)
     console.log(`[${databases}] restart: first listing ${show(restartList, databases)}; again ${show(cachedMs)}; after a change to hosts (every entry rebuilt) ${show(afterHostsChangeMs, databases)}`)
     console.log(`[${databases}] join: the member's A.save ${show(saveMs)}; the joiner's adopt ${show(adoptMs)}; first listing ${show(joinList, databases)}`)
   } finally {

@@ -4,6 +4,8 @@ import * as A from '@automerge/automerge'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ApiFixture, startApiFixture } from './api.fixture.js'
 import { openApiDocument } from './app.js'
+import { DOCUMENT_FORMAT_HEADER } from '@pgmesh/model'
+import { plainStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 
 let api: ApiFixture
 let draining = false
@@ -93,7 +95,12 @@ describe('after init', () => {
     const dup = await call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-1' })
     expect(dup.status).toBe(400)
     expect(dup.json.message).toBe('a host with ID host-1 already exists in the cluster')
-    const ok = await call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' })
+    // A host of a pgmesh that reads strings only as text (it sends no document format) cannot join a document that
+    // holds scalars, as this one (created on this version) does.
+    const old = await call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' })
+    expect(old.status).toBe(400)
+    expect(old.json).toEqual({ name: 'invalid_input', message: expect.stringMatching(/^host host-2 runs a pgmesh that reads the cluster document only with strings as text \(document format 1\).*install this cluster's pgmesh version on host-2/) })
+    const ok = await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' }, { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) })
     expect(ok.status).toBe(200)
     expect(ok.json.cluster_id).toBe('c1')
     expect(ok.json.bootstrap[0]).toMatch(/\/p2p\//)
@@ -106,7 +113,7 @@ describe('after init', () => {
     const res = await api.app.request('/v1/internal/cluster/join-document', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('application/octet-stream')
-    const doc = A.load<{ cluster?: { id: string } }>(new Uint8Array(await res.arrayBuffer()))
+    const doc = plainStrings(A.load<{ cluster?: { id: string } }>(new Uint8Array(await res.arrayBuffer())))
     expect(doc.cluster?.id).toBe('c1')
     expect(A.getHeads(doc)).toEqual(api.host.state.heads())
   })

@@ -8,11 +8,16 @@ import { createHmac } from 'node:crypto'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { ClusterKey } from '@pgmesh/mesh'
+import { DOCUMENT_FORMAT_HEADER } from '@pgmesh/model'
+import { SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ApiFixture, type CallResult, requestApp, startApiFixture } from './api.fixture.js'
 import { type App, createApp } from './app.js'
 import { apiComponents } from './components.js'
+
+/** What a joining host of this version sends with its join calls. */
+const CURRENT_FORMAT = { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) }
 
 let api: ApiFixture
 const PASSWORD = 'attack-suite-password-7f3a'
@@ -280,13 +285,13 @@ describe('finding 2: the cluster key handed to anyone', () => {
     const key = await ClusterKey.load(join(api.dir, 'cluster.key'))
     // The token as pgmesh used to derive it: the key's fingerprint and an HMAC of the key, constant for life.
     const derived = `PGEDGE-${key.fingerprint()}-${createHmac('sha256', key.secret).update('pgmesh join token v1').digest('hex').slice(0, 32)}`
-    const res = await api.call('POST', '/v1/internal/cluster/join-options', { token: derived, host_id: 'foreign' })
+    const res = await api.call('POST', '/v1/internal/cluster/join-options', { token: derived, host_id: 'foreign' }, CURRENT_FORMAT)
     expectClientError(res, 401)
     expect(res.text).not.toContain(key.toString().trim().split('\n').at(-1))
   })
 
   it('revokes outstanding join tokens on request and when a host is removed', async () => {
-    const options = async (token: string): Promise<number> => (await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'foreign' })).status
+    const options = async (token: string): Promise<number> => (await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'foreign' }, CURRENT_FORMAT)).status
     const first = (await api.call('GET', '/v1/cluster/join-token')).json.token as string
     expect(await options(first)).toBe(200)
     expect((await api.call('DELETE', '/v1/cluster/join-tokens')).status).toBe(200)
@@ -302,6 +307,6 @@ describe('finding 2: the cluster key handed to anyone', () => {
   it('expires join tokens', async () => {
     const token = (await api.call('GET', '/v1/cluster/join-token?ttl=1s')).json.token as string
     await new Promise(resolve => setTimeout(resolve, 2100))
-    expectClientError(await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'foreign' }), 401)
+    expectClientError(await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'foreign' }, CURRENT_FORMAT), 401)
   })
 })

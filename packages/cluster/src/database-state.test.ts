@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { instanceId } from '@pgmesh/model'
-import { ClusterState } from '@pgmesh/state'
+import { ClusterState, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Databases } from './databases.js'
@@ -43,7 +43,7 @@ beforeEach(async () => {
   observed = { version: 0, instances: [], byId: new Map() }
   databases = new Databases({ hostId: 'host-1', state, tasks, knownHostIds: () => new Set(['host-1', 'host-2']), observed: () => observed, defaultPostgresVersion: '15.20', dataKey: () => DATA_KEY })
   await state.initialize('c1')
-  await state.change({ op: 'test.hosts' }, d => { d.hosts = { 'host-1': { id: 'host-1' }, 'host-2': { id: 'host-2' } } as never })
+  await state.change({ op: 'test.hosts' }, d => { d.hosts = { 'host-1': { id: 'host-1', document_format: SCALAR_STRINGS_FORMAT }, 'host-2': { id: 'host-2', document_format: SCALAR_STRINGS_FORMAT } } as never })
   const created = await databases.create({ id: 'db', spec: { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-2'] }] } })
   await databases.settle('db', created.task.task_id, { status: 'completed' })
   report()

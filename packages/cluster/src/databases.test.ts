@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { ClusterState } from '@pgmesh/state'
+import { ClusterState, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Databases } from './databases.js'
@@ -53,7 +53,7 @@ beforeEach(async () => {
   a = await open('host-1')
   b = await open('host-2')
   await a.state.initialize('c1')
-  await a.state.change({ op: 'test.hosts' }, d => { d.hosts = { 'host-1': { id: 'host-1' }, 'host-2': { id: 'host-2' } } as never })
+  await a.state.change({ op: 'test.hosts' }, d => { d.hosts = { 'host-1': { id: 'host-1', document_format: SCALAR_STRINGS_FORMAT }, 'host-2': { id: 'host-2', document_format: SCALAR_STRINGS_FORMAT } } as never })
   await a.databases.create({ id: 'db', spec: spec('sk-base', '4MB') })
   merge(a, b)
 })

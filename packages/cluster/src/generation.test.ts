@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { ClusterState } from '@pgmesh/state'
+import { ClusterState, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { afterEach, beforeEach, expect, it, vi } from 'vitest'
 import { ClusterDocument } from './cluster-document.js'
@@ -47,7 +47,7 @@ it('keeps every task and database across a generation, and merges an update made
   const a = await open('host-1')
   const b = await open('host-2')
   await a.state.initialize('c1')
-  await a.state.change({ op: 'test.hosts' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h } as never })
+  await a.state.change({ op: 'test.hosts' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h, document_format: SCALAR_STRINGS_FORMAT } as never })
   for (const id of ['db1', 'db2']) {
     const { task } = await a.cluster.databases.create({ id, spec: spec('4MB') })
     await a.cluster.databases.settle(id, task.task_id, { status: 'completed' })
@@ -89,7 +89,7 @@ it('moves tasks finished more than 30 days before the frontier to every host\'s 
   const a = await open('host-1')
   const b = await open('host-2')
   await a.state.initialize('c1')
-  await a.state.change({ op: 'test.hosts' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h } as never })
+  await a.state.change({ op: 'test.hosts' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h, document_format: SCALAR_STRINGS_FORMAT } as never })
   const created = await a.cluster.databases.create({ id: 'db1', spec: spec('4MB') })
   await a.cluster.databases.settle('db1', created.task.task_id, { status: 'completed' })
   const old = await a.cluster.databases.update('db1', { spec: spec('8MB') })

@@ -1,8 +1,8 @@
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { InvalidInputError, InvalidJoinTokenError, ServerError } from '@pgmesh/model'
+import { DOCUMENT_FORMAT_HEADER, InvalidInputError, InvalidJoinTokenError, ServerError } from '@pgmesh/model'
 import { fingerprint } from '@pgmesh/pki'
-import type { ClusterState } from '@pgmesh/state'
+import { type ClusterState, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { JoinCredentials, MemberTls } from './tls.js'
 
@@ -31,7 +31,11 @@ export async function memberRequest (url: string, init: { method: string, body?:
   const https = target.protocol === 'https:'
   const tlsOptions = !https ? {} : init.tls === 'unverified' || init.tls === undefined ? { rejectUnauthorized: false } : { ...init.tls, rejectUnauthorized: true }
   return await new Promise((resolve, reject) => {
-    const headers: Record<string, string> = init.body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(init.body)) }
+    // The document format this host reads: a member whose document may hold scalar strings refuses a host without it.
+    const headers: Record<string, string> = {
+      [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT),
+      ...(init.body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(init.body)) })
+    }
     const req = (https ? httpsRequest : httpRequest)(target, { method: init.method, headers, ...tlsOptions, timeout: init.timeoutMs }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))

@@ -7,7 +7,7 @@ import {
   ClusterAlreadyInitializedError, ClusterNotInitializedError, type DatabaseRecord, type HostRecord, InvalidInputError, InvalidJoinTokenError, NotFoundError,
   newUuid, rfc3339, ServerError, type Task, transitionTask
 } from '@pgmesh/model'
-import type { ClusterState } from '@pgmesh/state'
+import { type ClusterState, mayHoldScalarStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig } from './config.js'
 import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy, memberAnswer } from './join-client.js'
@@ -109,10 +109,14 @@ export class Membership {
    * Answers a joining host (the internal join-options call): checks its token and hands over the cluster key, and
    * with auto TLS the cluster CA and a certificate for the joiner valid for `names`.
    */
-  async joinOptions (token: string, hostId: string, names: readonly string[] = []): Promise<JoinOptions> {
+  async joinOptions (token: string, hostId: string, names: readonly string[] = [], documentFormat = 1): Promise<JoinOptions> {
     this.checkToken(token)
     const { state } = this.deps
     if (state.doc.hosts?.[hostId] !== undefined) throw new InvalidInputError(`a host with ID ${hostId} already exists in the cluster`)
+    if (documentFormat < SCALAR_STRINGS_FORMAT && mayHoldScalarStrings(state.doc)) {
+      throw new InvalidInputError(`host ${hostId} runs a pgmesh that reads the cluster document only with strings as text (document format ${documentFormat}); ` +
+        `this cluster's document stores them as scalar values (format ${SCALAR_STRINGS_FORMAT}): install this cluster's pgmesh version on ${hostId} and join again`)
+    }
     const hosts = Object.values(state.doc.hosts ?? {})
     const self = this.deps.mesh()?.addresses() ?? []
     return {
@@ -344,7 +348,8 @@ export class Membership {
       data_dir: config.dataDir,
       cpus: osCpus().length,
       memory: totalmem(),
-      joined_at: joinedAt
+      joined_at: joinedAt,
+      document_format: SCALAR_STRINGS_FORMAT
     }
   }
 

@@ -8,6 +8,7 @@ import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { replayOwnEdits } from './generation.js'
 import { ConcurrentWrites } from './concurrent-writes.js'
 import { materializedMapAt, type MergedRead, readMaterialized, readMerged } from './merged-read.js'
+import { plainStrings, plainStringsAfter, stringWriter, writesScalarStrings } from './scalar-strings.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
 
@@ -96,6 +97,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     const chunks = snapshot === undefined ? records : [snapshot, ...records]
     if (chunks.length === 0) state.current = A.init<Partial<ClusterDoc>>({ actor })
     else state.current = A.load<Partial<ClusterDoc>>(records.length < LOG_RECORDS_PER_BATCH ? concatenate(chunks) : withLogApplied(snapshot, records), { actor })
+    plainStrings(state.current)
     state.indexChanges(A.getChangesMetaSince(state.current, []))
     return state
   }
@@ -134,10 +136,12 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     const full: ChangeMeta = { host: this.hostId, at: Date.now(), ...meta }
     const before = A.getHeads(this.current)
     let patches: A.Patch[] | undefined
-    const next = A.change(this.current, { message: encodeChangeMeta(full), patchCallback: p => { patches = [...(patches ?? []), ...p] } }, d => { fn(d as ClusterDoc) })
+    // Before the cluster exists only `initialize` writes: on this version, which reads scalars.
+    const scalar = this.current.cluster === undefined || writesScalarStrings(this.current)
+    const next = A.change(this.current, { message: encodeChangeMeta(full), patchCallback: p => { patches = [...(patches ?? []), ...p] } }, d => { fn(stringWriter(d, scalar) as ClusterDoc) })
     const after = A.getHeads(next)
     if (sameHeads(before, after)) return
-    this.current = next
+    this.current = plainStringsAfter(next, patches ?? [])
     this.noteTransition(before, after, patches)
     this.indexChanges(A.getChangesMetaSince(next, before))
     const bytes = A.saveSince(next, before)
@@ -153,7 +157,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
    */
   async adopt (snapshot: Uint8Array, from: string, accept: (doc: Doc) => void): Promise<void> {
     if (A.getHeads(this.current).length > 0) throw new Error('only an empty document can adopt a snapshot')
-    const next = A.load<Partial<ClusterDoc>>(snapshot)
+    const next = plainStrings(A.load<Partial<ClusterDoc>>(snapshot))
     accept(next)
     // Loading gives a fresh actor; the snapshot itself is the log record.
     await this.log.append(snapshot)
@@ -175,7 +179,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     let patches: A.Patch[] | undefined
     const [next, result] = fn(this.current, { patchCallback: p => { patches = [...(patches ?? []), ...p] } })
     const after = A.getHeads(next)
-    this.current = next
+    this.current = next === this.current ? next : patches === undefined ? plainStrings(next) : plainStringsAfter(next, patches)
     if (!sameHeads(before, after)) {
       this.noteTransition(before, after, patches)
       void this.log.append(A.saveSince(next, before)).catch((err: unknown) => {
@@ -201,9 +205,10 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     let replayed = 0
     let doc = A.clone(next)
     const meta: ChangeMeta = { host: this.hostId, at: Date.now(), op: 'generation.replay', entity: String(next.generation?.number) }
-    doc = A.change(doc, { message: encodeChangeMeta(meta) }, d => {
-      replayed = replayOwnEdits(old, next, d as unknown as Record<string, unknown>, m => m?.host === this.hostId)
-    })
+    const scalar = writesScalarStrings(plainStrings(next))
+    doc = plainStrings(A.change(doc, { message: encodeChangeMeta(meta) }, d => {
+      replayed = replayOwnEdits(old, next, stringWriter(d, scalar) as unknown as Record<string, unknown>, m => m?.host === this.hostId)
+    }))
     await this.log.flush()
     this.current = doc
     this.forgetTransitions()
@@ -230,7 +235,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   /** The document as it was at `heads` (a version from `changes()`). */
   viewAt (heads: A.Heads): Doc {
     if (!A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
-    return A.view(this.current, heads)
+    return plainStrings(A.view(this.current, heads))
   }
 
   /**

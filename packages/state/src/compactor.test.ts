@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type * as A from '@automerge/automerge'
+import * as A from '@automerge/automerge'
 import { ClusterKey, Mesh, loadOrCreatePeerKey } from '@pgmesh/mesh'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -9,6 +9,7 @@ import { ClusterState, type Doc } from './cluster-state.js'
 import { Compactor, type CompactionPolicy } from './compactor.js'
 import { startGeneration } from './generation.js'
 import { DocReplicator } from './replicator.js'
+import { SCALAR_STRINGS_FORMAT } from './scalar-strings.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -96,6 +97,23 @@ async function threeHosts (policy: CompactionPolicy): Promise<[Node, Node, Node]
   return [a, b, c]
 }
 
+/** Three hosts on one document as a pgmesh before scalar strings wrote it: every string is text. */
+async function threeHostsOnTextDocument (policy: CompactionPolicy): Promise<[Node, Node, Node]> {
+  key0 = ClusterKey.generate()
+  const [a, b, c] = [await startNode(key0, 'a', policy), await startNode(key0, 'b', policy), await startNode(key0, 'c', policy)]
+  const old = A.change(A.init<Record<string, unknown>>(), d => {
+    d.cluster = { id: 'cluster-1', created_at: '2026-01-01T00:00:00.000Z' }
+    d.hosts = { a: { id: 'a' }, b: { id: 'b' }, c: { id: 'c' } }
+    d.databases = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`db${i}`, { state: 'available', spec: { database_name: `database_${i}` } }]))
+    d.tasks = {}
+  })
+  a.state.applyRemote('old', (doc, options) => [A.loadIncremental(doc, A.save(old), options), undefined])
+  await b.mesh.dial(a.mesh.addresses()[0] ?? '')
+  await c.mesh.dial(a.mesh.addresses()[0] ?? '')
+  await until('the old document everywhere', () => b.state.initialized && c.state.initialized && sameHeads())
+  return [a, b, c]
+}
+
 async function edits (node: Node, prefix: string, count: number): Promise<void> {
   for (let i = 0; i < count; i++) await node.state.change({ op: 'test', entity: `${prefix}${i}` }, d => { d.databases[`${prefix}${i % 5}`] = { v: i } as never })
 }
@@ -138,6 +156,32 @@ describe('document generations over the mesh', () => {
     await c.state.change({ op: 'test' }, d => { d.databases.after = { v: 1 } as never })
     await until('a change after the compaction everywhere', () => nodes.every(n => n.state.doc.databases?.after !== undefined) && sameHeads())
     expect(a.replicator.stats.otherGeneration + b.replicator.stats.otherGeneration + c.replicator.stats.otherGeneration).toBeGreaterThan(0)
+  }, 60_000)
+
+  it('rewrites a document of text strings as scalars once every host reads them, however short its history', async () => {
+    const [a, b] = await threeHostsOnTextDocument({ afterChanges: 1_000_000 })
+    const clusterId = (doc: Doc): string | undefined => {
+      const backend = A.getBackend(doc)
+      return backend.getWithType(backend.getWithType('_root', 'cluster')?.[1] as string, 'id')?.[0]
+    }
+    expect(clusterId(a.state.doc)).toBe('text')
+    // Two of three hosts upgraded: nothing to do yet.
+    await b.state.change({ op: 'test' }, d => { for (const h of ['a', 'b']) (d.hosts[h] as { document_format?: number }).document_format = SCALAR_STRINGS_FORMAT })
+    await until('converged', sameHeads)
+    expect(await a.compactor.check()).toBe(false)
+    expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
+    const textOps = A.stats(a.state.doc).numOps
+    await b.state.change({ op: 'test' }, d => { (d.hosts.c as { document_format?: number }).document_format = SCALAR_STRINGS_FORMAT })
+    await until('a starts generation 2', () => { void a.compactor.check(); return generation(a) === 2 })
+    await until('every host on generation 2', () => nodes.every(n => generation(n) === 2) && sameHeads())
+    for (const n of nodes) {
+      expect(clusterId(n.state.doc)).toBe('str')
+      expect(n.state.doc.databases?.db7).toEqual({ state: 'available', spec: { database_name: 'database_7' } })
+    }
+    expect(A.stats(a.state.doc).numOps * 3).toBeLessThan(textOps)
+    // Rewritten once: the next check finds nothing to do.
+    expect(await a.compactor.check()).toBe(false)
+    expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
   }, 60_000)
 
   it('a host cut off after acknowledging the frontier merges its offline edits when it comes back', async () => {

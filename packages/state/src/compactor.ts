@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Startable } from '@pgmesh/model'
 import type { ClusterState, Doc } from './cluster-state.js'
 import { checkFrontier, type MemberAck } from './generation.js'
+import { holdsTextToRewrite } from './scalar-strings.js'
 
 export interface CompactionPolicy {
   /** Start the next generation once the document holds at least this many changes of its current generation. */
@@ -77,7 +78,8 @@ export class Compactor implements Startable {
     const members = this.deps.members()
     const starter = members.map(m => m.hostId).sort()[0]
     if (starter !== this.deps.hostId) return this.note('another member starts generations')
-    if (state.changes().length < this.policy.afterChanges) return this.note('history below the threshold')
+    // A document from before scalar strings is rewritten once every host reads them, whatever its history's length.
+    if (state.changes().length < this.policy.afterChanges && !holdsTextToRewrite(state.doc)) return this.note('history below the threshold')
     const self = this.deps.peerId()
     if (self === undefined) return this.note('not on the mesh')
     // A frontier from an earlier generation means nothing now; a fresh one is every change this host holds.

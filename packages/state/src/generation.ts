@@ -3,6 +3,7 @@ import * as A from '@automerge/automerge'
 import type { ClusterDoc, DocumentGeneration } from '@pgmesh/model'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { readMerged } from './merged-read.js'
+import { plainStrings, stringWriter, writesScalarStrings } from './scalar-strings.js'
 import { deepEqual } from './write-diff.js'
 
 type Doc = A.Doc<Partial<ClusterDoc>>
@@ -62,7 +63,7 @@ export function includesFrontier (doc: Doc, heads: A.Heads, frontier: A.Heads): 
 export function startGeneration (doc: Doc, frontier: A.Heads, prune?: (content: Record<string, unknown>, frontierAt: number) => void): Doc {
   if (!A.hasHeads(doc, frontier)) throw new Error('the frontier is not in this document')
   const heads = [...frontier].sort()
-  const previous = doc.generation === undefined ? undefined : A.view(doc, heads).generation
+  const previous = doc.generation === undefined ? undefined : plainStrings(A.view(doc, heads)).generation
   const number = (previous?.number ?? 1) + 1
   const generation: DocumentGeneration = {
     number,
@@ -74,12 +75,14 @@ export function startGeneration (doc: Doc, frontier: A.Heads, prune?: (content: 
   const actor = createHash('sha256').update(`pgmesh-generation:${number}:${heads.join(',')}`).digest('hex').slice(0, 32)
   const meta: ChangeMeta = { host: 'generation', at: 0, op: 'generation.start', entity: String(number) }
   let next = A.init<Partial<ClusterDoc>>({ actor })
+  // Strings as scalars once every host reads them: decided by the content, so every host writes the same genesis.
+  const scalar = writesScalarStrings(content)
   next = A.change(next, { message: encodeChangeMeta(meta), time: 0 }, d => {
-    const root = d as MapProxy
+    const root = stringWriter(d as MapProxy, scalar)
     for (const [key, value] of sortedEntries({ ...content, generation })) root[key] = value
   })
   // The genesis is shared by every host; a host's own changes must come from its own actor.
-  return A.clone(next)
+  return plainStrings(A.clone(next))
 }
 
 /** The latest wall-clock time among the frontier's changes: the same on every host that holds the frontier. */

@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import { type ChangeEvent, type ClusterState, sameHeads } from './cluster-state.js'
 import { GenerationGapError } from './generation.js'
 import type { Startable } from '@pgmesh/model'
+import { plainStrings } from './scalar-strings.js'
 
 // Version 2: every message carries the sender's document generation (see "History and generations" in the README).
 // A version 1 host does not speak it: a host that does not know generations must never sync with one that does.
@@ -431,7 +432,7 @@ export class DocReplicator implements Startable {
     if (this.onLaterGeneration === undefined || this.entering !== undefined) return
     let doc: A.Doc<unknown>
     try {
-      doc = A.load(payload)
+      doc = plainStrings(A.load(payload))
     } catch (err) {
       this.log.warn({ err, peer }, 'ignored an undecodable document of a later generation')
       return

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import { parseDuration } from '@pgmesh/cluster'
-import { NotFoundError } from '@pgmesh/model'
+import { DOCUMENT_FORMAT_HEADER, NotFoundError } from '@pgmesh/model'
 import {
   ClusterJoinTokenSchema, ClusterSchema, Duration, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinOptionsSchema, JoinTokenRecordSchema, errorResponses
 } from '../schemas.js'
@@ -119,7 +119,9 @@ export function registerClusterRoutes (app: OpenAPIHono, { membership, health, s
     }
   }), async (c) => {
     const { token, host_id: hostId, names } = c.req.valid('json')
-    return c.json(await membership.joinOptions(token, hostId, names), 200)
+    // Hosts of an older pgmesh send no format: 1.
+    const format = Number(c.req.header(DOCUMENT_FORMAT_HEADER) ?? 1)
+    return c.json(await membership.joinOptions(token, hostId, names, Number.isInteger(format) ? format : 1), 200)
   })
 
   app.openapi(createRoute({

@@ -59,6 +59,9 @@ export interface ClusterRecord {
 
 export interface RemovedPeer { host_id: string, removed_at: string }
 
+/** The header in which a joining host tells a member the newest document format it reads (absent: 1). */
+export const DOCUMENT_FORMAT_HEADER = 'x-pgmesh-document-format'
+
 export interface HostRecord {
   id: string
   peer_id: string
@@ -74,4 +77,9 @@ export interface HostRecord {
   /** Total memory in bytes. */
   memory: number
   joined_at: string
+  /**
+   * The newest cluster document format this host's pgmesh reads (absent: 1, strings only as text; 2: also scalar
+   * strings). Hosts write strings as scalars once every host reads them (see @pgmesh/state).
+   */
+  document_format?: number
 }
