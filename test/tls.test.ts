@@ -5,12 +5,14 @@ import { X509Certificate, createHash } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
 import { request } from 'node:https'
 import { join } from 'node:path'
+import { DOCUMENT_FORMAT_HEADER } from '@pgmesh/model'
 import { CertificateAuthority, selfSignedCertificate, writePem, writePrivatePem } from '@pgmesh/pki'
+import { SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli } from './helpers/cli.js'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
 
-interface Credentials { ca?: string, cert?: string, key?: string, token?: string }
+interface Credentials { ca?: string, cert?: string, key?: string, token?: string, headers?: Record<string, string> }
 interface Answer { status: number, body: any }
 
 /** One https request; `ca` undefined: the server is not verified (a host still on its bootstrap certificate). */
@@ -21,7 +23,8 @@ async function call (base: string, method: string, path: string, credentials: Cr
       method,
       headers: {
         ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` })
+        ...(credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` }),
+        ...credentials.headers
       },
       ...(credentials.ca === undefined ? { rejectUnauthorized: false } : { ca: credentials.ca }),
       ...(credentials.cert === undefined ? {} : { cert: credentials.cert, key: credentials.key }),
@@ -103,7 +106,8 @@ describe('--tls auto', () => {
     expect(hosts.status).toBe(200)
     expect(hosts.body.hosts.map((h: { id: string }) => h.id).sort()).toEqual(['host-1', 'host-2'])
     // The same token joins more hosts until it expires or is revoked (pgEdge's docs join several with one token).
-    const options = await call(h1.url, 'POST', '/v1/internal/cluster/join-options', { ca: admin.ca }, { token, host_id: 'host-9' })
+    // (Asked as a host of this version asks: naming the document format it reads.)
+    const options = await call(h1.url, 'POST', '/v1/internal/cluster/join-options', { ca: admin.ca, headers: { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) } }, { token, host_id: 'host-9' })
     expect(options.status).toBe(200)
   })
 
