@@ -3,7 +3,7 @@
 // restart or a join. The databases are made through the real API (Databases.create, the bench:api spec shape) by
 // one host; the load is timed by its parts (Automerge's load, of it the materializing of the JS document, indexing
 // the change history), the join's too (the member's save, the joiner's adopt: load, log append, index), then the
-// first listing per database, a cached one, and one after a change to the hosts (which rebuilds every entry). CPU
+// first listing per database, a cached one, and one after a host joins (which rebuilds only the entries naming it). CPU
 // milliseconds of this process are the figures (a shared machine's wall time varies), wall time beside them.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -82,8 +82,8 @@ async function run (databases: number): Promise<void> {
     const restartedDoc = documentOf(restarted, join(root, 'tasks-restarted'))
     const restartList = firstListing(restartedDoc, databases)
     const [, cachedMs] = timed(() => restartedDoc.databases.list())
-    await restarted.change({ op: 'test.touch' }, d => { d.hosts['host-2'] = { id: 'host-2', document_format: SCALAR_STRINGS_FORMAT, touched: true } as never })
-    const [, afterHostsChangeMs] = timed(() => restartedDoc.databases.list())
+    await restarted.change({ op: 'host.join' }, d => { d.hosts['host-3'] = { id: 'host-3', document_format: SCALAR_STRINGS_FORMAT } as never })
+    const [, afterJoinMs] = timed(() => restartedDoc.databases.list())
     await restarted.close()
 
     // A join: the member's save, then the joiner adopts it.
@@ -96,7 +96,7 @@ async function run (databases: number): Promise<void> {
     const { numOps } = A.stats(restarted.doc)
     console.log(`[${databases}] created in ${f(createMs.wall / 1000, 1)} s; snapshot ${f(files / 1e6, 2)} MB, ${A.getChangesMetaSince(restarted.doc, []).length} changes, ${numOps} operations`)
     console.log(`[${databases}] restart: ClusterState.open ${show(openMs)}; measured apart: A.load ${show(loadMs)} (of a load, materializing the JS document ${show(materializeMs)}), its scalar strings made plain ${show(plainMs)}, the change index's getChangesMetaSince ${show(metaMs)}`)
-    console.log(`[${databases}] restart: first listing ${show(restartList, databases)}; again ${show(cachedMs)}; after a change to hosts (every entry rebuilt) ${show(afterHostsChangeMs, databases)}`)
+    console.log(`[${databases}] restart: first listing ${show(restartList, databases)}; again ${show(cachedMs)}; after a host joined (no spec names it) ${show(afterJoinMs, databases)}`)
     console.log(`[${databases}] join: the member's A.save ${show(saveMs)}; the joiner's adopt ${show(adoptMs)}; first listing ${show(joinList, databases)}`)
   } finally {
     await rm(root, { recursive: true, force: true })

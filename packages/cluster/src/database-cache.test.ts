@@ -67,4 +67,35 @@ describe('DatabaseCache', () => {
     expect(c.get('a')?.status).toBe('running')
     expect(builds).toEqual(['a'])
   })
+
+  it('rebuilds, when a host joins or leaves, only the databases whose spec names it; a host record\'s update none', async () => {
+    await state.change({ op: 'test' }, d => {
+      d.hosts['host-1'] = { id: 'host-1', api_url: 'http://a' } as never
+      for (const [id, hosts] of [['a', ['host-1']], ['b', ['host-2']], ['c', ['host-1', 'host-3']]] as const) {
+        (d.databases as Record<string, unknown>)[id] = { task_id: `t${id}`, hosts }
+      }
+    })
+    const builds: string[] = []
+    // An entry reads the known hosts, as validation does.
+    const c = new DatabaseCache<{ known: string[], hosts: string[] }>(state, id => {
+      builds.push(id)
+      const hosts = [...(state.doc.databases?.[id] as unknown as { hosts: string[] }).hosts]
+      return { hosts, known: hosts.filter(h => state.doc.hosts?.[h] !== undefined) }
+    }, e => `t${e.hosts.join()}`, e => e.hosts)
+    expect(c.all().map(e => e.known)).toEqual([['host-1'], [], ['host-1']])
+    builds.length = 0
+
+    await state.change({ op: 'test' }, d => { (d.hosts['host-1'] as unknown as { api_url: string }).api_url = 'http://b' })
+    expect(c.all()).toHaveLength(3)
+    expect(builds).toEqual([])
+
+    await state.change({ op: 'test' }, d => { d.hosts['host-2'] = { id: 'host-2' } as never })
+    expect(c.all().map(e => e.known)).toEqual([['host-1'], ['host-2'], ['host-1']])
+    expect(builds).toEqual(['b'])
+    builds.length = 0
+
+    await state.change({ op: 'test' }, d => { delete d.hosts['host-1'] })
+    expect(c.all().map(e => e.known)).toEqual([[], ['host-2'], []])
+    expect(builds.sort()).toEqual(['a', 'c'])
+  })
 })

@@ -7,8 +7,10 @@ import { type ClusterState, sameHeads } from '@pgmesh/state'
  * validating a spec costs far more than serving it, so a read after no change costs a map lookup.
  *
  * Invalidation is lazy: the first read after the document moved asks Automerge which paths changed between the
- * heads this cache was built at and the current ones. A change under `hosts` invalidates everything (validation
- * depends on the known host ids); a change to a task invalidates the databases whose current task it is. A change
+ * heads this cache was built at and the current ones. A host joining or leaving invalidates the databases whose spec
+ * names it (validation depends on the known host ids: `hostsOf` says which an entry's spec names); a change inside a
+ * host's record (a restart rewrites it) invalidates none. At 10,000 databases rebuilding every entry took ~1.3 s, so
+ * each join blocked a member that long. A change to a task invalidates the databases whose current task it is. A change
  * inside a map that lost to a concurrently created one makes no patch (Automerge diffs what it shows), yet the merged
  * read shows it: so a change whose metadata names a database invalidates that database too.
  */
@@ -17,6 +19,10 @@ export class DatabaseCache<T> {
   private readonly entries = new Map<string, T | null>()
   /** The ids of the built entries by their current task, so a task's change finds its database without a scan. */
   private readonly byTask = new Map<string, Set<string>>()
+  /** The ids of the built entries by the host ids their specs name. */
+  private readonly byHost = new Map<string, Set<string>>()
+  /** The document's host ids when the entries were last checked against them. */
+  private hostIds: ReadonlySet<string> = new Set()
   /** The database ids in the document, sorted; recomputed after any change. */
   private ids: string[] | undefined
   private changes = 0
@@ -26,7 +32,8 @@ export class DatabaseCache<T> {
   constructor (
     private readonly state: ClusterState,
     private readonly build: (id: string) => T | undefined,
-    private readonly taskOf: (entry: T) => string
+    private readonly taskOf: (entry: T) => string,
+    private readonly hostsOf: (entry: T) => Iterable<string> = () => []
   ) {}
 
   get (id: string): T | undefined {
@@ -53,10 +60,8 @@ export class DatabaseCache<T> {
       entry = this.build(id) ?? null
       this.entries.set(id, entry)
       if (entry !== null) {
-        const task = this.taskOf(entry)
-        const ids = this.byTask.get(task)
-        if (ids === undefined) this.byTask.set(task, new Set([id]))
-        else ids.add(id)
+        index(this.byTask, this.taskOf(entry), id)
+        for (const host of this.hostsOf(entry)) index(this.byHost, host, id)
       }
     }
     return entry ?? undefined
@@ -67,22 +72,25 @@ export class DatabaseCache<T> {
     if (entry === undefined) return
     this.entries.delete(id)
     if (entry === null) return
-    const task = this.taskOf(entry)
-    const ids = this.byTask.get(task)
-    ids?.delete(id)
-    if (ids?.size === 0) this.byTask.delete(task)
+    unindex(this.byTask, this.taskOf(entry), id)
+    for (const host of this.hostsOf(entry)) unindex(this.byHost, host, id)
   }
 
   private dropAll (): void {
     this.entries.clear()
     this.byTask.clear()
+    this.byHost.clear()
   }
 
   private refresh (): void {
     const heads = this.state.heads()
     if (this.heads !== undefined && sameHeads(this.heads, heads)) return
-    if (this.heads === undefined) this.dropAll()
-    else this.invalidate(this.state.diff(this.heads, heads))
+    if (this.heads === undefined) {
+      this.dropAll()
+      this.hostIds = this.currentHostIds()
+    } else {
+      this.invalidate(this.state.diff(this.heads, heads))
+    }
     const records = this.state.changes()
     for (let i = this.seenChanges; i < records.length; i++) {
       const entity = records[i]?.meta?.entity
@@ -96,19 +104,46 @@ export class DatabaseCache<T> {
 
   private invalidate (patches: A.Patch[]): void {
     const tasks = new Set<string>()
+    let hostsMoved = false
     for (const { path } of patches) {
       const [root, key] = path
       if (root === 'databases' && key !== undefined) {
         this.drop(String(key))
       } else if (root === 'tasks' && key !== undefined) {
         tasks.add(String(key))
-      } else if (root === 'hosts' || root === 'databases' || root === 'tasks' || root === undefined) {
+      } else if (root === 'hosts') {
+        hostsMoved = true
+      } else if (root === 'databases' || root === 'tasks' || root === undefined) {
         this.dropAll()
+        this.hostIds = this.currentHostIds()
         return
       }
     }
     for (const task of tasks) {
       for (const id of [...this.byTask.get(task) ?? []]) this.drop(id)
     }
+    if (hostsMoved) {
+      const now = this.currentHostIds()
+      for (const host of new Set([...now, ...this.hostIds])) {
+        if (now.has(host) !== this.hostIds.has(host)) for (const id of [...this.byHost.get(host) ?? []]) this.drop(id)
+      }
+      this.hostIds = now
+    }
   }
+
+  private currentHostIds (): ReadonlySet<string> {
+    return new Set(Object.keys(this.state.doc.hosts ?? {}))
+  }
+}
+
+function index (map: Map<string, Set<string>>, key: string, id: string): void {
+  const ids = map.get(key)
+  if (ids === undefined) map.set(key, new Set([id]))
+  else ids.add(id)
+}
+
+function unindex (map: Map<string, Set<string>>, key: string, id: string): void {
+  const ids = map.get(key)
+  ids?.delete(id)
+  if (ids?.size === 0) map.delete(key)
 }

@@ -53,6 +53,8 @@ interface CachedDatabase {
   gone: boolean
   view: Omit<DatabaseView, 'instances'>
   placements: Placement[]
+  /** The host ids the spec names (nodes' and services'): what its validation asks of the known hosts. */
+  hostIds: string[]
   desired: DesiredDatabaseRecord
 }
 
@@ -80,7 +82,7 @@ export class Databases {
   private listed: { version: string, databases: readonly DatabaseView[] } | undefined
 
   constructor (private readonly ctx: DatabaseContext) {
-    this.cache = new DatabaseCache(ctx.state, id => this.build(id), entry => entry.record.task_id)
+    this.cache = new DatabaseCache(ctx.state, id => this.build(id), entry => entry.record.task_id, entry => entry.hostIds)
   }
 
   private manifest (): VersionManifest {
@@ -167,6 +169,7 @@ export class Databases {
       gone: record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed',
       view,
       placements: placementsOf(id, spec),
+      hostIds: namedHostIds(spec),
       desired: {
         id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
         spec: check.ok && opened.problems.length === 0 ? check.spec : (record.deleted ? spec as unknown as DatabaseSpec : undefined),
@@ -588,6 +591,18 @@ function withDefaults (spec: Record<string, unknown>, defaultPostgresVersion: st
 }
 
 interface Placement { id: string, host_id: string, node_name: string }
+
+/** Every host id a spec names in its nodes and services, whatever else is wrong with it. */
+function namedHostIds (spec: Record<string, unknown>): string[] {
+  const out = new Set<string>()
+  for (const list of [spec.nodes, spec.services]) {
+    if (!Array.isArray(list)) continue
+    for (const item of list as Array<{ host_ids?: unknown }>) {
+      if (Array.isArray(item?.host_ids)) for (const h of item.host_ids) if (typeof h === 'string') out.add(h)
+    }
+  }
+  return [...out]
+}
 
 /** The instances a spec places: one per host of each node, sorted as responses list them. */
 function placementsOf (databaseId: string, spec: Record<string, unknown>): Placement[] {

@@ -205,7 +205,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     let replayed = 0
     let doc = A.clone(next)
     const meta: ChangeMeta = { host: this.hostId, at: Date.now(), op: 'generation.replay', entity: String(next.generation?.number) }
-    const scalar = writesScalarStrings(plainStrings(next))
+    const scalar = writesScalarStrings(next)
     doc = plainStrings(A.change(doc, { message: encodeChangeMeta(meta) }, d => {
       replayed = replayOwnEdits(old, next, stringWriter(d, scalar) as unknown as Record<string, unknown>, m => m?.host === this.hostId)
     }))
