@@ -10,7 +10,7 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import pg from 'pg'
-import { DaemonProcess, type DaemonOptions, until } from '../test/helpers/cluster.js'
+import { DAEMON_NODE_FLAGS, DaemonProcess, type DaemonOptions, until } from '../test/helpers/cluster.js'
 
 const MAIN = resolve(import.meta.dirname, '../cmd/pgmesh/bin/pgmesh.mjs')
 const DATABASE_ID = 'demo'
@@ -82,7 +82,7 @@ class DemoDaemon extends DaemonProcess {
   override async start (): Promise<void> {
     const o = this.options
     const logFile = o.logFile ?? join(root, `${o.hostId}.log`)
-    const args = [MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', '127.0.0.1', '--http-port', String(o.httpPort),
+    const args = [...DAEMON_NODE_FLAGS, MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', '127.0.0.1', '--http-port', String(o.httpPort),
       '--listen', `/ip4/127.0.0.1/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'info']
     if (o.bootstrap !== undefined && o.bootstrap.length > 0) args.push('--bootstrap', o.bootstrap.join(','))
     if (o.clusterKeyFile !== undefined) args.push('--cluster-key', o.clusterKeyFile)

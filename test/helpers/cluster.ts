@@ -10,6 +10,8 @@ import pg from 'pg'
 
 // The bundled executable users run (`npm run build` makes it), not dist/main.js.
 const MAIN = resolve(import.meta.dirname, '../../cmd/pgmesh/bin/pgmesh.mjs')
+/** The Node flags of the bin's shebang: a daemon started as `node <bin>` runs as the installed `pgmesh` does. */
+export const DAEMON_NODE_FLAGS = (readFileSync(MAIN, 'utf8').split('\n', 1)[0] ?? '').split(' ').filter(a => a.startsWith('--'))
 
 /**
  * The control plane's superuser password, as every host of the cluster derives it from the data key in its data dir
@@ -97,7 +99,7 @@ export class DaemonProcess {
     // PGMESH_DAEMON_NODE_ARGS: Node options for every daemon (say `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a bench).
     const nodeArgs = (process.env.PGMESH_DAEMON_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
     // PGMESH_DAEMON_BIN: another build's bundle (a bench comparing two builds on one data dir), read at each start.
-    const args = [...nodeArgs, process.env.PGMESH_DAEMON_BIN ?? MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
+    const args = [...DAEMON_NODE_FLAGS, ...nodeArgs, process.env.PGMESH_DAEMON_BIN ?? MAIN, 'run', '--host-id', o.hostId, '--data-dir', o.dataDir, '--http-address', address, '--http-port', String(o.httpPort),
       '--listen', `/ip4/${address}/tcp/${o.p2pPort}`, '--log-level', o.logLevel ?? 'debug', ...(o.args ?? [])]
     // Hosts in network namespaces listen on non-loopback addresses: plain HTTP there must be asked for.
     if (!address.startsWith('127.') && o.https !== true) args.push('--insecure-http')
