@@ -1,12 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import pino from 'pino'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { ClusterState } from './cluster-state.js'
-
-const logger = pino({ level: 'silent' })
+import { describe, expect, it } from 'vitest'
+import { statesPerTest } from './states.fixture.js'
 
 /** The distinct `root/key` prefixes of the patches' paths: what a reader of `diff` invalidates by. */
 function touched (patches: A.Patch[]): string[] {
@@ -14,19 +8,7 @@ function touched (patches: A.Patch[]): string[] {
 }
 
 describe('ClusterState.diff', () => {
-  let dir: string
-  const states: ClusterState[] = []
-  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'pgmesh-state-')) })
-  afterEach(async () => {
-    for (const s of states.splice(0)) await s.close()
-    await rm(dir, { recursive: true, force: true })
-  })
-
-  async function open (name: string): Promise<ClusterState> {
-    const state = await ClusterState.open({ dir: join(dir, name), hostId: name, logger })
-    states.push(state)
-    return state
-  }
+  const { open } = statesPerTest('state')
 
   it('names the paths each change between two versions touched, local or remote, however far apart the versions', async () => {
     const a = await open('a')

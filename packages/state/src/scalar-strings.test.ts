@@ -1,14 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import pino from 'pino'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { ClusterState } from './cluster-state.js'
+import { describe, expect, it } from 'vitest'
+import type { ClusterState } from './cluster-state.js'
+import { statesPerTest } from './states.fixture.js'
 import { startGeneration } from './generation.js'
 import { SCALAR_STRINGS_FORMAT, stringWriter } from './scalar-strings.js'
-
-const logger = pino({ level: 'silent' })
 
 /** How Automerge stores the value at `path`: 'str' (scalar), 'text', 'map', … */
 function storedAs (doc: A.Doc<unknown>, path: ReadonlyArray<string | number>): string | undefined {
@@ -44,19 +39,7 @@ const record = (i: number): Record<string, unknown> => ({
 })
 
 describe('strings stored as scalars', () => {
-  let dir: string
-  const states: ClusterState[] = []
-  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'pgmesh-scalar-')) })
-  afterEach(async () => {
-    for (const s of states.splice(0)) await s.close()
-    await rm(dir, { recursive: true, force: true })
-  })
-
-  async function open (name: string): Promise<ClusterState> {
-    const state = await ClusterState.open({ dir: join(dir, name), hostId: name, logger })
-    states.push(state)
-    return state
-  }
+  const { open, close } = statesPerTest('scalar')
 
   async function cluster (formats: Record<string, number | undefined>): Promise<ClusterState> {
     const a = await open('a')
@@ -129,8 +112,7 @@ describe('strings stored as scalars', () => {
     await d.adopt(A.save(a.doc), 'a', doc => { expectPlain(doc) })
     expect(d.doc.databases?.['db-1']).toEqual(record(1))
 
-    await a.close()
-    states.splice(states.indexOf(a), 1)
+    await close(a)
     const reopened = await open('a')
     expect(reopened.doc.databases?.['db-1']).toEqual(record(1))
     expectPlain(reopened.doc)
