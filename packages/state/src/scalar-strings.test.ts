@@ -170,6 +170,28 @@ describe('strings stored as scalars', () => {
     }
   })
 
+  it('reach readers as strings when one change inserts into a list before what it inserted earlier', async () => {
+    const a = await cluster({ 'host-1': SCALAR_STRINGS_FORMAT })
+    const b = await open('b')
+    b.applyRemote('a', (doc, options) => [A.loadIncremental(doc, a.saveSince([]), options), undefined])
+    const before = a.heads()
+    await a.change({ op: 'test' }, d => {
+      d.databases['db-1'] = { list: ['x'] } as never
+    })
+    await a.change({ op: 'test' }, d => {
+      const list = (d.databases['db-1'] as unknown as { list: string[] & { insertAt: (at: number, ...values: string[]) => void } }).list
+      list.push('z')
+      list.unshift('a')
+      list.insertAt(1, 'b')
+    })
+    // Both changes reach b in one transition: its patches insert at indices the later ones shift.
+    b.applyRemote('a', (doc, options) => [A.loadIncremental(doc, a.saveSince(before), options), undefined])
+    for (const state of [a, b]) {
+      expect((state.doc.databases?.['db-1'] as unknown as { list: unknown[] }).list).toEqual(['a', 'b', 'x', 'z'])
+      expectPlain(state.doc)
+    }
+  })
+
   it('leave Automerge\'s own functions working on the view', () => {
     let doc = A.from<Record<string, unknown>>({ m: { k: 'v' }, l: ['x'] })
     doc = A.change(doc, d => {

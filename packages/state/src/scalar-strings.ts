@@ -73,22 +73,28 @@ export function plainStrings<T> (value: T): T {
 /**
  * After a transition to `doc` whose patches are `patches`: replaces the `ImmutableString`s those patches put by their
  * strings, in place. The rest of the document came from the previous version, already converted.
+ *
+ * A patch's path holds when the patch is applied; a later patch of the same transition may shift a list index on it
+ * (two inserts into one list, the second before the first). So a string put at a path through a list converts that
+ * whole list (the document's lists are short); map keys do not move.
  */
 export function plainStringsAfter<T> (doc: T, patches: readonly A.Patch[]): T {
+  const lists = new Set<string>()
   for (const patch of patches) {
-    if (patch.action === 'put') {
-      if (!isScalarString(patch.value)) continue
-      const parent = containerAt(doc, patch.path.slice(0, -1))
-      const key = patch.path[patch.path.length - 1] as string | number
-      if (parent !== undefined && isScalarString(parent[key])) parent[key] = String(parent[key])
-    } else if (patch.action === 'insert') {
-      if (!patch.values.some(v => isScalarString(v))) continue
-      const parent = containerAt(doc, patch.path.slice(0, -1))
-      const at = patch.path[patch.path.length - 1] as number
-      for (let i = at; parent !== undefined && i < at + patch.values.length; i++) {
-        if (isScalarString(parent[i])) parent[i] = String(parent[i])
-      }
+    const putsString = patch.action === 'put' ? isScalarString(patch.value) : patch.action === 'insert' && patch.values.some(v => isScalarString(v))
+    if (!putsString) continue
+    const listAt = patch.path.findIndex(k => typeof k === 'number')
+    if (listAt >= 0) {
+      const prefix = patch.path.slice(0, listAt)
+      const key = JSON.stringify(prefix)
+      if (lists.has(key)) continue
+      lists.add(key)
+      convertWithin(containerAt(doc, prefix))
+      continue
     }
+    const parent = containerAt(doc, patch.path.slice(0, -1))
+    const key = patch.path[patch.path.length - 1] as string
+    if (parent !== undefined && isScalarString(parent[key])) parent[key] = String(parent[key])
   }
   return doc
 }
