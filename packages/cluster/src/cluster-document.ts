@@ -96,7 +96,7 @@ export class ClusterDocument {
     if (boundary !== undefined && A.hasHeads(old, boundary.heads)) {
       const atBoundary = (readMerged(old, ['tasks'], boundary.heads)?.value ?? {}) as Record<string, Task>
       const genesis = A.getChangesMetaSince(next, []).find(c => c.deps.length === 0)
-      const kept = genesis === undefined ? {} : (plainStrings(A.view(next, [genesis.hash])).tasks ?? {})
+      const kept = genesis === undefined ? {} : plainStrings(A.view(next, [genesis.hash]).tasks ?? {})
       this.taskArchive.add(Object.values(atBoundary).filter(t => isTerminalTaskStatus(t.status) && !(t.task_id in kept)))
     }
     return await this.state.enterGeneration(next)

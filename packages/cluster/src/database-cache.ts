@@ -80,17 +80,14 @@ export class DatabaseCache<T> {
     this.entries.clear()
     this.byTask.clear()
     this.byHost.clear()
+    this.hostIds = this.currentHostIds()
   }
 
   private refresh (): void {
     const heads = this.state.heads()
     if (this.heads !== undefined && sameHeads(this.heads, heads)) return
-    if (this.heads === undefined) {
-      this.dropAll()
-      this.hostIds = this.currentHostIds()
-    } else {
-      this.invalidate(this.state.diff(this.heads, heads))
-    }
+    if (this.heads === undefined) this.dropAll()
+    else this.invalidate(this.state.diff(this.heads, heads))
     const records = this.state.changes()
     for (let i = this.seenChanges; i < records.length; i++) {
       const entity = records[i]?.meta?.entity
@@ -115,7 +112,6 @@ export class DatabaseCache<T> {
         hostsMoved = true
       } else if (root === 'databases' || root === 'tasks' || root === undefined) {
         this.dropAll()
-        this.hostIds = this.currentHostIds()
         return
       }
     }

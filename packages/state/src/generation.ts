@@ -63,7 +63,7 @@ export function includesFrontier (doc: Doc, heads: A.Heads, frontier: A.Heads): 
 export function startGeneration (doc: Doc, frontier: A.Heads, prune?: (content: Record<string, unknown>, frontierAt: number) => void): Doc {
   if (!A.hasHeads(doc, frontier)) throw new Error('the frontier is not in this document')
   const heads = [...frontier].sort()
-  const previous = doc.generation === undefined ? undefined : plainStrings(A.view(doc, heads)).generation
+  const previous = doc.generation === undefined ? undefined : plainStrings(A.view(doc, heads).generation)
   const number = (previous?.number ?? 1) + 1
   const generation: DocumentGeneration = {
     number,

@@ -200,7 +200,7 @@ export function stringWriter<T extends object> (root: T, scalar: boolean): T {
         return Reflect.deleteProperty(am, key)
       },
       ownKeys () {
-        return isList ? ['length', ...list.map((_, i) => String(i))] : Reflect.ownKeys(am)
+        return isList ? ['length', ...Array.from({ length: list.length }, (_, i) => String(i))] : Reflect.ownKeys(am)
       },
       getOwnPropertyDescriptor (_, key) {
         if (typeof key === 'symbol') return undefined
