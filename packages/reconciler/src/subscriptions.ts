@@ -1,6 +1,6 @@
 import type { ObservedInstance, ObservedSubscription, Startable } from '@pgmesh/model'
 import type { InstanceStatus } from '@pgmesh/orchestrator'
-import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type SubscriberLag, type UnreplicatedDdl } from '@pgmesh/replication'
+import { applyErrors, type JsonLogEntry, JsonLogTail, type Queryable, type ReplicationDriver, type SubscriberLag, type SubscriptionStatus, type UnreplicatedDdl } from '@pgmesh/replication'
 import type { Logger } from 'pino'
 import type { ReconcilerHost } from './deps.js'
 import type { InstanceAdmin } from './instance-admin.js'
@@ -39,6 +39,12 @@ export class SubscriptionPoller implements Startable {
   /** Per local primary: its subscriptions' errors, failures and restarts, and where its JSON server log was read up to. */
   private readonly health = new Map<string, SubscriptionHealth>()
   private readonly serverLogs = new Map<string, { read: (conn: Queryable) => Promise<JsonLogEntry[]> }>()
+  /**
+   * Per local primary: the subscriptions a restart disabled and has not yet enabled again. A restart is two
+   * statements with a pause between; the server restarting in that pause (a rolling restart) ends the session and
+   * would leave the subscription disabled for good, so the next poll finishes the restart.
+   */
+  private readonly restarting = new Map<string, Set<string>>()
   /** Per local primary: the DDL its automatic DDL replication refused (see @pgmesh/replication). */
   private readonly refusedDdl = new Map<string, UnreplicatedDdl>()
   private polling = false
@@ -71,6 +77,7 @@ export class SubscriptionPoller implements Startable {
     this.reports.delete(instanceId)
     this.health.delete(instanceId)
     this.serverLogs.delete(instanceId)
+    this.restarting.delete(instanceId)
     this.refusedDdl.delete(instanceId)
   }
 
@@ -107,7 +114,7 @@ export class SubscriptionPoller implements Startable {
     const log = this.deps.logger
     const { kind, driver } = await this.deps.admin.replicationOf(conn)
     const errors = await this.readApplyErrors(record.instanceId, driver, conn)
-    const rows = await driver.subscriptionStatus(conn)
+    const rows = await this.finishRestarts(record.instanceId, driver, conn, await driver.subscriptionStatus(conn))
     // Built only when a subscription is down: this runs every second for every local primary.
     let cluster: ObservedInstance[] | undefined
     const providerUp = (node: string): boolean => {
@@ -135,9 +142,37 @@ export class SubscriptionPoller implements Startable {
     if (JSON.stringify(previous) !== JSON.stringify(reports)) this.deps.requeue()
     for (const name of restart) {
       log.info({ instanceId: record.instanceId, subscription: name }, 'restarting a stalled subscription')
-      await driver.restartSubscription(conn, name)
+      await this.restartSubscription(record.instanceId, driver, conn, name)
     }
     await this.readUnreplicatedDdl(record.instanceId, driver, conn)
+  }
+
+  private async restartSubscription (instanceId: string, driver: ReplicationDriver, conn: Queryable, name: string): Promise<void> {
+    let pending = this.restarting.get(instanceId)
+    if (pending === undefined) {
+      pending = new Set()
+      this.restarting.set(instanceId, pending)
+    }
+    pending.add(name)
+    await driver.restartSubscription(conn, name)
+    pending.delete(name)
+  }
+
+  /**
+   * Restarts again the subscriptions an interrupted restart left disabled, and returns the status rows as they are
+   * then. pgmesh disables a subscription otherwise only during a node's join, which this leaves alone.
+   */
+  private async finishRestarts (instanceId: string, driver: ReplicationDriver, conn: Queryable, rows: SubscriptionStatus[]): Promise<SubscriptionStatus[]> {
+    const pending = this.restarting.get(instanceId)
+    if (pending === undefined || pending.size === 0) return rows
+    for (const name of [...pending]) {
+      if (rows.find(r => r.name === name)?.status !== 'disabled') pending.delete(name)
+      else {
+        this.deps.logger.info({ instanceId, subscription: name }, 'enabling a subscription whose restart was interrupted')
+        await this.restartSubscription(instanceId, driver, conn, name)
+      }
+    }
+    return await driver.subscriptionStatus(conn)
   }
 
   /** What the node's automatic DDL replication refused, for the instance's report; a new refusal is logged too. */
