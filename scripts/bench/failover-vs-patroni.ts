@@ -7,7 +7,7 @@
 // the next run kills whichever host is primary then.
 //
 // Systems (BENCH_SYSTEMS, comma-separated; default all):
-//   pgmesh             defaults (lease 4 s); node n1 on host-1..3 plus a second node n2 on host-3 subscribing to it,
+//   pgmesh             defaults (lease 2.5 s); node n1 on host-1..3 plus a second node n2 on host-3 subscribing to it,
 //                      so the new primary also recreates the logical slot a peer node reads from
 //   pgmesh-fast        the same with --lease-ms 2000 on every host
 //   patroni-default    Patroni's defaults: ttl 30, loop_wait 10, retry_timeout 10, asynchronous replication

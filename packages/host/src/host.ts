@@ -18,11 +18,8 @@ import { detectPostgresVersion } from './postgres-version.js'
 import { ManifestSource } from './manifest-source.js'
 import { announceTaskLogs, readPeerTaskLogs, receiveTaskLogs, serveTaskLogs } from './task-log-protocol.js'
 import { tightenDataDir } from './data-dir.js'
+import { leaseOptions, longestGrantMs } from './lease-timing.js'
 
-/** Default lease of a node's primary; a failover waits it out. */
-const DEFAULT_LEASE_MS = 4000
-/** Clock-rate drift allowance between hosts over one lease (200 ms of the default 4 s). */
-const LEASE_DRIFT = 0.05
 const KEEPER_MS = 2000
 
 /**
@@ -108,8 +105,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       adoptDataKey: (key) => { this.dataKey = key },
       stopping: () => this.stopping
     })
-    // Grants never outlast the cluster's lease duration, so a restarted voter need only wait that long.
-    this.leaseVoter = new LeaseVoter({ maxDurationMs: config.leaseMs ?? DEFAULT_LEASE_MS })
+    this.leaseVoter = new LeaseVoter({ maxDurationMs: longestGrantMs(config.leaseMs) })
     this.metrics = new HostMetrics({
       peers: () => this.mesh?.connectedPeers().length ?? 0,
       knownHosts: () => Object.keys(this.state.doc.hosts ?? {}).length,
@@ -253,7 +249,7 @@ export class Host extends EventEmitter<{ initialized: [], heartbeat: [hostId: st
       speaksFor: (peer, holder) => members.speaksForInstance(peer, holder),
       onRefused: (peer, request) => { this.refused.report('lease', peer, { key: request?.key, holder: request?.holder, release: request?.release === true }) }
     })
-    this.leasesOfMesh = new Leases(this.leaseVoter, meshTransport(mesh, () => this.leaseVoters(mesh.peerId)), { durationMs: this.config.leaseMs ?? DEFAULT_LEASE_MS, driftMs: Math.ceil((this.config.leaseMs ?? DEFAULT_LEASE_MS) * LEASE_DRIFT) })
+    this.leasesOfMesh = new Leases(this.leaseVoter, meshTransport(mesh, () => this.leaseVoters(mesh.peerId)), leaseOptions(this.config.leaseMs))
     const heartbeats = new Heartbeats<HostObserved>(mesh, {
       hostId: this.config.hostId,
       intervalMs: this.config.heartbeatMs,

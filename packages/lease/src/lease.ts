@@ -51,6 +51,13 @@ export interface LeaseReply {
 
 interface Grant { holder: string | undefined, term: number, expiresAt: number }
 
+/**
+ * How often a holder renews per lease duration. The dead holder's grants end one lease after its last renewal, so
+ * renewing more often brings a failover closer to one lease; and a holder stalled for up to
+ * `duration - drift - fenceMs - duration / RENEWALS_PER_LEASE` still renews before it must fence.
+ */
+export const RENEWALS_PER_LEASE = 5
+
 /** Monotonic milliseconds: wall clock jumps never shorten or stretch a lease. */
 export const monotonicNow = (): number => performance.now()
 
@@ -209,7 +216,7 @@ export class Leases {
   }
 
   /**
-   * Holds a lease: renews it every quarter of its duration and calls onLost when it was not renewed in time,
+   * Holds a lease: renews it RENEWALS_PER_LEASE times per duration and calls onLost when it was not renewed in time,
    * `fenceMs` before it would expire, so the holder can stop writes before any voter may grant it to another.
    * `mayHoldAlready`: the holder may still be writing under a grant an earlier process got (a daemon restarted beside
    * its running primary), so without a grant of its own within a lease duration, minus the margin, it is lost too.
@@ -284,7 +291,7 @@ export class KeptLease {
   private async renew (): Promise<void> {
     if (this.stopped) return
     // Paced from the start of each renewal, so a slow voter does not stretch the interval.
-    this.renewTimer = setTimeout(() => { void this.renew() }, Math.max(50, Math.floor(this.leases.options.durationMs / 4)))
+    this.renewTimer = setTimeout(() => { void this.renew() }, Math.max(50, Math.floor(this.leases.options.durationMs / RENEWALS_PER_LEASE)))
     this.renewTimer.unref()
     const sent = this.eligibility
     const request = this.leases.request(this.key, this.holder, this.term, sent).catch(() => undefined)

@@ -122,8 +122,8 @@ describe('HighAvailability (in process, with fakes)', () => {
       await until('unfenced', () => !t.ha.fenced.has(PRIMARY))
       expect(t.calls).toEqual([`start ${PRIMARY}`, `read-only ${PRIMARY} false`])
       expect(t.ha.held()).toEqual([PRIMARY])
-      // The fence margin follows the lease's duration (--lease-ms): 1.5 s of the default 4 s.
-      expect(t.fences).toEqual([1500])
+      // The fence margin follows the lease's duration (--lease-ms): a quarter, 1 s of this test's 4 s.
+      expect(t.fences).toEqual([1000])
       // Unfenced once: later ticks do not queue it again.
       await new Promise(resolve => setTimeout(resolve, 600))
       expect(t.calls).toHaveLength(2)
