@@ -336,8 +336,7 @@ export class ProcessOrchestrator implements Orchestrator {
 
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
-      const formerPrimary = await promoteRecord(state, this.admin(paths, state), async r => { await this.records.write(r) })
-      if (formerPrimary !== undefined) await dropReplicaSlot(formerPrimary, this.log, this.superuserPassword())
+      await promoteRecord(state, this.admin(paths, state), async r => { await this.records.write(r) }, { log: this.log, password: this.superuserPassword() })
       this.log.info({ instanceId }, 'promoted')
       return await this.inspect(paths, state)
     })

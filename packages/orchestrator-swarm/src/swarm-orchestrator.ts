@@ -423,13 +423,10 @@ export class SwarmOrchestrator implements Orchestrator {
 
   async promote (instanceId: string): Promise<InstanceStatus> {
     return await this.withExisting(instanceId, async (paths, state) => {
-      const formerPrimary = await promoteRecord(state, this.admin(paths, state), async r => {
+      await promoteRecord(state, this.admin(paths, state), async r => {
         delete r.cloned
         await this.records.write(r)
-      })
-      // Not awaited: after a failover the former primary's host may take seconds to fail the connection, and the
-      // caller keeps the new primary read-only until this returns.
-      if (formerPrimary !== undefined) void dropReplicaSlot(formerPrimary, this.log, this.password())
+      }, { log: this.log, password: this.password() })
       this.log.info({ instanceId }, 'promoted')
       return await this.inspect(paths, state)
     })

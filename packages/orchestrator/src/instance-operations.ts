@@ -7,7 +7,7 @@ import { assertInstanceId } from './instance-id.js'
 import type { InstanceRecord } from './instance-records.js'
 import type { InstanceStatus } from './orchestrator.js'
 import type { StandbyOf } from './postgres-config.js'
-import { nextStandbyOf, promoteServer } from './standby.js'
+import { dropReplicaSlot, nextStandbyOf, promoteServer } from './standby.js'
 
 /** Runs `work` on an admin connection (see withAdminConnection) to one database of an instance. */
 export type AdminConnect = <T>(database: string, work: (client: pg.Client) => Promise<T>) => Promise<T>
@@ -61,17 +61,19 @@ export async function applyConfigChange (
 
 /**
  * pg_promote, then the record forgets its primary (a promoted instance is never re-cloned or demoted) and is saved.
- * Returns the former primary, whose slot for this instance the caller drops. primary_conninfo stays in the config
- * until the next ensureInstance rewrites it; a primary ignores it.
+ * primary_conninfo stays in the config until the next ensureInstance rewrites it; a primary ignores it. The slot this
+ * instance streamed from on the former primary is dropped in the background: after a failover the former primary's
+ * host may take seconds to fail the connection (a dead machine answers nothing), and the caller keeps the new
+ * primary read-only until this returns.
  */
 export async function promoteRecord<R extends InstanceRecord> (
-  record: R, connect: AdminConnect, save: (record: R) => Promise<void>
-): Promise<StandbyOf | undefined> {
+  record: R, connect: AdminConnect, save: (record: R) => Promise<void>, formerPrimarySlot: { log: Logger, password: string | undefined }
+): Promise<void> {
   const formerPrimary = record.standbyOf
   await connect('postgres', promoteServer)
   delete record.standbyOf
   await save(record)
-  return formerPrimary
+  if (formerPrimary !== undefined) void dropReplicaSlot(formerPrimary, formerPrimarySlot.log, formerPrimarySlot.password)
 }
 
 /** A primary's users, database and run-once scripts (setupDatabase), saving each script's completion in the record. */

@@ -71,9 +71,22 @@ export async function replicaSlotExists (primary: StandbyOf, log: Logger, passwo
 }
 
 /** pg_promote, unless the server already is a primary; waits (up to 60 s) until it accepts writes. */
-export async function promoteServer (client: pg.Client): Promise<void> {
-  const { rows } = await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery')
-  if (rows[0]?.in_recovery === true) await client.query('SELECT pg_promote(true, 60)')
+/** How often a promotion is checked for its end. */
+const PROMOTION_POLL_MS = 5
+
+/**
+ * Promotes a server in recovery and returns once it is out of it. Not `pg_promote(wait => true)`: that checks every
+ * 100 ms, so it returned ~100 ms after a promotion that takes a few, and a failover waited for it.
+ */
+export async function promoteServer (client: pg.Client, timeoutMs = 60_000): Promise<void> {
+  const inRecovery = async (): Promise<boolean> => (await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery')).rows[0]?.in_recovery === true
+  if (!await inRecovery()) return
+  await client.query('SELECT pg_promote(false)')
+  const deadline = Date.now() + timeoutMs
+  while (await inRecovery()) {
+    if (Date.now() > deadline) throw new Error(`the server is still in recovery ${timeoutMs / 1000} s after it was asked to promote`)
+    await new Promise(resolve => setTimeout(resolve, PROMOTION_POLL_MS))
+  }
 }
 
 /** Best effort: a replica that goes away (promoted or removed) must not make its primary keep WAL forever. */
