@@ -56,6 +56,14 @@ function poller (subscriber: FakeSubscriber): SubscriptionPoller {
   return new SubscriptionPoller(deps)
 }
 
+/** The subscription goes down and stays down for STALL_MS with its provider up; the poll after that restarts it. */
+async function stallAndPoll (polls: SubscriptionPoller, subscriber: FakeSubscriber): Promise<void> {
+  subscriber.status.set('sub_n2_n3', 'down')
+  await polls.poll()
+  vi.advanceTimersByTime(STALL_MS)
+  await polls.poll()
+}
+
 describe('SubscriptionPoller', () => {
   beforeEach(() => { vi.useFakeTimers({ now: 1_000_000, toFake: ['Date'] }) })
   afterEach(() => { vi.useRealTimers() })
@@ -63,10 +71,7 @@ describe('SubscriptionPoller', () => {
   it('restarts a stalled subscription', async () => {
     const subscriber = new FakeSubscriber()
     const polls = poller(subscriber)
-    subscriber.status.set('sub_n2_n3', 'down')
-    await polls.poll()
-    vi.advanceTimersByTime(STALL_MS)
-    await polls.poll()
+    await stallAndPoll(polls, subscriber)
     expect(subscriber.restarts).toEqual(['sub_n2_n3'])
     expect(subscriber.status.get('sub_n2_n3')).toBe('replicating')
   })
@@ -74,11 +79,8 @@ describe('SubscriptionPoller', () => {
   it('finishes a restart whose session ended between disable and enable, on the next poll', async () => {
     const subscriber = new FakeSubscriber()
     const polls = poller(subscriber)
-    subscriber.status.set('sub_n2_n3', 'down')
-    await polls.poll()
-    vi.advanceTimersByTime(STALL_MS)
     subscriber.dieInNextRestart = true
-    await polls.poll()
+    await stallAndPoll(polls, subscriber)
     expect(subscriber.status.get('sub_n2_n3')).toBe('disabled')
 
     vi.advanceTimersByTime(1000)
