@@ -165,14 +165,16 @@ export class SubscriptionPoller implements Startable {
   private async finishRestarts (instanceId: string, driver: ReplicationDriver, conn: Queryable, rows: SubscriptionStatus[]): Promise<SubscriptionStatus[]> {
     const pending = this.restarting.get(instanceId)
     if (pending === undefined || pending.size === 0) return rows
+    let restarted = false
     for (const name of [...pending]) {
       if (rows.find(r => r.name === name)?.status !== 'disabled') pending.delete(name)
       else {
         this.deps.logger.info({ instanceId, subscription: name }, 'enabling a subscription whose restart was interrupted')
         await this.restartSubscription(instanceId, driver, conn, name)
+        restarted = true
       }
     }
-    return await driver.subscriptionStatus(conn)
+    return restarted ? await driver.subscriptionStatus(conn) : rows
   }
 
   /** What the node's automatic DDL replication refused, for the instance's report; a new refusal is logged too. */
