@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ApiFixture, startApiFixture } from './api.fixture.js'
 import { openApiDocument } from './app.js'
 import { DOCUMENT_FORMAT_HEADER } from '@pgmesh/model'
-import { plainStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { DOCUMENT_FORMAT, plainStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 
 let api: ApiFixture
 let draining = false
@@ -100,7 +100,11 @@ describe('after init', () => {
     const old = await call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' })
     expect(old.status).toBe(400)
     expect(old.json).toEqual({ name: 'invalid_input', message: expect.stringMatching(/^host host-2 runs a pgmesh that reads the cluster document only with strings as text \(document format 1\).*install this cluster's pgmesh version on host-2/) })
-    const ok = await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' }, { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) })
+    // One that reads scalars but keeps databases and tasks in one map each cannot join a bucketed document.
+    const flat = await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' }, { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) })
+    expect(flat.status).toBe(400)
+    expect(flat.json).toEqual({ name: 'invalid_input', message: expect.stringMatching(/^host host-2 runs a pgmesh that reads the cluster document only with databases and tasks in one map each \(document format 2\).*install this cluster's pgmesh version on host-2/) })
+    const ok = await api.call('POST', '/v1/internal/cluster/join-options', { token, host_id: 'host-2' }, { [DOCUMENT_FORMAT_HEADER]: String(DOCUMENT_FORMAT) })
     expect(ok.status).toBe(200)
     expect(ok.json.cluster_id).toBe('c1')
     expect(ok.json.bootstrap[0]).toMatch(/\/p2p\//)

@@ -1,7 +1,7 @@
 // The auth middleware in process: roles, the 401/403 shapes, the Host header and browsers' cross-site requests.
 // Client certificates are checked against real TLS connections in test/tls.test.ts.
 import { DOCUMENT_FORMAT_HEADER } from '@pgmesh/model'
-import { SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { DOCUMENT_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ApiFixture, requestApp, startApiFixture } from './api.fixture.js'
@@ -121,7 +121,7 @@ describe('join tokens', () => {
   it('expire, and can be revoked one by one or all at once', async () => {
     const short = await send(api.app, 'GET', 'http://localhost/v1/cluster/join-token?ttl=1s')
     const long = await send(api.app, 'GET', 'http://localhost/v1/cluster/join-token')
-    const options = async (t: string): Promise<number> => (await send(api.app, 'POST', 'http://localhost/v1/internal/cluster/join-options', { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) }, { token: t, host_id: 'host-9' })).status
+    const options = async (t: string): Promise<number> => (await send(api.app, 'POST', 'http://localhost/v1/internal/cluster/join-options', { [DOCUMENT_FORMAT_HEADER]: String(DOCUMENT_FORMAT) }, { token: t, host_id: 'host-9' })).status
     expect(await options(short.json.token)).toBe(200)
     await new Promise(resolve => setTimeout(resolve, 2100))
     expect(await options(short.json.token)).toBe(401)

@@ -65,7 +65,7 @@ describe('secrets in the replicated document', () => {
     expect(desired?.spec?.database_users?.[0]?.password).toBe(SECOND)
     expect((desired?.spec?.backup_config?.repositories[0] as { s3_key_secret?: string } | undefined)?.s3_key_secret).toBe(S3_SECRET)
 
-    const doc = api.host.state.doc
+    const doc = api.host.state.automergeDoc
     const saved = A.save(doc)
     expectNoPlaintext('A.save(doc)', Buffer.from(saved).toString('latin1'))
     expectNoPlaintext('the decoded history', decodedHistory(doc))
@@ -115,7 +115,7 @@ describe('secrets in the replicated document', () => {
     const before = JSON.stringify(api.host.state.doc.databases?.vault?.spec)
     expect((await call('POST', '/v1/databases/vault', { spec: spec(SECOND) })).status).toBe(200)
     expect(JSON.stringify(api.host.state.doc.databases?.vault?.spec)).toBe(before)
-    const touched = A.getChanges(A.view(api.host.state.doc, heads), api.host.state.doc).map(c => JSON.stringify(A.decodeChange(c)))
+    const touched = A.getChanges(A.view(api.host.state.automergeDoc, heads), api.host.state.automergeDoc).map(c => JSON.stringify(A.decodeChange(c)))
     expect(touched.join('\n')).not.toContain('pgmesh:enc')
   })
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { isTerminalTaskStatus, type ObservedInstance, type Task, type VersionManifest } from '@pgmesh/model'
-import { type ClusterState, type Doc, plainStrings, readMerged, startGeneration } from '@pgmesh/state'
+import { type ClusterState, type Doc, logicalView, plainStrings, startGeneration } from '@pgmesh/state'
 import { ApiTokens, JoinTokens } from './access-tokens.js'
 import type { DataKey } from './data-key.js'
 import { Databases } from './databases.js'
@@ -93,10 +93,10 @@ export class ClusterDocument {
   async enterGeneration (next: Doc): Promise<number> {
     const old = this.state.doc
     const boundary = next.generation?.frontiers.find(f => f.number === (old.generation?.number ?? 1) + 1)
-    if (boundary !== undefined && A.hasHeads(old, boundary.heads)) {
-      const atBoundary = (readMerged(old, ['tasks'], boundary.heads)?.value ?? {}) as Record<string, Task>
+    if (boundary !== undefined && this.state.hasHeads(boundary.heads)) {
+      const atBoundary = (this.state.readMerged(['tasks'], boundary.heads)?.value ?? {}) as Record<string, Task>
       const genesis = A.getChangesMetaSince(next, []).find(c => c.deps.length === 0)
-      const kept = genesis === undefined ? {} : plainStrings(A.view(next, [genesis.hash]).tasks ?? {})
+      const kept = genesis === undefined ? {} : logicalView(plainStrings(A.view(next, [genesis.hash]))).tasks ?? {}
       this.taskArchive.add(Object.values(atBoundary).filter(t => isTerminalTaskStatus(t.status) && !(t.task_id in kept)))
     }
     return await this.state.enterGeneration(next)

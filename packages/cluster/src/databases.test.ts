@@ -31,7 +31,7 @@ async function open (hostId: string): Promise<Replica> {
 }
 
 function merge (from: Replica, to: Replica): void {
-  const bytes = A.save(from.state.doc)
+  const bytes = A.save(from.state.automergeDoc)
   to.state.applyRemote(from.hostId, doc => [A.merge(doc, A.load(bytes)), undefined])
 }
 

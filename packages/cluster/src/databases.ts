@@ -5,7 +5,7 @@ import {
   type AvailableUpgrade, availableUpgrades, EMBEDDED_MANIFEST, checkUpgrade, type CurrentVersion, compareVersions, type TaskType, unknownVersionIssues,
   upgradeNotAvailable, usesSpock, type VersionManifest
 } from '@pgmesh/model'
-import { type ClusterState, type FieldConflict, keyConflict, materializeMap, writeDiff } from '@pgmesh/state'
+import { type ClusterState, type FieldConflict, materializeMap, writeDiff } from '@pgmesh/state'
 import { decodeSpec, encodeSpec, isKeyedListKey, type KeyedList, mergeOrders } from './spec-encoding.js'
 import type { ObservedSnapshot } from './observed-cluster.js'
 import type { Tasks } from './tasks.js'
@@ -212,9 +212,8 @@ export class Databases {
    * leaf keys that got different values. Secret values are never shown.
    */
   private conflicts (id: string, specConflicts: readonly FieldConflict[]): DatabaseConflict[] {
-    const databases = this.ctx.state.doc.databases as Record<string, unknown>
     // Asking Automerge for the key's values costs a WebAssembly call per database; most documents surely have one.
-    const own = this.ctx.state.mayHoldConcurrentValues(['databases']) ? keyConflict(databases, id, '') : undefined
+    const own = this.ctx.state.mayHoldConcurrentValues(['databases']) ? this.ctx.state.recordConflict('databases', id) : undefined
     // Both sides writing the same value is agreement, not a conflict (say, the same edit sent to two hosts).
     const all = [...(own === undefined || new Set(own.values.map(v => JSON.stringify(v))).size < 2 ? [] : [own]), ...specConflicts]
     return all.map(c => conflictView(c, actor => this.ctx.state.hostOfActor(actor) ?? actor))

@@ -180,17 +180,17 @@ function sync (from: Replica, to: Replica, count: number | undefined): void {
   if (from === to) return
   if (count === undefined) {
     // A whole-document exchange, as a joining host gets it.
-    const bytes = A.save(from.state.doc)
+    const bytes = A.save(from.state.automergeDoc)
     to.state.applyRemote(from.hostId, doc => [A.merge(doc, A.load(bytes)), undefined])
     return
   }
   const have = new Set(to.state.changes().map(c => c.hash))
   // getAllChanges lists a change after its dependencies, so any prefix of what is missing is causally complete.
-  const missing = A.getAllChanges(from.state.doc).filter(c => !have.has(A.decodeChange(c).hash))
+  const missing = A.getAllChanges(from.state.automergeDoc).filter(c => !have.has(A.decodeChange(c).hash))
   if (missing.length === 0) return
   // With the patch callback, as the replicator calls it: caches then read the changed paths from these patches.
   to.state.applyRemote(from.hostId, (doc, options) => [A.applyChanges(doc, missing.slice(0, count), options)[0], undefined])
-  expect(A.getMissingDeps(to.state.doc, [])).toEqual([])
+  expect(A.getMissingDeps(to.state.automergeDoc, [])).toEqual([])
 }
 
 function sameHeads (replicas: Replica[]): boolean {
@@ -324,7 +324,7 @@ async function withReplicas (run: (replicas: Replica[]) => Promise<void>, specs:
       for (const h of HOSTS) d.hosts[h] = hostRecord(h, upgraded)
     })
     for (const [id, spec] of Object.entries(specs)) await first.databases.create({ id, spec })
-    const genesis = A.save(first.state.doc)
+    const genesis = A.save(first.state.automergeDoc)
     for (const r of rest) r.state.applyRemote(first.hostId, doc => [A.loadIncremental(doc, genesis), undefined])
     await run(replicas)
   } finally {

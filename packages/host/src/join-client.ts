@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { DOCUMENT_FORMAT_HEADER, InvalidInputError, InvalidJoinTokenError, ServerError } from '@pgmesh/model'
 import { fingerprint } from '@pgmesh/pki'
-import { type ClusterState, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { type ClusterState, DOCUMENT_FORMAT } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { JoinCredentials, MemberTls } from './tls.js'
 
@@ -33,7 +33,7 @@ export async function memberRequest (url: string, init: { method: string, body?:
   return await new Promise((resolve, reject) => {
     // The document format this host reads: a member whose document may hold scalar strings refuses a host without it.
     const headers: Record<string, string> = {
-      [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT),
+      [DOCUMENT_FORMAT_HEADER]: String(DOCUMENT_FORMAT),
       ...(init.body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(init.body)) })
     }
     const req = (https ? httpsRequest : httpRequest)(target, { method: init.method, headers, ...tlsOptions, timeout: init.timeoutMs }, (res) => {

@@ -1,13 +1,12 @@
 import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import * as A from '@automerge/automerge'
 import { DATA_KEY_FILE, DataKey, type Databases, decodeSpec, type JoinTokens, type Tasks } from '@pgmesh/cluster'
 import { ClusterKey, type Mesh } from '@pgmesh/mesh'
 import {
   ClusterAlreadyInitializedError, ClusterNotInitializedError, type DatabaseRecord, type HostRecord, InvalidInputError, InvalidJoinTokenError, NotFoundError,
   newUuid, rfc3339, ServerError, type Task, transitionTask
 } from '@pgmesh/model'
-import { type ClusterState, mayHoldScalarStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { BUCKETED_FORMAT, type ClusterState, DOCUMENT_FORMAT, isBucketed, mayHoldScalarStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
 import type { Logger } from 'pino'
 import type { HostConfig } from './config.js'
 import { adoptMemberDocument, fetchJoinOptions, fetchMemberCa, type JoinOptions, listedBy, memberAnswer } from './join-client.js'
@@ -113,9 +112,13 @@ export class Membership {
     this.checkToken(token)
     const { state } = this.deps
     if (state.doc.hosts?.[hostId] !== undefined) throw new InvalidInputError(`a host with ID ${hostId} already exists in the cluster`)
-    if (documentFormat < SCALAR_STRINGS_FORMAT && mayHoldScalarStrings(state.doc)) {
+    if (documentFormat < SCALAR_STRINGS_FORMAT && mayHoldScalarStrings(state.automergeDoc)) {
       throw new InvalidInputError(`host ${hostId} runs a pgmesh that reads the cluster document only with strings as text (document format ${documentFormat}); ` +
         `this cluster's document stores them as scalar values (format ${SCALAR_STRINGS_FORMAT}): install this cluster's pgmesh version on ${hostId} and join again`)
+    }
+    if (documentFormat < BUCKETED_FORMAT && isBucketed(state.automergeDoc)) {
+      throw new InvalidInputError(`host ${hostId} runs a pgmesh that reads the cluster document only with databases and tasks in one map each (document format ${documentFormat}); ` +
+        `this cluster's document keeps them in buckets (format ${BUCKETED_FORMAT}): install this cluster's pgmesh version on ${hostId} and join again`)
     }
     const hosts = Object.values(state.doc.hosts ?? {})
     const self = this.deps.mesh()?.addresses() ?? []
@@ -132,7 +135,7 @@ export class Membership {
   /** The whole cluster document for a joining host (the internal join-document call), behind the same token check. */
   joinDocument (token: string): Uint8Array {
     this.checkToken(token)
-    return A.save(this.deps.state.doc)
+    return this.deps.state.save()
   }
 
   /**
@@ -171,7 +174,7 @@ export class Membership {
     await this.deps.startMesh(key, options.bootstrap)
     const meshMs = Date.now() - started
     const deadline = Date.now() + timeoutMs
-    while (!A.hasHeads(state.doc, options.heads)) {
+    while (!state.hasHeads(options.heads)) {
       if (Date.now() > deadline) throw new ServerError('timed out waiting for the cluster document from the members')
       await sleep(20)
     }
@@ -349,7 +352,7 @@ export class Membership {
       cpus: osCpus().length,
       memory: totalmem(),
       joined_at: joinedAt,
-      document_format: SCALAR_STRINGS_FORMAT
+      document_format: DOCUMENT_FORMAT
     }
   }
 

@@ -6,9 +6,11 @@ import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { replayOwnEdits } from './generation.js'
+import { BUCKETED_COLLECTIONS, bucketWriter, emptyBuckets, flatContent, isBucketed, logicalPatches, logicalView, mergeBuckets, parentMap, rawPath } from './buckets.js'
 import { ConcurrentWrites } from './concurrent-writes.js'
 import { materializedMapAt, type MergedRead, readMaterialized, readMerged } from './merged-read.js'
 import { plainStrings, plainStringsAfter, stringWriter, writesScalarStrings } from './scalar-strings.js'
+import { type FieldConflict, keyConflict } from './write-diff.js'
 
 export type Doc = A.Doc<Partial<ClusterDoc>>
 
@@ -102,8 +104,22 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     return state
   }
 
+  /** The document as readers see it (`logicalView`: databases and tasks as flat maps, whatever the layout). */
   get doc (): Doc {
+    return logicalView(this.current)
+  }
+
+  /** The Automerge document itself, for Automerge's functions (save, sync, heads): its layout may differ from `doc`'s. */
+  get automergeDoc (): Doc {
     return this.current
+  }
+
+  hasHeads (heads: A.Heads): boolean {
+    return A.hasHeads(this.current, heads)
+  }
+
+  save (): Uint8Array {
+    return A.save(this.current)
   }
 
   get initialized (): boolean {
@@ -120,8 +136,8 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     await this.change({ op: 'cluster.init', entity: clusterId }, d => {
       d.cluster = { id: clusterId, created_at: new Date().toISOString() }
       d.hosts = {}
-      d.databases = {}
-      d.tasks = {}
+      // Every bucket at once, by the one change every host descends from (see buckets.ts).
+      Object.assign(d, emptyBuckets())
       d.removed_peers = {}
       // Created with the cluster, so two hosts adding the first token at once do not each create the map.
       d.api_tokens = {}
@@ -138,7 +154,10 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     let patches: A.Patch[] | undefined
     // Before the cluster exists only `initialize` writes: on this version, which reads scalars.
     const scalar = this.current.cluster === undefined || writesScalarStrings(this.current)
-    const next = A.change(this.current, { message: encodeChangeMeta(full), patchCallback: p => { patches = [...(patches ?? []), ...p] } }, d => { fn(stringWriter(d, scalar) as ClusterDoc) })
+    const bucketed = isBucketed(this.current)
+    const next = A.change(this.current, { message: encodeChangeMeta(full), patchCallback: p => { patches = [...(patches ?? []), ...p] } }, d => {
+      fn(bucketWriter(stringWriter(d, scalar), bucketed) as ClusterDoc)
+    })
     const after = A.getHeads(next)
     if (sameHeads(before, after)) return
     this.current = plainStringsAfter(next, patches ?? [])
@@ -158,7 +177,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   async adopt (snapshot: Uint8Array, from: string, accept: (doc: Doc) => void): Promise<void> {
     if (A.getHeads(this.current).length > 0) throw new Error('only an empty document can adopt a snapshot')
     const next = plainStrings(A.load<Partial<ClusterDoc>>(snapshot))
-    accept(next)
+    accept(logicalView(next))
     // Loading gives a fresh actor; the snapshot itself is the log record.
     await this.log.append(snapshot)
     this.current = next
@@ -206,8 +225,9 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     let doc = A.clone(next)
     const meta: ChangeMeta = { host: this.hostId, at: Date.now(), op: 'generation.replay', entity: String(next.generation?.number) }
     const scalar = writesScalarStrings(next)
+    const bucketed = isBucketed(next)
     doc = plainStrings(A.change(doc, { message: encodeChangeMeta(meta) }, d => {
-      replayed = replayOwnEdits(old, next, stringWriter(d, scalar) as unknown as Record<string, unknown>, m => m?.host === this.hostId)
+      replayed = replayOwnEdits(old, next, bucketWriter(stringWriter(d, scalar), bucketed) as unknown as Record<string, unknown>, m => m?.host === this.hostId)
     }))
     await this.log.flush()
     this.current = doc
@@ -235,7 +255,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   /** The document as it was at `heads` (a version from `changes()`). */
   viewAt (heads: A.Heads): Doc {
     if (!A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
-    return plainStrings(A.view(this.current, heads))
+    return logicalView(plainStrings(A.view(this.current, heads)))
   }
 
   /**
@@ -245,6 +265,27 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
    */
   readMerged<T = Record<string, unknown>> (path: readonly string[], heads?: A.Heads): MergedRead<T> | undefined {
     if (heads !== undefined && !A.hasHeads(this.current, heads)) throw new Error(`unknown version ${heads.join(',')}`)
+    const bucketed = isBucketed(this.current)
+    const raw = rawPath(path, bucketed)
+    if (raw === undefined) return this.readCollection(path[0] as keyof typeof BUCKETED_COLLECTIONS, heads) as MergedRead<T> | undefined
+    const read = this.readRaw<T>(raw, heads)
+    if (!bucketed || path.length > 0 || read === undefined) return read
+    // The whole document: flat, as readers see it.
+    const flat = flatContent(read.value as Record<string, unknown>) as T
+    return { value: flat, conflicts: read.conflicts.map(c => ({ ...c, path: c.path.replace(/^(database|task)_buckets\.[^.]*/, (_, kind: string) => `${kind}s`) })) }
+  }
+
+  /** A whole bucketed collection, merged: its buckets' records as one map (conflict paths without the bucket). */
+  private readCollection (collection: keyof typeof BUCKETED_COLLECTIONS, heads?: A.Heads): MergedRead | undefined {
+    const read = this.readRaw([BUCKETED_COLLECTIONS[collection]], heads)
+    if (read === undefined) return undefined
+    return {
+      value: mergeBuckets(read.value as Record<string, Record<string, unknown>>),
+      conflicts: read.conflicts.map(c => ({ ...c, path: c.path.replace(/^[^.]*\./, '') }))
+    }
+  }
+
+  private readRaw<T> (path: readonly string[], heads?: A.Heads): MergedRead<T> | undefined {
     if (heads === undefined || sameHeads(heads, this.heads())) {
       // Most records hold no concurrent values: copied from the materialized document, ~100× cheaper than the walk.
       this.concurrentWrites.update(this.changeLog)
@@ -258,9 +299,21 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   /** Whether the map at `path` may hold a key with concurrent values (false only when it surely holds none). */
   mayHoldConcurrentValues (path: readonly string[]): boolean {
     this.concurrentWrites.update(this.changeLog)
-    const map = materializedMapAt(this.current, path)
-    const obj = map === undefined ? null : A.getObjectId(map)
-    return obj === null || this.concurrentWrites.isContested(obj)
+    const raw = rawPath(path, isBucketed(this.current))
+    // A whole bucketed collection: any of its buckets.
+    const maps = raw === undefined
+      ? Object.values(materializedMapAt(this.current, [BUCKETED_COLLECTIONS[path[0] as keyof typeof BUCKETED_COLLECTIONS]]) ?? {}) as Array<Record<string, unknown>>
+      : [materializedMapAt(this.current, raw)]
+    return maps.some(map => {
+      const obj = map === undefined ? null : A.getObjectId(map)
+      return obj === null || this.concurrentWrites.isContested(obj)
+    })
+  }
+
+  /** The concurrent values of record `id` itself (two hosts creating it at once), if it has more than one. */
+  recordConflict (collection: keyof typeof BUCKETED_COLLECTIONS, id: string): FieldConflict | undefined {
+    const parent = parentMap(this.current, collection, id)
+    return parent === undefined ? undefined : keyConflict(parent, id, '')
   }
 
   /**
@@ -272,8 +325,8 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     if (sameHeads(before, after)) return []
     const recent = this.patchesBetween(before, after)
     if (recent !== undefined) return recent
-    if (!A.hasHeads(this.current, before)) return A.diff(this.current, [], after)
-    return A.diff(this.current, before, after)
+    if (!A.hasHeads(this.current, before)) return logicalPatches(A.diff(this.current, [], after))
+    return logicalPatches(A.diff(this.current, before, after))
   }
 
   /** The kept transitions' patches from `before` to `after`, if both are among them. */
@@ -295,7 +348,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
       this.forgetTransitions()
       return
     }
-    this.transitions.push({ before, after, patches })
+    this.transitions.push({ before, after, patches: logicalPatches(patches) })
     this.keptPatches += patches.length
     while (this.transitions.length > KEPT_TRANSITIONS || this.keptPatches > KEPT_PATCHES) {
       this.keptPatches -= this.transitions.shift()?.patches.length ?? 0

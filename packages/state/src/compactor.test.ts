@@ -170,7 +170,7 @@ describe('document generations over the mesh', () => {
     await until('converged', sameHeads)
     expect(await a.compactor.check()).toBe(false)
     expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
-    const textOps = A.stats(a.state.doc).numOps
+    const textOps = A.stats(a.state.automergeDoc).numOps
     await b.state.change({ op: 'test' }, d => { (d.hosts.c as { document_format?: number }).document_format = SCALAR_STRINGS_FORMAT })
     await until('a starts generation 2', () => { void a.compactor.check(); return generation(a) === 2 })
     await until('every host on generation 2', () => nodes.every(n => generation(n) === 2) && sameHeads())
@@ -178,7 +178,7 @@ describe('document generations over the mesh', () => {
       expect(clusterId(n.state.doc)).toBe('str')
       expect(n.state.doc.databases?.db7).toEqual({ state: 'available', spec: { database_name: 'database_7' } })
     }
-    expect(A.stats(a.state.doc).numOps * 3).toBeLessThan(textOps)
+    expect(A.stats(a.state.automergeDoc).numOps * 3).toBeLessThan(textOps)
     // Rewritten once: the next check finds nothing to do.
     expect(await a.compactor.check()).toBe(false)
     expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
@@ -227,7 +227,7 @@ describe('document generations over the mesh', () => {
     expect(a.state.doc.databases?.offline).toBeUndefined()
     // The replicator keeps the refusal for operators, until c is on a generation again (here one of its own making).
     expect(c2.replicator.generationGap).toBe(error)
-    await c2.state.enterGeneration(startGeneration(c2.state.doc, c2.state.heads()))
+    await c2.state.enterGeneration(startGeneration(c2.state.automergeDoc, c2.state.heads()))
     expect(c2.replicator.generationGap).toBeUndefined()
   }, 60_000)
 })

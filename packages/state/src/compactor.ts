@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Startable } from '@pgmesh/model'
 import type { ClusterState, Doc } from './cluster-state.js'
 import { checkFrontier, type MemberAck } from './generation.js'
+import { holdsFlatToRewrite } from './buckets.js'
 import { holdsTextToRewrite } from './scalar-strings.js'
 
 export interface CompactionPolicy {
@@ -78,19 +79,19 @@ export class Compactor implements Startable {
     const members = this.deps.members()
     const starter = members.map(m => m.hostId).sort()[0]
     if (starter !== this.deps.hostId) return this.note('another member starts generations')
-    // A document from before scalar strings is rewritten once every host reads them, whatever its history's length.
-    if (state.changes().length < this.policy.afterChanges && !holdsTextToRewrite(state.doc)) return this.note('history below the threshold')
+    // A document from before scalar strings or buckets is rewritten once every host reads them, whatever its history's length.
+    if (state.changes().length < this.policy.afterChanges && !holdsTextToRewrite(state.automergeDoc) && !holdsFlatToRewrite(state.automergeDoc)) return this.note('history below the threshold')
     const self = this.deps.peerId()
     if (self === undefined) return this.note('not on the mesh')
     // A frontier from an earlier generation means nothing now; a fresh one is every change this host holds.
-    if (this.frontier === undefined || !A.hasHeads(state.doc, this.frontier)) this.frontier = state.heads()
+    if (this.frontier === undefined || !state.hasHeads(this.frontier)) this.frontier = state.heads()
     const acks = new Map(this.deps.acknowledgements())
     acks.set(self, { heads: state.heads(), at: Date.now() })
     const peers = members.map(m => m.peerId === '' ? `host ${m.hostId} (no peer yet)` : m.peerId)
-    const check = checkFrontier(state.doc, this.frontier, peers, acks, { now: Date.now(), maxSilenceMs: this.maxSilenceMs })
+    const check = checkFrontier(state.automergeDoc, this.frontier, peers, acks, { now: Date.now(), maxSilenceMs: this.maxSilenceMs })
     if (!check.ok) return this.note('waiting for members to acknowledge the frontier', check.waitingFor)
     const frontier = this.frontier
-    const next = this.deps.startGeneration(state.doc, frontier)
+    const next = this.deps.startGeneration(state.automergeDoc, frontier)
     const before = state.sizeBytes()
     const replayed = await this.deps.enterGeneration(next)
     this.frontier = undefined

@@ -7,10 +7,11 @@ import * as A from '@automerge/automerge'
 import fc from 'fast-check'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { flatContent, isBucketed, rawPath } from './buckets.js'
 import { ClusterState } from './cluster-state.js'
 import { ConcurrentWrites } from './concurrent-writes.js'
 import { readMerged } from './merged-read.js'
-import { keyConflict } from './write-diff.js'
+import { initializeFlat } from './states.fixture.js'
 
 const logger = pino({ level: 'silent' })
 type Tree = Record<string, any>
@@ -19,17 +20,20 @@ let dir: string
 beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'pgmesh-concurrent-reads-')) })
 afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
 
-async function replicas (count: number): Promise<ClusterState[]> {
+type Layout = 'bucketed' | 'flat'
+
+async function replicas (count: number, layout: Layout): Promise<ClusterState[]> {
   const states = await Promise.all(Array.from({ length: count }, async (_, i) => await ClusterState.open({ dir: join(dir, `host-${i}`), hostId: `host-${i}`, logger })))
   const [first] = states as [ClusterState]
-  await first.initialize('c1')
+  if (layout === 'bucketed') await first.initialize('c1')
+  else initializeFlat(first, 'c1')
   await first.change({ op: 'test.db' }, d => { d.databases['db'] = { id: 'db', spec: { conf: { a: '1' } } } as never })
   for (const other of states.slice(1)) merge(first, other)
   return states
 }
 
 function merge (from: ClusterState, to: ClusterState): void {
-  to.applyRemote('peer', doc => [A.merge(doc, A.clone(from.doc)), undefined])
+  to.applyRemote('peer', doc => [A.merge(doc, A.clone(from.automergeDoc)), undefined])
 }
 
 async function write (state: ClusterState, fn: (db: Tree) => void): Promise<void> {
@@ -38,12 +42,18 @@ async function write (state: ClusterState, fn: (db: Tree) => void): Promise<void
 
 /** The backend's read, which always merges and reports conflicts. */
 function slow (state: ClusterState, id = 'db'): unknown {
-  return readMerged(state.doc, ['databases', id])
+  return readMerged(state.automergeDoc, rawPath(['databases', id], isBucketed(state.automergeDoc)) ?? [])
 }
 
-describe('ClusterState.readMerged on the current version', () => {
+/** The backend's read of the whole document, with its records where readers see them. */
+function slowWhole (state: ClusterState): unknown {
+  const read = readMerged(state.automergeDoc, [])
+  return read === undefined ? undefined : { value: flatContent(read.value), conflicts: read.conflicts.map(c => ({ ...c, path: c.path.replace(/^database_buckets\.[^.]*/, 'databases').replace(/^task_buckets\.[^.]*/, 'tasks') })) }
+}
+
+describe.each<Layout>(['bucketed', 'flat'])('ClusterState.readMerged on the current version of a %s document', layout => {
   it('takes the materialized document while the history has no concurrent changes, converting values as the backend read does', async () => {
-    const [a] = await replicas(1) as [ClusterState]
+    const [a] = await replicas(1, layout) as [ClusterState]
     await write(a, db => {
       db.at = new Date('2026-01-02T03:04:05.678Z')
       db.count = new A.Counter(3)
@@ -61,7 +71,7 @@ describe('ClusterState.readMerged on the current version', () => {
   })
 
   it('shows a conflict that appears after a first read, and keeps showing what the backend shows once a write settles it', async () => {
-    const [a, b] = await replicas(2) as [ClusterState, ClusterState]
+    const [a, b] = await replicas(2, layout) as [ClusterState, ClusterState]
     expect(a.readMerged(['databases', 'db'])?.conflicts).toEqual([])
     await write(a, db => { db.spec.conf.a = '2' })
     await write(b, db => { db.spec.conf.a = '3' })
@@ -78,7 +88,7 @@ describe('ClusterState.readMerged on the current version', () => {
   })
 
   it('merges maps created concurrently inside a record, and a record created twice', async () => {
-    const [a, b] = await replicas(2) as [ClusterState, ClusterState]
+    const [a, b] = await replicas(2, layout) as [ClusterState, ClusterState]
     await write(a, db => { db.primaries = { n1: { 1: 'i-a' } } })
     await write(b, db => { db.primaries = { n1: { 2: 'i-b' }, n2: { 1: 'i-c' } } })
     await a.change({ op: 'test.create', entity: 'db2' }, d => { d.databases['db2'] = { id: 'db2', by: 'a' } as never })
@@ -88,29 +98,13 @@ describe('ClusterState.readMerged on the current version', () => {
     expect(a.readMerged(['databases', 'db'])).toEqual(slow(a))
     expect(a.readMerged(['databases', 'db2'])).toEqual(slow(a, 'db2'))
     expect(a.mayHoldConcurrentValues(['databases'])).toBe(true)
-    expect(keyConflict(a.doc.databases as Tree, 'db2', '')?.values).toHaveLength(2)
-    await a.close()
-    await b.close()
-  })
-
-  it('merges the databases map when two hosts created it', async () => {
-    const [a, b] = await Promise.all(['a', 'b'].map(async h => await ClusterState.open({ dir: join(dir, h), hostId: h, logger }))) as [ClusterState, ClusterState]
-    await a.initialize('c1')
-    await a.change({ op: 'test.reset' }, d => { delete (d as Tree)['databases'] })
-    merge(a, b)
-    await a.change({ op: 'test.create' }, d => { (d as Tree)['databases'] = { x: { id: 'x' } } })
-    await b.change({ op: 'test.create' }, d => { (d as Tree)['databases'] = { y: { id: 'y' } } })
-    merge(b, a)
-    // Merged as a key of the root; a read at the path follows the winning map, as the backend read does.
-    expect(a.readMerged([])?.value['databases']).toEqual({ x: { id: 'x' }, y: { id: 'y' } })
-    expect(a.readMerged([])).toEqual(readMerged(a.doc, []))
-    expect(a.readMerged(['databases'])).toEqual(readMerged(a.doc, ['databases']))
+    expect(a.recordConflict('databases', 'db2')?.values).toHaveLength(2)
     await a.close()
     await b.close()
   })
 
   it('reads an earlier version from the backend, with the conflicts it had then', async () => {
-    const [a, b] = await replicas(2) as [ClusterState, ClusterState]
+    const [a, b] = await replicas(2, layout) as [ClusterState, ClusterState]
     await write(a, db => { db.spec.conf.a = '2' })
     await write(b, db => { db.spec.conf.a = '3' })
     merge(b, a)
@@ -133,7 +127,7 @@ describe('ClusterState.readMerged on the current version', () => {
     )
     await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 25 }), async (ops) => {
       await rm(dir, { recursive: true, force: true })
-      const states = await replicas(3)
+      const states = await replicas(3, layout)
       try {
         for (const o of ops) {
           const state = states[o.r] as ClusterState
@@ -156,13 +150,32 @@ describe('ClusterState.readMerged on the current version', () => {
           }
           for (const s of states) {
             expect(s.readMerged(['databases', 'db'])).toEqual(slow(s))
-            expect(s.readMerged([])).toEqual(readMerged(s.doc, []))
+            expect(s.readMerged([])).toEqual(slowWhole(s))
           }
         }
       } finally {
         for (const s of states) await s.close()
       }
     }), { numRuns: 60 })
+  })
+})
+
+describe('ClusterState.readMerged on a flat document', () => {
+  // Only a flat document has one databases map that two hosts could create; a bucketed one makes its buckets once.
+  it('merges the databases map when two hosts created it', async () => {
+    const [a, b] = await Promise.all(['a', 'b'].map(async h => await ClusterState.open({ dir: join(dir, h), hostId: h, logger }))) as [ClusterState, ClusterState]
+    initializeFlat(a, 'c1')
+    await a.change({ op: 'test.reset' }, d => { delete (d as Tree)['databases'] })
+    merge(a, b)
+    await a.change({ op: 'test.create' }, d => { (d as Tree)['databases'] = { x: { id: 'x' } } })
+    await b.change({ op: 'test.create' }, d => { (d as Tree)['databases'] = { y: { id: 'y' } } })
+    merge(b, a)
+    // Merged as a key of the root; a read at the path follows the winning map, as the backend read does.
+    expect(a.readMerged([])?.value['databases']).toEqual({ x: { id: 'x' }, y: { id: 'y' } })
+    expect(a.readMerged([])).toEqual(readMerged(a.automergeDoc, []))
+    expect(a.readMerged(['databases'])).toEqual(readMerged(a.automergeDoc, ['databases']))
+    await a.close()
+    await b.close()
   })
 })
 

@@ -52,7 +52,7 @@ describe('document log', () => {
     // No close(): the log holds 251 records and there is no snapshot.
     const reopened = await ClusterState.open({ dir, hostId: 'h1', logger })
     expect(reopened.heads()).toEqual(state.heads())
-    expect(A.save(reopened.doc)).toEqual(A.save(state.doc))
+    expect(A.save(reopened.automergeDoc)).toEqual(A.save(state.automergeDoc))
     expect(reopened.changes()).toHaveLength(251)
     await reopened.close() // now a snapshot, and an empty log
     const again = await ClusterState.open({ dir, hostId: 'h1', logger })
@@ -90,7 +90,7 @@ describe('document log', () => {
     const member = await ClusterState.open({ dir: join(dir, 'member'), hostId: 'h1', logger })
     await member.initialize('c1')
     for (let i = 0; i < 5; i++) await member.change({ op: 'database.create', entity: `db${i}` }, d => { d.databases[`db${i}`] = { i } as never })
-    const snapshot = A.save(member.doc)
+    const snapshot = A.save(member.automergeDoc)
 
     const joiner = await ClusterState.open({ dir: join(dir, 'joiner'), hostId: 'h2', logger })
     await expect(joiner.adopt(snapshot, 'h1', () => { throw new Error('another cluster') })).rejects.toThrow(/another cluster/)
@@ -114,7 +114,7 @@ describe('document log', () => {
   it('records who changed what in each change', async () => {
     const state = await ClusterState.open({ dir, hostId: 'h9', logger })
     await state.initialize('c1')
-    const meta = A.getChangesMetaSince(state.doc, []).map(c => JSON.parse(c.message ?? '{}') as { host: string, op: string })
+    const meta = A.getChangesMetaSince(state.automergeDoc, []).map(c => JSON.parse(c.message ?? '{}') as { host: string, op: string })
     expect(meta[0]).toMatchObject({ host: 'h9', op: 'cluster.init' })
   })
 })

@@ -23,7 +23,7 @@ async function replica (hostId: string): Promise<ClusterState> {
 
 /** One-way sync by merging the whole document, as adopt/sync would deliver it. */
 function pull (to: ClusterState, from: ClusterState): void {
-  const bytes = A.save(from.doc)
+  const bytes = A.save(from.automergeDoc)
   to.applyRemote('peer', doc => [A.merge(doc, A.load(bytes)), undefined])
 }
 
@@ -64,15 +64,15 @@ describe('checkFrontier', () => {
     const now = 100 * DAY
     const options = { now, maxSilenceMs: 14 * DAY }
     // b acknowledged the frontier; c only acknowledged an older version.
-    const older = A.getHeads(A.view(a.doc, frontier)).length > 0 ? a.changes()[10]?.hash : undefined
+    const older = A.getHeads(A.view(a.automergeDoc, frontier)).length > 0 ? a.changes()[10]?.hash : undefined
     const acks = new Map([['a', { heads: a.heads(), at: now }], ['b', { heads: frontier, at: now - DAY }], ['c', { heads: [older ?? ''], at: now - DAY }]])
-    expect(checkFrontier(a.doc, frontier, ['a', 'b', 'c'], acks, options)).toEqual({ ok: false, waitingFor: ['c'], notWaitedFor: [] })
+    expect(checkFrontier(a.automergeDoc, frontier, ['a', 'b', 'c'], acks, options)).toEqual({ ok: false, waitingFor: ['c'], notWaitedFor: [] })
     // An unknown member is waited for; a member silent for a month is not.
-    expect(checkFrontier(a.doc, frontier, ['a', 'b', 'd'], acks, options).waitingFor).toEqual(['d'])
+    expect(checkFrontier(a.automergeDoc, frontier, ['a', 'b', 'd'], acks, options).waitingFor).toEqual(['d'])
     acks.set('c', { heads: [older ?? ''], at: now - 30 * DAY })
-    expect(checkFrontier(a.doc, frontier, ['a', 'b', 'c'], acks, options)).toEqual({ ok: true, waitingFor: [], notWaitedFor: ['c'] })
-    expect(includesFrontier(a.doc, a.heads(), frontier)).toBe(true)
-    expect(includesFrontier(a.doc, frontier, a.heads())).toBe(false)
+    expect(checkFrontier(a.automergeDoc, frontier, ['a', 'b', 'c'], acks, options)).toEqual({ ok: true, waitingFor: [], notWaitedFor: ['c'] })
+    expect(includesFrontier(a.automergeDoc, a.heads(), frontier)).toBe(true)
+    expect(includesFrontier(a.automergeDoc, frontier, a.heads())).toBe(false)
     await closeAll(a, b, c)
   })
 })
@@ -81,14 +81,14 @@ describe('startGeneration', () => {
   it('gives every host the same genesis from the same frontier, with the content and none of the history', async () => {
     const [a, b, c] = await cluster()
     const frontier = a.heads()
-    const fromA = startGeneration(a.doc, frontier)
-    const fromB = startGeneration(b.doc, frontier)
+    const fromA = startGeneration(a.automergeDoc, frontier)
+    const fromB = startGeneration(b.automergeDoc, frontier)
     expect(A.getHeads(fromA)).toEqual(A.getHeads(fromB))
     expect(A.getAllChanges(fromA)).toHaveLength(1)
     const { generation: _g, ...content } = plainStrings(A.toJS(fromA))
-    expect(content).toEqual(plainStrings(A.toJS(a.doc)))
+    expect(content).toEqual(plainStrings(A.toJS(a.automergeDoc)))
     expect(fromA.generation).toEqual({ number: 2, frontiers: [{ number: 2, heads: [...frontier].sort() }] })
-    expect(A.save(fromA).length).toBeLessThan(A.save(a.doc).length)
+    expect(A.save(fromA).length).toBeLessThan(A.save(a.automergeDoc).length)
     // Merging two hosts' independently made geneses is one document, not two concurrent copies.
     const merged = A.merge(A.clone(fromA), fromB)
     expect(A.getHeads(merged)).toEqual(A.getHeads(fromA))
@@ -105,17 +105,17 @@ describe('entering a generation', () => {
     await setConf(c, 'work_mem', '64MB')
     await setConf(c, 'c_only', 'yes')
     // Meanwhile a and b compacted (generation 2), kept editing, and compacted again without c (generation 3).
-    await a.enterGeneration(startGeneration(a.doc, frontier))
-    expect(await b.enterGeneration(a.doc)).toBe(0)
+    await a.enterGeneration(startGeneration(a.automergeDoc, frontier))
+    expect(await b.enterGeneration(a.automergeDoc)).toBe(0)
     await setConf(a, 'shared_buffers', '1GB')
     pull(b, a)
-    await b.enterGeneration(startGeneration(b.doc, b.heads()))
-    await a.enterGeneration(startGeneration(a.doc, a.heads()))
-    expect(A.getHeads(a.doc)).toEqual(A.getHeads(b.doc))
+    await b.enterGeneration(startGeneration(b.automergeDoc, b.heads()))
+    await a.enterGeneration(startGeneration(a.automergeDoc, a.heads()))
+    expect(A.getHeads(a.automergeDoc)).toEqual(A.getHeads(b.automergeDoc))
     expect(a.doc.generation?.number).toBe(3)
 
     // c comes back on generation 1: its two edits replay onto generation 3, a's later edit stays.
-    expect(await c.enterGeneration(a.doc)).toBe(2)
+    expect(await c.enterGeneration(a.automergeDoc)).toBe(2)
     expect(conf(c)).toEqual({ work_mem: '64MB', c_only: 'yes', shared_buffers: '1GB' })
     pull(a, c)
     expect(conf(a)).toEqual(conf(c))
@@ -137,9 +137,9 @@ describe('entering a generation', () => {
     await setConf(b, 'work_mem', '8MB')
     pull(c, b) // c saw b's edit before going offline
     await setConf(c, 'c_only', 'yes')
-    await b.enterGeneration(startGeneration(b.doc, frontier))
+    await b.enterGeneration(startGeneration(b.automergeDoc, frontier))
     await setConf(b, 'work_mem', '16MB') // newer than the copy c holds
-    await c.enterGeneration(b.doc)
+    await c.enterGeneration(b.automergeDoc)
     expect(conf(c)).toEqual({ work_mem: '16MB', c_only: 'yes' })
     await closeAll(a, b, c)
   })
@@ -149,9 +149,9 @@ describe('entering a generation', () => {
     // c went offline before these changes reached it, and the cluster compacted without it (silent too long).
     await setConf(a, 'work_mem', '32MB')
     await setConf(c, 'c_only', 'yes')
-    await a.enterGeneration(startGeneration(a.doc, a.heads()))
+    await a.enterGeneration(startGeneration(a.automergeDoc, a.heads()))
     const before = c.heads()
-    const err = await c.enterGeneration(a.doc).then(() => undefined, (e: unknown) => e)
+    const err = await c.enterGeneration(a.automergeDoc).then(() => undefined, (e: unknown) => e)
     expect(err).toBeInstanceOf(GenerationGapError)
     const gap = err as GenerationGapError
     expect(gap.localGeneration).toBe(1)

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import * as A from '@automerge/automerge'
 import type { ClusterDoc, DocumentGeneration } from '@pgmesh/model'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
+import { bucketedContent, flatContent, isBucketed, writesBuckets } from './buckets.js'
 import { readMerged } from './merged-read.js'
 import { plainStrings, stringWriter, writesScalarStrings } from './scalar-strings.js'
 import { deepEqual } from './write-diff.js'
@@ -69,7 +70,7 @@ export function startGeneration (doc: Doc, frontier: A.Heads, prune?: (content: 
     number,
     frontiers: [...(previous?.frontiers.map(f => ({ number: f.number, heads: [...f.heads] })) ?? []), { number, heads }]
   }
-  const content = readMerged(doc, [], heads)?.value ?? {}
+  const content = flatContent(readMerged(doc, [], heads)?.value ?? {})
   // What leaves the document with the compaction (records that never change again), decided from `frontier` alone.
   prune?.(content, frontierTime(doc, heads))
   const actor = createHash('sha256').update(`pgmesh-generation:${number}:${heads.join(',')}`).digest('hex').slice(0, 32)
@@ -77,9 +78,11 @@ export function startGeneration (doc: Doc, frontier: A.Heads, prune?: (content: 
   let next = A.init<Partial<ClusterDoc>>({ actor })
   // Strings as scalars once every host reads them: decided by the content, so every host writes the same genesis.
   const scalar = writesScalarStrings(content)
+  // Buckets once every host reads them (see buckets.ts): this is where a flat document is rewritten. Never back.
+  const laidOut = isBucketed(doc) || writesBuckets(content) ? bucketedContent(content) : content
   next = A.change(next, { message: encodeChangeMeta(meta), time: 0 }, d => {
     const root = stringWriter(d as MapProxy, scalar)
-    for (const [key, value] of sortedEntries({ ...content, generation })) root[key] = value
+    for (const [key, value] of sortedEntries({ ...laidOut, generation })) root[key] = value
   })
   // The genesis is shared by every host; a host's own changes must come from its own actor.
   return plainStrings(A.clone(next))
@@ -140,8 +143,8 @@ export function replayOwnEdits (old: Doc, current: Doc, target: MapProxy, isOwn:
   if (own.size === 0) return 0
   const others = since.filter(c => !own.has(c.hash))
   const baseHeads = headsOf([...boundary.heads], others)
-  const base = readMerged(old, [], baseHeads)?.value ?? {}
-  const mine = readMerged(old, [], A.getHeads(old))?.value ?? {}
+  const base = flatContent(readMerged(old, [], baseHeads)?.value ?? {})
+  const mine = flatContent(readMerged(old, [], A.getHeads(old))?.value ?? {})
   delete base.generation
   delete mine.generation
   replay(target, base, mine)

@@ -124,7 +124,7 @@ export class DocReplicator implements Startable {
     this.resyncMs = options.resyncMs ?? 2000
     this.relayDelayMs = options.relayDelayMs ?? 100
     this.onLaterGeneration = options.onLaterGeneration
-    this.generation = generationOf(state.doc)
+    this.generation = generationOf(state.automergeDoc)
     this.admit = options.admit ?? (() => true)
     this.onRefused = options.onRefused ?? (() => {})
     mesh.handle(SYNC_PROTOCOL, async (channel, peer) => { await this.readLoop(channel, peer) })
@@ -205,7 +205,7 @@ export class DocReplicator implements Startable {
   }
 
   private changed (event: ChangeEvent): void {
-    const generation = generationOf(this.state.doc)
+    const generation = generationOf(this.state.automergeDoc)
     if (generation.number !== this.generation.number || generation.id !== this.generation.id) {
       // A new generation: every peer's sync state and heads belong to the old one, and a gap from it is closed.
       this.generation = generation
@@ -238,7 +238,7 @@ export class DocReplicator implements Startable {
     // gossipsub to hosts the author is not connected to; what gossip misses, the anti-entropy round brings.
     // `before` is empty for an adopted snapshot (a join) or a new generation: nothing for this host to pass on.
     if (event.from === undefined || event.before.length === 0) return
-    const metas = A.getChangesMetaSince(this.state.doc, event.before)
+    const metas = A.getChangesMetaSince(this.state.automergeDoc, event.before)
     if (this.applyingGossip) {
       for (const { hash } of metas) this.noteGossiped(hash)
       return
@@ -313,7 +313,7 @@ export class DocReplicator implements Startable {
   private sendSync (peer: string): void {
     const p = this.peers.get(peer)
     if (p === undefined) return
-    const [nextState, message] = A.generateSyncMessage(this.state.doc, p.state)
+    const [nextState, message] = A.generateSyncMessage(this.state.automergeDoc, p.state)
     p.state = nextState
     if (message === null) return
     this.write(peer, p, this.frame(KIND_SYNC, message))
@@ -420,7 +420,7 @@ export class DocReplicator implements Startable {
       // Behind: send the document (compacted, so small), not more often than every 2 s per peer.
       if (now - p.lastGenerationMessage < 2000) return
       p.lastGenerationMessage = now
-      this.write(peer, p, this.frame(KIND_DOCUMENT, A.save(this.state.doc)))
+      this.write(peer, p, this.frame(KIND_DOCUMENT, A.save(this.state.automergeDoc)))
       return
     }
     if (header.kind !== KIND_DOCUMENT) {
