@@ -5,7 +5,7 @@ import * as A from '@automerge/automerge'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ClusterState } from './cluster-state.js'
-import { encodeRecord, parseRecords } from './doc-log.js'
+import { DocLog, encodeRecord, parseRecords } from './doc-log.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -23,6 +23,26 @@ describe('document log', () => {
     const parsed = parseRecords(Buffer.concat([a, corrupt]))
     expect(parsed.records).toHaveLength(1)
     expect(parsed.validBytes).toBe(a.length)
+  })
+
+  it('compacts once appends pause, not in the middle of a burst, and at once a log four times too long', async () => {
+    let saves = 0
+    const { log } = await DocLog.open(dir, () => { saves++; return new Uint8Array([saves]) }, logger)
+    const record = new Uint8Array(16)
+    for (let i = 0; i < 2001; i++) await log.append(record)
+    expect(saves).toBe(0) // past the 2,000 records, but each append came right after the last
+    await new Promise(resolve => setTimeout(resolve, 1300))
+    expect(saves).toBe(1)
+    expect(log.sizeBytes).toBe(0)
+    // One burst four times past the threshold: compacted right after it is durable.
+    await Promise.all(Array.from({ length: 8001 }, async () => { await log.append(record) }))
+    await log.flush()
+    expect(saves).toBe(2)
+    expect(log.sizeBytes).toBe(0)
+    await log.append(record)
+    await log.close()
+    expect(saves).toBe(3)
+    expect(parseRecords(await readFile(join(dir, 'doc.snapshot'))).records).toEqual([new Uint8Array([3])])
   })
 
   it('keeps every acknowledged change across reopen, and drops a torn tail', async () => {
