@@ -19,7 +19,7 @@ function sync (from: ClusterState, to: ClusterState): void {
 }
 
 describe('bucketed collections', () => {
-  const { open } = statesPerTest('buckets')
+  const { open, close } = statesPerTest('buckets')
 
   it('keep a new cluster\'s records in their id\'s bucket, shown to readers and writers as flat maps', async () => {
     const a = await open('a')
@@ -119,5 +119,23 @@ describe('bucketed collections', () => {
     expect(Object.keys(a.doc.tasks ?? {})).toEqual(['t', 'u'])
     // A later generation stays bucketed.
     expect(isBucketed(startGeneration(a.automergeDoc, a.heads()))).toBe(true)
+  })
+
+  it('refuse a document laid out in a newer format than this version reads: at open, adoption and a generation', async () => {
+    const a = await open('a')
+    await a.initialize('c1')
+    expect(a.doc.cluster?.document_format).toBe(BUCKETED_FORMAT)
+    const newer = startGeneration(a.automergeDoc, a.heads())
+    const future = A.change(A.clone(newer), d => { (d.cluster as Tree).document_format = BUCKETED_FORMAT + 1 })
+    const refusal = /laid out in cluster document format 4, and this pgmesh reads formats up to 3/
+    await expect(a.enterGeneration(future)).rejects.toThrow(refusal)
+    expect(a.doc.generation).toBeUndefined()
+    const b = await open('b')
+    await expect(b.adopt(A.save(future), 'a', () => {})).rejects.toThrow(refusal)
+    expect(b.initialized).toBe(false)
+    await a.enterGeneration(newer)
+    await a.change({ op: 'test' }, d => { (d.cluster as Tree).document_format = BUCKETED_FORMAT + 1 })
+    await close(a)
+    await expect(open('a')).rejects.toThrow(refusal)
   })
 })

@@ -26,6 +26,18 @@ import type { ClusterDoc } from '@pgmesh/model'
 export const BUCKETED_FORMAT = 3
 /** The newest document format this version reads: what it writes into its host record and sends when joining. */
 export const DOCUMENT_FORMAT = BUCKETED_FORMAT
+/**
+ * Throws when `doc` (a document or its logical view) is laid out in a format newer than this version reads: a host
+ * downgraded past it would read no databases there, and its reconciler would remove every instance it runs.
+ */
+export function checkReadable (doc: Partial<ClusterDoc>, what: string): void {
+  const format = doc.cluster?.document_format
+  if (format !== undefined && format > DOCUMENT_FORMAT) {
+    throw new Error(`${what} is laid out in cluster document format ${format}, and this pgmesh reads formats up to ${DOCUMENT_FORMAT}: ` +
+      'run the pgmesh version the rest of the cluster runs (a host is not downgraded past its cluster\'s document format)')
+  }
+}
+
 /** Buckets per collection: 10,000 records are ~160 per bucket; 64 keys are cheap to copy in the bucket map itself. */
 export const BUCKET_COUNT = 64
 
@@ -75,6 +87,7 @@ export function emptyBuckets (): Record<string, Record<string, Record<string, ne
 /** Plain content (flat) laid out in buckets: the collections replaced by every bucket, filled. */
 export function bucketedContent (content: MapProxy): MapProxy {
   const out: MapProxy = { ...content, ...emptyBuckets() }
+  if (typeof content.cluster === 'object' && content.cluster !== null) out.cluster = { ...content.cluster, document_format: BUCKETED_FORMAT }
   for (const [collection, key] of Object.entries(BUCKETED_COLLECTIONS)) {
     const buckets = out[key] as Record<string, MapProxy>
     for (const [id, record] of Object.entries((content[collection] ?? {}) as MapProxy)) (buckets[bucketOf(id)] as MapProxy)[id] = record

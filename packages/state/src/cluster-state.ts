@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { replayOwnEdits } from './generation.js'
-import { BUCKETED_COLLECTIONS, bucketWriter, emptyBuckets, flatContent, isBucketed, logicalPatches, logicalView, mergeBuckets, parentMap, rawPath } from './buckets.js'
+import { BUCKETED_COLLECTIONS, BUCKETED_FORMAT, bucketWriter, checkReadable, emptyBuckets, flatContent, isBucketed, logicalPatches, logicalView, mergeBuckets, parentMap, rawPath } from './buckets.js'
 import { ConcurrentWrites } from './concurrent-writes.js'
 import { materializedMapAt, type MergedRead, readMaterialized, readMerged } from './merged-read.js'
 import { plainStrings, plainStringsAfter, stringWriter, writesScalarStrings } from './scalar-strings.js'
@@ -100,6 +100,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     if (chunks.length === 0) state.current = A.init<Partial<ClusterDoc>>({ actor })
     else state.current = A.load<Partial<ClusterDoc>>(records.length < LOG_RECORDS_PER_BATCH ? concatenate(chunks) : withLogApplied(snapshot, records), { actor })
     plainStrings(state.current)
+    checkReadable(state.current, `the cluster document in ${options.dir}`)
     state.indexChanges(A.getChangesMetaSince(state.current, []))
     return state
   }
@@ -134,7 +135,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   async initialize (clusterId: string): Promise<void> {
     if (this.initialized) throw new Error('cluster document is already initialized')
     await this.change({ op: 'cluster.init', entity: clusterId }, d => {
-      d.cluster = { id: clusterId, created_at: new Date().toISOString() }
+      d.cluster = { id: clusterId, created_at: new Date().toISOString(), document_format: BUCKETED_FORMAT }
       d.hosts = {}
       // Every bucket at once, by the one change every host descends from (see buckets.ts).
       Object.assign(d, emptyBuckets())
@@ -177,6 +178,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   async adopt (snapshot: Uint8Array, from: string, accept: (doc: Doc) => void): Promise<void> {
     if (A.getHeads(this.current).length > 0) throw new Error('only an empty document can adopt a snapshot')
     const next = plainStrings(A.load<Partial<ClusterDoc>>(snapshot))
+    checkReadable(next, `the cluster document from ${from}`)
     accept(logicalView(next))
     // Loading gives a fresh actor; the snapshot itself is the log record.
     await this.log.append(snapshot)
@@ -221,6 +223,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   async enterGeneration (next: Doc): Promise<number> {
     const old = this.current
     if ((next.generation?.number ?? 1) <= (old.generation?.number ?? 1)) throw new Error('not a later generation')
+    checkReadable(next, `generation ${next.generation?.number} of the cluster document`)
     let replayed = 0
     let doc = A.clone(next)
     const meta: ChangeMeta = { host: this.hostId, at: Date.now(), op: 'generation.replay', entity: String(next.generation?.number) }

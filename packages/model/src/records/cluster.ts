@@ -55,6 +55,11 @@ export interface JoinTokenRecord {
 export interface ClusterRecord {
   id: string
   created_at: string
+  /**
+   * The document format its layout needs a host to read (see @pgmesh/state): written by the genesis that laid it out;
+   * absent in documents laid out before format 3. A host whose pgmesh reads less refuses to load it.
+   */
+  document_format?: number
 }
 
 export interface RemovedPeer { host_id: string, removed_at: string }
