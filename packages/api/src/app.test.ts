@@ -122,6 +122,25 @@ describe('after init', () => {
     expect(A.getHeads(doc)).toEqual(api.host.state.heads())
   })
 
+  it('takes a joining host\'s own record behind the same token check, into this document at once', async () => {
+    const joiner = A.load<{ hosts: Record<string, unknown> }>(A.save(api.host.state.automergeDoc))
+    const record = { id: 'host-7', peer_id: '', peer_addresses: [], client_addresses: ['127.0.0.1'], api_url: 'http://127.0.0.1:9', orchestrator: 'process', data_dir: '/var/lib/pgmesh', cpus: 1, memory: 1, joined_at: new Date().toISOString() }
+    const joined = A.change(joiner, d => { d.hosts['host-7'] = record })
+    const changes = Buffer.from(A.saveSince(joined, A.getHeads(joiner))).toString('base64')
+    const bad = await call('POST', '/v1/internal/cluster/join-record', { token: token.slice(0, -1) + (token.endsWith('0') ? '1' : '0'), changes })
+    expect(bad.status).toBe(401)
+    expect(api.host.state.doc.hosts?.['host-7']).toBeUndefined()
+    const garbage = await call('POST', '/v1/internal/cluster/join-record', { token, changes: Buffer.from('not a change').toString('base64') })
+    expect(garbage.status).toBe(400)
+    expect(garbage.json).toEqual({ name: 'invalid_input', message: 'changes: not Automerge changes of this document' })
+    expect((await call('POST', '/v1/internal/cluster/join-record', { token, changes })).status).toBe(204)
+    expect(api.host.state.doc.hosts?.['host-7']).toEqual(record)
+    // Gone again, the same way, for the tests below.
+    const left = A.change(joined, d => { delete d.hosts['host-7'] })
+    expect((await call('POST', '/v1/internal/cluster/join-record', { token, changes: Buffer.from(A.saveSince(left, A.getHeads(joined))).toString('base64') })).status).toBe(204)
+    expect(api.host.state.doc.hosts?.['host-7']).toBeUndefined()
+  })
+
   it('lists this host with the anchor fields', async () => {
     const cluster = await call('GET', '/v1/cluster')
     expect(cluster.json.id).toBe('c1')

@@ -8,7 +8,7 @@ import type { TaskLogEntrySource } from './event-feed.js'
  * only the parts it answers from.
  */
 export interface ApiComponents {
-  membership: Pick<Membership, 'initialized' | 'initCluster' | 'joinToken' | 'joinOptions' | 'joinDocument' | 'joinCluster' | 'removeHost'>
+  membership: Pick<Membership, 'initialized' | 'initCluster' | 'joinToken' | 'joinOptions' | 'joinDocument' | 'acceptJoinRecord' | 'joinCluster' | 'removeHost'>
   health: Pick<HostHealth, 'hostViews' | 'hostView'>
   /** The cluster document itself, for its id and heads, and its changes (the event stream). */
   state: Pick<ClusterState, 'doc' | 'heads' | 'on' | 'off'>

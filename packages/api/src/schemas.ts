@@ -29,6 +29,11 @@ export const JoinOptionsRequestSchema = z.strictObject({
 
 export const JoinDocumentRequestSchema = JoinOptionsRequestSchema.pick({ token: true }).openapi('JoinDocumentRequest')
 
+/** A joining host's own record as Automerge changes (base64): one host record is a few KB. */
+export const JoinRecordRequestSchema = JoinOptionsRequestSchema.pick({ token: true }).extend({
+  changes: z.base64().max(256 * 1024)
+}).openapi('JoinRecordRequest')
+
 const Base64Pem = z.string().max(20_000)
 
 export const JoinOptionsSchema = z.object({

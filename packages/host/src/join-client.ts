@@ -112,7 +112,6 @@ export async function adoptMemberDocument (state: ClusterState, member: string, 
   }
 }
 
-/** Whether the member's API already lists this host (asked with this host's own identity once it has one). */
 /**
  * What a member says of this host: `listed`, or `removed` when it has no such host or (TLS) refuses this host's
  * certificate as not a member's, or undefined (no answer, another answer). Only a member whose certificate the
@@ -129,6 +128,18 @@ export async function memberAnswer (member: string, hostId: string, tls?: Member
   return removed ? 'removed' : undefined
 }
 
+/**
+ * Hands this host's own record (the changes that wrote it) to the member it joined through, which then lists it at
+ * once. Best effort: without it the record reaches the member over the mesh.
+ */
+export async function sendOwnRecord (member: string, token: string, changes: Uint8Array, log: Logger, tls?: MemberTls): Promise<void> {
+  const res = await memberRequest(`${member}/v1/internal/cluster/join-record`, {
+    method: 'POST', body: JSON.stringify({ token, changes: Buffer.from(changes).toString('base64') }), timeoutMs: 2000, ...(tls === undefined ? {} : { tls })
+  }).catch((err: unknown) => { log.debug({ member, err: (err as Error).message }, 'could not hand the member this host\'s record'); return undefined })
+  if (res !== undefined && res.status !== 204) log.debug({ member, status: res.status }, 'the member did not take this host\'s record')
+}
+
+/** Whether the member's API already lists this host (asked with this host's own identity once it has one). */
 export async function listedBy (member: string, hostId: string, tls?: MemberTls): Promise<boolean> {
   const res = await memberRequest(`${member}/v1/hosts/${encodeURIComponent(hostId)}`, { method: 'GET', timeoutMs: 2000, ...(tls === undefined ? {} : { tls }) }).catch(() => undefined)
   return res?.status === 200

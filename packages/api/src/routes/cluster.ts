@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi'
 import { parseDuration } from '@pgmesh/cluster'
 import { DOCUMENT_FORMAT_HEADER, NotFoundError } from '@pgmesh/model'
 import {
-  ClusterJoinTokenSchema, ClusterSchema, Duration, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinOptionsSchema, JoinTokenRecordSchema, errorResponses
+  ClusterJoinTokenSchema, ClusterSchema, Duration, Identifier, JoinDocumentRequestSchema, JoinOptionsRequestSchema, JoinRecordRequestSchema, JoinOptionsSchema, JoinTokenRecordSchema, errorResponses
 } from '../schemas.js'
 import type { ApiComponents } from '../components.js'
 import { hostResponse } from './hosts.js'
@@ -137,6 +137,21 @@ export function registerClusterRoutes (app: OpenAPIHono, { membership, health, s
     const { token } = c.req.valid('json')
     const snapshot = membership.joinDocument(token)
     return c.body(new Uint8Array(snapshot), 200, { 'content-type': 'application/octet-stream' })
+  })
+
+  app.openapi(createRoute({
+    method: 'post',
+    path: '/v1/internal/cluster/join-record',
+    hide: true,
+    request: { body: { required: true, content: { 'application/json': { schema: JoinRecordRequestSchema } } } },
+    responses: {
+      204: { description: 'The joining host\'s record is in this member\'s document' },
+      ...errorResponses(400, 401, 409)
+    }
+  }), (c) => {
+    const { token, changes } = c.req.valid('json')
+    membership.acceptJoinRecord(token, Buffer.from(changes, 'base64'))
+    return c.body(null, 204)
   })
 
   app.openapi(createRoute({
