@@ -3,7 +3,8 @@
 // durable p50/p99 and the daemon's CPU ms per POST. Cheaper than bench:api for watching how the per-write cost grows with N (set PGMESH_DAEMON_NODE_ARGS to
 // profile the daemon). BENCH_COMPARE_BIN, another build's cmd/pgmesh/bin/pgmesh.mjs: after the fill the host is
 // restarted on each build in turn (this one, that one, this one again) and the serial POSTs measured on each, so two
-// builds are compared on the same document without filling it twice.
+// builds are compared on the same document without filling it twice. Only builds that read the document's format
+// compare so (not one from before bucketed collections: run it apart with PGMESH_DAEMON_BIN, which fills its own).
 import { type DaemonProcess, TestCluster } from '../../test/helpers/cluster.js'
 import { benchSpec, percentile, processCpuSeconds } from './common.js'
 
