@@ -9,6 +9,7 @@ import { ClusterState, type Doc } from './cluster-state.js'
 import { Compactor, type CompactionPolicy } from './compactor.js'
 import { startGeneration } from './generation.js'
 import { DocReplicator } from './replicator.js'
+import { BUCKETED_FORMAT, bucketOf, isBucketed } from './buckets.js'
 import { SCALAR_STRINGS_FORMAT } from './scalar-strings.js'
 
 const logger = pino({ level: 'silent' })
@@ -164,7 +165,7 @@ describe('document generations over the mesh', () => {
       const backend = A.getBackend(doc)
       return backend.getWithType(backend.getWithType('_root', 'cluster')?.[1] as string, 'id')?.[0]
     }
-    expect(clusterId(a.state.doc)).toBe('text')
+    expect(clusterId(a.state.automergeDoc)).toBe('text')
     // Two of three hosts upgraded: nothing to do yet.
     await b.state.change({ op: 'test' }, d => { for (const h of ['a', 'b']) (d.hosts[h] as { document_format?: number }).document_format = SCALAR_STRINGS_FORMAT })
     await until('converged', sameHeads)
@@ -175,10 +176,40 @@ describe('document generations over the mesh', () => {
     await until('a starts generation 2', () => { void a.compactor.check(); return generation(a) === 2 })
     await until('every host on generation 2', () => nodes.every(n => generation(n) === 2) && sameHeads())
     for (const n of nodes) {
-      expect(clusterId(n.state.doc)).toBe('str')
+      expect(clusterId(n.state.automergeDoc)).toBe('str')
       expect(n.state.doc.databases?.db7).toEqual({ state: 'available', spec: { database_name: 'database_7' } })
     }
     expect(A.stats(a.state.automergeDoc).numOps * 3).toBeLessThan(textOps)
+    // Rewritten once: the next check finds nothing to do.
+    expect(await a.compactor.check()).toBe(false)
+    expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
+  }, 60_000)
+
+  it('rewrites a flat document into buckets once every host reads them (after its text), however short its history', async () => {
+    const [a, b] = await threeHostsOnTextDocument({ afterChanges: 1_000_000 })
+    const setFormat = async (hosts: string[], format: number): Promise<void> => {
+      await b.state.change({ op: 'test' }, d => { for (const h of hosts) (d.hosts[h] as { document_format?: number }).document_format = format })
+    }
+    // Two of three hosts read buckets, the third scalars only: the text is rewritten (generation 2), still flat.
+    await setFormat(['a', 'b'], BUCKETED_FORMAT)
+    await setFormat(['c'], SCALAR_STRINGS_FORMAT)
+    await until('every host on generation 2', () => { void a.compactor.check(); return nodes.every(n => generation(n) === 2) && sameHeads() })
+    expect(nodes.some(n => isBucketed(n.state.automergeDoc))).toBe(false)
+    expect(await a.compactor.check()).toBe(false)
+    expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
+    const flat = a.state.doc.databases
+    expect(Object.keys(flat ?? {})).toHaveLength(20)
+    // The third reads them too: generation 3 is bucketed, with the same records.
+    await setFormat(['c'], BUCKETED_FORMAT)
+    await until('every host on generation 3', () => { void a.compactor.check(); return nodes.every(n => generation(n) === 3) && sameHeads() })
+    for (const n of nodes) {
+      expect(isBucketed(n.state.automergeDoc)).toBe(true)
+      expect(n.state.doc.databases).toEqual(flat)
+    }
+    // Written into its bucket on every host.
+    await a.state.change({ op: 'test' }, d => { d.databases.after = { v: 1 } as never })
+    await until('the new record everywhere', () => nodes.every(n => n.state.doc.databases?.after !== undefined) && sameHeads())
+    expect(Object.keys((b.state.automergeDoc as Record<string, any>).database_buckets[bucketOf('after')])).toContain('after')
     // Rewritten once: the next check finds nothing to do.
     expect(await a.compactor.check()).toBe(false)
     expect(a.compactor.lastCheck?.outcome).toBe('history below the threshold')
