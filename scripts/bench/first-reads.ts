@@ -74,11 +74,11 @@ async function run (databases: number): Promise<void> {
 
     // A restart: the host's own files.
     const [restarted, openMs] = await timedAsync(async () => await ClusterState.open({ dir: stateDir, hostId: 'host-1', logger }))
-    const [snapshot, saveMs] = timed(() => A.save(restarted.doc))
+    const [snapshot, saveMs] = timed(() => A.save(restarted.automergeDoc))
     const [loaded, loadMs] = timed(() => A.load(snapshot))
     const [, materializeMs] = timed(() => A.getBackend(loaded).materialize('/'))
     const [, plainMs] = timed(() => plainStrings(loaded))
-    const [, metaMs] = timed(() => A.getChangesMetaSince(restarted.doc, []))
+    const [, metaMs] = timed(() => A.getChangesMetaSince(restarted.automergeDoc, []))
     const restartedDoc = documentOf(restarted, join(root, 'tasks-restarted'))
     const restartList = firstListing(restartedDoc, databases)
     const [, cachedMs] = timed(() => restartedDoc.databases.list())
@@ -93,8 +93,8 @@ async function run (databases: number): Promise<void> {
     await joiner.close()
 
     const files = (await readFile(join(stateDir, 'doc.snapshot'))).length
-    const { numOps } = A.stats(restarted.doc)
-    console.log(`[${databases}] created in ${f(createMs.wall / 1000, 1)} s; snapshot ${f(files / 1e6, 2)} MB, ${A.getChangesMetaSince(restarted.doc, []).length} changes, ${numOps} operations`)
+    const { numOps } = A.stats(restarted.automergeDoc)
+    console.log(`[${databases}] created in ${f(createMs.wall / 1000, 1)} s; snapshot ${f(files / 1e6, 2)} MB, ${A.getChangesMetaSince(restarted.automergeDoc, []).length} changes, ${numOps} operations`)
     console.log(`[${databases}] restart: ClusterState.open ${show(openMs)}; measured apart: A.load ${show(loadMs)} (of a load, materializing the JS document ${show(materializeMs)}), its scalar strings made plain ${show(plainMs)}, the change index's getChangesMetaSince ${show(metaMs)}`)
     console.log(`[${databases}] restart: first listing ${show(restartList, databases)}; again ${show(cachedMs)}; after a host joined (no spec names it) ${show(afterJoinMs, databases)}`)
     console.log(`[${databases}] join: the member's A.save ${show(saveMs)}; the joiner's adopt ${show(adoptMs)}; first listing ${show(joinList, databases)}`)

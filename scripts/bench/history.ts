@@ -67,13 +67,13 @@ async function measure (stateDir: string): Promise<void> {
   let syncBytes = 0
   const syncStarted = performance.now()
   for (;;) {
-    const [nextA, toB] = A.generateSyncMessage(a.doc, sa)
+    const [nextA, toB] = A.generateSyncMessage(a.automergeDoc, sa)
     sa = nextA
     if (toB !== null) {
       syncBytes += toB.length
       b.applyRemote('host-1', doc => { const [d, s] = A.receiveSyncMessage(doc, sb, toB); sb = s; return [d, undefined] })
     }
-    const [nextB, toA] = A.generateSyncMessage(b.doc, sb)
+    const [nextB, toA] = A.generateSyncMessage(b.automergeDoc, sb)
     sb = nextB
     if (toA !== null) {
       syncBytes += toA.length
@@ -83,8 +83,8 @@ async function measure (stateDir: string): Promise<void> {
   }
   await b.flush()
   const syncMs = performance.now() - syncStarted
-  if (A.getHeads(b.doc).join() !== A.getHeads(a.doc).join()) throw new Error('sync did not converge')
-  const result: Measured = { baselineRssMb, loadMs, rssMb, syncMs, syncBytes, syncRssMb: process.memoryUsage().rss / 2 ** 20, changes: A.getAllChanges(a.doc).length }
+  if (A.getHeads(b.automergeDoc).join() !== A.getHeads(a.automergeDoc).join()) throw new Error('sync did not converge')
+  const result: Measured = { baselineRssMb, loadMs, rssMb, syncMs, syncBytes, syncRssMb: process.memoryUsage().rss / 2 ** 20, changes: A.getAllChanges(a.automergeDoc).length }
   await a.close()
   await b.close()
   await rm(emptyDir, { recursive: true, force: true })
@@ -154,7 +154,7 @@ async function simulate (stateDir: string, taskDir: string, scale: number): Prom
   await state.flush()
   const logBytes = state.sizeBytes()
   const saveStarted = performance.now()
-  const savedBytes = A.save(state.doc).length
+  const savedBytes = A.save(state.automergeDoc).length
   const saveMs = performance.now() - saveStarted
   const tasks = Object.keys(state.doc.tasks ?? {}).length
   await state.close()
@@ -174,9 +174,9 @@ async function compact (stateDir: string, taskDir: string): Promise<Compacted> {
     reachableHosts: () => new Set(HOSTS), defaultPostgresVersion: '17.6', dataKey: () => undefined
   })
   // For comparison: the genesis if history alone were compacted and every task record stayed.
-  const historyOnlyBytes = A.save(startGeneration(state.doc, state.heads())).length
+  const historyOnlyBytes = A.save(startGeneration(state.automergeDoc, state.heads())).length
   const started = performance.now()
-  await cluster.enterGeneration(ClusterDocument.startGeneration(state.doc, state.heads()))
+  await cluster.enterGeneration(ClusterDocument.startGeneration(state.automergeDoc, state.heads()))
   const ms = performance.now() - started
   const bytes = state.sizeBytes()
   const tasksKept = Object.keys(state.doc.tasks ?? {}).length
