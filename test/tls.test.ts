@@ -7,7 +7,7 @@ import { request } from 'node:https'
 import { join } from 'node:path'
 import { DOCUMENT_FORMAT_HEADER } from '@pgmesh/model'
 import { CertificateAuthority, selfSignedCertificate, writePem, writePrivatePem } from '@pgmesh/pki'
-import { SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { DOCUMENT_FORMAT } from '@pgmesh/state'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli } from './helpers/cli.js'
 import { type DaemonProcess, TestCluster, until } from './helpers/cluster.js'
@@ -107,7 +107,7 @@ describe('--tls auto', () => {
     expect(hosts.body.hosts.map((h: { id: string }) => h.id).sort()).toEqual(['host-1', 'host-2'])
     // The same token joins more hosts until it expires or is revoked (pgEdge's docs join several with one token).
     // (Asked as a host of this version asks: naming the document format it reads.)
-    const options = await call(h1.url, 'POST', '/v1/internal/cluster/join-options', { ca: admin.ca, headers: { [DOCUMENT_FORMAT_HEADER]: String(SCALAR_STRINGS_FORMAT) } }, { token, host_id: 'host-9' })
+    const options = await call(h1.url, 'POST', '/v1/internal/cluster/join-options', { ca: admin.ca, headers: { [DOCUMENT_FORMAT_HEADER]: String(DOCUMENT_FORMAT) } }, { token, host_id: 'host-9' })
     expect(options.status).toBe(200)
   })
 
