@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
 import { ClusterDocument, DataKey, NOTHING_OBSERVED } from '@pgmesh/cluster'
-import { ClusterState, plainStrings, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { ClusterState, plainStrings, DOCUMENT_FORMAT } from '@pgmesh/state'
 import pino from 'pino'
 import { benchSpec } from './common.js'
 
@@ -65,7 +65,7 @@ async function run (databases: number): Promise<void> {
     const stateDir = join(root, 'state')
     const state = await ClusterState.open({ dir: stateDir, hostId: 'host-1', logger })
     await state.initialize('bench')
-    await state.change({ op: 'host.join' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h, document_format: SCALAR_STRINGS_FORMAT } as never })
+    await state.change({ op: 'host.join' }, d => { for (const h of HOSTS) d.hosts[h] = { id: h, document_format: DOCUMENT_FORMAT } as never })
     const writer = documentOf(state, join(root, 'tasks'))
     const [, createMs] = await timedAsync(async () => {
       for (let i = 0; i < databases; i++) await writer.databases.create({ id: `db-${i}`, spec: benchSpec(i) })
@@ -82,7 +82,7 @@ async function run (databases: number): Promise<void> {
     const restartedDoc = documentOf(restarted, join(root, 'tasks-restarted'))
     const restartList = firstListing(restartedDoc, databases)
     const [, cachedMs] = timed(() => restartedDoc.databases.list())
-    await restarted.change({ op: 'host.join' }, d => { d.hosts['host-3'] = { id: 'host-3', document_format: SCALAR_STRINGS_FORMAT } as never })
+    await restarted.change({ op: 'host.join' }, d => { d.hosts['host-3'] = { id: 'host-3', document_format: DOCUMENT_FORMAT } as never })
     const [, afterJoinMs] = timed(() => restartedDoc.databases.list())
     await restarted.close()
 
