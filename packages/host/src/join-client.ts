@@ -31,7 +31,7 @@ export async function memberRequest (url: string, init: { method: string, body?:
   const https = target.protocol === 'https:'
   const tlsOptions = !https ? {} : init.tls === 'unverified' || init.tls === undefined ? { rejectUnauthorized: false } : { ...init.tls, rejectUnauthorized: true }
   return await new Promise((resolve, reject) => {
-    // The document format this host reads: a member whose document may hold scalar strings refuses a host without it.
+    // The document format this host reads: a member refuses a host that reads less than its document's format.
     const headers: Record<string, string> = {
       [DOCUMENT_FORMAT_HEADER]: String(DOCUMENT_FORMAT),
       ...(init.body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(init.body)) })

@@ -1,6 +1,6 @@
 import { cpus as osCpus, totalmem } from 'node:os'
-import * as A from '@automerge/automerge'
 import { join } from 'node:path'
+import * as A from '@automerge/automerge'
 import { DATA_KEY_FILE, DataKey, type Databases, decodeSpec, type JoinTokens, type Tasks } from '@pgmesh/cluster'
 import { ClusterKey, type Mesh } from '@pgmesh/mesh'
 import {
@@ -49,12 +49,13 @@ export interface MembershipDeps {
   stopping: () => boolean
 }
 
+/** The first bytes of every chunk Automerge writes (a document, a change). */
+const AUTOMERGE_MAGIC = [0x85, 0x6f, 0x4a, 0x83]
+
 /**
  * This host's place in the cluster: init, join (through a member's API, by token), the join answers it gives other
  * hosts, its own host record, removal of others, and the connections it keeps to every listed host.
  */
-const AUTOMERGE_MAGIC = [0x85, 0x6f, 0x4a, 0x83]
-
 export class Membership {
   private registering = false
   private probing = false
@@ -148,7 +149,7 @@ export class Membership {
   acceptJoinRecord (token: string, changes: Uint8Array): void {
     this.checkToken(token)
     const invalid = new InvalidInputError('changes: not Automerge changes of this document')
-    // Automerge skips bytes it cannot read without a word: every chunk it writes starts with its magic bytes.
+    // Automerge skips bytes it cannot read without a word.
     if (!AUTOMERGE_MAGIC.every((b, i) => changes[i] === b)) throw invalid
     this.deps.state.applyRemote('joining host', (doc, options) => {
       try {
