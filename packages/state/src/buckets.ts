@@ -1,5 +1,6 @@
 import * as A from '@automerge/automerge'
 import type { ClusterDoc } from '@pgmesh/model'
+import { everyHostReads } from './scalar-strings.js'
 
 /**
  * Databases and tasks kept in buckets: `database_buckets[b][id]` and `task_buckets[b][id]` in the Automerge document,
@@ -69,8 +70,7 @@ export function isBucketed (doc: unknown): boolean {
 
 /** Whether a generation's genesis from `content` (flat, as readers see it) writes buckets: every host reads them. */
 export function writesBuckets (content: Partial<ClusterDoc> | MapProxy): boolean {
-  const hosts = Object.values((content as Partial<ClusterDoc>).hosts ?? {})
-  return hosts.length > 0 && hosts.every(h => (h.document_format ?? 1) >= BUCKETED_FORMAT)
+  return everyHostReads(content, BUCKETED_FORMAT)
 }
 
 /** A flat document whose hosts all read buckets: the compactor starts a generation to rewrite it. */
@@ -78,19 +78,17 @@ export function holdsFlatToRewrite (doc: A.Doc<unknown>): boolean {
   return !isBucketed(doc) && (doc as Partial<ClusterDoc>).cluster !== undefined && writesBuckets(doc as Partial<ClusterDoc>)
 }
 
-/** Every bucket of both collections, empty: what a new bucketed document starts with. */
-export function emptyBuckets (): Record<string, Record<string, Record<string, never>>> {
-  const buckets = (): Record<string, Record<string, never>> => Object.fromEntries(Array.from({ length: BUCKET_COUNT }, (_, i) => [i.toString(16).padStart(2, '0'), {}]))
-  return { [BUCKETED_COLLECTIONS.databases]: buckets(), [BUCKETED_COLLECTIONS.tasks]: buckets() }
-}
-
-/** Plain content (flat) laid out in buckets: the collections replaced by every bucket, filled. */
+/**
+ * Plain content (flat) laid out in buckets, every bucket made (empty ones too), and the cluster record saying the
+ * format that needs: what a genesis writes, the cluster's first change and a generation's alike.
+ */
 export function bucketedContent (content: MapProxy): MapProxy {
-  const out: MapProxy = { ...content, ...emptyBuckets() }
+  const out: MapProxy = { ...content }
   if (typeof content.cluster === 'object' && content.cluster !== null) out.cluster = { ...content.cluster, document_format: BUCKETED_FORMAT }
   for (const [collection, key] of Object.entries(BUCKETED_COLLECTIONS)) {
-    const buckets = out[key] as Record<string, MapProxy>
+    const buckets: Record<string, MapProxy> = Object.fromEntries(Array.from({ length: BUCKET_COUNT }, (_, i) => [i.toString(16).padStart(2, '0'), {}]))
     for (const [id, record] of Object.entries((content[collection] ?? {}) as MapProxy)) (buckets[bucketOf(id)] as MapProxy)[id] = record
+    out[key] = buckets
     delete out[collection]
   }
   return out
@@ -105,6 +103,14 @@ export function flatContent (content: MapProxy): MapProxy {
     delete out[key]
   }
   return out
+}
+
+/**
+ * A conflict's path in a merged read of the whole document (`database_buckets.<b>.<id>…`) as readers name it
+ * (`databases.<id>…`); other paths as they are.
+ */
+export function flatConflictPath (path: string): string {
+  return path.replace(/^(database|task)_buckets\.[^.]*/, (_, kind: string) => `${kind}s`)
 }
 
 /** Plain buckets as one map, keys in order (as a merged read of one map gives them). */

@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { DocLog } from './doc-log.js'
 import { type ChangeMeta, decodeChangeMeta, encodeChangeMeta } from './doc.js'
 import { replayOwnEdits } from './generation.js'
-import { BUCKETED_COLLECTIONS, BUCKETED_FORMAT, bucketWriter, checkReadable, emptyBuckets, flatContent, isBucketed, logicalPatches, logicalView, mergeBuckets, parentMap, rawPath } from './buckets.js'
+import { BUCKETED_COLLECTIONS, bucketedContent, bucketWriter, checkReadable, flatConflictPath, flatContent, isBucketed, logicalPatches, logicalView, mergeBuckets, parentMap, rawPath } from './buckets.js'
 import { ConcurrentWrites } from './concurrent-writes.js'
 import { materializedMapAt, type MergedRead, readMaterialized, readMerged } from './merged-read.js'
 import { plainStrings, plainStringsAfter, stringWriter, writesScalarStrings } from './scalar-strings.js'
@@ -135,14 +135,11 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
   async initialize (clusterId: string): Promise<void> {
     if (this.initialized) throw new Error('cluster document is already initialized')
     await this.change({ op: 'cluster.init', entity: clusterId }, d => {
-      d.cluster = { id: clusterId, created_at: new Date().toISOString(), document_format: BUCKETED_FORMAT }
-      d.hosts = {}
-      // Every bucket at once, by the one change every host descends from (see buckets.ts).
-      Object.assign(d, emptyBuckets())
-      d.removed_peers = {}
-      // Created with the cluster, so two hosts adding the first token at once do not each create the map.
-      d.api_tokens = {}
-      d.join_tokens = {}
+      // Every bucket at once, by the one change every host descends from (see buckets.ts). The token maps are made
+      // with the cluster too, so two hosts adding the first token at once do not each create the map.
+      Object.assign(d, bucketedContent({
+        cluster: { id: clusterId, created_at: new Date().toISOString() }, hosts: {}, databases: {}, tasks: {}, removed_peers: {}, api_tokens: {}, join_tokens: {}
+      }))
     })
   }
 
@@ -275,7 +272,7 @@ export class ClusterState extends EventEmitter<{ change: [ChangeEvent] }> {
     if (!bucketed || path.length > 0 || read === undefined) return read
     // The whole document: flat, as readers see it.
     const flat = flatContent(read.value as Record<string, unknown>) as T
-    return { value: flat, conflicts: read.conflicts.map(c => ({ ...c, path: c.path.replace(/^(database|task)_buckets\.[^.]*/, (_, kind: string) => `${kind}s`) })) }
+    return { value: flat, conflicts: read.conflicts.map(c => ({ ...c, path: flatConflictPath(c.path) })) }
   }
 
   /** A whole bucketed collection, merged: its buckets' records as one map (conflict paths without the bucket). */

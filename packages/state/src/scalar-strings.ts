@@ -34,10 +34,15 @@ function isScalarString (value: unknown): value is A.ImmutableString {
   return value instanceof A.ImmutableString
 }
 
+/** Whether every host in `doc` (a document or plain content) says it reads document format `format`. */
+export function everyHostReads (doc: Partial<ClusterDoc> | Record<string, unknown>, format: number): boolean {
+  const hosts = Object.values((doc as Partial<ClusterDoc>).hosts ?? {})
+  return hosts.length > 0 && hosts.every(h => (h.document_format ?? 1) >= format)
+}
+
 /** Whether changes to `doc` write strings as scalars: every host in it reads them. */
 export function writesScalarStrings (doc: Partial<ClusterDoc> | Record<string, unknown>): boolean {
-  const hosts = Object.values((doc as Partial<ClusterDoc>).hosts ?? {})
-  return hosts.length > 0 && hosts.every(h => (h.document_format ?? 1) >= SCALAR_STRINGS_FORMAT)
+  return everyHostReads(doc, SCALAR_STRINGS_FORMAT)
 }
 
 /**
