@@ -51,3 +51,32 @@ describe('ClusterState.diff', () => {
     expect(touched(b.diff([], b.heads()))).toEqual(touched(logicalPatches(A.diff(b.automergeDoc, [], b.heads()))))
   })
 })
+
+describe('ClusterState memory', () => {
+  const { open } = statesPerTest('state-memory')
+
+  /** The objects of `doc` whose Automerge metadata still holds a transition's patches (its cache for `A.diff`). */
+  function holdingPatches (value: unknown, path = 'root', found: string[] = []): string[] {
+    if (typeof value !== 'object' || value === null) return found
+    const meta = (value as Record<symbol, { mostRecentPatch?: unknown } | undefined>)[Symbol.for('_am_meta')]
+    if (meta?.mostRecentPatch !== undefined) found.push(path)
+    for (const [key, child] of Object.entries(value)) holdingPatches(child, `${path}/${key}`, found)
+    return found
+  }
+
+  it('keeps no patches of a change on the records it made, local or remote', async () => {
+    const a = await open('a')
+    const b = await open('b')
+    await a.initialize('c1')
+    b.applyRemote('a', (doc, options) => [A.loadIncremental(doc, a.saveSince([]), options), undefined])
+    for (let i = 0; i < 3; i++) {
+      const before = a.heads()
+      await a.change({ op: 'test', entity: `db${i}` }, d => { d.databases[`db${i}`] = { spec: { nodes: [{ name: 'n1' }] } } as never })
+      b.applyRemote('a', (doc, options) => [A.loadIncremental(doc, a.saveSince(before), options), undefined])
+    }
+    expect(a.doc.databases?.db2).toBeDefined()
+    expect(b.doc.databases?.db2).toBeDefined()
+    expect(holdingPatches(a.automergeDoc)).toEqual([])
+    expect(holdingPatches(b.automergeDoc)).toEqual([])
+  })
+})
