@@ -1,10 +1,9 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createAdaptorServer, type ServerType } from '@hono/node-server'
 import { apiComponents, createApp } from '@pgmesh/api'
-import { Host, type HostConfig } from '@pgmesh/host'
+import { Host, type HostConfig, type HostSources } from '@pgmesh/host'
 import type { Orchestrator } from '@pgmesh/orchestrator'
 import { DEBIAN_POSTGRES_ROOT, installedPostgresVersions, newestPostgresVersion, ProcessOrchestrator } from '@pgmesh/orchestrator-process'
-import { SwarmOrchestrator } from '@pgmesh/orchestrator-swarm'
 import { defaultImage, EMBEDDED_MANIFEST, type HostObserved, manifestRepositories, type PgVersion } from '@pgmesh/model'
 import { Reconciler, reconcilerHost } from '@pgmesh/reconciler'
 import pino, { type Logger } from 'pino'
@@ -29,14 +28,16 @@ export async function runDaemon (config: DaemonConfig, logger = pino({ level: co
   const superuserPassword = (): string | undefined => opened?.superuserPassword()
   // The swarm orchestrator lets databases run the images of this host's version manifest, as it is when it asks.
   const manifestImageRepositories = (): readonly string[] => manifestRepositories(opened?.manifest.current() ?? EMBEDDED_MANIFEST)
-  const orchestrator = config.reconcile ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword, manifestImageRepositories) : undefined
+  const { orchestrator, components } = config.reconcile
+    ? await openOrchestrator(config, logger.child({ component: 'orchestrator' }), superuserPassword, manifestImageRepositories)
+    : { orchestrator: undefined, components: {} }
   // The host reports the reconciler's instances in its heartbeats, and the reconciler runs on the host's parts: the
   // host reads them through this reference, set once the reconciler exists.
   let reconciler: Reconciler | undefined
   const versions = config.reconcile ? postgresVersionsOf(config, () => opened, logger) : undefined
   const host = await Host.open(await withDefaultPostgresVersion(config), logger, {
     ownInstances: () => reconciler?.observedInstances() ?? [],
-    components: orchestrator instanceof SwarmOrchestrator ? { docker: () => orchestrator.dockerComponent() } : {},
+    components,
     // Automerge has loaded with the daemon's modules: its memory is known here unless `pgmesh run` did not watch for it.
     ...(automergeMemoryBytes() === undefined ? {} : { automergeMemoryBytes: () => automergeMemoryBytes() ?? Number.NaN }),
     ...(versions === undefined ? {} : { postgresVersions: versions.current })
@@ -146,11 +147,16 @@ async function withDefaultPostgresVersion (config: DaemonConfig): Promise<HostCo
 
 async function openOrchestrator (
   config: DaemonConfig, logger: Logger, superuserPassword: () => string | undefined, manifestImageRepositories: () => readonly string[]
-): Promise<Orchestrator> {
+): Promise<{ orchestrator: Orchestrator, components: NonNullable<HostSources['components']> }> {
   const { dataDir, hostId } = config.host
-  if (config.host.orchestrator === 'process') return await ProcessOrchestrator.open({ dataDir, logger, superuserPassword, ...config.process })
-  return await SwarmOrchestrator.open({
+  if (config.host.orchestrator === 'process') {
+    return { orchestrator: await ProcessOrchestrator.open({ dataDir, logger, superuserPassword, ...config.process }), components: {} }
+  }
+  // Loaded only on a Swarm host: dockerode brings gRPC and protobuf.js along, 0.7 MB of code a process host held for nothing.
+  const { SwarmOrchestrator } = await import('@pgmesh/orchestrator-swarm')
+  const swarm = await SwarmOrchestrator.open({
     dataDir, hostId, logger, dockerHost: config.swarm.dockerHost, superuserPassword, manifestRepositories: manifestImageRepositories,
     ...(config.swarm.postgresImage === undefined ? {} : { defaultImage: config.swarm.postgresImage })
   })
+  return { orchestrator: swarm, components: { docker: () => swarm.dockerComponent() } }
 }
