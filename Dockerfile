@@ -16,5 +16,6 @@ RUN apt-get update \
 WORKDIR /opt/pgmesh
 COPY --from=build /src /opt/pgmesh
 ENV PGMESH_DATA_DIR=/var/lib/pgmesh
-ENTRYPOINT ["node", "/opt/pgmesh/cmd/pgmesh/bin/pgmesh.mjs"]
+# The executable itself, not `node` on it: its shebang carries the Node flags the daemon's memory figures assume.
+ENTRYPOINT ["/opt/pgmesh/cmd/pgmesh/bin/pgmesh.mjs"]
 CMD ["run"]
