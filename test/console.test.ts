@@ -289,7 +289,19 @@ describe('the web console with a conflict from a partition', () => {
     // resolving update, its task's, may leave the last two versions of the database alike).
     await page.locator('#history-form tbody tr').last().locator('input[name="from"]').check()
     await page.locator('#history-form tbody tr').first().locator('input[name="to"]').check()
+    // The answer lands even when a live update re-renders the page (a new #diff) while the request runs: the request
+    // is held until another change has re-rendered the page.
+    let requested: () => void = () => {}
+    let release: () => void = () => {}
+    const inFlight = new Promise<void>(resolve => { requested = resolve })
+    const held = new Promise<void>(resolve => { release = resolve })
+    await page.route(/\/history\?from=/, async route => { requested(); await held; await route.continue() })
     await page.getByRole('button', { name: 'Show the difference' }).click()
+    await inFlight
+    await page.locator('#diff').evaluate(e => { e.setAttribute('data-before-render', '') })
+    await ok(h1.post('/v1/databases', { id: 'bystander', spec: { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'], port: 5502 }] } }), 'create bystander')
+    await page.locator('#diff:not([data-before-render])').waitFor({ state: 'attached', timeout: 10_000 })
+    release()
     await expect.poll(async () => await page.locator('#diff').textContent(), { timeout: 10_000 }).toContain('spec.postgresql_conf.work_mem')
     await shot(page, 'history-diff')
   }, 60_000)

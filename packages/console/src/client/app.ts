@@ -453,13 +453,14 @@ function wireDatabasePage (db: Json): void {
     e.preventDefault()
     void (async () => {
       const data = new FormData(history)
-      const diff = document.getElementById('diff') as HTMLElement
+      // Looked up once the answer is in: a live update may have re-rendered the page (a new #diff) meanwhile.
+      const show = (html: string): void => { const diff = document.getElementById('diff'); if (diff !== null) diff.innerHTML = html }
       try {
         const res = await api(`${base}/history?from=${encodeURIComponent(String(data.get('from') ?? ''))}&to=${encodeURIComponent(String(data.get('to') ?? ''))}`)
         const entries: Json[] = res.diff ?? []
-        diff.innerHTML = entries.length === 0 ? '<p>No difference.</p>' : `<table aria-label="Difference"><thead><tr><th scope="col">Field</th><th scope="col">Change</th><th scope="col">Before</th><th scope="col">After</th></tr></thead><tbody>${entries.map(d =>
-          `<tr><td><code>${esc(d.path)}</code></td><td>${esc(d.action)}</td><td class="diff-remove"><code>${esc(JSON.stringify(d.before))}</code></td><td class="diff-add"><code>${esc(JSON.stringify(d.after))}</code></td></tr>`).join('')}</tbody></table>`
-      } catch (err) { diff.innerHTML = `<p role="alert">${esc((err as Error).message)}</p>` }
+        show(entries.length === 0 ? '<p>No difference.</p>' : `<table aria-label="Difference"><thead><tr><th scope="col">Field</th><th scope="col">Change</th><th scope="col">Before</th><th scope="col">After</th></tr></thead><tbody>${entries.map(d =>
+          `<tr><td><code>${esc(d.path)}</code></td><td>${esc(d.action)}</td><td class="diff-remove"><code>${esc(JSON.stringify(d.before))}</code></td><td class="diff-add"><code>${esc(JSON.stringify(d.after))}</code></td></tr>`).join('')}</tbody></table>`)
+      } catch (err) { show(`<p role="alert">${esc((err as Error).message)}</p>`) }
     })()
   })
 }
