@@ -185,6 +185,12 @@ describe('in-place restores with pgBackRest', () => {
     await waitTask(h3, 'mm', res.body.task.task_id as string, 180_000)
 
     for (const n of ['n1', 'n2', 'n3']) expect(await ids(h1, 'mm', n), n).toEqual(range(1, 100))
+    // The task ends only once every node subscribes to every other again: a write made before a subscription exists
+    // never reaches that subscriber.
+    for (const n of ['n1', 'n2', 'n3']) {
+      const subscriptions = await sql<{ provider_node: string }>(h1, 'mm', n, 'SELECT provider_node FROM pglogical.show_subscription_status()')
+      expect(subscriptions.map(s => s.provider_node).sort(), n).toEqual(['n1', 'n2', 'n3'].filter(other => other !== n))
+    }
     // Replication rebuilt in every direction: each node's new rows reach every other node, once.
     await sql(h1, 'mm', 'n1', "INSERT INTO items SELECT g, 'n1' FROM generate_series(201, 210) g")
     await sql(h1, 'mm', 'n2', "INSERT INTO items SELECT g, 'n2' FROM generate_series(211, 220) g")

@@ -104,6 +104,7 @@ export class Reconciler implements Startable {
     })
     this.restores = new RestoreRunner({
       host, orchestrator, applied: () => this.applied, logger: this.log.child({ component: 'restores' }),
+      forgetReplication: id => { this.subscriptions.forget(id) },
       taskLog: async (taskId, message, fields) => { await this.taskLog(taskId, message, fields) }
     })
     this.settler = new TaskSettler({ host, taskLog: async (taskId, message) => { await this.taskLog(taskId, message) } })

@@ -17,6 +17,12 @@ export interface RestoreRunnerDeps {
   host: ReconcilerHost
   orchestrator: Pick<Orchestrator, 'restore'>
   applied: () => AppliedStore | undefined
+  /**
+   * Drops what the subscription poller last saw of the instance's replication. Until its membership is built again
+   * that report would say the restored node still subscribes to every other, and the restore task would complete
+   * before it does: writes made then were lost to the nodes that subscribed later.
+   */
+  forgetReplication: (instanceId: string) => void
   taskLog: (taskId: string, message: string, fields?: Record<string, unknown>) => Promise<void>
   logger: Logger
   /** How often requests are looked at; default 1 s. */
@@ -118,6 +124,7 @@ export class RestoreRunner implements Startable {
         const { replicationHash: _, ...rest } = applied
         await this.deps.applied()?.set(rest)
       }
+      this.deps.forgetReplication(instance)
       this.deps.logger.info({ instanceId: instance, taskId, ms: Date.now() - started }, 'node restored')
       await restores.finished(databaseId, taskId, undefined)
     } catch (err) {
