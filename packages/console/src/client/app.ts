@@ -581,8 +581,9 @@ function taskChanged (task: Json): void {
   const f = followed
   if (f === undefined || f.taskId !== task.task_id || shownTask() !== f.taskId) return
   f.task = task
-  paintTask(f)
-  if (!ACTIVE.includes(task.status)) void readTaskLog(f).then(() => { paintTaskLog(f) }, () => {})
+  if (ACTIVE.includes(task.status)) { paintTask(f); return }
+  // Ended: the status shows with the log read whole, so the page does not say "completed" above a log that stops short.
+  void readTaskLog(f).catch(() => {}).finally(() => { paintTask(f); paintTaskLog(f) })
 }
 
 window.addEventListener('hashchange', () => { void render(true).then(() => { main.focus({ preventScroll: true }) }) })
