@@ -12,8 +12,10 @@ export interface ActionExecutorDeps {
   failures: Pick<Failures, 'clear'>
   /** Whether the orchestrator lists the instance (as of the pass). */
   exists: (instanceId: string) => boolean
-  /** What was known of a removed or rebuilt instance's replication goes. */
+  /** What was known of a removed, rebuilt or promoted instance's replication goes. */
   forgetReplication: (instanceId: string) => void
+  /** The instance's replication changed (its replication hash): its subscriptions' last report goes. */
+  forgetReport: (instanceId: string) => void
   /** A rebuilt former primary is a plain replica again: the HA loop forgets it was fenced. */
   forgetPrimary: (instanceId: string) => void
   logger: Logger
@@ -50,6 +52,7 @@ export class ActionExecutor {
           ...(previous?.restarts === undefined ? {} : { restarts: previous.restarts }),
           ...(replicationHash === undefined ? {} : { replicationHash })
         })
+        if (previous?.replicationHash !== replicationHash) this.deps.forgetReport(action.instanceId)
         failures.clear(action.instanceId)
         if (status.pendingRestart === true) {
           await tasks.log(`instance ${action.instanceId} is updated; what needs a restart waits for its turn in the rolling restart (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
@@ -69,6 +72,7 @@ export class ActionExecutor {
         })
         const previous = applied.get(action.instanceId)
         if (previous !== undefined) await applied.set({ ...previous, replicationHash: action.hash })
+        if (previous?.replicationHash !== action.hash) this.deps.forgetReport(action.instanceId)
         failures.clear(action.instanceId)
         await tasks.log(`node ${action.nodeName} subscribes to ${action.providers.map(p => p.nodeName).join(', ') || 'no other node yet'} (took ${tookMs()} ms)`)
         return
@@ -93,6 +97,8 @@ export class ActionExecutor {
           const { replicationHash: _dropped, ...rest } = previous
           await applied.set({ ...rest, role: 'primary' })
         }
+        // What it reported as this node's primary before (a switchover back) is not what it has now.
+        this.deps.forgetReplication(action.instanceId)
         failures.clear(action.instanceId)
         this.deps.logger.info({ instanceId: action.instanceId, ms: tookMs(), ...steps }, 'promoted to primary')
         return

@@ -253,6 +253,32 @@ describe('Reconciler (in process, with fakes)', () => {
     }
   })
 
+  it('reports a primary\'s subscriptions only as polled since its replication was last applied (a spec change applies it again)', async () => {
+    let rows: SubscriptionStatus[] = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'replicating' }]
+    const t = await setup({ subscriptions: () => rows })
+    await t.reconciler.start()
+    try {
+      await until('node ready', () => t.reconciler.observedInstances()[0]?.node_ready === true)
+      await t.reconciler.pollSubscriptions()
+      expect(t.reconciler.observedInstances()[0]?.subscriptions).toMatchObject([{ status: 'replicating' }])
+      // New settings: the instance is updated, then its replication applied again (to the same membership, so the
+      // same replication hash). What the subscription does now is only known from a poll after that.
+      rows = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'initializing' }]
+      t.db.spec = { ...spec(), postgresql_conf: { work_mem: '8MB' } }
+      t.db.generation = 2
+      t.reconciler.requeue()
+      await until('updated', () => t.admin.calls.filter(c => c === 'membership n1').length === 2)
+      await t.reconciler.idle()
+      const updated = t.reconciler.observedInstances()[0]
+      expect(updated).toMatchObject({ generation: 2, node_ready: true })
+      expect(updated?.subscriptions).toBeUndefined()
+      await t.reconciler.pollSubscriptions()
+      expect(t.reconciler.observedInstances()[0]?.subscriptions).toMatchObject([{ status: 'initializing' }])
+    } finally {
+      await t.reconciler.stop()
+    }
+  })
+
   it('restarts an instance at its scheduled time, without waiting for the periodic pass or any other event', async () => {
     const t = await setup()
     await t.reconciler.start()

@@ -42,7 +42,8 @@ export class Reports {
       else if (status.state === 'crashed') state = 'degraded'
       else if (status.state === 'starting' || record.generation < generation) state = 'modifying'
       else state = 'available'
-      const replication = this.deps.replication.report(record.instanceId)
+      // Subscriptions only while its replication is applied: a report from before it was dropped says nothing now.
+      const replication = record.replicationHash === undefined ? undefined : this.deps.replication.report(record.instanceId)
       const refused = this.deps.replication.unreplicatedDdl(record.instanceId)
       out.push({
         id: record.instanceId, database_id: record.databaseId, node_name: record.nodeName, host_id: host.hostId, state,

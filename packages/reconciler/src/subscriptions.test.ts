@@ -35,7 +35,7 @@ class FakeSubscriber {
   }
 }
 
-function poller (subscriber: FakeSubscriber): SubscriptionPoller {
+function poller (subscriber: FakeSubscriber, driver = subscriber.driver()): SubscriptionPoller {
   const providerUp: ObservedInstance = { database_id: 'app', node_name: 'n2', role: 'primary', state: 'available' } as unknown as ObservedInstance
   const deps: SubscriptionPollerDeps = {
     host: {
@@ -45,7 +45,7 @@ function poller (subscriber: FakeSubscriber): SubscriptionPoller {
     },
     admin: {
       withSession: async (_id, _db, work) => await work({} as Queryable),
-      replicationOf: async () => ({ kind: 'pglogical', driver: subscriber.driver() })
+      replicationOf: async () => ({ kind: 'pglogical', driver })
     },
     applied: () => [{ instanceId: INSTANCE, databaseId: 'app', nodeName: 'n3', generation: 1, specHash: 'h', replicationHash: 'r' }],
     local: () => ({ instanceId: INSTANCE, state: 'running', role: 'primary', port: 1, postgresVersion: '15', admin: { host: '/tmp', port: 1, user: 'pgmesh' } }),
@@ -88,6 +88,38 @@ describe('SubscriptionPoller', () => {
     expect(subscriber.restarts).toEqual(['sub_n2_n3', 'sub_n2_n3'])
     expect(subscriber.status.get('sub_n2_n3')).toBe('replicating')
     expect(polls.report(INSTANCE)?.subscriptions.map(s => s.status)).toEqual(['replicating'])
+  })
+
+  it('drops what a poll saw of an instance forgotten while the poll ran', async () => {
+    const subscriber = new FakeSubscriber()
+    const driver = subscriber.driver()
+    let hold: { read: () => void, released: Promise<void> } | undefined
+    const polls = poller(subscriber, {
+      ...driver,
+      subscriptionStatus: async (conn) => {
+        const rows = await driver.subscriptionStatus(conn)
+        hold?.read()
+        await hold?.released
+        return rows
+      }
+    })
+    await polls.poll()
+    expect(polls.report(INSTANCE)?.subscriptions.map(s => s.status)).toEqual(['replicating'])
+    // A poll has read the subscriptions when the instance's replication is applied anew and they start over.
+    let read = (): void => {}
+    let release = (): void => {}
+    const wasRead = new Promise<void>(resolve => { read = resolve })
+    hold = { read, released: new Promise<void>(resolve => { release = resolve }) }
+    const polling = polls.poll()
+    await wasRead
+    polls.forgetReport(INSTANCE)
+    subscriber.status.set('sub_n2_n3', 'initializing')
+    release()
+    await polling
+    expect(polls.report(INSTANCE)).toBeUndefined()
+    hold = undefined
+    await polls.poll()
+    expect(polls.report(INSTANCE)?.subscriptions.map(s => s.status)).toEqual(['initializing'])
   })
 
   it('leaves alone a subscription disabled by something else (a node joining pauses its own)', async () => {
