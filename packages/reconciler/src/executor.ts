@@ -14,8 +14,6 @@ export interface ActionExecutorDeps {
   exists: (instanceId: string) => boolean
   /** What was known of a removed, rebuilt or promoted instance's replication goes. */
   forgetReplication: (instanceId: string) => void
-  /** The instance's replication changed (its replication hash): its subscriptions' last report goes. */
-  forgetReport: (instanceId: string) => void
   /** A rebuilt former primary is a plain replica again: the HA loop forgets it was fenced. */
   forgetPrimary: (instanceId: string) => void
   logger: Logger
@@ -52,7 +50,6 @@ export class ActionExecutor {
           ...(previous?.restarts === undefined ? {} : { restarts: previous.restarts }),
           ...(replicationHash === undefined ? {} : { replicationHash })
         })
-        if (previous?.replicationHash !== replicationHash) this.deps.forgetReport(action.instanceId)
         failures.clear(action.instanceId)
         if (status.pendingRestart === true) {
           await tasks.log(`instance ${action.instanceId} is updated; what needs a restart waits for its turn in the rolling restart (took ${tookMs()} ms)`, { instance_id: action.instanceId, duration_ms: tookMs() })
@@ -72,7 +69,6 @@ export class ActionExecutor {
         })
         const previous = applied.get(action.instanceId)
         if (previous !== undefined) await applied.set({ ...previous, replicationHash: action.hash })
-        if (previous?.replicationHash !== action.hash) this.deps.forgetReport(action.instanceId)
         failures.clear(action.instanceId)
         await tasks.log(`node ${action.nodeName} subscribes to ${action.providers.map(p => p.nodeName).join(', ') || 'no other node yet'} (took ${tookMs()} ms)`)
         return

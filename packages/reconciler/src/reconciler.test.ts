@@ -96,9 +96,13 @@ function fakeOrchestrator () {
 
 function fakeAdmin (subscriptions: () => SubscriptionStatus[] = () => [], lag: () => SubscriberLag[] = () => []) {
   const calls: string[] = []
+  let membershipError: Error | undefined
   const driver = {
     kind: 'pglogical',
-    ensureMembership: async (_c: unknown, m: { node: { nodeName: string } }) => { calls.push(`membership ${m.node.nodeName}`) },
+    ensureMembership: async (_c: unknown, m: { node: { nodeName: string } }) => {
+      calls.push(`membership ${m.node.nodeName}${membershipError === undefined ? '' : ' failed'}`)
+      if (membershipError !== undefined) throw membershipError
+    },
     subscriptionStatus: async () => subscriptions(),
     subscriberLag: async () => lag(),
     restartSubscription: async (_c: unknown, name: string) => { calls.push(`restart ${name}`) },
@@ -115,7 +119,7 @@ function fakeAdmin (subscriptions: () => SubscriptionStatus[] = () => [], lag: (
     createPromotedSlots: async () => {},
     connectPeer: async () => { throw new Error('no peers here') }
   }
-  return { admin, calls }
+  return { admin, calls, failMembership: (err: Error | undefined) => { membershipError = err } }
 }
 
 async function setup (options: { subscriptions?: () => SubscriptionStatus[], lag?: () => SubscriberLag[] } = {}) {
@@ -253,27 +257,28 @@ describe('Reconciler (in process, with fakes)', () => {
     }
   })
 
-  it('reports a primary\'s subscriptions only as polled since its replication was last applied (a spec change applies it again)', async () => {
-    let rows: SubscriptionStatus[] = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'replicating' }]
+  it('reports no subscriptions for a primary whose replication is not applied (new settings cleared it, and applying it fails)', async () => {
+    const rows: SubscriptionStatus[] = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'replicating' }]
     const t = await setup({ subscriptions: () => rows })
     await t.reconciler.start()
     try {
       await until('node ready', () => t.reconciler.observedInstances()[0]?.node_ready === true)
       await t.reconciler.pollSubscriptions()
       expect(t.reconciler.observedInstances()[0]?.subscriptions).toMatchObject([{ status: 'replicating' }])
-      // New settings: the instance is updated, then its replication applied again (to the same membership, so the
-      // same replication hash). What the subscription does now is only known from a poll after that.
-      rows = [{ provider_node: 'n2', name: 'sub_n2_n1', status: 'initializing' }]
+      // New settings: the instance is updated, which clears its replication hash; applying its replication again fails.
+      t.admin.failMembership(new Error('could not connect to the provider'))
       t.db.spec = { ...spec(), postgresql_conf: { work_mem: '8MB' } }
       t.db.generation = 2
       t.reconciler.requeue()
-      await until('updated', () => t.admin.calls.filter(c => c === 'membership n1').length === 2)
-      await t.reconciler.idle()
+      await until('updated', () => t.reconciler.observedInstances()[0]?.generation === 2 && t.admin.calls.includes('membership n1 failed'))
+      // The last poll's report, from before, is not what the node has: it says nothing until replication is applied.
       const updated = t.reconciler.observedInstances()[0]
-      expect(updated).toMatchObject({ generation: 2, node_ready: true })
+      expect(updated?.node_ready).toBeUndefined()
       expect(updated?.subscriptions).toBeUndefined()
+      t.admin.failMembership(undefined)
+      await until('node ready again', () => t.reconciler.observedInstances()[0]?.node_ready === true, 10_000)
       await t.reconciler.pollSubscriptions()
-      expect(t.reconciler.observedInstances()[0]?.subscriptions).toMatchObject([{ status: 'initializing' }])
+      expect(t.reconciler.observedInstances()[0]?.subscriptions).toMatchObject([{ status: 'replicating' }])
     } finally {
       await t.reconciler.stop()
     }

@@ -93,7 +93,6 @@ export class Reconciler implements Startable {
       orchestrator, applied: () => this.store(), admin: this.admin, failures: this.failures, logger: this.log,
       exists: id => this.local.has(id),
       forgetReplication: id => { this.subscriptions.forget(id) },
-      forgetReport: id => { this.subscriptions.forgetReport(id) },
       forgetPrimary: id => { this.ha?.forget(id) }
     })
     this.reports = new Reports({

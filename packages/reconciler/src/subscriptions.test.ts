@@ -105,14 +105,14 @@ describe('SubscriptionPoller', () => {
     })
     await polls.poll()
     expect(polls.report(INSTANCE)?.subscriptions.map(s => s.status)).toEqual(['replicating'])
-    // A poll has read the subscriptions when the instance's replication is applied anew and they start over.
+    // A poll has read the subscriptions when the instance is restored, and they start over.
     let read = (): void => {}
     let release = (): void => {}
     const wasRead = new Promise<void>(resolve => { read = resolve })
     hold = { read, released: new Promise<void>(resolve => { release = resolve }) }
     const polling = polls.poll()
     await wasRead
-    polls.forgetReport(INSTANCE)
+    polls.forget(INSTANCE)
     subscriber.status.set('sub_n2_n3', 'initializing')
     release()
     await polling

@@ -48,10 +48,10 @@ export class SubscriptionPoller implements Startable {
   /** Per local primary: the DDL its automatic DDL replication refused (see @pgmesh/replication). */
   private readonly refusedDdl = new Map<string, UnreplicatedDdl>()
   /**
-   * Instances forgotten while a poll runs, and how much of them: that poll's view of them may predate the change
-   * that made them forgotten, so it is dropped rather than reported.
+   * Instances forgotten while a poll runs: that poll's view of them may predate what made them forgotten (a restore,
+   * a promotion), so it is dropped rather than reported.
    */
-  private readonly forgottenInPoll = new Map<string, 'report' | 'all'>()
+  private readonly forgottenInPoll = new Set<string>()
   private polling = false
   private stopped = false
   private timer: NodeJS.Timeout | undefined
@@ -79,21 +79,12 @@ export class SubscriptionPoller implements Startable {
 
   /** The instance was removed, rebuilt, restored or promoted: what was known of its replication goes. */
   forget (instanceId: string): void {
-    if (this.polling) this.forgottenInPoll.set(instanceId, 'all')
+    if (this.polling) this.forgottenInPoll.add(instanceId)
     this.reports.delete(instanceId)
     this.health.delete(instanceId)
     this.serverLogs.delete(instanceId)
     this.restarting.delete(instanceId)
     this.refusedDdl.delete(instanceId)
-  }
-
-  /**
-   * The instance's replication is applied anew (its replication hash dropped or changed): its report, taken before,
-   * goes until a poll sees the new one. Its subscriptions' health and the log read position stay.
-   */
-  forgetReport (instanceId: string): void {
-    if (this.polling && this.forgottenInPoll.get(instanceId) !== 'all') this.forgottenInPoll.set(instanceId, 'report')
-    this.reports.delete(instanceId)
   }
 
   /** One poll of every local primary. A poll that outlasts the interval is not overlapped: the log tails must not be read twice. */
@@ -148,10 +139,9 @@ export class SubscriptionPoller implements Startable {
       log.debug({ instanceId: record.instanceId, err: (err as Error).message }, 'subscriber lag not available')
       return undefined
     })
-    const forgotten = this.forgottenInPoll.get(record.instanceId)
-    if (forgotten !== undefined) {
+    if (this.forgottenInPoll.has(record.instanceId)) {
       // What this poll built for it goes too (a removed instance keeps nothing).
-      if (forgotten === 'all') this.forget(record.instanceId)
+      this.forget(record.instanceId)
       return
     }
     this.reports.set(record.instanceId, { subscriptions: reports, kind, ...(subscriberLag === undefined ? {} : { subscriberLag }) })
