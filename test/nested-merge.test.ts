@@ -20,9 +20,9 @@ describe('nested maps created on both sides of a partition', () => {
   beforeAll(async () => {
     cluster = await TestCluster.create('nested-merge', { reconcile: false })
     ;[h1, h2, h3] = await cluster.initAndJoin(3) as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const base = { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'], port: 5501 }] }
-    await ok(h1.post('/v1/databases', { id: 'nested', spec: base }), 'create nested')
-    await ok(h1.post('/v1/databases', { id: 'clash', spec: base }), 'create clash')
+    const base = (port: number): unknown => ({ database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'], port }] })
+    await ok(h1.post('/v1/databases', { id: 'nested', spec: base(5501) }), 'create nested')
+    await ok(h1.post('/v1/databases', { id: 'clash', spec: base(5502) }), 'create clash')
     await converged([h1, h2, h3])
     const history = await ok(h1.get('/v1/databases/nested/history'), 'history')
     before = history.changes.at(-1).version

@@ -11,13 +11,14 @@ describe('edits on both sides of a partition', () => {
   beforeAll(async () => {
     cluster = await TestCluster.create('partition', { reconcile: false })
     ;[h1, h2, h3] = await cluster.initAndJoin(3) as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const base = { database_name: 'app', postgresql_conf: { work_mem: '4MB' }, nodes: [{ name: 'n1', host_ids: ['host-1'], port: 5501 }] }
-    await ok(h1.post('/v1/databases', { id: 'fields', spec: base }), 'create fields')
-    await ok(h1.post('/v1/databases', { id: 'same', spec: base }), 'create same')
-    await ok(h1.post('/v1/databases', { id: 'racing', spec: base }), 'create racing')
+    // Each its own ports: a port another database has on the host is refused.
+    const base = (port: number): unknown => ({ database_name: 'app', postgresql_conf: { work_mem: '4MB' }, nodes: [{ name: 'n1', host_ids: ['host-1'], port }] })
+    await ok(h1.post('/v1/databases', { id: 'fields', spec: base(5501) }), 'create fields')
+    await ok(h1.post('/v1/databases', { id: 'same', spec: base(5511) }), 'create same')
+    await ok(h1.post('/v1/databases', { id: 'racing', spec: base(5521) }), 'create racing')
     await ok(h1.post('/v1/databases', {
       id: 'invalid',
-      spec: { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'], port: 5501 }, { name: 'n2', host_ids: ['host-1'], port: 5502 }] }
+      spec: { database_name: 'app', nodes: [{ name: 'n1', host_ids: ['host-1'], port: 5531 }, { name: 'n2', host_ids: ['host-1'], port: 5532 }] }
     }), 'create invalid')
     await until('setup on host-3', async () => (await h3.get('/v1/databases/invalid')).status === 200)
 

@@ -11,12 +11,12 @@ const operatorImages = [
   { postgres_version: '15.22', image: 'pgmesh/postgres:15.22-rc1', stability: 'dev' },
   { postgres_version: '16.4', image: 'pgmesh/postgres:16.4', stability: 'stable' }
 ]
-const spec = (version: string, image: string): Record<string, unknown> => ({
+const spec = (version: string, image: string, n2Port = 5433): Record<string, unknown> => ({
   database_name: 'app',
   postgres_version: version,
   orchestrator_opts: { swarm: { image } },
   database_users: [{ username: 'admin', password: 'secret-password-1', db_owner: true, attributes: ['LOGIN'] }],
-  nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-1'], postgres_version: '15.18', port: 5433 }]
+  nodes: [{ name: 'n1', host_ids: ['host-1'] }, { name: 'n2', host_ids: ['host-1'], postgres_version: '15.18', port: n2Port }]
 })
 
 describe('upgrades on a Swarm host', () => {
@@ -30,7 +30,7 @@ describe('upgrades on a Swarm host', () => {
     await writeFile(manifestPath, JSON.stringify({ schema_version: 1, images: { postgres: operatorImages } }))
     api = await startApiFixture({ clusterId: 'c1', orchestrator: 'swarm', manifestPath })
     expect((await api.call('POST', '/v1/databases', { id: 'app', spec: spec('15.18', 'pgmesh/postgres:15.18') })).status).toBe(200)
-    expect((await api.call('POST', '/v1/databases', { id: 'newest', spec: spec('15.21', 'pgmesh/postgres:15.21') })).status).toBe(200)
+    expect((await api.call('POST', '/v1/databases', { id: 'newest', spec: spec('15.21', 'pgmesh/postgres:15.21', 5434) })).status).toBe(200)
   })
 
   afterAll(async () => {
@@ -55,7 +55,7 @@ describe('upgrades on a Swarm host', () => {
   })
 
   it('takes backup_config and restores on Swarm hosts only with a posix repository on a mounted host path, and stores nothing otherwise', async () => {
-    const withBackups = { ...spec('15.20', 'pgmesh/postgres:15.20'), backup_config: { repositories: [{ type: 'posix', base_path: '/backups/pg' }, { type: 's3', s3_bucket: 'bucket' }] } }
+    const withBackups = { ...spec('15.20', 'pgmesh/postgres:15.20', 5435), backup_config: { repositories: [{ type: 'posix', base_path: '/backups/pg' }, { type: 's3', s3_bucket: 'bucket' }] } }
     const res = await api.call('POST', '/v1/databases', { id: 'backed', spec: withBackups })
     expect(res.status).toBe(400)
     expect(res.json.name).toBe('invalid_input')

@@ -139,3 +139,29 @@ describe('views after changes', () => {
     expect(a.databases.desired().find(d => d.id === 'db')?.spec).toBeUndefined()
   })
 })
+
+describe('ports', () => {
+  it('refuse at create and update a fixed port another database uses on the same address; what is refused is not written', async () => {
+    await a.state.change({ op: 'test.addresses' }, d => {
+      const hosts = d.hosts as Record<string, { client_addresses?: string[] }>
+      for (const host of Object.values(hosts)) host.client_addresses = ['127.0.0.1']
+    })
+    const fixed = (port: number, hostIds: string[]): Record<string, unknown> => ({
+      database_name: 'other', port, nodes: [{ name: 'n1', host_ids: hostIds }], database_users: [{ username: 'app', password: 'pw-app' }]
+    })
+    await a.databases.create({ id: 'example', spec: fixed(6432, ['host-1']) })
+    const refused = a.databases.create({ id: 'copy', spec: fixed(6432, ['host-2']) })
+    await expect(refused).rejects.toMatchObject({
+      name: 'invalid_input',
+      message: 'port: port 6432 on host host-2 is already used by node n1 of database example on host host-1: both hosts listen on 127.0.0.1'
+    })
+    expect(a.databases.list().databases.map(d => d.id)).not.toContain('copy')
+    // Its own port is no conflict when the database itself is updated; another free one is taken.
+    await a.databases.update('example', { spec: { ...fixed(6432, ['host-1']), postgresql_conf: { work_mem: '8MB' } } })
+    await a.databases.create({ id: 'copy', spec: fixed(6442, ['host-2']) })
+    await expect(a.databases.update('copy', { spec: fixed(6432, ['host-1']) })).rejects.toMatchObject({
+      message: 'port: port 6432 on host host-1 is already used by node n1 of database example'
+    })
+    expect(a.databases.get('copy').spec.port).toBe(6442)
+  })
+})

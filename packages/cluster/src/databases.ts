@@ -16,6 +16,7 @@ import { openSecrets, sealSecrets, secretMarker, withoutSecrets } from './spec-s
 import { type DiffEntry, jsonDiff } from './json-diff.js'
 import { type HostRemovalEdit, specWithoutHost } from './host-removal.js'
 import { unmountedRepositoryIssue } from './swarm-repositories.js'
+import { type PortClaim, portClaims, portIssues } from './port-claims.js'
 
 /** A database as the reconciler needs it: unredacted, and only a spec that is valid after the merge. */
 export interface DesiredDatabaseRecord {
@@ -53,6 +54,8 @@ interface CachedDatabase {
   gone: boolean
   view: Omit<DatabaseView, 'instances'>
   placements: Placement[]
+  /** The fixed ports its instances listen on (none: most databases let their hosts pick). */
+  ports?: PortClaim[]
   /** The host ids the spec names (nodes' and services'): what its validation asks of the known hosts. */
   hostIds: string[]
   desired: DesiredDatabaseRecord
@@ -160,6 +163,7 @@ export class Databases {
     }
     const conflicts = this.conflicts(id, read.specConflicts)
     if (conflicts.length > 0) view.conflicts = conflicts
+    const ports = portClaims(id, spec)
     if (!record.deleted && (!check.ok || opened.problems.length > 0)) {
       view.spec_errors = [...opened.problems, ...(check.ok ? [] : formatIssues(check.issues).split('\n'))]
       view.state = 'failed'
@@ -169,6 +173,7 @@ export class Databases {
       gone: record.deleted && this.ctx.tasks.get(record.task_id)?.status === 'completed',
       view,
       placements: placementsOf(id, spec),
+      ...(ports.length === 0 ? {} : { ports }),
       hostIds: namedHostIds(spec),
       desired: {
         id, generation: record.generation, deleted: record.deleted, task_id: record.task_id,
@@ -226,7 +231,7 @@ export class Databases {
     if (body.tenant_id !== undefined && !isIdentifier(body.tenant_id)) issues.push({ path: 'tenant_id', message: IDENTIFIER_MESSAGE })
     const check = validateSpec(body.spec, { knownHostIds: this.ctx.knownHostIds(), databaseId: id })
     if (!check.ok) issues.push(...check.issues)
-    else issues.push(...this.versionIssues(check.spec, undefined), ...this.backupIssues(check.spec))
+    else issues.push(...this.versionIssues(check.spec, undefined), ...this.backupIssues(check.spec), ...this.portIssues(id, check.spec))
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const existing = this.record(id)
     if (existing !== undefined && !existing.deleted) throw new DatabaseAlreadyExistsError()
@@ -270,7 +275,7 @@ export class Databases {
     const incoming = isRecordValue(body.spec) ? mergeSecrets(carryVersions(body.spec, previous) as never, previous as never) as unknown : body.spec
     const check = validateSpec(incoming, { knownHostIds: this.ctx.knownHostIds(), previous: previous as never, databaseId: id })
     if (!check.ok) issues.push(...check.issues)
-    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec, previous as unknown as DatabaseSpec))
+    else issues.push(...this.versionIssues(check.spec, previous as unknown as DatabaseSpec), ...this.backupIssues(check.spec, previous as unknown as DatabaseSpec), ...this.portIssues(id, check.spec))
     for (const h of options.removeHosts ?? []) if (!isIdentifier(h)) issues.push({ path: 'remove_host', message: IDENTIFIER_MESSAGE })
     if (issues.length > 0 || !check.ok) throw invalidInput(issues)
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
@@ -339,6 +344,21 @@ export class Databases {
       if (issue !== undefined) issues.push(issue)
     })
     return issues
+  }
+
+  /**
+   * A fixed port another database's instance already listens on at the same address, on the same host or one sharing
+   * a client address (port-claims.ts): refused now, rather than a task that fails when the instance cannot bind.
+   */
+  private portIssues (id: string, spec: DatabaseSpec): Issue[] {
+    const claims = portClaims(id, spec as unknown as Record<string, unknown>)
+    if (claims.length === 0) return []
+    const others = this.cache.all().filter(c => c.ports !== undefined && !c.gone && c.record.id !== id)
+    const hosts = this.ctx.state.doc.hosts ?? {}
+    return portIssues(claims, others.flatMap(c => c.ports ?? []), {
+      addresses: hostId => hosts[hostId]?.client_addresses ?? [],
+      deleting: new Set(others.filter(c => c.record.deleted).map(c => c.record.id))
+    })
   }
 
   /** `process` when any of the spec's hosts runs instances as processes, `swarm` when all run them on Swarm. */

@@ -109,7 +109,8 @@ function scalarObjects (value: unknown, path = ''): string[] {
 
 function hostRecord (id: string, upgraded: readonly string[]): HostRecord {
   return {
-    id, peer_id: `peer-${id}`, peer_addresses: [], client_addresses: ['127.0.0.1'], api_url: `http://${id}:3000`,
+    // One machine each: hosts sharing 127.0.0.1 would refuse one port on two of them (port-claims.ts).
+    id, peer_id: `peer-${id}`, peer_addresses: [], client_addresses: [`10.0.0.${id.replace(/\D/g, '')}`], api_url: `http://${id}:3000`,
     orchestrator: 'process', data_dir: `/data/${id}`, cpus: 1, memory: 1024, joined_at: '2026-01-01T00:00:00Z',
     ...(upgraded.includes(id) ? { document_format: SCALAR_STRINGS_FORMAT } : {})
   }
@@ -403,12 +404,12 @@ describe('databases merged across three replicas', () => {
 
 /** A spec with none of the nested maps (nor users) yet, and one whose service config has none of them. */
 function bareSpecs (): Record<string, Record<string, unknown>> {
-  const nodes = [{ name: 'n1', host_ids: ['host-1'], port: 5432 }, { name: 'n2', host_ids: ['host-2'], port: 5432 }]
+  const nodes = (port: number): unknown[] => [{ name: 'n1', host_ids: ['host-1'], port }, { name: 'n2', host_ids: ['host-2'], port }]
   return {
-    bare: { database_name: 'app', nodes },
+    bare: { database_name: 'app', nodes: nodes(5432) },
     svc: {
       database_name: 'app',
-      nodes,
+      nodes: nodes(5442),
       database_users: [{ username: 'svc', password: `${SECRET}svc` }],
       services: [{ service_id: 'mcp', service_type: 'mcp', version: '1.0.0', host_ids: ['host-1'], connect_as: 'svc', config: { llm_provider: 'anthropic', anthropic_api_key: `${SECRET}key` } }]
     }
