@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as A from '@automerge/automerge'
-import { ClusterState, SCALAR_STRINGS_FORMAT } from '@pgmesh/state'
+import { instanceId } from '@pgmesh/model'
+import { ClusterState, SCALAR_STRINGS_FORMAT, toPlain } from '@pgmesh/state'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Databases } from './databases.js'
@@ -163,5 +164,22 @@ describe('ports', () => {
       message: 'port: port 6432 on host host-1 is already used by node n1 of database example'
     })
     expect(a.databases.get('copy').spec.port).toBe(6442)
+  })
+})
+
+describe('a database created again under a deleted one\'s id', () => {
+  it('starts each node that had primary terms above them, with its first host\'s instance', async () => {
+    const twoHosts = { database_name: 'ha', nodes: [{ name: 'n1', host_ids: ['host-1', 'host-2'] }, { name: 'n2', host_ids: ['host-2'] }] }
+    await a.databases.create({ id: 'ha', spec: twoHosts })
+    // Two switchovers of n1 (there and back) recorded their terms.
+    await a.state.change({ op: 'test.terms' }, d => {
+      const record = d.databases.ha as { primaries?: Record<string, Record<string, string>> }
+      record.primaries = { n1: { 1: instanceId('ha', 'n1', 'host-2'), 2: instanceId('ha', 'n1', 'host-1') } }
+    })
+    await a.databases.delete('ha')
+    await a.databases.create({ id: 'ha', spec: { ...twoHosts, nodes: [{ name: 'n1', host_ids: ['host-2', 'host-1'] }, { name: 'n2', host_ids: ['host-2'] }] } })
+    expect(toPlain(a.state.doc.databases.ha?.primaries)).toEqual({ n1: { 3: instanceId('ha', 'n1', 'host-2') } })
+    // A first create, and a node without terms, start at term 0 as ever.
+    expect(a.state.doc.databases.db?.primaries).toBeUndefined()
   })
 })

@@ -238,9 +238,11 @@ export class Databases {
     const spec = withDefaults(check.spec as Record<string, unknown>, this.ctx.defaultPostgresVersion)
     const task = this.ctx.tasks.newTask({ scope: 'database', entity_id: id, database_id: id, type: 'create' })
     const at = rfc3339()
+    const primaries = existing === undefined ? {} : termsAbove(existing, id, check.spec)
     const record: DatabaseRecord = {
       id, created_at: at, updated_at: at, state: 'creating', generation: 1, deleted: false, task_id: task.task_id,
-      created_by_host: this.ctx.hostId, spec: encodeSpec(sealSecrets(spec, this.ctx.dataKey())), ...(body.tenant_id === undefined ? {} : { tenant_id: body.tenant_id })
+      created_by_host: this.ctx.hostId, spec: encodeSpec(sealSecrets(spec, this.ctx.dataKey())), ...(body.tenant_id === undefined ? {} : { tenant_id: body.tenant_id }),
+      ...(Object.keys(primaries).length === 0 ? {} : { primaries })
     }
     await this.ctx.state.change({ op: 'database.create', entity: id }, d => {
       // A re-create over a tombstone starts a new record; the old database's tasks stay listed.
@@ -610,6 +612,23 @@ function withDefaults (spec: Record<string, unknown>, defaultPostgresVersion: st
 }
 
 interface Placement { id: string, host_id: string, node_name: string }
+
+/**
+ * A database created again under the id of a deleted one: each node that had primary terms starts at the term above
+ * them, with its first host's instance (where a new node's primary starts anyway). A node's lease is keyed by
+ * `<database>/<node>`, and the voters refuse a term below the highest they granted for it: at term 0 the new primary
+ * would never hold its lease, so no switchover would start (the task stayed pending) and no replica could take over
+ * from it in order.
+ */
+function termsAbove (deleted: DatabaseRecord, id: string, spec: DatabaseSpec): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {}
+  for (const node of spec.nodes) {
+    const first = node.host_ids[0]
+    const highest = Math.max(0, ...Object.keys(deleted.primaries?.[node.name] ?? {}).map(Number).filter(Number.isInteger))
+    if (highest > 0 && first !== undefined) out[node.name] = { [String(highest + 1)]: instanceId(id, node.name, first) }
+  }
+  return out
+}
 
 /** Every host id a spec names in its nodes and services, whatever else is wrong with it. */
 function namedHostIds (spec: Record<string, unknown>): string[] {
