@@ -37,10 +37,9 @@ describe('a node with a streaming replica', () => {
     await cluster?.destroy()
   })
 
-  it('places the primary on the first host and a read-only replica on the second; every instance reports role and connection info', async () => {
-    const [h1] = hosts as [DaemonProcess]
-    db = await createHaDatabase(h1, waitTask)
-
+  /** The database, with a table every node has (made on n1's primary, replicated as DDL). */
+  async function createWithTable (h1: DaemonProcess): Promise<Db> {
+    const db = await createHaDatabase(h1, waitTask)
     const admin = await connectTo(primaryOf(db, 'n1'), 'pgmesh', await h1.superuserPassword())
     await admin.query("SELECT pglogical.replicate_ddl_command('CREATE TABLE public.events (id text PRIMARY KEY, src text); GRANT ALL ON public.events TO admin', '{ddl_sql}')")
     await admin.end()
@@ -51,6 +50,11 @@ describe('a node with a streaming replica', () => {
     const n2 = await connectTo(primaryOf(db, 'n2'))
     await until('the table on n2', async () => (await n2.query("SELECT to_regclass('public.events') AS t")).rows[0].t !== null, 20_000)
     await n2.end()
+    return db
+  }
+
+  it('places the primary on the first host and a read-only replica on the second; every instance reports role and connection info', async () => {
+    db = await createWithTable(hosts[0] as DaemonProcess)
   })
 
   it('stops, starts and restarts an instance, and refuses each in the wrong state', async () => {
@@ -76,6 +80,16 @@ describe('a node with a streaming replica', () => {
 
   it('switches over there and back while a writer inserts: no acknowledged row lost, replication to n2 intact', async () => {
     const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    await switchOverThereAndBack(h1, h2, h3, waitTask, 90_000)
+  }, 300_000)
+
+  it('deleted and created again under its id, switches over there and back: its terms go on above the deleted one\'s', async () => {
+    const [h1, h2, h3] = hosts as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const deleted = await h1.request('DELETE', '/v1/databases/ha')
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(200)
+    await waitTask(h1, deleted.body.task.task_id as string)
+    db = await createWithTable(h1)
+    // Before, its primary never held the node's lease: the switchover stayed pending.
     await switchOverThereAndBack(h1, h2, h3, waitTask, 90_000)
   }, 300_000)
 

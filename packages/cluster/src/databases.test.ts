@@ -178,8 +178,8 @@ describe('a database created again under a deleted one\'s id', () => {
     })
     await a.databases.delete('ha')
     await a.databases.create({ id: 'ha', spec: { ...twoHosts, nodes: [{ name: 'n1', host_ids: ['host-2', 'host-1'] }, { name: 'n2', host_ids: ['host-2'] }] } })
-    expect(toPlain(a.state.doc.databases.ha?.primaries)).toEqual({ n1: { 3: instanceId('ha', 'n1', 'host-2') } })
+    expect(toPlain(a.state.doc.databases?.ha?.primaries)).toEqual({ n1: { 3: instanceId('ha', 'n1', 'host-2') } })
     // A first create, and a node without terms, start at term 0 as ever.
-    expect(a.state.doc.databases.db?.primaries).toBeUndefined()
+    expect(a.state.doc.databases?.db?.primaries).toBeUndefined()
   })
 })
