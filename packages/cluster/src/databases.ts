@@ -350,7 +350,7 @@ export class Databases {
 
   /**
    * A fixed port another database's instance already listens on at the same address, on the same host or one sharing
-   * a client address (port-claims.ts): refused now, rather than a task that fails when the instance cannot bind.
+   * a loopback client address (port-claims.ts): refused now, rather than a task that fails when the instance cannot bind.
    */
   private portIssues (id: string, spec: DatabaseSpec): Issue[] {
     const claims = portClaims(id, spec as unknown as Record<string, unknown>)
@@ -617,8 +617,7 @@ interface Placement { id: string, host_id: string, node_name: string }
  * A database created again under the id of a deleted one: each node that had primary terms starts at the term above
  * them, with its first host's instance (where a new node's primary starts anyway). A node's lease is keyed by
  * `<database>/<node>`, and the voters refuse a term below the highest they granted for it: at term 0 the new primary
- * would never hold its lease, so no switchover would start (the task stayed pending) and no replica could take over
- * from it in order.
+ * would never hold its lease, so no switchover would start (the task stayed pending for good).
  */
 function termsAbove (deleted: DatabaseRecord, id: string, spec: DatabaseSpec): Record<string, Record<string, string>> {
   const out: Record<string, Record<string, string>> = {}
