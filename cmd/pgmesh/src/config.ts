@@ -4,7 +4,7 @@ import { hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '@pgmesh/api'
 import type { HostConfig, TlsSettings } from '@pgmesh/host'
-import { IDENTIFIER_MESSAGE, formatIssues, isIdentifier, issuesFromZod } from '@pgmesh/model'
+import { IDENTIFIER_MESSAGE, formatIssues, isIdentifier, isLoopbackAddress, issuesFromZod } from '@pgmesh/model'
 import { z } from 'zod'
 
 /** The API's TLS, named after the anchor's `http.*` settings; `tls: "auto"` lets pgmesh manage the certificates. */
@@ -198,10 +198,6 @@ function tlsSettings (http: NonNullable<FileConfig['http']>): TlsSettings {
     serverKey: resolve(serverKey),
     ...(http.client_cert === undefined || http.client_key === undefined ? {} : { clientCert: resolve(http.client_cert), clientKey: resolve(http.client_key) })
   }
-}
-
-export function isLoopbackAddress (address: string): boolean {
-  return address === 'localhost' || address === '::1' || /^127\.\d+\.\d+\.\d+$/.test(address)
 }
 
 /** The short hostname, made into a valid identifier (the anchor's default host id). */

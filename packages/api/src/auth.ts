@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import type { ApiTokens } from '@pgmesh/cluster'
-import { type ApiRole, type ClusterDoc, ForbiddenError, UnauthorizedError } from '@pgmesh/model'
+import { type ApiRole, type ClusterDoc, ForbiddenError, isLoopbackAddress, UnauthorizedError } from '@pgmesh/model'
 import type { Context, MiddlewareHandler } from 'hono'
 
 /**
@@ -112,6 +112,7 @@ function certificateIdentity (cn: string | string[] | undefined, ou: string | st
   return { kind: 'certificate', name, role: role === 'viewer' ? 'viewer' : 'operator' }
 }
 
+/** A socket's peer on this machine (an IPv4 peer of a dual-stack socket comes as `::ffff:127.…`). */
 function isLoopback (address: string | undefined): boolean {
-  return address !== undefined && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'))
+  return address !== undefined && isLoopbackAddress(address.replace(/^::ffff:/, ''))
 }

@@ -1,4 +1,4 @@
-import type { Issue } from '@pgmesh/model'
+import { type Issue, isLoopbackAddress } from '@pgmesh/model'
 
 /** A fixed Postgres port one instance listens on, and the spec field it comes from (a node's `port`, else the database's). */
 export interface PortClaim { databaseId: string, nodeName: string, hostId: string, port: number, path: string }
@@ -48,7 +48,7 @@ export function portIssues (claims: readonly PortClaim[], others: readonly PortC
   // routable one proves nothing: every Docker host has 172.17.0.1, and hosts behind one NAT share theirs.
   const shared = (a: string, b: string): string | undefined => {
     const theirs = new Set(neighbours.addresses(b))
-    return neighbours.addresses(a).find(address => theirs.has(address) && isLoopback(address))
+    return neighbours.addresses(a).find(address => theirs.has(address) && isLoopbackAddress(address))
   }
   claims.forEach((claim, i) => {
     const clash = (other: PortClaim): string | undefined => {
@@ -67,8 +67,4 @@ export function portIssues (claims: readonly PortClaim[], others: readonly PortC
     }
   })
   return issues
-}
-
-function isLoopback (address: string): boolean {
-  return address.startsWith('127.') || address === '::1' || address === 'localhost'
 }
